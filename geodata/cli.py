@@ -1,0 +1,145 @@
+"""The ``gridmap`` command line.
+
+Exit codes: 0 success; 1 a check found problems; 2 bad input, usage,
+configuration or an unreachable database.  Errors are one line on stderr
+that says what to fix; ``--debug`` shows the traceback instead.
+"""
+
+import sys
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from geodata import schema
+from geodata.config import Settings
+from geodata.errors import GridmapError, SchemaMissingError
+from geodata.services.transfer import LAYERS, export_file, import_file
+from geodata.storage import make_engine, safe_url, translate_db_error
+
+
+class _Group(click.Group):
+    """A click group that turns domain and database errors into exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (GridmapError, SQLAlchemyError) as exc:
+            if ctx.meta.get("gridmap.debug"):
+                raise
+            error = exc if isinstance(exc, GridmapError) else translate_db_error(
+                exc, ctx.meta.get("gridmap.url"))
+            if error is None:
+                error = GridmapError("database error: " + str(
+                    getattr(exc, "orig", exc)).splitlines()[0])
+            click.echo(f"error: {error.message}", err=True)
+            ctx.exit(2)
+
+
+class Context:
+    """Settings and a lazily created engine shared by the subcommands."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self._engine = None
+
+    @property
+    def engine(self):
+        """The engine for ``--db`` (created on first use)."""
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url,
+                                       busy_timeout_s=self.settings.sqlite_busy_timeout_s)
+        return self._engine
+
+    def ready_engine(self):
+        """The engine, after checking that the schema exists and is current."""
+        revision = schema.current_revision(self.engine)
+        if revision is None:
+            raise SchemaMissingError(
+                f"{safe_url(self.settings.database_url)} has no gridmap schema: run "
+                "`gridmap init-db` first")
+        return self.engine
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(cls=_Group)
+@click.option("--db", "database_url", metavar="URL",
+              help="Database URL (default $GRIDMAP_DATABASE_URL, else the SpatiaLite file "
+                   "instance/gridmap.sqlite).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="gridmap")
+@click.pass_context
+def main(ctx, database_url, debug):
+    """Grid service management (网格化服务管理) for industrial parks."""
+    ctx.meta["gridmap.debug"] = debug
+    settings = Settings.from_env(database_url=database_url)
+    ctx.meta["gridmap.url"] = settings.database_url
+    ctx.obj = Context(settings)
+
+
+@main.command("init-db")
+@pass_context
+def init_db(obj):
+    """Create or upgrade the schema (Alembic migrations; nothing is dropped)."""
+    schema.upgrade(obj.engine)
+    click.echo(f"database ready at {safe_url(obj.settings.database_url)} "
+               f"(schema {schema.current_revision(obj.engine)})")
+
+
+@main.command("demo")
+@click.option("--seed", type=int, default=None, help="Random seed (default: the fixed demo seed).")
+@pass_context
+def demo(obj, seed):
+    """Create the schema if needed and load the demo park (扶沟县先进制造业开发区)."""
+    from geodata.services.demo_loader import load_demo
+
+    schema.upgrade(obj.engine)
+    summary = load_demo(obj.engine, seed=seed)
+    click.echo(summary)
+
+
+@main.command("import")
+@click.argument("layer", type=click.Choice(LAYERS))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--park", "park_code", help="Park code (needed unless there is one park).")
+@click.option("--crs", help="CRS to assume when the file declares none, e.g. EPSG:4490.")
+@click.option("--dry-run", is_flag=True, help="Validate and report, write nothing.")
+@pass_context
+def import_(obj, layer, file, park_code, crs, dry_run):
+    """Import LAYER from FILE (.geojson, .gpkg, .zip shapefile, .shp, .csv) in one transaction."""
+    report = import_file(obj.ready_engine(), layer, file, park_code=park_code, crs=crs,
+                         dry_run=dry_run, max_features=obj.settings.max_features,
+                         max_vertices=obj.settings.max_vertices)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(report.summary())
+
+
+@main.command("export")
+@click.argument("layer", type=click.Choice(LAYERS))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--park", "park_code", help="Park code (needed unless there is one park).")
+@pass_context
+def export(obj, layer, file, park_code):
+    """Export LAYER to FILE; the format follows the extension."""
+    count = export_file(obj.ready_engine(), layer, file, park_code=park_code)
+    click.echo(f"exported {count} {layer} to {file}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@pass_context
+def serve(obj, host, port):
+    """Run the web service (map pages and JSON API)."""
+    from webmap import create_app
+
+    app = create_app({"DATABASE_URL": obj.settings.database_url})
+    click.echo(f"serving {safe_url(obj.settings.database_url)} on http://{host}:{port}/",
+               err=True)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

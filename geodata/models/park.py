@@ -1,0 +1,33 @@
+"""Park (开发区/园区): the area that grids must tile edge to edge."""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, Float, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from geodata.models.base import Base, geometry_column
+
+
+class Park(Base):
+    """A development zone.
+
+    ``boundary`` is a MultiPolygon in EPSG:4326 (holes are rivers, lakes or
+    excluded land).  ``metric_epsg`` is the projected CRS in which its areas
+    and tolerances are measured (CGCS2000 3-degree Gauss-Krüger by longitude,
+    see :mod:`geodata.crs`); ``area_m2`` is the boundary's area there.
+    """
+
+    __tablename__ = "parks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    division_code: Mapped[str] = mapped_column(String(6))
+    boundary = geometry_column("MULTIPOLYGON")
+    metric_epsg: Mapped[int] = mapped_column(Integer)
+    area_m2: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(timezone.utc))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}

@@ -1,0 +1,135 @@
+"""Hazards (隐患): spatial resolution, import with history, export."""
+
+from datetime import date
+
+import geopandas as gpd
+import numpy as np
+import shapely
+import sqlalchemy as sa
+
+from geodata import attributes as attr
+from geodata.crs import STORAGE_SRID
+from geodata.errors import FeatureError
+from geodata.geometry import validate_geometries
+from geodata.models import (HAZARD_LEVELS, HAZARD_STATUSES, Enterprise, Grid, Hazard,
+                            HazardEvent)
+from geodata.models.base import to_element, to_shapes
+from geodata.services.grids import active_grids, grid_geometries
+from geodata.services.parks import park_boundary
+from geodata.services.sites import enterprises_of, site_geometries
+from geodata.spatial import assign_to_cells
+
+STATUS_NAMES = {**{s: s for s in HAZARD_STATUSES},
+                "排查": "found", "整改": "rectifying", "督导": "supervising", "销号": "closed"}
+LEVEL_NAMES = {**{v: v for v in HAZARD_LEVELS}, "一般": "general", "重大": "major"}
+
+
+def locate(session, park, points):
+    """Resolve grids and enterprises for hazard points (EPSG:4326), vectorised.
+
+    The grid is the deepest active grid containing the point; a point on a
+    shared boundary goes to the grid with the lowest code among the deepest
+    candidates.  The enterprise is the site containing the point, hidden
+    units (those with a host) before their hosts, then the smaller site.
+
+    Returns
+    -------
+    (list of int or None, list of int or None)
+        Grid ids and enterprise ids, aligned with ``points``.
+    """
+    grids = active_grids(session, park)
+    grid_rank = np.lexsort(([g.code for g in grids], [-g.level for g in grids]))
+    order = np.empty(len(grids), dtype=np.int64)
+    order[grid_rank] = np.arange(len(grids))
+    gk = assign_to_cells(points, grid_geometries(grids), order=order)
+    enterprises = enterprises_of(session, park)
+    sites = site_geometries(enterprises)
+    site_rank = np.lexsort((shapely.area(sites) if len(sites) else [],
+                            [e.host_id is None for e in enterprises]))
+    order = np.empty(len(enterprises), dtype=np.int64)
+    order[site_rank] = np.arange(len(enterprises))
+    ek = assign_to_cells(points, sites, order=order)
+    return ([grids[k].id if k >= 0 else None for k in gk],
+            [enterprises[k].id if k >= 0 else None for k in ek])
+
+
+def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000):
+    """Insert hazards from a GeoDataFrame of Points (EPSG:4326) into ``park``.
+
+    Columns: ``category``, ``level`` (general/major or 一般/重大),
+    ``description``, ``found_date``, ``deadline``, ``status``
+    (found/rectifying/supervising/closed or 排查/整改/督导/销号).  Grid and
+    enterprise are resolved spatially (:func:`locate`).  Each hazard's history
+    starts with one event recording the import.
+
+    Raises
+    ------
+    FeatureError
+        ``outside_park`` for a point outside the park, or a bad field.
+    """
+    geoms, warnings = validate_geometries(gdf.geometry.to_numpy(), "hazards", file=file,
+                                          max_vertices=max_vertices)
+    outside = np.flatnonzero(~shapely.covered_by(geoms, park_boundary(park)))
+    if len(outside):
+        raise FeatureError(f"hazard point lies outside park {park.code}", code="outside_park",
+                           index=int(outside[0]), field="geometry", file=file)
+    grid_ids, enterprise_ids = locate(session, park, geoms)
+    new = []
+    for i, row in attr.records(gdf):
+        where = {"index": i, "file": file}
+        status = STATUS_NAMES.get(attr.text(row.get("status"), field="status", required=False,
+                                            **where) or "found")
+        if status is None:
+            raise FeatureError(f"unknown status {row.get('status')!r}", code="invalid_value",
+                               field="status", **where)
+        level = LEVEL_NAMES.get(attr.text(row.get("level"), field="level", required=False,
+                                          **where) or "general")
+        if level is None:
+            raise FeatureError(f"unknown level {row.get('level')!r}", code="invalid_value",
+                               field="level", **where)
+        hazard = Hazard(
+            park_id=park.id, grid_id=grid_ids[i], enterprise_id=enterprise_ids[i],
+            location=to_element(geoms[i]),
+            category=attr.text(row.get("category"), field="category", **where),
+            level=level,
+            description=attr.text(row.get("description"), field="description", required=False,
+                                  max_length=2000, **where) or "",
+            found_date=attr.day(row.get("found_date"), field="found_date", **where)
+            or date.today(),
+            deadline=attr.day(row.get("deadline"), field="deadline", **where),
+            status=status)
+        hazard.events.append(HazardEvent(actor=actor, from_status=None, to_status=status,
+                                         note=f"imported from {file}" if file else "imported"))
+        new.append(hazard)
+    session.add_all(new)
+    session.flush()
+    return new, warnings
+
+
+def is_overdue(hazard, today=None):
+    """True when an open hazard's deadline has passed (derived, never stored)."""
+    today = today or date.today()
+    return hazard.status != "closed" and hazard.deadline is not None and hazard.deadline < today
+
+
+def hazards_frame(session, park):
+    """Return a park's hazards as a GeoDataFrame of Points (EPSG:4326) for export."""
+    rows = session.execute(
+        sa.select(Hazard, Grid.code, Enterprise.credit_code)
+        .outerjoin(Grid, Hazard.grid_id == Grid.id)
+        .outerjoin(Enterprise, Hazard.enterprise_id == Enterprise.id)
+        .where(Hazard.park_id == park.id).order_by(Hazard.id)).all()
+    hazards = [r[0] for r in rows]
+    today = date.today()
+    return gpd.GeoDataFrame({
+        "id": [h.id for h in hazards],
+        "category": [h.category for h in hazards],
+        "level": [h.level for h in hazards],
+        "description": [h.description for h in hazards],
+        "found_date": [h.found_date.isoformat() for h in hazards],
+        "deadline": [h.deadline.isoformat() if h.deadline else None for h in hazards],
+        "status": [h.status for h in hazards],
+        "overdue": [is_overdue(h, today) for h in hazards],
+        "grid_code": [r[1] for r in rows],
+        "credit_code": [r[2] for r in rows],
+    }, geometry=to_shapes([h.location for h in hazards]), crs=STORAGE_SRID)

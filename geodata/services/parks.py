@@ -1,0 +1,82 @@
+"""Parks: create, look up, import and export."""
+
+import geopandas as gpd
+import sqlalchemy as sa
+
+from geodata import attributes as attr
+from geodata.crs import STORAGE_SRID, area_m2, metric_epsg_for
+from geodata.errors import ConflictError, FeatureError, NotFoundError
+from geodata.geometry import validate_geometries
+from geodata.models import Park
+from geodata.models.base import to_element, to_shapes
+
+
+def get_park(session, code):
+    """Return the park with ``code`` (normalised), or raise :class:`NotFoundError`."""
+    park = session.execute(sa.select(Park).where(Park.code == attr.code(code))).scalar_one_or_none()
+    if park is None:
+        raise NotFoundError(f"no park with code {code!r}", details={"park": code})
+    return park
+
+
+def list_parks(session):
+    """Return all parks ordered by code."""
+    return session.execute(sa.select(Park).order_by(Park.code)).scalars().all()
+
+
+def park_boundary(park):
+    """Return a park's boundary as a shapely MultiPolygon (EPSG:4326)."""
+    return to_shapes([park.boundary])[0]
+
+
+def import_parks(session, gdf, *, file=None, max_vertices=20_000):
+    """Insert parks from a GeoDataFrame in EPSG:4326 (columns code, name, division_code).
+
+    Each boundary's metric CRS is chosen from its centroid
+    (:func:`geodata.crs.metric_epsg_for`) and its area stored in m².
+
+    Raises
+    ------
+    FeatureError
+        A missing field, a division code that is not 6 digits, a bad geometry.
+    ConflictError
+        ``duplicate_park_code`` within the file or against the database.
+    """
+    geoms, warnings = validate_geometries(gdf.geometry.to_numpy(), "parks", file=file,
+                                          max_vertices=max_vertices)
+    existing = set(session.execute(sa.select(Park.code)).scalars())
+    seen = {}
+    parks = []
+    for i, row in attr.records(gdf):
+        code = attr.code(row.get("code"), index=i, field="code", file=file)
+        if code in seen or code in existing:
+            where = f"feature {seen[code]}" if code in seen else "the database"
+            raise ConflictError(f"{file or 'input'}: feature {i}: park code {code!r} already "
+                                f"used by {where}", code="duplicate_park_code",
+                                details={"file": file, "feature": i, "field": "code"})
+        seen[code] = i
+        division = attr.text(row.get("division_code"), index=i, field="division_code",
+                             file=file)
+        if not (len(division) == 6 and division.isdigit()):
+            raise FeatureError(f"must be a 6-digit administrative division code, got "
+                               f"{division!r}", index=i, field="division_code", file=file,
+                               code="invalid_value")
+        epsg = metric_epsg_for(geoms[i])
+        parks.append(Park(code=code, name=attr.text(row.get("name"), index=i, field="name",
+                                                    file=file),
+                          division_code=division, boundary=to_element(geoms[i]),
+                          metric_epsg=epsg, area_m2=float(area_m2(geoms[i], epsg))))
+    session.add_all(parks)
+    session.flush()
+    return parks, warnings
+
+
+def parks_frame(session, code=None):
+    """Return parks (one, or all) as a GeoDataFrame in EPSG:4326 for export."""
+    parks = [get_park(session, code)] if code else list_parks(session)
+    return gpd.GeoDataFrame(
+        {"code": [p.code for p in parks], "name": [p.name for p in parks],
+         "division_code": [p.division_code for p in parks],
+         "metric_epsg": [p.metric_epsg for p in parks],
+         "area_m2": [round(p.area_m2, 3) for p in parks]},
+        geometry=to_shapes([p.boundary for p in parks]), crs=STORAGE_SRID)

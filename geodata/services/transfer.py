@@ -1,0 +1,87 @@
+"""File import and export for every layer, as one transaction each.
+
+An import reads and validates the whole file, writes it, and commits; any
+error at any feature rolls everything back, and ``dry_run`` rolls back a
+successful one too, so the database is exactly as it was.
+"""
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from geodata.errors import ValidationError
+from geodata.io_ import read_layer, write_layer
+from geodata.models import Park
+from geodata.services.grids import grids_frame, import_grids
+from geodata.services.hazards import hazards_frame, import_hazards
+from geodata.services.parks import get_park, import_parks, parks_frame
+from geodata.services.sites import enterprises_frame, import_enterprises
+from geodata.services.staff import import_staff, staff_frame
+from geodata.storage import session_scope
+
+LAYERS = ("parks", "grids", "enterprises", "staff", "hazards")
+_IMPORTERS = {"grids": import_grids, "enterprises": import_enterprises, "staff": import_staff,
+              "hazards": import_hazards}
+_EXPORTERS = {"grids": grids_frame, "enterprises": enterprises_frame, "staff": staff_frame,
+              "hazards": hazards_frame}
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or would do, on a dry run)."""
+
+    layer: str
+    file: str
+    park: str | None
+    count: int
+    dry_run: bool
+    warnings: list = field(default_factory=list)
+
+    def summary(self):
+        """One line for the CLI."""
+        verb = "would import" if self.dry_run else "imported"
+        where = f" into park {self.park}" if self.park else ""
+        return f"{verb} {self.count} {self.layer} from {self.file}{where}"
+
+
+def resolve_park(session, code):
+    """Return the park named by ``code``, or the only park when ``code`` is None."""
+    if code:
+        return get_park(session, code)
+    codes = session.execute(sa.select(Park.code).limit(2)).scalars().all()
+    if len(codes) != 1:
+        raise ValidationError("name the park with --park CODE" + (
+            "" if codes else " (no parks stored yet: import parks first)"),
+            code="park_required")
+    return get_park(session, codes[0])
+
+
+def import_file(engine, layer, path, *, park_code=None, crs=None, dry_run=False,
+                max_features=200_000, max_vertices=20_000):
+    """Import ``path`` into ``layer`` in one transaction; return an :class:`ImportReport`."""
+    frame, warnings = read_layer(path, crs=crs, geometry=layer != "staff",
+                                 max_features=max_features, max_vertices=max_vertices)
+    with session_scope(engine, write=True) as session:
+        if layer == "parks":
+            rows, more = import_parks(session, frame, file=str(path), max_vertices=max_vertices)
+            park = None
+        else:
+            park = resolve_park(session, park_code)
+            options = {} if layer == "staff" else {"max_vertices": max_vertices}
+            rows, more = _IMPORTERS[layer](session, park, frame, file=str(path), **options)
+        report = ImportReport(layer, str(path), park.code if park else None, len(rows), dry_run,
+                              sorted(set(warnings) | set(more)))
+        if dry_run:
+            session.rollback()
+    return report
+
+
+def export_file(engine, layer, path, *, park_code=None):
+    """Write ``layer`` (of one park, or all parks for ``parks``) to ``path``; return the count."""
+    with session_scope(engine) as session:
+        if layer == "parks":
+            frame = parks_frame(session, park_code)
+        else:
+            frame = _EXPORTERS[layer](session, resolve_park(session, park_code))
+    write_layer(frame, path)
+    return len(frame)

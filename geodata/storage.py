@@ -1,0 +1,165 @@
+"""Engines, sessions and the SpatiaLite loader for both backends.
+
+SpatiaLite (``sqlite:///file``) is the embedded default; PostGIS
+(``postgresql+psycopg://...``) is for production.  The pyenv CPython's
+``sqlite3`` cannot load extensions, so SQLite URLs are served by
+``pysqlite3`` (a SQLite build that can) and ``mod_spatialite`` is loaded
+on every new connection, in WAL mode with a busy timeout so that readers
+never block the writer and a locked database turns into a clean 503.
+"""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+# shapely, pyproj and pyogrio bundle their own GEOS, PROJ and GDAL.  They must
+# be loaded before mod_spatialite, which SQLite opens with RTLD_GLOBAL: loaded
+# later, their symbols would bind to Debian's older GEOS/PROJ and corrupt memory.
+import pyogrio  # noqa: F401
+import pyproj  # noqa: F401
+import shapely  # noqa: F401
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from geodata.errors import ConfigError, DatabaseUnavailableError, SchemaMissingError
+
+WRITE_OPTION = "gridmap_write"
+SPATIALITE_CANDIDATES = ("mod_spatialite", "/usr/lib/x86_64-linux-gnu/mod_spatialite.so",
+                         "/usr/lib/aarch64-linux-gnu/mod_spatialite.so")
+
+
+def _sqlite_dbapi():
+    try:
+        from pysqlite3 import dbapi2
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ConfigError("SQLite URLs need the 'pysqlite3-binary' package "
+                          "(pip install pysqlite3-binary)") from None
+    return dbapi2
+
+
+def _load_spatialite(dbapi_conn, busy_timeout_s):
+    dbapi_conn.enable_load_extension(True)
+    paths = [os.environ["SPATIALITE_LIBRARY_PATH"]] if os.environ.get(
+        "SPATIALITE_LIBRARY_PATH") else SPATIALITE_CANDIDATES
+    last = None
+    for path in paths:
+        try:
+            dbapi_conn.load_extension(path)
+            break
+        except Exception as exc:  # the DBAPI raises its own OperationalError type
+            last = exc
+    else:
+        raise ConfigError(
+            f"cannot load SpatiaLite ({last}); install Debian 'libsqlite3-mod-spatialite' "
+            "or set SPATIALITE_LIBRARY_PATH to mod_spatialite.so",
+            details={"setting": "SPATIALITE_LIBRARY_PATH"})
+    dbapi_conn.enable_load_extension(False)
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA journal_mode = WAL")
+    if cur.execute("SELECT CheckSpatialMetaData()").fetchone()[0] < 1:
+        # Only EPSG:4326 is stored; loading all 5000+ EPSG rows would cost seconds.
+        cur.execute("SELECT InitSpatialMetaData(1, 'WGS84')")
+    cur.close()
+
+
+def make_engine(url, busy_timeout_s=5.0, **kwargs):
+    """Create an engine for a SpatiaLite or PostGIS URL.
+
+    Raises
+    ------
+    ConfigError
+        For an unsupported URL or when SpatiaLite cannot be loaded.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, module=_sqlite_dbapi(), **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            _load_spatialite(dbapi_conn, busy_timeout_s)
+            # pysqlite's implicit BEGIN breaks SAVEPOINT and BEGIN IMMEDIATE;
+            # SQLAlchemy emits BEGIN itself below.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            # Writers take SQLite's write lock up front, so two writers queue on
+            # busy_timeout instead of failing later with a stale snapshot.
+            write = conn.get_execution_options().get(WRITE_OPTION)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
+    raise ConfigError(f"unsupported database URL scheme {parsed.drivername!r}",
+                      details={"setting": "GRIDMAP_DATABASE_URL"})
+
+
+def safe_url(url):
+    """Return the URL as text with the password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def backend_name(bind):
+    """Return ``"sqlite"`` or ``"postgresql"`` for an engine, connection or session."""
+    return bind.get_bind().dialect.name if hasattr(bind, "get_bind") else bind.dialect.name
+
+
+def make_session_factory(engine):
+    """Return a ``sessionmaker`` bound to ``engine`` (objects stay usable after commit)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def begin_write(session):
+    """Mark the session's transaction as a writer before its first statement.
+
+    On SQLite this makes the transaction start with ``BEGIN IMMEDIATE``; on
+    PostgreSQL it changes nothing (row locks are taken by the services).
+    """
+    session.connection(execution_options={WRITE_OPTION: True})
+
+
+@contextmanager
+def session_scope(engine, write=False):
+    """Yield a session in one transaction: commit on success, roll back on any error.
+
+    Ctrl-C (``KeyboardInterrupt``) rolls back too, so a re-run starts clean.
+    """
+    session = make_session_factory(engine)()
+    try:
+        if write:
+            begin_write(session)
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def translate_db_error(exc, url=None):
+    """Turn a driver-level error into a :class:`~geodata.errors.GridmapError`.
+
+    Connection failures and SQLite lock timeouts become 503s; a missing
+    table means the schema was never created.
+    """
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return SchemaMissingError("the database has no gridmap schema: run `gridmap init-db`")
+    if "database is locked" in text or "busy" in text:
+        return DatabaseUnavailableError("the database is busy; retry shortly",
+                                        code="database_busy", details={"retry_after": 5})
+    where = f" at {safe_url(url)}" if url else ""
+    if isinstance(exc, (OperationalError, DBAPIError)) and (
+            getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError)):
+        return DatabaseUnavailableError(f"cannot connect to the database{where}",
+                                        details={"retry_after": 5})
+    return None

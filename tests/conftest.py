@@ -1,0 +1,154 @@
+"""Fixtures: every database test runs on SpatiaLite and on a real PostGIS.
+
+PostGIS comes from ``GRIDMAP_TEST_POSTGIS_URL`` or from a throwaway cluster
+started for the session (:mod:`geodata.pgcluster`).  Each test gets an empty,
+migrated database: a copied SpatiaLite template file, or the session's PostGIS
+database truncated.  Under ``CI`` a skipped test counts as a failure, so a
+missing PostGIS or browser can never pass silently.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import shapely
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from geodata import schema
+from geodata.cli import main
+from geodata.crs import to_storage
+from geodata.models import Base
+from geodata.pgcluster import ThrowawayCluster
+from geodata.storage import make_engine, session_scope
+
+DEMO_LON, DEMO_LAT = 114.39, 34.06
+METRIC_EPSG = 4547  # CGCS2000 / 3-degree Gauss-Kruger CM 114E
+# Easting/northing of the demo location in EPSG:4547, the origin of metric test shapes.
+ORIGIN = (535_000.0, 3_768_000.0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI, turn skips into failures (PostGIS and the browser are required there)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, which counts as a failure: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def postgis_url():
+    """URL of a migrated PostGIS database for the session."""
+    external = os.environ.get("GRIDMAP_TEST_POSTGIS_URL")
+    if external:
+        engine = make_engine(external)
+        schema.upgrade(engine)
+        engine.dispose()
+        yield external
+        return
+    try:
+        cluster = ThrowawayCluster().start()
+    except Exception as exc:  # no binaries, or initdb failed: say why
+        pytest.skip(f"no PostGIS available: {exc}")
+    try:
+        url = cluster.create_database("gridmap_test")
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def spatialite_template(tmp_path_factory):
+    """A migrated SpatiaLite file copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "gridmap.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["spatialite", "postgis"])
+def backend(request):
+    """The backend under test."""
+    return request.param
+
+
+@pytest.fixture
+def db_url(request, backend, tmp_path):
+    """URL of an empty, migrated database on ``backend``."""
+    if backend == "spatialite":
+        path = tmp_path / "gridmap.sqlite"
+        shutil.copy(request.getfixturevalue("spatialite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgis_url")
+    engine = make_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url):
+    """An engine on the test database, disposed afterwards."""
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def runner(db_url):
+    """Invoke ``gridmap --db <test db> ...`` in-process; returns a click Result."""
+    cli = CliRunner()
+
+    def invoke(*args):
+        return cli.invoke(main, ["--db", db_url, *map(str, args)], catch_exceptions=False)
+
+    return invoke
+
+
+def metric_box(x0, y0, x1, y1):
+    """A rectangle given in metres from :data:`ORIGIN`, returned in EPSG:4326."""
+    return to_storage(shapely.box(ORIGIN[0] + x0, ORIGIN[1] + y0, ORIGIN[0] + x1,
+                                  ORIGIN[1] + y1), METRIC_EPSG)
+
+
+def metric_point(x, y):
+    """A point given in metres from :data:`ORIGIN`, returned in EPSG:4326."""
+    return to_storage(shapely.Point(ORIGIN[0] + x, ORIGIN[1] + y), METRIC_EPSG)
+
+
+def table_counts(engine):
+    """Row count of every gridmap table: compared before and after a refused write."""
+    with engine.connect() as conn:
+        return {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                for t in Base.metadata.sorted_tables}
+
+
+def stored_snapshot(engine):
+    """Counts plus the WKB of every stored geometry, to prove nothing changed."""
+    from geodata.models import Enterprise, Grid, Hazard, Park
+
+    snapshot = table_counts(engine)
+    with session_scope(engine) as session:
+        for model, column in ((Park, Park.boundary), (Grid, Grid.geom),
+                              (Enterprise, Enterprise.site), (Hazard, Hazard.location)):
+            rows = session.execute(sa.select(model.id, sa.func.ST_AsBinary(column))
+                                   .order_by(model.id)).all()
+            snapshot[model.__tablename__ + "_geom"] = [(i, bytes(g)) for i, g in rows]
+    return snapshot
+
+
+@pytest.fixture
+def rng():
+    """A seeded random generator."""
+    return np.random.default_rng(7)

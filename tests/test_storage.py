@@ -1,0 +1,110 @@
+"""Schema, geometry columns and history rules on both backends."""
+
+import pytest
+import shapely
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from geodata import schema
+from geodata.models import Base, Hazard, HazardEvent, Park
+from geodata.models.base import to_element, to_shapes
+from geodata.storage import session_scope
+from tests.conftest import metric_box, metric_point
+
+
+def _park(session, code="P1"):
+    park = Park(code=code, name="测试园区", division_code="411621",
+                boundary=to_element(shapely.MultiPolygon([metric_box(0, 0, 1000, 1000)])),
+                metric_epsg=4547, area_m2=1e6)
+    session.add(park)
+    session.flush()
+    return park
+
+
+def test_schema_is_at_head_and_matches_models(engine):
+    assert schema.current_revision(engine) == schema.head_revision()
+
+    def ours(name, type_, parent):
+        # SpatiaLite/PostGIS metadata tables and GeoAlchemy2's spatial indexes (idx_*)
+        # live beside our tables; they are not drift.
+        if type_ == "table":
+            return name in Base.metadata.tables
+        return not (type_ == "index" and name.startswith("idx_"))
+
+    def not_spatial_index(obj, name, type_, reflected, compare_to):
+        return ours(name, type_, None)
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "include_name": ours, "include_object": not_spatial_index})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_upgrade_twice_keeps_data(engine):
+    with session_scope(engine, write=True) as session:
+        _park(session)
+    schema.upgrade(engine)
+    with session_scope(engine) as session:
+        assert session.execute(sa.select(Park.code)).scalars().all() == ["P1"]
+
+
+def test_geometry_round_trips_exactly_and_cjk_text_survives(engine):
+    name = "扶沟县先进制造业开发区 🏭"
+    with session_scope(engine, write=True) as session:
+        park = _park(session)
+        park.name = name
+        original = to_shapes([park.boundary])[0]
+    with session_scope(engine) as session:
+        stored = session.execute(sa.select(Park)).scalar_one()
+        assert stored.name == name
+        assert to_shapes([stored.boundary])[0].equals_exact(original, 0)
+
+
+def test_geometry_column_refuses_null(engine):
+    with pytest.raises(IntegrityError):
+        with session_scope(engine, write=True) as session:
+            session.add(Park(code="P2", name="x", division_code="411621", boundary=None,
+                             metric_epsg=4547, area_m2=0))
+    with session_scope(engine) as session:
+        assert session.execute(sa.select(sa.func.count(Park.id))).scalar() == 0
+
+
+def test_hazard_history_is_append_only(engine):
+    with session_scope(engine, write=True) as session:
+        park = _park(session)
+        hazard = Hazard(park_id=park.id, location=to_element(metric_point(10, 10)),
+                        category="消防安全", found_date=sa.func.current_date(), status="found")
+        hazard.events.append(HazardEvent(actor="tester", to_status="found", note="排查"))
+        session.add(hazard)
+    for statement in ("UPDATE hazard_events SET note = 'rewritten'",
+                      "DELETE FROM hazard_events"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    with session_scope(engine) as session:
+        assert session.execute(sa.select(HazardEvent.note)).scalars().all() == ["排查"]
+
+
+def test_stale_write_never_overwrites(engine):
+    """The later writer of a stale copy fails; the first write stays (no last-writer-wins).
+
+    PostGIS raises StaleDataError from the version check; SQLite refuses even
+    earlier, because a WAL reader's snapshot cannot be upgraded to a writer.
+    """
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm.exc import StaleDataError
+
+    with session_scope(engine, write=True) as session:
+        _park(session)
+    with session_scope(engine) as first, session_scope(engine) as second:
+        a = first.execute(sa.select(Park)).scalar_one()
+        b = second.execute(sa.select(Park)).scalar_one()
+        a.name = "A"
+        first.commit()
+        b.name = "B"
+        with pytest.raises((StaleDataError, OperationalError)):
+            second.commit()
+    with session_scope(engine) as session:
+        assert session.execute(sa.select(Park.name)).scalar() == "A"

@@ -1,0 +1,38 @@
+"""The gridmap web service: an application factory over the ``geodata`` services.
+
+Configuration comes from defaults, then ``GRIDMAP_*`` environment variables,
+then ``test_config``.  Nothing touches the database at import time; if the
+database is down, the app still starts and ``/healthz`` answers 503.
+"""
+
+from flask import Flask
+
+from geodata.config import Settings
+from webmap import db, errors, views
+
+
+def create_app(test_config=None):
+    """Build the Flask app.
+
+    Parameters
+    ----------
+    test_config : dict, optional
+        Overrides, e.g. ``{"DATABASE_URL": "sqlite:///..."}``.
+    """
+    test_config = dict(test_config or {})
+    overrides = {k.lower(): test_config.pop(k) for k in list(test_config)
+                 if k.lower() in Settings.__dataclass_fields__}
+    settings = Settings.from_env(**overrides)
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=int(settings.max_upload_mb * 2**20),
+        JSON_AS_ASCII=False,
+        GRIDMAP=settings,
+    )
+    app.config.update(test_config)
+    app.json.ensure_ascii = False
+    db.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(views.bp)
+    return app

@@ -1,0 +1,30 @@
+"""One engine per app, one session per request (removed at teardown)."""
+
+from flask import current_app, g
+
+from geodata.storage import make_engine, make_session_factory
+
+
+def init_app(app):
+    """Create the app's engine lazily and close the request's session at teardown."""
+    settings = app.config["GRIDMAP"]
+    app.extensions["gridmap.engine"] = make_engine(
+        settings.database_url, busy_timeout_s=settings.sqlite_busy_timeout_s)
+    app.extensions["gridmap.sessions"] = make_session_factory(app.extensions["gridmap.engine"])
+    app.teardown_appcontext(close_session)
+
+
+def get_session():
+    """Return this request's session, creating it on first use."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["gridmap.sessions"]()
+    return g.db_session
+
+
+def close_session(exc=None):
+    """Roll back anything uncommitted and close the request's session."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        if exc is not None:
+            session.rollback()
+        session.close()

@@ -1,0 +1,49 @@
+"""One table from exception to HTTP response: ``{"error": {code, message, details}}``.
+
+No stack trace, SQL or DSN reaches a client: unknown exceptions become a
+generic 500 and are logged server-side.
+"""
+
+from flask import jsonify
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from geodata.errors import GridmapError
+from geodata.storage import translate_db_error
+
+
+def _response(status, code, message, details=None, headers=None):
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+    response.status_code = status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def init_app(app):
+    """Register the handlers on ``app``."""
+
+    @app.errorhandler(GridmapError)
+    def _domain(exc):
+        headers = {}
+        if exc.http_status == 503:
+            headers["Retry-After"] = str(exc.details.get("retry_after", 5))
+        return _response(exc.http_status, exc.code, exc.message, exc.details, headers)
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database(exc):
+        error = translate_db_error(exc)
+        if error is None:
+            app.logger.exception("database error")
+            return _response(500, "internal_error", "internal error")
+        return _domain(error)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc):
+        headers = {}
+        if exc.code == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                413: "payload_too_large", 415: "unsupported_media_type"}.get(
+                    exc.code, (exc.name or "error").lower().replace(" ", "_"))
+        return _response(exc.code, code, exc.description or exc.name, headers=headers)
