@@ -50,6 +50,12 @@ class Context:
                                        busy_timeout_s=self.settings.sqlite_busy_timeout_s)
         return self._engine
 
+    def close(self):
+        """Dispose of the engine's connections (called when the command ends)."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     def ready_engine(self):
         """The engine, after checking that the schema exists and is current."""
         revision = schema.current_revision(self.engine)
@@ -76,6 +82,7 @@ def main(ctx, database_url, debug):
     settings = Settings.from_env(database_url=database_url)
     ctx.meta["gridmap.url"] = settings.database_url
     ctx.obj = Context(settings)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @main.command("init-db")

@@ -106,5 +106,6 @@ def test_stale_write_never_overwrites(engine):
         b.name = "B"
         with pytest.raises((StaleDataError, OperationalError)):
             second.commit()
+        second.rollback()
     with session_scope(engine) as session:
         assert session.execute(sa.select(Park.name)).scalar() == "A"
