@@ -176,10 +176,13 @@ def build_demo_park(seed=DEFAULT_SEED, *, n_enterprises=621, n_hidden=117, n_gri
 def _park_shape(rng, epsg):
     """Return the park polygon with holes in metric CRS ``epsg``, area PARK_AREA_M2 (m²)."""
     cx, cy = transformer(STORAGE_SRID, epsg).transform(*PARK_CENTRE)
-    theta = np.linspace(0, 2 * np.pi, 72, endpoint=False)
-    radius = np.ones_like(theta)
-    for k in range(2, 6):
-        radius += rng.uniform(0.02, 0.06) * 2 / k * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    # a few dozen vertices with jitter: outlines of planned land follow roads
+    # and field edges, not smooth curves
+    theta = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    theta += rng.uniform(-0.3, 0.3, theta.size) * (2 * np.pi / theta.size)
+    radius = 1 + rng.uniform(-0.03, 0.03, theta.size)
+    for k in range(2, 7):
+        radius += rng.uniform(0.04, 0.09) * 2 / k * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
     rot = rng.uniform(-0.3, 0.3)
     ux, uy = 1.3 * radius * np.cos(theta), 0.8 * radius * np.sin(theta)
     unit = np.column_stack([ux * np.cos(rot) - uy * np.sin(rot),
