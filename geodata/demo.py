@@ -388,10 +388,12 @@ def _workshop_cuts(rng, parent, k):
     t = (shapely.get_coordinates(parent) - origin) @ u
     ts = np.linspace(t.min(), t.max(), 201)
     reach = t.max() - t.min() + 100
-    lo = origin + (t.min() - 10) * u
+    lo = np.broadcast_to(origin + (t.min() - 10) * u, (ts.size, 2))
     hi = origin + np.outer(ts, u)
-    boxes = shapely.polygons(np.stack([lo - reach * v + 0 * hi, hi - reach * v,
-                                       hi + reach * v, lo + reach * v + 0 * hi], axis=1))
+    # half-planes up to each position: their overlap with the parent is the
+    # area swept so far, which is monotone and can be inverted by interpolation
+    boxes = shapely.polygons(np.stack([lo - reach * v, hi - reach * v,
+                                       hi + reach * v, lo + reach * v], axis=1))
     swept = shapely.area(shapely.intersection(parent, boxes))
     share = np.cumsum(rng.dirichlet(np.full(k, 4.0)))[:-1]
     t_cuts = np.interp(share * swept[-1], swept, ts)
@@ -518,8 +520,8 @@ def _sites(rng, layout, n_area_parcels, n_hidden, n_gate_only):
     eligible = eligible[eligible >= n_big]
     for _ in range(n_hidden - count.sum()):
         ok = eligible[count[eligible] < 4]
-        if ok.size == 0:
-            ok = np.arange(n_big, len(hosts))[count[n_big:] < 4] + 0
+        if ok.size == 0:  # too few large plots: any plot will do
+            ok = n_big + np.flatnonzero(count[n_big:] < 4)
         p = host_area[ok] / host_area[ok].sum()
         count[rng.choice(ok, p=p)] += 1
     hidden, hidden_host = [], []
@@ -998,7 +1000,6 @@ def _hazard_table(rng, layout, sites, enterprises, staff, n, today):
     weights = np.sqrt(enterprises["employees"].to_numpy(dtype=float))
     firm = np.where(in_firm, rng.choice(len(enterprises), size=n, p=weights / weights.sum()), -1)
 
-    n_rect = len(sites["big"]) + len(sites["parcels"])
     rect_of = np.vstack([sites["big"], sites["parcels"], np.zeros((len(sites["gates"]), 5)),
                          sites["hidden"]])
     xy = np.zeros((n, 2))
@@ -1022,7 +1023,6 @@ def _hazard_table(rng, layout, sites, enterprises, staff, n, today):
             if shapely.within(pt, inner) and not shapely.intersects(pt, sites["occupied"]):
                 xy[i] = p
                 break
-    del n_rect
     points = shapely.points(xy)
     cell_idx = _assign(points, cells)
     grid = layout["cell_code"][cell_idx]
