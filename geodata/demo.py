@@ -49,7 +49,7 @@ _HOLE_MARGIN_M = 150.0  # holes stay this far inside the outer boundary
 _GRID_COLUMNS = ["code", "name", "level", "parent_code", "kind", "active_from", "geometry"]
 _ENTERPRISE_COLUMNS = [
     "name", "credit_code", "industry", "employees", "contact_name", "contact_phone",
-    "registered", "host_credit_code", "site_kind", "grid_code", "geometry",
+    "registered", "host_credit_code", "site_kind", "grid_code", "geometry", "location",
 ]
 _STAFF_COLUMNS = ["name", "phone", "role", "grid_code", "published", "credit_code"]
 _HAZARD_COLUMNS = [
@@ -73,9 +73,11 @@ class DemoPark:
     enterprises : geopandas.GeoDataFrame
         Columns ``name, credit_code, industry, employees, contact_name,
         contact_phone, registered, host_credit_code, site_kind, grid_code,
-        geometry``.  ``site_kind`` is ``"parcel"`` (Polygon), ``"gate"``
-        (Point), ``"hidden_polygon"`` or ``"hidden_point"`` (inside the host's
-        parcel); ``grid_code`` is the level-1 grid holding the site.
+        geometry, location``.  ``site_kind`` is ``"parcel"`` (Polygon),
+        ``"gate"`` (Point), ``"hidden_polygon"`` or ``"hidden_point"`` (inside
+        the host's parcel); ``grid_code`` is the level-1 grid holding the
+        site.  ``geometry`` mixes Polygons and Points; ``location`` is a Point
+        inside every site, for a POINT column.
     staff : pandas.DataFrame
         Columns ``name, phone, role, grid_code, published, credit_code``.
     hazards : geopandas.GeoDataFrame
@@ -820,6 +822,10 @@ def _enterprise_table(rng, layout, sites, grids, today):
     table = pd.DataFrame(rows)
     table["host_credit_code"] = _nones(table["host_credit_code"])
     table["geometry"] = to_storage(geoms, _epsg())
+    # one Point per enterprise for a NOT NULL POINT column: a polygon's centre
+    # (inside, as the plots are rectangles) or the point site itself
+    table["location"] = gpd.GeoSeries(shapely.point_on_surface(table["geometry"].to_numpy()),
+                                      crs=STORAGE_SRID)
     table = gpd.GeoDataFrame(table[_ENTERPRISE_COLUMNS], geometry="geometry", crs=STORAGE_SRID)
     layout["site_metric"] = geoms
     return table

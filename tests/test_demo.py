@@ -166,6 +166,13 @@ def test_parcels_do_not_overlap_and_avoid_holes(demo):
     assert shapely.within(parcels, demo.park["boundary"]).all()
 
 
+def test_every_enterprise_has_a_location_point_on_its_site(demo):
+    ents = demo.enterprises
+    assert ents["location"].crs.to_epsg() == 4326
+    assert (ents["location"].geom_type == "Point").all()
+    assert shapely.intersects(ents["location"].values, ents.geometry.values).all()
+
+
 def test_staff_roles(demo, level1):
     staff = demo.staff
     chiefs = staff[staff["role"] == "grid_chief"]
