@@ -1043,18 +1043,21 @@ def _hazard_table(rng, layout, sites, enterprises, staff, n, today):
 
     chiefs = staff[staff["role"] == "grid_chief"].set_index("grid_code")["name"]
     finders = staff[staff["role"] == "full_time"].groupby("grid_code")["name"].first()
+    # plain arrays: a pandas row lookup per hazard would dominate the build time
+    contact = enterprises["contact_name"].to_numpy(dtype=object)
+    credit = enterprises["credit_code"].to_numpy(dtype=object)
     rows = []
     for i in range(n):
         general, severe = _HAZARDS[category[i]][1:]
         desc = str(rng.choice(severe if major[i] else general))
-        firm_row = enterprises.iloc[firm[i]] if firm[i] >= 0 else None
-        doer = firm_row["contact_name"] if firm_row is not None else finders[grid[i]]
+        on_site = firm[i] >= 0
+        doer = contact[firm[i]] if on_site else finders[grid[i]]
         history = _history(rng, status[i], immediate[i], found[i], deadline[i], today,
                            finders[grid[i]], doer, chiefs[grid[i]], desc)
         rows.append(dict(category=str(category[i]), level="major" if major[i] else "general",
                          description=desc, found_date=found[i], deadline=deadline[i],
                          status=str(status[i]),
-                         credit_code=None if firm_row is None else firm_row["credit_code"],
+                         credit_code=str(credit[firm[i]]) if on_site else None,
                          grid_code=grid[i], history=history))
     table = pd.DataFrame(rows)
     table["geometry"] = to_storage(points, _epsg())
