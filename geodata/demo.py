@@ -89,6 +89,9 @@ class DemoPark:
         The seed the park was built from.
     today : datetime.date
         The reference date for open and overdue hazards.
+    metric : dict
+        The level-1 ``cells`` (array of MultiPolygons) and ``subs`` (list of
+        (cell index, MultiPolygon)) in the metric CRS, in metres, as built.
     """
 
     park: dict
@@ -99,7 +102,6 @@ class DemoPark:
     metric_epsg: int
     seed: int
     today: date
-    # metric geometries kept for tests and planners (EPSG ``metric_epsg``, metres)
     metric: dict = field(default_factory=dict, repr=False)
 
 
@@ -299,7 +301,7 @@ def _grid_layout(rng, park, n_grids, n_enterprise_grids):
     owner = _merge_fragments(faces, owner, len(voronoi))
     cells = _cells_from_faces(faces, owner, len(voronoi))
 
-    ent_cells = _pick_enterprise_cells(rng, cells, faces, owner, n_enterprise_grids)
+    ent_cells = _pick_enterprise_cells(rng, cells, owner, n_enterprise_grids)
     cut_lines, cuts = [], {}
     for k in ent_cells:
         parent = cells[k]
@@ -352,7 +354,7 @@ def _merge_fragments(faces, owner, n):
     return owner
 
 
-def _pick_enterprise_cells(rng, cells, faces, owner, n):
+def _pick_enterprise_cells(rng, cells, owner, n):
     """Choose ``n`` compact, single-face, non-adjacent cells of at least median area."""
     area = shapely.area(cells)
     convexity = area / shapely.area(shapely.convex_hull(cells))
@@ -625,11 +627,13 @@ class _People:
         self.phones = set()
 
     def name(self):
+        """A surname and a one- or two-character given name."""
         rng = self.rng
         given = "".join(rng.choice(_GIVEN, size=int(rng.choice([1, 2], p=[0.3, 0.7]))))
         return str(rng.choice(_SURNAMES)) + given
 
     def phone(self):
+        """An 11-digit mainland mobile number not handed out before."""
         while True:
             number = str(self.rng.choice(_MOBILE_PREFIXES)) + f"{self.rng.integers(10**8):08d}"
             if number not in self.phones:
@@ -647,6 +651,7 @@ def _brand(rng, used):
 
 
 def _company_name(rng, industry, brand):
+    """Region + 字号 + industry word + company form, e.g. 扶沟县恒瑞纺织有限公司."""
     region = str(rng.choice(_REGIONS, p=_REGION_P))
     word = str(rng.choice(_INDUSTRY_WORDS[industry]))
     suffix = str(rng.choice(["有限公司", "有限责任公司", "股份有限公司"], p=[0.75, 0.2, 0.05]))
@@ -654,6 +659,7 @@ def _company_name(rng, industry, brand):
 
 
 def _hidden_name(rng, industry, brand):
+    """A sole trader's workshop name, e.g. 扶沟县恒瑞服装加工厂."""
     suffix = str(rng.choice(["加工厂", "加工部", "厂", "经营部"]))
     return "扶沟县" + brand + _HIDDEN_WORDS[industry] + suffix
 
@@ -737,6 +743,7 @@ def _nones(column):
 
 
 def _epsg():
+    """The park's metric CRS (EPSG:4547, CGCS2000 GK zone of 114°E)."""
     return metric_epsg(*PARK_CENTRE)
 
 
