@@ -193,7 +193,7 @@ def _park_shape(rng, epsg):
                             ux * np.sin(rot) + uy * np.cos(rot)])
     unit_area = shapely.area(shapely.polygons(unit))
 
-    def holes_at(scale):
+    def holes_at(scale, rng_holes):
         def place(xy):
             x, y = xy[:, 0], xy[:, 1]
             return np.column_stack([x * np.cos(rot) - y * np.sin(rot),
@@ -215,16 +215,17 @@ def _park_shape(rng, epsg):
                                    -0.4 * 0.8 * scale + r * np.sin(b)])
         return [river, shapely.polygons(place(pond)), shapely.polygons(place(village))]
 
-    # the holes' own random numbers come from a child seed so that the
-    # fixed-point iteration below draws the same village each time
+    # the holes get their own generator, re-seeded on each pass, so that the
+    # fixed-point iteration on the scale draws the same village every time;
+    # holes are clipped to stay _HOLE_MARGIN_M inside the outer ring
     hole_seed = int(rng.integers(2**31))
     scale = np.sqrt(PARK_AREA_M2 / unit_area)
     for _ in range(3):
-        rng_holes = np.random.default_rng(hole_seed)
         outer = shapely.polygons(unit * scale)
-        holes = shapely.intersection(holes_at(scale), shapely.buffer(outer, -_HOLE_MARGIN_M))
-        hole_area = shapely.area(holes).sum()
-        scale = np.sqrt((PARK_AREA_M2 + hole_area) / unit_area)
+        holes = shapely.intersection(holes_at(scale, np.random.default_rng(hole_seed)),
+                                     shapely.buffer(outer, -_HOLE_MARGIN_M))
+        # outer area = target + holes: the park (outer minus holes) is the target
+        scale = np.sqrt((PARK_AREA_M2 + shapely.area(holes).sum()) / unit_area)
     outer = shapely.polygons(unit * scale)
     park = shapely.difference(outer, shapely.union_all(holes))
     return shapely.transform(park, lambda xy: xy + (cx, cy))
