@@ -260,7 +260,8 @@ def _spread_points(rng, park, n):
         # |p - s|² without the |p|² term, which does not change the argmin
         label = ((seeds ** 2).sum(axis=1)[None, :] - 2 * pts @ seeds.T).argmin(axis=1)
         count = np.bincount(label, minlength=n)
-        seeds = np.column_stack([np.bincount(label, pts[:, 0], n), np.bincount(label, pts[:, 1], n)])
+        seeds = np.column_stack([np.bincount(label, pts[:, 0], n),
+                                 np.bincount(label, pts[:, 1], n)])
         seeds /= np.maximum(count, 1)[:, None]
     return seeds
 
@@ -314,8 +315,8 @@ def _grid_layout(rng, park, n_grids, n_enterprise_grids):
         lines = shapely.linestrings(np.stack([a, b], axis=1))
         # cuts overshoot the parent by 0.5 m so they node with its edges; the
         # overshoots are dangles that polygonize drops
-        cut_lines.extend(shapely.intersection(lines, shapely.buffer(parent, 0.5,
-                                                                   join_style="mitre")))
+        cut_lines.extend(shapely.intersection(
+            lines, shapely.buffer(parent, 0.5, join_style="mitre")))
     if cut_lines:
         faces = _faces(np.concatenate([base_lines, cut_lines]))
         faces = faces[shapely.contains(park, shapely.point_on_surface(faces))]
@@ -1109,7 +1110,8 @@ def summary(demo):
         enterprises_registered=int(ents["registered"].sum()),
         employees=int(ents["employees"].sum()),
         staff=len(staff),
-        **{f"staff_{role}": int(n) for role, n in staff["role"].value_counts().sort_index().items()},
+        **{f"staff_{role}": int(n)
+           for role, n in staff["role"].value_counts().sort_index().items()},
         staff_published_rate=float(staff["published"].mean()),
         hazards=len(haz),
         hazards_major=int((haz["level"] == "major").sum()),

@@ -65,7 +65,7 @@ class ThrowawayCluster:
         return self
 
     def url(self, database="postgres"):
-        """SQLAlchemy URL (psycopg 3) of a database in this cluster."""
+        """Return the SQLAlchemy URL (psycopg 3) of a database in this cluster."""
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name, template=None):

@@ -42,4 +42,3 @@ def assign_to_cells(geoms, cells, order=None):
     first = np.r_[True, gi[1:] != gi[:-1]]
     result[gi[first]] = ci[first]
     return result
-

@@ -259,5 +259,6 @@ def test_hazard_outside_park_is_refused(runner, loaded, engine):
         feature(metric_point(150, 150), category="用电安全"),
         feature(metric_point(5000, 5000), category="用电安全")])
     result = runner("import", "hazards", path, "--park", "T")
-    assert result.exit_code == 2 and "feature 1" in result.stderr and "outside park" in result.stderr
+    assert result.exit_code == 2
+    assert "feature 1" in result.stderr and "outside park" in result.stderr
     assert stored_snapshot(engine) == before

@@ -3,7 +3,8 @@
 from datetime import date, datetime, timezone
 from typing import Optional
 
-from sqlalchemy import (CheckConstraint, Date, DateTime, ForeignKey, Integer, String, Text)
+from sqlalchemy import (CheckConstraint, Date, DateTime, ForeignKey, Integer, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from geodata.models.base import Base, geometry_column
@@ -19,6 +20,8 @@ def _utcnow():
 class Hazard(Base):
     """A safety hazard at a point (EPSG:4326).
 
+    ``code`` is the ledger number (台账编号, ``YH<year>-<seq>``), unique per park.
+
     ``grid_id`` (deepest grid containing the point) and ``enterprise_id`` are
     resolved spatially when not given.  Overdue is derived from ``deadline``
     and ``status``, never stored.
@@ -29,6 +32,7 @@ class Hazard(Base):
         CheckConstraint("status IN ('found', 'rectifying', 'supervising', 'closed')",
                         name="status_known"),
         CheckConstraint("level IN ('general', 'major')", name="level_known"),
+        UniqueConstraint("park_id", "code"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -37,6 +41,7 @@ class Hazard(Base):
         ForeignKey("grids.id", ondelete="RESTRICT"), index=True)
     enterprise_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("enterprises.id", ondelete="RESTRICT"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
     location = geometry_column("POINT")
     category: Mapped[str] = mapped_column(String(100))
     level: Mapped[str] = mapped_column(String(16), default="general")

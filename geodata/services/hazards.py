@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from geodata import attributes as attr
 from geodata.crs import STORAGE_SRID
-from geodata.errors import FeatureError
+from geodata.errors import ConflictError, FeatureError
 from geodata.geometry import validate_geometries
 from geodata.models import (HAZARD_LEVELS, HAZARD_STATUSES, Enterprise, Grid, Hazard,
                             HazardEvent)
@@ -56,11 +56,13 @@ def locate(session, park, points):
 def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000):
     """Insert hazards from a GeoDataFrame of Points (EPSG:4326) into ``park``.
 
-    Columns: ``category``, ``level`` (general/major or 一般/重大),
+    Columns: ``code`` (ledger number; generated as ``YH<year>-<seq>`` when
+    blank), ``category``, ``level`` (general/major or 一般/重大),
     ``description``, ``found_date``, ``deadline``, ``status``
     (found/rectifying/supervising/closed or 排查/整改/督导/销号).  Grid and
     enterprise are resolved spatially (:func:`locate`).  Each hazard's history
-    starts with one event recording the import.
+    starts with one event recording the import, unless a ``history`` column
+    (lists of ``at, actor, from_status, to_status, note`` dicts) carries it.
 
     Raises
     ------
@@ -74,8 +76,10 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
         raise FeatureError(f"hazard point lies outside park {park.code}", code="outside_park",
                            index=int(outside[0]), field="geometry", file=file)
     grid_ids, enterprise_ids = locate(session, park, geoms)
+    histories = gdf["history"].tolist() if "history" in gdf else [None] * len(gdf)
+    codes = ledger_codes(session, park, gdf.get("code", [None] * len(gdf)), file=file)
     new = []
-    for i, row in attr.records(gdf):
+    for i, row in attr.records(gdf.drop(columns=["history"], errors="ignore")):
         where = {"index": i, "file": file}
         status = STATUS_NAMES.get(attr.text(row.get("status"), field="status", required=False,
                                             **where) or "found")
@@ -88,7 +92,7 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
             raise FeatureError(f"unknown level {row.get('level')!r}", code="invalid_value",
                                field="level", **where)
         hazard = Hazard(
-            park_id=park.id, grid_id=grid_ids[i], enterprise_id=enterprise_ids[i],
+            park_id=park.id, code=codes[i], grid_id=grid_ids[i], enterprise_id=enterprise_ids[i],
             location=to_element(geoms[i]),
             category=attr.text(row.get("category"), field="category", **where),
             level=level,
@@ -98,12 +102,48 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
             or date.today(),
             deadline=attr.day(row.get("deadline"), field="deadline", **where),
             status=status)
-        hazard.events.append(HazardEvent(actor=actor, from_status=None, to_status=status,
-                                         note=f"imported from {file}" if file else "imported"))
+        if histories[i]:
+            # A ledger carried over with its history keeps it, step by step.
+            hazard.events.extend(HazardEvent(**event) for event in histories[i])
+        else:
+            hazard.events.append(HazardEvent(
+                actor=actor, from_status=None, to_status=status,
+                note=f"imported from {file}" if file else "imported"))
         new.append(hazard)
     session.add_all(new)
     session.flush()
     return new, warnings
+
+
+def ledger_codes(session, park, given, *, file=None, year=None):
+    """Validate given ledger numbers and fill blanks with the next ``YH<year>-<seq>``.
+
+    Raises
+    ------
+    ConflictError
+        ``duplicate_hazard_code`` in the input or against the park's ledger.
+    """
+    year = year or date.today().year
+    stored = set(session.execute(sa.select(Hazard.code).where(
+        Hazard.park_id == park.id)).scalars())
+    codes = [attr.code(c, index=i, field="code", file=file, required=False, max_length=32)
+             for i, c in enumerate(given)]
+    seen = set()
+    for i, c in enumerate(codes):
+        if c is not None and (c in seen or c in stored):
+            raise ConflictError(f"{file or 'input'}: feature {i}: hazard code {c} is already "
+                                "in the ledger", code="duplicate_hazard_code",
+                                details={"file": file, "feature": i, "field": "code"})
+        seen.add(c)
+    prefix = f"YH{year}-"
+    taken = {int(c[len(prefix):]) for c in stored | seen
+             if c and c.startswith(prefix) and c[len(prefix):].isdigit()}
+    seq = max(taken, default=0)
+    for i, c in enumerate(codes):
+        if c is None:
+            seq += 1
+            codes[i] = f"{prefix}{seq:04d}"
+    return codes
 
 
 def is_overdue(hazard, today=None):
@@ -122,7 +162,7 @@ def hazards_frame(session, park):
     hazards = [r[0] for r in rows]
     today = date.today()
     return gpd.GeoDataFrame({
-        "id": [h.id for h in hazards],
+        "code": [h.code for h in hazards],
         "category": [h.category for h in hazards],
         "level": [h.level for h in hazards],
         "description": [h.description for h in hazards],

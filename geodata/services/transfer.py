@@ -59,18 +59,21 @@ def resolve_park(session, code):
 def import_file(engine, layer, path, *, park_code=None, crs=None, dry_run=False,
                 max_features=200_000, max_vertices=20_000):
     """Import ``path`` into ``layer`` in one transaction; return an :class:`ImportReport`."""
+    if layer != "parks":
+        # Say which park is meant before reading a possibly large file.
+        with session_scope(engine) as session:
+            park_code = resolve_park(session, park_code).code
     frame, warnings = read_layer(path, crs=crs, geometry=layer != "staff",
                                  max_features=max_features, max_vertices=max_vertices)
     with session_scope(engine, write=True) as session:
         if layer == "parks":
             rows, more = import_parks(session, frame, file=str(path), max_vertices=max_vertices)
-            park = None
         else:
-            park = resolve_park(session, park_code)
+            park = get_park(session, park_code)
             options = {} if layer == "staff" else {"max_vertices": max_vertices}
             rows, more = _IMPORTERS[layer](session, park, frame, file=str(path), **options)
-        report = ImportReport(layer, str(path), park.code if park else None, len(rows), dry_run,
-                              sorted(set(warnings) | set(more)))
+        report = ImportReport(layer, str(path), park_code if layer != "parks" else None,
+                              len(rows), dry_run, sorted(set(warnings) | set(more)))
         if dry_run:
             session.rollback()
     return report

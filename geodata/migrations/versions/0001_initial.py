@@ -103,6 +103,7 @@ def upgrade():
             "grids.id", ondelete="RESTRICT", name="fk_hazards_grid_id_grids")),
         sa.Column("enterprise_id", sa.Integer, sa.ForeignKey(
             "enterprises.id", ondelete="RESTRICT", name="fk_hazards_enterprise_id_enterprises")),
+        sa.Column("code", sa.String(32), nullable=False),
         sa.Column("location", _geom("POINT"), nullable=False),
         sa.Column("category", sa.String(100), nullable=False),
         sa.Column("level", sa.String(16), nullable=False),
@@ -115,6 +116,7 @@ def upgrade():
         sa.CheckConstraint("status IN ('found', 'rectifying', 'supervising', 'closed')",
                            name="ck_hazards_status_known"),
         sa.CheckConstraint("level IN ('general', 'major')", name="ck_hazards_level_known"),
+        sa.UniqueConstraint("park_id", "code", name="uq_hazards_park_id_code"),
     )
     for column in ("park_id", "grid_id", "enterprise_id"):
         op.create_index(f"ix_hazards_{column}", "hazards", [column])
