@@ -317,7 +317,15 @@ def _to_4326(frame):
     return frame.geometry if hasattr(frame, "columns") else frame
 
 
-def _prepare_cells(cells, codes, parent_codes):
+def _parent_index(codes, parent_codes):
+    """Index of each cell's parent cell: -1 for level-1 cells, -2 for unknown parents."""
+    if all(p is None for p in parent_codes):
+        return np.full(len(codes), -1, dtype=int)
+    index = {c: i for i, c in enumerate(codes)}
+    return np.array([-1 if p is None else index.get(p, -2) for p in parent_codes], dtype=int)
+
+
+def _prepare_cells(cells, codes, parent_codes, parent_idx):
     """Validate cells; return analysis geometries, use-mask and invalid findings."""
     missing = shapely.is_missing(cells)
     safe = np.where(missing, shapely.Polygon(), cells)
@@ -345,8 +353,7 @@ def _prepare_cells(cells, codes, parent_codes):
         {"code": codes[i], "reason": str(reasons[i])} for i in np.flatnonzero(bad)
     ]
     # A cell whose parent code is unknown cannot be placed in the hierarchy.
-    known = set(codes)
-    orphan = np.array([p is not None and p not in known for p in parent_codes], dtype=bool)
+    orphan = parent_idx == -2
     invalid += [
         {"code": codes[i], "reason": f"Unknown parent code {parent_codes[i]}"}
         for i in np.flatnonzero(orphan)
@@ -354,12 +361,8 @@ def _prepare_cells(cells, codes, parent_codes):
     return work, use & ~orphan, invalid
 
 
-def _levels(codes, parent_codes, use):
+def _levels(parent_idx, use):
     """Yield (level number, cell indices, parent cell index per cell) top-down."""
-    index = {c: i for i, c in enumerate(codes)}
-    parent_idx = np.array(
-        [-1 if p is None else index.get(p, -2) for p in parent_codes], dtype=int
-    )
     current = np.flatnonzero((parent_idx == -1) & use)
     level = 1
     while len(current):
@@ -443,7 +446,8 @@ def check_coverage(
     if len(parent_codes) != n:
         raise ValueError(f"{len(parent_codes)} parent codes for {n} cells")
 
-    work, use, invalid = _prepare_cells(cells, codes, parent_codes)
+    parent_idx = _parent_index(codes, parent_codes)
+    work, use, invalid = _prepare_cells(cells, codes, parent_codes, parent_idx)
     if metric_epsg is None:
         anchor = park if park is not None else shapely.box(*shapely.total_bounds(work[use]))
         metric_epsg = crs.metric_epsg_for(anchor)
@@ -455,7 +459,9 @@ def check_coverage(
     cells_only_invalid = False
     top = np.empty(0, dtype=int)
 
-    for level, idx, parents in _levels(codes, parent_codes, use):
+    # Cells the coverage validator flagged at their own level (global index).
+    flagged_any = np.zeros(n, dtype=bool)
+    for level, idx, parents in _levels(parent_idx, use):
         geoms = work[idx]
         if level == 1:
             top = idx
@@ -474,6 +480,7 @@ def check_coverage(
         else:
             edges = shapely.coverage_invalid_edges(geoms)
         flagged = ~shapely.is_empty(edges)
+        flagged_any[idx] = flagged
 
         if level == 1:
             report_edges = flagged
@@ -550,7 +557,8 @@ def check_coverage(
                 _add_outside(outside, engine, pieces, q_cell, idx, codes_arr)
         else:
             container_codes = codes_arr[container_idx]
-            raw_gaps = shapely.difference(shapely.union_all(containers), union)
+            # Parents that passed their own level's validation form a coverage.
+            raw_gaps = shapely.difference(_union(containers, flagged_any[container_idx]), union)
             gap_parts, _, _ = engine.wide_parts([raw_gaps], np.zeros(1, dtype=int))
             if len(gap_parts):
                 # A gap may straddle two parents that both lack children there.
