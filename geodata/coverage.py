@@ -515,8 +515,8 @@ def check_coverage(
                 for p, geom, area in zip(pair_ids, pair_geoms, pair_areas)
             ]
 
-        union = _union(geoms, flagged)
         if containers is None:
+            union = _union(geoms, flagged)
             # Cells-only mode: holes of the union narrower than gap_width_m.
             covered = float(shapely.area(engine.metric(union)))
             if gap_width_m > 0:
@@ -536,6 +536,7 @@ def check_coverage(
             continue
 
         if level == 1:
+            union = _union(geoms, flagged)
             park_area = float(shapely.area(engine.metric(park)))
             parts, areas, _ = engine.wide_parts(
                 [shapely.difference(park, union)], np.zeros(1, dtype=int)
@@ -557,6 +558,22 @@ def check_coverage(
                 _add_outside(outside, engine, pieces, q_cell, idx, codes_arr)
         else:
             container_codes = codes_arr[container_idx]
+            shapely.prepare(containers)
+            mine = containers[group]
+            out = np.flatnonzero(~shapely.covered_by(geoms, mine))
+            strays = np.empty(0, dtype=int)
+            if len(out):
+                pieces = shapely.difference(geoms[out], mine[out])
+                strays = _add_outside(outside, engine, pieces, out, idx, codes_arr)
+            shapely.destroy_prepared(containers)
+            # A child sticking out of its parent must not fill a gap of another
+            # parent (e.g. a child filed under the wrong parent code), so only its
+            # part inside its own parent counts towards the union.
+            clipped = geoms.copy()
+            clipped[strays] = shapely.intersection(geoms[strays], mine[strays])
+            stray_mask = np.zeros(len(idx), dtype=bool)
+            stray_mask[strays] = True
+            union = _union(clipped, flagged | stray_mask)
             # Parents that passed their own level's validation form a coverage.
             raw_gaps = shapely.difference(_union(containers, flagged_any[container_idx]), union)
             gap_parts, _, _ = engine.wide_parts([raw_gaps], np.zeros(1, dtype=int))
@@ -570,13 +587,6 @@ def check_coverage(
                     {"area_m2": float(ar), "parent_code": container_codes[o], "geometry": g}
                     for g, ar, o in zip(parts, areas, own)
                 ]
-            shapely.prepare(containers)
-            mine = containers[group]
-            out = np.flatnonzero(~shapely.covered_by(geoms, mine))
-            if len(out):
-                pieces = shapely.difference(geoms[out], mine[out])
-                _add_outside(outside, engine, pieces, out, idx, codes_arr)
-            shapely.destroy_prepared(containers)
 
     sites = _check_enterprises(enterprises, work[top], codes_arr[top], engine)
     is_valid = not (gaps or overlaps or outside or invalid or cells_only_invalid)
@@ -598,13 +608,14 @@ def check_coverage(
 
 
 def _add_outside(outside, engine, pieces, owners, idx, codes_arr):
-    """Append per-cell outside findings for wide pieces owned by level-local cells."""
+    """Append per-cell findings for wide outside pieces; return the cells' level-local ids."""
     parts, areas, own = engine.wide_parts(pieces, owners)
     cell_ids, geoms, sums = _group_parts(parts, areas, own)
     outside += [
         {"code": codes_arr[idx[c]], "area_m2": float(s), "geometry": g}
         for c, g, s in zip(cell_ids, geoms, sums)
     ]
+    return cell_ids
 
 
 def _site_table(enterprises):

@@ -195,6 +195,44 @@ def test_sibling_subgrid_overlap():
     assert r.gaps == [] and r.outside_park == []
 
 
+def test_subgrid_with_wrong_parent_code():
+    kids, kcodes = children_of(1, 1)
+    other, ocodes = children_of(1, 0, prefix="G01")
+    cells, codes = grid()
+    # G01's children tile G01, but one of them claims G11 as its parent.
+    cells += kids + other
+    codes += kcodes + ocodes
+    parents = [None] * 9 + ["G11"] * 4 + ["G11"] + ["G01"] * 3
+    r = run(cells, codes, park_box(), parent_codes=parents)
+    assert [(o["code"], o["area_m2"]) for o in r.outside_park] == [
+        ("G01-0", pytest.approx(2500.0, abs=AREA_TOL))
+    ]
+    assert [(g["parent_code"], g["area_m2"]) for g in r.gaps] == [
+        ("G01", pytest.approx(2500.0, abs=AREA_TOL))
+    ]
+
+
+def test_unknown_parent_code_is_reported():
+    kids, kcodes = children_of(1, 1)
+    cells, codes, parents = with_children(kids, kcodes)
+    parents[-1] = "NOPE"
+    r = run(cells, codes, park_box(), parent_codes=parents)
+    assert r.invalid_grids == [{"code": "G11-3", "reason": "Unknown parent code NOPE"}]
+    assert [g["parent_code"] for g in r.gaps] == ["G11"]
+
+
+def test_cells_only_narrow_gap():
+    cells, codes = grid()
+    cells[4] = shapely.box(X0 + 100, Y0 + 100, X0 + 199.9, Y0 + 200)  # 10 cm slot
+    r = run(cells, codes, gap_width_m=0.5)
+    assert not r.valid
+    assert [g["area_m2"] for g in r.gaps] == [pytest.approx(10.0, abs=AREA_TOL)]
+    assert {e["code"] for e in r.unmatched_edges} == {"G01", "G11", "G12", "G21"}
+    # Without a gap width the slot is not reported as a gap (its mismatched
+    # edges still are, as GEOS does).
+    assert run(cells, codes).gaps == []
+
+
 def test_bow_tie_is_invalid_and_check_continues():
     cells, codes = grid()
     x, y = X0 + SIDE, Y0 + SIDE
