@@ -213,7 +213,7 @@ def _total(items):
 
 
 def _geojson_dicts(geoms):
-    """GeoJSON dicts of EPSG:4326 geometries, coordinates rounded to ~1e-9 deg."""
+    """Return GeoJSON dicts of EPSG:4326 geometries, coordinates rounded to ~1e-9 deg."""
     arr = np.asarray(geoms, dtype=object)
     rounded = shapely.transform(arr, lambda xy: np.round(xy, _GEOJSON_DECIMALS))
     return [None if s is None else json.loads(s) for s in shapely.to_geojson(rounded)]
@@ -279,7 +279,7 @@ def _group_parts(parts, areas, owners):
 
 
 def _overlap_pairs(geoms, flagged, group):
-    """Unique pairs (i < j) of same-group cells whose bounding boxes intersect.
+    """Return unique pairs (i < j) of same-group cells that intersect.
 
     Only cells flagged by the coverage validator are queried, because any
     overlap leaves an invalid edge on at least one of the two cells.
@@ -449,8 +449,14 @@ def check_coverage(
     parent_idx = _parent_index(codes, parent_codes)
     work, use, invalid = _prepare_cells(cells, codes, parent_codes, parent_idx)
     if metric_epsg is None:
-        anchor = park if park is not None else shapely.box(*shapely.total_bounds(work[use]))
-        metric_epsg = crs.metric_epsg_for(anchor)
+        if park is not None:
+            metric_epsg = crs.metric_epsg_for(park)
+        elif use.any():
+            metric_epsg = crs.metric_epsg_for(shapely.box(*shapely.total_bounds(work[use])))
+        else:
+            # Nothing usable to locate (no park, every cell invalid): no area will
+            # be measured, so any metric CRS will do.
+            metric_epsg = crs.metric_epsg(0.0, 0.0)
     engine = _Engine(int(metric_epsg), float(tolerance_m))
     codes_arr = np.asarray(codes, dtype=object)
 

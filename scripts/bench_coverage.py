@@ -102,11 +102,13 @@ def build_coverage(n, seed=0, n_gaps=5, n_shifts=5):
 
 
 def run_floor(cells, park):
+    """GEOS floor: coverage validation alone; counts flagged cells."""
     edges = shapely.coverage_invalid_edges(cells)
     return {"flagged": int((~shapely.is_empty(edges)).sum())}
 
 
 def run_gridmap(cells, park):
+    """Run gridmap's full check; count gaps, overlaps and outside parts."""
     codes = [f"C{i}" for i in range(len(cells))]
     r = check_coverage(cells, codes, park=park, metric_epsg=EPSG)
     return {
@@ -119,6 +121,7 @@ def run_gridmap(cells, park):
 
 
 def run_naive(cells, park):
+    """Run what a geopandas user would write: to_crs, union_all, sjoin(overlaps)."""
     import geopandas as gpd
 
     gdf = gpd.GeoDataFrame(geometry=cells, crs=4326).to_crs(EPSG)
@@ -160,7 +163,9 @@ def load_postgis(url, cells, park):
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         conn.execute("DROP TABLE IF EXISTS bench_cells, bench_park")
-        conn.execute("CREATE TABLE bench_cells (id serial PRIMARY KEY, geom geometry(Geometry, 4326))")
+        conn.execute(
+            "CREATE TABLE bench_cells (id serial PRIMARY KEY, geom geometry(Geometry, 4326))"
+        )
         conn.execute("CREATE TABLE bench_park (geom geometry(Geometry, 4326))")
         wkb = shapely.to_wkb(shapely.set_srid(cells, 4326), hex=True, include_srid=True)
         with conn.cursor() as cur:
@@ -175,6 +180,7 @@ def load_postgis(url, cells, park):
 
 
 def run_postgis(url):
+    """Run the gap and overlap SQL on the loaded tables."""
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -187,6 +193,7 @@ class Cluster:
     """A throwaway PostgreSQL cluster in a temp dir on a free port."""
 
     def __init__(self):
+        """Run initdb and start the server; ``self.url`` is its libpq URL."""
         self.dir = Path(tempfile.mkdtemp(prefix="gridmap-bench-pg-"))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -197,19 +204,18 @@ class Cluster:
         if os.geteuid() == 0:
             self.as_user = ["runuser", "-u", "postgres", "--"]
             shutil.chown(self.dir, "postgres")
-        subprocess.run(
-            self.as_user + [PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-            check=True, capture_output=True,
+        initdb = [PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust"]
+        subprocess.run(self.as_user + initdb, check=True, capture_output=True)
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses='' "
+            "-c shared_buffers=256MB -c work_mem=256MB"
         )
-        subprocess.run(
-            self.as_user + [PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "log", "-w", "start", "-o",
-             f"-p {self.port} -k {self.dir} -c listen_addresses='' -c shared_buffers=256MB "
-             "-c work_mem=256MB -c max_parallel_workers_per_gather=0"],
-            check=True, capture_output=True,
-        )
+        start = [PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "log", "-w", "start"]
+        subprocess.run(self.as_user + start + ["-o", options], check=True, capture_output=True)
         self.url = f"postgresql://postgres@/postgres?host={self.dir}&port={self.port}"
 
     def stop(self):
+        """Stop the server and delete its directory."""
         subprocess.run(
             self.as_user + [PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"],
             capture_output=True,
@@ -221,6 +227,7 @@ class Cluster:
 
 
 def _child(conn, func, args):
+    """Forked child: time ``func``, send (seconds, result, own peak RSS MB)."""
     t0 = time.perf_counter()
     result = func(*args)
     seconds = time.perf_counter() - t0
@@ -246,10 +253,12 @@ def timed(func, *args, timeout=600):
 
 
 def fmt(x, spec=".2f"):
+    """Format a number for the table, ``-`` for missing."""
     return "-" if x is None else format(x, spec)
 
 
 def main(argv=None):
+    """Build the coverages, time every method and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000",
                         help="comma-separated cell counts (default 1000,10000,100000)")

@@ -33,21 +33,25 @@ def deg(geoms):
 
 
 def grid(n=3):
+    """Return n x n metric squares of SIDE metres and their codes G<row><col>."""
     cells = [sq(i, j) for j in range(n) for i in range(n)]
     codes = [f"G{j}{i}" for j in range(n) for i in range(n)]
     return cells, codes
 
 
 def park_box(n=3):
+    """Return the metric park exactly covered by ``grid(n)``."""
     return shapely.box(X0, Y0, X0 + n * SIDE, Y0 + n * SIDE)
 
 
 def run(cells, codes, park=None, **kw):
+    """Project metric inputs to EPSG:4326 and run the check."""
     park = None if park is None else deg(park)
     return check_coverage(deg(np.asarray(cells, dtype=object)), codes, park=park, **kw)
 
 
 def metric_area(geom_4326):
+    """Return the area in m² of an EPSG:4326 geometry."""
     return shapely.area(crs.to_metric(geom_4326, EPSG))
 
 
@@ -139,6 +143,7 @@ def test_cell_covering_park_hole():
 
 
 def children_of(i, j, n=2, prefix="G11"):
+    """Return n x n metric sub-squares of grid square (i, j) and their codes."""
     side = SIDE / n
     x, y = X0 + i * SIDE, Y0 + j * SIDE
     cells = [
@@ -150,6 +155,7 @@ def children_of(i, j, n=2, prefix="G11"):
 
 
 def with_children(children, child_codes, parent="G11"):
+    """Return the 3 x 3 grid plus children of ``parent``: cells, codes, parent codes."""
     cells, codes = grid()
     return cells + children, codes + child_codes, [None] * 9 + [parent] * len(children)
 
