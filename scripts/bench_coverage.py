@@ -179,6 +179,18 @@ def load_postgis(url, cells, park):
         conn.execute("ANALYZE bench_cells")
 
 
+def postgis_versions(url):
+    """Return 'PostgreSQL x, PostGIS y (GEOS z)' for the table header."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        pg, postgis, geos = conn.execute(
+            "SELECT current_setting('server_version'), postgis_lib_version(), "
+            "postgis_geos_version()"
+        ).fetchone()
+    return f"PostgreSQL {pg}, PostGIS {postgis} (GEOS {geos})"
+
+
 def run_postgis(url):
     """Run the gap and overlap SQL on the loaded tables."""
     import psycopg
@@ -236,8 +248,20 @@ def _child(conn, func, args):
     conn.close()
 
 
-def timed(func, *args, timeout=600):
-    """Run ``func(*args)`` in a forked child; return (seconds, result, peak MB) or None."""
+def timed(func, *args, timeout=600, repeat=1):
+    """Run ``func(*args)`` ``repeat`` times in forked children.
+
+    Returns (median seconds, result, max peak RSS MB), or None on timeout.
+    The machine is shared, so the median of a few runs is steadier than one.
+    """
+    runs = [_timed_once(func, args, timeout) for _ in range(repeat)]
+    if any(r is None for r in runs):
+        return None
+    seconds = float(np.median([r[0] for r in runs]))
+    return seconds, runs[0][1], max(r[2] for r in runs)
+
+
+def _timed_once(func, args, timeout):
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, func, args))
@@ -250,6 +274,17 @@ def timed(func, *args, timeout=600):
     proc.kill()
     proc.join()
     return None
+
+
+def _cpu_name():
+    """Return the CPU model from /proc/cpuinfo, or the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def fmt(x, spec=".2f"):
@@ -268,6 +303,8 @@ def main(argv=None):
                         help="skip the naive method above this many cells (default 1e5)")
     parser.add_argument("--timeout", type=float, default=300,
                         help="time cap per method and size, seconds (default 300)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per method and size; the median is reported (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -282,20 +319,23 @@ def main(argv=None):
         cluster = Cluster()
         url = cluster.url
     rows = []
+    pg_versions = ""
     try:
         for n in sizes:
             t0 = time.perf_counter()
             cells, park = build_coverage(n, seed=args.seed)
             print(f"# n={n}: {len(cells)} cells built in {time.perf_counter() - t0:.1f} s",
                   flush=True)
-            res = {"floor": timed(run_floor, cells, park, timeout=args.timeout),
-                   "gridmap": timed(run_gridmap, cells, park, timeout=args.timeout)}
-            res["naive"] = (timed(run_naive, cells, park, timeout=args.timeout)
+            opts = {"timeout": args.timeout, "repeat": args.repeat}
+            res = {"floor": timed(run_floor, cells, park, **opts),
+                   "gridmap": timed(run_gridmap, cells, park, **opts)}
+            res["naive"] = (timed(run_naive, cells, park, **opts)
                             if n <= args.naive_max else None)
             res["postgis"] = None
             if url is not None:
                 load_postgis(url, cells, park)
-                res["postgis"] = timed(run_postgis, url, timeout=args.timeout)
+                pg_versions = "; " + postgis_versions(url)
+                res["postgis"] = timed(run_postgis, url, **opts)
             for name, r in res.items():
                 print(f"#   {name}: {'skipped/timeout' if r is None else r}", flush=True)
             rows.append((n, len(cells), res))
@@ -313,9 +353,9 @@ def main(argv=None):
         return "-" if r is None else f"{r[1]['gaps']}/{r[1]['overlaps']}"
 
     print()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"median of {args.repeat} runs; machine: {_cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, shapely {shapely.__version__}, "
-          f"GEOS {'.'.join(map(str, shapely.geos_version))}")
+          f"GEOS {'.'.join(map(str, shapely.geos_version))}{pg_versions}")
     head = ("| cells | floor s | gridmap s | postgis s | naive s | gridmap/floor | "
             "postgis/gridmap | naive/gridmap | gaps/overlaps gridmap | postgis | naive | "
             "gridmap peak RSS MB |")
