@@ -494,8 +494,10 @@ def check_coverage(
             # Unmatched edges between cousins are legitimate (different parents
             # are cut differently); re-validate sibling groups that were flagged.
             report_edges = np.zeros(len(idx), dtype=bool)
+            by_group = np.argsort(group, kind="stable")
+            bounds = np.searchsorted(group[by_group], np.arange(len(containers) + 1))
             for g in np.unique(group[flagged]):
-                members = np.flatnonzero(group == g)
+                members = by_group[bounds[g]:bounds[g + 1]]
                 sib_edges = shapely.coverage_invalid_edges(geoms[members])
                 edges[members] = sib_edges
                 report_edges[members] = ~shapely.is_empty(sib_edges)

@@ -167,6 +167,20 @@ def test_valid_subgrids():
     assert r.valid, r.to_text()
 
 
+def test_cousins_cut_differently_are_fine():
+    kids, kcodes = children_of(1, 1)
+    strips = [shapely.box(X0 + 200, Y0 + 100 + k * 100 / 3, X0 + 300, Y0 + 100 + (k + 1) * 100 / 3)
+              for k in range(3)]
+    cells, codes = grid()
+    cells += kids + strips
+    codes += kcodes + ["G12-0", "G12-1", "G12-2"]
+    parents = [None] * 9 + ["G11"] * 4 + ["G12"] * 3
+    r = run(cells, codes, park_box(), parent_codes=parents)
+    assert r.valid, r.to_text()
+    # Edges between G11's and G12's children do not match, but they are cousins.
+    assert r.unmatched_edges == []
+
+
 def test_subgrid_gap():
     kids, kcodes = children_of(1, 1)
     cells, codes, parents = with_children(kids[1:], kcodes[1:])
