@@ -265,15 +265,18 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
 @pass_context
-def serve(obj, host, port):
-    """Run the web service (map pages and JSON API)."""
+def serve(obj, host, port, threads):
+    """Run the web service (map pages and JSON API) with the waitress WSGI server."""
+    from waitress import serve as waitress_serve
+
     from webmap import create_app
 
     app = create_app({"DATABASE_URL": obj.settings.database_url})
     click.echo(f"serving {safe_url(obj.settings.database_url)} on http://{host}:{port}/",
                err=True)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="gridmap")
 
 
 if __name__ == "__main__":  # pragma: no cover
