@@ -110,6 +110,8 @@ class CoverageReport:
     enterprises: dict = field(default_factory=lambda: {"no_grid": [], "multi_grid": []})
     tolerance_m: float = 0.01
     cell_count: int = 0
+    # Input geometry of each invalid grid (same order), for to_geojson() only.
+    invalid_geometries: list = field(default_factory=list, repr=False)
 
     def to_dict(self):
         """Return the report as JSON-ready dict (geometries as GeoJSON, EPSG:4326)."""
@@ -145,7 +147,7 @@ class CoverageReport:
         Every feature has a ``problem`` property (``gap``, ``overlap``,
         ``outside``, ``invalid``, ``unmatched_edge``) plus the codes and area
         of the finding, so a planner can style it in QGIS.  Invalid grids carry
-        no geometry of their own (``geometry`` is null).
+        their input geometry (null when it is missing).
         """
         d = self.to_dict()
         features = []
@@ -163,7 +165,11 @@ class CoverageReport:
         add("gap", d["gaps"])
         add("overlap", d["overlaps"])
         add("outside", d["outside_park"])
-        add("invalid", d["invalid_grids"])
+        invalid = [
+            {**item, "geometry": g}
+            for item, g in zip(d["invalid_grids"], _geojson_dicts(self.invalid_geometries))
+        ] if self.invalid_geometries else d["invalid_grids"]
+        add("invalid", invalid)
         add("unmatched_edge", d["unmatched_edges"])
         return {"type": "FeatureCollection", "features": features}
 
@@ -352,13 +358,15 @@ def _prepare_cells(cells, codes, parent_codes, parent_idx):
     invalid = [
         {"code": codes[i], "reason": str(reasons[i])} for i in np.flatnonzero(bad)
     ]
+    invalid_geoms = list(cells[bad])
     # A cell whose parent code is unknown cannot be placed in the hierarchy.
     orphan = parent_idx == -2
     invalid += [
         {"code": codes[i], "reason": f"Unknown parent code {parent_codes[i]}"}
         for i in np.flatnonzero(orphan)
     ]
-    return work, use & ~orphan, invalid
+    invalid_geoms += list(cells[orphan])
+    return work, use & ~orphan, invalid, invalid_geoms
 
 
 def _levels(parent_idx, use):
@@ -447,7 +455,7 @@ def check_coverage(
         raise ValueError(f"{len(parent_codes)} parent codes for {n} cells")
 
     parent_idx = _parent_index(codes, parent_codes)
-    work, use, invalid = _prepare_cells(cells, codes, parent_codes, parent_idx)
+    work, use, invalid, invalid_geoms = _prepare_cells(cells, codes, parent_codes, parent_idx)
     if metric_epsg is None:
         if park is not None:
             metric_epsg = crs.metric_epsg_for(park)
@@ -612,6 +620,7 @@ def check_coverage(
         enterprises=sites,
         tolerance_m=float(tolerance_m),
         cell_count=n,
+        invalid_geometries=invalid_geoms,
     )
 
 

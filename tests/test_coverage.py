@@ -263,6 +263,9 @@ def test_bow_tie_is_invalid_and_check_continues():
     assert len(r.invalid_grids) == 1
     assert r.invalid_grids[0]["code"] == "G11"
     assert r.invalid_grids[0]["reason"].startswith("Self-intersection")
+    [feature] = [f for f in r.to_geojson()["features"] if f["properties"]["problem"] == "invalid"]
+    assert feature["properties"]["code"] == "G11"
+    assert feature["geometry"]["type"] == "Polygon"  # the input bow-tie, for QGIS
     assert [(o["code"], o["area_m2"]) for o in r.outside_park] == [
         ("G00", pytest.approx(500.0, abs=AREA_TOL))
     ]
