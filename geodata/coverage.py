@@ -475,7 +475,9 @@ def check_coverage(
 
     # Cells the coverage validator flagged at their own level (global index).
     flagged_any = np.zeros(n, dtype=bool)
+    visited = np.zeros(n, dtype=bool)
     for level, idx, parents in _levels(parent_idx, use):
+        visited[idx] = True
         geoms = work[idx]
         if level == 1:
             top = idx
@@ -603,6 +605,15 @@ def check_coverage(
                     {"area_m2": float(ar), "parent_code": container_codes[o], "geometry": g}
                     for g, ar, o in zip(parts, areas, own)
                 ]
+
+    # Cells below an unusable parent, or in a parent cycle, were never checked.
+    unreachable = np.flatnonzero(use & ~visited)
+    invalid += [
+        {"code": codes_arr[i], "reason": "Not reachable from a level-1 grid "
+         "(its parent is unusable or the parent codes form a cycle)"}
+        for i in unreachable
+    ]
+    invalid_geoms += list(cells[unreachable])
 
     sites = _check_enterprises(enterprises, work[top], codes_arr[top], engine)
     is_valid = not (gaps or overlaps or outside or invalid or cells_only_invalid)

@@ -241,6 +241,17 @@ def test_unknown_parent_code_is_reported():
     assert [g["parent_code"] for g in r.gaps] == ["G11"]
 
 
+def test_parent_cycle_is_reported():
+    cells, codes = grid()
+    cells += [sq(5, 5), sq(6, 5)]
+    codes += ["X", "Y"]
+    parents = [None] * 9 + ["Y", "X"]
+    r = run(cells, codes, park_box(), parent_codes=parents)
+    assert sorted(i["code"] for i in r.invalid_grids) == ["X", "Y"]
+    assert all("cycle" in i["reason"] for i in r.invalid_grids)
+    assert not r.valid
+
+
 def test_cells_only_narrow_gap():
     cells, codes = grid()
     cells[4] = shapely.box(X0 + 100, Y0 + 100, X0 + 199.9, Y0 + 200)  # 10 cm slot
