@@ -685,8 +685,12 @@ def _check_enterprises(enterprises, grids, grid_codes, engine):
 
     for s in np.flatnonzero(~in_grid):
         result["no_grid"].append({"name": names[s], "credit_code": credit[s]})
+    # Group the real pairs by site once instead of scanning them per site.
+    real_idx = np.flatnonzero(real)
+    real_idx = real_idx[np.argsort(pair_site[real_idx], kind="stable")]
+    starts = np.searchsorted(pair_site[real_idx], np.arange(len(sites) + 1))
     for s in np.flatnonzero(~is_point & (n_grids > 1)):
-        sel = np.flatnonzero(real & (pair_site == s))
+        sel = real_idx[starts[s]:starts[s + 1]]
         shares = pair_area[sel] / site_area[s]
         order = np.argsort(-shares, kind="stable")
         result["multi_grid"].append(
