@@ -110,6 +110,8 @@ class CoverageReport:
     enterprises: dict = field(default_factory=lambda: {"no_grid": [], "multi_grid": []})
     tolerance_m: float = 0.01
     cell_count: int = 0
+    # Input geometry of each invalid grid (same order), for to_geojson() only.
+    invalid_geometries: list = field(default_factory=list, repr=False)
 
     def to_dict(self):
         """Return the report as JSON-ready dict (geometries as GeoJSON, EPSG:4326)."""
@@ -145,7 +147,7 @@ class CoverageReport:
         Every feature has a ``problem`` property (``gap``, ``overlap``,
         ``outside``, ``invalid``, ``unmatched_edge``) plus the codes and area
         of the finding, so a planner can style it in QGIS.  Invalid grids carry
-        no geometry of their own (``geometry`` is null).
+        their input geometry (null when it is missing).
         """
         d = self.to_dict()
         features = []
@@ -163,7 +165,11 @@ class CoverageReport:
         add("gap", d["gaps"])
         add("overlap", d["overlaps"])
         add("outside", d["outside_park"])
-        add("invalid", d["invalid_grids"])
+        invalid = [
+            {**item, "geometry": g}
+            for item, g in zip(d["invalid_grids"], _geojson_dicts(self.invalid_geometries))
+        ] if self.invalid_geometries else d["invalid_grids"]
+        add("invalid", invalid)
         add("unmatched_edge", d["unmatched_edges"])
         return {"type": "FeatureCollection", "features": features}
 
@@ -352,13 +358,15 @@ def _prepare_cells(cells, codes, parent_codes, parent_idx):
     invalid = [
         {"code": codes[i], "reason": str(reasons[i])} for i in np.flatnonzero(bad)
     ]
+    invalid_geoms = list(cells[bad])
     # A cell whose parent code is unknown cannot be placed in the hierarchy.
     orphan = parent_idx == -2
     invalid += [
         {"code": codes[i], "reason": f"Unknown parent code {parent_codes[i]}"}
         for i in np.flatnonzero(orphan)
     ]
-    return work, use & ~orphan, invalid
+    invalid_geoms += list(cells[orphan])
+    return work, use & ~orphan, invalid, invalid_geoms
 
 
 def _levels(parent_idx, use):
@@ -447,7 +455,7 @@ def check_coverage(
         raise ValueError(f"{len(parent_codes)} parent codes for {n} cells")
 
     parent_idx = _parent_index(codes, parent_codes)
-    work, use, invalid = _prepare_cells(cells, codes, parent_codes, parent_idx)
+    work, use, invalid, invalid_geoms = _prepare_cells(cells, codes, parent_codes, parent_idx)
     if metric_epsg is None:
         if park is not None:
             metric_epsg = crs.metric_epsg_for(park)
@@ -467,7 +475,9 @@ def check_coverage(
 
     # Cells the coverage validator flagged at their own level (global index).
     flagged_any = np.zeros(n, dtype=bool)
+    visited = np.zeros(n, dtype=bool)
     for level, idx, parents in _levels(parent_idx, use):
+        visited[idx] = True
         geoms = work[idx]
         if level == 1:
             top = idx
@@ -596,6 +606,15 @@ def check_coverage(
                     for g, ar, o in zip(parts, areas, own)
                 ]
 
+    # Cells below an unusable parent, or in a parent cycle, were never checked.
+    unreachable = np.flatnonzero(use & ~visited)
+    invalid += [
+        {"code": codes_arr[i], "reason": "Not reachable from a level-1 grid "
+         "(its parent is unusable or the parent codes form a cycle)"}
+        for i in unreachable
+    ]
+    invalid_geoms += list(cells[unreachable])
+
     sites = _check_enterprises(enterprises, work[top], codes_arr[top], engine)
     is_valid = not (gaps or overlaps or outside or invalid or cells_only_invalid)
     return CoverageReport(
@@ -612,6 +631,7 @@ def check_coverage(
         enterprises=sites,
         tolerance_m=float(tolerance_m),
         cell_count=n,
+        invalid_geometries=invalid_geoms,
     )
 
 
@@ -665,8 +685,12 @@ def _check_enterprises(enterprises, grids, grid_codes, engine):
 
     for s in np.flatnonzero(~in_grid):
         result["no_grid"].append({"name": names[s], "credit_code": credit[s]})
+    # Group the real pairs by site once instead of scanning them per site.
+    real_idx = np.flatnonzero(real)
+    real_idx = real_idx[np.argsort(pair_site[real_idx], kind="stable")]
+    starts = np.searchsorted(pair_site[real_idx], np.arange(len(sites) + 1))
     for s in np.flatnonzero(~is_point & (n_grids > 1)):
-        sel = np.flatnonzero(real & (pair_site == s))
+        sel = real_idx[starts[s]:starts[s + 1]]
         shares = pair_area[sel] / site_area[s]
         order = np.argsort(-shares, kind="stable")
         result["multi_grid"].append(

@@ -241,6 +241,17 @@ def test_unknown_parent_code_is_reported():
     assert [g["parent_code"] for g in r.gaps] == ["G11"]
 
 
+def test_parent_cycle_is_reported():
+    cells, codes = grid()
+    cells += [sq(5, 5), sq(6, 5)]
+    codes += ["X", "Y"]
+    parents = [None] * 9 + ["Y", "X"]
+    r = run(cells, codes, park_box(), parent_codes=parents)
+    assert sorted(i["code"] for i in r.invalid_grids) == ["X", "Y"]
+    assert all("cycle" in i["reason"] for i in r.invalid_grids)
+    assert not r.valid
+
+
 def test_cells_only_narrow_gap():
     cells, codes = grid()
     cells[4] = shapely.box(X0 + 100, Y0 + 100, X0 + 199.9, Y0 + 200)  # 10 cm slot
@@ -263,6 +274,9 @@ def test_bow_tie_is_invalid_and_check_continues():
     assert len(r.invalid_grids) == 1
     assert r.invalid_grids[0]["code"] == "G11"
     assert r.invalid_grids[0]["reason"].startswith("Self-intersection")
+    [feature] = [f for f in r.to_geojson()["features"] if f["properties"]["problem"] == "invalid"]
+    assert feature["properties"]["code"] == "G11"
+    assert feature["geometry"]["type"] == "Polygon"  # the input bow-tie, for QGIS
     assert [(o["code"], o["area_m2"]) for o in r.outside_park] == [
         ("G00", pytest.approx(500.0, abs=AREA_TOL))
     ]
@@ -397,11 +411,15 @@ _ORIGIN = np.array([114.39, 34.06])
 _DEG_PER_UNIT = 1e-5
 
 
-def _abstract_to_4326(wkts):
-    return shapely.transform(shapely.from_wkt(wkts), lambda xy: _ORIGIN + xy * _DEG_PER_UNIT)
+def _abstract_to_4326(geoms):
+    """Map WKT strings or geometries in abstract units to EPSG:4326."""
+    if isinstance(geoms[0], str):
+        geoms = shapely.from_wkt(geoms)
+    return shapely.transform(geoms, lambda xy: _ORIGIN + xy * _DEG_PER_UNIT)
 
 
 def _to_abstract(geom):
+    """Map an EPSG:4326 geometry back to abstract units."""
     return shapely.transform(geom, lambda xy: (xy - _ORIGIN) / _DEG_PER_UNIT)
 
 
@@ -423,3 +441,23 @@ def test_geos_coverage_cases(case):
         actual = shapely.line_merge(got[code])
         assert shapely.hausdorff_distance(actual, expected) < 1e-6, code
         assert shapely.length(actual) == pytest.approx(shapely.length(expected), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "case", _GEOS["polygon_cases"], ids=[c["name"] for c in _GEOS["polygon_cases"]]
+)
+def test_geos_polygon_validator_cases(case):
+    adjacent = shapely.get_parts(shapely.from_wkt(case["adjacent"]))
+    cells = _abstract_to_4326(np.concatenate([[shapely.from_wkt(case["target"])], adjacent]))
+    codes = ["T"] + [f"A{i}" for i in range(len(adjacent))]
+    r = check_coverage(cells, codes, gap_width_m=case["gap_width"])
+    assert r.valid == case["gridmap_valid"]
+    got = [e["geometry"] for e in r.unmatched_edges if e["code"] == "T"]
+    want = case.get("expected_target_coverage", case["expected_target"])
+    if want is None:
+        assert got == []
+        return
+    expected = shapely.from_wkt(want)
+    actual = shapely.line_merge(_to_abstract(got[0]))
+    assert shapely.hausdorff_distance(actual, expected) < 1e-6
+    assert shapely.length(actual) == pytest.approx(shapely.length(expected), abs=1e-6)
