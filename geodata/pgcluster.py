@@ -34,8 +34,10 @@ def _free_port():
 class ThrowawayCluster:
     """Start with :meth:`start`, stop (and delete) with :meth:`stop`; also a context manager."""
 
-    def __init__(self, bindir=None):
+    def __init__(self, bindir=None, settings=None):
         self.bindir = bindir or find_bindir()
+        #: Extra server settings, e.g. ``{"work_mem": "256MB"}`` for benchmarks.
+        self.settings = dict(settings or {})
         if self.bindir is None:
             raise RuntimeError("no PostgreSQL server binaries: install Debian 'postgresql-15' "
                                "and 'postgresql-15-postgis-3'")
@@ -59,14 +61,15 @@ class ThrowawayCluster:
                   "--locale=C")
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=200")
+                   "-c max_connections=200"
+                   + "".join(f" -c {k}={v}" for k, v in self.settings.items()))
         self._run("pg_ctl", "-D", data, "-o", options, "-l", os.path.join(self.root, "log"),
                   "-w", "start")
         return self
 
-    def url(self, database="postgres"):
-        """Return the SQLAlchemy URL (psycopg 3) of a database in this cluster."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database="postgres", driver="+psycopg"):
+        """Return the SQLAlchemy URL (psycopg 3) of a database; ``driver=""`` gives libpq's."""
+        return f"postgresql{driver}://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name, template=None):
         """Create database ``name`` (from ``template`` if given) with PostGIS; return its URL."""

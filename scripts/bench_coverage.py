@@ -26,11 +26,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from geodata import crs  # noqa: E402
 from geodata.coverage import check_coverage  # noqa: E402
+from geodata.pgcluster import ThrowawayCluster  # noqa: E402
 
 EPSG = 4547  # CGCS2000 / 3-degree GK CM 114E
 ORIGIN = np.array([536000.0, 3769000.0])  # ~114.39E 34.06N
 CELL_AREA_M2 = 4000.0  # mean cell area; the park grows with the cell count
 MIN_AREA_M2 = 1e-4  # PostGIS/naive count parts above this; gridmap uses width
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 # ---- data --------------------------------------------------------------------------
@@ -200,40 +196,6 @@ def run_postgis(url):
     return {"gaps": gaps, "overlaps": overlaps, "gap_m2": gap_m2, "overlap_m2": overlap_m2}
 
 
-class Cluster:
-    """A throwaway PostgreSQL cluster in a temp dir on a free port."""
-
-    def __init__(self):
-        """Run initdb and start the server; ``self.url`` is its libpq URL."""
-        self.dir = Path(tempfile.mkdtemp(prefix="gridmap-bench-pg-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.data = self.dir / "data"
-        # initdb refuses to run as root: run the server as the postgres user then.
-        self.as_user = []
-        if os.geteuid() == 0:
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.dir, "postgres")
-        initdb = [PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust"]
-        subprocess.run(self.as_user + initdb, check=True, capture_output=True)
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses='' "
-            "-c shared_buffers=256MB -c work_mem=256MB"
-        )
-        start = [PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "log", "-w", "start"]
-        subprocess.run(self.as_user + start + ["-o", options], check=True, capture_output=True)
-        self.url = f"postgresql://postgres@/postgres?host={self.dir}&port={self.port}"
-
-    def stop(self):
-        """Stop the server and delete its directory."""
-        subprocess.run(
-            self.as_user + [PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 # ---- harness -----------------------------------------------------------------------
 
 
@@ -315,8 +277,10 @@ def main(argv=None):
     cluster = None
     url = args.postgis_url
     if not args.no_postgis and url is None:
-        cluster = Cluster()
-        url = cluster.url
+        cluster = ThrowawayCluster(settings={"shared_buffers": "256MB", "work_mem": "256MB"})
+        cluster.start()
+        cluster.create_database("bench")
+        url = cluster.url("bench", driver="")
     rows = []
     pg_versions = ""
     try:
