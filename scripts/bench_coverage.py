@@ -26,12 +26,16 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import subprocess
 import sys
+import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import shapely
+import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -253,6 +257,48 @@ def fmt(x, spec=".2f"):
     return "-" if x is None else format(x, spec)
 
 
+def bench_all_parks(n_parks, cells_per_park, workers, seed=0):
+    """Time ``gridmap check --all`` over ``n_parks`` stored parks, serially and with workers.
+
+    Parks are stored in a throwaway SpatiaLite file through the ORM (their
+    injected overlaps would be refused by ``gridmap import``, which checks
+    coverage).  Returns {workers: seconds}.
+    """
+    import geopandas as gpd
+
+    from geodata import schema
+    from geodata.models import Grid
+    from geodata.models.base import to_element
+    from geodata.services.parks import import_parks
+    from geodata.storage import make_engine, session_scope
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/parks.sqlite"
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        for k in range(n_parks):
+            cells, park = build_coverage(cells_per_park, seed=seed + k)
+            frame = gpd.GeoDataFrame({"code": [f"P{k:02d}"], "name": [f"园区{k}"],
+                                      "division_code": ["411621"]}, geometry=[park], crs=4326)
+            with session_scope(engine, write=True) as session:
+                (stored,), _ = import_parks(session, frame)
+                multi = [g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g])
+                         for g in cells]
+                session.execute(sa.insert(Grid), [
+                    {"park_id": stored.id, "code": f"P{k:02d}-{i:05d}", "name": str(i),
+                     "level": 1, "kind": "area", "geom": to_element(g), "area_m2": 0.0,
+                     "active_from": date.today(), "version": 1}
+                    for i, g in enumerate(multi)])
+        engine.dispose()
+        seconds = {}
+        for w in sorted({1, workers}):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "geodata.cli", "--db", url, "check", "--all",
+                            "--workers", str(w)], capture_output=True, check=False)
+            seconds[w] = time.perf_counter() - t0
+        return seconds
+
+
 def main(argv=None):
     """Build the coverages, time every method and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -267,6 +313,12 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per method and size; the median is reported (default 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parks", type=int, default=4,
+                        help="parks for the `check --all --workers` speed-up (0 to skip)")
+    parser.add_argument("--park-cells", type=int, default=20000,
+                        help="cells per park for the --all speed-up (default 20000)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="workers for the --all speed-up (default: CPU count)")
     args = parser.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
 
@@ -331,6 +383,12 @@ def main(argv=None):
               f"{fmt(ratio(p, g))} | {fmt(ratio(nv, g))} | {counts(res['gridmap'])} | "
               f"{counts(res['postgis'])} | {counts(res['naive'])} | "
               f"{fmt(res['gridmap'][2] if res['gridmap'] else None, '.0f')} |")
+    if args.parks:
+        seconds = bench_all_parks(args.parks, args.park_cells, args.workers, seed=args.seed)
+        serial, parallel = seconds[1], seconds[max(seconds)]
+        print(f"\ngridmap check --all over {args.parks} parks x {args.park_cells} cells: "
+              f"{serial:.1f} s with 1 worker, {parallel:.1f} s with {max(seconds)} workers "
+              f"(speed-up {serial / parallel:.2f}x)")
 
 
 if __name__ == "__main__":
