@@ -14,9 +14,9 @@ from geodata.geometry import validate_geometries
 from geodata.models import (HAZARD_LEVELS, HAZARD_STATUSES, Enterprise, Grid, Hazard,
                             HazardEvent)
 from geodata.models.base import to_element, to_shapes
-from geodata.services.grids import active_grids, grid_geometries
+from geodata.services.grids import grid_layer
 from geodata.services.parks import park_boundary
-from geodata.services.sites import enterprises_of, site_geometries
+from geodata.services.sites import site_layer
 from geodata.spatial import assign_to_cells
 
 STATUS_NAMES = {**{s: s for s in HAZARD_STATUSES},
@@ -37,20 +37,20 @@ def locate(session, park, points):
     (list of int or None, list of int or None)
         Grid ids and enterprise ids, aligned with ``points``.
     """
-    grids = active_grids(session, park)
-    grid_rank = np.lexsort(([g.code for g in grids], [-g.level for g in grids]))
+    grids = grid_layer(session, park)
     order = np.empty(len(grids), dtype=np.int64)
-    order[grid_rank] = np.arange(len(grids))
-    gk = assign_to_cells(points, grid_geometries(grids), order=order)
-    enterprises = enterprises_of(session, park)
-    sites = site_geometries(enterprises)
-    site_rank = np.lexsort((shapely.area(sites) if len(sites) else [],
-                            [e.host_id is None for e in enterprises]))
-    order = np.empty(len(enterprises), dtype=np.int64)
-    order[site_rank] = np.arange(len(enterprises))
-    ek = assign_to_cells(points, sites, order=order)
-    return ([grids[k].id if k >= 0 else None for k in gk],
-            [enterprises[k].id if k >= 0 else None for k in ek])
+    order[np.lexsort((grids["code"].to_numpy(), -grids["level"].to_numpy()))] = np.arange(
+        len(grids))
+    gk = assign_to_cells(points, grids.geometry.to_numpy(), order=order)
+    sites = site_layer(session, park)
+    geoms = sites.geometry.to_numpy()
+    order = np.empty(len(sites), dtype=np.int64)
+    order[np.lexsort((shapely.area(geoms), sites["host_id"].isna().to_numpy()))] = np.arange(
+        len(sites))
+    ek = assign_to_cells(points, geoms, order=order)
+    grid_ids, site_ids = grids["id"].to_numpy(), sites["id"].to_numpy()
+    return ([int(grid_ids[k]) if k >= 0 else None for k in gk],
+            [int(site_ids[k]) if k >= 0 else None for k in ek])
 
 
 def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000):
