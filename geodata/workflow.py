@@ -90,6 +90,7 @@ TRANSITIONS = {
 PERMISSIONS = {
     "read": frozenset(ROLES),
     "create": _WORKERS,
+    "move": _WORKERS,
     "escalate": _WORKERS,
     "manage_users": frozenset({"admin"}),
 }
