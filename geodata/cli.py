@@ -148,5 +148,10 @@ def serve(obj, host, port):
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
+from geodata.cli_ledger import hazards, users  # noqa: E402  (after main exists)
+
+main.add_command(hazards)
+main.add_command(users)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

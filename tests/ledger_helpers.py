@@ -13,11 +13,17 @@ from geodata.services.ledger import Actor
 from geodata.services.parks import import_parks
 from geodata.services.sites import import_enterprises
 from geodata.services.staff import import_staff
+from geodata.services import users as user_service
 from geodata.services.users import add_user, create_token
 from geodata.storage import session_scope
 from tests.conftest import metric_box, metric_point
 
 CELL = 500  # metres
+# Tests create many accounts: a cheaper scrypt cost keeps them fast.  The cost
+# is stored in each hash, so verification is unaffected; test_auth checks the
+# production default separately.
+PRODUCTION_SCRYPT_N = user_service.SCRYPT_N
+user_service.SCRYPT_N = 2**10
 PASSWORDS = {role: f"{role}-pass-123" for role in
              ("viewer", "inspector", "supervisor", "planner", "admin")}
 ACTORS = {role: Actor(role, role) for role in PASSWORDS}

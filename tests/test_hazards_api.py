@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.conftest import table_counts
-from tests.ledger_helpers import IN_GRID, OUTSIDE, build_park, future, ledger_state, lonlat
+from tests.ledger_helpers import OUTSIDE, build_park, future, ledger_state, lonlat
 from webmap import create_app
 
 
