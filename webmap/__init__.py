@@ -5,6 +5,8 @@ then ``test_config``.  Nothing touches the database at import time; if the
 database is down, the app still starts and ``/healthz`` answers 503.
 """
 
+from datetime import timedelta
+
 from flask import Flask
 
 from geodata.config import Settings
@@ -29,6 +31,10 @@ def create_app(test_config=None):
         MAX_CONTENT_LENGTH=int(settings.max_upload_mb * 2**20),
         JSON_AS_ASCII=False,
         GRIDMAP=settings,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        LOGIN_RATE_LIMIT=settings.login_rate_limit,
     )
     app.config.update(test_config)
     app.json.ensure_ascii = False

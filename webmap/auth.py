@@ -15,7 +15,6 @@
 
 import math
 import time
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (current_app, g, redirect, render_template, request, session, url_for)
@@ -37,12 +36,9 @@ csrf = CSRFProtect()
 
 def init_app(app):
     """Set up sessions, CSRF, the login rate limit and the login/logout routes on ``app``."""
-    settings = app.config["GRIDMAP"]
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=settings.session_hours))
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(settings.session_hours * 3600))
-    app.config.setdefault("LOGIN_RATE_LIMIT", settings.login_rate_limit)
+    # create_app sets the session lifetime, SameSite=Lax and LOGIN_RATE_LIMIT.
+    lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(lifetime.total_seconds()))
     csrf.init_app(app)
     # One limiter per app, so test apps do not share counters.
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", default_limits=[],
