@@ -58,7 +58,7 @@ def test_0001_database_with_data_upgrades_to_head(fresh_url):
             for statement in ROWS_0001:
                 conn.exec_driver_sql(statement)
         schema.upgrade(engine)
-        assert schema.current_revision(engine) == schema.head_revision() == "0002"
+        assert schema.current_revision(engine) == schema.head_revision()
         with engine.connect() as conn:
             hazard = conn.execute(sa.text(
                 "SELECT code, status, version, escalation, closed_at FROM hazards")).one()
