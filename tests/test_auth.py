@@ -72,6 +72,7 @@ def test_login_dashboard_logout(site):
     assert "SameSite=Lax" in logged.headers["Set-Cookie"]
     page = client.get("/parks/T/dashboard")
     assert page.status_code == 200
+    assert "script-src 'none'" in page.headers["Content-Security-Policy"]
     assert 'id="rate-in-grid">100.0%' in page.get_data(as_text=True)
     ledger_page = client.get("/parks/T/ledger").get_data(as_text=True)
     assert XSS not in ledger_page and "&lt;script&gt;alert(1)&lt;/script&gt;" in ledger_page

@@ -282,3 +282,12 @@ def test_two_clients_move_the_same_hazard_at_once(api, engine, mode):
     assert hazards[0][1:3] == ("rectifying", 2)
     history = api.call("GET", f"/api/hazards/{hid}/history", "viewer").json["events"]
     assert [e["to"] for e in history] == ["found", "rectifying"]
+
+
+def test_grid_filter_includes_sub_grids_and_escapes_wildcards(api):
+    assert api.create("T-001").status_code == 201
+    assert api.create("T-002").status_code == 201
+    by_grid = api.call("GET", "/api/parks/T/hazards?grid=T-001", "viewer").json
+    assert by_grid["total"] == 1 and by_grid["hazards"][0]["grid"]["code"] == "T-001"
+    assert api.call("GET", "/api/hazards?grid=T-%25", "viewer").json["total"] == 0
+    assert api.call("GET", "/api/hazards?grid=T_001", "viewer").json["total"] == 0

@@ -18,6 +18,17 @@ from webmap.db import get_session
 
 bp = Blueprint("ledger_pages", __name__)
 
+#: No inline scripts and nothing from elsewhere: hazard text can never run.
+CSP = "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; base-uri 'none'"
+
+
+@bp.after_request
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

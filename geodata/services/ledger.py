@@ -388,7 +388,8 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
         query = query.where(Hazard.category == category)
     if grid is not None:
         code = attr.code(grid, field="grid")
-        ids = sa.select(Grid.id).where(sa.or_(Grid.code == code, Grid.code.like(code + "-%")))
+        ids = sa.select(Grid.id).where(sa.or_(
+            Grid.code == code, Grid.code.startswith(code + "-", autoescape=True)))
         if park is not None:
             ids = ids.where(Grid.park_id == park.id)
         query = query.where(Hazard.grid_id.in_(ids))
