@@ -87,6 +87,7 @@ def test_whole_loop_through_the_api(api):
     assert listed["total"] == 1 and listed["hazards"][0]["id"] == hid
     board = api.call("GET", "/api/parks/T/dashboard", "viewer").json
     assert board["by_grid"]["T-004"]["total"] == 1 and board["by_escalation"]["county"] == 1
+    assert board["by_cell"] == {"T-004": 1}
 
 
 def test_point_on_a_shared_boundary_goes_to_the_lowest_code(api):
@@ -291,3 +292,11 @@ def test_grid_filter_includes_sub_grids_and_escapes_wildcards(api):
     assert by_grid["total"] == 1 and by_grid["hazards"][0]["grid"]["code"] == "T-001"
     assert api.call("GET", "/api/hazards?grid=T-%25", "viewer").json["total"] == 0
     assert api.call("GET", "/api/hazards?grid=T_001", "viewer").json["total"] == 0
+
+
+def test_cjk_emoji_and_markup_round_trip(api):
+    text = "消防通道堵塞 🚒 <b>x</b> ${alert(1)} `rm`"
+    created = api.create(description=text)
+    assert created.status_code == 201
+    assert api.call("GET", f"/api/hazards/{created.json['id']}", "viewer").json[
+        "description"] == text

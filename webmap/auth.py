@@ -50,6 +50,15 @@ def init_app(app):
     app.add_url_rule("/logout", "logout", logout, methods=["POST"])
     app.before_request(_load_user)
 
+    @app.after_request
+    def _login_headers(response):
+        if request.endpoint == "login":
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'none'; form-action 'self'; base-uri 'none'")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
     @app.errorhandler(CSRFError)
     def _csrf_failed(exc):
         return _response(400, "csrf_failed", exc.description or "CSRF token missing or wrong")

@@ -475,7 +475,7 @@ def dashboard(session, park, today=None):
     * ``by_status``, ``by_level``, ``by_escalation``: hazard counts.
     * ``by_grid``: counts per level-1 grid (sub-grid hazards roll up to
       their level-1 grid), with open and overdue counts; ``no_grid`` counts
-      hazards in no grid.
+      hazards in no grid; ``by_cell`` counts per hazard's own (deepest) grid.
     * ``by_month``: hazards found per ``YYYY-MM`` and closed per month.
     * ``closure_rate``: closed / all hazards; ``overdue``: open hazards past
       their deadline (derived on ``today``).
@@ -513,7 +513,7 @@ def dashboard(session, park, today=None):
     by_grid = {g.code: {"name": g.name, "total": 0, "open": 0, "overdue": 0}
                for g in sorted(grids, key=lambda g: g.code)
                if g.level == 1 and g.active_to is None}
-    found_months, closed_months = Counter(), Counter()
+    found_months, closed_months, by_cell = Counter(), Counter(), Counter()
     overdue = no_grid = 0
     for status, _level, _esc, grid_id, found, deadline, closed_at in rows:
         late = is_overdue(status, deadline, today)
@@ -521,6 +521,8 @@ def dashboard(session, park, today=None):
         found_months[found.strftime("%Y-%m")] += 1
         if closed_at is not None and status == "closed":
             closed_months[closed_at.strftime("%Y-%m")] += 1
+        if grid_id in by_id:
+            by_cell[by_id[grid_id].code] += 1
         g = top(grid_id)
         if g is None:
             no_grid += 1
@@ -547,6 +549,7 @@ def dashboard(session, park, today=None):
         "by_level": {v: sum(1 for r in rows if r[1] == v) for v in HAZARD_LEVELS},
         "by_escalation": {v: sum(1 for r in rows if r[2] == v) for v in ESCALATION_LEVELS},
         "by_grid": by_grid,
+        "by_cell": dict(sorted(by_cell.items())),
         "no_grid": no_grid,
         "by_month": [{"month": m, "found": found_months.get(m, 0),
                       "closed": closed_months.get(m, 0)} for m in months],
