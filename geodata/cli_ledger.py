@@ -15,8 +15,8 @@ from geodata.errors import ValidationError
 from geodata.ledger_export import export_ledger
 from geodata.services import ledger
 from geodata.services.parks import get_park
-from geodata.services.users import (add_user, allowed_grid_ids, create_token, get_user,
-                                    list_users, set_role)
+from geodata.services.users import (add_user, allowed_grid_ids, create_demo_accounts,
+                                    create_token, get_user, list_users, set_role)
 from geodata.storage import session_scope
 from geodata.workflow import ROLES, STATE_NAMES
 
@@ -118,7 +118,7 @@ def export(obj, file, park_code, status, overdue):
 
 @click.group("users")
 def users():
-    """Accounts: add, list, set-role, token."""
+    """Accounts: add, list, set-role, token, demo-accounts."""
 
 
 @users.command("add")
@@ -173,3 +173,13 @@ def token(obj, username, name, days):
     with session_scope(obj.ready_engine(), write=True) as session:
         text, _ = create_token(session, username, name, days=days)
     click.echo(text)
+
+
+@users.command("demo-accounts")
+@_pass_obj
+def demo_accounts(obj):
+    """Create the documented demo accounts, one per role (existing names are kept)."""
+    with session_scope(obj.ready_engine(), write=True) as session:
+        made = create_demo_accounts(session)
+    click.echo(f"created {len(made)} demo accounts: {', '.join(made) or 'none needed'} "
+               "(passwords in docs/ledger.md)")

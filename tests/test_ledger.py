@@ -152,3 +152,11 @@ def test_cli_users(runner, engine):
         assert user.role == "supervisor" and token not in user.tokens[0].token_hash
         assert "secret-pass-1" not in user.password_hash
         assert session.execute(sa.select(sa.func.count()).select_from(HazardEvent)).scalar() == 0
+
+
+def test_cli_demo_accounts(runner):
+    first = runner("users", "demo-accounts")
+    assert first.exit_code == 0 and "created 5" in first.output
+    assert "none needed" in runner("users", "demo-accounts").output
+    listed = runner("users", "list").output
+    assert all(f"{name}\t{role}\t" in listed for name, (role, _) in DEMO_ACCOUNTS.items())
