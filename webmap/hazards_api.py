@@ -2,7 +2,6 @@
 
 =======  =====================================  =========================================
 POST     /api/parks/<code>/hazards              log a hazard at a point → 201 + ETag
-GET      /api/parks/<code>/hazards              list a park's hazards (filters below)
 GET      /api/hazards                           list (``park``, ``status``, ``level``,
                                                 ``escalation``, ``category``, ``grid``,
                                                 ``overdue``, ``limit``, ``offset``)
@@ -19,6 +18,8 @@ GET      /api/parks/<code>/dashboard            the dashboard figures
 Bodies must be ``application/json`` (415 otherwise); unparseable JSON is
 400 ``invalid_json``; ``NaN``/``Infinity`` are 422 ``invalid_coordinate``;
 unknown fields or query parameters are 422 ``unknown_property``.
+``GET /api/parks/<code>/hazards`` belongs to the map API (GeoJSON layer);
+the ledger list is ``GET /api/hazards?park=<code>``.
 """
 
 import json
@@ -145,7 +146,7 @@ def create_hazard(code):
     return _one(session, hazard, 201)
 
 
-def _list(park_code=None):
+def _list():
     unknown = set(request.args) - LIST_PARAMS
     if unknown:
         raise ValidationError(f"unknown query parameters: {', '.join(sorted(unknown))[:200]}",
@@ -153,7 +154,7 @@ def _list(park_code=None):
     session = get_session()
     current_actor(session, "read")
     args = request.args
-    park_code = park_code or args.get("park")
+    park_code = args.get("park")
     park = get_park(session, park_code) if park_code else None
     overdue = args.get("overdue")
     if overdue is not None:
@@ -178,12 +179,6 @@ def _list(park_code=None):
 def list_hazards():
     """List hazards with filters."""
     return _list()
-
-
-@bp.get("/parks/<code>/hazards")
-def list_park_hazards(code):
-    """List one park's hazards with filters."""
-    return _list(code)
 
 
 @bp.get("/hazards/<int:hazard_id>")
