@@ -35,7 +35,9 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# This checkout, not whichever gridmap is installed (also for the server subprocess).
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from geodata import schema  # noqa: E402
 from geodata.spatial import assign_to_cells  # noqa: E402
@@ -150,7 +152,7 @@ def bench_api(url, clients, per_client):
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "geodata.cli", "--db", url, "serve",
                                "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         deadline = time.time() + 30
         while True:
