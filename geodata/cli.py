@@ -279,5 +279,10 @@ def serve(obj, host, port, threads):
     waitress_serve(app, host=host, port=port, threads=threads, ident="gridmap")
 
 
+from geodata.cli_ledger import hazards, users  # noqa: E402  (after main exists)
+
+main.add_command(hazards)
+main.add_command(users)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -8,6 +8,9 @@
 ``GRIDMAP_MAX_FEATURES``   Features per import (default 200 000).
 ``GRIDMAP_MAX_VERTICES``   Vertices per geometry (default 20 000).
 ``GRIDMAP_TILES``          XYZ tile URL for the base map, or ``none``.
+``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
+``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
+                           ``10 per minute``; flask-limiter syntax).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
 """
@@ -37,6 +40,8 @@ class Settings:
     max_vertices: int = 20_000
     tiles: str = "none"
     sqlite_busy_timeout_s: float = 5.0
+    session_hours: float = 8.0
+    login_rate_limit: str = "10 per minute"
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -65,7 +70,7 @@ class Settings:
             raise ConfigError(
                 "GRIDMAP_DATABASE_URL must be a sqlite:/// (SpatiaLite) or "
                 "postgresql+psycopg:// (PostGIS) URL", details={"setting": "GRIDMAP_DATABASE_URL"})
-        for name in ("max_upload_mb", "max_features", "max_vertices"):
+        for name in ("max_upload_mb", "max_features", "max_vertices", "session_hours"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})

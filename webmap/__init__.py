@@ -5,10 +5,12 @@ then ``test_config``.  Nothing touches the database at import time; if the
 database is down, the app still starts and ``/healthz`` answers 503.
 """
 
+from datetime import timedelta
+
 from flask import Flask
 
 from geodata.config import Settings
-from webmap import db, errors, views
+from webmap import auth, dashboard, db, errors, hazards_api, views
 
 
 def create_app(test_config=None):
@@ -29,10 +31,17 @@ def create_app(test_config=None):
         MAX_CONTENT_LENGTH=int(settings.max_upload_mb * 2**20),
         JSON_AS_ASCII=False,
         GRIDMAP=settings,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        LOGIN_RATE_LIMIT=settings.login_rate_limit,
     )
     app.config.update(test_config)
     app.json.ensure_ascii = False
     db.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)
+    auth.init_app(app)
+    app.register_blueprint(hazards_api.bp)
+    app.register_blueprint(dashboard.bp)
     return app

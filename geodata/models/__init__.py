@@ -3,9 +3,14 @@
 from geodata.models.base import Base
 from geodata.models.enterprise import Enterprise
 from geodata.models.grid import GRID_KINDS, Grid
-from geodata.models.hazard import HAZARD_LEVELS, HAZARD_STATUSES, Hazard, HazardEvent
+from geodata.models.hazard import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Hazard,
+                                   HazardEvent)
 from geodata.models.park import Park
 from geodata.models.staff import STAFF_ROLES, GridStaff
+from geodata.models.supervision import SUPERVISION_OUTCOMES, Photo, Supervision
+from geodata.models.user import USER_ROLES, ApiToken, User, UserGrid
 
-__all__ = ["Base", "Enterprise", "GRID_KINDS", "Grid", "HAZARD_LEVELS", "HAZARD_STATUSES",
-           "Hazard", "HazardEvent", "Park", "STAFF_ROLES", "GridStaff"]
+__all__ = ["Base", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid", "HAZARD_LEVELS",
+           "HAZARD_STATUSES", "Hazard", "HazardEvent", "Park", "STAFF_ROLES", "GridStaff",
+           "SUPERVISION_OUTCOMES", "Photo", "Supervision", "USER_ROLES", "ApiToken", "User",
+           "UserGrid"]

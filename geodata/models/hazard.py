@@ -11,6 +11,8 @@ from geodata.models.base import Base, geometry_column
 
 HAZARD_STATUSES = ("found", "rectifying", "supervising", "closed")
 HAZARD_LEVELS = ("general", "major")
+#: Graded handling (分级处置): who is handling the hazard, lowest first.
+ESCALATION_LEVELS = ("grid", "park", "county", "city", "province")
 
 
 def _utcnow():
@@ -51,6 +53,9 @@ class Hazard(Base):
     status: Mapped[str] = mapped_column(String(16), default="found")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Added by migration 0002 (the ledger); values checked by a trigger/constraint.
+    escalation: Mapped[str] = mapped_column(String(16), default="grid")
+    closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
     grid = relationship("Grid")
     enterprise = relationship("Enterprise")
@@ -76,5 +81,9 @@ class HazardEvent(Base):
     from_status: Mapped[Optional[str]] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
+    # Added by migration 0002: the workflow action (NULL for imported history)
+    # and the escalation step, e.g. ``grid>park``.
+    action: Mapped[Optional[str]] = mapped_column(String(24))
+    escalation: Mapped[Optional[str]] = mapped_column(String(40))
 
     hazard = relationship("Hazard", back_populates="events")

@@ -13,6 +13,7 @@ from geodata.services.hazards import import_hazards
 from geodata.services.parks import import_parks
 from geodata.services.sites import import_enterprises
 from geodata.services.staff import import_staff
+from geodata.services.users import create_demo_accounts
 from geodata.storage import session_scope
 
 
@@ -40,6 +41,8 @@ def load_demo(engine, seed=None, today=None):
                            file="demo")
         import_staff(session, park, demo.staff, file="demo")
         import_hazards(session, park, demo.hazards, file="demo")
+        # One account per role; passwords in docs/ledger.md (demo only).
+        create_demo_accounts(session)
     counts = summary(demo)
     return (f"loaded demo park {PARK_CODE} ({demo.park['name']}): "
             + ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, int)))

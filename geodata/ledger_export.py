@@ -1,0 +1,126 @@
+"""Export the hazard ledger (隐患台账) as CSV or XLSX with Chinese headers.
+
+CSV is UTF-8 with a byte-order mark so that Excel (and WPS) detect the
+encoding; XLSX is written with openpyxl, one sheet ``隐患台账`` with a frozen
+header row.  Both hold every hazard matching the filters, in ledger order.
+"""
+
+import csv
+import io
+from datetime import date
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from geodata.errors import ValidationError
+from geodata.models import Supervision
+from geodata.services import ledger
+from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
+
+LEVEL_NAMES = {"general": "一般", "major": "重大"}
+
+#: (header, key) in column order.
+COLUMNS = [
+    ("序号", "seq"), ("隐患编号", "code"), ("园区", "park"), ("所属网格", "grid_code"),
+    ("网格名称", "grid_name"), ("企业名称", "enterprise"), ("统一社会信用代码", "credit_code"),
+    ("隐患类别", "category"), ("隐患等级", "level"), ("隐患描述", "description"),
+    ("发现日期", "found_date"), ("整改期限", "deadline"), ("当前状态", "status"),
+    ("是否逾期", "overdue"), ("督办层级", "escalation"), ("督导人", "supervisor"),
+    ("督导时间", "checked_at"), ("销号时间", "closed_at"), ("经度", "lon"), ("纬度", "lat"),
+]
+HEADERS = [h for h, _ in COLUMNS]
+
+
+def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
+    """Return the ledger rows (dicts keyed as :data:`COLUMNS`) for the filters."""
+    today = today or date.today()
+    hazards, offset = [], 0
+    while True:
+        page, total = ledger.list_hazards(session, park=park, status=status, overdue=overdue,
+                                          limit=ledger.MAX_PAGE, offset=offset, today=today)
+        hazards.extend(page)
+        offset += len(page)
+        if not page or offset >= total:
+            break
+    items = ledger.hazard_dicts(session, hazards, today=today)
+    passed = {}
+    if hazards:
+        for record in session.execute(sa.select(Supervision).where(
+                Supervision.outcome == "passed").order_by(Supervision.id)).scalars():
+            passed[record.hazard_id] = record
+    rows = []
+    for seq, item in enumerate(items, 1):
+        record = passed.get(item["id"]) if item["status"] == "closed" else None
+        rows.append({
+            "seq": seq, "code": item["code"], "park": item["park"],
+            "grid_code": (item["grid"] or {}).get("code", ""),
+            "grid_name": (item["grid"] or {}).get("name", ""),
+            "enterprise": (item["enterprise"] or {}).get("name", ""),
+            "credit_code": (item["enterprise"] or {}).get("credit_code", ""),
+            "category": item["category"], "level": LEVEL_NAMES[item["level"]],
+            "description": item["description"], "found_date": item["found_date"],
+            "deadline": item["deadline"] or "", "status": STATE_NAMES[item["status"]],
+            "overdue": "是" if item["overdue"] else "否",
+            "escalation": ESCALATION_NAMES[item["escalation"]],
+            "supervisor": record.supervisor if record else "",
+            "checked_at": record.checked_at.strftime("%Y-%m-%d %H:%M") if record else "",
+            "closed_at": (item["closed_at"] or "")[:16].replace("T", " "),
+            "lon": item["lon"], "lat": item["lat"],
+        })
+    return rows
+
+
+def _safe_cell(value):
+    # A leading = + - @ makes spreadsheets evaluate text as a formula (CSV injection).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def to_csv(rows):
+    """Return the ledger as CSV bytes (UTF-8 with BOM)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(HEADERS)
+    for row in rows:
+        writer.writerow([_safe_cell(row[k]) for _, k in COLUMNS])
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def to_xlsx(rows, title="隐患台账"):
+    """Return the ledger as XLSX bytes (one sheet, frozen header)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = title[:31]
+    sheet.append(HEADERS)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append([_safe_cell(row[k]) for _, k in COLUMNS])
+    sheet.freeze_panes = "A2"
+    for letter, width in zip("ABCDEFGHIJKLMNOPQRST", (6, 14, 8, 14, 12, 24, 22, 10, 8, 30)):
+        sheet.column_dimensions[letter].width = width
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def export_ledger(session, path, **filters):
+    """Write the ledger to ``path`` (``.csv`` or ``.xlsx``); return the number of rows.
+
+    Raises
+    ------
+    ValidationError
+        422 ``unsupported_format`` for another extension.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise ValidationError(f"export to .csv or .xlsx, not {suffix or 'no extension'!r}",
+                              code="unsupported_format")
+    rows = ledger_rows(session, **filters)
+    path.write_bytes(to_csv(rows) if suffix == ".csv" else to_xlsx(rows))
+    return len(rows)

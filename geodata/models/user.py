@@ -1,0 +1,78 @@
+"""Accounts (用户), their API tokens and the grids a grid member is limited to."""
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String,
+                        UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from geodata.models.base import Base
+
+USER_ROLES = ("viewer", "inspector", "supervisor", "planner", "admin")
+
+
+def _utcnow():
+    return datetime.now(timezone.utc)
+
+
+class User(Base):
+    """A person who logs in.
+
+    ``password_hash`` is ``scrypt$n$r$p$salt$hash`` (:mod:`hashlib`, see
+    :mod:`geodata.services.users`); the password itself is never stored.
+    A user with rows in ``user_grids`` may only log and move hazards in
+    those grids and their sub-grids.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'inspector', 'supervisor', 'planner', 'admin')",
+                        name="role_known"),
+        UniqueConstraint("username"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    grids = relationship("UserGrid", cascade="all, delete-orphan", back_populates="user")
+    tokens = relationship("ApiToken", cascade="all, delete-orphan", back_populates="user")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class UserGrid(Base):
+    """One grid a grid member serves (limits where they may act)."""
+
+    __tablename__ = "user_grids"
+    __table_args__ = (UniqueConstraint("user_id", "grid_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id", ondelete="RESTRICT"), index=True)
+
+    user = relationship("User", back_populates="grids")
+    grid = relationship("Grid")
+
+
+class ApiToken(Base):
+    """An API token for scripts; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (UniqueConstraint("token_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    user = relationship("User", back_populates="tokens")

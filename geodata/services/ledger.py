@@ -1,0 +1,565 @@
+"""The hazard ledger (隐患台账): log, move through the workflow, list, history, dashboard.
+
+Every write function expects to run inside one write transaction (see
+:func:`geodata.storage.begin_write`; on SQLite that is ``BEGIN IMMEDIATE``)
+and locks the rows it depends on (``SELECT ... FOR UPDATE`` on PostgreSQL),
+so two clients moving the same hazard from the same version are serialised:
+the second one sees the new version and gets 409 ``stale_version`` (or 412
+when it sent ``If-Match``).  Nothing is written before every check passed.
+"""
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Optional
+
+import shapely
+import sqlalchemy as sa
+
+from geodata import attributes as attr
+from geodata.errors import (ConflictError, FeatureError, NotFoundError,
+                            PreconditionFailedError, ValidationError)
+from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Enterprise,
+                            Grid, GridStaff, Hazard, HazardEvent, Park, Photo, Supervision)
+from geodata.models.base import to_element, to_shapes
+from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
+from geodata.services.parks import park_boundary
+from geodata.storage import backend_name
+from geodata.workflow import (MAX_NOTE, STATE_NAMES, PermissionDeniedError, allowed_targets,
+                              check_escalation, is_overdue, plan_transition, require)
+
+#: Hazard categories (隐患类别) accepted by the API and CLI.
+CATEGORIES = ("消防安全", "用电安全", "安全通道", "特种设备", "危化品", "有限空间", "粉尘防爆",
+              "劳动防护", "其他")
+MAX_PAGE = 1000
+
+
+@dataclass
+class Actor:
+    """Who is acting: a user name, a role and, for grid members, the grids they serve.
+
+    ``grid_ids`` None means no grid limit.
+    """
+
+    name: str
+    role: str
+    grid_ids: Optional[set] = None
+
+
+def _text(value, field, *, required=False, max_length=MAX_NOTE):
+    """Clean text or a 422 naming the field (NUL, bidi overrides, too long)."""
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"{field} must be text", code="invalid_type",
+                              details={"field": field})
+    try:
+        return attr.text(value, field=field, required=required, max_length=max_length) or ""
+    except FeatureError as exc:
+        raise ValidationError(exc.message, code=exc.code, details={"field": field}) from None
+
+
+def _day(value, field):
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(f"{field} must be a date YYYY-MM-DD, got {value!r}",
+                              code="invalid_date", details={"field": field}) from None
+
+
+def parse_point(lon, lat):
+    """Return a shapely Point from lon/lat degrees (EPSG:4326), or raise 422.
+
+    Raises
+    ------
+    ValidationError
+        ``invalid_coordinate`` (not a finite number) or ``coordinate_out_of_range``.
+    """
+    for name, value in (("lon", lon), ("lat", lat)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value):
+            raise ValidationError(f"{name} must be a finite number, got {value!r}",
+                                  code="invalid_coordinate", details={"field": name})
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValidationError(f"({lon}, {lat}) is not a lon/lat position (EPSG:4326); the "
+                              "coordinates may be in lat/lon order",
+                              code="coordinate_out_of_range", details={"field": "location"})
+    return shapely.Point(float(lon), float(lat))
+
+
+def get_hazard(session, hazard_id, *, lock=False):
+    """Return the hazard with ``hazard_id``; ``lock`` takes a row lock (PostgreSQL).
+
+    Raises
+    ------
+    NotFoundError
+        404 ``hazard_not_found``.
+    """
+    if isinstance(hazard_id, bool) or not isinstance(hazard_id, int) or not (
+            0 < hazard_id < 2**31):
+        raise NotFoundError(f"no hazard {hazard_id!r}", code="hazard_not_found")
+    query = sa.select(Hazard).where(Hazard.id == hazard_id).execution_options(
+        populate_existing=True)
+    if lock:
+        query = query.with_for_update()
+    hazard = session.execute(query).scalar_one_or_none()
+    if hazard is None:
+        raise NotFoundError(f"no hazard {hazard_id}", code="hazard_not_found")
+    return hazard
+
+
+def _lock_park(session, park):
+    # Ledger numbers are max+1 per park: serialise creators per park.
+    # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
+    if backend_name(session) == "postgresql":
+        session.execute(sa.select(Park.id).where(Park.id == park.id).with_for_update())
+
+
+def _check_grid_limit(actor, grid_id):
+    if actor.grid_ids is not None and grid_id not in actor.grid_ids:
+        raise PermissionDeniedError(f"{actor.name} does not serve this hazard's grid",
+                                    code="outside_your_grids")
+
+
+def create_hazard(session, park, *, point, category, actor, level="general", description="",
+                  found_date=None, code=None):
+    """Log a hazard at ``point`` (shapely Point, EPSG:4326) in ``park``; return it.
+
+    The grid (deepest containing grid; on a shared boundary the lowest code
+    wins) and the enterprise (hidden units first) are resolved by
+    :func:`geodata.services.hazards.locate`.  The ledger number is the next
+    ``YH<year>-<seq>`` unless ``code`` is given.  The first history event
+    records who logged it.
+
+    Raises
+    ------
+    ValidationError
+        422 ``outside_park``, ``unknown_category``, ``unknown_level``, bad text.
+    PermissionDeniedError
+        403 for a role that may not log hazards, or outside a grid member's grids.
+    ConflictError
+        409 ``duplicate_hazard_code``.
+    """
+    require(actor.role, "create")
+    if category not in CATEGORIES:
+        raise ValidationError(f"unknown category {category!r}; expected one of "
+                              f"{', '.join(CATEGORIES)}", code="unknown_category",
+                              details={"field": "category", "allowed": CATEGORIES})
+    if not isinstance(level, str) or LEVEL_NAMES.get(level) is None:
+        raise ValidationError(f"unknown level {level!r}; expected one of "
+                              f"{', '.join(HAZARD_LEVELS)}", code="unknown_level",
+                              details={"field": "level", "allowed": HAZARD_LEVELS})
+    description = _text(description, "description")
+    found_date = _day(found_date, "found_date") or date.today()
+    if found_date > date.today():
+        raise ValidationError("found_date is in the future", code="invalid_date",
+                              details={"field": "found_date"})
+    if not shapely.covered_by(point, park_boundary(park)):
+        raise ValidationError(f"the point lies outside park {park.code}", code="outside_park",
+                              details={"field": "location", "park": park.code})
+    _lock_park(session, park)
+    (grid_id,), (enterprise_id,) = locate(session, park, [point])
+    _check_grid_limit(actor, grid_id)
+    try:
+        (code,) = ledger_codes(session, park, [code], year=found_date.year)
+    except FeatureError as exc:
+        raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
+    hazard = Hazard(park_id=park.id, code=code, grid_id=grid_id, enterprise_id=enterprise_id,
+                    location=to_element(point), category=category, level=LEVEL_NAMES[level],
+                    description=description, found_date=found_date, status="found",
+                    escalation="grid")
+    hazard.events.append(HazardEvent(actor=actor.name, from_status=None, to_status="found",
+                                     action="log", note=description))
+    session.add(hazard)
+    session.flush()
+    return hazard
+
+
+def _check_version(hazard, expected, if_match):
+    if expected is None:
+        raise ValidationError("send the version you read (body 'version' or If-Match)",
+                              code="version_required", http_status=428,
+                              details={"field": "version"})
+    if expected != hazard.version:
+        error = PreconditionFailedError if if_match else ConflictError
+        raise error(f"hazard {hazard.code} changed since you read it (version {expected}, now "
+                    f"{hazard.version}); reload and try again",
+                    code="precondition_failed" if if_match else "stale_version",
+                    details={"expected": expected, "current": hazard.version})
+
+
+def transition(session, hazard_id, target, *, actor, expected_version, if_match=False, note="",
+               deadline=None, supervision=None, today=None):
+    """Move a hazard to ``target`` (see :mod:`geodata.workflow`); return the hazard.
+
+    Parameters
+    ----------
+    expected_version : int
+        The version the client read; a different stored version is refused.
+    if_match : bool
+        True when the version came from an ``If-Match`` header (412, not 409).
+    supervision : dict, optional
+        ``{"note", "checked_at" (ISO datetime, default now), "supervisor"
+        (default the actor), "photo_id"}``; required to close.
+
+    Raises
+    ------
+    ConflictError
+        409 ``stale_version`` or ``illegal_transition``.
+    PreconditionFailedError
+        412 when ``If-Match`` is stale.
+    PermissionDeniedError
+        403 for a role or grid that may not take the step.
+    ValidationError
+        422 for a missing deadline, note or supervision record, or bad text.
+    """
+    hazard = get_hazard(session, hazard_id, lock=True)
+    _check_version(hazard, expected_version, if_match)
+    note = _text(note, "note")
+    deadline = _day(deadline, "deadline")
+    step = plan_transition(hazard.status, target, actor.role, note=note, deadline=deadline,
+                           supervision=supervision, today=today)
+    _check_grid_limit(actor, hazard.grid_id)
+    record = None
+    if step.supervision:
+        record = _supervision(session, hazard, supervision or {"note": note}, actor,
+                              step.supervision)
+    source = hazard.status
+    hazard.status = step.target
+    if step.needs_deadline:
+        hazard.deadline = deadline
+    hazard.closed_at = datetime.now(timezone.utc) if step.target == "closed" else None
+    hazard.events.append(HazardEvent(actor=actor.name, from_status=source, to_status=step.target,
+                                     action=step.action, note=note or (
+                                         record.note if record is not None else "")))
+    session.flush()
+    return hazard
+
+
+def _supervision(session, hazard, data, actor, outcome):
+    if not isinstance(data, dict):
+        raise ValidationError("supervision must be an object", code="invalid_type",
+                              details={"field": "supervision"})
+    unknown = set(data) - {"note", "checked_at", "supervisor", "photo_id"}
+    if unknown:
+        raise ValidationError(f"unknown supervision fields: {', '.join(sorted(unknown))}",
+                              code="unknown_property", details={"field": "supervision"})
+    note = _text(data.get("note"), "supervision.note", required=outcome == "passed")
+    supervisor = _text(data.get("supervisor"), "supervision.supervisor",
+                       max_length=100) or actor.name
+    checked_at = data.get("checked_at")
+    if checked_at is None:
+        checked_at = datetime.now(timezone.utc)
+    else:
+        try:
+            checked_at = datetime.fromisoformat(str(checked_at))
+        except ValueError:
+            raise ValidationError("supervision.checked_at must be an ISO date-time",
+                                  code="invalid_date",
+                                  details={"field": "supervision.checked_at"}) from None
+        if checked_at.tzinfo is None:
+            checked_at = checked_at.replace(tzinfo=timezone.utc)
+        if checked_at > datetime.now(timezone.utc):
+            raise ValidationError("supervision.checked_at is in the future",
+                                  code="invalid_date",
+                                  details={"field": "supervision.checked_at"})
+    photo_id = data.get("photo_id")
+    if photo_id is not None:
+        photo = session.get(Photo, photo_id) if isinstance(photo_id, int) else None
+        if photo is None or photo.hazard_id != hazard.id:
+            raise ValidationError(f"no photo {photo_id!r} of this hazard", code="unknown_photo",
+                                  details={"field": "supervision.photo_id"})
+    record = Supervision(hazard_id=hazard.id, supervisor=supervisor, checked_at=checked_at,
+                         outcome=outcome, note=note, photo_id=photo_id)
+    session.add(record)
+    return record
+
+
+def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_match=False):
+    """Raise a hazard's escalation level (grid → park → county → city → province).
+
+    The step is appended to the history with the reason; the state is kept.
+    Raises as :func:`transition` does, plus 409 ``illegal_escalation`` for a
+    level that is not higher.
+    """
+    require(actor.role, "escalate")
+    hazard = get_hazard(session, hazard_id, lock=True)
+    _check_version(hazard, expected_version, if_match)
+    reason = _text(reason, "reason")
+    check_escalation(hazard.escalation, target, reason)
+    _check_grid_limit(actor, hazard.grid_id)
+    hazard.events.append(HazardEvent(
+        actor=actor.name, from_status=hazard.status, to_status=hazard.status, action="escalate",
+        escalation=f"{hazard.escalation}>{target}", note=reason))
+    hazard.escalation = target
+    session.flush()
+    return hazard
+
+
+def save_photo(session, hazard_id, data, *, actor, directory, original_name=""):
+    """Store a JPEG or PNG photo of a hazard under ``directory``; return the Photo row.
+
+    The type is decided from the bytes, never the name or Content-Type; the
+    file name is generated by the server.
+
+    Raises
+    ------
+    ValidationError
+        415-like 422 ``unsupported_photo`` for anything but JPEG or PNG.
+    """
+    import hashlib
+    import secrets
+    from pathlib import Path
+
+    require(actor.role, "create")
+    hazard = get_hazard(session, hazard_id)
+    _check_grid_limit(actor, hazard.grid_id)
+    if data.startswith(b"\xff\xd8\xff"):
+        kind, ext = "image/jpeg", ".jpg"
+    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        kind, ext = "image/png", ".png"
+    else:
+        raise ValidationError("photos must be JPEG or PNG", code="unsupported_photo",
+                              http_status=415, details={"field": "photo"})
+    name = secrets.token_hex(16) + ext
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / name).write_bytes(data)
+    photo = Photo(hazard_id=hazard.id, stored_name=name, content_type=kind, size=len(data),
+                  sha256=hashlib.sha256(data).hexdigest(), uploaded_by=actor.name,
+                  original_name=_text(original_name, "filename", max_length=200))
+    session.add(photo)
+    session.flush()
+    return photo
+
+
+def history(session, hazard_id):
+    """Return a hazard's events, oldest first."""
+    get_hazard(session, hazard_id)
+    return session.execute(sa.select(HazardEvent).where(HazardEvent.hazard_id == hazard_id)
+                           .order_by(HazardEvent.id)).scalars().all()
+
+
+def supervisions(session, hazard_id):
+    """Return a hazard's supervision records, oldest first."""
+    return session.execute(sa.select(Supervision).where(Supervision.hazard_id == hazard_id)
+                           .order_by(Supervision.id)).scalars().all()
+
+
+def _choice(value, names, field, code):
+    if value is None:
+        return None
+    got = names.get(value)
+    if got is None:
+        raise ValidationError(f"unknown {field} {value!r}", code=code,
+                              details={"field": field, "allowed": sorted(set(names.values()))})
+    return got
+
+
+def list_hazards(session, *, park=None, status=None, level=None, escalation=None, grid=None,
+                 category=None, overdue=None, limit=100, offset=0, today=None):
+    """Return ``(hazards, total)`` matching the filters, by ledger number.
+
+    Filters are allow-listed values bound as parameters; ``grid`` is a grid
+    code and matches the grid and its sub-grids.
+
+    Raises
+    ------
+    ValidationError
+        422 for an unknown status, level, escalation or category, or a bad page.
+    """
+    today = today or date.today()
+    query = sa.select(Hazard)
+    if park is not None:
+        query = query.where(Hazard.park_id == park.id)
+    status = _choice(status, STATUS_NAMES, "status", "unknown_status")
+    if status:
+        query = query.where(Hazard.status == status)
+    level = _choice(level, LEVEL_NAMES, "level", "unknown_level")
+    if level:
+        query = query.where(Hazard.level == level)
+    escalation = _choice(escalation, {v: v for v in ESCALATION_LEVELS}, "escalation",
+                         "unknown_escalation")
+    if escalation:
+        query = query.where(Hazard.escalation == escalation)
+    category = _choice(category, {v: v for v in CATEGORIES}, "category", "unknown_category")
+    if category:
+        query = query.where(Hazard.category == category)
+    if grid is not None:
+        code = attr.code(grid, field="grid")
+        ids = sa.select(Grid.id).where(sa.or_(
+            Grid.code == code, Grid.code.startswith(code + "-", autoescape=True)))
+        if park is not None:
+            ids = ids.where(Grid.park_id == park.id)
+        query = query.where(Hazard.grid_id.in_(ids))
+    if overdue is not None:
+        late = sa.and_(Hazard.status != "closed", Hazard.deadline.is_not(None),
+                       Hazard.deadline < today)
+        query = query.where(late if overdue else sa.not_(late))
+    if not (isinstance(limit, int) and 1 <= limit <= MAX_PAGE) or not (
+            isinstance(offset, int) and offset >= 0):
+        raise ValidationError(f"limit must be 1-{MAX_PAGE} and offset >= 0",
+                              code="invalid_page", details={"field": "limit"})
+    total = session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+    rows = session.execute(query.order_by(Hazard.park_id, Hazard.code).limit(limit)
+                           .offset(offset)).scalars().all()
+    return rows, total
+
+
+def hazard_dicts(session, hazards, *, role=None, today=None):
+    """Serialise hazards for JSON/CSV: names, grid, enterprise, lon/lat, overdue, next steps."""
+    today = today or date.today()
+    grid_ids = {h.grid_id for h in hazards if h.grid_id}
+    ent_ids = {h.enterprise_id for h in hazards if h.enterprise_id}
+    park_ids = {h.park_id for h in hazards}
+    grids = {g.id: g for g in session.execute(
+        sa.select(Grid).where(Grid.id.in_(grid_ids))).scalars()} if grid_ids else {}
+    ents = {e.id: e for e in session.execute(
+        sa.select(Enterprise).where(Enterprise.id.in_(ent_ids))).scalars()} if ent_ids else {}
+    parks = {p.id: p.code for p in session.execute(
+        sa.select(Park).where(Park.id.in_(park_ids))).scalars()} if park_ids else {}
+    points = to_shapes([h.location for h in hazards])
+    out = []
+    for h, p in zip(hazards, points):
+        grid, ent = grids.get(h.grid_id), ents.get(h.enterprise_id)
+        item = {
+            "id": h.id, "code": h.code, "park": parks.get(h.park_id),
+            "lon": round(shapely.get_x(p), 7), "lat": round(shapely.get_y(p), 7),
+            "category": h.category, "level": h.level, "description": h.description,
+            "found_date": h.found_date.isoformat(),
+            "deadline": h.deadline.isoformat() if h.deadline else None,
+            "status": h.status, "status_name": STATE_NAMES[h.status],
+            "overdue": is_overdue(h.status, h.deadline, today),
+            "escalation": h.escalation,
+            "closed_at": h.closed_at.isoformat() if h.closed_at else None,
+            "grid": {"code": grid.code, "name": grid.name} if grid else None,
+            "enterprise": {"name": ent.name, "credit_code": ent.credit_code} if ent else None,
+            "version": h.version,
+        }
+        if role is not None:
+            item["allowed_transitions"] = allowed_targets(h.status, role)
+        out.append(item)
+    return out
+
+
+def relocate(session, park):
+    """Re-resolve grid and enterprise of the park's hazards (after grid edits); return changes."""
+    hazards = session.execute(sa.select(Hazard).where(Hazard.park_id == park.id)
+                              .order_by(Hazard.id)).scalars().all()
+    if not hazards:
+        return 0
+    grid_ids, ent_ids = locate(session, park, to_shapes([h.location for h in hazards]))
+    changed = 0
+    for h, g, e in zip(hazards, grid_ids, ent_ids):
+        if (h.grid_id, h.enterprise_id) != (g, e):
+            h.grid_id, h.enterprise_id = g, e
+            changed += 1
+    session.flush()
+    return changed
+
+
+def _complete(e):
+    fields = (e.name, e.credit_code, e.industry, e.employees, e.contact_name, e.contact_phone,
+              e.grid_id)
+    return all(v not in (None, "") for v in fields)
+
+
+def _rate(part, whole):
+    return round(part / whole, 4) if whole else None
+
+
+def dashboard(session, park, today=None):
+    """Return the park dashboard figures as a dict.
+
+    * ``by_status``, ``by_level``, ``by_escalation``: hazard counts.
+    * ``by_grid``: counts per level-1 grid (sub-grid hazards roll up to
+      their level-1 grid), with open and overdue counts; ``no_grid`` counts
+      hazards in no grid; ``by_cell`` counts per hazard's own (deepest) grid.
+    * ``by_month``: hazards found per ``YYYY-MM`` and closed per month.
+    * ``closure_rate``: closed / all hazards; ``overdue``: open hazards past
+      their deadline (derived on ``today``).
+    * The three rates the articles want at 100%:
+
+      - ``enterprises_in_grid``: enterprises assigned to a grid / all
+        enterprises (企业入格).
+      - ``grids_with_staff``: active level-1 grids that have a grid chief
+        (网格长) and whose staff contacts are all published on the board
+        (公示) / active level-1 grids.
+      - ``enterprises_complete``: enterprises with **complete basic
+        records** / all enterprises, where complete means name, unified
+        social credit code, industry, employee count, contact name and
+        contact phone are all filled in and the enterprise is in a grid.
+    """
+    today = today or date.today()
+    # The closing time comes from the history, so imported ledgers count too.
+    closed = (sa.select(HazardEvent.hazard_id, sa.func.max(HazardEvent.at).label("at"))
+              .where(HazardEvent.to_status == "closed").group_by(HazardEvent.hazard_id)
+              .subquery())
+    rows = session.execute(
+        sa.select(Hazard.status, Hazard.level, Hazard.escalation, Hazard.grid_id,
+                  Hazard.found_date, Hazard.deadline, closed.c.at)
+        .outerjoin(closed, closed.c.hazard_id == Hazard.id)
+        .where(Hazard.park_id == park.id)).all()
+    grids = session.execute(sa.select(Grid).where(Grid.park_id == park.id)).scalars().all()
+    by_id = {g.id: g for g in grids}
+
+    def top(gid):
+        g = by_id.get(gid)
+        while g is not None and g.parent_id is not None:
+            g = by_id.get(g.parent_id)
+        return g
+
+    by_grid = {g.code: {"name": g.name, "total": 0, "open": 0, "overdue": 0}
+               for g in sorted(grids, key=lambda g: g.code)
+               if g.level == 1 and g.active_to is None}
+    found_months, closed_months, by_cell = Counter(), Counter(), Counter()
+    overdue = no_grid = 0
+    for status, _level, _esc, grid_id, found, deadline, closed_at in rows:
+        late = is_overdue(status, deadline, today)
+        overdue += late
+        found_months[found.strftime("%Y-%m")] += 1
+        if closed_at is not None and status == "closed":
+            closed_months[closed_at.strftime("%Y-%m")] += 1
+        if grid_id in by_id:
+            by_cell[by_id[grid_id].code] += 1
+        g = top(grid_id)
+        if g is None:
+            no_grid += 1
+            continue
+        cell = by_grid.setdefault(g.code, {"name": g.name, "total": 0, "open": 0, "overdue": 0})
+        cell["total"] += 1
+        cell["open"] += status != "closed"
+        cell["overdue"] += late
+    count = Counter(r[0] for r in rows)
+    enterprises = session.execute(sa.select(Enterprise).where(
+        Enterprise.park_id == park.id)).scalars().all()
+    level1 = [g for g in grids if g.level == 1 and g.active_to is None]
+    staff = session.execute(sa.select(GridStaff).join(Grid).where(
+        Grid.park_id == park.id)).scalars().all()
+    chiefs = {s.grid_id for s in staff if s.role == "grid_chief"}
+    hidden = {s.grid_id for s in staff if not s.published}
+    staffed = sum(1 for g in level1 if g.id in chiefs and g.id not in hidden)
+    months = sorted(set(found_months) | set(closed_months))
+    return {
+        "park": {"code": park.code, "name": park.name},
+        "today": today.isoformat(),
+        "total": len(rows),
+        "by_status": {s: count.get(s, 0) for s in HAZARD_STATUSES},
+        "by_level": {v: sum(1 for r in rows if r[1] == v) for v in HAZARD_LEVELS},
+        "by_escalation": {v: sum(1 for r in rows if r[2] == v) for v in ESCALATION_LEVELS},
+        "by_grid": by_grid,
+        "by_cell": dict(sorted(by_cell.items())),
+        "no_grid": no_grid,
+        "by_month": [{"month": m, "found": found_months.get(m, 0),
+                      "closed": closed_months.get(m, 0)} for m in months],
+        "closure_rate": _rate(count.get("closed", 0), len(rows)),
+        "overdue": overdue,
+        "enterprises": len(enterprises),
+        "enterprises_in_grid": _rate(sum(e.grid_id is not None for e in enterprises),
+                                     len(enterprises)),
+        "grids": len(level1),
+        "grids_with_staff": _rate(staffed, len(level1)),
+        "enterprises_complete": _rate(sum(_complete(e) for e in enterprises),
+                                      len(enterprises)),
+    }

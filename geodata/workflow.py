@@ -1,0 +1,199 @@
+"""The hazard workflow (隐患闭环): an explicit state machine, free of any database.
+
+States and the transitions between them::
+
+    found (排查) ──start──────────▶ rectifying (整改) ──submit──▶ supervising (督导)
+       │                               ▲      ▲                     │      │
+       └─fixed_on_spot (立行立改)──────┼──────┼────────────────────▶│      │
+                                       │      └──────reject─────────┘      │
+                                       │                                   ▼
+                                       └────────reopen (回头看)──── closed (销号) ◀─close─
+
+* ``start`` sets the rectification deadline (整改期限), which must not be in
+  the past.  ``reopen`` needs a new deadline too.
+* ``close`` needs a supervision record (who checked, when, note, optional
+  photo) with outcome ``passed``; ``reject`` stores one with ``rejected``
+  and needs a note saying what is inadequate.
+* ``reopen`` is what a re-check (回头看) does when it finds the hazard back;
+  its note is required and it stores a ``recheck_failed`` record.
+* Overdue is derived (:func:`is_overdue`), never stored.
+* Escalation (分级处置) is separate from the state: grid → park → county →
+  city → province, only upwards, always with a reason.
+
+Who may do what (:data:`PERMISSIONS`): viewers and planners read;
+inspectors log hazards and start, fix on the spot and submit; supervisors
+also close, reject and reopen; admins may do everything.  Every refused
+step raises a :class:`~geodata.errors.GridmapError` with a 4xx status, before
+anything is written.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+
+from geodata.errors import ConflictError, GridmapError, ValidationError
+from geodata.models.hazard import ESCALATION_LEVELS, HAZARD_STATUSES
+
+STATES = HAZARD_STATUSES
+STATE_NAMES = {"found": "排查", "rectifying": "整改", "supervising": "督导", "closed": "销号"}
+ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "city": "市级",
+                    "province": "省级"}
+ROLES = ("viewer", "inspector", "supervisor", "planner", "admin")
+MAX_NOTE = 2000
+
+
+class PermissionDeniedError(GridmapError):
+    """The user's role (or grid limit) does not allow this step (403)."""
+
+    http_status = 403
+    code = "forbidden"
+
+
+class AuthenticationRequiredError(GridmapError):
+    """No valid session or token (401)."""
+
+    http_status = 401
+    code = "authentication_required"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One allowed move: its action name, states, roles and what it needs."""
+
+    action: str
+    source: str
+    target: str
+    roles: frozenset
+    needs_deadline: bool = False
+    needs_note: bool = False
+    supervision: str = ""  # the outcome of the supervision record it stores, if any
+
+
+_WORKERS = frozenset({"inspector", "supervisor", "admin"})
+_SUPERVISORS = frozenset({"supervisor", "admin"})
+
+TRANSITIONS = {
+    ("found", "rectifying"): Transition("start", "found", "rectifying", _WORKERS,
+                                        needs_deadline=True),
+    ("found", "supervising"): Transition("fixed_on_spot", "found", "supervising", _WORKERS),
+    ("rectifying", "supervising"): Transition("submit", "rectifying", "supervising", _WORKERS),
+    ("supervising", "rectifying"): Transition("reject", "supervising", "rectifying",
+                                              _SUPERVISORS, needs_note=True,
+                                              supervision="rejected"),
+    ("supervising", "closed"): Transition("close", "supervising", "closed", _SUPERVISORS,
+                                          supervision="passed"),
+    ("closed", "rectifying"): Transition("reopen", "closed", "rectifying", _SUPERVISORS,
+                                         needs_deadline=True, needs_note=True,
+                                         supervision="recheck_failed"),
+}
+
+#: Non-transition actions and the roles allowed to take them.
+PERMISSIONS = {
+    "read": frozenset(ROLES),
+    "create": _WORKERS,
+    "move": _WORKERS,
+    "escalate": _WORKERS,
+    "manage_users": frozenset({"admin"}),
+}
+
+
+def allowed_targets(state, role):
+    """Return the states ``role`` may move a hazard from ``state`` to, in workflow order."""
+    return [t.target for (s, _), t in TRANSITIONS.items() if s == state and role in t.roles]
+
+
+def require(role, action):
+    """Raise :class:`PermissionDeniedError` unless ``role`` may take ``action``."""
+    if role not in PERMISSIONS.get(action, ()):
+        raise PermissionDeniedError(f"role {role!r} may not {action.replace('_', ' ')}",
+                                    details={"role": role, "action": action})
+
+
+def plan_transition(state, target, role, *, note="", deadline=None, supervision=None,
+                    today=None):
+    """Check one step and return its :class:`Transition`; nothing is changed.
+
+    Parameters
+    ----------
+    state, target : str
+        Current and wanted state (English names or 排查/整改/督导/销号).
+    role : str
+        The acting user's role.
+    note : str
+        Why; required for ``reject`` and ``reopen``.
+    deadline : datetime.date, optional
+        Rectification deadline; required for ``start`` and ``reopen``.
+    supervision : dict, optional
+        ``{"supervisor", "note", ...}``; required for ``close``.
+    today : datetime.date, optional
+        For the deadline check (default: today).
+
+    Raises
+    ------
+    ValidationError
+        422 ``unknown_status``, ``deadline_required``, ``deadline_in_past``,
+        ``note_required`` or ``supervision_required``.
+    ConflictError
+        409 ``illegal_transition`` when the workflow has no such step from
+        the current state.
+    PermissionDeniedError
+        403 when the role may not take the step.
+    """
+    target = {v: k for k, v in STATE_NAMES.items()}.get(target, target)
+    if target not in STATES:
+        raise ValidationError(f"unknown status {target!r}; expected one of {', '.join(STATES)}",
+                              code="unknown_status", details={"field": "to", "allowed": STATES})
+    step = TRANSITIONS.get((state, target))
+    if step is None:
+        raise ConflictError(
+            f"a {state} hazard cannot move to {target}", code="illegal_transition",
+            details={"from": state, "to": target,
+                     "allowed": [t for (s, t) in TRANSITIONS if s == state]})
+    if role not in step.roles:
+        raise PermissionDeniedError(
+            f"role {role!r} may not {step.action} a hazard ({state} → {target})",
+            details={"role": role, "action": step.action,
+                     "roles": sorted(step.roles)})
+    if step.needs_note and not (note or "").strip():
+        raise ValidationError(f"{step.action} needs a note saying why", code="note_required",
+                              details={"field": "note"})
+    if step.needs_deadline:
+        if deadline is None:
+            raise ValidationError(f"{step.action} needs a rectification deadline",
+                                  code="deadline_required", details={"field": "deadline"})
+        if deadline < (today or date.today()):
+            raise ValidationError(f"deadline {deadline.isoformat()} is in the past",
+                                  code="deadline_in_past", details={"field": "deadline"})
+    if step.action == "close" and not supervision:
+        raise ValidationError("closing (销号) needs a supervision record: who checked, when "
+                              "and a note", code="supervision_required",
+                              details={"field": "supervision"})
+    return step
+
+
+def check_escalation(current, target, reason):
+    """Check raising a hazard's escalation level; return the new level.
+
+    Raises
+    ------
+    ValidationError
+        422 ``unknown_escalation`` or ``reason_required``.
+    ConflictError
+        409 ``illegal_escalation`` when ``target`` is not above ``current``.
+    """
+    if target not in ESCALATION_LEVELS:
+        raise ValidationError(
+            f"unknown escalation level {target!r}; expected one of "
+            f"{', '.join(ESCALATION_LEVELS)}", code="unknown_escalation",
+            details={"field": "to", "allowed": ESCALATION_LEVELS})
+    if ESCALATION_LEVELS.index(target) <= ESCALATION_LEVELS.index(current):
+        raise ConflictError(f"escalation can only go up: {current} → {target}",
+                            code="illegal_escalation", details={"from": current, "to": target})
+    if not (reason or "").strip():
+        raise ValidationError("escalation needs a reason", code="reason_required",
+                              details={"field": "reason"})
+    return target
+
+
+def is_overdue(status, deadline, today=None):
+    """True when an open hazard's deadline has passed (derived, never stored)."""
+    return status != "closed" and deadline is not None and deadline < (today or date.today())

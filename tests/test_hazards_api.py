@@ -1,0 +1,301 @@
+"""The hazard JSON API on both backends: the loop, bad input, permissions, concurrency."""
+
+import io
+import json
+import threading
+
+import pytest
+
+from tests.conftest import table_counts
+from tests.ledger_helpers import OUTSIDE, build_park, future, ledger_state, lonlat
+from webmap import create_app
+
+
+@pytest.fixture
+def api(db_url, engine, tmp_path):
+    tokens = build_park(engine)
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "PHOTO_DIR": str(tmp_path)})
+
+    class Api:
+        def __init__(self):
+            self.app, self.tokens = app, tokens
+
+        def client(self):
+            return app.test_client()
+
+        def call(self, method, url, role="inspector", body=None, headers=None, client=None,
+                 **kwargs):
+            headers = dict(headers or {})
+            if role:
+                headers["Authorization"] = f"Bearer {tokens[role]}"
+            if body is not None:
+                kwargs["data"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+                kwargs.setdefault("content_type", "application/json")
+            return (client or app.test_client()).open(url, method=method, headers=headers,
+                                                      **kwargs)
+
+        def create(self, where="T-004", role="inspector", **fields):
+            lon, lat = lonlat(where)
+            body = {"lon": lon, "lat": lat, "category": "消防安全", "description": "灭火器过期",
+                    **fields}
+            return self.call("POST", "/api/parks/T/hazards", role, body)
+
+        def move(self, hid, to, version, role="inspector", **fields):
+            return self.call("POST", f"/api/hazards/{hid}/transitions", role,
+                             {"to": to, "version": version, **fields})
+
+    yield Api()
+    app.extensions["gridmap.engine"].dispose()
+
+
+def test_whole_loop_through_the_api(api):
+    created = api.create()
+    assert created.status_code == 201, created.json
+    h = created.json
+    assert created.headers["ETag"] == '"1"' and created.headers["Location"].endswith(
+        f"/api/hazards/{h['id']}")
+    assert (h["status"], h["grid"]["code"], h["code"][:2]) == ("found", "T-004", "YH")
+    assert h["allowed_transitions"] == ["rectifying", "supervising"]
+    hid, v = h["id"], h["version"]
+    steps = [("rectifying", "inspector", {"deadline": future().isoformat(), "note": "限期"}),
+             ("supervising", "inspector", {"note": "已整改"}),
+             ("rectifying", "supervisor", {"note": "不合格，退回"}),
+             ("supervising", "inspector", {}),
+             ("closed", "supervisor", {"supervision": {"note": "复核合格"}}),
+             ("rectifying", "supervisor", {"note": "回头看反弹", "deadline": future(5).isoformat()})]
+    for to, role, fields in steps:
+        response = api.move(hid, to, v, role, **fields)
+        assert response.status_code == 200, response.json
+        assert response.json["status"] == to and response.json["version"] == v + 1
+        v = response.json["version"]
+    escalated = api.call("POST", f"/api/hazards/{hid}/escalations", "inspector",
+                         {"to": "county", "reason": "反复整改不到位"},
+                         headers={"If-Match": f'"{v}"'})
+    assert escalated.status_code == 200 and escalated.json["escalation"] == "county"
+    history = api.call("GET", f"/api/hazards/{hid}/history", "viewer").json
+    assert [e["to"] for e in history["events"]] == [
+        "found", "rectifying", "supervising", "rectifying", "supervising", "closed",
+        "rectifying", "rectifying"]
+    assert [r["outcome"] for r in history["supervisions"]] == [
+        "rejected", "passed", "recheck_failed"]
+    got = api.call("GET", f"/api/hazards/{hid}", "viewer")
+    assert got.json["allowed_transitions"] == [] and got.headers["ETag"] == f'"{v + 1}"'
+    assert api.call("GET", f"/api/hazards/{hid}", "viewer",
+                    headers={"If-None-Match": f'"{v + 1}"'}).status_code == 304
+    listed = api.call("GET", "/api/hazards?park=T&status=rectifying&escalation=county",
+                      "viewer").json
+    assert listed["total"] == 1 and listed["hazards"][0]["id"] == hid
+    board = api.call("GET", "/api/parks/T/dashboard", "viewer").json
+    assert board["by_grid"]["T-004"]["total"] == 1 and board["by_escalation"]["county"] == 1
+    assert board["by_cell"] == {"T-004": 1}
+
+
+def test_point_on_a_shared_boundary_goes_to_the_lowest_code(api):
+    lon, lat = lonlat((500, 750))  # on the edge between T-001 and T-002
+    response = api.call("POST", "/api/parks/T/hazards", "inspector",
+                        {"location": {"type": "Point", "coordinates": [lon, lat]},
+                         "category": "用电安全"})
+    assert response.status_code == 201 and response.json["grid"]["code"] == "T-001"
+
+
+def _valid(**change):
+    lon, lat = lonlat("T-001")
+    body = {"lon": lon, "lat": lat, "category": "消防安全"}
+    body.update(change)
+    return json.dumps(body)
+
+
+BAD_CREATE = [
+    ('{"lon": NaN, "lat": 34.0, "category": "消防安全"}', "application/json", 422,
+     "invalid_coordinate"),
+    ('{"lon": Infinity, "lat": 34.0, "category": "消防安全"}', "application/json", 422,
+     "invalid_coordinate"),
+    (_valid(lon="114.3"), "application/json", 422, "invalid_coordinate"),
+    (_valid(lon=34.06, lat=114.39), "application/json", 422, "coordinate_out_of_range"),
+    (_valid(lon=lonlat(OUTSIDE)[0], lat=lonlat(OUTSIDE)[1]), "application/json", 422,
+     "outside_park"),
+    (_valid(category="外星人"), "application/json", 422, "unknown_category"),
+    (_valid(level="catastrophic"), "application/json", 422, "unknown_level"),
+    (_valid(description="x" * 5000), "application/json", 422, "text_too_long"),
+    (_valid(description="bad\u0000text"), "application/json", 422, "invalid_text"),
+    (_valid(description="\u202eevil"), "application/json", 422, "invalid_text"),
+    (_valid(status="closed"), "application/json", 422, "unknown_property"),
+    (_valid(location={"type": "Polygon", "coordinates": []}), "application/json", 422,
+     "invalid_geojson"),
+    ('{"lon": 114.3, "lat":', "application/json", 400, "invalid_json"),
+    ("not json at all", "application/json", 400, "invalid_json"),
+    (b"\xff\xfe\x00", "application/json", 400, "invalid_json"),
+    ("[1, 2]", "application/json", 422, "invalid_body"),
+    (_valid(), "text/plain", 415, "unsupported_media_type"),
+    ("lon=1&lat=2", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+]
+
+
+@pytest.mark.parametrize("body, content_type, status, code", BAD_CREATE)
+def test_bad_create_is_refused_and_changes_nothing(api, engine, body, content_type, status,
+                                                   code):
+    before = table_counts(engine)
+    response = api.call("POST", "/api/parks/T/hazards", "inspector", body,
+                        content_type=content_type)
+    assert response.status_code == status, response.json
+    assert response.json["error"]["code"] == code
+    assert set(response.json["error"]) == {"code", "message", "details"}
+    assert table_counts(engine) == before
+
+
+@pytest.mark.parametrize("role, body, headers, status, code", [
+    ("supervisor", {"to": "found"}, {}, 409, "illegal_transition"),
+    ("inspector", {"to": "closed"}, {}, 403, "forbidden"),
+    ("supervisor", {"to": "rectifying"}, {}, 422, "note_required"),
+    ("viewer", {"to": "rectifying", "deadline": "2099-01-01"}, {}, 403, "forbidden"),
+    ("planner", {"to": "rectifying", "deadline": "2099-01-01"}, {}, 403, "forbidden"),
+    (None, {"to": "rectifying", "deadline": "2099-01-01"}, {}, 401, "authentication_required"),
+    ("inspector", {"to": "archived"}, {}, 422, "unknown_status"),
+    ("inspector", {"to": None}, {}, 422, "unknown_status"),
+    ("supervisor", {"to": "closed"}, {}, 422, "supervision_required"),
+    ("supervisor", {"to": "closed", "supervision": "yes"}, {}, 422, "invalid_type"),
+    ("supervisor", {"to": "closed", "supervision": {"note": ""}}, {}, 422, "missing_field"),
+    ("supervisor", {"to": "closed", "supervision": {"note": "ok", "photo_id": 999}}, {}, 422,
+     "unknown_photo"),
+    ("supervisor", {"to": "closed", "supervision": {"note": "ok", "extra": 1}}, {}, 422,
+     "unknown_property"),
+    ("supervisor", {"to": "closed", "supervision": {"note": "ok"}}, {"If-Match": '"1"'}, 412,
+     "precondition_failed"),
+    ("supervisor", {"to": "closed", "supervision": {"note": "ok"}, "version": 1}, {}, 409,
+     "stale_version"),
+    ("supervisor", {"to": "closed", "supervision": {"note": "ok"}}, {"If-Match": "junk"}, 412,
+     "invalid_if_match"),
+    ("supervisor", {"to": "rectifying", "note": "\x00"}, {}, 422, "invalid_text"),
+    ("supervisor", {"to": "rectifying", "note": "长" * 2001}, {}, 422, "text_too_long"),
+    ("supervisor", {"to": "rectifying", "note": "x", "deadline": "soon"}, {}, 422,
+     "invalid_date"),
+    ("member", {"to": "rectifying", "deadline": "2099-01-01"}, {}, 403, "forbidden"),
+    ("inspector", {"to": "closed", "version": "3"}, {}, 422, "invalid_type"),
+])
+def test_illegal_transitions_change_nothing(api, engine, role, body, headers, status, code):
+    hid = api.create("T-001").json["id"]
+    assert api.move(hid, "supervising", 1).status_code == 200  # fixed on the spot, version 2
+    if "version" not in body and "If-Match" not in headers:
+        body = {**body, "version": 2}
+    before = ledger_state(engine), table_counts(engine)
+    response = api.call("POST", f"/api/hazards/{hid}/transitions", role, body, headers=headers)
+    assert response.status_code == status, response.json
+    assert response.json["error"]["code"] == code
+    assert (ledger_state(engine), table_counts(engine)) == before
+
+
+def test_version_is_required(api):
+    hid = api.create().json["id"]
+    response = api.call("POST", f"/api/hazards/{hid}/transitions", "inspector",
+                        {"to": "supervising"})
+    assert response.status_code == 428 and response.json["error"]["code"] == "version_required"
+
+
+@pytest.mark.parametrize("url, status, code", [
+    ("/api/hazards/999999", 404, "hazard_not_found"),
+    ("/api/hazards/abc", 404, "not_found"),
+    ("/api/hazards/99999999999999999999", 404, "hazard_not_found"),
+    ("/api/hazards?status=open", 422, "unknown_status"),
+    ("/api/hazards?sort=code;--", 422, "unknown_property"),
+    ("/api/hazards?park=1;DROP TABLE hazards", 404, "not_found"),
+    ("/api/hazards?limit=1000000000", 422, "invalid_page"),
+    ("/api/hazards?limit=ten", 422, "invalid_page"),
+    ("/api/hazards?overdue=maybe", 422, "invalid_value"),
+    ("/api/parks/NOPE/dashboard", 404, "not_found"),
+])
+def test_bad_reads(api, engine, url, status, code):
+    before = table_counts(engine)
+    response = api.call("GET", url, "viewer")
+    assert response.status_code == status and response.json["error"]["code"] == code
+    assert table_counts(engine) == before
+
+
+def test_anonymous_and_bad_tokens(api):
+    assert api.call("GET", "/api/hazards", None).status_code == 401
+    bad = api.call("GET", "/api/hazards", None, headers={"Authorization": "Bearer gm_nope"})
+    assert bad.status_code == 401 and bad.json["error"]["code"] == "invalid_token"
+    basic = api.call("GET", "/api/hazards", None, headers={"Authorization": "Basic eDp5"})
+    assert basic.status_code == 401
+    assert api.create(role="viewer").status_code == 403
+    wrong_method = api.call("DELETE", "/api/hazards/1", "admin")
+    assert wrong_method.status_code == 405 and "GET" in wrong_method.headers["Allow"]
+
+
+def test_grid_member_logs_only_in_their_grid(api):
+    assert api.create("T-003", role="member").status_code == 201
+    refused = api.create("T-001", role="member")
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "outside_your_grids"
+    hid = api.create("T-001").json["id"]
+    escalation = api.call("POST", f"/api/hazards/{hid}/escalations", "member",
+                          {"to": "park", "reason": "x", "version": 1})
+    assert escalation.status_code == 403
+    assert escalation.json["error"]["code"] == "outside_your_grids"
+
+
+def test_photo_upload_and_close_with_it(api, tmp_path):
+    hid = api.create().json["id"]
+    assert api.move(hid, "supervising", 1).status_code == 200
+    fake = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
+                    data={"photo": (io.BytesIO(b"<svg onload=alert(1)>"), "x.jpg")})
+    assert fake.status_code == 415
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    uploaded = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
+                        data={"photo": (io.BytesIO(png), "../../etc/passwd.png")})
+    assert uploaded.status_code == 201, uploaded.json
+    stored = list(tmp_path.glob("*.png"))
+    assert len(stored) == 1 and stored[0].read_bytes() == png and ".." not in stored[0].name
+    closed = api.move(hid, "closed", 2, "supervisor",
+                      supervision={"note": "已复核", "photo_id": uploaded.json["id"]})
+    assert closed.status_code == 200
+    history = api.call("GET", f"/api/hazards/{hid}/history", "viewer").json
+    assert history["supervisions"][0]["photo_id"] == uploaded.json["id"]
+
+
+@pytest.mark.parametrize("mode", ["if_match", "body_version"])
+def test_two_clients_move_the_same_hazard_at_once(api, engine, mode):
+    hid = api.create().json["id"]
+    events_before = ledger_state(engine)[1]
+    barrier = threading.Barrier(2)
+    results = [None, None]
+
+    def worker(i):
+        client = api.client()
+        body = {"to": "rectifying", "deadline": future().isoformat(), "note": f"client {i}"}
+        headers = {"Authorization": f"Bearer {api.tokens['inspector']}"}
+        if mode == "if_match":
+            headers["If-Match"] = '"1"'
+        else:
+            body["version"] = 1
+        barrier.wait()
+        results[i] = client.post(f"/api/hazards/{hid}/transitions", json=body, headers=headers)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(r.status_code for r in results)
+    loser = 412 if mode == "if_match" else 409
+    assert statuses == [200, loser], [r.json for r in results]
+    hazards, events, _ = ledger_state(engine)
+    assert events == events_before + 1
+    assert hazards[0][1:3] == ("rectifying", 2)
+    history = api.call("GET", f"/api/hazards/{hid}/history", "viewer").json["events"]
+    assert [e["to"] for e in history] == ["found", "rectifying"]
+
+
+def test_grid_filter_includes_sub_grids_and_escapes_wildcards(api):
+    assert api.create("T-001").status_code == 201
+    assert api.create("T-002").status_code == 201
+    by_grid = api.call("GET", "/api/hazards?park=T&grid=T-001", "viewer").json
+    assert by_grid["total"] == 1 and by_grid["hazards"][0]["grid"]["code"] == "T-001"
+    assert api.call("GET", "/api/hazards?grid=T-%25", "viewer").json["total"] == 0
+    assert api.call("GET", "/api/hazards?grid=T_001", "viewer").json["total"] == 0
+
+
+def test_cjk_emoji_and_markup_round_trip(api):
+    text = "消防通道堵塞 🚒 <b>x</b> ${alert(1)} `rm`"
+    created = api.create(description=text)
+    assert created.status_code == 201
+    assert api.call("GET", f"/api/hazards/{created.json['id']}", "viewer").json[
+        "description"] == text

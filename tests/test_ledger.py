@@ -1,0 +1,162 @@
+"""Ledger service on both backends: the demo dashboard, the three rates, relocation, the CLI."""
+
+import json
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+
+from geodata.models import Grid, Hazard, HazardEvent, User
+from geodata.services import ledger
+from geodata.services.demo_loader import load_demo
+from geodata.services.parks import get_park
+from geodata.services.users import DEMO_ACCOUNTS, authenticate
+from geodata.storage import session_scope
+from tests.conftest import table_counts
+from tests.ledger_helpers import ACTORS, build_park, future, lonlat
+
+TODAY = date(2025, 11, 30)
+
+
+def test_demo_dashboard_adds_up(engine):
+    load_demo(engine, today=TODAY)
+    with session_scope(engine) as session:
+        park = get_park(session, "FGKFQ")
+        d = ledger.dashboard(session, park, today=TODAY)
+        total = session.execute(sa.select(sa.func.count()).select_from(Hazard)).scalar()
+        closed = session.execute(sa.select(sa.func.count()).where(
+            Hazard.status == "closed")).scalar()
+        _, overdue = ledger.list_hazards(session, park=park, overdue=True, today=TODAY)
+        users = {u.username: u.role for u in session.execute(sa.select(User)).scalars()}
+        for name, (role, password) in DEMO_ACCOUNTS.items():
+            assert authenticate(session, name, password).role == role
+    assert d["total"] == total > 900
+    assert sum(d["by_status"].values()) == total == sum(d["by_level"].values())
+    assert sum(g["total"] for g in d["by_grid"].values()) + d["no_grid"] == total
+    assert sum(m["found"] for m in d["by_month"]) == total
+    assert sum(m["closed"] for m in d["by_month"]) == closed
+    assert d["closure_rate"] == round(closed / total, 4)
+    assert d["overdue"] == overdue > 0
+    assert d["by_escalation"]["grid"] == total
+    for rate in ("enterprises_in_grid", "grids_with_staff", "enterprises_complete"):
+        assert 0 < d[rate] <= 1
+    assert users == {name: role for name, (role, _) in DEMO_ACCOUNTS.items()}
+
+
+def test_three_rates_on_a_small_park(engine):
+    build_park(engine, users=False)
+    with session_scope(engine) as session:
+        d = ledger.dashboard(session, get_park(session, "T"))
+    # Both enterprises are in a grid; only 甲 has every basic field; only T-001
+    # has a chief whose contacts are published (T-002's board is not up).
+    assert (d["enterprises_in_grid"], d["enterprises_complete"], d["grids_with_staff"]) == (
+        1.0, 0.5, 0.25)
+    assert d["total"] == 0 and d["closure_rate"] is None
+
+
+def test_relocate_after_grid_change(engine):
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, "T")
+        h = ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat("T-001")),
+                                 category="其他", actor=ACTORS["admin"])
+        hid = h.id
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, "T")
+        # Retire T-001: the hazard falls into no grid until the planner redraws it.
+        session.execute(sa.update(Grid).where(Grid.code == "T-001").values(
+            active_to=date(2025, 1, 1), version=Grid.version + 1))
+        assert ledger.relocate(session, park) == 1
+    with session_scope(engine) as session:
+        assert ledger.get_hazard(session, hid).grid_id is None
+
+
+def test_hazard_codes_count_up_per_year(engine):
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, "T")
+        codes = [ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat(g)),
+                                      category="其他", actor=ACTORS["inspector"],
+                                      found_date=date(2025, 3, 1)).code
+                 for g in ("T-001", "T-002")]
+    assert codes == ["YH2025-0001", "YH2025-0002"]
+
+
+def _cli_hazard(engine):
+    build_park(engine)
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, "T")
+        return ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat("T-002")),
+                                    category="用电安全", description="配电箱未上锁",
+                                    actor=ACTORS["inspector"]).id
+
+
+def test_cli_hazards_walk(runner, engine):
+    hid = _cli_hazard(engine)
+    listed = runner("hazards", "list", "--park", "T")
+    assert listed.exit_code == 0 and "配电箱未上锁" in listed.output
+    moved = runner("hazards", "transition", hid, "整改", "--as", "inspector", "--deadline",
+                   future().isoformat())
+    assert moved.exit_code == 0 and "rectifying (version 2)" in moved.output
+    assert runner("hazards", "transition", hid, "supervising", "--as", "inspector",
+                  "--version", 2).exit_code == 0
+    unsupervised = runner("hazards", "transition", hid, "closed", "--as", "supervisor")
+    assert unsupervised.exit_code == 2 and "supervision record" in unsupervised.output
+    assert runner("hazards", "transition", hid, "closed", "--as", "supervisor",
+                  "--supervision-note", "已上锁").exit_code == 0
+    shown = json.loads(runner("hazards", "show", hid).output)
+    assert shown["status"] == "closed" and len(shown["history"]) == 4
+    assert shown["supervisions"][0]["note"] == "已上锁"
+    as_json = json.loads(runner("hazards", "list", "--status", "销号", "--json").output)
+    assert as_json["total"] == 1
+    assert runner("hazards", "list", "--overdue").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (("hazards", "transition", "1", "closed", "--as", "viewer"), "changed since you read"),
+    (("hazards", "transition", "1", "rectifying", "--as", "viewer", "--deadline",
+      "2099-01-01"), "may not"),
+    (("hazards", "transition", "1", "rectifying", "--as", "nobody"), "no user"),
+    (("hazards", "transition", "1", "limbo", "--as", "admin"), "unknown status"),
+    (("hazards", "show", "999"), "no hazard"),
+    (("hazards", "list", "--status", "open"), "unknown status"),
+    (("hazards", "list", "--park", "NOPE"), "no park"),
+    (("hazards", "export", "ledger.pdf"), ".csv or .xlsx"),
+    (("users", "add", "x y", "--role", "viewer", "--password", "longenough"), "user names"),
+    (("users", "add", "newbie", "--role", "viewer", "--password", "short"), "at least"),
+    (("users", "add", "viewer", "--role", "viewer", "--password", "longenough"), "exists"),
+    (("users", "set-role", "nobody", "admin"), "no user"),
+    (("users", "token", "viewer", "--days", "0"), "positive"),
+])
+def test_cli_errors_exit_2_and_change_nothing(runner, engine, args, message):
+    _cli_hazard(engine)
+    if args[:3] == ("hazards", "transition", "1") and args[3] == "closed":
+        args = args + ("--version", "7")
+    before = table_counts(engine)
+    result = runner(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert table_counts(engine) == before
+
+
+def test_cli_users(runner, engine):
+    build_park(engine, users=False)
+    assert runner("users", "add", "wang", "--role", "inspector", "--password", "secret-pass-1",
+                  "--grid", "T-001", "--park", "T").exit_code == 0
+    assert "wang\tinspector\tactive\tT-001" in runner("users", "list").output
+    assert runner("users", "set-role", "wang", "supervisor").exit_code == 0
+    token = runner("users", "token", "wang", "--name", "script", "--days", "30").output.strip()
+    assert token.startswith("gm_") and len(token) > 40
+    with session_scope(engine) as session:
+        user = session.execute(sa.select(User).where(User.username == "wang")).scalar_one()
+        assert user.role == "supervisor" and token not in user.tokens[0].token_hash
+        assert "secret-pass-1" not in user.password_hash
+        assert session.execute(sa.select(sa.func.count()).select_from(HazardEvent)).scalar() == 0
+
+
+def test_cli_demo_accounts(runner):
+    first = runner("users", "demo-accounts")
+    assert first.exit_code == 0 and "created 5" in first.output
+    assert "none needed" in runner("users", "demo-accounts").output
+    listed = runner("users", "list").output
+    assert all(f"{name}\t{role}\t" in listed for name, (role, _) in DEMO_ACCOUNTS.items())

@@ -1,0 +1,94 @@
+"""Migration 0002 (the ledger) upgrades a 0001 database with data, on both backends."""
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from geodata import schema
+from geodata.services import ledger
+from geodata.services.parks import get_park
+from geodata.storage import make_engine, session_scope
+
+ROWS_0001 = [
+    "INSERT INTO parks (id, code, name, division_code, boundary, metric_epsg, area_m2, "
+    "created_at, version) VALUES (1, 'P', '老园区', '411621', ST_GeomFromText("
+    "'MULTIPOLYGON(((114 34, 114.01 34, 114.01 34.01, 114 34.01, 114 34)))', 4326), 4547, "
+    "1.0e6, '2025-01-01 00:00:00+00:00', 1)",
+    "INSERT INTO grids (id, park_id, parent_id, code, name, level, kind, geom, area_m2, "
+    "active_from, active_to, version) VALUES (1, 1, NULL, 'P-001', '一号网格', 1, 'area', "
+    "ST_GeomFromText('MULTIPOLYGON(((114 34, 114.01 34, 114.01 34.01, 114 34.01, 114 34)))',"
+    " 4326), 1.0e6, '2025-01-01', NULL, 1)",
+    "INSERT INTO hazards (id, park_id, grid_id, enterprise_id, code, location, category, "
+    "level, description, found_date, deadline, status, created_at, version) VALUES "
+    "(1, 1, 1, NULL, 'YH2025-0001', ST_GeomFromText('POINT(114.005 34.005)', 4326), "
+    "'消防安全', 'general', '灭火器过期', '2025-01-02', '2025-02-01', 'closed', "
+    "'2025-01-02 00:00:00+00:00', 3)",
+    "INSERT INTO hazard_events (hazard_id, at, actor, from_status, to_status, note) "
+    "VALUES (1, '2025-01-02 09:00:00+00:00', '老王', NULL, 'found', '排查')",
+    "INSERT INTO hazard_events (hazard_id, at, actor, from_status, to_status, note) "
+    "VALUES (1, '2025-01-20 08:00:00+00:00', '老李', 'supervising', 'closed', '销号')",
+]
+
+
+@pytest.fixture
+def fresh_url(backend, tmp_path, request):
+    """An empty database (no schema) on ``backend``."""
+    if backend == "spatialite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite'}"
+        return
+    base = make_url(request.getfixturevalue("postgis_url"))
+    name = f"gridmap_mig_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def test_0001_database_with_data_upgrades_to_head(fresh_url):
+    engine = make_engine(fresh_url)
+    try:
+        schema.upgrade(engine, "0001")
+        with engine.begin() as conn:
+            for statement in ROWS_0001:
+                conn.exec_driver_sql(statement)
+        schema.upgrade(engine)
+        assert schema.current_revision(engine) == schema.head_revision()
+        with engine.connect() as conn:
+            hazard = conn.execute(sa.text(
+                "SELECT code, status, version, escalation, closed_at FROM hazards")).one()
+            events = conn.execute(sa.text(
+                "SELECT actor, to_status, note, action FROM hazard_events ORDER BY id")).all()
+            counts = [conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar()
+                      for t in ("parks", "grids", "users", "supervisions")]
+        assert tuple(hazard[:4]) == ("YH2025-0001", "closed", 3, "grid")
+        assert str(hazard[4]).startswith("2025-01-20 08:00")
+        assert [tuple(e) for e in events] == [("老王", "found", "排查", None),
+                                              ("老李", "closed", "销号", None)]
+        assert counts == [1, 1, 0, 0]
+        # History stays append-only; escalation levels are checked by the database.
+        for statement in ("UPDATE hazard_events SET note = 'x'", "DELETE FROM hazard_events",
+                          "UPDATE hazards SET escalation = 'nation'"):
+            with pytest.raises(sa.exc.DBAPIError):
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(statement)
+        # The old hazard goes on through the new workflow: a re-check reopens it.
+        with session_scope(engine, write=True) as session:
+            h = ledger.transition(session, 1, "rectifying", actor=ledger.Actor("admin", "admin"),
+                                  expected_version=3, note="回头看",
+                                  deadline=date.today() + timedelta(days=7))
+            assert (h.status, h.version, h.closed_at) == ("rectifying", 4, None)
+        with session_scope(engine) as session:
+            d = ledger.dashboard(session, get_park(session, "P"))
+            assert d["by_status"]["rectifying"] == 1
+            assert [e.action for e in ledger.history(session, 1)] == [None, None, "reopen"]
+        schema.upgrade(engine)  # again: nothing to do, nothing lost
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM hazard_events")).scalar() == 3
+    finally:
+        engine.dispose()

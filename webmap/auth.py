@@ -1,0 +1,160 @@
+"""Log in and out, who is asking, and what they may do.
+
+* Browsers log in with a form (``/login``) and get a signed session cookie
+  that expires after ``GRIDMAP_SESSION_HOURS`` (HttpOnly, SameSite=Lax).
+* Scripts send ``Authorization: Bearer <token>`` (``gridmap users token``).
+* Form posts carry a CSRF token (flask-wtf ``CSRFProtect``; a missing or
+  wrong one gives 400 ``csrf_failed``).  The JSON API is exempt from the
+  form token but only accepts ``application/json`` bodies, which a
+  cross-site form cannot send; the session cookie is SameSite=Lax too.
+* ``POST /login`` is rate-limited per client address
+  (``GRIDMAP_LOGIN_RATE_LIMIT``, in-memory) → 429 with ``Retry-After``.
+* No credentials → 401 ``authentication_required``; a role that may not
+  act → 403 ``forbidden``.
+"""
+
+import math
+import time
+from urllib.parse import urlsplit
+
+from flask import (current_app, g, redirect, render_template, request, session, url_for)
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from geodata.errors import GridmapError
+from geodata.models import User
+from geodata.services.ledger import Actor
+from geodata.services.users import allowed_grid_ids, authenticate, user_for_token
+from geodata.workflow import AuthenticationRequiredError, require
+from webmap.db import get_session
+from webmap.errors import _response
+
+csrf = CSRFProtect()
+
+
+def init_app(app):
+    """Set up sessions, CSRF, the login rate limit and the login/logout routes on ``app``."""
+    # create_app sets the session lifetime, SameSite=Lax and LOGIN_RATE_LIMIT.
+    lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(lifetime.total_seconds()))
+    csrf.init_app(app)
+    # One limiter per app, so test apps do not share counters.
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", default_limits=[],
+                      headers_enabled=True)
+    app.extensions["gridmap.limiter"] = limiter
+    limited_login = limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"],
+                                  methods=["POST"])(login)
+    app.add_url_rule("/login", "login", limited_login, methods=["GET", "POST"])
+    app.add_url_rule("/logout", "logout", logout, methods=["POST"])
+    app.before_request(_load_user)
+
+    @app.after_request
+    def _login_headers(response):
+        if request.endpoint == "login":
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'none'; form-action 'self'; base-uri 'none'")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    @app.errorhandler(CSRFError)
+    def _csrf_failed(exc):
+        return _response(400, "csrf_failed", exc.description or "CSRF token missing or wrong")
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(exc):
+        reset = getattr(limiter.current_limit, "reset_at", None)
+        retry = max(1, math.ceil(reset - time.time())) if reset else 60
+        return _response(429, "rate_limited", f"too many requests ({exc.description}); retry "
+                         f"in {retry} s", {"retry_after": retry}, {"Retry-After": str(retry)})
+
+    @app.context_processor
+    def _user():
+        return {"current_user": g.get("user")}
+
+
+def _load_user():
+    """Find the user from a Bearer token or the session cookie (before every request)."""
+    g.user, g.auth = None, None
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationRequiredError("use 'Authorization: Bearer <token>'",
+                                              code="invalid_token")
+        user = user_for_token(get_session(), token.strip())
+        if user is None:
+            raise AuthenticationRequiredError("unknown, revoked or expired API token",
+                                              code="invalid_token")
+        g.user, g.auth = user, "token"
+        return
+    uid = session.get("uid")
+    if isinstance(uid, int):
+        user = get_session().get(User, uid)
+        # A password or role change bumps the version: older cookies stop working.
+        if user is not None and user.active and session.get("uv") == user.version:
+            g.user, g.auth = user, "session"
+        else:
+            session.clear()
+
+
+def current_user(required=True):
+    """Return the user of this request, or raise 401 when ``required``."""
+    user = g.get("user")
+    if user is None and required:
+        raise AuthenticationRequiredError("log in or send an API token")
+    return user
+
+
+def current_actor(db_session, action="read"):
+    """Return the :class:`~geodata.services.ledger.Actor` for this request, checked for ``action``.
+
+    Raises
+    ------
+    AuthenticationRequiredError
+        401 without credentials.
+    PermissionDeniedError
+        403 when the role may not take ``action``.
+    """
+    user = current_user()
+    require(user.role, action)
+    return Actor(user.username, user.role, allowed_grid_ids(db_session, user))
+
+
+def _safe_next(target):
+    parts = urlsplit(target or "")
+    if target and target.startswith("/") and not target.startswith("//") and not parts.netloc:
+        return target
+    return url_for("views.index")
+
+
+def login():
+    """Show the login form (GET) or check the credentials and set the session (POST)."""
+    if request.method == "GET":
+        return render_template("login.html", next=request.args.get("next", ""), error=None)
+    try:
+        user = authenticate(get_session(), request.form.get("username", ""),
+                            request.form.get("password", ""))
+    except GridmapError as exc:
+        return render_template("login.html", next=request.form.get("next", ""),
+                               error=exc.message), exc.http_status
+    session.clear()
+    session.permanent = True
+    session["uid"], session["uv"] = user.id, user.version
+    return redirect(_safe_next(request.form.get("next")))
+
+
+def logout():
+    """End the session (a CSRF-protected form post)."""
+    session.clear()
+    return redirect(url_for("login"))
+
+
+def login_page_or_user():
+    """For HTML pages: the user, or a redirect response to the login form."""
+    user = g.get("user")
+    if user is None:
+        return None, redirect(url_for("login", next=request.full_path.rstrip("?")))
+    return user, None

@@ -1,0 +1,86 @@
+"""Server-rendered ledger pages: the park dashboard, the ledger table and its exports.
+
+Every page needs a logged-in user (any role); without one it redirects to
+the login form.  Templates are autoescaped, so hazard text is inert.
+"""
+
+from datetime import date
+
+from flask import Blueprint, Response, render_template, request
+
+from geodata.errors import ValidationError
+from geodata.ledger_export import COLUMNS, ledger_rows, to_csv, to_xlsx
+from geodata.services import ledger
+from geodata.services.parks import get_park
+from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
+from webmap.auth import login_page_or_user
+from webmap.db import get_session
+
+bp = Blueprint("ledger_pages", __name__)
+
+#: No inline scripts and nothing from elsewhere: hazard text can never run.
+CSP = "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; base-uri 'none'"
+
+
+@bp.after_request
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _filters():
+    status = request.args.get("status") or None
+    overdue = request.args.get("overdue")
+    if overdue not in (None, "", "true", "false"):
+        raise ValidationError("overdue must be true or false", code="invalid_value",
+                              details={"field": "overdue"})
+    return {"status": status, "overdue": {"true": True, "false": False}.get(overdue)}
+
+
+@bp.get("/parks/<code>/dashboard")
+def dashboard(code):
+    """Counts by state, level, grid and month; closure and overdue; the three 100% rates."""
+    user, redirect = login_page_or_user()
+    if redirect:
+        return redirect
+    session = get_session()
+    figures = ledger.dashboard(session, get_park(session, code))
+    return render_template("dashboard.html", d=figures, states=STATE_NAMES,
+                           escalations=ESCALATION_NAMES)
+
+
+@bp.get("/parks/<code>/ledger")
+def ledger_page(code):
+    """The ledger as an HTML table with status/overdue filters and export links."""
+    user, redirect = login_page_or_user()
+    if redirect:
+        return redirect
+    session = get_session()
+    park = get_park(session, code)
+    filters = _filters()
+    rows = ledger_rows(session, park=park, **filters)
+    return render_template("ledger.html", park=park, rows=rows, columns=COLUMNS,
+                           states=STATE_NAMES, filters=filters, query=request.query_string
+                           .decode("ascii", "replace"))
+
+
+@bp.get("/parks/<code>/ledger.<fmt>")
+def ledger_file(code, fmt):
+    """Download the ledger as ``.csv`` or ``.xlsx`` (隐患台账)."""
+    user, redirect = login_page_or_user()
+    if redirect:
+        return redirect
+    if fmt not in ("csv", "xlsx"):
+        raise ValidationError("the ledger exports as .csv or .xlsx", code="unsupported_format")
+    session = get_session()
+    park = get_park(session, code)
+    rows = ledger_rows(session, park=park, **_filters())
+    body = to_csv(rows) if fmt == "csv" else to_xlsx(rows)
+    name = f"hazard-ledger-{park.code}-{date.today().isoformat()}.{fmt}"
+    return Response(body, mimetype="text/csv; charset=utf-8" if fmt == "csv" else XLSX,
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "X-Content-Type-Options": "nosniff"})

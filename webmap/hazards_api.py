@@ -1,0 +1,299 @@
+"""The hazard ledger JSON API: each route parses, calls :mod:`geodata.services.ledger`, serialises.
+
+=======  =====================================  =========================================
+POST     /api/parks/<code>/hazards              log a hazard at a point → 201 + ETag
+GET      /api/hazards                           list (``park``, ``status``, ``level``,
+                                                ``escalation``, ``category``, ``grid``,
+                                                ``overdue``, ``limit``, ``offset``)
+GET      /api/hazards/<id>                      one hazard, ``ETag: "<version>"``
+POST     /api/hazards/<id>/transitions          ``{to, note, deadline?, supervision?,
+                                                version?}`` with ``If-Match`` (412) or
+                                                body ``version`` (409)
+POST     /api/hazards/<id>/escalations          ``{to, reason, version?}``, same rules
+POST     /api/hazards/<id>/photos               multipart ``photo`` (JPEG/PNG) → 201
+GET      /api/hazards/<id>/history              events and supervision records
+GET      /api/parks/<code>/dashboard            the dashboard figures
+=======  =====================================  =========================================
+
+Bodies must be ``application/json`` (415 otherwise); unparseable JSON is
+400 ``invalid_json``; ``NaN``/``Infinity`` are 422 ``invalid_coordinate``;
+unknown fields or query parameters are 422 ``unknown_property``.
+``GET /api/parks/<code>/hazards`` belongs to the map API (GeoJSON layer);
+the ledger list is ``GET /api/hazards?park=<code>``.
+"""
+
+import json
+import re
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask_wtf.csrf import validate_csrf
+from wtforms.validators import ValidationError as CSRFValidationError
+
+from geodata.errors import BadRequestError, GridmapError, ValidationError
+from geodata.services import ledger
+from geodata.services.parks import get_park
+from geodata.storage import begin_write
+from webmap.auth import csrf, current_actor
+from webmap.db import get_session
+
+bp = Blueprint("hazards_api", __name__, url_prefix="/api")
+csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
+
+CREATE_FIELDS = {"location", "lon", "lat", "category", "level", "description", "found_date",
+                 "code"}
+TRANSITION_FIELDS = {"to", "note", "deadline", "supervision", "version"}
+ESCALATION_FIELDS = {"to", "reason", "version"}
+LIST_PARAMS = {"park", "status", "level", "escalation", "category", "grid", "overdue", "limit",
+               "offset"}
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,9})"\s*$')
+
+
+class UnsupportedMediaTypeError(GridmapError):
+    """A body that is not ``application/json`` (415)."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+def _no_constants(name):
+    raise ValidationError(f"{name} is not a number", code="invalid_coordinate")
+
+
+def _body(allowed):
+    """Parse the JSON object body, allowing only the ``allowed`` fields."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaTypeError(
+            f"send the body as application/json, not {request.mimetype or 'nothing'!r}")
+    try:
+        data = json.loads(request.get_data(cache=False), parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"the body is not valid JSON: {str(exc).splitlines()[0][:120]}",
+                              code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the body must be a JSON object", code="invalid_body")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))[:200]}",
+                              code="unknown_property", details={"allowed": sorted(allowed)})
+    return data
+
+
+def _writer():
+    """The request's session, switched to a fresh write transaction.
+
+    The authentication lookup ran in a read transaction; on SQLite a read
+    snapshot cannot be upgraded to a writer, so it is ended first and the
+    write starts with ``BEGIN IMMEDIATE`` (writers queue instead of failing).
+    """
+    session = get_session()
+    session.commit()
+    begin_write(session)
+    return session
+
+
+def _commit_or_rollback(session, work):
+    try:
+        result = work()
+        session.commit()
+        return result
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _one(session, hazard, status=200):
+    (item,) = ledger.hazard_dicts(session, [hazard], role=g.user.role)
+    response = jsonify(item)
+    response.status_code = status
+    response.headers["ETag"] = f'"{hazard.version}"'
+    if status == 201:
+        response.headers["Location"] = url_for("hazards_api.get_hazard", hazard_id=hazard.id)
+    return response
+
+
+def _point(data):
+    location = data.get("location")
+    if location is not None:
+        if not (isinstance(location, dict) and location.get("type") == "Point"
+                and isinstance(location.get("coordinates"), list)
+                and len(location["coordinates"]) == 2):
+            raise ValidationError("location must be a GeoJSON Point [lon, lat] (EPSG:4326)",
+                                  code="invalid_geojson", details={"field": "location"})
+        return ledger.parse_point(*location["coordinates"])
+    if "lon" not in data or "lat" not in data:
+        raise ValidationError("give location (GeoJSON Point) or lon and lat",
+                              code="missing_field", details={"field": "location"})
+    return ledger.parse_point(data["lon"], data["lat"])
+
+
+@bp.post("/parks/<code>/hazards")
+def create_hazard(code):
+    """Log a hazard at a point; its grid and enterprise are resolved spatially."""
+    session = get_session()
+    actor = current_actor(session, "create")
+    data = _body(CREATE_FIELDS)
+    point = _point(data)
+    session = _writer()
+
+    def work():
+        park = get_park(session, code)
+        return ledger.create_hazard(
+            session, park, point=point, category=data.get("category"), actor=actor,
+            level=data.get("level", "general"), description=data.get("description", ""),
+            found_date=data.get("found_date"), code=data.get("code"))
+
+    hazard = _commit_or_rollback(session, work)
+    return _one(session, hazard, 201)
+
+
+def _list():
+    unknown = set(request.args) - LIST_PARAMS
+    if unknown:
+        raise ValidationError(f"unknown query parameters: {', '.join(sorted(unknown))[:200]}",
+                              code="unknown_property", details={"allowed": sorted(LIST_PARAMS)})
+    session = get_session()
+    current_actor(session, "read")
+    args = request.args
+    park_code = args.get("park")
+    park = get_park(session, park_code) if park_code else None
+    overdue = args.get("overdue")
+    if overdue is not None:
+        if overdue.lower() not in ("true", "false", "1", "0"):
+            raise ValidationError("overdue must be true or false", code="invalid_value",
+                                  details={"field": "overdue"})
+        overdue = overdue.lower() in ("true", "1")
+    try:
+        limit, offset = int(args.get("limit", 100)), int(args.get("offset", 0))
+    except ValueError:
+        raise ValidationError("limit and offset must be integers", code="invalid_page",
+                              details={"field": "limit"}) from None
+    hazards, total = ledger.list_hazards(
+        session, park=park, status=args.get("status"), level=args.get("level"),
+        escalation=args.get("escalation"), category=args.get("category"),
+        grid=args.get("grid"), overdue=overdue, limit=limit, offset=offset)
+    return jsonify({"total": total, "limit": limit, "offset": offset,
+                    "hazards": ledger.hazard_dicts(session, hazards, role=g.user.role)})
+
+
+@bp.get("/hazards")
+def list_hazards():
+    """List hazards with filters."""
+    return _list()
+
+
+@bp.get("/hazards/<int:hazard_id>")
+def get_hazard(hazard_id):
+    """One hazard with its next allowed transitions; ``ETag`` is its version."""
+    session = get_session()
+    current_actor(session, "read")
+    hazard = ledger.get_hazard(session, hazard_id)
+    if request.if_none_match and f"{hazard.version}" in request.if_none_match:
+        response = current_app.response_class(status=304)
+        response.headers["ETag"] = f'"{hazard.version}"'
+        return response
+    return _one(session, hazard)
+
+
+def _expected_version(data):
+    """Return (version, from If-Match?); body ``version`` when there is no If-Match."""
+    header = request.headers.get("If-Match")
+    if header is not None:
+        match = _ETAG.match(header)
+        if not match:
+            raise ValidationError('If-Match must be the quoted version from ETag, e.g. "3"',
+                                  code="invalid_if_match", http_status=412)
+        return int(match.group(1)), True
+    version = data.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ValidationError("version must be an integer", code="invalid_type",
+                              details={"field": "version"})
+    return version, False
+
+
+@bp.post("/hazards/<int:hazard_id>/transitions")
+def transition(hazard_id):
+    """Move a hazard through the workflow (see :mod:`geodata.workflow`)."""
+    session = get_session()
+    actor = current_actor(session, "move")
+    data = _body(TRANSITION_FIELDS)
+    version, if_match = _expected_version(data)
+    target = data.get("to")
+    if not isinstance(target, str):
+        raise ValidationError("'to' must name the target state", code="unknown_status",
+                              details={"field": "to"})
+    session = _writer()
+    hazard = _commit_or_rollback(session, lambda: ledger.transition(
+        session, hazard_id, target, actor=actor, expected_version=version, if_match=if_match,
+        note=data.get("note", ""), deadline=data.get("deadline"),
+        supervision=data.get("supervision")))
+    return _one(session, hazard)
+
+
+@bp.post("/hazards/<int:hazard_id>/escalations")
+def escalate(hazard_id):
+    """Raise a hazard's escalation level with a reason."""
+    session = get_session()
+    actor = current_actor(session, "escalate")
+    data = _body(ESCALATION_FIELDS)
+    version, if_match = _expected_version(data)
+    session = _writer()
+    hazard = _commit_or_rollback(session, lambda: ledger.escalate(
+        session, hazard_id, data.get("to"), actor=actor, reason=data.get("reason", ""),
+        expected_version=version, if_match=if_match))
+    return _one(session, hazard)
+
+
+@bp.post("/hazards/<int:hazard_id>/photos")
+def upload_photo(hazard_id):
+    """Store a JPEG/PNG photo (multipart field ``photo``); returns its id for ``supervision``.
+
+    A browser session must send its CSRF token in ``X-CSRFToken`` (a
+    multipart form could come from another site); API tokens need none.
+    """
+    session = get_session()
+    actor = current_actor(session, "create")
+    if g.auth == "session":
+        try:
+            validate_csrf(request.headers.get("X-CSRFToken", ""))
+        except CSRFValidationError as exc:
+            raise BadRequestError(str(exc), code="csrf_failed") from None
+    upload = request.files.get("photo")
+    if upload is None:
+        raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
+                              details={"field": "photo"})
+    data = upload.read()
+    directory = current_app.config.get("PHOTO_DIR") or (
+        current_app.instance_path + "/photos")
+    session = _writer()
+    photo = _commit_or_rollback(session, lambda: ledger.save_photo(
+        session, hazard_id, data, actor=actor, directory=directory,
+        original_name=(upload.filename or "")[:200]))
+    response = jsonify({"id": photo.id, "content_type": photo.content_type, "size": photo.size,
+                        "sha256": photo.sha256})
+    response.status_code = 201
+    return response
+
+
+@bp.get("/hazards/<int:hazard_id>/history")
+def history(hazard_id):
+    """The hazard's events (append-only) and supervision records, oldest first."""
+    session = get_session()
+    current_actor(session, "read")
+    events = ledger.history(session, hazard_id)
+    records = ledger.supervisions(session, hazard_id)
+    return jsonify({
+        "hazard": hazard_id,
+        "events": [{"at": e.at.isoformat(), "actor": e.actor, "from": e.from_status,
+                    "to": e.to_status, "action": e.action, "escalation": e.escalation,
+                    "note": e.note} for e in events],
+        "supervisions": [{"supervisor": r.supervisor, "checked_at": r.checked_at.isoformat(),
+                          "outcome": r.outcome, "note": r.note, "photo_id": r.photo_id}
+                         for r in records]})
+
+
+@bp.get("/parks/<code>/dashboard")
+def dashboard(code):
+    """The park's dashboard figures as JSON."""
+    session = get_session()
+    current_actor(session, "read")
+    return jsonify(ledger.dashboard(session, get_park(session, code)))
