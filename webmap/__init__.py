@@ -8,7 +8,7 @@ database is down, the app still starts and ``/healthz`` answers 503.
 from flask import Flask
 
 from geodata.config import Settings
-from webmap import db, errors, views
+from webmap import api, db, errors, maps, views
 
 
 def create_app(test_config=None):
@@ -35,4 +35,6 @@ def create_app(test_config=None):
     db.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    maps.init_app(app)
     return app

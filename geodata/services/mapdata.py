@@ -100,6 +100,7 @@ class _GridLayer:
     codes: list
     geoms: np.ndarray
     tree: shapely.STRtree
+    anchors: np.ndarray
     simplified: dict = field(default_factory=dict)
 
     def at_zoom(self, zoom):
@@ -158,7 +159,9 @@ def _grid_layer(session, park, level):
                            .order_by(Grid.code)).all()
     geoms = to_shapes([r[2] for r in rows])
     layer = _GridLayer(ids=np.array([r[0] for r in rows], dtype=np.int64),
-                       codes=[r[1] for r in rows], geoms=geoms, tree=shapely.STRtree(geoms))
+                       codes=[r[1] for r in rows], geoms=geoms, tree=shapely.STRtree(geoms),
+                       anchors=shapely.get_coordinates(shapely.point_on_surface(geoms))
+                       if len(geoms) else np.empty((0, 2)))
     with _cache_lock:
         if len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
@@ -357,7 +360,8 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
     dict
         Features with ``id`` = grid code and properties ``code, name, level,
         parent_code, kind, area_m2, enterprise_count, hidden_count,
-        open_hazards, overdue_hazards, staff`` (staff: ``name, phone, title``).
+        open_hazards, overdue_hazards, staff, hidden_units`` (staff: ``name,
+        phone, title``; hidden_units: names; anchor: a [lon, lat] inside the grid).
     """
     layer = _grid_layer(session, park, level)
     if bbox is None:
@@ -370,12 +374,14 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
     codes = [layer.codes[i] for i in picked]
     summaries = grid_summaries(session, park, today, codes=codes) if codes else {}
     props = []
-    for c in codes:
+    for i, c in zip(picked, codes):
         s = summaries[c]
         props.append({k: s[k] for k in (
             "code", "name", "level", "parent_code", "kind", "area_m2", "enterprise_count",
             "hidden_count", "open_hazards", "overdue_hazards")}
-            | {"staff": [{k: m[k] for k in ("name", "phone", "title")} for m in s["staff"]]})
+            | {"staff": [{k: m[k] for k in ("name", "phone", "title")} for m in s["staff"]],
+               "hidden_units": [u["name"] for u in s["hidden_units"]],
+               "anchor": [round(float(v), COORD_DECIMALS) for v in layer.anchors[i]]})
     geoms = layer.at_zoom(zoom)[picked]
     return feature_collection(_features(geoms, props, ids=codes), numberMatched=matched,
                               numberReturned=len(codes), zoom=zoom, simplified=bool(
