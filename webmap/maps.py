@@ -32,6 +32,9 @@ from webmap.db import get_session
 
 bp = Blueprint("maps", __name__)
 
+#: Deepest zoom of the map (and of the grid API's simplification levels).
+MAX_ZOOM = 20
+
 #: npm package → the folder of it that may be served.
 VENDOR = {"leaflet": "leaflet/dist", "leaflet.markercluster": "leaflet.markercluster/dist"}
 
@@ -135,12 +138,15 @@ def build_map(park, overview, tiles="none"):
     boundary = park_boundary(park)
     minx, miny, maxx, maxy = boundary.bounds
     m = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
-                   zoom_start=14, control_scale=True, prefer_canvas=True)
+                   zoom_start=14, control_scale=True, prefer_canvas=True,
+                   # Leaflet.markercluster loops for ever on a map without a maxZoom, and
+                   # with no tile layer (GRIDMAP_TILES=none) nothing else sets one.
+                   maxZoom=MAX_ZOOM, minZoom=3)
     m.default_js = [("leaflet", _vendor("leaflet", "leaflet.js"))]
     m.default_css = [("leaflet_css", _vendor("leaflet", "leaflet.css"))]
     if tile_origin(tiles):
         folium.TileLayer(tiles=tiles, attr="base map", name="底图 Base map",
-                         max_zoom=20).add_to(m)
+                         max_zoom=MAX_ZOOM).add_to(m)
     folium.GeoJson(boundary.__geo_interface__, name=LAYERS["park"], style_function=lambda _: {
         "color": "#1f3a93", "weight": 3, "fill": True, "fillColor": "#1f3a93",
         "fillOpacity": 0.04}, interactive=False).add_to(m)
