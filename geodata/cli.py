@@ -158,18 +158,149 @@ def hidden_units(obj, park_code, fmt):
     click.echo(f"{len(units)} hidden sub-unit candidates in park {park_code}", err=True)
 
 
+def _write_output(text, out):
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    else:
+        click.echo(text)
+
+
+def _check_one(url, code, tolerance_m):
+    """Check one stored park (runs in a worker process for ``--all --workers N``)."""
+    from geodata.services.coverage import check_park
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+            return check_park(session, get_park(session, code), tolerance_m=tolerance_m)
+    finally:
+        engine.dispose()
+
+
+@main.command("check")
+@click.option("--park", "park_code", help="Check a stored park (database mode).")
+@click.option("--all", "all_parks", is_flag=True, help="Check every stored park, one line each.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes for --all.")
+@click.option("--park-file", type=click.Path(dir_okay=False), help="Park boundary file.")
+@click.option("--grids-file", type=click.Path(dir_okay=False),
+              help="Grid cells file (columns code, optional parent_code).")
+@click.option("--enterprises-file", type=click.Path(dir_okay=False),
+              help="Enterprise sites file (columns name, credit_code).")
+@click.option("--tolerance-m", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Gaps and overlaps narrower than this (metres) are numeric noise.")
+@click.option("--gap-width-m", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Without --park-file: report gaps narrower than this (metres).")
+@click.option("--crs", help="CRS for files that declare none, e.g. EPSG:4547.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "geojson"]),
+              default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("--require-parks", is_flag=True, help="With --all: exit 1 when there are none.")
+@pass_context
+def check(obj, park_code, all_parks, workers, park_file, grids_file, enterprises_file,
+          tolerance_m, gap_width_m, crs, fmt, out, require_parks):
+    """Check that grids tile the park edge to edge with no overlaps (横向到边、纵向到底).
+
+    Exit 0 when the coverage is valid, 1 when problems are found, 2 on bad input.
+    """
+    import json
+
+    modes = sum(map(bool, (park_code, all_parks, grids_file)))
+    if modes != 1:
+        raise click.UsageError("give exactly one of --park CODE, --all, or --grids-file FILE")
+    if all_parks:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from geodata.services.coverage import park_codes
+        from geodata.storage import session_scope
+
+        with session_scope(obj.ready_engine()) as session:
+            codes = park_codes(session)
+        if not codes:
+            click.echo("no parks found")
+            sys.exit(1 if require_parks else 0)
+        url = obj.settings.database_url
+        if workers > 1:
+            with ProcessPoolExecutor(min(workers, len(codes))) as pool:
+                results = list(pool.map(_check_one, [url] * len(codes), codes,
+                                        [tolerance_m] * len(codes)))
+        else:
+            results = [_check_one(url, code, tolerance_m) for code in codes]
+        lines = [json.dumps({"park": r["park"], "valid": r["valid"],
+                             "summary": rep.summary_line()}, ensure_ascii=False)
+                 if fmt != "text" else f"{r['park']}: {rep.summary_line()}"
+                 for r, rep in results]
+        _write_output("\n".join(lines), out)
+        sys.exit(0 if all(r["valid"] for r, _ in results) else 1)
+    if park_code:
+        from geodata.services.coverage import check_park
+        from geodata.services.parks import get_park
+        from geodata.storage import session_scope
+
+        with session_scope(obj.ready_engine()) as session:
+            result, report = check_park(session, get_park(session, park_code),
+                                        tolerance_m=tolerance_m)
+    else:
+        result, report = _check_files(park_file, grids_file, enterprises_file, crs,
+                                      tolerance_m, gap_width_m, obj.settings)
+    if fmt == "json":
+        text = json.dumps(result, ensure_ascii=False)
+    elif fmt == "geojson":
+        text = json.dumps(report.to_geojson(), ensure_ascii=False)
+    else:
+        text = report.to_text()
+    _write_output(text, out)
+    sys.exit(0 if result["valid"] else 1)
+
+
+def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_width_m,
+                 settings):
+    """File mode of ``gridmap check``: read the files (any importable format) and check."""
+    import shapely
+
+    from geodata import attributes as attr
+    from geodata.coverage import check_coverage
+    from geodata.io_ import read_layer
+
+    limits = {"crs": crs, "max_features": settings.max_features,
+              "max_vertices": settings.max_vertices}
+    grids, _ = read_layer(grids_file, **limits)
+    if "code" not in grids:
+        raise GridmapError(f"{grids_file}: grids need a 'code' column", code="missing_field")
+    codes = [attr.code(c, index=i, field="code", file=grids_file)
+             for i, c in enumerate(grids["code"])]
+    parents = [attr.code(c, index=i, field="parent_code", file=grids_file, required=False)
+               for i, c in enumerate(grids.get("parent_code", [None] * len(grids)))]
+    park = None
+    if park_file:
+        parks, _ = read_layer(park_file, **limits)
+        park = shapely.union_all(parks.geometry.to_numpy())
+    sites = None
+    if enterprises_file:
+        sites, _ = read_layer(enterprises_file, **limits)
+    report = check_coverage(grids.geometry.to_numpy(), codes, parents, park=park,
+                            enterprises=sites, tolerance_m=tolerance_m, gap_width_m=gap_width_m)
+    return report.to_dict(), report
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
 @pass_context
-def serve(obj, host, port):
-    """Run the web service (map pages and JSON API)."""
+def serve(obj, host, port, threads):
+    """Run the web service (map pages and JSON API) with the waitress WSGI server."""
+    from waitress import serve as waitress_serve
+
     from webmap import create_app
 
     app = create_app({"DATABASE_URL": obj.settings.database_url})
     click.echo(f"serving {safe_url(obj.settings.database_url)} on http://{host}:{port}/",
                err=True)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    waitress_serve(app, host=host, port=port, threads=threads, ident="gridmap")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -116,10 +116,15 @@ def runner(db_url):
     return invoke
 
 
-def metric_box(x0, y0, x1, y1):
-    """A rectangle given in metres from :data:`ORIGIN`, returned in EPSG:4326."""
-    return to_storage(shapely.box(ORIGIN[0] + x0, ORIGIN[1] + y0, ORIGIN[0] + x1,
-                                  ORIGIN[1] + y1), METRIC_EPSG)
+def metric_box(x0, y0, x1, y1, vertex_spacing_m=50):
+    """A rectangle given in metres from :data:`ORIGIN`, returned in EPSG:4326.
+
+    Edges get a vertex every ``vertex_spacing_m`` metres before projecting:
+    a straight metric edge is curved in degrees, so boxes that share an edge
+    (or lie along a park edge) only match exactly where they share vertices.
+    """
+    box = shapely.box(ORIGIN[0] + x0, ORIGIN[1] + y0, ORIGIN[0] + x1, ORIGIN[1] + y1)
+    return to_storage(shapely.segmentize(box, vertex_spacing_m), METRIC_EPSG)
 
 
 def metric_point(x, y):

@@ -74,7 +74,8 @@ def test_geometry_column_refuses_null(engine):
 def test_hazard_history_is_append_only(engine):
     with session_scope(engine, write=True) as session:
         park = _park(session)
-        hazard = Hazard(park_id=park.id, location=to_element(metric_point(10, 10)),
+        hazard = Hazard(park_id=park.id, code="YH2025-0001",
+                        location=to_element(metric_point(10, 10)),
                         category="消防安全", found_date=sa.func.current_date(), status="found")
         hazard.events.append(HazardEvent(actor="tester", to_status="found", note="排查"))
         session.add(hazard)

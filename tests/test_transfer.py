@@ -262,3 +262,23 @@ def test_hazard_outside_park_is_refused(runner, loaded, engine):
     assert result.exit_code == 2
     assert "feature 1" in result.stderr and "outside park" in result.stderr
     assert stored_snapshot(engine) == before
+
+
+@pytest.mark.parametrize("cells, message", [
+    ([feature(metric_box(0, 0, 550, 500), code="A"), feature(metric_box(500, 0, 1000, 500),
+                                                             code="B")],
+     "grids A and B overlap by 25000.00 m²"),
+    ([feature(metric_box(0, 0, 500, 500), code="A"),
+      feature(metric_box(400, 0, 600, 100), code="A-01", parent_code="A")],
+     "grid A-01 has 10000.00 m² outside its parent"),
+    ([feature(metric_box(900, 900, 1100, 1000), code="A")],
+     "grid A has 10000.00 m² outside its park"),
+])
+def test_overlapping_or_outside_grids_are_refused(runner, park_file, tmp_path, engine, cells,
+                                                  message):
+    assert runner("import", "parks", park_file).exit_code == 0
+    before = stored_snapshot(engine)
+    result = runner("import", "grids", write_geojson(tmp_path / "bad.geojson", cells),
+                    "--park", "T")
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert stored_snapshot(engine) == before

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from geodata import attributes as attr
 from geodata.crs import STORAGE_SRID, area_m2
-from geodata.errors import ConflictError, FeatureError, NotFoundError
+from geodata.errors import ConflictError, FeatureError, NotFoundError, ValidationError
 from geodata.geometry import validate_geometries
 from geodata.models import GRID_KINDS, Grid
 from geodata.models.base import to_element, to_shapes
@@ -97,6 +97,8 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000):
             i = pending[0][0]
             raise FeatureError("parent_code forms a cycle", code="invalid_value", index=i,
                                field="parent_code", file=file)
+    warnings += _coverage_problems(park, stored, [(code, parents[code], geoms[i])
+                                                  for i, code, _ in rows], file)
     areas = area_m2(geoms, park.metric_epsg)
     new = {}
     for i, code, row in rows:
@@ -120,6 +122,49 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000):
             grid.parent_id = parent.id
     session.flush()
     return list(new.values()), warnings
+
+
+def _coverage_problems(park, stored, incoming, file):
+    """Refuse overlaps and parts outside the park or parent; return gap warnings.
+
+    Runs the coverage check on the park's active grids plus the incoming ones.
+    Gaps are allowed (a park may be gridded in several imports) and come back
+    as a warning; ``gridmap check`` reports them in full.
+
+    Raises
+    ------
+    ValidationError
+        ``grid_overlap`` or ``outside_parent`` with the codes and areas in m².
+    """
+    from geodata.coverage import check_coverage
+    from geodata.services.parks import park_boundary
+
+    active = [g for g in stored.values() if g.active_to is None]
+    by_id = {g.id: g.code for g in stored.values()}
+    codes = [g.code for g in active] + [c for c, _, _ in incoming]
+    parents = [by_id.get(g.parent_id) for g in active] + [p for _, p, _ in incoming]
+    geoms = list(grid_geometries(active)) + [g for _, _, g in incoming]
+    report = check_coverage(geoms, codes, parents, park=park_boundary(park),
+                            metric_epsg=park.metric_epsg)
+    if report.overlaps:
+        worst = max(report.overlaps, key=lambda o: o["area_m2"])
+        raise ValidationError(
+            f"{file or 'input'}: grids {worst['codes'][0]} and {worst['codes'][1]} overlap by "
+            f"{worst['area_m2']:.2f} m² ({len(report.overlaps)} overlapping pairs)",
+            code="grid_overlap", details={"file": file, "overlaps": [
+                {"codes": o["codes"], "area_m2": o["area_m2"]} for o in report.overlaps[:50]]})
+    if report.outside_park:
+        worst = max(report.outside_park, key=lambda o: o["area_m2"])
+        raise ValidationError(
+            f"{file or 'input'}: grid {worst['code']} has {worst['area_m2']:.2f} m² outside "
+            f"its {'parent' if parents[codes.index(worst['code'])] else 'park'}",
+            code="outside_parent", details={"file": file, "outside": [
+                {"code": o["code"], "area_m2": o["area_m2"]} for o in report.outside_park[:50]]})
+    if report.gaps:
+        total = sum(g["area_m2"] for g in report.gaps)
+        return [f"the grids leave {len(report.gaps)} gaps ({total:.2f} m²) uncovered; "
+                f"run `gridmap check --park {park.code}` for details"]
+    return []
 
 
 def grid_geometries(grids):

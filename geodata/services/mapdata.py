@@ -549,9 +549,9 @@ def grid_page(session, park, code, today=None):
 
 
 def coverage_available():
-    """True when the coverage engine (:mod:`geodata.coverage`) is installed."""
+    """True when the coverage engine (:mod:`geodata.services.coverage`) is installed."""
     try:
-        from geodata.coverage import check_coverage  # noqa: F401
+        from geodata.services.coverage import check_park  # noqa: F401
     except ImportError:
         return False
     return True
@@ -560,17 +560,12 @@ def coverage_available():
 def coverage_layer(session, park):
     """Coverage problems (gaps, overlaps, parts outside the park) as a FeatureCollection.
 
-    Calls :func:`geodata.coverage.check_coverage` on the park's active grids.
-    Returns None when the coverage engine is not available yet.
+    Calls :func:`geodata.services.coverage.check_park` (the same check as
+    ``gridmap check``).  Returns None when the coverage engine is not there.
     """
     if not coverage_available():
         return None
-    from geodata.coverage import check_coverage
+    from geodata.services.coverage import check_park
 
-    grids = session.execute(sa.select(Grid).where(
-        Grid.park_id == park.id, Grid.active_to.is_(None)).order_by(Grid.code)).scalars().all()
-    codes = {g.id: g.code for g in grids}
-    report = check_coverage(to_shapes([g.geom for g in grids]), [g.code for g in grids],
-                            [codes.get(g.parent_id) for g in grids], park=park_boundary(park),
-                            metric_epsg=park.metric_epsg)
+    _, report = check_park(session, park)
     return report.to_geojson()
