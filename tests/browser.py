@@ -161,3 +161,66 @@ def screenshot(driver, name):
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+PAYLOAD_NAME = "<img src=x onerror=alert(1)>"
+PAYLOAD_NOTE = "${alert(1)}"
+PAYLOAD_STAFF = "<script>alert(2)</script>"
+
+
+def load_payload_park(engine):
+    """Store a 2 x 2 grid park whose user text is hostile (stored verbatim).
+
+    The enterprise in grid ``X-001`` is named :data:`PAYLOAD_NAME`, a hazard
+    there has the note :data:`PAYLOAD_NOTE` and the grid chief is named
+    :data:`PAYLOAD_STAFF`.  A second enterprise sits inside the first one's
+    site (a hidden unit named with a backtick payload).
+    """
+    from datetime import timedelta
+
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from geodata.creditcode import make_credit_code
+    from geodata.services.grids import import_grids
+    from geodata.services.hazards import import_hazards
+    from geodata.services.parks import import_parks
+    from geodata.services.sites import import_enterprises
+    from geodata.services.staff import import_staff
+    from geodata.storage import session_scope
+    from tests.conftest import metric_box, metric_point
+
+    cell = 400
+    with session_scope(engine, write=True) as session:
+        parks = gpd.GeoDataFrame([{"code": "X", "name": "测试园区 <b>X</b>",
+                                   "division_code": "411621"}],
+                                 geometry=[metric_box(0, 0, 2 * cell, 2 * cell)], crs=4326)
+        (park,), _ = import_parks(session, parks)
+        cells = [(c, r) for r in (1, 0) for c in (0, 1)]
+        grids = gpd.GeoDataFrame(
+            [{"code": f"X-{i + 1:03d}", "name": f"网格{i + 1}"} for i in range(4)],
+            geometry=[shapely.MultiPolygon([metric_box(c * cell, r * cell, (c + 1) * cell,
+                                                       (r + 1) * cell)]) for c, r in cells],
+            crs=4326)
+        import_grids(session, park, grids)
+        host, unit = make_credit_code("411621", 1), make_credit_code("411621", 2)
+        ents = gpd.GeoDataFrame([
+            {"name": PAYLOAD_NAME, "credit_code": host, "host_credit_code": None},
+            {"name": "`${alert(3)}` javascript:alert(4)", "credit_code": unit,
+             "host_credit_code": None}],
+            geometry=[metric_box(50, 450, 350, 750), metric_box(100, 500, 200, 600)], crs=4326)
+        import_enterprises(session, park, ents)
+        import_staff(session, park, pd.DataFrame([
+            {"grid_code": "X-001", "name": PAYLOAD_STAFF, "phone": "13800000000",
+             "role": "grid_chief", "published": True}]))
+        today = date.today()
+        hazards = gpd.GeoDataFrame([
+            {"code": "YH-1", "category": "消防", "level": "major", "status": "rectifying",
+             "description": PAYLOAD_NOTE, "found_date": today - timedelta(days=30),
+             "deadline": today - timedelta(days=3)},
+            {"code": "YH-2", "category": PAYLOAD_NAME, "level": "general", "status": "found",
+             "description": "ok", "found_date": today, "deadline": today + timedelta(days=9)}],
+            geometry=[metric_point(300, 700), metric_point(600, 100)], crs=4326)
+        import_hazards(session, park, hazards)
+    return "X"

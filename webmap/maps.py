@@ -187,7 +187,8 @@ def park_map(code):
     figure.header.add_child(folium.Element(
         f"<title>{escape(park.name)} · {escape(park.code)} · gridmap</title>"))
     figure.header.add_child(folium.Element(
-        f'<link rel="stylesheet" href="{url_for("static", filename="gridmap.css")}"/>'))
+        f'<link rel="stylesheet" href="{url_for("static", filename="gridmap.css")}"/>'
+        '<link rel="icon" href="data:,"/>'))
     figure.html.add_child(folium.Element(render_template(
         "map_panel.html", park=park, overview=overview, classes=CLASSES, layers=LAYERS,
         config_json=htmlsafe_json_dumps(config),
