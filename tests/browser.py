@@ -152,7 +152,8 @@ def wait_ready(driver, timeout=30):
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
-        "return window.gridmap && window.gridmap.ready && window.gridmap.loads === 0"))
+        "return window.gridmap && window.gridmap.ready && window.gridmap.loads === 0 "
+        "&& !window.gridmap.scheduled"))
 
 
 def screenshot(driver, name):

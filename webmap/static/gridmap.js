@@ -156,13 +156,23 @@ document.addEventListener('DOMContentLoaded', function () {
   }
 
   function renderGrids(key, fc, style) {
+    // a popup open on a grid survives the reload that its own auto-pan triggers
+    var reopen = state.openGrid && state.openGrid.key === key ? state.openGrid.code : null;
+    state.rendering = true;
     groups[key].clearLayers();
+    state.rendering = false;
     var index = {};
     L.geoJSON(fc, {
       style: style,
       onEachFeature: function (f, layer) {
         index[f.properties.code] = layer;
         layer.bindPopup(function () { return gridPopup(f.properties); }, {maxWidth: 360});
+        layer.on('popupopen', function () { state.openGrid = {key: key, code: f.properties.code}; });
+        layer.on('popupclose', function () {
+          if (state.openGrid && state.openGrid.code === f.properties.code && !state.rendering) {
+            state.openGrid = null;
+          }
+        });
       }
     }).addTo(groups[key]);
     state[key] = index;
@@ -173,6 +183,9 @@ document.addEventListener('DOMContentLoaded', function () {
              ' 个网格：请放大 Zoom in to see all grids');
     } else if (key === 'grids') {
       status('');
+    }
+    if (reopen && index[reopen] && !state.pendingPopup) {
+      openGridPopup(index[reopen]);
     }
     if (state.pendingPopup && index[state.pendingPopup]) {
       openGridPopup(index[state.pendingPopup]);
@@ -276,7 +289,14 @@ document.addEventListener('DOMContentLoaded', function () {
     });
   }
 
-  function refresh() {
+  function refresh(force) {
+    state.scheduled = false;
+    // small pans (a popup's auto-pan, say) inside the area already fetched reload nothing
+    if (!force && state.fetched && state.fetched.zoom === map.getZoom() &&
+        state.fetched.bounds.contains(map.getBounds())) {
+      return Promise.resolve();
+    }
+    state.fetched = {zoom: map.getZoom(), bounds: map.getBounds().pad(0.2)};
     state.generation += 1;
     var g = state.generation;
     var jobs = [];
@@ -294,9 +314,12 @@ document.addEventListener('DOMContentLoaded', function () {
   }
 
   var timer = null;
-  function scheduleRefresh() {
+  var forced = false;
+  function scheduleRefresh(ev) {
+    state.scheduled = true;
+    forced = forced || (ev && ev.type === 'overlayadd');
     clearTimeout(timer);
-    timer = setTimeout(refresh, 150);
+    timer = setTimeout(function () { var f = forced; forced = false; refresh(f); }, 150);
   }
 
   map.on('moveend', scheduleRefresh);
@@ -340,5 +363,5 @@ document.addEventListener('DOMContentLoaded', function () {
     if (layer) { openGridPopup(layer); }
     return Boolean(layer);
   };
-  refresh();
+  refresh(true);
 });
