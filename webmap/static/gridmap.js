@@ -307,6 +307,7 @@ document.addEventListener('DOMContentLoaded', function () {
     jobs.push(loadCoverage());
     return Promise.all(jobs).then(function () {
       if (g === state.generation) {
+        if (!state.ready) { state.readyAt = performance.now(); }
         state.ready = true;
         document.body.dataset.ready = String(g);
       }
