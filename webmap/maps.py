@@ -153,8 +153,8 @@ def build_map(park, overview, tiles="none"):
     groups = {}
     for key in ("grids", "subgrids", "enterprises", "hidden"):
         groups[key] = folium.FeatureGroup(name=LAYERS[key], show=key != "subgrids").add_to(m)
-    cluster = MarkerCluster(name=LAYERS["hazards"], options={"maxClusterRadius": 40,
-                                                              "chunkedLoading": True})
+    cluster = MarkerCluster(name=LAYERS["hazards"],
+                            options={"maxClusterRadius": 40, "chunkedLoading": True})
     cluster.default_js = [("markercluster", _vendor(
         "leaflet.markercluster", "leaflet.markercluster.js"))]
     cluster.default_css = [
