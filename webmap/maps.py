@@ -35,6 +35,9 @@ bp = Blueprint("maps", __name__)
 #: Deepest zoom of the map (and of the grid API's simplification levels).
 MAX_ZOOM = 20
 
+#: Parks with more grids than this open zoomed in on their centre, not fitted whole.
+WHOLE_PARK_GRIDS = 1500
+
 #: npm package → the folder of it that may be served.
 VENDOR = {"leaflet": "leaflet/dist", "leaflet.markercluster": "leaflet.markercluster/dist"}
 
@@ -137,8 +140,9 @@ def build_map(park, overview, tiles="none"):
     """
     boundary = park_boundary(park)
     minx, miny, maxx, maxy = boundary.bounds
+    big = overview["grids"] + overview["sub_grids"] > WHOLE_PARK_GRIDS
     m = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
-                   zoom_start=14, control_scale=True, prefer_canvas=True,
+                   zoom_start=16 if big else 14, control_scale=True, prefer_canvas=True,
                    # Leaflet.markercluster loops for ever on a map without a maxZoom, and
                    # with no tile layer (GRIDMAP_TILES=none) nothing else sets one.
                    maxZoom=MAX_ZOOM, minZoom=3)
@@ -165,7 +169,8 @@ def build_map(park, overview, tiles="none"):
     if mapdata.coverage_available():
         groups["coverage"] = folium.FeatureGroup(name=LAYERS["coverage"], show=False).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
-    m.fit_bounds([[miny, minx], [maxy, maxx]])
+    if not big:  # a big park opens at zoom 16 on its centre, not with every grid in view
+        m.fit_bounds([[miny, minx], [maxy, maxx]])
     return m, {k: v.get_name() for k, v in groups.items()}
 
 

@@ -189,12 +189,13 @@ def _descends(gid, ancestor, parent):
     return False
 
 
-def hazard_counts(session, park, today=None):
+def hazard_counts(session, park, today=None, grid_ids=None):
     """Open and overdue hazards per grid id, counted up the grid tree.
 
     A hazard is recorded on the deepest grid holding it; it counts for that
     grid and for each of its ancestors.  Overdue: open with ``deadline <
-    today``.
+    today``.  With ``grid_ids``, only hazards of those grids and their
+    descendants are read (the counts of those grids are then complete).
 
     Returns
     -------
@@ -202,12 +203,20 @@ def hazard_counts(session, park, today=None):
         ``{grid_id: open}`` and ``{grid_id: overdue}``.
     """
     today = today or date.today()
-    overdue_expr = sa.case((Hazard.deadline < today, 1), else_=0)
-    rows = session.execute(
-        sa.select(Hazard.grid_id, sa.func.count(), sa.func.sum(overdue_expr))
-        .where(Hazard.park_id == park.id, Hazard.status.in_(OPEN))
-        .group_by(Hazard.grid_id)).all()
     parent = _parents(session, park)
+    overdue_expr = sa.case((Hazard.deadline < today, 1), else_=0)
+    query = (sa.select(Hazard.grid_id, sa.func.count(), sa.func.sum(overdue_expr))
+             .where(Hazard.park_id == park.id, Hazard.status.in_(OPEN))
+             .group_by(Hazard.grid_id))
+    if grid_ids is not None:
+        wanted = set(grid_ids)
+        family = [g for g in parent if not wanted.isdisjoint(_ancestry(g, parent))]
+        rows = []
+        for start in range(0, len(family), 5000):  # stay under SQLite's variable limit
+            rows += session.execute(query.where(
+                Hazard.grid_id.in_(family[start:start + 5000]))).all()
+    else:
+        rows = session.execute(query).all()
     open_, overdue = defaultdict(int), defaultdict(int)
     for grid_id, n, late in rows:
         g, depth = grid_id, 0
@@ -216,6 +225,15 @@ def hazard_counts(session, park, today=None):
             overdue[g] += int(late or 0)
             g, depth = parent.get(g), depth + 1
     return dict(open_), dict(overdue)
+
+
+def _ancestry(gid, parent):
+    """The grid itself and its ancestors, deepest first."""
+    chain, depth = [], 0
+    while gid is not None and depth < 32:
+        chain.append(gid)
+        gid, depth = parent.get(gid), depth + 1
+    return chain
 
 
 def grid_summaries(session, park, today=None, codes=None):
@@ -236,9 +254,11 @@ def grid_summaries(session, park, today=None, codes=None):
         query = query.where(Grid.code.in_(list(codes)))
     grids = session.execute(query.order_by(Grid.code)).scalars().all()
     by_id = {g.id: g for g in grids}
+    parent_ids = list({g.parent_id for g in grids if g.parent_id})
     all_codes = dict(session.execute(sa.select(Grid.id, Grid.code).where(
-        Grid.park_id == park.id)).all())
-    open_, overdue = hazard_counts(session, park, today)
+        Grid.id.in_(parent_ids))).all()) if parent_ids else {}
+    open_, overdue = hazard_counts(session, park, today,
+                                   grid_ids=None if codes is None else list(by_id))
     staff = defaultdict(list)
     if by_id:
         role_rank = {r: i for i, r in enumerate(STAFF_ROLES)}
