@@ -15,8 +15,9 @@ from tests.browser import demo_url, load_payload_park  # noqa: F401
 TODAY = date(2025, 11, 30)
 
 
-def test_tolerance_halves_per_zoom_and_stops_at_full_detail():
-    assert mapdata.tolerance_for_zoom(10) == pytest.approx(2 * mapdata.tolerance_for_zoom(11))
+def test_tolerance_per_pair_of_zooms_and_stops_at_full_detail():
+    assert mapdata.tolerance_for_zoom(10) == mapdata.tolerance_for_zoom(11)
+    assert mapdata.tolerance_for_zoom(10) == pytest.approx(4 * mapdata.tolerance_for_zoom(12))
     assert mapdata.tolerance_for_zoom(mapdata.FULL_DETAIL_ZOOM) == 0.0
 
 

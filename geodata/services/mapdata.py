@@ -42,14 +42,18 @@ OPEN = ("found", "rectifying", "supervising")
 
 
 def tolerance_for_zoom(zoom):
-    """Simplification tolerance in degrees for a web-map zoom level (half a pixel).
+    """Simplification tolerance in degrees for a web-map zoom level.
 
-    Returns 0 (no simplification) at :data:`FULL_DETAIL_ZOOM` and beyond.
+    Half a pixel (at the equator) of the even zoom at or below ``zoom``, so
+    two zoom levels share one cached simplification and the error stays
+    under one pixel.  Returns 0 (no simplification) at
+    :data:`FULL_DETAIL_ZOOM` and beyond.
     """
     zoom = int(zoom)
     if zoom >= FULL_DETAIL_ZOOM:
         return 0.0
-    return 0.5 * 360.0 / (256 * 2 ** max(zoom, 0))
+    zoom = max(zoom - zoom % 2, 0)
+    return 0.5 * 360.0 / (256 * 2 ** zoom)
 
 
 # --------------------------------------------------------------------------
