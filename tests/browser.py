@@ -44,22 +44,35 @@ def _load(url):
     return url
 
 
+_DEMO_URLS = {}
+
+
 @pytest.fixture(scope="session", params=["spatialite", "postgis"])
 def demo_url(request, tmp_path_factory):
-    """URL of a database holding the demo park (loaded once per backend; read-only)."""
+    """URL of a database holding the demo park (loaded once per backend; read-only).
+
+    pytest may set a parametrised session fixture up more than once when test
+    order switches between its params; the database is built only the first
+    time and reused after that.
+    """
+    if request.param in _DEMO_URLS:
+        return _DEMO_URLS[request.param]
     if request.param == "spatialite":
         path = tmp_path_factory.mktemp("demo") / "demo.sqlite"
-        return _load(f"sqlite:///{path}")
-    base = request.getfixturevalue("postgis_url")
-    admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
-                             isolation_level="AUTOCOMMIT")
-    name = "gridmap_map_demo"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    return _load(url)
+        url = _load(f"sqlite:///{path}")
+    else:
+        base = request.getfixturevalue("postgis_url")
+        admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
+                                 isolation_level="AUTOCOMMIT")
+        name = "gridmap_map_demo"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        url = _load(sa.engine.make_url(base).set(database=name).render_as_string(
+            hide_password=False))
+    _DEMO_URLS[request.param] = url
+    return url
 
 
 def free_port():
