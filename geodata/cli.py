@@ -134,6 +134,30 @@ def export(obj, layer, file, park_code):
     click.echo(f"exported {count} {layer} to {file}")
 
 
+@main.command("hidden-units")
+@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: an array of {name, credit_code, host, grid, reason}.")
+@pass_context
+def hidden_units(obj, park_code, fmt):
+    """List hidden sub-units (厂中厂/园中园): sites inside another enterprise's site."""
+    import json
+
+    from geodata.hidden import REASONS, find_hidden_units
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine()) as session:
+        units = find_hidden_units(session, get_park(session, park_code))
+    if fmt == "json":
+        click.echo(json.dumps([u.to_dict() for u in units], ensure_ascii=False, indent=1))
+        return
+    for u in units:
+        click.echo(f"{u.grid or '-'}\t{u.name} ({u.credit_code})\tin {u.host or '-'}"
+                   f"\t{REASONS[u.reason]}")
+    click.echo(f"{len(units)} hidden sub-unit candidates in park {park_code}", err=True)
+
+
 def _write_output(text, out):
     if out:
         with open(out, "w", encoding="utf-8") as fh:

@@ -23,3 +23,11 @@ if (( ${#missing[@]} )); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python -m pip install -q --disable-pip-version-check -e ".${extras}"
+# Browser assets of the web map (Leaflet, Leaflet.markercluster) from npm, pinned by
+# webmap/static/package-lock.json and served by the app itself: no CDN at run time.
+if command -v npm >/dev/null; then
+  npm ci --prefix webmap/static --no-audit --no-fund --ignore-scripts --loglevel=error
+else
+  echo "warning: npm not found: install Node.js and run 'npm ci --prefix webmap/static'" \
+       "or the map page has no Leaflet" >&2
+fi

@@ -10,7 +10,7 @@ from datetime import timedelta
 from flask import Flask
 
 from geodata.config import Settings
-from webmap import auth, dashboard, db, errors, hazards_api, views
+from webmap import api, auth, dashboard, db, errors, hazards_api, maps, views
 
 
 def create_app(test_config=None):
@@ -44,4 +44,6 @@ def create_app(test_config=None):
     auth.init_app(app)
     app.register_blueprint(hazards_api.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(api.bp)
+    maps.init_app(app)
     return app

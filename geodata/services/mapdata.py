@@ -1,0 +1,595 @@
+"""What the map and the JSON API show: per-grid summaries and GeoJSON layers.
+
+Every route of the map page and of ``/api`` calls these functions; nothing
+spatial happens in ``webmap``.  Geometries are EPSG:4326 (lon/lat degrees),
+areas are m² measured in the park's metric CRS, bounding boxes are
+``(minx, miny, maxx, maxy)`` in degrees.
+
+Large layers are never sent whole: grid layers are filtered by bbox and, for
+a zoom level, simplified as a *coverage* (``shapely.coverage_simplify``) so
+neighbouring grids still share their edges.  The simplified coverage is
+computed once per park, grid level and zoom, for the whole park (so the edge
+between two grids is the same in every bbox), and cached in memory until the
+park's grids change.  The authoritative geometry is one request away
+(:func:`grid_feature`, or a layer request without ``zoom``).
+"""
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import shapely
+import sqlalchemy as sa
+
+from geodata.errors import NotFoundError
+from geodata.hidden import find_hidden_units
+from geodata.models import STAFF_ROLES, Enterprise, Grid, GridStaff, Hazard
+from geodata.models.base import to_shapes
+from geodata.services.grids import get_grid
+from geodata.services.parks import park_boundary
+from geodata.spatial import assign_to_cells
+
+#: Coordinates are rounded to 7 decimals (~1 cm): more is noise in a browser.
+COORD_DECIMALS = 7
+#: Zoom at and beyond which grids are sent unsimplified.
+FULL_DETAIL_ZOOM = 18
+#: Largest page of hazards one request may ask for.
+MAX_LIMIT = 10_000
+#: Hazard statuses that count as open.
+OPEN = ("found", "rectifying", "supervising")
+
+
+def tolerance_for_zoom(zoom):
+    """Simplification tolerance in degrees for a web-map zoom level.
+
+    Half a pixel (at the equator) of the even zoom at or below ``zoom``, so
+    two zoom levels share one cached simplification and the error stays
+    under one pixel.  Returns 0 (no simplification) at
+    :data:`FULL_DETAIL_ZOOM` and beyond.
+    """
+    zoom = int(zoom)
+    if zoom >= FULL_DETAIL_ZOOM:
+        return 0.0
+    zoom = max(zoom - zoom % 2, 0)
+    return 0.5 * 360.0 / (256 * 2 ** zoom)
+
+
+# --------------------------------------------------------------------------
+# GeoJSON helpers
+# --------------------------------------------------------------------------
+
+def _geojson_geometries(geoms):
+    """Return GeoJSON dicts for a shapely array, coordinates rounded, vectorised."""
+    import json
+
+    if len(geoms) == 0:
+        return []
+    rounded = shapely.set_precision(geoms, 10 ** -COORD_DECIMALS, mode="pointwise")
+    return [json.loads(t) for t in shapely.to_geojson(rounded)]
+
+
+def feature_collection(features, **members):
+    """Return a GeoJSON FeatureCollection dict with extra foreign members."""
+    return {"type": "FeatureCollection", "features": features, **members}
+
+
+def _features(geoms, properties, ids=None):
+    geometries = _geojson_geometries(np.asarray(geoms, dtype=object))
+    return [{"type": "Feature", **({"id": ids[i]} if ids is not None else {}),
+             "properties": p, "geometry": g}
+            for i, (p, g) in enumerate(zip(properties, geometries))]
+
+
+def _bbox_mask(geoms, bbox):
+    if bbox is None:
+        return np.ones(len(geoms), dtype=bool)
+    return shapely.intersects(geoms, shapely.box(*bbox))
+
+
+def _day(value):
+    return value.isoformat() if value else None
+
+
+# --------------------------------------------------------------------------
+# the grid geometry cache
+# --------------------------------------------------------------------------
+
+@dataclass
+class _GridLayer:
+    """A park's active grids of one level: ids, codes and geometries, plus simplified copies."""
+
+    ids: np.ndarray
+    codes: list
+    geoms: np.ndarray
+    tree: shapely.STRtree
+    anchors: np.ndarray
+    simplified: dict = field(default_factory=dict)
+
+    def at_zoom(self, zoom):
+        """Geometries simplified for ``zoom`` (None: authoritative), computed once."""
+        tolerance = 0.0 if zoom is None else tolerance_for_zoom(zoom)
+        if tolerance == 0.0:
+            return self.geoms
+        if tolerance not in self.simplified:
+            self.simplified[tolerance] = _simplify_coverage(self.geoms, tolerance)
+        return self.simplified[tolerance]
+
+
+def _simplify_coverage(geoms, tolerance):
+    """Topology-preserving simplification of a polygonal coverage (shared edges stay shared).
+
+    Falls back to per-polygon ``simplify(preserve_topology=True)`` for any
+    result that comes back empty or invalid (an invalid input coverage).
+    """
+    if len(geoms) == 0:
+        return geoms
+    out = shapely.coverage_simplify(geoms, tolerance, simplify_boundary=True)
+    bad = shapely.is_empty(out) | ~shapely.is_valid(out)
+    if bad.any():
+        out[bad] = shapely.simplify(geoms[bad], tolerance, preserve_topology=True)
+    return out
+
+
+_cache = {}
+_cache_lock = threading.Lock()
+_CACHE_SIZE = 16
+
+
+def clear_cache():
+    """Forget every cached grid layer (benchmarks measure cold requests with it)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _grid_layer(session, park, level):
+    """Return the cached :class:`_GridLayer`, reloaded when the park's grids changed.
+
+    The cache key holds the database URL, the park, the level and a stamp of
+    the grid rows (count, highest id, sum of versions and of areas): every
+    insert, retirement or geometry edit changes it.
+    """
+    active = sa.and_(Grid.park_id == park.id, Grid.active_to.is_(None), Grid.level == level)
+    stamp = tuple(session.execute(sa.select(
+        sa.func.count(), sa.func.max(Grid.id), sa.func.sum(Grid.version),
+        sa.func.sum(Grid.area_m2)).where(active)).one())
+    key = (str(session.get_bind().url), park.id, level)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    rows = session.execute(sa.select(Grid.id, Grid.code, Grid.geom).where(active)
+                           .order_by(Grid.code)).all()
+    geoms = to_shapes([r[2] for r in rows])
+    layer = _GridLayer(ids=np.array([r[0] for r in rows], dtype=np.int64),
+                       codes=[r[1] for r in rows], geoms=geoms, tree=shapely.STRtree(geoms),
+                       anchors=shapely.get_coordinates(shapely.point_on_surface(geoms))
+                       if len(geoms) else np.empty((0, 2)))
+    with _cache_lock:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = (stamp, layer)
+    return layer
+
+
+# --------------------------------------------------------------------------
+# summaries
+# --------------------------------------------------------------------------
+
+def _parents(session, park):
+    """Map every grid id of the park to its parent's id (None for level 1)."""
+    return dict(session.execute(sa.select(Grid.id, Grid.parent_id).where(
+        Grid.park_id == park.id)).all())
+
+
+def _descends(gid, ancestor, parent):
+    """True when grid ``gid`` is ``ancestor`` or lies below it."""
+    depth = 0
+    while gid is not None and depth < 32:
+        if gid == ancestor:
+            return True
+        gid, depth = parent.get(gid), depth + 1
+    return False
+
+
+def hazard_counts(session, park, today=None, grid_ids=None):
+    """Open and overdue hazards per grid id, counted up the grid tree.
+
+    A hazard is recorded on the deepest grid holding it; it counts for that
+    grid and for each of its ancestors.  Overdue: open with ``deadline <
+    today``.  With ``grid_ids``, only hazards of those grids and their
+    descendants are read (the counts of those grids are then complete).
+
+    Returns
+    -------
+    (dict, dict)
+        ``{grid_id: open}`` and ``{grid_id: overdue}``.
+    """
+    today = today or date.today()
+    parent = _parents(session, park)
+    overdue_expr = sa.case((Hazard.deadline < today, 1), else_=0)
+    query = (sa.select(Hazard.grid_id, sa.func.count(), sa.func.sum(overdue_expr))
+             .where(Hazard.park_id == park.id, Hazard.status.in_(OPEN))
+             .group_by(Hazard.grid_id))
+    if grid_ids is not None:
+        wanted = set(grid_ids)
+        family = [g for g in parent if not wanted.isdisjoint(_ancestry(g, parent))]
+        rows = []
+        for start in range(0, len(family), 5000):  # stay under SQLite's variable limit
+            rows += session.execute(query.where(
+                Hazard.grid_id.in_(family[start:start + 5000]))).all()
+    else:
+        rows = session.execute(query).all()
+    open_, overdue = defaultdict(int), defaultdict(int)
+    for grid_id, n, late in rows:
+        g, depth = grid_id, 0
+        while g is not None and depth < 32:
+            open_[g] += int(n)
+            overdue[g] += int(late or 0)
+            g, depth = parent.get(g), depth + 1
+    return dict(open_), dict(overdue)
+
+
+def _ancestry(gid, parent):
+    """The grid itself and its ancestors, deepest first."""
+    chain, depth = [], 0
+    while gid is not None and depth < 32:
+        chain.append(gid)
+        gid, depth = parent.get(gid), depth + 1
+    return chain
+
+
+def grid_summaries(session, park, today=None, codes=None):
+    """Per-grid figures for every active grid (or the grids in ``codes``).
+
+    Returns
+    -------
+    dict
+        ``{grid code: {code, name, level, parent_code, kind, area_m2, staff,
+        chief, enterprise_count, hidden_units, hidden_count, open_hazards,
+        overdue_hazards}}``.  ``staff`` lists ``{name, phone, role, title}``
+        with the chief first; ``hidden_units`` lists ``{name, credit_code,
+        host, reason}``.  Level-1 grids count the enterprises assigned to
+        them; sub-grids count the sites lying mostly in them.
+    """
+    query = sa.select(Grid).where(Grid.park_id == park.id, Grid.active_to.is_(None))
+    if codes is not None:
+        query = query.where(Grid.code.in_(list(codes)))
+    grids = session.execute(query.order_by(Grid.code)).scalars().all()
+    by_id = {g.id: g for g in grids}
+    parent_ids = list({g.parent_id for g in grids if g.parent_id})
+    all_codes = dict(session.execute(sa.select(Grid.id, Grid.code).where(
+        Grid.id.in_(parent_ids))).all()) if parent_ids else {}
+    open_, overdue = hazard_counts(session, park, today,
+                                   grid_ids=None if codes is None else list(by_id))
+    staff = defaultdict(list)
+    if by_id:
+        role_rank = {r: i for i, r in enumerate(STAFF_ROLES)}
+        rows = session.execute(sa.select(GridStaff).where(
+            GridStaff.grid_id.in_(list(by_id))).order_by(GridStaff.id)).scalars()
+        for s in sorted(rows, key=lambda s: (role_rank.get(s.role, 9), s.id)):
+            staff[s.grid_id].append({"name": s.name, "phone": s.phone, "role": s.role,
+                                     "title": STAFF_ROLES.get(s.role, s.role)})
+    enterprise_count = defaultdict(int)
+    hidden = defaultdict(list)
+    units = {u.enterprise_id: u for u in find_hidden_units(session, park)}
+    level1 = [g for g in grids if g.level == 1]
+    if level1:
+        for gid, n in session.execute(
+                sa.select(Enterprise.grid_id, sa.func.count())
+                .where(Enterprise.park_id == park.id).group_by(Enterprise.grid_id)).all():
+            enterprise_count[gid] = int(n)
+        for u_id, grid_id in session.execute(sa.select(Enterprise.id, Enterprise.grid_id).where(
+                Enterprise.id.in_(list(units)))).all() if units else []:
+            hidden[grid_id].append(u_id)
+    deeper = [g for g in grids if g.level > 1]
+    if deeper:
+        ents = session.execute(sa.select(Enterprise.id, Enterprise.site).where(
+            Enterprise.park_id == park.id).order_by(Enterprise.id)).all()
+        if ents:
+            sites = to_shapes([e[1] for e in ents])
+            for level in sorted({g.level for g in deeper}):
+                cells = [g for g in deeper if g.level == level]
+                where = assign_to_cells(sites, to_shapes([g.geom for g in cells]))
+                for (e_id, _), k in zip(ents, where):
+                    if k >= 0:
+                        enterprise_count[cells[k].id] += 1
+                        if e_id in units:
+                            hidden[cells[k].id].append(e_id)
+    result = {}
+    for g in grids:
+        members = staff.get(g.id, [])
+        chief = next((s for s in members if s["role"] == "grid_chief"), None)
+        hidden_units = [{"name": units[e].name, "credit_code": units[e].credit_code,
+                         "host": units[e].host, "reason": units[e].reason}
+                        for e in hidden.get(g.id, [])]
+        result[g.code] = {
+            "code": g.code, "name": g.name, "level": g.level,
+            "parent_code": all_codes.get(g.parent_id), "kind": g.kind,
+            "area_m2": round(g.area_m2, 1), "staff": members, "chief": chief,
+            "enterprise_count": enterprise_count.get(g.id, 0),
+            "hidden_units": hidden_units, "hidden_count": len(hidden_units),
+            "open_hazards": open_.get(g.id, 0), "overdue_hazards": overdue.get(g.id, 0),
+        }
+    return result
+
+
+def grid_summary(session, park, code, today=None):
+    """The summary of one grid (see :func:`grid_summaries`).
+
+    Raises
+    ------
+    NotFoundError
+        No active grid with that code in the park.
+    """
+    grid = get_grid(session, park, code)
+    summary = grid_summaries(session, park, today, codes=[grid.code]).get(grid.code)
+    if summary is None:
+        raise NotFoundError(f"grid {code!r} of park {park.code} is retired",
+                            details={"park": park.code, "grid": code})
+    return summary
+
+
+def park_overview(session, park, today=None):
+    """Headline counts of a park: grids per level, enterprises, hidden units, hazards."""
+    today = today or date.today()
+    levels = dict(session.execute(sa.select(Grid.level, sa.func.count()).where(
+        Grid.park_id == park.id, Grid.active_to.is_(None)).group_by(Grid.level)).all())
+    open_q = sa.select(sa.func.count()).where(Hazard.park_id == park.id,
+                                              Hazard.status.in_(OPEN))
+    return {
+        "code": park.code, "name": park.name, "area_m2": round(park.area_m2, 1),
+        "grids": int(levels.get(1, 0)),
+        "sub_grids": int(sum(n for lv, n in levels.items() if lv > 1)),
+        "enterprises": int(session.execute(sa.select(sa.func.count()).where(
+            Enterprise.park_id == park.id)).scalar()),
+        "hidden_units": len(find_hidden_units(session, park)),
+        "open_hazards": int(session.execute(open_q).scalar()),
+        "overdue_hazards": int(session.execute(open_q.where(Hazard.deadline < today)).scalar()),
+    }
+
+
+# --------------------------------------------------------------------------
+# layers
+# --------------------------------------------------------------------------
+
+def park_feature(session, park, zoom=None, today=None):
+    """The park boundary (holes kept) as a GeoJSON Feature with its overview counts."""
+    boundary = park_boundary(park)
+    if zoom is not None and tolerance_for_zoom(zoom):
+        boundary = shapely.simplify(boundary, tolerance_for_zoom(zoom), preserve_topology=True)
+    props = park_overview(session, park, today)
+    props["bbox"] = list(park_boundary(park).bounds)
+    return _features([boundary], [props])[0]
+
+
+def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limit=None):
+    """A park's active grids of one level as a FeatureCollection.
+
+    Parameters
+    ----------
+    level : int
+        Grid level (1: grids, 2: sub-grids).
+    bbox : tuple of 4 floats, optional
+        ``(minx, miny, maxx, maxy)`` in degrees: only grids intersecting it.
+    zoom : int, optional
+        Web-map zoom: geometries are coverage-simplified for it.  Omitted:
+        the authoritative geometries.
+    limit : int, optional
+        At most this many grids (in code order); ``numberMatched`` tells how many matched.
+
+    Returns
+    -------
+    dict
+        Features with ``id`` = grid code and properties ``code, name, level,
+        parent_code, kind, area_m2, enterprise_count, hidden_count,
+        open_hazards, overdue_hazards, staff, hidden_units`` (staff: ``name,
+        phone, title``; hidden_units: names; anchor: a [lon, lat] inside the grid).
+    """
+    layer = _grid_layer(session, park, level)
+    if bbox is None:
+        picked = np.arange(len(layer.codes))
+    else:
+        picked = np.sort(layer.tree.query(shapely.box(*bbox), predicate="intersects"))
+    matched = len(picked)
+    if limit is not None:
+        picked = picked[:limit]
+    codes = [layer.codes[i] for i in picked]
+    summaries = grid_summaries(session, park, today, codes=codes) if codes else {}
+    props = []
+    for i, c in zip(picked, codes):
+        s = summaries[c]
+        props.append({k: s[k] for k in (
+            "code", "name", "level", "parent_code", "kind", "area_m2", "enterprise_count",
+            "hidden_count", "open_hazards", "overdue_hazards")}
+            | {"staff": [{k: m[k] for k in ("name", "phone", "title")} for m in s["staff"]],
+               "hidden_units": [u["name"] for u in s["hidden_units"]],
+               "anchor": [round(float(v), COORD_DECIMALS) for v in layer.anchors[i]]})
+    geoms = layer.at_zoom(zoom)[picked]
+    return feature_collection(_features(geoms, props, ids=codes), numberMatched=matched,
+                              numberReturned=len(codes), zoom=zoom, simplified=bool(
+                                  zoom is not None and tolerance_for_zoom(zoom)))
+
+
+def grid_feature(session, park, code, today=None):
+    """One grid with its authoritative geometry and full summary, as a GeoJSON Feature."""
+    grid = get_grid(session, park, code)
+    summary = grid_summary(session, park, grid.code, today)
+    return _features(to_shapes([grid.geom]), [summary], ids=[grid.code])[0]
+
+
+def enterprise_layer(session, park, *, bbox=None, hidden=None):
+    """A park's enterprise sites (Polygon or Point) with the hidden flag.
+
+    Properties: ``name, credit_code, industry, grid, hidden, host, reason``.
+    ``hidden`` (bool filter) keeps only hidden units (True) or only the others.
+    """
+    rows = session.execute(
+        sa.select(Enterprise.id, Enterprise.name, Enterprise.credit_code, Enterprise.industry,
+                  Enterprise.site, Grid.code)
+        .outerjoin(Grid, Enterprise.grid_id == Grid.id)
+        .where(Enterprise.park_id == park.id).order_by(Enterprise.id)).all()
+    geoms = to_shapes([r[4] for r in rows])
+    units = {u.enterprise_id: u for u in find_hidden_units(session, park)}
+    keep = _bbox_mask(geoms, bbox)
+    if hidden is not None:
+        flags = np.array([r[0] in units for r in rows], dtype=bool)
+        keep &= flags if hidden else ~flags
+    props = []
+    for r in (rows[i] for i in np.flatnonzero(keep)):
+        u = units.get(r[0])
+        props.append({"name": r[1], "credit_code": r[2], "industry": r[3], "grid": r[5],
+                      "hidden": u is not None, "host": u.host if u else None,
+                      "reason": u.reason if u else None})
+    return feature_collection(_features(geoms[keep], props), numberMatched=len(props),
+                              numberReturned=len(props))
+
+
+@dataclass
+class HazardQuery:
+    """Validated hazard filters (the API checks values before building this)."""
+
+    status: tuple = ()
+    level: tuple = ()
+    grid: str = None
+    overdue: bool = None
+    bbox: tuple = None
+    limit: int = 1000
+    offset: int = 0
+
+
+def hazard_layer(session, park, query=None, today=None):
+    """A park's hazards as Point features, filtered, newest ledger numbers last.
+
+    ``grid`` selects hazards in that grid or any of its sub-grids.  Properties:
+    ``code, category, level, status, description, found_date, deadline,
+    overdue, grid, enterprise``.
+
+    Raises
+    ------
+    NotFoundError
+        ``grid`` is not a grid of the park.
+    """
+    query = query or HazardQuery()
+    today = today or date.today()
+    where = [Hazard.park_id == park.id]
+    if query.status:
+        where.append(Hazard.status.in_(query.status))
+    if query.level:
+        where.append(Hazard.level.in_(query.level))
+    if query.grid is not None:
+        grid = get_grid(session, park, query.grid)
+        parent = _parents(session, park)
+        ids = [gid for gid in parent if _descends(gid, grid.id, parent)]
+        where.append(Hazard.grid_id.in_(ids))
+    late = sa.and_(Hazard.status.in_(OPEN), Hazard.deadline < today)
+    if query.overdue is True:
+        where.append(late)
+    elif query.overdue is False:
+        where.append(sa.not_(late) | Hazard.deadline.is_(None))
+    if query.bbox is not None:
+        minx, miny, maxx, maxy = query.bbox
+        x, y = sa.func.ST_X(Hazard.location), sa.func.ST_Y(Hazard.location)
+        where += [x >= minx, x <= maxx, y >= miny, y <= maxy]
+    matched = session.execute(sa.select(sa.func.count()).where(*where)).scalar()
+    rows = session.execute(
+        sa.select(Hazard.code, Hazard.category, Hazard.level, Hazard.status,
+                  Hazard.description, Hazard.found_date, Hazard.deadline,
+                  Grid.code, Enterprise.name, Hazard.location)
+        .outerjoin(Grid, Hazard.grid_id == Grid.id)
+        .outerjoin(Enterprise, Hazard.enterprise_id == Enterprise.id)
+        .where(*where).order_by(Hazard.code).limit(query.limit).offset(query.offset)).all()
+    props = [{"code": r[0], "category": r[1], "level": r[2], "status": r[3],
+              "description": r[4], "found_date": _day(r[5]), "deadline": _day(r[6]),
+              "overdue": r[3] in OPEN and r[6] is not None and r[6] < today,
+              "grid": r[7], "enterprise": r[8]} for r in rows]
+    return feature_collection(_features(to_shapes([r[9] for r in rows]), props,
+                                        ids=[r[0] for r in rows]),
+                              numberMatched=int(matched), numberReturned=len(props))
+
+
+def search(session, park, q, limit=20):
+    """Grids whose code or name contains ``q`` and enterprises whose name contains it.
+
+    Returns
+    -------
+    list of dict
+        ``{kind: "grid"|"enterprise", code, name, grid, bbox}`` with bbox in
+        degrees, grids first, at most ``limit`` results.
+    """
+    q = (q or "").strip()
+    if not q:
+        return []
+    needle = q.upper()
+    grids = session.execute(
+        sa.select(Grid.code, Grid.name, Grid.geom).where(
+            Grid.park_id == park.id, Grid.active_to.is_(None),
+            sa.or_(Grid.code.contains(needle, autoescape=True),
+                   Grid.name.contains(q, autoescape=True)))
+        .order_by(Grid.level, Grid.code).limit(limit)).all()
+    results = [{"kind": "grid", "code": r[0], "name": r[1], "grid": r[0],
+                "bbox": list(g.bounds)}
+               for r, g in zip(grids, to_shapes([r[2] for r in grids]))]
+    if len(results) < limit:
+        ents = session.execute(
+            sa.select(Enterprise.credit_code, Enterprise.name, Enterprise.site, Grid.code)
+            .outerjoin(Grid, Enterprise.grid_id == Grid.id)
+            .where(Enterprise.park_id == park.id,
+                   Enterprise.name.contains(q, autoescape=True))
+            .order_by(Enterprise.name).limit(limit - len(results))).all()
+        results += [{"kind": "enterprise", "code": r[0], "name": r[1], "grid": r[3],
+                     "bbox": list(g.bounds)}
+                    for r, g in zip(ents, to_shapes([r[2] for r in ents]))]
+    return results
+
+
+def grid_page(session, park, code, today=None):
+    """Everything the grid page shows: summary, staff, enterprises and hazards."""
+    grid = get_grid(session, park, code)
+    summary = grid_summary(session, park, grid.code, today)
+    subs = session.execute(sa.select(Grid.code, Grid.name).where(
+        Grid.parent_id == grid.id, Grid.active_to.is_(None)).order_by(Grid.code)).all()
+    hidden = {u.credit_code: u for u in find_hidden_units(session, park)}
+    if grid.level == 1:
+        ents = session.execute(sa.select(Enterprise).where(
+            Enterprise.grid_id == grid.id).order_by(Enterprise.name)).scalars().all()
+    else:
+        all_ents = session.execute(sa.select(Enterprise).where(
+            Enterprise.park_id == park.id).order_by(Enterprise.name)).scalars().all()
+        where = assign_to_cells(to_shapes([e.site for e in all_ents]),
+                                to_shapes([grid.geom])) if all_ents else []
+        ents = [e for e, k in zip(all_ents, where) if k == 0]
+    enterprises = [{"name": e.name, "credit_code": e.credit_code, "industry": e.industry,
+                    "contact_name": e.contact_name, "contact_phone": e.contact_phone,
+                    "hidden": e.credit_code in hidden,
+                    "host": hidden[e.credit_code].host if e.credit_code in hidden else None}
+                   for e in ents]
+    hazards = hazard_layer(session, park, HazardQuery(grid=grid.code, limit=MAX_LIMIT),
+                           today)["features"]
+    return {"park": {"code": park.code, "name": park.name}, "grid": summary,
+            "sub_grids": [{"code": c, "name": n} for c, n in subs],
+            "enterprises": enterprises, "hazards": [f["properties"] for f in hazards]}
+
+
+def coverage_available():
+    """True when the coverage engine (:mod:`geodata.services.coverage`) is installed."""
+    try:
+        from geodata.services.coverage import check_park  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def coverage_layer(session, park):
+    """Coverage problems (gaps, overlaps, parts outside the park) as a FeatureCollection.
+
+    Calls :func:`geodata.services.coverage.check_park` (the same check as
+    ``gridmap check``).  Returns None when the coverage engine is not there.
+    """
+    if not coverage_available():
+        return None
+    from geodata.services.coverage import check_park
+
+    _, report = check_park(session, park)
+    return report.to_geojson()

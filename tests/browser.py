@@ -1,0 +1,240 @@
+"""Shared fixtures for the map tests: a loaded demo database per backend, a live
+``gridmap serve`` subprocess and a headless Chromium driven by Selenium.
+
+Import the fixtures into a test module with
+``from browser import demo_url, live_server, chrome  # noqa: F401``.
+The demo databases are built once per session and must be used read-only.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from geodata import schema
+from geodata.storage import make_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+DEMO_TODAY = date(2025, 11, 30)
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-dev-shm-usage", "--window-size=1400,1000"]
+
+
+def _load(url):
+    from geodata.services.demo_loader import load_demo
+
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    load_demo(engine, today=DEMO_TODAY)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return url
+
+
+_DEMO_URLS = {}
+
+
+@pytest.fixture(scope="session", params=["spatialite", "postgis"])
+def demo_url(request, tmp_path_factory):
+    """URL of a database holding the demo park (loaded once per backend; read-only).
+
+    pytest may set a parametrised session fixture up more than once when test
+    order switches between its params; the database is built only the first
+    time and reused after that.
+    """
+    if request.param in _DEMO_URLS:
+        return _DEMO_URLS[request.param]
+    if request.param == "spatialite":
+        path = tmp_path_factory.mktemp("demo") / "demo.sqlite"
+        url = _load(f"sqlite:///{path}")
+    else:
+        base = request.getfixturevalue("postgis_url")
+        admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
+                                 isolation_level="AUTOCOMMIT")
+        name = "gridmap_map_demo"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        url = _load(sa.engine.make_url(base).set(database=name).render_as_string(
+            hide_password=False))
+    _DEMO_URLS[request.param] = url
+    return url
+
+
+def free_port():
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``python -m geodata.cli --db URL serve --port P`` in a subprocess."""
+
+    def __init__(self, db_url, env=None):
+        self.db_url = db_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = ARTIFACTS / f"serve-{self.port}.log"
+        ARTIFACTS.mkdir(exist_ok=True)
+        self._log = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "geodata.cli", "--db", db_url, "serve", "--port",
+             str(self.port)], cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gridmap serve exited: {self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gridmap serve did not answer within 60 s")
+
+    def stop(self):
+        """Terminate the server (by its own pid) and close its log."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(demo_url):
+    """A running ``gridmap serve`` on the demo database of the current backend."""
+    server = LiveServer(demo_url)
+    yield server
+    server.stop()
+
+
+def make_driver():
+    """A headless Chromium (Debian's binary and chromedriver) logging the JS console."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in CHROME_ARGS:
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="session")
+def chrome():
+    """A session-wide headless Chromium; skipped when the browser is not installed."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("needs Debian chromium and chromium-driver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.skip("needs selenium")
+    driver = make_driver()
+    yield driver
+    driver.quit()
+
+
+def severe_console_errors(driver):
+    """The SEVERE JS console messages logged since the last call."""
+    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def wait_ready(driver, timeout=30):
+    """Wait until gridmap.js has filled the layers at least once."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
+        "return window.gridmap && window.gridmap.ready && window.gridmap.loads === 0 "
+        "&& !window.gridmap.scheduled"))
+
+
+def screenshot(driver, name):
+    """Save a PNG screenshot under ``test-artifacts/`` and return its path."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+PAYLOAD_NAME = "<img src=x onerror=alert(1)>"
+PAYLOAD_NOTE = "${alert(1)}"
+PAYLOAD_STAFF = "<script>alert(2)</script>"
+
+
+def load_payload_park(engine):
+    """Store a 2 x 2 grid park whose user text is hostile (stored verbatim).
+
+    The enterprise in grid ``X-001`` is named :data:`PAYLOAD_NAME`, a hazard
+    there has the note :data:`PAYLOAD_NOTE` and the grid chief is named
+    :data:`PAYLOAD_STAFF`.  A second enterprise sits inside the first one's
+    site (a hidden unit named with a backtick payload).
+    """
+    from datetime import timedelta
+
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    from geodata.creditcode import make_credit_code
+    from geodata.services.grids import import_grids
+    from geodata.services.hazards import import_hazards
+    from geodata.services.parks import import_parks
+    from geodata.services.sites import import_enterprises
+    from geodata.services.staff import import_staff
+    from geodata.storage import session_scope
+    from tests.conftest import metric_box, metric_point
+
+    cell = 400
+    with session_scope(engine, write=True) as session:
+        parks = gpd.GeoDataFrame([{"code": "X", "name": "测试园区 <b>X</b>",
+                                   "division_code": "411621"}],
+                                 geometry=[metric_box(0, 0, 2 * cell, 2 * cell)], crs=4326)
+        (park,), _ = import_parks(session, parks)
+        cells = [(c, r) for r in (1, 0) for c in (0, 1)]
+        grids = gpd.GeoDataFrame(
+            [{"code": f"X-{i + 1:03d}", "name": f"网格{i + 1}"} for i in range(4)],
+            geometry=[shapely.MultiPolygon([metric_box(c * cell, r * cell, (c + 1) * cell,
+                                                       (r + 1) * cell)]) for c, r in cells],
+            crs=4326)
+        import_grids(session, park, grids)
+        host, unit = make_credit_code("411621", 1), make_credit_code("411621", 2)
+        ents = gpd.GeoDataFrame([
+            {"name": PAYLOAD_NAME, "credit_code": host, "host_credit_code": None},
+            {"name": "`${alert(3)}` javascript:alert(4)", "credit_code": unit,
+             "host_credit_code": None}],
+            geometry=[metric_box(50, 450, 350, 750), metric_box(100, 500, 200, 600)], crs=4326)
+        import_enterprises(session, park, ents)
+        import_staff(session, park, pd.DataFrame([
+            {"grid_code": "X-001", "name": PAYLOAD_STAFF, "phone": "13800000000",
+             "role": "grid_chief", "published": True}]))
+        today = date.today()
+        hazards = gpd.GeoDataFrame([
+            {"code": "YH-1", "category": "消防", "level": "major", "status": "rectifying",
+             "description": PAYLOAD_NOTE, "found_date": today - timedelta(days=30),
+             "deadline": today - timedelta(days=3)},
+            {"code": "YH-2", "category": PAYLOAD_NAME, "level": "general", "status": "found",
+             "description": "ok", "found_date": today, "deadline": today + timedelta(days=9)}],
+            geometry=[metric_point(300, 700), metric_point(600, 100)], crs=4326)
+        import_hazards(session, park, hazards)
+    return "X"

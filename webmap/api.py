@@ -1,0 +1,340 @@
+"""The read-only JSON API (``/api/...``): parse the query, call :mod:`geodata`, serialise.
+
+Query parameters are checked strictly against an allow-list per route:
+an unknown parameter, a bbox that is not four finite numbers, a limit out of
+range or an unknown status or level is refused with the JSON error body
+(400 when the value cannot be parsed at all, 422 when it parses but is not
+allowed).  Unknown parks and grids are 404s.
+"""
+
+import math
+from datetime import date
+
+from flask import Blueprint, current_app, jsonify, request
+
+from geodata.errors import BadRequestError, NotFoundError, ValidationError
+from geodata.hidden import find_hidden_units
+from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
+from geodata.services import mapdata
+from geodata.services.parks import get_park, list_parks
+from webmap.db import get_session
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+MAX_ZOOM = 22
+DEFAULT_HAZARD_LIMIT = 1000
+MAX_GRID_LIMIT = 20_000
+
+
+def today():
+    """The reference date for "overdue" (``app.config["TODAY"]`` in tests, else today)."""
+    return current_app.config.get("TODAY") or date.today()
+
+
+def _allowed(*names):
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise ValidationError(f"unknown query parameter {unknown[0]!r}; allowed: "
+                              f"{', '.join(names) or 'none'}", code="unknown_parameter",
+                              details={"parameter": unknown[0], "allowed": list(names)})
+
+
+def _single(name):
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise BadRequestError(f"query parameter {name!r} given {len(values)} times",
+                              code="repeated_parameter", details={"parameter": name})
+    return values[0] if values else None
+
+
+def parse_bbox(text):
+    """Parse ``minx,miny,maxx,maxy`` (degrees, EPSG:4326).
+
+    Raises
+    ------
+    BadRequestError
+        ``invalid_bbox`` (400): not exactly four comma-separated numbers.
+    ValidationError
+        ``invalid_bbox`` (422): not finite, out of lon/lat range, or min > max.
+    """
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise BadRequestError(f"bbox must be 4 comma-separated numbers minx,miny,maxx,maxy; "
+                              f"got {len(parts)}", code="invalid_bbox",
+                              details={"parameter": "bbox"})
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise BadRequestError("bbox values must be numbers", code="invalid_bbox",
+                              details={"parameter": "bbox"}) from None
+    minx, miny, maxx, maxy = values
+    if not all(math.isfinite(v) for v in values):
+        raise ValidationError("bbox values must be finite", code="invalid_bbox",
+                              details={"parameter": "bbox"})
+    if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90
+            and -90 <= maxy <= 90):
+        raise ValidationError("bbox is out of range (longitude -180..180, latitude -90..90; "
+                              "lon/lat order)", code="invalid_bbox", details={"parameter": "bbox"})
+    if minx > maxx or miny > maxy:
+        raise ValidationError("bbox minimum exceeds maximum (minx,miny,maxx,maxy)",
+                              code="invalid_bbox", details={"parameter": "bbox"})
+    return tuple(values)
+
+
+def parse_int(name, text, minimum, maximum, default=None):
+    """Parse an integer parameter: 400 if not an integer, 422 if out of range."""
+    if text is None:
+        return default
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise BadRequestError(f"{name} must be an integer", code=f"invalid_{name}",
+                              details={"parameter": name}) from None
+    if not minimum <= value <= maximum:
+        raise ValidationError(f"{name} must be between {minimum} and {maximum}",
+                              code=f"invalid_{name}", details={"parameter": name,
+                                                               "minimum": minimum,
+                                                               "maximum": maximum})
+    return value
+
+
+def parse_bool(name, text):
+    """Parse ``true``/``false`` (also 1/0); 422 otherwise."""
+    if text is None:
+        return None
+    value = {"true": True, "1": True, "false": False, "0": False}.get(text.lower())
+    if value is None:
+        raise ValidationError(f"{name} must be true or false", code=f"invalid_{name}",
+                              details={"parameter": name})
+    return value
+
+
+def parse_choices(name, text, allowed):
+    """Parse a comma-separated list of allowed values; 422 naming an unknown one."""
+    if text is None:
+        return ()
+    values = tuple(v.strip() for v in text.split(","))
+    for v in values:
+        if v not in allowed:
+            raise ValidationError(f"unknown {name} {v!r}; allowed: {', '.join(allowed)}",
+                                  code=f"unknown_{name}",
+                                  details={"parameter": name, "allowed": list(allowed)})
+    return values
+
+
+def _geojson(payload):
+    response = jsonify(payload)
+    response.mimetype = "application/geo+json"
+    return response
+
+
+@bp.get("/parks")
+def parks():
+    """All parks as a FeatureCollection (boundaries simplified for zoom 12)."""
+    _allowed()
+    session = get_session()
+    return _geojson(mapdata.feature_collection(
+        [mapdata.park_feature(session, p, zoom=12, today=today()) for p in list_parks(session)]))
+
+
+@bp.get("/parks/<code>")
+def park(code):
+    """One park: boundary (``zoom`` simplifies it) and headline counts."""
+    _allowed("zoom")
+    session = get_session()
+    zoom = parse_int("zoom", _single("zoom"), 0, MAX_ZOOM)
+    return _geojson(mapdata.park_feature(session, get_park(session, code), zoom=zoom,
+                                         today=today()))
+
+
+@bp.get("/parks/<code>/grids")
+def grids(code):
+    """Grids of one level, by bbox, coverage-simplified for ``zoom``."""
+    _allowed("level", "bbox", "zoom", "limit")
+    session = get_session()
+    park_ = get_park(session, code)
+    return _geojson(mapdata.grid_layer(
+        session, park_, level=parse_int("level", _single("level"), 1, 9, default=1),
+        bbox=parse_bbox(_single("bbox")), zoom=parse_int("zoom", _single("zoom"), 0, MAX_ZOOM),
+        limit=parse_int("limit", _single("limit"), 1, MAX_GRID_LIMIT), today=today()))
+
+
+@bp.get("/parks/<code>/grids/<grid_code>")
+def grid(code, grid_code):
+    """One grid: authoritative geometry and full summary."""
+    _allowed()
+    session = get_session()
+    return _geojson(mapdata.grid_feature(session, get_park(session, code), grid_code,
+                                         today=today()))
+
+
+@bp.get("/parks/<code>/summaries")
+def summaries(code):
+    """Per-grid summaries of every active grid, keyed by grid code."""
+    _allowed()
+    session = get_session()
+    return jsonify(mapdata.grid_summaries(session, get_park(session, code), today=today()))
+
+
+@bp.get("/parks/<code>/summaries/<grid_code>")
+def summary(code, grid_code):
+    """One grid's summary (staff with phones, hidden units, hazard counts)."""
+    _allowed()
+    session = get_session()
+    return jsonify(mapdata.grid_summary(session, get_park(session, code), grid_code,
+                                        today=today()))
+
+
+@bp.get("/parks/<code>/enterprises")
+def enterprises(code):
+    """Enterprise sites with the hidden flag; ``hidden=true`` keeps only hidden units."""
+    _allowed("bbox", "hidden")
+    session = get_session()
+    return _geojson(mapdata.enterprise_layer(
+        session, get_park(session, code), bbox=parse_bbox(_single("bbox")),
+        hidden=parse_bool("hidden", _single("hidden"))))
+
+
+@bp.get("/parks/<code>/hidden-units")
+def hidden_units(code):
+    """Hidden sub-unit candidates: ``[{name, credit_code, host, grid, reason, ...}]``."""
+    _allowed()
+    session = get_session()
+    return jsonify([u.to_dict() for u in find_hidden_units(session, get_park(session, code))])
+
+
+@bp.get("/parks/<code>/hazards")
+def hazards(code):
+    """Hazards filtered by status, level, grid, overdue and bbox, paged by limit/offset."""
+    _allowed("status", "level", "grid", "overdue", "bbox", "limit", "offset")
+    session = get_session()
+    park_ = get_park(session, code)
+    query = mapdata.HazardQuery(
+        status=parse_choices("status", _single("status"), HAZARD_STATUSES + ("open",)),
+        level=parse_choices("level", _single("level"), HAZARD_LEVELS),
+        grid=_single("grid"), overdue=parse_bool("overdue", _single("overdue")),
+        bbox=parse_bbox(_single("bbox")),
+        limit=parse_int("limit", _single("limit"), 1, mapdata.MAX_LIMIT,
+                        default=DEFAULT_HAZARD_LIMIT),
+        offset=parse_int("offset", _single("offset"), 0, 10**9, default=0))
+    if "open" in query.status:
+        query.status = tuple(sorted(set(query.status) - {"open"} | set(mapdata.OPEN)))
+    return _geojson(mapdata.hazard_layer(session, park_, query, today=today()))
+
+
+@bp.get("/parks/<code>/search")
+def search(code):
+    """Grids (code or name) and enterprises (name) matching ``q``, with their bbox."""
+    _allowed("q")
+    q = _single("q") or ""
+    if len(q) > 100:
+        raise ValidationError("q is longer than 100 characters", code="invalid_q",
+                              details={"parameter": "q"})
+    session = get_session()
+    return jsonify(mapdata.search(session, get_park(session, code), q))
+
+
+@bp.get("/parks/<code>/coverage")
+def coverage(code):
+    """Coverage problems as GeoJSON, once the coverage engine is installed (else 404)."""
+    _allowed()
+    session = get_session()
+    layer = mapdata.coverage_layer(session, get_park(session, code))
+    if layer is None:
+        raise NotFoundError("the coverage engine is not installed in this version",
+                            code="not_available")
+    return _geojson(layer)
+
+
+def _param(name, description, schema, where="query", required=False):
+    return {"name": name, "in": where, "required": required or where == "path",
+            "description": description, "schema": schema}
+
+
+_PARK = _param("code", "Park code", {"type": "string"}, "path")
+_GRID = _param("grid_code", "Grid code", {"type": "string"}, "path")
+_BBOX = _param("bbox", "minx,miny,maxx,maxy in degrees (EPSG:4326)",
+               {"type": "string", "pattern": r"^[-+.0-9eE]+(,[-+.0-9eE]+){3}$"})
+_ZOOM = _param("zoom", "Web-map zoom: simplify for it (omit for authoritative geometry)",
+               {"type": "integer", "minimum": 0, "maximum": MAX_ZOOM})
+
+
+def _get(summary, params, kind="geojson"):
+    content = "application/geo+json" if kind == "geojson" else "application/json"
+    return {"get": {
+        "summary": summary, "parameters": params,
+        "responses": {
+            "200": {"description": "OK", "content": {content: {"schema": {
+                "$ref": "#/components/schemas/FeatureCollection"} if kind == "geojson"
+                else {"type": "object" if kind == "object" else "array"}}}},
+            "400": {"$ref": "#/components/responses/Error"},
+            "404": {"$ref": "#/components/responses/Error"},
+            "422": {"$ref": "#/components/responses/Error"},
+        }}}
+
+
+def openapi_document():
+    """Return the OpenAPI 3.0 document (a dict) describing every ``/api`` route."""
+    status = {"type": "string", "pattern": "^(found|rectifying|supervising|closed|open)"
+                                           "(,(found|rectifying|supervising|closed|open))*$"}
+    paths = {
+        "/api/parks": _get("All parks with headline counts", []),
+        "/api/parks/{code}": _get("One park: boundary and counts", [_PARK, _ZOOM]),
+        "/api/parks/{code}/grids": _get("Grids of one level by bbox, simplified for zoom", [
+            _PARK, _param("level", "Grid level (1 grids, 2 sub-grids)",
+                          {"type": "integer", "minimum": 1, "maximum": 9}),
+            _BBOX, _ZOOM, _param("limit", "At most this many grids",
+                                 {"type": "integer", "minimum": 1, "maximum": MAX_GRID_LIMIT})]),
+        "/api/parks/{code}/grids/{grid_code}": _get(
+            "One grid, authoritative geometry and summary", [_PARK, _GRID]),
+        "/api/parks/{code}/summaries": _get("Per-grid summaries", [_PARK], "object"),
+        "/api/parks/{code}/summaries/{grid_code}": _get("One grid's summary", [_PARK, _GRID],
+                                                        "object"),
+        "/api/parks/{code}/enterprises": _get("Enterprise sites with the hidden flag", [
+            _PARK, _BBOX, _param("hidden", "Only hidden units (true) or only others (false)",
+                                 {"type": "boolean"})]),
+        "/api/parks/{code}/hidden-units": _get("Hidden sub-unit candidates", [_PARK], "array"),
+        "/api/parks/{code}/hazards": _get("Hazards, filtered", [
+            _PARK, _param("status", "Comma-separated statuses (open = not closed)", status),
+            _param("level", "general or major", {"type": "string", "enum": list(HAZARD_LEVELS)}),
+            _param("grid", "Grid code (its sub-grids included)", {"type": "string"}),
+            _param("overdue", "Open and past the deadline", {"type": "boolean"}), _BBOX,
+            _param("limit", "Page size", {"type": "integer", "minimum": 1,
+                                          "maximum": mapdata.MAX_LIMIT}),
+            _param("offset", "Page start", {"type": "integer", "minimum": 0})]),
+        "/api/parks/{code}/search": _get("Grids and enterprises matching q", [
+            _PARK, _param("q", "Grid code or name, or enterprise name",
+                          {"type": "string", "maxLength": 100})], "array"),
+    }
+    if mapdata.coverage_available():
+        paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK])
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "gridmap read-only API", "version": "1",
+                 "description": "Parks, grids, enterprises and hazards as GeoJSON "
+                                "(EPSG:4326). Errors: {error: {code, message, details}}."},
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "FeatureCollection": {"type": "object", "required": ["type", "features"],
+                                      "properties": {"type": {"type": "string"},
+                                                     "features": {"type": "array"}}},
+                "Error": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "object", "required": ["code", "message", "details"],
+                              "properties": {"code": {"type": "string"},
+                                             "message": {"type": "string"},
+                                             "details": {"type": "object"}}}}},
+            },
+            "responses": {"Error": {"description": "Error", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.0 document of this API."""
+    _allowed()
+    return jsonify(openapi_document())

@@ -1,0 +1,211 @@
+"""Map pages: the park map (folium) and the grid page, plus the vendored browser assets.
+
+The park map is a folium map whose layers start empty: ``static/gridmap.js``
+fills them from the JSON API (grids by bbox, simplified for the zoom level,
+as the map moves) and builds every popup with ``textContent``, so user text
+(enterprise names, hazard notes, staff names) never reaches the page as HTML.
+The only text the server writes into the page passes through Jinja's
+autoescaping or :func:`markupsafe.escape`.
+
+Every script and stylesheet is served by this app: Leaflet and
+Leaflet.markercluster come from ``static/node_modules`` (``npm ci --prefix
+webmap/static``, run by ``scripts/install.sh``), and folium's CDN defaults
+are replaced per map.  Inline scripts carry the response's CSP nonce.
+"""
+
+import re
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import folium
+from flask import (Blueprint, abort, current_app, g, render_template, send_from_directory,
+                   url_for)
+from folium.plugins import MarkerCluster
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import escape
+
+from geodata.services import mapdata
+from geodata.services.parks import get_park, park_boundary
+from webmap.api import today
+from webmap.db import get_session
+
+bp = Blueprint("maps", __name__)
+
+#: Deepest zoom of the map (and of the grid API's simplification levels).
+MAX_ZOOM = 20
+
+#: Parks with more grids than this open zoomed in on their centre, not fitted whole.
+WHOLE_PARK_GRIDS = 1500
+
+#: npm package → the folder of it that may be served.
+VENDOR = {"leaflet": "leaflet/dist", "leaflet.markercluster": "leaflet.markercluster/dist"}
+
+#: Layer names shown in the layer control (static text, never user input).
+LAYERS = {
+    "park": "园区边界 Park boundary",
+    "grids": "网格 Grids (open hazards)",
+    "subgrids": "子网格 Sub-grids",
+    "enterprises": "企业 Enterprises",
+    "hidden": "厂中厂/园中园 Hidden units",
+    "hazards": "未销号隐患 Open hazards",
+    "coverage": "覆盖问题 Coverage problems",
+}
+
+#: Choropleth classes of open hazards per grid: (lowest count, colour, label).
+CLASSES = [(0, "#f7fcf5", "0"), (1, "#fee08b", "1"), (2, "#fdae61", "2–3"),
+           (4, "#f46d43", "4–6"), (7, "#a50026", "≥ 7")]
+
+
+def csp_nonce():
+    """Return the CSP nonce of the current response (created on first use)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def tile_origin(tiles):
+    """The ``scheme://host`` of an XYZ tile URL template, or None for ``none``."""
+    if not tiles or tiles.lower() == "none":
+        return None
+    parts = urlsplit(tiles.replace("{s}", "a"))
+    host = parts.netloc
+    if "{s}" in tiles:
+        host = "*." + host.split(".", 1)[1] if "." in host else host
+    return f"{parts.scheme}://{host}"
+
+
+def content_security_policy(nonce, tiles=None):
+    """The Content-Security-Policy header value.
+
+    Scripts: this origin plus inline scripts carrying ``nonce`` (folium's
+    map script).  Styles: this origin plus ``'unsafe-inline'``, because
+    folium writes ``<style>`` blocks and Leaflet sets style attributes on its
+    panes; styles cannot run script.  Images: this origin, ``data:`` and the
+    tile server of ``GRIDMAP_TILES`` if one is configured.
+    """
+    images = "'self' data:" + (f" {tile_origin(tiles)}" if tile_origin(tiles) else "")
+    return ("default-src 'self'; "
+            f"script-src 'self' 'nonce-{nonce}'; "
+            "style-src 'self' 'unsafe-inline'; "
+            f"img-src {images}; "
+            "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'; form-action 'self'")
+
+
+def init_app(app):
+    """Register the blueprint and the CSP/nosniff headers on every response."""
+    app.register_blueprint(bp)
+
+    @app.after_request
+    def _security_headers(response):
+        tiles = app.config["GRIDMAP"].tiles
+        response.headers.setdefault("Content-Security-Policy",
+                                    content_security_policy(csp_nonce(), tiles))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+
+@bp.get("/assets/vendor/<package>/<path:filename>")
+def vendor(package, filename):
+    """Serve a file of an npm package installed under ``static/node_modules``."""
+    if package not in VENDOR:
+        abort(404)
+    root = Path(current_app.static_folder) / "node_modules" / VENDOR[package]
+    if not root.is_dir():
+        current_app.logger.error("%s is missing: run `npm ci --prefix webmap/static` "
+                                 "(scripts/install.sh)", root)
+        abort(404)
+    return send_from_directory(root, filename, max_age=3600)
+
+
+def _vendor(package, filename):
+    return url_for("maps.vendor", package=package, filename=filename)
+
+
+_INLINE_SCRIPT = re.compile(r"<script(?=[\s>])(?![^>]*\bnonce=)")
+
+
+def add_nonce(html, nonce):
+    """Give every ``<script>`` tag of a rendered page the CSP nonce."""
+    return _INLINE_SCRIPT.sub(f'<script nonce="{nonce}"', html)
+
+
+def build_map(park, overview, tiles="none"):
+    """Build the folium map of a park; return ``(folium.Map, layer variable names)``.
+
+    The boundary (EPSG:4326, holes kept) is drawn from its geometry alone;
+    every other layer is an empty group that ``gridmap.js`` fills.
+    """
+    boundary = park_boundary(park)
+    minx, miny, maxx, maxy = boundary.bounds
+    big = overview["grids"] + overview["sub_grids"] > WHOLE_PARK_GRIDS
+    m = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
+                   zoom_start=16 if big else 14, control_scale=True, prefer_canvas=True,
+                   # Leaflet.markercluster loops for ever on a map without a maxZoom, and
+                   # with no tile layer (GRIDMAP_TILES=none) nothing else sets one.
+                   maxZoom=MAX_ZOOM, minZoom=3)
+    m.default_js = [("leaflet", _vendor("leaflet", "leaflet.js"))]
+    m.default_css = [("leaflet_css", _vendor("leaflet", "leaflet.css"))]
+    if tile_origin(tiles):
+        folium.TileLayer(tiles=tiles, attr="base map", name="底图 Base map",
+                         max_zoom=MAX_ZOOM).add_to(m)
+    folium.GeoJson(boundary.__geo_interface__, name=LAYERS["park"], style_function=lambda _: {
+        "color": "#1f3a93", "weight": 3, "fill": True, "fillColor": "#1f3a93",
+        "fillOpacity": 0.04}, interactive=False).add_to(m)
+    groups = {}
+    for key in ("grids", "subgrids", "enterprises", "hidden"):
+        groups[key] = folium.FeatureGroup(name=LAYERS[key], show=key != "subgrids").add_to(m)
+    cluster = MarkerCluster(name=LAYERS["hazards"],
+                            options={"maxClusterRadius": 40, "chunkedLoading": True})
+    cluster.default_js = [("markercluster", _vendor(
+        "leaflet.markercluster", "leaflet.markercluster.js"))]
+    cluster.default_css = [
+        ("markercluster_css", _vendor("leaflet.markercluster", "MarkerCluster.css")),
+        ("markercluster_default_css", _vendor("leaflet.markercluster",
+                                              "MarkerCluster.Default.css"))]
+    groups["hazards"] = cluster.add_to(m)
+    if mapdata.coverage_available():
+        groups["coverage"] = folium.FeatureGroup(name=LAYERS["coverage"], show=False).add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    if not big:  # a big park opens at zoom 16 on its centre, not with every grid in view
+        m.fit_bounds([[miny, minx], [maxy, maxx]])
+    return m, {k: v.get_name() for k, v in groups.items()}
+
+
+@bp.get("/parks/<code>/map")
+def park_map(code):
+    """The park map page."""
+    session = get_session()
+    park = get_park(session, code)
+    overview = mapdata.park_overview(session, park, today())
+    tiles = current_app.config["GRIDMAP"].tiles
+    m, layers = build_map(park, overview, tiles)
+    figure = m.get_root()
+    config = {
+        "map": m.get_name(), "layers": layers, "park": park.code,
+        "api": url_for("api.park", code=park.code),
+        "gridPage": url_for("maps.grid_page", code=park.code, grid_code="__GRID__"),
+        "overview": overview, "classes": [[c[0], c[1]] for c in CLASSES],
+        "bbox": list(park_boundary(park).bounds),
+    }
+    figure.header.add_child(folium.Element(
+        f"<title>{escape(park.name)} · {escape(park.code)} · gridmap</title>"))
+    figure.header.add_child(folium.Element(
+        f'<link rel="stylesheet" href="{url_for("static", filename="gridmap.css")}"/>'
+        '<link rel="icon" href="data:,"/>'))
+    figure.html.add_child(folium.Element(render_template(
+        "map_panel.html", park=park, overview=overview, classes=CLASSES, layers=LAYERS,
+        config_json=htmlsafe_json_dumps(config),
+        script=url_for("static", filename="gridmap.js"))))
+    html = add_nonce(figure.render(), csp_nonce())
+    return current_app.response_class(html, mimetype="text/html")
+
+
+@bp.get("/parks/<code>/grids/<grid_code>")
+def grid_page(code, grid_code):
+    """One grid: its staff, enterprises (hidden units marked) and hazard table."""
+    session = get_session()
+    data = mapdata.grid_page(session, get_park(session, code), grid_code, today())
+    return render_template("grid.html", **data)

@@ -1,0 +1,368 @@
+/* gridmap park map: fills folium's empty layers from the JSON API.
+ *
+ * Grids and sub-grids are fetched for the visible bbox, simplified for the
+ * zoom level, each time the map stops moving, so a park of 10 000 grids is
+ * never sent whole.  Every popup is built with DOM nodes and textContent:
+ * enterprise names, hazard notes and staff names are user text and must
+ * never be parsed as HTML.  Runs after folium's inline map script
+ * (DOMContentLoaded), whose top-level variables name the map and its layers.
+ */
+document.addEventListener('DOMContentLoaded', function () {
+  'use strict';
+
+  var cfg = JSON.parse(document.getElementById('gridmap-config').textContent);
+  var state = {ready: false, loads: 0, generation: 0, grids: {}, subgrids: {}, errors: [],
+               matched: {}, returned: {}, pendingPopup: null};
+  window.gridmap = state;
+
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) { e.textContent = String(text); }
+    if (cls) { e.className = cls; }
+    return e;
+  }
+
+  function link(href, text) {
+    var a = el('a', text);
+    a.href = href;
+    return a;
+  }
+
+  function row(table, label, value, field) {
+    var tr = el('tr');
+    tr.appendChild(el('th', label));
+    var td = el('td');
+    if (value instanceof Node) { td.appendChild(value); } else { td.textContent = String(value); }
+    if (field) { td.dataset.field = field; }
+    tr.appendChild(td);
+    table.appendChild(tr);
+  }
+
+  function colour(n) {
+    var c = cfg.classes[0][1];
+    cfg.classes.forEach(function (k) { if (n >= k[0]) { c = k[1]; } });
+    return c;
+  }
+
+  function gridPage(code) {
+    return cfg.gridPage.replace('__GRID__', encodeURIComponent(code));
+  }
+
+  function area(m2) {
+    return m2 >= 1e5 ? (m2 / 1e6).toFixed(3) + ' km²' : Math.round(m2) + ' m²';
+  }
+
+  function gridPopup(p) {
+    var box = el('div', null, 'gm-popup gm-grid-popup');
+    box.dataset.grid = p.code;
+    box.appendChild(el('h3', p.code + ' ' + p.name));
+    var t = el('table');
+    row(t, '编号 Code', p.code, 'code');
+    row(t, '名称 Name', p.name, 'name');
+    row(t, '面积 Area', area(p.area_m2), 'area');
+    t.lastChild.lastChild.dataset.value = p.area_m2;
+    row(t, '企业 Enterprises', p.enterprise_count, 'enterprise_count');
+    row(t, '厂中厂 Hidden units', p.hidden_count, 'hidden_count');
+    row(t, '未销号隐患 Open hazards', link(gridPage(p.code) + '#hazards', p.open_hazards),
+        'open_hazards');
+    row(t, '逾期 Overdue', link(gridPage(p.code) + '#hazards', p.overdue_hazards),
+        'overdue_hazards');
+    box.appendChild(t);
+    var staff = el('ul', null, 'gm-staff');
+    (p.staff || []).forEach(function (s) {
+      var li = el('li');
+      li.appendChild(el('span', s.title + ' ', 'gm-role'));
+      li.appendChild(el('span', s.name, 'gm-name'));
+      li.appendChild(document.createTextNode(' '));
+      li.appendChild(link('tel:' + s.phone, s.phone));
+      staff.appendChild(li);
+    });
+    box.appendChild(el('strong', '网格员 Staff'));
+    box.appendChild(staff);
+    if ((p.hidden_units || []).length) {
+      box.appendChild(el('strong', '厂中厂 Hidden units'));
+      var hidden = el('ul', null, 'gm-hidden-list');
+      p.hidden_units.forEach(function (name) { hidden.appendChild(el('li', name)); });
+      box.appendChild(hidden);
+    }
+    var more = link(gridPage(p.code), '网格详情 Grid page →');
+    more.className = 'gm-grid-link';
+    box.appendChild(more);
+    return box;
+  }
+
+  function hazardPopup(p) {
+    var box = el('div', null, 'gm-popup gm-hazard-popup');
+    box.dataset.hazard = p.code;
+    box.appendChild(el('h3', p.code));
+    var t = el('table');
+    row(t, '类别 Category', p.category, 'category');
+    row(t, '等级 Level', p.level === 'major' ? '重大 major' : '一般 general', 'level');
+    row(t, '状态 Status', p.status + (p.overdue ? ' (逾期 overdue)' : ''), 'status');
+    row(t, '期限 Deadline', p.deadline || '—', 'deadline');
+    row(t, '企业 Enterprise', p.enterprise || '—', 'enterprise');
+    row(t, '描述 Note', p.description || '', 'description');
+    if (p.grid) { row(t, '网格 Grid', link(gridPage(p.grid) + '#hazards', p.grid), 'grid'); }
+    box.appendChild(t);
+    return box;
+  }
+
+  function sitePopup(p) {
+    var box = el('div', null, 'gm-popup gm-site-popup');
+    box.appendChild(el('h3', p.name));
+    var t = el('table');
+    row(t, '信用代码 Credit code', p.credit_code, 'credit_code');
+    row(t, '行业 Industry', p.industry || '—', 'industry');
+    row(t, '网格 Grid', p.grid || '—', 'grid');
+    if (p.hidden) {
+      row(t, '厂中厂 Hidden unit', '位于 inside ' + (p.host || '?'), 'host');
+      row(t, '原因 Reason', p.reason, 'reason');
+    }
+    box.appendChild(t);
+    return box;
+  }
+
+  function status(text) {
+    document.getElementById('gm-status').textContent = text || '';
+  }
+
+  function fetchJSON(url) {
+    state.loads += 1;
+    return fetch(url, {headers: {Accept: 'application/json'}, credentials: 'same-origin'})
+      .then(function (r) {
+        if (!r.ok) { throw new Error(url + ' → HTTP ' + r.status); }
+        return r.json();
+      })
+      .then(function (data) { state.loads -= 1; return data; },
+            function (err) { state.loads -= 1; state.errors.push(String(err)); status(String(err)); throw err; });
+  }
+
+  var map = window[cfg.map];
+  var groups = {};
+  Object.keys(cfg.layers).forEach(function (k) { groups[k] = window[cfg.layers[k]]; });
+  var GRID_LIMIT = 4000;
+
+  function bboxParam() {
+    var b = map.getBounds().pad(0.2);
+    var clamp = function (v, lo, hi) { return Math.min(hi, Math.max(lo, v)); };
+    return [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -90, 90),
+            clamp(b.getEast(), -180, 180), clamp(b.getNorth(), -90, 90)]
+      .map(function (v) { return v.toFixed(6); }).join(',');
+  }
+
+  function openGridPopup(layer) {
+    var p = layer.feature.properties;
+    layer.openPopup(L.latLng(p.anchor[1], p.anchor[0]));
+  }
+
+  function renderGrids(key, fc, style) {
+    // a popup open on a grid survives the reload that its own auto-pan triggers
+    var reopen = state.openGrid && state.openGrid.key === key ? state.openGrid.code : null;
+    state.rendering = true;
+    groups[key].clearLayers();
+    state.rendering = false;
+    var index = {};
+    L.geoJSON(fc, {
+      style: style,
+      onEachFeature: function (f, layer) {
+        index[f.properties.code] = layer;
+        layer.bindPopup(function () { return gridPopup(f.properties); }, {maxWidth: 360});
+        layer.on('popupopen', function () { state.openGrid = {key: key, code: f.properties.code}; });
+        layer.on('popupclose', function () {
+          if (state.openGrid && state.openGrid.code === f.properties.code && !state.rendering) {
+            state.openGrid = null;
+          }
+        });
+      }
+    }).addTo(groups[key]);
+    state[key] = index;
+    state.matched[key] = fc.numberMatched;
+    state.returned[key] = fc.numberReturned;
+    if (fc.numberMatched > fc.numberReturned) {
+      status('显示 ' + fc.numberReturned + ' / ' + fc.numberMatched +
+             ' 个网格：请放大 Zoom in to see all grids');
+    } else if (key === 'grids') {
+      status('');
+    }
+    if (reopen && index[reopen] && !state.pendingPopup) {
+      openGridPopup(index[reopen]);
+    }
+    if (state.pendingPopup && index[state.pendingPopup]) {
+      openGridPopup(index[state.pendingPopup]);
+      state.pendingPopup = null;
+    }
+  }
+
+  function gridStyle(f) {
+    var p = f.properties;
+    var s = {color: '#555', weight: 1, fillColor: colour(p.open_hazards), fillOpacity: 0.6};
+    if (p.overdue_hazards > 0) { s.color = '#d7191c'; s.weight = 4; s.dashArray = '8 4'; }
+    return s;
+  }
+
+  function subStyle() {
+    return {color: '#2c7bb6', weight: 1.5, dashArray: '4 3', fillColor: '#2c7bb6',
+            fillOpacity: 0.05};
+  }
+
+  function loadGrids(key, level, generation) {
+    var url = cfg.api + '/grids?level=' + level + '&bbox=' + bboxParam() + '&zoom=' +
+      Math.round(map.getZoom()) + '&limit=' + GRID_LIMIT;
+    return fetchJSON(url).then(function (fc) {
+      if (generation === state.generation) {
+        renderGrids(key, fc, level === 1 ? gridStyle : subStyle);
+      }
+    });
+  }
+
+  function loadSites(generation) {
+    return fetchJSON(cfg.api + '/enterprises?bbox=' + bboxParam()).then(function (fc) {
+      if (generation !== state.generation) { return; }
+      groups.enterprises.clearLayers();
+      groups.hidden.clearLayers();
+      var counts = {enterprises: 0, hidden: 0};
+      fc.features.forEach(function (f) {
+        var p = f.properties;
+        var hidden = p.hidden;
+        var target = hidden ? groups.hidden : groups.enterprises;
+        counts[hidden ? 'hidden' : 'enterprises'] += 1;
+        var layer = L.geoJSON(f, {
+          style: hidden ? {color: '#ff00cc', weight: 4, fillColor: '#ff00cc', fillOpacity: 0.35}
+                        : {color: '#4d4d4d', weight: 1, fillColor: '#bababa', fillOpacity: 0.5},
+          pointToLayer: function (_f, latlng) {
+            return hidden ? L.marker(latlng, {icon: L.divIcon({className: 'gm-hidden-pin',
+                                                                iconSize: [22, 22]})})
+                          : L.circleMarker(latlng, {radius: 5, color: '#4d4d4d', weight: 1,
+                                                    fillColor: '#bababa', fillOpacity: 0.9});
+          }
+        });
+        layer.bindPopup(function () { return sitePopup(p); });
+        layer.addTo(target);
+        if (hidden && f.geometry.type !== 'Point') {
+          // a pulsing pin on every hidden parcel too, so none can be missed at any zoom
+          var c = layer.getBounds().getCenter();
+          L.marker(c, {icon: L.divIcon({className: 'gm-hidden-pin', iconSize: [22, 22]})})
+            .bindPopup(function () { return sitePopup(p); }).addTo(target);
+        }
+      });
+      state.sites = counts;
+    });
+  }
+
+  function loadHazards(generation) {
+    return fetchJSON(cfg.api + '/hazards?status=open&limit=10000&bbox=' + bboxParam())
+      .then(function (fc) {
+        if (generation !== state.generation) { return; }
+        var markers = fc.features.map(function (f) {
+          var p = f.properties;
+          var cls = 'hz hz-' + p.level + (p.overdue ? ' hz-overdue' : '');
+          var m = L.marker(L.latLng(f.geometry.coordinates[1], f.geometry.coordinates[0]),
+                           {icon: L.divIcon({className: cls, iconSize: [14, 14]}),
+                            title: p.code});
+          m.bindPopup(function () { return hazardPopup(p); });
+          m.hazardCode = p.code;
+          return m;
+        });
+        groups.hazards.clearLayers();
+        groups.hazards.addLayers(markers);
+        state.hazards = markers.length;
+      });
+  }
+
+  var coverageLoaded = false;
+
+  function loadCoverage() {
+    if (!groups.coverage || coverageLoaded || !map.hasLayer(groups.coverage)) {
+      return Promise.resolve();
+    }
+    coverageLoaded = true;
+    return fetchJSON(cfg.api + '/coverage').then(function (fc) {
+      L.geoJSON(fc, {style: {color: '#000', weight: 2, fillColor: '#ff0000', fillOpacity: 0.6},
+                     onEachFeature: function (f, layer) {
+                       layer.bindPopup(function () {
+                         var box = el('div', null, 'gm-popup');
+                         box.appendChild(el('h3', f.properties.problem));
+                         box.appendChild(el('p', JSON.stringify(f.properties)));
+                         return box;
+                       });
+                     }}).addTo(groups.coverage);
+    });
+  }
+
+  function refresh(force) {
+    state.scheduled = false;
+    // small pans (a popup's auto-pan, say) inside the area already fetched reload nothing
+    if (!force && state.fetched && state.fetched.zoom === map.getZoom() &&
+        state.fetched.bounds.contains(map.getBounds())) {
+      return Promise.resolve();
+    }
+    state.fetched = {zoom: map.getZoom(), bounds: map.getBounds().pad(0.2)};
+    state.generation += 1;
+    var g = state.generation;
+    var jobs = [];
+    if (map.hasLayer(groups.grids)) { jobs.push(loadGrids('grids', 1, g)); }
+    if (map.hasLayer(groups.subgrids)) { jobs.push(loadGrids('subgrids', 2, g)); }
+    if (map.hasLayer(groups.enterprises) || map.hasLayer(groups.hidden)) { jobs.push(loadSites(g)); }
+    if (map.hasLayer(groups.hazards)) { jobs.push(loadHazards(g)); }
+    jobs.push(loadCoverage());
+    return Promise.all(jobs).then(function () {
+      if (g === state.generation) {
+        if (!state.ready) { state.readyAt = performance.now(); }
+        state.ready = true;
+        document.body.dataset.ready = String(g);
+      }
+    }, function () { /* reported in state.errors and the status line */ });
+  }
+
+  var timer = null;
+  var forced = false;
+  function scheduleRefresh(ev) {
+    state.scheduled = true;
+    forced = forced || (ev && ev.type === 'overlayadd');
+    clearTimeout(timer);
+    timer = setTimeout(function () { var f = forced; forced = false; refresh(f); }, 150);
+  }
+
+  map.on('moveend', scheduleRefresh);
+  map.on('overlayadd', scheduleRefresh);
+
+  function zoomTo(result) {
+    var b = result.bbox;
+    if (result.kind === 'grid') { state.pendingPopup = result.code; }
+    if (b[0] === b[2] && b[1] === b[3]) {
+      map.setView([b[1], b[0]], 18);
+    } else {
+      map.fitBounds([[b[1], b[0]], [b[3], b[2]]], {maxZoom: 18});
+    }
+  }
+
+  document.getElementById('gm-search').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var q = document.getElementById('gm-q').value.trim();
+    var list = document.getElementById('gm-results');
+    list.replaceChildren();
+    if (!q) { return; }
+    fetchJSON(cfg.api + '/search?q=' + encodeURIComponent(q)).then(function (results) {
+      if (!results.length) { list.appendChild(el('li', '无结果 No match')); return; }
+      results.forEach(function (r) {
+        var li = el('li');
+        var b = el('button', (r.kind === 'grid' ? '网格 ' : '企业 ') + r.code + ' ' + r.name);
+        b.type = 'button';
+        b.dataset.kind = r.kind;
+        b.addEventListener('click', function () { zoomTo(r); });
+        li.appendChild(b);
+        list.appendChild(li);
+      });
+      zoomTo(results[0]);
+    }, function () {});
+  });
+
+  state.map = map;
+  state.groups = groups;
+  state.openGridPopup = function (code) {
+    var layer = state.grids[code] || state.subgrids[code];
+    if (layer) { openGridPopup(layer); }
+    return Boolean(layer);
+  };
+  refresh(true);
+});
