@@ -86,13 +86,20 @@ def test_bad_input_gets_json_error(app, client, url, status, code):
 
 
 @pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
-@pytest.mark.parametrize("url", ["/api/parks", "/api/parks/FGKFQ/hazards",
+@pytest.mark.parametrize("url", ["/api/parks", "/api/parks/FGKFQ/grids",
                                  "/parks/FGKFQ/map", "/api/openapi.json"])
 def test_wrong_method_is_405_with_allow(client, method, url):
     response = getattr(client, method)(url)
     assert response.status_code == 405
     assert "GET" in response.headers["Allow"]
     assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("method", ["put", "delete", "patch"])
+def test_hazard_collection_allows_get_and_post_only(client, method):
+    response = getattr(client, method)("/api/parks/FGKFQ/hazards")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
 
 
 def test_grid_counts_agree_with_database(app, client):
