@@ -23,7 +23,7 @@ Errors
 ------
 :class:`geodata.errors.ValidationError` with codes ``empty_result``
 (nothing left after clipping), ``split_line_does_not_cross``,
-``not_adjacent``, ``no_neighbour`` and ``unknown_grid``.
+``not_adjacent``, ``would_leave_gap`` and ``unknown_grid``.
 """
 
 import numpy as np
@@ -359,7 +359,7 @@ def retire(cells, code, to=None, *, tolerance_m=TOLERANCE_M):
     Raises
     ------
     ValidationError
-        ``no_neighbour`` when a part borders no other cell (or not ``to``).
+        ``would_leave_gap`` when a part borders no other cell (or not ``to``).
     """
     if code not in cells:
         raise ValidationError(f"no active grid {code}", code="unknown_grid",
@@ -373,8 +373,10 @@ def retire(cells, code, to=None, *, tolerance_m=TOLERANCE_M):
         receiver = _best_receiver(piece, {**others, **changed}, candidates, tolerance_m)
         if receiver is None:
             raise ValidationError(
-                f"part of {code} ({piece.area:.2f} m²) borders no grid that could take it",
-                code="no_neighbour", details={"grid": code, "area_m2": round(piece.area, 3)})
+                f"retiring {code} would leave a gap of {piece.area:.2f} m²: that part borders "
+                "no grid that could take it", code="would_leave_gap",
+                details={"grid": code, "area_m2": round(piece.area, 3),
+                         "problems": [{"problem": "gap", "area_m2": round(piece.area, 3)}]})
         changed[receiver] = clean(_union([changed.get(receiver, others[receiver]), piece]))
     return {c: _fill_narrow_holes(g, tolerance_m) for c, g in changed.items()}
 

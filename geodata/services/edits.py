@@ -68,6 +68,7 @@ SNAP_M = editing.SNAP_M
 # Back-projected vertices within this many degrees (~0.1 mm) of a stored vertex
 # are put exactly on it: a metric round trip moves them by ~1e-14 degrees.
 _SNAP_BACK_DEG = 1e-9
+_PRECISION_M = 1e-6
 _PROBLEM_CODES = {"gap": "would_leave_gap", "overlap": "grid_overlap",
                   "outside": "outside_park", "invalid": "invalid_geometry"}
 
@@ -379,12 +380,30 @@ def _coverage_summary(report):
 
 def _back(state, geom_metric, near_codes):
     """Project a metric result to EPSG:4326 and snap it onto nearby stored vertices."""
+    # A ring touching itself at a vertex is valid in metres but can cross itself once
+    # projected; snap-rounding to 1 µm nodes it (the snap below restores stored vertices).
+    geom_metric = shapely.set_precision(geom_metric, _PRECISION_M)
     geom = to_storage(geom_metric, state.epsg)
     refs = [shapely.boundary(state.geom[c]) for c in near_codes]
     refs.append(shapely.boundary(state.park4326))
     snapped = shapely.snap(geom, shapely.union_all(refs), _SNAP_BACK_DEG)
     geom = snapped if snapped.is_valid else geom
+    if not geom.is_valid:
+        geom = _repair_noise(geom, geom_metric, state.epsg)
     return _multi(geom)
+
+
+def _repair_noise(geom, geom_metric, epsg):
+    """Repair a self-intersection that projection noise made in a computed (valid) result.
+
+    Only our own overlay results get here, never user input: the repair is
+    kept when it changes the area by less than 0.01 m², else the invalid
+    shape goes on to the coverage check, which refuses it.
+    """
+    fixed = editing.clean(shapely.make_valid(geom, method="structure"))
+    if abs(float(area_m2(fixed, epsg)) - geom_metric.area) < 0.01:
+        return fixed
+    return geom
 
 
 def _multi(geom):
