@@ -92,7 +92,12 @@ def shared_border(a, b, tolerance_m=TOLERANCE_M):
 def _best_receiver(piece, cells, candidates, tolerance_m):
     """Code of the candidate sharing the longest border with ``piece`` (None if none)."""
     best, best_len = None, 0.0
+    x0, y0, x1, y1 = piece.bounds
     for code in candidates:
+        bx0, by0, bx1, by1 = cells[code].bounds
+        if bx0 > x1 + tolerance_m or bx1 < x0 - tolerance_m or by0 > y1 + tolerance_m \
+                or by1 < y0 - tolerance_m:
+            continue
         length = shared_border(piece, cells[code], tolerance_m)
         if length > best_len + 1e-9:
             best, best_len = code, length
