@@ -55,6 +55,7 @@ BALANCES = ("area", "enterprises", "employees")
 _SAMPLES_PER_CELL = 60
 _OWN_SHARE_MAX = 0.25  # at most a quarter of the cells are single-enterprise grids
 _SNAP_BACK_DEG = 1e-9
+_NEAR_EDGE_M = 1e-3  # a gate point this close to a cell edge gets a notch (see _points_inside)
 
 
 def propose_grids(park_boundary, enterprises=None, method="voronoi", target_count=60,
@@ -123,6 +124,8 @@ def propose_grids(park_boundary, enterprises=None, method="voronoi", target_coun
     # Tidying fragments can carry part of a site along; placing again puts it back whole,
     # so the result may keep a few small detached parts but never splits a site.
     cells = _place_sites(_fragments(cells), sites[free])
+    level1 = _points_inside(list(own) + list(cells), sites)
+    own, cells = level1[:len(own)], level1[len(own):]
     return _frame(cells, own, sites, employees, park_boundary, epsg, park_code)
 
 
@@ -205,7 +208,13 @@ def _kd_split(xy, w, idx, k, box, out_groups, out_boxes):
     cum = np.cumsum(w[order])
     cut_at = int(np.searchsorted(cum, cum[-1] * k1 / k))
     cut_at = min(max(cut_at, 1), len(order) - 1)
-    cut = (xy[order[cut_at - 1], axis] + xy[order[cut_at], axis]) / 2
+    values = xy[order, axis]
+    # Never cut through a point (sites on a lattice share coordinates): move the cut to
+    # the nearest place between two different values.
+    distinct = np.flatnonzero(values[1:] > values[:-1]) + 1
+    if len(distinct):
+        cut_at = int(distinct[np.argmin(np.abs(distinct - cut_at))])
+    cut = (values[cut_at - 1] + values[cut_at]) / 2
     lo_box = (minx, miny, cut, maxy) if axis == 0 else (minx, miny, maxx, cut)
     hi_box = (cut, miny, maxx, maxy) if axis == 0 else (minx, cut, maxx, maxy)
     _kd_split(xy, w, order[:cut_at], k1, lo_box, out_groups, out_boxes)
@@ -315,6 +324,32 @@ def _place_sites(cells, sites):
         if not moved:
             break
     return cells
+
+
+def _points_inside(cells, sites):
+    """Give a gate point on (or within 1 mm of) a cell edge a 1 m square inside one cell.
+
+    On an edge in metres, a point can fall a hair outside both cells once
+    projected to EPSG:4326; the notch keeps it inside one.
+    """
+    points = np.flatnonzero(shapely.get_dimensions(sites) == 0)
+    if len(points) == 0:
+        return cells
+    arr = np.asarray(cells, dtype=object)
+    tree = shapely.STRtree(arr)
+    for s in points:
+        hit = tree.query(sites[s], predicate="dwithin", distance=_NEAR_EDGE_M)
+        if len(hit) == 0 or (shapely.distance(shapely.boundary(arr[hit]), sites[s])
+                             > _NEAR_EDGE_M).all():
+            continue
+        notch = shapely.buffer(sites[s], 0.5, cap_style="square")
+        best = int(hit.min())
+        for j in hit:
+            piece = editing.clean(shapely.intersection(arr[j], notch))
+            if j != best and not piece.is_empty:
+                arr[j] = editing.clean(shapely.difference(arr[j], notch))
+                arr[best] = editing.clean(shapely.union(arr[best], piece))
+    return list(arr)
 
 
 def _workshops(grid):

@@ -85,9 +85,8 @@ def synthetic_park(n_enterprises, seed=1):
     gate = np.zeros(len(parcels), dtype=bool)
     gate[-n_gate:] = True
     sites = list(np.where(gate, shapely.points(centres), parcels))
-    hosts = rng.choice(np.flatnonzero(~gate), n_hidden)
-    sites += list(shapely.points(shapely.get_coordinates(
-        shapely.point_on_surface(shapely.buffer(parcels[hosts], -2)))))
+    hosts = rng.choice(np.flatnonzero(~gate & (shapely.area(parcels) > 400)), n_hidden)
+    sites += list(shapely.point_on_surface(parcels[hosts]))
     employees = np.maximum(1, rng.lognormal(3.2, 1.0, len(sites))).astype(int)
     employees[:len(parcels)][big] *= 20
     frame = gpd.GeoDataFrame({
