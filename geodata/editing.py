@@ -34,8 +34,8 @@ from shapely.ops import split as _split
 
 from geodata.errors import ValidationError
 
-__all__ = ["absorb_slivers", "children_for", "clean", "draw", "merge", "reshape", "retire",
-           "shared_border", "split_by_line", "split_equal_area"]
+__all__ = ["absorb_slivers", "best_receiver", "children_for", "clean", "draw", "is_narrow",
+           "merge", "reshape", "retire", "shared_border", "split_by_line", "split_equal_area"]
 
 TOLERANCE_M = 0.01
 SNAP_M = 0.5
@@ -89,8 +89,11 @@ def shared_border(a, b, tolerance_m=TOLERANCE_M):
     return float(shapely.length(shapely.intersection(shapely.boundary(a), near)))
 
 
-def _best_receiver(piece, cells, candidates, tolerance_m):
-    """Code of the candidate sharing the longest border with ``piece`` (None if none)."""
+def best_receiver(piece, cells, candidates, tolerance_m):
+    """Key of the candidate in ``cells`` sharing the longest border with ``piece`` (or None).
+
+    Lengths are measured in metres (metric CRS) within ``tolerance_m``.
+    """
     best, best_len = None, 0.0
     x0, y0, x1, y1 = piece.bounds
     for code in candidates:
@@ -215,7 +218,7 @@ def reshape(cells, code, new_geometry, neighbours=None, *, park=None,
     work = {**others, **changed}
     takers = {}
     for piece in _parts(lost):
-        receiver = _best_receiver(piece, work, neighbours, tolerance_m)
+        receiver = best_receiver(piece, work, neighbours, tolerance_m)
         if receiver is not None:
             takers.setdefault(receiver, []).append(piece)
     for c, pieces in takers.items():
@@ -262,7 +265,7 @@ def _finish_pieces(pieces, geometry, tolerance_m, message, error_code):
                               details={"area_m2": round(float(geometry.area), 3)})
     work = {i: MultiPolygon([p]) for i, p in enumerate(keep)}
     for p in narrow:
-        k = _best_receiver(p, work, list(work), tolerance_m)
+        k = best_receiver(p, work, list(work), tolerance_m)
         if k is not None:
             work[k] = clean(_union([work[k], p]))
     return sorted(work.values(), key=lambda g: -g.area)
@@ -375,7 +378,7 @@ def retire(cells, code, to=None, *, tolerance_m=TOLERANCE_M):
         raise ValidationError(f"no active grid {to}", code="unknown_grid", details={"grid": to})
     changed = {}
     for piece in _parts(cells[code]):
-        receiver = _best_receiver(piece, {**others, **changed}, candidates, tolerance_m)
+        receiver = best_receiver(piece, {**others, **changed}, candidates, tolerance_m)
         if receiver is None:
             raise ValidationError(
                 f"retiring {code} would leave a gap of {piece.area:.2f} m²: that part borders "
@@ -409,8 +412,8 @@ def absorb_slivers(cells, *, park=None, max_width_m=1.0, max_area_m2=0.0,
     changed = {}
     for c in retired:
         piece = work.pop(c)
-        receiver = _best_receiver(piece, work, [k for k in work if k not in retired],
-                                  tolerance_m)
+        receiver = best_receiver(piece, work, [k for k in work if k not in retired],
+                                 tolerance_m)
         if receiver is not None:
             work[receiver] = changed[receiver] = clean(_union([work[receiver], piece]))
     for c, g in list(work.items()):
@@ -421,7 +424,7 @@ def absorb_slivers(cells, *, park=None, max_width_m=1.0, max_area_m2=0.0,
         for piece in parts:
             if piece is main or not sliver(piece):
                 continue
-            receiver = _best_receiver(piece, work, [k for k in work if k != c], tolerance_m)
+            receiver = best_receiver(piece, work, [k for k in work if k != c], tolerance_m)
             if receiver is not None:
                 work[c] = changed[c] = clean(shapely.difference(work[c], piece))
                 work[receiver] = changed[receiver] = clean(_union([work[receiver], piece]))
@@ -431,7 +434,7 @@ def absorb_slivers(cells, *, park=None, max_width_m=1.0, max_area_m2=0.0,
         for piece in _parts(free):
             if is_narrow(piece, tolerance_m) or not sliver(piece):
                 continue
-            receiver = _best_receiver(piece, work, list(work), tolerance_m)
+            receiver = best_receiver(piece, work, list(work), tolerance_m)
             if receiver is not None:
                 work[receiver] = changed[receiver] = clean(_union([work[receiver], piece]))
                 filled += piece.area
@@ -475,7 +478,7 @@ def children_for(parent, old_children, *, tolerance_m=TOLERANCE_M, new_for_wide=
             fresh += 1
             result[f"+{fresh}"] = (MultiPolygon([piece]), [])
             continue
-        receiver = _best_receiver(piece, geoms, list(geoms), tolerance_m)
+        receiver = best_receiver(piece, geoms, list(geoms), tolerance_m)
         if receiver is None:
             if not geoms or not is_narrow(piece, tolerance_m):
                 fresh += 1

@@ -106,7 +106,7 @@ def propose_grids(park_boundary, enterprises=None, method="voronoi", target_coun
     rng = np.random.default_rng(seed)
 
     own, own_sites = _own_grids(park, sites, employees, target_count, balance)
-    rest = editing.clean(shapely.difference(park, editing._union(own))) if own else park
+    rest = editing.clean(shapely.difference(park, shapely.union_all(own))) if own else park
     k = max(1, int(target_count) - len(own))
     free = np.ones(len(sites), dtype=bool)
     free[own_sites] = False
@@ -273,7 +273,7 @@ def _fragments(cells):
             continue
         if work[i].area < mean / 10 and len(work) > 1:
             piece = work.pop(i)
-            j = editing._best_receiver(piece, work, list(work), 0.01)
+            j = editing.best_receiver(piece, work, list(work), 0.01)
             if j is None:
                 work[i] = piece
             else:
@@ -287,7 +287,7 @@ def _fragments(cells):
             if p is main:
                 continue
             others = [j for j in work if j != i]
-            j = editing._best_receiver(p, work, others, 0.01)
+            j = editing.best_receiver(p, work, others, 0.01)
             if j is not None:
                 work[i] = editing.clean(shapely.difference(work[i], p))
                 work[j] = editing.clean(shapely.union(work[j], p))

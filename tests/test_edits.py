@@ -1,5 +1,6 @@
 """Grid edits on the demo park, on both backends: coverage kept, history kept, refusals clean."""
 
+import json
 from datetime import date
 
 import pytest
@@ -240,3 +241,34 @@ def test_stale_edit_after_a_concurrent_one(demo):
         edit(engine, edits.retire_grid, "FGKFQ-016", expected_version=version + 5)
     assert raised.value.details == {"grid": "FGKFQ-016", "expected": version + 5,
                                     "current": 1}
+    with pytest.raises(PreconditionFailedError):  # an If-Match ETag of the grid
+        edit(engine, edits.retire_grid, "FGKFQ-016", expected_version='W/"7"')
+    edit(engine, edits.retire_grid, "FGKFQ-016", expected_version='"1"')
+
+
+def test_edit_commands(demo, runner, tmp_path):
+    out = runner("edit", "split", "FGKFQ-040", "--parts", "2", "--park", "FGKFQ",
+                 "--actor", "张工", "--reason", "两家企业入驻", "--format", "json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["retired"] == ["FGKFQ-040"] and result["coverage"]["valid"]
+    version = result["park_version"]
+    stale = runner("edit", "merge", *result["added"], "--park", "FGKFQ", "--actor", "x",
+                   "--if-match", version - 1)
+    assert stale.exit_code == 2 and "changed since version" in stale.stderr
+    merged = runner("edit", "merge", *result["added"], "--park", "FGKFQ", "--actor", "x",
+                    "--if-match", version)
+    assert merged.exit_code == 0 and "merge" in merged.output
+    refused = runner("edit", "retire", "FGKFQ-041", "--to", "FGKFQ-001", "--park", "FGKFQ",
+                     "--actor", "x")
+    assert refused.exit_code == 2 and "would leave a gap of" in refused.stderr
+    restored = runner("edit", "restore", "--edit", "0", "--park", "FGKFQ", "--actor", "x")
+    assert restored.exit_code == 0, restored.output
+    assert "reshaped FGKFQ-040" in restored.output
+    history = runner("edit", "history", "--park", "FGKFQ")
+    assert [line.split("\t")[3] for line in history.output.splitlines()] == [
+        "restore", "merge", "split"]
+    then = tmp_path / "then.geojson"
+    assert runner("edit", "history", "--park", "FGKFQ", "--at", 1, "--out", then).exit_code == 0
+    assert "FGKFQ-061" in then.read_text(encoding="utf-8")
+    assert runner("check", "--park", "FGKFQ").exit_code == 0

@@ -9,7 +9,8 @@ Every public function here follows one recipe (:func:`_run`):
 2. check versions: ``if_match`` (the park's version, which every edit bumps:
    the ``ETag`` of its grid layer) → 412 ``precondition_failed``;
    ``expected_version`` (a grid's version, or ``{code: version}``) → 409
-   ``stale_version``;
+   ``stale_version`` for an int (a version in the request body), 412 for a
+   string (an ``If-Match`` ETag of the grid, ``'"3"'`` or ``'W/"3"'``);
 3. compute the new geometries with :mod:`geodata.editing` in the park's
    metric CRS, project them back to EPSG:4326 and snap them onto the stored
    vertices they came from (so shared edges stay identical);
@@ -328,6 +329,15 @@ def _check_versions(state, if_match, expected, codes):
     for code, version in expected.items():
         key = state.grid(code)
         current = state.by_code[key].version
+        if isinstance(version, str):
+            # An ETag from an If-Match header on the grid: a mismatch is 412, not 409.
+            tag = version.strip().removeprefix("W/").strip('"')
+            if tag != str(current):
+                raise PreconditionFailedError(
+                    f"grid {key} is at version {current}, not {tag}; reload and edit again",
+                    code="precondition_failed",
+                    details={"grid": key, "expected": tag, "current": current})
+            continue
         if int(version) != current:
             raise ConflictError(
                 f"grid {key} is at version {current}, not {version}: someone edited it "
