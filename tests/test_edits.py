@@ -272,3 +272,33 @@ def test_edit_commands(demo, runner, tmp_path):
     assert runner("edit", "history", "--park", "FGKFQ", "--at", 1, "--out", then).exit_code == 0
     assert "FGKFQ-061" in then.read_text(encoding="utf-8")
     assert runner("check", "--park", "FGKFQ").exit_code == 0
+
+
+def test_concurrent_edits_exactly_one_wins(demo):
+    """Two planners edit from the same park version; the second waits for the lock, then 412."""
+    import threading
+
+    engine = demo
+    with session_scope(engine) as session:
+        etag = get_park(session, PARK).version
+    outcome = {}
+
+    def second():
+        try:
+            edit(engine, edits.split_grid, "FGKFQ-045", parts=2, if_match=etag)
+            outcome["second"] = "applied"
+        except PreconditionFailedError as exc:
+            outcome["second"] = exc.code
+
+    with session_scope(engine, write=True) as session:
+        edits.split_grid(session, get_park(session, PARK), "FGKFQ-044", parts=2,
+                         actor="planner-1", if_match=etag)
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # blocked on the park lock until the first commits
+    thread.join(30)
+    assert outcome == {"second": "precondition_failed"}
+    with session_scope(engine) as session:
+        assert [h["operation"] for h in edits.park_history(session, get_park(session, PARK))] \
+            == ["split"]
