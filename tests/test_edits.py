@@ -302,3 +302,25 @@ def test_concurrent_edits_exactly_one_wins(demo):
     with session_scope(engine) as session:
         assert [h["operation"] for h in edits.park_history(session, get_park(session, PARK))] \
             == ["split"]
+
+
+def test_absorb_a_sliver_grid(runner, engine, tmp_path):
+    """A 0.5 m wide grid between two others goes to the neighbour with the longer border."""
+    from tests.conftest import metric_box
+    from tests.test_transfer import feature, write_geojson
+
+    write_geojson(tmp_path / "park.geojson", [feature(
+        metric_box(0, 0, 1000, 1000), code="TP", name="测试园区", division_code="411621")])
+    assert runner("import", "parks", tmp_path / "park.geojson").exit_code == 0
+    cells = [feature(metric_box(0, 0, 500, 1000), code="TP-001"),
+             feature(metric_box(500, 0, 500.5, 1000), code="TP-002"),
+             feature(metric_box(500.5, 0, 1000, 600), code="TP-003"),
+             feature(metric_box(500.5, 600, 1000, 1000), code="TP-004")]
+    path = write_geojson(tmp_path / "grids.geojson", cells)
+    assert runner("import", "grids", path, "--park", "TP").exit_code == 0
+    out = runner("edit", "absorb-slivers", "--park", "TP", "--actor", "x", "--format", "json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["retired"] == ["TP-002"] and result["reshaped"] == ["TP-001"]
+    assert result["grids"]["TP-001"]["area_m2"] == pytest.approx(500.5 * 1000, abs=0.5)
+    assert runner("check", "--park", "TP").exit_code == 0
