@@ -112,9 +112,24 @@ def demo(obj, seed):
 @click.option("--park", "park_code", help="Park code (needed unless there is one park).")
 @click.option("--crs", help="CRS to assume when the file declares none, e.g. EPSG:4490.")
 @click.option("--dry-run", is_flag=True, help="Validate and report, write nothing.")
+@click.option("--diff", is_flag=True, help="grids: show added/reshaped/retired codes and the "
+              "coverage after replacing the park's grids with FILE; write nothing.")
+@click.option("--apply", "apply_", is_flag=True, help="grids: replace the park's grids with FILE "
+              "as one versioned edit (refused on new gaps or overlaps).")
+@click.option("--allow-problems", is_flag=True, help="With --apply: accept and record problems.")
+@click.option("--actor", help="With --apply: who makes the edit.")
+@click.option("--reason", default="", help="With --apply: why.")
 @pass_context
-def import_(obj, layer, file, park_code, crs, dry_run):
+def import_(obj, layer, file, park_code, crs, dry_run, diff, apply_, allow_problems, actor,
+            reason):
     """Import LAYER from FILE (.geojson, .gpkg, .zip shapefile, .shp, .csv) in one transaction."""
+    if diff or apply_:
+        from geodata.cli_edit import import_layer
+
+        if layer != "grids" or (diff and apply_):
+            raise click.UsageError("--diff or --apply (one of them) work on grids only")
+        return import_layer(obj, file, park_code, crs, diff, apply_, allow_problems, actor,
+                            reason)
     report = import_file(obj.ready_engine(), layer, file, park_code=park_code, crs=crs,
                          dry_run=dry_run, max_features=obj.settings.max_features,
                          max_vertices=obj.settings.max_vertices)
@@ -303,10 +318,13 @@ def serve(obj, host, port, threads):
     waitress_serve(app, host=host, port=port, threads=threads, ident="gridmap")
 
 
+from geodata.cli_edit import edit as _edit_group, propose_grids_command  # noqa: E402
 from geodata.cli_ledger import hazards, users  # noqa: E402  (after main exists)
 
 main.add_command(hazards)
 main.add_command(users)
+main.add_command(_edit_group)
+main.add_command(propose_grids_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

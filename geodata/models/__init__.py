@@ -1,6 +1,7 @@
 """The gridmap data model (SQLAlchemy 2 + GeoAlchemy2), one module per concept."""
 
 from geodata.models.base import Base
+from geodata.models.edit import EDIT_OPERATIONS, GridEdit, GridEditItem, GridLineage
 from geodata.models.enterprise import Enterprise
 from geodata.models.grid import GRID_KINDS, Grid
 from geodata.models.hazard import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Hazard,
@@ -10,7 +11,7 @@ from geodata.models.staff import STAFF_ROLES, GridStaff
 from geodata.models.supervision import SUPERVISION_OUTCOMES, Photo, Supervision
 from geodata.models.user import USER_ROLES, ApiToken, User, UserGrid
 
-__all__ = ["Base", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid", "HAZARD_LEVELS",
-           "HAZARD_STATUSES", "Hazard", "HazardEvent", "Park", "STAFF_ROLES", "GridStaff",
-           "SUPERVISION_OUTCOMES", "Photo", "Supervision", "USER_ROLES", "ApiToken", "User",
-           "UserGrid"]
+__all__ = ["Base", "EDIT_OPERATIONS", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid",
+           "GridEdit", "GridEditItem", "GridLineage", "HAZARD_LEVELS", "HAZARD_STATUSES",
+           "Hazard", "HazardEvent", "Park", "STAFF_ROLES", "GridStaff", "SUPERVISION_OUTCOMES",
+           "Photo", "Supervision", "USER_ROLES", "ApiToken", "User", "UserGrid"]

@@ -1,0 +1,146 @@
+"""The QGIS round trip: export grids to GeoPackage, edit as a planner would, --diff, --apply."""
+
+import json
+from datetime import date
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import shapely
+import shapely.ops
+import sqlalchemy as sa
+
+from geodata.crs import to_metric, to_storage
+from geodata.models import GridEdit
+from geodata.services.demo_loader import load_demo
+from geodata.storage import session_scope
+from tests.conftest import stored_snapshot
+
+EPSG = 4547
+
+
+def back(geom):
+    """Metric shape to EPSG:4326, snap-rounded to 1 µm first as QGIS's own precision would."""
+    return to_storage(shapely.set_precision(geom, 1e-6), EPSG)
+
+
+@pytest.fixture
+def exported(runner, engine, tmp_path):
+    """The demo park's grids exported to a GeoPackage, read back as a planner's layer."""
+    load_demo(engine, today=date(2025, 11, 30))
+    path = tmp_path / "park.gpkg"
+    result = runner("export", "grids", path, "--park", "FGKFQ")
+    assert result.exit_code == 0, result.output
+    return path, gpd.read_file(path)
+
+
+def _touching(frame, code):
+    """Level-1 grids sharing a border with ``code`` (metric CRS)."""
+    top = frame[frame["level"] == 1]
+    geom = to_metric(top.set_index("code").geometry[code], EPSG)
+    out = []
+    for c, g in zip(top["code"], to_metric(top.geometry.to_numpy(), EPSG)):
+        if c != code and shapely.length(shapely.intersection(g.boundary, geom.buffer(0.01))) > 10:
+            out.append(c)
+    return out
+
+
+def _planner_edit(frame):
+    """Move the A|B boundary 20 m into B and split C with a line, as QGIS would."""
+    childless = set(frame.loc[frame["level"] == 1, "code"]) - set(frame["parent_code"].dropna())
+    a = "FGKFQ-014" if "FGKFQ-014" in childless else sorted(childless)[10]
+    b = next(c for c in _touching(frame, a) if c in childless)
+    c = sorted(set(frame["parent_code"].dropna()))[0]  # a grid with workshop sub-grids
+    geoms = frame.set_index("code").geometry
+    ma, mb = to_metric(geoms[a], EPSG), to_metric(geoms[b], EPSG)
+    grow = shapely.intersection(mb, ma.buffer(20, join_style="mitre"))
+    new_a, new_b = shapely.union(ma, grow), shapely.difference(mb, grow)
+    edited = frame.copy()
+    edited.loc[edited["code"] == a, "geometry"] = back(new_a)
+    edited.loc[edited["code"] == b, "geometry"] = back(new_b)
+    # QGIS's split tool keeps both halves with the same attributes (the same code).
+    mc = to_metric(geoms[c], EPSG)
+    x = mc.centroid.x
+    halves = shapely.ops.split(mc.geoms[0] if mc.geom_type == "MultiPolygon" else mc,
+                               shapely.LineString([(x, mc.bounds[1] - 10),
+                                                   (x, mc.bounds[3] + 10)])).geoms
+    row = edited[edited["code"] == c]
+    pieces = gpd.GeoDataFrame(
+        [row.iloc[0].to_dict() for _ in halves], crs=edited.crs,
+        geometry=[back(shapely.MultiPolygon([h])) for h in halves])
+    edited = gpd.GeoDataFrame(pd.concat([edited[edited["code"] != c], pieces],
+                                        ignore_index=True), crs=frame.crs)
+    return edited, a, b, c
+
+
+def test_diff_then_apply_a_planners_edits(runner, engine, exported, tmp_path):
+    path, frame = exported
+    edited, a, b, c = _planner_edit(frame)
+    edited.to_file(path, driver="GPKG")
+    snapshot = stored_snapshot(engine)
+
+    diff = runner("import", "grids", path, "--park", "FGKFQ", "--diff")
+    assert diff.exit_code == 0, diff.output
+    lines = dict(line.split(": ", 1) for line in diff.output.strip().splitlines())
+    assert lines["reshaped"] == ", ".join(sorted([a, b]))
+    assert lines["added"].count("FGKFQ-0") >= 2 and "FGKFQ-061" in lines["added"]
+    assert c in lines["retired"].split(", ")
+    assert lines["coverage after"].startswith("VALID")
+    assert stored_snapshot(engine) == snapshot  # --diff writes nothing
+
+    applied = runner("import", "grids", path, "--park", "FGKFQ", "--apply", "--actor", "qgis",
+                     "--reason", "road widening")
+    assert applied.exit_code == 0, applied.output
+    assert "edit 1 (import)" in applied.output
+    check = runner("check", "--park", "FGKFQ", "--format", "json")
+    assert check.exit_code == 0, check.output[-600:]
+    report = json.loads(check.output)
+    assert report["covered_area_m2"] == pytest.approx(report["park_area_m2"], abs=1.0)
+    history = json.loads(runner("edit", "history", "--park", "FGKFQ", "--grid", a,
+                                "--format", "json").output)
+    assert [v["operation"] for v in history["versions"]] == ["initial", "import"]
+    assert history["versions"][1]["actor"] == "qgis"
+    split = json.loads(runner("edit", "history", "--park", "FGKFQ", "--grid", "FGKFQ-061",
+                              "--format", "json").output)
+    assert {link["source"] for link in split["lineage"]} == {c}
+
+
+def test_overlapping_layer_is_refused_unless_problems_are_allowed(runner, engine, exported):
+    path, frame = exported
+    a = "FGKFQ-020"
+    b = _touching(frame, a)[0]
+    geoms = frame.set_index("code").geometry
+    ma = to_metric(geoms[a], EPSG)
+    grown = shapely.union(ma, shapely.intersection(to_metric(geoms[b], EPSG),
+                                                   ma.buffer(15, join_style="mitre")))
+    edited = frame.copy()
+    edited.loc[edited["code"] == a, "geometry"] = back(shapely.MultiPolygon(
+        list(shapely.get_parts(grown))))
+    edited.to_file(path, driver="GPKG")
+    snapshot = stored_snapshot(engine)
+
+    diff = runner("import", "grids", path, "--park", "FGKFQ", "--diff")
+    assert diff.exit_code == 1
+    assert "new overlap" in diff.output and "would be refused" in diff.output
+    refused = runner("import", "grids", path, "--park", "FGKFQ", "--apply", "--actor", "qgis")
+    assert refused.exit_code == 2
+    assert "overlap" in refused.stderr and "m²" in refused.stderr
+    assert stored_snapshot(engine) == snapshot
+
+    allowed = runner("import", "grids", path, "--park", "FGKFQ", "--apply", "--actor", "qgis",
+                     "--allow-problems")
+    assert allowed.exit_code == 0, allowed.output
+    assert "recorded 1 coverage problems" in allowed.stderr
+    assert runner("check", "--park", "FGKFQ").exit_code == 1
+    with session_scope(engine) as session:
+        (problems,) = session.execute(sa.select(GridEdit.problems)).scalars().all()
+    (problem,) = json.loads(problems)
+    assert problem["problem"] == "overlap" and sorted(problem["codes"]) == sorted([a, b])
+    assert problem["area_m2"] > 100
+
+
+def test_retired_codes_are_never_reused(runner, engine, exported):
+    path, frame = exported
+    assert runner("edit", "retire", "FGKFQ-033", "--park", "FGKFQ", "--actor", "x").exit_code == 0
+    result = runner("import", "grids", path, "--park", "FGKFQ", "--diff")
+    assert result.exit_code == 2 and "never reused" in result.stderr
