@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import find_hidden_units
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
-from geodata.services import mapdata
+from geodata.services import mapdata, tiles
 from geodata.services.parks import get_park, list_parks
 from webmap.db import get_session
 
@@ -159,6 +159,16 @@ def grids(code):
         session, park_, level=parse_int("level", _single("level"), 1, 9, default=1),
         bbox=parse_bbox(_single("bbox")), zoom=parse_int("zoom", _single("zoom"), 0, MAX_ZOOM),
         limit=parse_int("limit", _single("limit"), 1, MAX_GRID_LIMIT), today=today()))
+
+
+@bp.get("/parks/<code>/tiles/grids/<int:z>/<int:x>/<int:y>.mvt")
+def grid_tile(code, z, x, y):
+    """Grids of one level as a Mapbox vector tile (PostGIS only; 501 on SpatiaLite)."""
+    _allowed("level")
+    session = get_session()
+    tile = tiles.grid_tile(session, get_park(session, code), z, x, y, today=today(),
+                           level=parse_int("level", _single("level"), 1, 9, default=1))
+    return current_app.response_class(tile, mimetype="application/vnd.mapbox-vector-tile")
 
 
 @bp.get("/parks/<code>/grids/<grid_code>")
@@ -310,6 +320,17 @@ def openapi_document():
     }
     if mapdata.coverage_available():
         paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK])
+    tile = [_param(n, f"Tile {n}", {"type": "integer", "minimum": 0}, "path", True)
+            for n in ("z", "x", "y")]
+    paths["/api/parks/{code}/tiles/grids/{z}/{x}/{y}.mvt"] = {"get": {
+        "summary": "Grids as a Mapbox vector tile (PostGIS; 501 on SpatiaLite)",
+        "parameters": [_PARK, *tile, _param(
+            "level", "Grid level", {"type": "integer", "minimum": 1, "maximum": 9})],
+        "responses": {
+            "200": {"description": "MVT", "content": {"application/vnd.mapbox-vector-tile": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            **{code: {"$ref": "#/components/responses/Error"}
+               for code in ("400", "404", "422", "501")}}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "gridmap read-only API", "version": "1",
