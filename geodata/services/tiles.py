@@ -17,29 +17,31 @@ from geodata.storage import backend_name
 #: Tile extent and buffer in tile units (the MVT defaults).
 EXTENT, BUFFER = 4096, 64
 
-# A hazard counts for its own (deepest) grid and every ancestor, as in the summaries.
+# Only the grids in the tile are touched: the GiST index finds them, a recursive
+# walk down parent_id finds their sub-grids, and a hazard counts for its own
+# (deepest) grid and every ancestor, as in the JSON summaries.
 _TILE_SQL = sa.text("""
-WITH RECURSIVE up(descendant, ancestor) AS (
-    SELECT id, id FROM grids WHERE park_id = :park
-    UNION ALL
-    SELECT up.descendant, g.parent_id FROM up JOIN grids g ON g.id = up.ancestor
-    WHERE g.parent_id IS NOT NULL),
-bounds AS (SELECT ST_TileEnvelope(:z, :x, :y) AS merc),
-open_counts AS (
-    SELECT up.ancestor AS grid_id, count(*) AS open_hazards,
-           count(*) FILTER (WHERE h.deadline < :today) AS overdue_hazards
-    FROM hazards h JOIN up ON up.descendant = h.grid_id
-    WHERE h.park_id = :park AND h.status <> 'closed' GROUP BY up.ancestor),
+WITH RECURSIVE bounds AS (SELECT ST_TileEnvelope(:z, :x, :y) AS merc),
 cells AS (
-    SELECT g.code, g.name, g.level,
-           coalesce(c.open_hazards, 0) AS open_hazards,
-           coalesce(c.overdue_hazards, 0) AS overdue_hazards,
-           ST_AsMVTGeom(ST_Transform(g.geom, 3857), bounds.merc, :extent, :buffer, true) AS geom
-    FROM grids g CROSS JOIN bounds
-    LEFT JOIN open_counts c ON c.grid_id = g.id
+    SELECT g.id, g.code, g.name, g.level, g.geom FROM grids g CROSS JOIN bounds
     WHERE g.park_id = :park AND g.level = :level AND g.active_to IS NULL
-      AND g.geom && ST_Transform(bounds.merc, 4326))
-SELECT ST_AsMVT(cells.*, 'grids', :extent, 'geom') FROM cells WHERE geom IS NOT NULL
+      AND g.geom && ST_Transform(bounds.merc, 4326)),
+down(root, id) AS (
+    SELECT id, id FROM cells
+    UNION ALL
+    SELECT down.root, g.id FROM down JOIN grids g ON g.parent_id = down.id),
+counts AS (
+    SELECT down.root, count(*) AS open_hazards,
+           count(*) FILTER (WHERE h.deadline < :today) AS overdue_hazards
+    FROM down JOIN hazards h ON h.grid_id = down.id
+    WHERE h.status <> 'closed' GROUP BY down.root),
+features AS (
+    SELECT c.code, c.name, c.level,
+           coalesce(n.open_hazards, 0) AS open_hazards,
+           coalesce(n.overdue_hazards, 0) AS overdue_hazards,
+           ST_AsMVTGeom(ST_Transform(c.geom, 3857), bounds.merc, :extent, :buffer, true) AS geom
+    FROM cells c CROSS JOIN bounds LEFT JOIN counts n ON n.root = c.id)
+SELECT ST_AsMVT(features.*, 'grids', :extent, 'geom') FROM features WHERE geom IS NOT NULL
 """)
 
 
