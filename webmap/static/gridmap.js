@@ -192,6 +192,7 @@ document.addEventListener('DOMContentLoaded', function () {
       }
     }).addTo(groups[key]);
     state[key] = index;
+    if (state.afterRender) { state.afterRender(); }
     state.matched[key] = fc.numberMatched;
     state.returned[key] = fc.numberReturned;
     if (fc.numberMatched > fc.numberReturned) {
@@ -262,6 +263,7 @@ document.addEventListener('DOMContentLoaded', function () {
         }
       });
       state.sites = counts;
+      if (state.afterRender) { state.afterRender(); }
     });
   }
 
@@ -303,6 +305,7 @@ document.addEventListener('DOMContentLoaded', function () {
                          return box;
                        });
                      }}).addTo(groups.coverage);
+      if (state.afterRender) { state.afterRender(); }
     });
   }
 
@@ -486,9 +489,11 @@ document.addEventListener('DOMContentLoaded', function () {
             if (r.ok) {
               var done = h.code + ' → ' + (cfg.states[res.body.status] || '') + ' ' +
                 res.body.status;
+              state.lastTransition = res.body;
               renderActions(box, res.body, r.headers.get('ETag'), '已更新 Updated: ' + done,
                             'gm-ok');
-              status('已更新 Updated: ' + done);
+              // the popup closes when the layer reloads: the panel keeps the message
+              logMessage('已更新 Updated: ' + done, 'gm-ok');
               reloadLedgerLayers();
             } else if (r.status === 409 || r.status === 412) {
               // the popup shows the stored state again, with its new version and actions
@@ -529,12 +534,29 @@ document.addEventListener('DOMContentLoaded', function () {
 
   function logMessage(text, cls) {
     var m = document.getElementById('gm-log-msg');
+    if (!m) { status(text); return; }
     m.textContent = text || '';
     m.className = cls || '';
   }
 
+  // In log mode a click anywhere on the map picks the hazard's point: the grid,
+  // enterprise and coverage shapes stop catching clicks (and opening popups).
+  function setShapesInteractive(on) {
+    var walk = function (layer) {
+      if (layer.eachLayer) { layer.eachLayer(walk); return; }
+      if (!(layer instanceof L.Path)) { return; }
+      layer.options.interactive = on;
+      if (layer._path) { layer._path.classList.toggle('leaflet-interactive', on); }
+    };
+    ['grids', 'subgrids', 'enterprises', 'hidden', 'coverage'].forEach(function (k) {
+      if (groups[k]) { walk(groups[k]); }
+    });
+  }
+  state.afterRender = function () { if (log.active) { setShapesInteractive(false); } };
+
   function setLogMode(on) {
     log.active = on;
+    setShapesInteractive(!on);
     logStart.setAttribute('aria-pressed', String(on));
     document.getElementById('gm-log-help').hidden = !on;
     map.getContainer().classList.toggle('gm-logging', on);
@@ -565,9 +587,7 @@ document.addEventListener('DOMContentLoaded', function () {
       setLogMode(false);
     });
     map.on('click', function (ev) {
-      if (!log.active) { return; }
-      map.closePopup();  // a click on a grid opened its popup first
-      pickPoint(ev.latlng, '');
+      if (log.active) { pickPoint(ev.latlng, ''); }
     });
     document.getElementById('gm-log-locate').addEventListener('click', function () {
       if (!navigator.geolocation) {
