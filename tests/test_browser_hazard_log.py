@@ -372,5 +372,6 @@ def test_create_refused_without_login(ledger_server, ledger_url):
         headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=30)
+    err.value.close()  # the error holds the response's socket
     assert err.value.code == 401
     assert count_hazards(ledger_url) == before
