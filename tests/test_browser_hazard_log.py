@@ -20,7 +20,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from geodata.models import Grid, Hazard, HazardEvent
+from geodata.models import Grid, Hazard, HazardEvent, Photo
 from geodata.services import ledger
 from geodata.services.hazards import locate
 from geodata.services.parks import get_park
@@ -34,6 +34,9 @@ PARK = "FGKFQ"
 MAP = f"/parks/{PARK}/map"
 WAIT = 60
 _URLS = {}
+#: A 1 x 1 PNG (the server checks the signature, not the name).
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
 
 
 @pytest.fixture(scope="session", params=["spatialite", "postgis"])
@@ -146,7 +149,8 @@ def grid_open(server, code):
     return get_json(server, f"/api/parks/{PARK}/grids/{code}")["properties"]["open_hazards"]
 
 
-def test_inspector_logs_a_hazard_on_the_map(ledger_server, ledger_url, browser, request):
+def test_inspector_logs_a_hazard_on_the_map(ledger_server, ledger_url, browser, request,
+                                            tmp_path):
     backend = request.node.callspec.params["ledger_url"]
     server, driver = ledger_server, browser
     target, (lon, lat) = a_grid(server)
@@ -182,6 +186,9 @@ def test_inspector_logs_a_hazard_on_the_map(ledger_server, ledger_url, browser, 
     Select(driver.find_element(By.ID, "gm-log-level")).select_by_value("major")
     note = "配电箱门未关 <b>not bold</b>"
     driver.find_element(By.ID, "gm-log-description").send_keys(note)
+    photo = tmp_path / "hazard.png"
+    photo.write_bytes(PNG)
+    driver.find_element(By.ID, "gm-log-photo").send_keys(str(photo))
     toggle(driver, "Open hazards", True)
     wait_ready(driver, WAIT)
     driver.find_element(By.ID, "gm-log-submit").click()
@@ -219,6 +226,8 @@ def test_inspector_logs_a_hazard_on_the_map(ledger_server, ledger_url, browser, 
             (grid_id,), _ = locate(session, park, [point])
             grid = session.get(Grid, hazard.grid_id)
             top = grid if grid.parent_id is None else session.get(Grid, grid.parent_id)
+            photos = session.execute(sa.select(Photo.content_type, Photo.size).where(
+                Photo.hazard_id == hazard.id)).all()
             events = session.execute(sa.select(HazardEvent.actor, HazardEvent.action).where(
                 HazardEvent.hazard_id == hazard.id)).all()
             stored = (hazard.category, hazard.level, hazard.description, hazard.status,
@@ -229,6 +238,7 @@ def test_inspector_logs_a_hazard_on_the_map(ledger_server, ledger_url, browser, 
                       target)
     assert (item["lon"], item["lat"]) == pytest.approx(picked, abs=1e-6)
     assert events == [("inspector", "log")]
+    assert photos == [("image/png", len(PNG))] and logged["photo"]["size"] == len(PNG)
 
     # the ledger API, the map API, the dashboard and the ledger page
     listed = get_json(server, f"/api/hazards?park={PARK}&status=found&limit=1000", driver)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import folium
 from flask import (Blueprint, abort, current_app, g, render_template, request,
                    send_from_directory, url_for)
+from flask_wtf.csrf import generate_csrf
 from folium.plugins import MarkerCluster
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import escape
@@ -200,6 +201,8 @@ def park_map(code):
         "hazardApi": url_for("hazards_api.list_hazards") + "/",
         "states": STATE_NAMES, "escalations": ESCALATION_NAMES,
         "today": today().isoformat(),
+        # photo uploads are multipart: a browser session sends its CSRF token
+        "csrf": generate_csrf() if can_log else None,
     }
     figure.header.add_child(folium.Element(
         f"<title>{escape(park.name)} · {escape(park.code)} · gridmap</title>"))

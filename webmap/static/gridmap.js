@@ -528,6 +528,23 @@ document.addEventListener('DOMContentLoaded', function () {
       .catch(function (err) { state.loads = Math.max(0, state.loads - 1); status(String(err)); });
   }
 
+  function uploadPhoto(id, file) {
+    var body = new FormData();
+    body.append('photo', file, file.name);
+    state.loads += 1;
+    return fetch(cfg.hazardApi + id + '/photos', {
+      method: 'POST', body: body, credentials: 'same-origin',
+      headers: {Accept: 'application/json', 'X-CSRFToken': cfg.csrf || ''}
+    }).then(function (r) {
+      return r.json().then(function (b) { return b; }, function () { return null; })
+        .then(function (b) {
+          state.loads -= 1;
+          if (r.status !== 201) { throw new Error(apiError(r, b)); }
+          return b;
+        });
+    }, function (err) { state.loads -= 1; throw err; });
+  }
+
   var log = {active: false, point: null, marker: null};
   state.log = log;
   var logStart = document.getElementById('gm-log-start');
@@ -619,12 +636,20 @@ document.addEventListener('DOMContentLoaded', function () {
         submit.disabled = false;
         if (res.response.status === 201) {
           var h = res.body;
-          state.lastLogged = h;
+          var done = '已记录 Logged ' + h.code + (h.grid ? ' · 网格 grid ' + h.grid.code : '');
+          var photo = document.getElementById('gm-log-photo').files[0];
           setLogMode(false);
           document.getElementById('gm-log-form').reset();
-          logMessage('已记录 Logged ' + h.code + (h.grid ? ' · 网格 grid ' + h.grid.code : ''),
-                     'gm-ok');
+          logMessage(done, 'gm-ok');
           reloadLedgerLayers();
+          (photo ? uploadPhoto(h.id, photo) : Promise.resolve(null)).then(function (p) {
+            if (p) { logMessage(done + ' · 照片 photo ' + p.id, 'gm-ok'); }
+            h.photo = p;
+            state.lastLogged = h;
+          }, function (err) {
+            logMessage(done + ' · 照片上传失败 photo not stored: ' + err.message, 'gm-error');
+            state.lastLogged = h;
+          });
         } else {
           logMessage(apiError(res.response, res.body), 'gm-error');
         }
