@@ -19,14 +19,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import folium
-from flask import (Blueprint, abort, current_app, g, render_template, send_from_directory,
-                   url_for)
+from flask import (Blueprint, abort, current_app, g, render_template, request,
+                   send_from_directory, url_for)
+from flask_wtf.csrf import generate_csrf
 from folium.plugins import MarkerCluster
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import escape
 
 from geodata.services import mapdata
+from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, park_boundary
+from geodata.workflow import ESCALATION_NAMES, PERMISSIONS, STATE_NAMES
 from webmap.api import today
 from webmap.db import get_session
 
@@ -183,12 +186,23 @@ def park_map(code):
     tiles = current_app.config["GRIDMAP"].tiles
     m, layers = build_map(park, overview, tiles)
     figure = m.get_root()
+    user = g.get("user")
+    can_log = user is not None and user.role in PERMISSIONS["create"]
     config = {
         "map": m.get_name(), "layers": layers, "park": park.code,
         "api": url_for("api.park", code=park.code),
         "gridPage": url_for("maps.grid_page", code=park.code, grid_code="__GRID__"),
         "overview": overview, "classes": [[c[0], c[1]] for c in CLASSES],
         "bbox": list(park_boundary(park).bounds),
+        # the hazard ledger: who is looking, and where to log and move hazards
+        "user": {"name": user.username, "role": user.role} if user is not None else None,
+        "canLog": can_log,
+        "hazardsApi": url_for("hazards_api.create_hazard", code=park.code),
+        "hazardApi": url_for("hazards_api.list_hazards") + "/",
+        "states": STATE_NAMES, "escalations": ESCALATION_NAMES,
+        "today": today().isoformat(),
+        # photo uploads are multipart: a browser session sends its CSRF token
+        "csrf": generate_csrf() if can_log else None,
     }
     figure.header.add_child(folium.Element(
         f"<title>{escape(park.name)} · {escape(park.code)} · gridmap</title>"))
@@ -197,6 +211,8 @@ def park_map(code):
         '<link rel="icon" href="data:,"/>'))
     figure.html.add_child(folium.Element(render_template(
         "map_panel.html", park=park, overview=overview, classes=CLASSES, layers=LAYERS,
+        user=user, can_log=can_log, categories=CATEGORIES,
+        login_url=url_for("login", next=request.path),
         config_json=htmlsafe_json_dumps(config),
         script=url_for("static", filename="gridmap.js"))))
     html = add_nonce(figure.render(), csp_nonce())

@@ -464,7 +464,7 @@ def hazard_layer(session, park, query=None, today=None):
 
     ``grid`` selects hazards in that grid or any of its sub-grids.  Properties:
     ``code, category, level, status, description, found_date, deadline,
-    overdue, grid, enterprise``.
+    overdue, grid, enterprise, id`` (the ledger API's hazard id) and ``escalation``.
 
     Raises
     ------
@@ -496,14 +496,15 @@ def hazard_layer(session, park, query=None, today=None):
     rows = session.execute(
         sa.select(Hazard.code, Hazard.category, Hazard.level, Hazard.status,
                   Hazard.description, Hazard.found_date, Hazard.deadline,
-                  Grid.code, Enterprise.name, Hazard.location)
+                  Grid.code, Enterprise.name, Hazard.location, Hazard.id, Hazard.escalation)
         .outerjoin(Grid, Hazard.grid_id == Grid.id)
         .outerjoin(Enterprise, Hazard.enterprise_id == Enterprise.id)
         .where(*where).order_by(Hazard.code).limit(query.limit).offset(query.offset)).all()
     props = [{"code": r[0], "category": r[1], "level": r[2], "status": r[3],
               "description": r[4], "found_date": _day(r[5]), "deadline": _day(r[6]),
               "overdue": r[3] in OPEN and r[6] is not None and r[6] < today,
-              "grid": r[7], "enterprise": r[8]} for r in rows]
+              "grid": r[7], "enterprise": r[8], "id": r[10], "escalation": r[11]}
+             for r in rows]
     return feature_collection(_features(to_shapes([r[9] for r in rows]), props,
                                         ids=[r[0] for r in rows]),
                               numberMatched=int(matched), numberReturned=len(props))

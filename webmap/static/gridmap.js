@@ -98,13 +98,29 @@ document.addEventListener('DOMContentLoaded', function () {
     var t = el('table');
     row(t, '类别 Category', p.category, 'category');
     row(t, '等级 Level', p.level === 'major' ? '重大 major' : '一般 general', 'level');
-    row(t, '状态 Status', p.status + (p.overdue ? ' (逾期 overdue)' : ''), 'status');
+    row(t, '状态 Status', statusText(p.status, p.overdue), 'status');
     row(t, '期限 Deadline', p.deadline || '—', 'deadline');
+    row(t, '逾期 Overdue', p.overdue ? '是 yes' : '否 no', 'overdue');
+    row(t, '分级 Escalation', escalationText(p.escalation), 'escalation');
     row(t, '企业 Enterprise', p.enterprise || '—', 'enterprise');
     row(t, '描述 Note', p.description || '', 'description');
     if (p.grid) { row(t, '网格 Grid', link(gridPage(p.grid) + '#hazards', p.grid), 'grid'); }
     box.appendChild(t);
+    if (cfg.user && p.id) {
+      var actions = el('div', null, 'gm-hz-actions');
+      actions.dataset.hazardId = p.id;
+      box.appendChild(actions);
+      loadActions(box, p.id, '');
+    }
     return box;
+  }
+
+  function statusText(status, overdue) {
+    return (cfg.states[status] || '') + ' ' + status + (overdue ? ' (逾期 overdue)' : '');
+  }
+
+  function escalationText(level) {
+    return level ? (cfg.escalations[level] || '') + ' ' + level : '—';
   }
 
   function sitePopup(p) {
@@ -176,6 +192,7 @@ document.addEventListener('DOMContentLoaded', function () {
       }
     }).addTo(groups[key]);
     state[key] = index;
+    if (state.afterRender) { state.afterRender(); }
     state.matched[key] = fc.numberMatched;
     state.returned[key] = fc.numberReturned;
     if (fc.numberMatched > fc.numberReturned) {
@@ -246,6 +263,7 @@ document.addEventListener('DOMContentLoaded', function () {
         }
       });
       state.sites = counts;
+      if (state.afterRender) { state.afterRender(); }
     });
   }
 
@@ -261,6 +279,7 @@ document.addEventListener('DOMContentLoaded', function () {
                             title: p.code});
           m.bindPopup(function () { return hazardPopup(p); });
           m.hazardCode = p.code;
+          m.hazardId = p.id;
           return m;
         });
         groups.hazards.clearLayers();
@@ -286,6 +305,7 @@ document.addEventListener('DOMContentLoaded', function () {
                          return box;
                        });
                      }}).addTo(groups.coverage);
+      if (state.afterRender) { state.afterRender(); }
     });
   }
 
@@ -356,6 +376,289 @@ document.addEventListener('DOMContentLoaded', function () {
       zoomTo(results[0]);
     }, function () {});
   });
+
+  /* ---- the hazard ledger: log a hazard, move one through the workflow ---- */
+
+  function apiError(r, body) {
+    var e = body && body.error;
+    return 'HTTP ' + r.status + (e ? ' ' + e.code + ': ' + e.message : '');
+  }
+
+  function sendJSON(url, payload, headers) {
+    var h = {'Content-Type': 'application/json', Accept: 'application/json'};
+    Object.keys(headers || {}).forEach(function (k) { h[k] = headers[k]; });
+    state.loads += 1;
+    return fetch(url, {method: 'POST', headers: h, credentials: 'same-origin',
+                       body: JSON.stringify(payload)})
+      .then(function (r) {
+        return r.json().then(function (b) { return b; }, function () { return null; })
+          .then(function (body) { state.loads -= 1; return {response: r, body: body}; });
+      }, function (err) { state.loads -= 1; throw err; });
+  }
+
+  function updateOverview() {
+    return fetchJSON(cfg.api).then(function (park) {
+      var p = park.properties || {};
+      ['open_hazards', 'overdue_hazards', 'grids', 'sub_grids', 'enterprises', 'hidden_units']
+        .forEach(function (k) {
+          var dd = document.getElementById('gm-count-' + k.replace(/_/g, '-'));
+          if (dd && p[k] !== undefined) { dd.textContent = String(p[k]); dd.dataset.value = p[k]; }
+        });
+    }, function () {});
+  }
+
+  function reloadLedgerLayers() {
+    // the hazards layer and the grids' open-hazard counts and colours change together
+    return Promise.all([refresh(true), updateOverview()]);
+  }
+
+  var TARGET_LABELS = {rectifying: '开始整改 Start rectifying', supervising: '提交督导 Submit',
+                       closed: '销号 Close', found: '排查 Found'};
+
+  function actionLabel(from, to) {
+    if (from === 'supervising' && to === 'rectifying') { return '驳回 Reject'; }
+    if (from === 'closed' && to === 'rectifying') { return '回头看重开 Reopen'; }
+    if (from === 'found' && to === 'supervising') { return '立行立改 Fixed on the spot'; }
+    return TARGET_LABELS[to] || to;
+  }
+
+  function needsDeadline(from, to) {
+    return to === 'rectifying' && (from === 'found' || from === 'closed');
+  }
+
+  function renderActions(box, h, etag, message, messageClass) {
+    var div = box.querySelector('.gm-hz-actions');
+    if (!div) { return; }
+    div.replaceChildren();
+    div.dataset.version = h.version;
+    div.dataset.status = h.status;
+    // the freshest state from the ledger API replaces the layer's copy
+    var set = function (field, text) {
+      var td = box.querySelector('td[data-field="' + field + '"]');
+      if (td) { td.textContent = text; }
+    };
+    set('status', statusText(h.status, h.overdue));
+    set('deadline', h.deadline || '—');
+    set('overdue', h.overdue ? '是 yes' : '否 no');
+    set('escalation', escalationText(h.escalation));
+    var msg = el('p', message || '', 'gm-hz-msg' + (messageClass ? ' ' + messageClass : ''));
+    var targets = h.allowed_transitions || [];
+    if (!targets.length) {
+      div.appendChild(el('p', '无可执行操作 No action for role ' + cfg.user.role, 'gm-hz-none'));
+      div.appendChild(msg);
+      return;
+    }
+    var note = el('textarea');
+    note.className = 'gm-hz-note';
+    note.rows = 2;
+    note.maxLength = 2000;
+    var noteLabel = el('label', '说明 Note');
+    noteLabel.appendChild(note);
+    div.appendChild(noteLabel);
+    var deadline = null;
+    if (targets.some(function (t) { return needsDeadline(h.status, t); })) {
+      deadline = el('input');
+      deadline.type = 'date';
+      deadline.className = 'gm-hz-deadline';
+      deadline.min = cfg.today;
+      var dl = el('label', '整改期限 Deadline');
+      dl.appendChild(deadline);
+      div.appendChild(dl);
+    }
+    targets.forEach(function (to) {
+      var b = el('button', actionLabel(h.status, to), 'gm-hz-action');
+      b.type = 'button';
+      b.dataset.to = to;
+      b.addEventListener('click', function () {
+        var payload = {to: to, note: note.value};
+        if (needsDeadline(h.status, to)) {
+          if (!deadline.value) {
+            msg.textContent = '请填写整改期限 Give a deadline';
+            msg.className = 'gm-hz-msg gm-error';
+            return;
+          }
+          payload.deadline = deadline.value;
+        }
+        if (to === 'closed') { payload.supervision = {note: note.value}; }
+        div.querySelectorAll('button').forEach(function (x) { x.disabled = true; });
+        msg.textContent = '提交中 Sending…';
+        msg.className = 'gm-hz-msg';
+        sendJSON(cfg.hazardApi + h.id + '/transitions', payload, {'If-Match': etag})
+          .then(function (res) {
+            var r = res.response;
+            if (r.ok) {
+              var done = h.code + ' → ' + (cfg.states[res.body.status] || '') + ' ' +
+                res.body.status;
+              state.lastTransition = res.body;
+              renderActions(box, res.body, r.headers.get('ETag'), '已更新 Updated: ' + done,
+                            'gm-ok');
+              // the popup closes when the layer reloads: the panel keeps the message
+              logMessage('已更新 Updated: ' + done, 'gm-ok');
+              reloadLedgerLayers();
+            } else if (r.status === 409 || r.status === 412) {
+              // the popup shows the stored state again, with its new version and actions
+              loadActions(box, h.id, '已被他人修改，已重新加载 Changed by someone else, reloaded',
+                          'gm-error');
+            } else {
+              renderActions(box, h, etag, apiError(r, res.body), 'gm-error');
+            }
+          }, function (err) {
+            renderActions(box, h, etag, String(err), 'gm-error');
+          });
+      });
+      div.appendChild(b);
+    });
+    div.appendChild(msg);
+  }
+
+  function loadActions(box, id, message, messageClass) {
+    state.loads += 1;
+    return fetch(cfg.hazardApi + id, {headers: {Accept: 'application/json'},
+                                      credentials: 'same-origin', cache: 'no-store'})
+      .then(function (r) {
+        return r.json().then(function (body) {
+          state.loads -= 1;
+          if (!r.ok) {
+            renderActions(box, {allowed_transitions: []}, null, apiError(r, body), 'gm-error');
+            return;
+          }
+          renderActions(box, body, r.headers.get('ETag'), message, messageClass);
+        });
+      })
+      .catch(function (err) { state.loads = Math.max(0, state.loads - 1); status(String(err)); });
+  }
+
+  function uploadPhoto(id, file) {
+    var body = new FormData();
+    body.append('photo', file, file.name);
+    state.loads += 1;
+    return fetch(cfg.hazardApi + id + '/photos', {
+      method: 'POST', body: body, credentials: 'same-origin',
+      headers: {Accept: 'application/json', 'X-CSRFToken': cfg.csrf || ''}
+    }).then(function (r) {
+      return r.json().then(function (b) { return b; }, function () { return null; })
+        .then(function (b) {
+          state.loads -= 1;
+          if (r.status !== 201) { throw new Error(apiError(r, b)); }
+          return b;
+        });
+    }, function (err) { state.loads -= 1; throw err; });
+  }
+
+  var log = {active: false, point: null, marker: null};
+  state.log = log;
+  var logStart = document.getElementById('gm-log-start');
+
+  function logMessage(text, cls) {
+    var m = document.getElementById('gm-log-msg');
+    if (!m) { status(text); return; }
+    m.textContent = text || '';
+    m.className = cls || '';
+  }
+
+  // In log mode a click anywhere on the map picks the hazard's point: the grid,
+  // enterprise and coverage shapes stop catching clicks (and opening popups).
+  function setShapesInteractive(on) {
+    var walk = function (layer) {
+      if (layer.eachLayer) { layer.eachLayer(walk); return; }
+      if (!(layer instanceof L.Path)) { return; }
+      layer.options.interactive = on;
+      if (layer._path) { layer._path.classList.toggle('leaflet-interactive', on); }
+    };
+    ['grids', 'subgrids', 'enterprises', 'hidden', 'coverage'].forEach(function (k) {
+      if (groups[k]) { walk(groups[k]); }
+    });
+  }
+  state.afterRender = function () { if (log.active) { setShapesInteractive(false); } };
+
+  function setLogMode(on) {
+    log.active = on;
+    setShapesInteractive(!on);
+    logStart.setAttribute('aria-pressed', String(on));
+    document.getElementById('gm-log-help').hidden = !on;
+    map.getContainer().classList.toggle('gm-logging', on);
+    if (!on) {
+      document.getElementById('gm-log-form').hidden = true;
+      log.point = null;
+      if (log.marker) { map.removeLayer(log.marker); log.marker = null; }
+    }
+  }
+
+  function pickPoint(latlng, how) {
+    log.point = {lon: latlng.lng, lat: latlng.lat};
+    if (log.marker) { map.removeLayer(log.marker); }
+    log.marker = L.circleMarker(latlng, {radius: 8, color: '#b00020', weight: 3,
+                                         fillOpacity: 0.2, interactive: false}).addTo(map);
+    document.getElementById('gm-log-where').textContent =
+      latlng.lng.toFixed(6) + ', ' + latlng.lat.toFixed(6) + (how ? ' (' + how + ')' : '');
+    document.getElementById('gm-log-form').hidden = false;
+    logMessage('');
+  }
+
+  if (logStart && cfg.canLog) {
+    logStart.addEventListener('click', function () { setLogMode(!log.active); logMessage(''); });
+    document.getElementById('gm-log-cancel').addEventListener('click', function () {
+      setLogMode(false);
+    });
+    document.getElementById('gm-log-discard').addEventListener('click', function () {
+      setLogMode(false);
+    });
+    map.on('click', function (ev) {
+      if (log.active) { pickPoint(ev.latlng, ''); }
+    });
+    document.getElementById('gm-log-locate').addEventListener('click', function () {
+      if (!navigator.geolocation) {
+        logMessage('此浏览器不能定位 This browser cannot give a position', 'gm-error');
+        return;
+      }
+      logMessage('定位中 Locating…');
+      navigator.geolocation.getCurrentPosition(function (pos) {
+        var ll = L.latLng(pos.coords.latitude, pos.coords.longitude);
+        pickPoint(ll, '±' + Math.round(pos.coords.accuracy) + ' m');
+        map.setView(ll, Math.max(map.getZoom(), 17));
+      }, function (err) {
+        logMessage('无法定位 No position: ' + err.message, 'gm-error');
+      }, {enableHighAccuracy: true, timeout: 20000, maximumAge: 60000});
+    });
+    document.getElementById('gm-log-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      if (!log.point) { logMessage('请先点击地图 Click the map first', 'gm-error'); return; }
+      var category = document.getElementById('gm-log-category').value;
+      if (!category) { logMessage('请选择类别 Choose a category', 'gm-error'); return; }
+      var submit = document.getElementById('gm-log-submit');
+      submit.disabled = true;
+      logMessage('提交中 Sending…');
+      sendJSON(cfg.hazardsApi, {
+        lon: Number(log.point.lon.toFixed(7)), lat: Number(log.point.lat.toFixed(7)),
+        category: category, level: document.getElementById('gm-log-level').value,
+        description: document.getElementById('gm-log-description').value
+      }).then(function (res) {
+        submit.disabled = false;
+        if (res.response.status === 201) {
+          var h = res.body;
+          var done = '已记录 Logged ' + h.code + (h.grid ? ' · 网格 grid ' + h.grid.code : '');
+          var photo = document.getElementById('gm-log-photo').files[0];
+          setLogMode(false);
+          document.getElementById('gm-log-form').reset();
+          logMessage(done, 'gm-ok');
+          reloadLedgerLayers();
+          (photo ? uploadPhoto(h.id, photo) : Promise.resolve(null)).then(function (p) {
+            if (p) { logMessage(done + ' · 照片 photo ' + p.id, 'gm-ok'); }
+            h.photo = p;
+            state.lastLogged = h;
+          }, function (err) {
+            logMessage(done + ' · 照片上传失败 photo not stored: ' + err.message, 'gm-error');
+            state.lastLogged = h;
+          });
+        } else {
+          logMessage(apiError(res.response, res.body), 'gm-error');
+        }
+      }, function (err) {
+        submit.disabled = false;
+        logMessage(String(err), 'gm-error');
+      });
+    });
+  }
 
   state.map = map;
   state.groups = groups;
