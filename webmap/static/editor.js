@@ -11,7 +11,8 @@
 
   var config = JSON.parse(document.getElementById("ed-config").textContent);
   var $ = function (id) { return document.getElementById(id); };
-  var map = L.map("ed-map", { maxZoom: 20, minZoom: 3, zoomControl: true });
+  // No double-click zoom: clicking a vertex twice finishes a line, it must not zoom.
+  var map = L.map("ed-map", { maxZoom: 20, minZoom: 3, zoomControl: true, doubleClickZoom: false });
   var boundaryLayer = L.geoJSON(null, {
     interactive: false, pmIgnore: true,
     style: { color: "#1f3a93", weight: 3, fill: true, fillOpacity: 0.03 }
@@ -127,8 +128,10 @@
       return;
     }
     setSelected([code]);
-    if (state.tool === "split") { startSplitLine(); }
-    if (state.tool === "reshape") { startReshape(); }
+    // Start drawing after this click has finished propagating to the map, or Geoman
+    // would take the selecting click as the first vertex.
+    if (state.tool === "split") { window.setTimeout(startSplitLine, 0); }
+    if (state.tool === "reshape") { window.setTimeout(startReshape, 0); }
     if (state.tool === "retire") { hint("点“提交”退役 Press Apply to retire " + code); }
   }
 
