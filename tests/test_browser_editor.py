@@ -31,13 +31,14 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from geodata.crs import to_metric
+from geodata.crs import to_metric, to_storage
 from geodata.models import Grid, GridLineage
 from geodata.services.demo_loader import load_demo
 from geodata.services.grids import active_grids, grid_geometries
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from tests.browser import ROOT, LiveServer, chrome, screenshot, severe_console_errors  # noqa: F401
+from tests.conftest import stored_snapshot
 
 pytestmark = pytest.mark.browser
 
@@ -201,8 +202,28 @@ def test_planner_draws_splits_and_merges_on_the_page(chrome, editor_site, engine
     WebDriverWait(driver, WAIT).until(lambda d: "coverage valid" in d.find_element(
         By.ID, "ed-status").text)
     screenshot(driver, f"editor-{engine.dialect.name}")
-    # The login form (not this page) has no icon link: Chromium's favicon.ico probe 404s there.
-    errors = [e for e in severe_console_errors(driver) if "/favicon.ico" not in e["message"]]
+
+    # 4. A refused edit says why, with the area, and draws where on the map.  (Dragging
+    # vertices precisely is fragile in a headless browser, so the page's own send() posts
+    # a reshape that pushes a grid 25 m into its neighbours.)
+    other = next(c for c in sorted(cells) if c not in {gap, split, m1, m2})
+    pushed = to_storage(to_metric(cells[other][0], EPSG).buffer(25, join_style="mitre"), EPSG)
+    before = stored_snapshot(engine)
+    driver.execute_script(
+        "var s = window.gridEditor.state; window.gridEditor.send('reshape', {code: arguments[0],"
+        " geometry: arguments[1], neighbours: [], expected_version: s.grids[arguments[0]].version"
+        "});", other, shapely.geometry.mapping(pushed))
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "return window.gridEditor.idle() && !!window.gridEditor.state.lastError"))
+    message = driver.find_element(By.ID, "ed-error").text
+    assert ("grid_overlap" in message or "outside_park" in message) and "m²" in message, message
+    assert driver.execute_script("return window.gridEditor.refused.getLayers().length") >= 1
+    screenshot(driver, f"editor-refused-{engine.dialect.name}")
+    assert stored_snapshot(engine) == before
+    # The login form (not this page) has no icon link: Chromium's favicon.ico probe 404s
+    # there; the refused reshape's 422 is logged by Chromium as a failed resource.
+    errors = [e for e in severe_console_errors(driver) if "/favicon.ico" not in e["message"]
+              and not ("/edits/reshape" in e["message"] and "422" in e["message"])]
     assert errors == []
 
     # The database shows every result.

@@ -32,6 +32,8 @@ def api(db_url, engine):
     app = create_app({"DATABASE_URL": db_url, "TESTING": True})
 
     class Api:
+        db_url = None
+
         def call(self, method, path, role="planner", body=None, headers=None, **kwargs):
             headers = dict(headers or {})
             if role:
@@ -42,6 +44,7 @@ def api(db_url, engine):
             return app.test_client().open(BASE + path, method=method, headers=headers,
                                           **kwargs)
 
+    Api.db_url = db_url
     yield Api()
     app.extensions["gridmap.engine"].dispose()
 
@@ -171,3 +174,26 @@ def test_nan_and_wrong_media_type(api, engine):
     form = api.call("POST", "/draw", data="geometry=x",
                     content_type="application/x-www-form-urlencoded")
     assert form.status_code == 415
+
+
+def test_editor_page_needs_a_planner(api, engine):
+    app = create_app({"DATABASE_URL": api.db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        anon = client.get(f"/parks/{PARK}/edit")
+        assert anon.status_code == 302 and "/login" in anon.headers["Location"]
+        for role, status in (("viewer", 403), ("planner", 200), ("admin", 200)):
+            with session_scope(engine, write=True) as session:
+                token, _ = create_token(session, role, "page")
+            page = client.get(f"/parks/{PARK}/edit", headers={"Authorization": f"Bearer {token}"})
+            assert page.status_code == status
+            html = page.get_data(as_text=True)
+            assert ("leaflet-geoman" in html) == (status == 200)
+            # No executable inline script: only src= scripts and the JSON settings block.
+            assert html.count("<script") == html.count("<script src=") + (status == 200)
+            assert "'unsafe-inline'" not in page.headers["Content-Security-Policy"].split(
+                "script-src")[1].split(";")[0]
+        assert client.get("/assets/geoman/../package.json").status_code == 404
+        assert client.get("/assets/geoman/secret.js").status_code == 404
+    finally:
+        app.extensions["gridmap.engine"].dispose()

@@ -393,7 +393,7 @@
   });
 
   window.gridEditor = {
-    map: map, state: state, config: config, reload: load,
+    map: map, state: state, config: config, reload: load, send: send, refused: refusedLayer,
     idle: function () { return state.ready && state.busy === 0 && state.loads === 0; }
   };
   load(false);
