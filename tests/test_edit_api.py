@@ -98,10 +98,23 @@ def test_planner_splits_merges_and_reads_history(api, engine, runner):
                       headers={"If-Match": split.headers["ETag"]})
     assert merged.status_code == 200, merged.json
     assert sorted(merged.json["retired"]) == sorted(body["added"])
+    # Move a shared boundary 10 m: the neighbour gives the ground in the same edit.
+    grid = cells(engine)
+    a = "FGKFQ-030"
+    b = next(c for c, (g, _) in grid.items() if c != a and shapely.intersection(
+        g, grid[a][0].buffer(1)).area > 100)
+    moved = shapely.union(grid[a][0], shapely.intersection(
+        grid[b][0], grid[a][0].buffer(10, join_style="mitre")))
+    reshaped = api.call("POST", "/reshape", body={
+        "code": a, "geometry": geojson(moved), "neighbours": [b], "expected_version": 1,
+        "reason": "边界调整"}, headers={"If-Match": merged.headers["ETag"]})
+    assert reshaped.status_code == 200, reshaped.json
+    assert sorted(reshaped.json["reshaped"]) == sorted([a, b])
+    assert reshaped.json["grids"][a]["area_m2"] > grid[a][0].area + 100
     history = api.call("GET", "", role="viewer").json
-    assert [e["operation"] for e in history["edits"]] == ["merge", "split"]
-    assert history["edits"][1]["actor"] == "planner"
-    assert history["edits"][1]["reason"] == "两家企业入驻"
+    assert [e["operation"] for e in history["edits"]] == ["reshape", "merge", "split"]
+    assert [e["actor"] for e in history["edits"]] == ["planner", "admin", "planner"]
+    assert history["edits"][2]["reason"] == "两家企业入驻"
     assert runner("check", "--park", PARK).exit_code == 0
 
 

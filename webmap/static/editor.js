@@ -271,14 +271,15 @@
       if (r.ok) {
         state.lastResult = r.data;
         state.lastError = null;
-        showResult(r.data);
         setSelected([]);
         if (state.tool === "reshape" || state.tool === "retire" || state.tool === "split") {
-          setTool(state.tool === "split" ? "split" : state.tool);
+          setTool(state.tool);  // ready for the next grid
         }
+        showResult(r.data);
       } else {
         state.lastError = r.data;
         state.lastResult = null;
+        hint("未执行，原因见下 Refused: see why below; the map shows the grids as stored.");
         showError(describeRefusal(r.data, r.status));
         drawRefused(r.data && r.data.error && r.data.error.details);
       }
