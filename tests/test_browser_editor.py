@@ -7,7 +7,9 @@ clicks on the Leaflet map (pixel positions from the page's own
 
 1. draws a new grid over uncovered ground,
 2. splits a grid with a drawn line,
-3. merges two adjacent grids;
+3. merges two adjacent grids,
+4. drags a vertex where three grids meet (reshape; the neighbours follow),
+5. gets a refused edit explained, with its area drawn;
 
 then the database must show the results and ``gridmap check`` must pass.
 
@@ -132,6 +134,42 @@ def wait_result(driver, operation):
     return result
 
 
+def junction(cells, exclude):
+    """A grid and one of its vertices shared with two other grids, away from the park edge."""
+    metric = {c: to_metric(g, EPSG) for c, (g, _) in cells.items()}
+    outer = shapely.union_all(list(metric.values())).boundary
+    for code in sorted(cells):
+        if code in exclude:
+            continue
+        for xy in shapely.get_coordinates(shapely.get_exterior_ring(
+                shapely.get_parts(metric[code]))):
+            point = shapely.Point(xy)
+            if point.distance(outer) < 50:
+                continue
+            others = [c for c in metric if c != code and c not in exclude
+                      and metric[c].distance(point) < 0.01]
+            if len(others) >= 2:
+                return code, shapely.Point(shapely.get_coordinates(
+                    to_storage(point, EPSG))[0])
+    raise AssertionError("no interior junction vertex")
+
+
+def drag_at(driver, lon, lat, dx, dy):
+    """Press at (lon, lat), move by (dx, dy) pixels in steps and release."""
+    x, y = driver.execute_script(
+        "var p = window.gridEditor.map.latLngToContainerPoint([arguments[1], arguments[0]]);"
+        "return [p.x, p.y];", lon, lat)
+    element = driver.find_element(By.ID, "ed-map")
+    size = element.size
+    chain = ActionChains(driver).move_to_element_with_offset(
+        element, int(round(x - size["width"] / 2)), int(round(y - size["height"] / 2)))
+    chain.pause(0.2).click_and_hold().pause(0.2)
+    for _ in range(5):
+        chain.move_by_offset(dx // 5, dy // 5).pause(0.05)
+    chain.pause(0.2).release().perform()
+    time.sleep(0.5)
+
+
 def login(driver, base):
     driver.delete_all_cookies()
     driver.get(f"{base}/login?next=/parks/{PARK}/edit")
@@ -201,9 +239,25 @@ def test_planner_draws_splits_and_merges_on_the_page(chrome, editor_site, engine
     assert sorted(merged["retired"]) == sorted([m1, m2]) and len(merged["added"]) == 1
     WebDriverWait(driver, WAIT).until(lambda d: "coverage valid" in d.find_element(
         By.ID, "ed-status").text)
+    # 4. Reshape by dragging a vertex where three grids meet: the neighbours follow.
+    x_code, vertex = junction(cells, exclude={gap, split, m1, m2})
+    fit(driver, cells[x_code][0])
+    driver.find_element(By.ID, "ed-reshape").click()
+    inside = cells[x_code][0].representative_point()
+    click_at(driver, inside.x, inside.y)
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "var s = window.gridEditor.state; return s.selected.length === 1 && "
+        "s.layers[s.selected[0]].pm.enabled()"))
+    drag_at(driver, vertex.x, vertex.y, 25, 18)
+    driver.find_element(By.ID, "ed-apply").click()
+    reshaped = wait_result(driver, "reshape")
+    assert x_code in reshaped["reshaped"] and len(reshaped["reshaped"]) >= 2, reshaped
+    assert reshaped["coverage"]["valid"] is True
+    driver.find_element(By.ID, "ed-reshape").click()  # tool off
+    wait_idle(driver)
     screenshot(driver, f"editor-{engine.dialect.name}")
 
-    # 4. A refused edit says why, with the area, and draws where on the map.  (Dragging
+    # 5. A refused edit says why, with the area, and draws where on the map.  (Dragging
     # vertices precisely is fragile in a headless browser, so the page's own send() posts
     # a reshape that pushes a grid 25 m into its neighbours.)
     other = next(c for c in sorted(cells) if c not in {gap, split, m1, m2})
