@@ -93,6 +93,14 @@ def editor_site(engine, db_url):
     server.stop()
 
 
+@pytest.fixture
+def browser(chrome):  # noqa: F811
+    """The session's Chromium, logged out again afterwards (other tests share it)."""
+    chrome.delete_all_cookies()
+    yield chrome
+    chrome.delete_all_cookies()
+
+
 def wait_idle(driver, timeout=WAIT):
     WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
         "return !!(window.gridEditor && window.gridEditor.idle())"))
@@ -180,10 +188,9 @@ def login(driver, base):
     wait_idle(driver)
 
 
-def test_planner_draws_splits_and_merges_on_the_page(chrome, editor_site, engine,  # noqa: F811
-                                                     db_url):
+def test_planner_draws_splits_and_merges_on_the_page(browser, editor_site, engine, db_url):
     server, cells, gap, split, (m1, m2) = editor_site
-    driver = chrome
+    driver = browser
     severe_console_errors(driver)  # drop what earlier tests left
     login(driver, server.url)
     assert "覆盖有问题" in driver.find_element(By.ID, "ed-status").text  # the gap shows
