@@ -23,7 +23,7 @@ if (( ${#missing[@]} )); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python -m pip install -q --disable-pip-version-check -e ".${extras}"
-# Browser assets of the web map (Leaflet, Leaflet.markercluster) from npm, pinned by
+# Browser assets of the web map (Leaflet, Leaflet.markercluster, Leaflet-Geoman) from npm, pinned by
 # webmap/static/package-lock.json and served by the app itself: no CDN at run time.
 if command -v npm >/dev/null; then
   npm ci --prefix webmap/static --no-audit --no-fund --ignore-scripts --loglevel=error

@@ -10,7 +10,8 @@ from datetime import timedelta
 from flask import Flask
 
 from geodata.config import Settings
-from webmap import api, auth, dashboard, db, errors, hazards_api, maps, views
+from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
+                    views)
 
 
 def create_app(test_config=None):
@@ -43,6 +44,8 @@ def create_app(test_config=None):
     app.register_blueprint(views.bp)
     auth.init_app(app)
     app.register_blueprint(hazards_api.bp)
+    app.register_blueprint(edit_api.bp)
+    app.register_blueprint(editor.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
     maps.init_app(app)

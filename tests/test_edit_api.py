@@ -1,0 +1,212 @@
+"""The grid editing JSON API on both backends: roles, If-Match, refusals with the area."""
+
+import json
+from datetime import date
+
+import pytest
+import shapely
+import sqlalchemy as sa
+
+from geodata.crs import to_metric, to_storage
+from geodata.models import Grid, GridLineage
+from geodata.services.demo_loader import load_demo
+from geodata.services.grids import active_grids, grid_geometries
+from geodata.services.parks import get_park
+from geodata.services.users import create_token
+from geodata.storage import session_scope
+from tests.conftest import stored_snapshot
+from webmap import create_app
+
+PARK = "FGKFQ"
+EPSG = 4547
+BASE = f"/api/parks/{PARK}/edits"
+
+
+@pytest.fixture
+def api(db_url, engine):
+    load_demo(engine, today=date(2025, 11, 30))
+    tokens = {}
+    with session_scope(engine, write=True) as session:
+        for role in ("viewer", "inspector", "planner", "admin"):
+            tokens[role], _ = create_token(session, role, "tests")
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+
+    class Api:
+        db_url = None
+
+        def call(self, method, path, role="planner", body=None, headers=None, **kwargs):
+            headers = dict(headers or {})
+            if role:
+                headers["Authorization"] = f"Bearer {tokens[role]}"
+            if body is not None:
+                kwargs["data"] = body if isinstance(body, (str, bytes)) else json.dumps(body)
+                kwargs.setdefault("content_type", "application/json")
+            return app.test_client().open(BASE + path, method=method, headers=headers,
+                                          **kwargs)
+
+    Api.db_url = db_url
+    yield Api()
+    app.extensions["gridmap.engine"].dispose()
+
+
+def cells(engine):
+    """``{code: (metric geometry, version)}`` of the active level-1 grids."""
+    with session_scope(engine) as session:
+        rows = active_grids(session, get_park(session, PARK), level=1)
+        geoms = to_metric(grid_geometries(rows), EPSG)
+        return {g.code: (geom, g.version) for g, geom in zip(rows, geoms)}
+
+
+def park_version(engine):
+    with session_scope(engine) as session:
+        return get_park(session, PARK).version
+
+
+def geojson(metric_geom):
+    return shapely.geometry.mapping(to_storage(metric_geom, EPSG))
+
+
+def test_planner_splits_merges_and_reads_history(api, engine, runner):
+    state = api.call("GET", "/state", role="viewer")
+    assert state.status_code == 200
+    assert state.headers["ETag"] == f'"{park_version(engine)}"'
+    assert state.json["coverage"]["valid"] is True
+    features = {f["properties"]["code"]: f for f in state.json["grids"]["features"]}
+    assert len(features) == 60 and features["FGKFQ-022"]["properties"]["version"] == 1
+
+    grid = cells(engine)["FGKFQ-022"][0]
+    (x0, _, x1, _), cy = grid.bounds, grid.centroid.y
+    line = to_storage(shapely.LineString([(x0 - 5, cy), (x1 + 5, cy)]), EPSG)
+    split = api.call("POST", "/split", body={
+        "code": "FGKFQ-022", "line": shapely.geometry.mapping(line), "reason": "两家企业入驻",
+        "expected_version": 1}, headers={"If-Match": state.headers["ETag"]})
+    assert split.status_code == 200, split.json
+    body = split.json
+    assert body["retired"] == ["FGKFQ-022"] and len(body["added"]) == 2
+    assert body["coverage"]["valid"] is True
+    assert split.headers["ETag"] == f'"{body["park_version"]}"'
+    for code in body["added"]:
+        assert body["grids"][code]["geometry"]["type"] == "MultiPolygon"
+    with session_scope(engine) as session:
+        new_ids = session.execute(sa.select(Grid.id).where(Grid.code.in_(body["added"]))
+                                  ).scalars().all()
+        assert session.execute(sa.select(sa.func.count()).select_from(GridLineage).where(
+            GridLineage.grid_id.in_(new_ids))).scalar() == 2
+
+    merged = api.call("POST", "/merge", role="admin",
+                      body={"codes": body["added"], "reason": "合并"},
+                      headers={"If-Match": split.headers["ETag"]})
+    assert merged.status_code == 200, merged.json
+    assert sorted(merged.json["retired"]) == sorted(body["added"])
+    # Move a shared boundary 10 m: the neighbour gives the ground in the same edit.
+    grid = cells(engine)
+    a = "FGKFQ-030"
+    b = next(c for c, (g, _) in grid.items() if c != a and shapely.intersection(
+        g, grid[a][0].buffer(1)).area > 100)
+    moved = shapely.union(grid[a][0], shapely.intersection(
+        grid[b][0], grid[a][0].buffer(10, join_style="mitre")))
+    reshaped = api.call("POST", "/reshape", body={
+        "code": a, "geometry": geojson(moved), "neighbours": [b], "expected_version": 1,
+        "reason": "边界调整"}, headers={"If-Match": merged.headers["ETag"]})
+    assert reshaped.status_code == 200, reshaped.json
+    assert sorted(reshaped.json["reshaped"]) == sorted([a, b])
+    assert reshaped.json["grids"][a]["area_m2"] > grid[a][0].area + 100
+    history = api.call("GET", "", role="viewer").json
+    assert [e["operation"] for e in history["edits"]] == ["reshape", "merge", "split"]
+    assert [e["actor"] for e in history["edits"]] == ["planner", "admin", "planner"]
+    assert history["edits"][2]["reason"] == "两家企业入驻"
+    assert runner("check", "--park", PARK).exit_code == 0
+
+
+@pytest.mark.parametrize("role, status", [(None, 401), ("viewer", 403), ("inspector", 403)])
+def test_only_planners_and_admins_edit(api, engine, role, status):
+    snapshot = stored_snapshot(engine)
+    for path, body in (("/split", {"code": "FGKFQ-022", "parts": 2}),
+                       ("/merge", {"codes": ["FGKFQ-001", "FGKFQ-002"]}),
+                       ("/retire", {"code": "FGKFQ-022"})):
+        response = api.call("POST", path, role=role, body=body)
+        assert response.status_code == status, response.json
+        assert response.json["error"]["code"] == (
+            "authentication_required" if status == 401 else "forbidden")
+    assert stored_snapshot(engine) == snapshot
+
+
+def test_stale_if_match_is_412_and_changes_nothing(api, engine):
+    etag = f'"{park_version(engine)}"'
+    assert api.call("POST", "/split", body={"code": "FGKFQ-020", "parts": 2},
+                    headers={"If-Match": etag}).status_code == 200
+    snapshot = stored_snapshot(engine)
+    stale = api.call("POST", "/split", body={"code": "FGKFQ-015", "parts": 2},
+                     headers={"If-Match": etag})
+    assert stale.status_code == 412
+    assert stale.json["error"]["code"] == "precondition_failed"
+    conflict = api.call("POST", "/retire", body={"code": "FGKFQ-016", "expected_version": 9})
+    assert conflict.status_code == 409 and conflict.json["error"]["code"] == "stale_version"
+    assert stored_snapshot(engine) == snapshot
+
+
+def test_refused_overlap_is_422_with_area_and_geometry(api, engine):
+    grid = cells(engine)
+    a = "FGKFQ-022"
+    into = grid[a][0].buffer(25, join_style="mitre")
+    snapshot = stored_snapshot(engine)
+    response = api.call("POST", "/reshape", body={
+        "code": a, "geometry": geojson(into), "neighbours": [], "reason": "test"})
+    assert response.status_code == 422, response.json
+    error = response.json["error"]
+    assert error["code"] == "grid_overlap" and "m²" in error["message"]
+    assert error["details"]["area_m2"] > 100
+    problem = error["details"]["problems"][0]
+    assert problem["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    assert stored_snapshot(engine) == snapshot
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"geometry": {"type": "Polygon", "coordinates": [[[114.3, 34.0], [114.31, 34.0],
+                                                       [114.31, 34.01]]]}},
+     "invalid_geometry"),
+    ({"geometry": {"type": "Point", "coordinates": [114.3, 34.0]}}, "unsupported_geometry_type"),
+    ({"geometry": {"type": "Polygon"}}, "empty_geometry"),
+    ({"geometry": [1, 2]}, "invalid_geojson"),
+    ({}, "missing_field"),
+    ({"geometry": None, "colour": "red"}, "unknown_property"),
+])
+def test_bad_geometry_is_refused(api, engine, body, code):
+    snapshot = stored_snapshot(engine)
+    response = api.call("POST", "/draw", body=body)
+    assert response.status_code in (400, 422), response.json
+    assert response.json["error"]["code"] == code, response.json
+    assert stored_snapshot(engine) == snapshot
+
+
+def test_nan_and_wrong_media_type(api, engine):
+    nan = ('{"geometry": {"type": "Polygon", "coordinates": [[[NaN, 34.0], [114.31, 34.0], '
+           '[114.31, 34.01], [NaN, 34.0]]]}}')
+    response = api.call("POST", "/draw", body=nan)
+    assert response.status_code == 422 and response.json["error"]["code"] == "invalid_coordinate"
+    form = api.call("POST", "/draw", data="geometry=x",
+                    content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 415
+
+
+def test_editor_page_needs_a_planner(api, engine):
+    app = create_app({"DATABASE_URL": api.db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        anon = client.get(f"/parks/{PARK}/edit")
+        assert anon.status_code == 302 and "/login" in anon.headers["Location"]
+        for role, status in (("viewer", 403), ("planner", 200), ("admin", 200)):
+            with session_scope(engine, write=True) as session:
+                token, _ = create_token(session, role, "page")
+            page = client.get(f"/parks/{PARK}/edit", headers={"Authorization": f"Bearer {token}"})
+            assert page.status_code == status
+            html = page.get_data(as_text=True)
+            assert ("leaflet-geoman" in html) == (status == 200)
+            # No executable inline script: only src= scripts and the JSON settings block.
+            assert html.count("<script") == html.count("<script src=") + (status == 200)
+            assert "'unsafe-inline'" not in page.headers["Content-Security-Policy"].split(
+                "script-src")[1].split(";")[0]
+        assert client.get("/assets/geoman/../package.json").status_code == 404
+        assert client.get("/assets/geoman/secret.js").status_code == 404
+    finally:
+        app.extensions["gridmap.engine"].dispose()

@@ -1,0 +1,255 @@
+"""The grid editing JSON API (issue 6): each route checks the role, parses, calls
+:mod:`geodata.services.edits` in one write transaction and answers its outcome.
+
+=======  ======================================  ==========================================
+GET      /api/parks/<code>/edits                 the park's edit history (newest first)
+GET      /api/parks/<code>/edits/state           level-1 grids at full precision (code,
+                                                 name, version, area), the coverage
+                                                 status with problem geometries;
+                                                 ``ETag`` = the park's version
+POST     /api/parks/<code>/edits/draw            ``{geometry, name?, reason}``
+POST     /api/parks/<code>/edits/reshape         ``{code, geometry, neighbours?,
+                                                 expected_version?, reason}``
+POST     /api/parks/<code>/edits/split           ``{code, line | parts, expected_version?,
+                                                 reason}``
+POST     /api/parks/<code>/edits/merge           ``{codes, expected_versions?, reason}``
+POST     /api/parks/<code>/edits/retire          ``{code, to?, expected_version?, reason}``
+=======  ======================================  ==========================================
+
+Only ``planner`` and ``admin`` may edit (403 ``forbidden`` otherwise, 401
+without credentials); reading the history and state needs any login.
+``If-Match: "<park version>"`` is honoured (412 ``precondition_failed``
+when the park's grids changed meanwhile); a grid's ``expected_version``
+that is stale is 409 ``stale_version``.  Every edit answers
+:meth:`EditOutcome.to_dict` (added/reshaped/retired codes, the new
+geometries, the coverage summary) with the new park version as ``ETag``.
+A refused edit is 422 with ``details.problems`` (each with ``area_m2`` and
+its GeoJSON geometry) and ``details.area_m2``.  Geometries are GeoJSON in
+EPSG:4326, checked strictly by :func:`geodata.geometry.geometry_from_geojson`.
+"""
+
+import shapely
+from flask import Blueprint, jsonify, request
+
+from geodata.coverage import check_coverage
+from geodata.errors import ValidationError
+from geodata.geometry import geometry_from_geojson
+from geodata.services import edits
+from geodata.services.grids import active_grids, grid_layer
+from geodata.services.parks import get_park, park_boundary
+from geodata.workflow import PermissionDeniedError
+from webmap.auth import csrf, current_user
+from webmap.db import get_session
+from webmap.hazards_api import _body, _commit_or_rollback, _writer
+
+bp = Blueprint("edit_api", __name__, url_prefix="/api/parks/<code>/edits")
+csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
+
+#: Roles that may edit grids.
+EDITORS = frozenset({"planner", "admin"})
+MAX_REASON = 500
+POLYGONS = ("Polygon", "MultiPolygon")
+
+
+def require_editor():
+    """Return the user of this request if it may edit grids (401/403 otherwise)."""
+    user = current_user()
+    if user.role not in EDITORS:
+        raise PermissionDeniedError(f"role {user.role!r} may not edit grids",
+                                    details={"role": user.role, "action": "edit_grids"})
+    return user
+
+
+def _geometry(data, field, types):
+    if field not in data:
+        raise ValidationError(f"{field} is required", code="missing_field",
+                              details={"field": field})
+    geom = geometry_from_geojson(data[field], max_vertices=20_000)
+    if geom.geom_type not in types:
+        raise ValidationError(f"{field} must be a GeoJSON {' or '.join(types)}, not "
+                              f"{geom.geom_type}", code="unsupported_geometry_type",
+                              details={"field": field})
+    return geom
+
+
+def _text(data, field, required=False, limit=MAX_REASON):
+    value = data.get(field)
+    if value is None:
+        if required:
+            raise ValidationError(f"{field} is required", code="missing_field",
+                                  details={"field": field})
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValidationError(f"{field} must be a string of at most {limit} characters",
+                              code="invalid_value", details={"field": field})
+    return value.strip()
+
+
+def _version(data, field="expected_version"):
+    value = data.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{field} must be a non-negative integer", code="invalid_value",
+                              details={"field": field})
+    return value
+
+
+def _codes(data, field="codes"):
+    value = data.get(field)
+    if not (isinstance(value, list) and value and all(isinstance(c, str) and c for c in value)
+            and len(value) <= 100):
+        raise ValidationError(f"{field} must be a list of grid codes", code="invalid_value",
+                              details={"field": field})
+    return value
+
+
+def _code(data, field="code"):
+    value = data.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} (a grid code) is required", code="missing_field",
+                              details={"field": field})
+    return value.strip()
+
+
+def _edit(code, fields, call):
+    """Check the role and body, run ``call(session, park, data, actor=, reason=, if_match=)``."""
+    user = require_editor()
+    data = _body(fields | {"reason"})
+    reason = _text(data, "reason") or ""
+    if_match = request.headers.get("If-Match") or None
+    session = _writer()
+
+    def work():
+        park = get_park(session, code)
+        return call(session, park, data, actor=user.username, reason=reason, if_match=if_match)
+
+    outcome = _commit_or_rollback(session, work)
+    response = jsonify(outcome.to_dict())
+    response.headers["ETag"] = f'"{outcome.edit.park_version}"'
+    return response
+
+
+@bp.post("/draw")
+def draw(code):
+    """Draw a new level-1 grid over uncovered ground."""
+    def call(session, park, data, **kw):
+        return edits.draw_grid(session, park, _geometry(data, "geometry", POLYGONS),
+                               name=_text(data, "name", limit=100) or None, **kw)
+    return _edit(code, {"geometry", "name"}, call)
+
+
+@bp.post("/reshape")
+def reshape(code):
+    """Give a grid a new shape; its neighbours give or take the same ground."""
+    def call(session, park, data, **kw):
+        neighbours = data.get("neighbours")
+        return edits.reshape_grid(session, park, _code(data), _geometry(data, "geometry", POLYGONS),
+                                  neighbours=None if neighbours is None else _codes(
+                                      data, "neighbours") if neighbours else (),
+                                  expected_version=_version(data), **kw)
+    return _edit(code, {"code", "geometry", "neighbours", "expected_version"}, call)
+
+
+@bp.post("/split")
+def split(code):
+    """Split a grid by a line or into N parts of about equal area."""
+    def call(session, park, data, **kw):
+        line = parts = None
+        if "line" in data:
+            line = _geometry(data, "line", ("LineString",))
+        if "parts" in data:
+            parts = data["parts"]
+            if isinstance(parts, bool) or not isinstance(parts, int) or not 2 <= parts <= 50:
+                raise ValidationError("parts must be an integer from 2 to 50",
+                                      code="invalid_value", details={"field": "parts"})
+        return edits.split_grid(session, park, _code(data), line=line, parts=parts,
+                                expected_version=_version(data), **kw)
+    return _edit(code, {"code", "line", "parts", "expected_version"}, call)
+
+
+@bp.post("/merge")
+def merge(code):
+    """Merge two or more adjacent grids into a new one."""
+    def call(session, park, data, **kw):
+        codes = _codes(data)
+        expected = data.get("expected_versions")
+        if expected is not None and not (
+                isinstance(expected, dict) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                   for v in expected.values())):
+            raise ValidationError("expected_versions must be {code: version}",
+                                  code="invalid_value", details={"field": "expected_versions"})
+        return edits.merge_grids(session, park, codes, expected_versions=expected, **kw)
+    return _edit(code, {"codes", "expected_versions"}, call)
+
+
+@bp.post("/retire")
+def retire(code):
+    """Retire a grid; its ground goes to ``to`` or the neighbours."""
+    def call(session, park, data, **kw):
+        to = _code(data, "to") if data.get("to") is not None else None
+        return edits.retire_grid(session, park, _code(data), to=to,
+                                 expected_version=_version(data), **kw)
+    return _edit(code, {"code", "to", "expected_version"}, call)
+
+
+@bp.get("")
+def history(code):
+    """The park's edits, newest first."""
+    current_user()
+    session = get_session()
+    park = get_park(session, code)
+    response = jsonify({"park": park.code, "park_version": park.version,
+                        "edits": edits.park_history(session, park)})
+    response.headers["ETag"] = f'"{park.version}"'
+    return response
+
+
+def _problem_features(report):
+    features = []
+    for kind, items in (("gap", report.gaps), ("overlap", report.overlaps),
+                        ("outside", report.outside_park)):
+        for item in items:
+            features.append({"type": "Feature", "geometry": shapely.geometry.mapping(
+                item["geometry"]), "properties": {"problem": kind,
+                                                  "area_m2": round(item["area_m2"], 3)}})
+    return features
+
+
+def coverage_state(session, park):
+    """Level-1 grids at full precision and the park's coverage status (for the editor)."""
+    layer = grid_layer(session, park)
+    report = check_coverage(layer.geometry.to_numpy(), layer["code"].tolist(),
+                            layer["parent_code"].tolist(), park=park_boundary(park),
+                            tolerance_m=edits.TOLERANCE_M, metric_epsg=park.metric_epsg)
+    level1 = layer[layer["level"] == 1]
+    versions = {g.code: g.version for g in active_grids(session, park, level=1)}
+    features = [{"type": "Feature", "id": row.code, "geometry": shapely.geometry.mapping(
+        row.geometry), "properties": {"code": row.code, "name": row.name,
+                                      "version": versions.get(row.code),
+                                      "area_m2": round(float(row.area_m2), 1)}}
+                for row in level1.itertuples()]
+    summary = {"valid": bool(report.valid), "coverage_ratio": report.coverage_ratio,
+               "gaps": len(report.gaps),
+               "gap_area_m2": round(sum(x["area_m2"] for x in report.gaps), 3),
+               "overlaps": len(report.overlaps),
+               "overlap_area_m2": round(sum(x["area_m2"] for x in report.overlaps), 3),
+               "outside": len(report.outside_park),
+               "outside_area_m2": round(sum(x["area_m2"] for x in report.outside_park), 3)}
+    return {"park": park.code, "park_version": park.version,
+            "boundary": shapely.geometry.mapping(park_boundary(park)),
+            "grids": {"type": "FeatureCollection", "features": features},
+            "coverage": summary,
+            "problems": {"type": "FeatureCollection", "features": _problem_features(report)}}
+
+
+@bp.get("/state")
+def state(code):
+    """What the editing page draws: the grids, their versions and the coverage status."""
+    current_user()
+    session = get_session()
+    park = get_park(session, code)
+    response = jsonify(coverage_state(session, park))
+    response.headers["ETag"] = f'"{park.version}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
