@@ -47,32 +47,36 @@ def _load(url):
 _DEMO_URLS = {}
 
 
-@pytest.fixture(scope="session", params=["spatialite", "postgis"])
-def demo_url(request, tmp_path_factory):
-    """URL of a database holding the demo park (loaded once per backend; read-only).
+def demo_database(request, tmp_path_factory, name):
+    """Build (once per backend and name) a database holding the demo park; return its URL.
 
     pytest may set a parametrised session fixture up more than once when test
     order switches between its params; the database is built only the first
-    time and reused after that.
+    time and reused after that.  ``request.param`` is the backend.
     """
-    if request.param in _DEMO_URLS:
-        return _DEMO_URLS[request.param]
+    key = (request.param, name)
+    if key in _DEMO_URLS:
+        return _DEMO_URLS[key]
     if request.param == "spatialite":
-        path = tmp_path_factory.mktemp("demo") / "demo.sqlite"
-        url = _load(f"sqlite:///{path}")
+        url = _load(f"sqlite:///{tmp_path_factory.mktemp(name) / (name + '.sqlite')}")
     else:
         base = request.getfixturevalue("postgis_url")
         admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
                                  isolation_level="AUTOCOMMIT")
-        name = "gridmap_map_demo"
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         admin.dispose()
         url = _load(sa.engine.make_url(base).set(database=name).render_as_string(
             hide_password=False))
-    _DEMO_URLS[request.param] = url
+    _DEMO_URLS[key] = url
     return url
+
+
+@pytest.fixture(scope="session", params=["spatialite", "postgis"])
+def demo_url(request, tmp_path_factory):
+    """URL of a database holding the demo park (loaded once per backend; read-only)."""
+    return demo_database(request, tmp_path_factory, "gridmap_map_demo")
 
 
 def free_port():

@@ -25,7 +25,7 @@ from geodata.services import ledger
 from geodata.services.hazards import locate
 from geodata.services.parks import get_park
 from geodata.storage import make_engine, session_scope
-from tests.browser import (_load, LiveServer, chrome, screenshot,  # noqa: F401
+from tests.browser import (LiveServer, chrome, demo_database, screenshot,  # noqa: F401
                            severe_console_errors, wait_ready)
 
 pytestmark = pytest.mark.browser
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.browser
 PARK = "FGKFQ"
 MAP = f"/parks/{PARK}/map"
 WAIT = 60
-_URLS = {}
 #: A 1 x 1 PNG (the server checks the signature, not the name).
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
@@ -42,23 +41,7 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 @pytest.fixture(scope="session", params=["spatialite", "postgis"])
 def ledger_url(request, tmp_path_factory):
     """A demo database per backend that these tests may write to."""
-    if request.param in _URLS:
-        return _URLS[request.param]
-    if request.param == "spatialite":
-        url = _load(f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.sqlite'}")
-    else:
-        base = request.getfixturevalue("postgis_url")
-        admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
-                                 isolation_level="AUTOCOMMIT")
-        name = "gridmap_hazard_log"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        url = _load(sa.engine.make_url(base).set(database=name).render_as_string(
-            hide_password=False))
-    _URLS[request.param] = url
-    return url
+    return demo_database(request, tmp_path_factory, "gridmap_hazard_log")
 
 
 @pytest.fixture(scope="session")
