@@ -229,13 +229,7 @@ def coverage_state(session, park):
                                       "version": versions.get(row.code),
                                       "area_m2": round(float(row.area_m2), 1)}}
                 for row in level1.itertuples()]
-    summary = {"valid": bool(report.valid), "coverage_ratio": report.coverage_ratio,
-               "gaps": len(report.gaps),
-               "gap_area_m2": round(sum(x["area_m2"] for x in report.gaps), 3),
-               "overlaps": len(report.overlaps),
-               "overlap_area_m2": round(sum(x["area_m2"] for x in report.overlaps), 3),
-               "outside": len(report.outside_park),
-               "outside_area_m2": round(sum(x["area_m2"] for x in report.outside_park), 3)}
+    summary = edits.coverage_summary(report)
     return {"park": park.code, "park_version": park.version,
             "boundary": shapely.geometry.mapping(park_boundary(park)),
             "grids": {"type": "FeatureCollection", "features": features},

@@ -401,7 +401,8 @@ def _refuse(problems):
         details={"problems": problems, "area_m2": round(total, 3)})
 
 
-def _coverage_summary(report):
+def coverage_summary(report):
+    """Counts and areas (m²) of a coverage report's problems, for edit answers."""
     return {"valid": bool(report.valid), "coverage_ratio": report.coverage_ratio,
             "gaps": len(report.gaps),
             "gap_area_m2": round(sum(g["area_m2"] for g in report.gaps), 3),
@@ -562,7 +563,7 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
     if dry_run:
         added = [codes[n.key] for n in plan.new]
         return Preview(added=added, reshaped=sorted((set(after) - plan.retire) | set(re_codes)),
-                       retired=sorted(plan.retire), coverage=_coverage_summary(after_report),
+                       retired=sorted(plan.retire), coverage=coverage_summary(after_report),
                        problems=problems, warnings=list(plan.warnings),
                        unchanged=len(keep) - len(set(after) - plan.retire), report=after_report)
     if problems and not allow_problems:
@@ -632,7 +633,7 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
     reassign_grids(session, park)
     _relocate_hazards(session, park)
     session.flush()
-    summary = _coverage_summary(after_report)
+    summary = coverage_summary(after_report)
     added = [codes[n.key] for n in plan.new]
     reshaped = sorted((set(after) - plan.retire) | set(re_codes))
     grids = {}
