@@ -19,7 +19,8 @@ from webmap.db import get_session
 bp = Blueprint("ledger_pages", __name__)
 
 #: No inline scripts and nothing from elsewhere: hazard text can never run.
-CSP = "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; base-uri 'none'"
+CSP = ("default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
 @bp.after_request
