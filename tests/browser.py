@@ -185,8 +185,8 @@ PAYLOAD_NAME = "<img src=x onerror=alert(1)>"
 PAYLOAD_NOTE = "${alert(1)}"
 PAYLOAD_STAFF = "<script>alert(2)</script>"
 PAYLOAD_PARK = "测试{{7*7}}园区 <b>X</b>"  # folium once ran park names as templates (49)
-PAYLOAD_USER = "<svg onload=alert(5)>{{7*7}}"  # a planner's user name and display name
-PAYLOAD_USER_PASSWORD = "planner-pass-123"
+PAYLOAD_USER = "<svg onload=alert(5)>{{7*7}}"  # a planner's display name
+PAYLOAD_PLANNER = ("hostile.planner", "planner-pass-123")  # user names are a safe alphabet
 
 
 def load_payload_park(engine):
@@ -196,7 +196,7 @@ def load_payload_park(engine):
     is named :data:`PAYLOAD_NAME`, a hazard there has the note
     :data:`PAYLOAD_NOTE` and the grid chief is named :data:`PAYLOAD_STAFF`.
     A second enterprise sits inside the first one's site (a hidden unit named
-    with a backtick payload).  A planner is called :data:`PAYLOAD_USER`.
+    with a backtick payload).  A planner's display name is :data:`PAYLOAD_USER`.
     """
     from datetime import timedelta
 
@@ -246,6 +246,5 @@ def load_payload_park(engine):
              "description": "ok", "found_date": today, "deadline": today + timedelta(days=9)}],
             geometry=[metric_point(300, 700), metric_point(600, 100)], crs=4326)
         import_hazards(session, park, hazards)
-        add_user(session, PAYLOAD_USER, PAYLOAD_USER_PASSWORD, "planner",
-                 display_name=PAYLOAD_USER)
+        add_user(session, *PAYLOAD_PLANNER, "planner", display_name=PAYLOAD_USER)
     return "X"
