@@ -410,6 +410,22 @@ def test_login_next_never_leaves_the_site(db_url, engine, target):
         app.extensions["gridmap.engine"].dispose()
 
 
+@pytest.mark.parametrize("query", ["code=x", "fmt=x", "_external=1&_scheme=javascript",
+                                   "_anchor=x", "_method=x"])
+def test_ledger_export_links_take_only_the_filters(db_url, engine, query):
+    tokens = build_park(engine)
+    app = create_app({"DATABASE_URL": db_url})
+    try:
+        response = app.test_client().get(f"/parks/T/ledger?{query}&status=closed",
+                                         headers={"Authorization": f"Bearer {tokens['viewer']}"})
+        assert response.status_code == 200
+        links = re.findall(r'href="([^"]*ledger\.(?:csv|xlsx)[^"]*)"', response.get_data(
+            as_text=True))
+        assert links == ["/parks/T/ledger.csv?status=closed", "/parks/T/ledger.xlsx?status=closed"]
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
 @pytest.mark.parametrize("text", ["=1+1", " =1+1", "+1", "-1", "@SUM(1)", "\t=1", "\n=1"])
 def test_exports_neutralise_formulas_and_control_characters(db_url, engine, text):
     tokens = build_park(engine)

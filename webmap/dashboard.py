@@ -65,9 +65,11 @@ def ledger_page(code):
     park = get_park(session, code)
     filters = _filters()
     rows = ledger_rows(session, park=park, **filters)
+    # The export links repeat the known filters only: url_for reads _external, _scheme
+    # and _anchor from its keywords, and a second ``code`` raised a TypeError (a 500).
+    export_args = {k: request.args[k] for k in ("status", "overdue") if request.args.get(k)}
     return render_template("ledger.html", park=park, rows=rows, columns=COLUMNS,
-                           states=STATE_NAMES, filters=filters, query=request.query_string
-                           .decode("ascii", "replace"))
+                           states=STATE_NAMES, filters=filters, export_args=export_args)
 
 
 @bp.get("/parks/<code>/ledger.<fmt>")
