@@ -113,7 +113,7 @@ def test_nav_shows_each_page_to_the_roles_that_may_open_it(browser, live_server,
         open_page(browser, base, name)
         assert nav_ids(browser) == NAV_BY_ROLE[role], (role, name)
         if role:
-            assert browser.find_element(By.ID, "nav-user").text.startswith(role)
+            assert browser.find_element(By.ID, "nav-user").text.startswith(f"演示{role}")
 
 
 def test_nav_reaches_every_page_from_every_page(browser, live_server):  # noqa: F811
