@@ -16,7 +16,8 @@ from geodata.ledger_export import export_ledger
 from geodata.services import ledger
 from geodata.services.parks import get_park
 from geodata.services.users import (add_user, allowed_grid_ids, create_demo_accounts,
-                                    create_token, get_user, list_users, set_role)
+                                    create_token, get_user, list_users, revoke_tokens,
+                                    set_active, set_password, set_role)
 from geodata.storage import session_scope
 from geodata.workflow import ROLES, STATE_NAMES
 
@@ -118,7 +119,7 @@ def export(obj, file, park_code, status, overdue):
 
 @click.group("users")
 def users():
-    """Accounts: add, list, set-role, token, demo-accounts."""
+    """Accounts: add, list, set-role, set-password, disable, enable, token, revoke-token."""
 
 
 @users.command("add")
@@ -159,6 +160,53 @@ def set_role_(obj, username, role):
     with session_scope(obj.ready_engine(), write=True) as session:
         user = set_role(session, username, role)
         click.echo(f"{user.username} is now {user.role}")
+
+
+@users.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of stdin instead of prompting.")
+@_pass_obj
+def set_password_(obj, username, password_stdin):
+    """Give USERNAME a new password (asked twice, hidden); their open sessions end."""
+    if password_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_password(session, username, password)
+        click.echo(f"new password set for {user.username}; their sessions have ended")
+
+
+@users.command("disable")
+@click.argument("username")
+@_pass_obj
+def disable(obj, username):
+    """Disable USERNAME: no login, and their sessions and API tokens stop working."""
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_active(session, username, False)
+        click.echo(f"{user.username} is disabled")
+
+
+@users.command("enable")
+@click.argument("username")
+@_pass_obj
+def enable(obj, username):
+    """Enable USERNAME again (they log in anew; revoked tokens stay revoked)."""
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_active(session, username, True)
+        click.echo(f"{user.username} is enabled")
+
+
+@users.command("revoke-token")
+@click.argument("username")
+@click.option("--name", help="Only the tokens with this name (default: all of them).")
+@_pass_obj
+def revoke_token(obj, username, name):
+    """Revoke USERNAME's API tokens; their open sessions end too."""
+    with session_scope(obj.ready_engine(), write=True) as session:
+        count = revoke_tokens(session, username, name)
+        click.echo(f"revoked {count} token(s) of {username}")
 
 
 @users.command("token")
