@@ -162,7 +162,7 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     (grid_id,), (enterprise_id,) = locate(session, park, [point])
     _check_grid_limit(actor, grid_id)
     try:
-        (code,) = ledger_codes(session, park, [code], year=found_date.year)
+        (code,) = ledger_codes(session, park, [code], years=[found_date.year])
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
     hazard = Hazard(park_id=park.id, code=code, grid_id=grid_id, enterprise_id=enterprise_id,
