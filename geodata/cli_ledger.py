@@ -117,6 +117,18 @@ def export(obj, file, park_code, status, overdue):
     click.echo(f"exported {count} hazards to {file}")
 
 
+_password_stdin = click.option(
+    "--password-stdin", is_flag=True,
+    help="Read the password from the first line of stdin instead of asking.")
+
+
+def _new_password(from_stdin):
+    """The first line of stdin, or a password asked for twice without echo."""
+    if from_stdin:
+        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 @click.group("users")
 def users():
     """Accounts: add, list, set-role, set-password, disable, enable, token, revoke-token."""
@@ -125,14 +137,17 @@ def users():
 @users.command("add")
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Prompted for when not given.")
+@click.option("--password", help="Asked for (twice, hidden) when not given; a password on "
+              "the command line can end up in the shell history.")
+@_password_stdin
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--grid", "grids", multiple=True, help="Limit to this grid (repeatable).")
 @click.option("--park", "park_code", help="Park of the --grid codes.")
 @_pass_obj
-def add(obj, username, role, password, display_name, grids, park_code):
-    """Create an account."""
+def add(obj, username, role, password, password_stdin, display_name, grids, park_code):
+    """Create an account (the password policy applies: see ``gridmap users set-password``)."""
+    if password is None:
+        password = _new_password(password_stdin)
     with session_scope(obj.ready_engine(), write=True) as session:
         park = get_park(session, park_code) if park_code else None
         user = add_user(session, username, password, role, display_name=display_name,
@@ -164,15 +179,15 @@ def set_role_(obj, username, role):
 
 @users.command("set-password")
 @click.argument("username")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the password from the first line of stdin instead of prompting.")
+@_password_stdin
 @_pass_obj
 def set_password_(obj, username, password_stdin):
-    """Give USERNAME a new password (asked twice, hidden); their open sessions end."""
-    if password_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
-    else:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    """Give USERNAME a new password (asked twice, hidden); their open sessions end.
+
+    Passwords need at least 10 characters, not only whitespace or one
+    repeated character, not a common password and not the user name.
+    """
+    password = _new_password(password_stdin)
     with session_scope(obj.ready_engine(), write=True) as session:
         user = set_password(session, username, password)
         click.echo(f"new password set for {user.username}; their sessions have ended")

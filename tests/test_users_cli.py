@@ -79,6 +79,13 @@ def test_set_password_policy(accounts, db_url, password, message):
     assert _accounts(accounts) == before
 
 
+def test_add_reads_the_password_from_stdin(engine, db_url):
+    result = CliRunner().invoke(main, ["--db", db_url, "users", "add", "zhao", "--role",
+                                       "viewer", "--password-stdin"], input="zhao-pass-2025\n")
+    assert result.exit_code == 0, result.output
+    assert verify_password("zhao-pass-2025", _user(engine, "zhao").password_hash)
+
+
 def test_user_name_is_not_a_password(engine, runner):
     before = _accounts(engine)
     result = runner("users", "add", "wang.xiaoming", "--role", "viewer", "--password",
