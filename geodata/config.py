@@ -11,6 +11,10 @@
 ``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
 ``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
                            ``10 per minute``; flask-limiter syntax).
+``GRIDMAP_SECURE_COOKIES`` ``true`` behind TLS (HTTPS): the session
+                           cookie gets ``Secure`` and every response sends
+                           ``Strict-Transport-Security`` (default ``false``;
+                           accepts true/false, 1/0, yes/no, on/off).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
 """
@@ -29,6 +33,16 @@ def default_database_url():
     return os.environ.get("GRIDMAP_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
+def _boolean(raw):
+    """Parse an environment flag; ``ValueError`` for anything but the usual spellings."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 @dataclass
 class Settings:
     """Validated settings; build with :meth:`from_env`."""
@@ -42,6 +56,7 @@ class Settings:
     sqlite_busy_timeout_s: float = 5.0
     session_hours: float = 8.0
     login_rate_limit: str = "10 per minute"
+    secure_cookies: bool = False
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -54,7 +69,7 @@ class Settings:
                 continue
             kind = f.type
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _boolean(raw) if kind is bool else kind(raw)
             except ValueError:
                 raise ConfigError(
                     f"GRIDMAP_{f.name.upper()}={raw!r} is not a valid {kind.__name__}",

@@ -911,7 +911,11 @@ _CATEGORIES = list(_HAZARDS)
 
 
 def _hazard_dates(rng, n, today):
-    """Split ``n`` hazards like the seed ledger and draw their dates (all within 2025).
+    """Split ``n`` hazards like the seed ledger and draw their dates.
+
+    Dates span the 328 days up to ``today`` (6 January to 30 November for
+    the default ``today``), so the ledger looks the same whichever day the
+    demo is loaded on.
 
     Of 920: 872 fixed at once, 18 closed after a deadline, 30 open of which 8
     are overdue; the open ones are 4 just found, 16 rectifying, 10 under
@@ -935,8 +939,8 @@ def _hazard_dates(rng, n, today):
     overdue[start_rect:start_rect + n_overdue - n_over_sup] = True
     overdue[start_rect + n_rect:start_rect + n_rect + n_over_sup] = True
 
-    start = date(2025, 1, 6)
-    span = (today - start).days
+    span = 328
+    start = today - timedelta(days=span)
     found, deadline = [], []
     for i in range(n):
         if immediate[i]:
@@ -1071,10 +1075,13 @@ def _hazard_table(rng, layout, sites, enterprises, staff, n, today):
     table["geometry"] = to_storage(points, _epsg())
     table["credit_code"] = _nones(table["credit_code"])
     table["deadline"] = _nones(table["deadline"])
-    # ledger numbers follow discovery time, like a paper 台账
+    # ledger numbers follow discovery time, like a paper 台账, and restart each
+    # year: the year in YH<year>-<seq> is the found date's year
     first_at = np.array([h[0]["at"] for h in table["history"]])
     table = table.iloc[np.argsort(first_at, kind="stable")].reset_index(drop=True)
-    table["code"] = [f"YH2025-{i + 1:04d}" for i in range(len(table))]
+    years = table["found_date"].map(lambda d: d.year)
+    seq = years.groupby(years).cumcount() + 1
+    table["code"] = [f"YH{y}-{n:04d}" for y, n in zip(years, seq)]
     return gpd.GeoDataFrame(table[_HAZARD_COLUMNS], geometry="geometry", crs=STORAGE_SRID)
 
 

@@ -120,7 +120,7 @@ def plan_transition(state, target, role, *, note="", deadline=None, supervision=
     deadline : datetime.date, optional
         Rectification deadline; required for ``start`` and ``reopen``.
     supervision : dict, optional
-        ``{"supervisor", "note", ...}``; required for ``close``.
+        ``{"note", "checked_at", "photo_id"}``; required for ``close``.
     today : datetime.date, optional
         For the deadline check (default: today).
 

@@ -120,6 +120,8 @@ BAD_CREATE = [
     (_valid(description="bad\u0000text"), "application/json", 422, "invalid_text"),
     (_valid(description="\u202eevil"), "application/json", 422, "invalid_text"),
     (_valid(status="closed"), "application/json", 422, "unknown_property"),
+    (_valid(code="YH2024-0001", found_date="2025-03-01"), "application/json", 422,
+     "code_year_mismatch"),
     (_valid(location={"type": "Polygon", "coordinates": []}), "application/json", 422,
      "invalid_geojson"),
     ('{"lon": 114.3, "lat":', "application/json", 400, "invalid_json"),

@@ -1,4 +1,4 @@
-"""Migration 0002 (the ledger) upgrades a 0001 database with data, on both backends."""
+"""Migrations upgrade older databases with data, on both backends: 0001 → head, 0003 → head."""
 
 import uuid
 from datetime import date, timedelta
@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from geodata import schema
 from geodata.services import ledger
 from geodata.services.parks import get_park
+from geodata.services.users import authenticate, end_sessions, hash_password, user_for_session
 from geodata.storage import make_engine, session_scope
 
 ROWS_0001 = [
@@ -90,5 +91,39 @@ def test_0001_database_with_data_upgrades_to_head(fresh_url):
         schema.upgrade(engine)  # again: nothing to do, nothing lost
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM hazard_events")).scalar() == 3
+    finally:
+        engine.dispose()
+
+
+def test_0003_accounts_upgrade_to_server_side_sessions(fresh_url):
+    engine = make_engine(fresh_url)
+    try:
+        schema.upgrade(engine, "0003")
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO users (id, username, display_name, role, password_hash, active, "
+                "created_at, version) VALUES (1, 'laowang', '老王', 'supervisor', :pw, :on, "
+                "'2025-01-01 00:00:00+00:00', 3), (2, 'gone', '', 'viewer', :pw, :off, "
+                "'2025-01-01 00:00:00+00:00', 1)"),
+                {"pw": hash_password("old-password-1"), "on": True, "off": False})
+            conn.execute(sa.text(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at, revoked) "
+                "VALUES (1, 'script', :h, '2025-01-01 00:00:00+00:00', :off)"),
+                {"h": "0" * 64, "off": False})
+        schema.upgrade(engine)
+        assert schema.current_revision(engine) == schema.head_revision()
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT username, version, session_version, active FROM users ORDER BY id")).all()
+            assert conn.execute(sa.text("SELECT count(*) FROM api_tokens")).scalar() == 1
+        assert [tuple(r) for r in rows] == [("laowang", 3, 1, True), ("gone", 1, 1, False)]
+        with session_scope(engine, write=True) as session:
+            user = authenticate(session, "laowang", "old-password-1")
+            assert user_for_session(session, user.id, 1) is user
+            end_sessions(user)
+        with session_scope(engine) as session:
+            assert user_for_session(session, 1, 1) is None
+            assert user_for_session(session, 1, 2).username == "laowang"
+            assert user_for_session(session, 2, 1) is None  # disabled
     finally:
         engine.dispose()

@@ -6,6 +6,7 @@ import zipfile
 import geopandas as gpd
 import pytest
 import shapely
+import sqlalchemy as sa
 
 from geodata.creditcode import make_credit_code
 from tests.conftest import metric_box, metric_point, stored_snapshot
@@ -250,6 +251,33 @@ def test_bad_credit_codes_are_all_named(runner, loaded, engine):
     assert result.exit_code == 2
     assert "feature 1, field 'credit_code'" in result.stderr
     assert "failing features: 1, 2" in result.stderr
+    assert stored_snapshot(engine) == before
+
+
+def test_imported_ledger_numbers_take_the_found_year(runner, loaded, engine):
+    point = metric_point(150, 150)
+    csv = loaded / "years.csv"
+    csv.write_text("lon,lat,category,found_date,code\n"
+                   f"{point.x},{point.y},消防安全,2025-12-30,\n"
+                   f"{point.x},{point.y},消防安全,2026-01-02,\n"
+                   f"{point.x},{point.y},消防安全,2026-01-03,YH2026-0007\n"
+                   f"{point.x},{point.y},消防安全,2026-01-04,\n", encoding="utf-8")
+    result = runner("import", "hazards", csv, "--park", "T")
+    assert result.exit_code == 0, result.output
+    with engine.connect() as conn:
+        codes = conn.execute(sa.text("SELECT code FROM hazards ORDER BY id")).scalars().all()
+    assert codes == ["YH2025-0001", "YH2026-0008", "YH2026-0007", "YH2026-0009"]
+
+
+def test_ledger_number_from_another_year_is_refused(runner, loaded, engine):
+    before = stored_snapshot(engine)
+    point = metric_point(150, 150)
+    csv = loaded / "wrong_year.csv"
+    csv.write_text("lon,lat,category,found_date,code\n"
+                   f"{point.x},{point.y},消防安全,2026-02-01,YH2025-0823\n", encoding="utf-8")
+    result = runner("import", "hazards", csv, "--park", "T")
+    assert result.exit_code == 2
+    assert "YH2025-0823 is from 2025 but the hazard was found in 2026" in result.stderr
     assert stored_snapshot(engine) == before
 
 

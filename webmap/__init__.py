@@ -11,7 +11,7 @@ from flask import Flask
 
 from geodata.config import Settings
 from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
-                    nav, views)
+                    nav, security, views)
 
 
 def create_app(test_config=None):
@@ -35,10 +35,13 @@ def create_app(test_config=None):
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         LOGIN_RATE_LIMIT=settings.login_rate_limit,
     )
     app.config.update(test_config)
     app.json.ensure_ascii = False
+    # First registered, so its after_request hook runs after every other one.
+    security.init_app(app)
     db.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)

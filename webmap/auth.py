@@ -1,7 +1,12 @@
 """Log in and out, who is asking, and what they may do.
 
 * Browsers log in with a form (``/login``) and get a signed session cookie
-  that expires after ``GRIDMAP_SESSION_HOURS`` (HttpOnly, SameSite=Lax).
+  that expires after ``GRIDMAP_SESSION_HOURS`` (HttpOnly, SameSite=Lax;
+  Secure with ``GRIDMAP_SECURE_COOKIES``).  The cookie holds the user id
+  and their ``session_version``; logout bumps that version on the server
+  (as do a new password, a role change, ``users disable`` and ``users
+  revoke-token``), so a cookie copied before logout is refused afterwards.
+  Logging out therefore ends the account's sessions in every browser.
 * Scripts send ``Authorization: Bearer <token>`` (``gridmap users token``).
 * Form posts carry a CSRF token (flask-wtf ``CSRFProtect``; a missing or
   wrong one gives 400 ``csrf_failed``).  The JSON API is exempt from the
@@ -25,11 +30,11 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from geodata.errors import GridmapError
-from geodata.models import User
 from geodata.services.ledger import Actor
-from geodata.services.users import allowed_grid_ids, authenticate, user_for_token
+from geodata.services.users import (allowed_grid_ids, authenticate, end_sessions,
+                                    user_for_session, user_for_token)
 from geodata.workflow import AuthenticationRequiredError, require
-from webmap.db import get_session
+from webmap.db import commit_or_rollback, get_session, write_session
 from webmap.errors import _response
 
 csrf = CSRFProtect()
@@ -50,15 +55,6 @@ def init_app(app):
     app.add_url_rule("/login", "login", limited_login, methods=["GET", "POST"])
     app.add_url_rule("/logout", "logout", logout, methods=["POST"])
     app.before_request(_load_user)
-
-    @app.after_request
-    def _login_headers(response):
-        if request.endpoint == "login":
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; script-src 'none'; form-action 'self'; base-uri 'none'")
-            response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
 
     @app.errorhandler(CSRFError)
     def _csrf_failed(exc):
@@ -91,11 +87,9 @@ def _load_user():
                                               code="invalid_token")
         g.user, g.auth = user, "token"
         return
-    uid = session.get("uid")
-    if isinstance(uid, int):
-        user = get_session().get(User, uid)
-        # A password or role change bumps the version: older cookies stop working.
-        if user is not None and user.active and session.get("uv") == user.version:
+    if "uid" in session:
+        user = user_for_session(get_session(), session.get("uid"), session.get("sv"))
+        if user is not None:
             g.user, g.auth = user, "session"
         else:
             session.clear()
@@ -147,12 +141,15 @@ def login():
                                error=exc.message), exc.http_status
     session.clear()
     session.permanent = True
-    session["uid"], session["uv"] = user.id, user.version
+    session["uid"], session["sv"] = user.id, user.session_version
     return redirect(_safe_next(request.form.get("next")))
 
 
 def logout():
-    """End the session (a CSRF-protected form post)."""
+    """End the session on the server and in the browser (a CSRF-protected form post)."""
+    if g.get("auth") == "session":
+        db = write_session()
+        commit_or_rollback(db, lambda: end_sessions(g.user))
     session.clear()
     return redirect(url_for("login"))
 

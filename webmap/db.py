@@ -2,7 +2,7 @@
 
 from flask import current_app, g
 
-from geodata.storage import make_engine, make_session_factory
+from geodata.storage import begin_write, make_engine, make_session_factory
 
 
 def init_app(app):
@@ -28,3 +28,27 @@ def close_session(exc=None):
         if exc is not None:
             session.rollback()
         session.close()
+
+
+def write_session():
+    """The request's session, switched to a fresh write transaction.
+
+    The authentication lookup ran in a read transaction; on SQLite a read
+    snapshot cannot be upgraded to a writer, so it is ended first and the
+    write starts with ``BEGIN IMMEDIATE`` (writers queue instead of failing).
+    """
+    session = get_session()
+    session.commit()
+    begin_write(session)
+    return session
+
+
+def commit_or_rollback(session, work):
+    """Run ``work()`` and commit; roll back on any error (then re-raise)."""
+    try:
+        result = work()
+        session.commit()
+        return result
+    except BaseException:
+        session.rollback()
+        raise

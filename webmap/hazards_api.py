@@ -32,9 +32,10 @@ from wtforms.validators import ValidationError as CSRFValidationError
 from geodata.errors import BadRequestError, GridmapError, ValidationError
 from geodata.services import ledger
 from geodata.services.parks import get_park
-from geodata.storage import begin_write
 from webmap.auth import csrf, current_actor
-from webmap.db import get_session
+# edit_api imports these two under their old private names from here.
+from webmap.db import commit_or_rollback as _commit_or_rollback, get_session
+from webmap.db import write_session as _writer
 
 bp = Blueprint("hazards_api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
@@ -76,29 +77,6 @@ def _body(allowed):
         raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))[:200]}",
                               code="unknown_property", details={"allowed": sorted(allowed)})
     return data
-
-
-def _writer():
-    """The request's session, switched to a fresh write transaction.
-
-    The authentication lookup ran in a read transaction; on SQLite a read
-    snapshot cannot be upgraded to a writer, so it is ended first and the
-    write starts with ``BEGIN IMMEDIATE`` (writers queue instead of failing).
-    """
-    session = get_session()
-    session.commit()
-    begin_write(session)
-    return session
-
-
-def _commit_or_rollback(session, work):
-    try:
-        result = work()
-        session.commit()
-        return result
-    except BaseException:
-        session.rollback()
-        raise
 
 
 def _one(session, hazard, status=200):

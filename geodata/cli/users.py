@@ -6,22 +6,37 @@ from geodata.cli.context import emit_table, format_option, pass_context
 from geodata.vocabulary import ROLES
 
 
+_password_stdin = click.option(
+    "--password-stdin", is_flag=True,
+    help="Read the password from the first line of stdin instead of asking.")
+
+
+def _new_password(from_stdin):
+    """The first line of stdin, or a password asked for twice without echo."""
+    if from_stdin:
+        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 @click.group("users")
 def users():
-    """Accounts: add, list, set-role, token, demo-accounts."""
+    """Accounts: add, list, set-role, set-password, disable, enable, token, revoke-token."""
 
 
 @users.command("add")
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="Prompted for when not given.")
+@click.option("--password", help="Asked for (twice, hidden) when not given; a password on "
+              "the command line can end up in the shell history.")
+@_password_stdin
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--grid", "grids", multiple=True, help="Limit to this grid (repeatable).")
 @click.option("--park", "park_code", help="Park of the --grid codes.")
 @pass_context
-def add(obj, username, role, password, display_name, grids, park_code):
-    """Create an account."""
+def add(obj, username, role, password, password_stdin, display_name, grids, park_code):
+    """Create an account (the password policy applies: see ``gridmap users set-password``)."""
+    if password is None:
+        password = _new_password(password_stdin)
     from geodata.services.parks import get_park
     from geodata.services.users import add_user
     from geodata.storage import session_scope
@@ -64,6 +79,65 @@ def set_role_(obj, username, role):
     with session_scope(obj.ready_engine(), write=True) as session:
         user = set_role(session, username, role)
         click.echo(f"{user.username} is now {user.role}")
+
+
+@users.command("set-password")
+@click.argument("username")
+@_password_stdin
+@pass_context
+def set_password_(obj, username, password_stdin):
+    """Give USERNAME a new password (asked twice, hidden); their open sessions end.
+
+    Passwords need at least 10 characters, not only whitespace or one
+    repeated character, not a common password and not the user name.
+    """
+    from geodata.services.users import set_password
+    from geodata.storage import session_scope
+
+    password = _new_password(password_stdin)
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_password(session, username, password)
+        click.echo(f"new password set for {user.username}; their sessions have ended")
+
+
+@users.command("disable")
+@click.argument("username")
+@pass_context
+def disable(obj, username):
+    """Disable USERNAME: no login, and their sessions and API tokens stop working."""
+    from geodata.services.users import set_active
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_active(session, username, False)
+        click.echo(f"{user.username} is disabled")
+
+
+@users.command("enable")
+@click.argument("username")
+@pass_context
+def enable(obj, username):
+    """Enable USERNAME again (they log in anew; revoked tokens stay revoked)."""
+    from geodata.services.users import set_active
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_active(session, username, True)
+        click.echo(f"{user.username} is enabled")
+
+
+@users.command("revoke-token")
+@click.argument("username")
+@click.option("--name", help="Only the tokens with this name (default: all of them).")
+@pass_context
+def revoke_token(obj, username, name):
+    """Revoke USERNAME's API tokens; their open sessions end too."""
+    from geodata.services.users import revoke_tokens
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        count = revoke_tokens(session, username, name)
+        click.echo(f"revoked {count} token(s) of {username}")
 
 
 @users.command("token")

@@ -22,7 +22,11 @@ class User(Base):
     ``password_hash`` is ``scrypt$n$r$p$salt$hash`` (:mod:`hashlib`, see
     :mod:`geodata.services.users`); the password itself is never stored.
     A user with rows in ``user_grids`` may only log and move hazards in
-    those grids and their sub-grids.
+    those grids and their sub-grids.  ``active`` False (``gridmap users
+    disable``) refuses logins, sessions and tokens.  ``session_version`` is
+    copied into each login's signed cookie; bumping it (logout, password or
+    role change, disable, token revocation) rejects every cookie issued
+    before, so a captured cookie stops working on the server side.
     """
 
     __tablename__ = "users"
@@ -40,6 +44,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     grids = relationship("UserGrid", cascade="all, delete-orphan", back_populates="user")
     tokens = relationship("ApiToken", cascade="all, delete-orphan", back_populates="user")

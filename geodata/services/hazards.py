@@ -1,5 +1,6 @@
 """Hazards (隐患): spatial resolution, import with history, export."""
 
+import re
 from datetime import date
 
 import geopandas as gpd
@@ -22,6 +23,7 @@ from geodata.spatial import assign_to_cells
 STATUS_NAMES = {**{s: s for s in HAZARD_STATUSES},
                 "排查": "found", "整改": "rectifying", "督导": "supervising", "销号": "closed"}
 LEVEL_NAMES = {**{v: v for v in HAZARD_LEVELS}, "一般": "general", "重大": "major"}
+_YEAR_CODE = re.compile(r"^YH(\d{4})-\d+$")
 
 
 def locate(session, park, points):
@@ -77,9 +79,13 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
                            index=int(outside[0]), field="geometry", file=file)
     grid_ids, enterprise_ids = locate(session, park, geoms)
     histories = gdf["history"].tolist() if "history" in gdf else [None] * len(gdf)
-    codes = ledger_codes(session, park, gdf.get("code", [None] * len(gdf)), file=file)
+    rows = list(attr.records(gdf.drop(columns=["history"], errors="ignore")))
+    found = [attr.day(row.get("found_date"), field="found_date", index=i, file=file)
+             or date.today() for i, row in rows]
+    codes = ledger_codes(session, park, gdf.get("code", [None] * len(gdf)), file=file,
+                         years=[d.year for d in found])
     new = []
-    for i, row in attr.records(gdf.drop(columns=["history"], errors="ignore")):
+    for i, row in rows:
         where = {"index": i, "file": file}
         status = STATUS_NAMES.get(attr.text(row.get("status"), field="status", required=False,
                                             **where) or "found")
@@ -98,8 +104,7 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
             level=level,
             description=attr.text(row.get("description"), field="description", required=False,
                                   max_length=2000, **where) or "",
-            found_date=attr.day(row.get("found_date"), field="found_date", **where)
-            or date.today(),
+            found_date=found[i],
             deadline=attr.day(row.get("deadline"), field="deadline", **where),
             status=status)
         if histories[i]:
@@ -115,15 +120,22 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
     return new, warnings
 
 
-def ledger_codes(session, park, given, *, file=None, year=None):
+def ledger_codes(session, park, given, *, file=None, years=None):
     """Validate given ledger numbers and fill blanks with the next ``YH<year>-<seq>``.
+
+    ``years`` holds each hazard's found-date year (default: this year for
+    all): a blank gets the next number of its own year, and a given
+    ``YH<year>-...`` code must carry that year, so a ledger number never
+    contradicts its found date.
 
     Raises
     ------
     ConflictError
         ``duplicate_hazard_code`` in the input or against the park's ledger.
+    FeatureError
+        ``code_year_mismatch`` when a ``YH<year>-`` code's year is not the found year.
     """
-    year = year or date.today().year
+    years = list(years) if years is not None else [date.today().year] * len(given)
     stored = set(session.execute(sa.select(Hazard.code).where(
         Hazard.park_id == park.id)).scalars())
     codes = [attr.code(c, index=i, field="code", file=file, required=False, max_length=32)
@@ -134,15 +146,22 @@ def ledger_codes(session, park, given, *, file=None, year=None):
             raise ConflictError(f"{file or 'input'}: feature {i}: hazard code {c} is already "
                                 "in the ledger", code="duplicate_hazard_code",
                                 details={"file": file, "feature": i, "field": "code"})
+        match = _YEAR_CODE.match(c or "")
+        if match and int(match.group(1)) != years[i]:
+            raise FeatureError(f"ledger number {c} is from {match.group(1)} but the hazard was "
+                               f"found in {years[i]}", code="code_year_mismatch", index=i,
+                               field="code", file=file)
         seen.add(c)
-    prefix = f"YH{year}-"
-    taken = {int(c[len(prefix):]) for c in stored | seen
-             if c and c.startswith(prefix) and c[len(prefix):].isdigit()}
-    seq = max(taken, default=0)
+    last = {}  # prefix -> highest number used so far
     for i, c in enumerate(codes):
         if c is None:
-            seq += 1
-            codes[i] = f"{prefix}{seq:04d}"
+            prefix = f"YH{years[i]}-"
+            if prefix not in last:
+                last[prefix] = max((int(t[len(prefix):]) for t in stored | seen
+                                    if t and t.startswith(prefix) and t[len(prefix):].isdigit()),
+                                   default=0)
+            last[prefix] += 1
+            codes[i] = f"{prefix}{last[prefix]:04d}"
     return codes
 
 

@@ -184,7 +184,7 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     (grid_id,), (enterprise_id,) = locate(session, park, [point])
     _check_grid_limit(actor, grid_id)
     try:
-        (code,) = ledger_codes(session, park, [code], year=found_date.year)
+        (code,) = ledger_codes(session, park, [code], years=[found_date.year])
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
     hazard = Hazard(park_id=park.id, code=code, grid_id=grid_id, enterprise_id=enterprise_id,
@@ -222,8 +222,9 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
     if_match : bool
         True when the version came from an ``If-Match`` header (412, not 409).
     supervision : dict, optional
-        ``{"note", "checked_at" (ISO datetime, default now), "supervisor"
-        (default the actor), "photo_id"}``; required to close.
+        ``{"note", "checked_at" (ISO datetime, default now), "photo_id"}``;
+        required to close.  The record's supervisor is always the acting
+        user; a ``"supervisor"`` naming anyone else is refused.
 
     Raises
     ------
@@ -268,8 +269,11 @@ def _supervision(session, hazard, data, actor, outcome):
         raise ValidationError(f"unknown supervision fields: {', '.join(sorted(unknown))}",
                               code="unknown_property", details={"field": "supervision"})
     note = _text(data.get("note"), "supervision.note", required=outcome == "passed")
-    supervisor = _text(data.get("supervisor"), "supervision.supervisor",
-                       max_length=100) or actor.name
+    # Who supervised is who is logged in, never a typed name: the record is evidence.
+    if data.get("supervisor") not in (None, actor.name):
+        raise ValidationError(f"the supervisor is the user taking this step ({actor.name}); "
+                              "leave supervision.supervisor out", code="supervisor_not_actor",
+                              details={"field": "supervision.supervisor"})
     checked_at = data.get("checked_at")
     if checked_at is None:
         checked_at = datetime.now(timezone.utc)
@@ -292,7 +296,7 @@ def _supervision(session, hazard, data, actor, outcome):
         if photo is None or photo.hazard_id != hazard.id:
             raise ValidationError(f"no photo {photo_id!r} of this hazard", code="unknown_photo",
                                   details={"field": "supervision.photo_id"})
-    record = Supervision(hazard_id=hazard.id, supervisor=supervisor, checked_at=checked_at,
+    record = Supervision(hazard_id=hazard.id, supervisor=actor.name, checked_at=checked_at,
                          outcome=outcome, note=note, photo_id=photo_id)
     session.add(record)
     return record

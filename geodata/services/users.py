@@ -1,9 +1,14 @@
-"""Accounts: password hashing (``hashlib.scrypt``), API tokens, roles and grid limits.
+"""Accounts: password hashing (``hashlib.scrypt``), password policy, API tokens, sessions.
 
 Passwords are stored as ``scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>`` and
 compared in constant time.  API tokens are ``gm_`` plus 32 random bytes
 (URL-safe base64); only their SHA-256 is stored, so a leaked database does
 not leak usable tokens.  A token is shown once, when created.
+
+Login cookies carry the user's ``session_version``
+(:func:`user_for_session`); :func:`end_sessions` bumps it, which is how
+logout, :func:`set_password`, :func:`set_role`, :func:`set_active` (disable)
+and :func:`revoke_tokens` end every session of the account on the server.
 """
 
 import hashlib
@@ -20,10 +25,18 @@ from geodata.models import ApiToken, Grid, User, UserGrid
 from geodata.workflow import ROLES, AuthenticationRequiredError
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-MIN_PASSWORD = 8
+#: Password policy: length in characters (code points).
+MIN_PASSWORD, MAX_PASSWORD = 10, 1024
+#: Refused whatever their length (compared lower-cased); the user's own name is refused too.
+COMMON_PASSWORDS = frozenset({
+    "password", "password1", "password12", "password123", "password1234", "passw0rd",
+    "p@ssw0rd", "p@ssw0rd123", "1234567890", "0123456789", "12345678910", "123456789a",
+    "a123456789", "a1234567890", "qq123456789", "1q2w3e4r5t", "1qaz2wsx3edc", "qwertyuiop",
+    "qwerty1234", "qwerty123456", "asdfghjkl1", "zxcvbnm123", "abc1234567", "abcd123456",
+    "iloveyou123", "woaini1314", "woaini1314520", "admin12345", "admin123456",
+    "administrator", "welcome123", "changeme123", "letmein123", "gridmap123", "gridmap2025",
+    "gridmap2026"})
 _USERNAME = re.compile(r"^[A-Za-z0-9_.-]{2,64}$")
-# Verified against when the user does not exist, so timing does not reveal names.
-_DUMMY_HASH = None
 
 
 def hash_password(password):
@@ -59,6 +72,40 @@ def _check_role(role):
     return role
 
 
+def check_password(password, username=""):
+    """Apply the password policy; return ``password`` unchanged.
+
+    At least :data:`MIN_PASSWORD` and at most :data:`MAX_PASSWORD`
+    characters, not only whitespace, not one character repeated, not in
+    :data:`COMMON_PASSWORDS` and not the user name (case-insensitive).
+
+    Raises
+    ------
+    ValidationError
+        422 ``weak_password``; ``details["rule"]`` names the rule broken.
+    """
+    def refuse(rule, message):
+        raise ValidationError(message, code="weak_password",
+                              details={"field": "password", "rule": rule})
+
+    if not isinstance(password, str):
+        refuse("type", "the password must be text")
+    if len(password) < MIN_PASSWORD:
+        refuse("min_length", f"passwords need at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        refuse("max_length", f"passwords have at most {MAX_PASSWORD} characters")
+    if not password.strip():
+        refuse("whitespace", "the password is only whitespace")
+    if len(set(password)) == 1:
+        refuse("repeated", "the password is one character repeated")
+    folded = password.strip().lower()
+    if folded in COMMON_PASSWORDS:
+        refuse("common", "the password is on the list of common passwords; choose another")
+    if isinstance(username, str) and username and folded == username.lower():
+        refuse("username", "the password must not be the user name")
+    return password
+
+
 def get_user(session, username):
     """Return the user called ``username``.
 
@@ -86,9 +133,7 @@ def add_user(session, username, password, role, *, display_name="", grid_codes=(
     if not isinstance(username, str) or not _USERNAME.match(username):
         raise ValidationError("user names are 2-64 letters, digits, '_', '.' or '-'",
                               code="invalid_username", details={"field": "username"})
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise ValidationError(f"passwords need at least {MIN_PASSWORD} characters",
-                              code="weak_password", details={"field": "password"})
+    check_password(password, username)
     _check_role(role)
     try:
         display_name = attr.text(display_name, field="display_name", required=False) or ""
@@ -123,8 +168,70 @@ def set_role(session, username, role):
     """Change a user's role and return the user."""
     user = get_user(session, username)
     user.role = _check_role(role)
+    end_sessions(user)
     session.flush()
     return user
+
+
+def end_sessions(user):
+    """End every login session of ``user``: cookies issued before are refused from now on."""
+    user.session_version = (user.session_version or 1) + 1
+
+
+def set_password(session, username, password):
+    """Give ``username`` a new password (policy-checked) and end their sessions.
+
+    API tokens are kept: revoke them with :func:`revoke_tokens`.
+
+    Raises
+    ------
+    NotFoundError
+        ``unknown_user``.
+    ValidationError
+        ``weak_password``.
+    """
+    user = get_user(session, username)
+    user.password_hash = hash_password(check_password(password, user.username))
+    end_sessions(user)
+    session.flush()
+    return user
+
+
+def set_active(session, username, active):
+    """Enable or disable ``username``; disabling ends their sessions.
+
+    A disabled user cannot log in, and their sessions and API tokens are
+    refused (:func:`authenticate`, :func:`user_for_session`,
+    :func:`user_for_token`).  Enabling does not revive old sessions.
+    """
+    user = get_user(session, username)
+    user.active = bool(active)
+    if not active:
+        end_sessions(user)
+    session.flush()
+    return user
+
+
+def revoke_tokens(session, username, name=None):
+    """Revoke ``username``'s API tokens (only those called ``name`` if given) and end sessions.
+
+    Returns the number of tokens revoked.
+
+    Raises
+    ------
+    NotFoundError
+        ``unknown_user``, or ``unknown_token`` when ``name`` matches no live token.
+    """
+    user = get_user(session, username)
+    rows = [t for t in user.tokens if not t.revoked and (name is None or t.name == name)]
+    if name is not None and not rows:
+        raise NotFoundError(f"{username} has no unrevoked token called {name!r}",
+                            code="unknown_token")
+    for row in rows:
+        row.revoked = True
+    end_sessions(user)
+    session.flush()
+    return len(rows)
 
 
 def list_users(session):
@@ -149,22 +256,41 @@ def create_token(session, username, name="", *, days=None):
 def authenticate(session, username, password):
     """Return the active user with this name and password.
 
+    An unknown name, a disabled account and a wrong password all run one
+    scrypt verification with the configured cost and give the same error,
+    so neither the answer nor its timing tells which it was.
+
     Raises
     ------
     AuthenticationRequiredError
         401 ``invalid_credentials``; the message does not say which part was wrong.
     """
-    global _DUMMY_HASH
     user = None
     if isinstance(username, str) and len(username) <= 64:
         user = session.execute(
             sa.select(User).where(User.username == username)).scalar_one_or_none()
-    if user is None:
-        _DUMMY_HASH = _DUMMY_HASH or hash_password("not a password")
-        verify_password(str(password), _DUMMY_HASH)
-    elif user.active and verify_password(str(password), user.password_hash):
+    # No user: verify against a digest of zeros, which no password yields.
+    stored = user.password_hash if user is not None else (
+        f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${'00' * 16}${'00' * 32}")
+    matches = verify_password(password if isinstance(password, str) else "", stored)
+    if matches and user is not None and user.active:
         return user
     raise AuthenticationRequiredError("wrong user name or password", code="invalid_credentials")
+
+
+def user_for_session(session, user_id, session_version):
+    """Return the active user ``user_id`` if ``session_version`` is still theirs, or None.
+
+    ``session_version`` comes from the login cookie; :func:`end_sessions`
+    makes older ones stale.
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, int) or not isinstance(
+            session_version, int):
+        return None
+    user = session.get(User, user_id)
+    if user is None or not user.active or user.session_version != session_version:
+        return None
+    return user
 
 
 def user_for_token(session, token):
