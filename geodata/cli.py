@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from geodata import schema
 from geodata.config import Settings
 from geodata.errors import GridmapError, SchemaMissingError
+from geodata.files import atomic_write
 from geodata.services.transfer import LAYERS, export_file, import_file
 from geodata.storage import make_engine, safe_url, translate_db_error
 
@@ -44,9 +45,16 @@ class Context:
 
     @property
     def engine(self):
-        """The engine for ``--db`` (created on first use)."""
+        """The engine for ``--db`` (made on first use); a SpatiaLite file must exist."""
+        return self._make_engine(create=False)
+
+    def creating_engine(self):
+        """The engine for ``init-db`` and ``demo``, the only commands that create the file."""
+        return self._make_engine(create=True)
+
+    def _make_engine(self, create):
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url,
+            self._engine = make_engine(self.settings.database_url, create=create,
                                        busy_timeout_s=self.settings.sqlite_busy_timeout_s)
         return self._engine
 
@@ -57,7 +65,7 @@ class Context:
             self._engine = None
 
     def ready_engine(self):
-        """The engine, after checking that the schema exists and is current."""
+        """The engine, after checking that the database and its schema exist."""
         revision = schema.current_revision(self.engine)
         if revision is None:
             raise SchemaMissingError(
@@ -72,7 +80,7 @@ pass_context = click.make_pass_decorator(Context)
 @click.group(cls=_Group)
 @click.option("--db", "database_url", metavar="URL",
               help="Database URL (default $GRIDMAP_DATABASE_URL, else the SpatiaLite file "
-                   "instance/gridmap.sqlite).")
+                   "gridmap.sqlite in the data folder: see `gridmap info`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="gridmap")
 @click.pass_context
@@ -89,9 +97,10 @@ def main(ctx, database_url, debug):
 @pass_context
 def init_db(obj):
     """Create or upgrade the schema (Alembic migrations; nothing is dropped)."""
-    schema.upgrade(obj.engine)
+    engine = obj.creating_engine()
+    schema.upgrade(engine)
     click.echo(f"database ready at {safe_url(obj.settings.database_url)} "
-               f"(schema {schema.current_revision(obj.engine)})")
+               f"(schema {schema.current_revision(engine)})")
 
 
 @main.command("demo")
@@ -101,8 +110,9 @@ def demo(obj, seed):
     """Create the schema if needed and load the demo park (扶沟县先进制造业开发区)."""
     from geodata.services.demo_loader import load_demo
 
-    schema.upgrade(obj.engine)
-    summary = load_demo(obj.engine, seed=seed)
+    engine = obj.creating_engine()
+    schema.upgrade(engine)
+    summary = load_demo(engine, seed=seed)
     click.echo(summary)
 
 
@@ -175,8 +185,8 @@ def hidden_units(obj, park_code, fmt):
 
 def _write_output(text, out):
     if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        with atomic_write(out) as temp:
+            temp.write_text(text + "\n", encoding="utf-8")
     else:
         click.echo(text)
 
