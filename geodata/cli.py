@@ -116,6 +116,28 @@ def demo(obj, seed):
     click.echo(summary)
 
 
+@main.command("info")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@pass_context
+def info(obj, fmt):
+    """Show the database, the data folder, library versions and row counts (read-only).
+
+    Exit 0, also when the database is not created yet (the report says so);
+    2 when it cannot be reached.
+    """
+    import json
+
+    from geodata.diagnostics import collect, to_text
+
+    report = collect(obj.settings, obj.engine)
+    click.echo(json.dumps(report, ensure_ascii=False, indent=1) if fmt == "json"
+               else to_text(report))
+    if report["database"]["status"] == "unreachable":
+        click.echo(f"error: {report['database']['message']}", err=True)
+        sys.exit(2)
+
+
 @main.command("import")
 @click.argument("layer", type=click.Choice(LAYERS))
 @click.argument("file", type=click.Path(dir_okay=False))
