@@ -1,5 +1,6 @@
 """Where data lives: the data folder, no database created by reading, ``gridmap info``."""
 
+import io
 import json
 import os
 
@@ -7,14 +8,16 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
+from PIL import Image
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from geodata.cli import main
 from geodata.config import Settings
-from geodata.errors import ConfigError
+from geodata.errors import ConfigError, DatabaseMissingError, ValidationError
 from geodata.files import atomic_write
 from geodata.io_ import write_layer
+from geodata.photos import photo_type
 from tests.conftest import table_counts
 
 
@@ -81,7 +84,6 @@ READ_ONLY = [
     ("hazards", "export", "ledger.csv"),
     ("users", "list"),
     ("edit", "history", "--park", "X"),
-    ("serve", "--port", "9"),
     # Writers that need the schema refuse too: an empty file would only lead to init-db.
     ("import", "parks", "parks.geojson"),
     ("users", "add", "u1", "--role", "viewer", "--password", "long-enough-1"),
@@ -98,6 +100,14 @@ def test_commands_on_a_missing_database_exit_2_and_create_nothing(elsewhere, arg
     assert result.stderr == (f"error: no database at {database}: run `gridmap demo` (demo data) "
                              "or `gridmap init-db`\n")
     assert every_file(elsewhere) == before
+
+
+def test_the_web_app_refuses_to_start_on_a_missing_database(elsewhere):
+    from webmap import create_app
+
+    with pytest.raises(DatabaseMissingError, match="run `gridmap demo`"):
+        create_app()
+    assert every_file(elsewhere) == []
 
 
 def test_info_on_a_missing_database_reports_it_and_creates_nothing(elsewhere):
@@ -189,3 +199,12 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
     with atomic_write(target) as temp:
         temp.write_text("whole")
     assert every_file(tmp_path) == ["report.json"] and target.read_text() == "whole"
+
+
+def test_a_decompression_bomb_photo_is_refused_before_decoding():
+    buffer = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(buffer, "PNG")  # 64 megapixels in a few kilobytes
+    assert len(buffer.getvalue()) < 100_000
+    with pytest.raises(ValidationError) as raised:
+        photo_type(buffer.getvalue())
+    assert raised.value.code == "invalid_photo" and "50 million pixels" in raised.value.message
