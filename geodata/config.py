@@ -1,8 +1,11 @@
 """Settings from ``GRIDMAP_*`` environment variables, validated once at startup.
 
 =========================  ==================================================
+``GRIDMAP_DATA_DIR``       Folder for the embedded database and hazard photos
+                           (default: the per-user data folder from
+                           platformdirs, ``~/.local/share/gridmap`` on Linux).
 ``GRIDMAP_DATABASE_URL``   SQLAlchemy URL; default: SpatiaLite file
-                           ``instance/gridmap.sqlite`` under the working dir.
+                           ``gridmap.sqlite`` in the data folder.
 ``GRIDMAP_SECRET_KEY``     Flask session key (random per process if unset).
 ``GRIDMAP_MAX_UPLOAD_MB``  Upload cap in MB (default 10).
 ``GRIDMAP_MAX_FEATURES``   Features per import (default 200 000).
@@ -17,20 +20,26 @@
                            accepts true/false, 1/0, yes/no, on/off).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
+
+Data never goes to the current folder or into the installed package: a
+command run from any folder finds the same database and photos.
 """
 
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import platformdirs
+
 from geodata.errors import ConfigError
 
-DEFAULT_SQLITE_PATH = Path("instance") / "gridmap.sqlite"
+DATABASE_FILE = "gridmap.sqlite"
+PHOTO_FOLDER = "photos"
 
 
-def default_database_url():
-    """Return ``$GRIDMAP_DATABASE_URL`` or the embedded SpatiaLite file URL."""
-    return os.environ.get("GRIDMAP_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+def default_data_dir():
+    """Return the per-user data folder (``~/.local/share/gridmap`` on Linux)."""
+    return platformdirs.user_data_dir("gridmap", appauthor=False)
 
 
 def _boolean(raw):
@@ -47,7 +56,8 @@ def _boolean(raw):
 class Settings:
     """Validated settings; build with :meth:`from_env`."""
 
-    database_url: str = field(default_factory=default_database_url)
+    data_dir: str = field(default_factory=default_data_dir)
+    database_url: str = ""  # empty: the SpatiaLite file in data_dir
     secret_key: str = field(default_factory=lambda: os.urandom(24).hex())
     max_upload_mb: float = 10.0
     max_features: int = 200_000
@@ -57,6 +67,17 @@ class Settings:
     session_hours: float = 8.0
     login_rate_limit: str = "10 per minute"
     secure_cookies: bool = False
+
+    def __post_init__(self):
+        # A relative GRIDMAP_DATA_DIR is taken once, against the folder it was given in.
+        self.data_dir = str(Path(self.data_dir).expanduser().absolute())
+        if not self.database_url:
+            self.database_url = f"sqlite:///{Path(self.data_dir) / DATABASE_FILE}"
+
+    @property
+    def photo_dir(self):
+        """Where hazard photos are stored: ``<data_dir>/photos``."""
+        return Path(self.data_dir) / PHOTO_FOLDER
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -89,3 +110,16 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})
+        self._check_data_dir()
+
+    def _check_data_dir(self):
+        """The data folder must be (or be creatable as) a writable folder; nothing is created."""
+        path = Path(self.data_dir)
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            where = "" if existing == path else f" ({existing} is not a writable folder)"
+            raise ConfigError(
+                f"the data folder {path} cannot be written{where}: set GRIDMAP_DATA_DIR to a "
+                "writable folder", details={"setting": "GRIDMAP_DATA_DIR"})

@@ -109,3 +109,10 @@ class SchemaMissingError(GridmapError):
 
     http_status = 503
     code = "schema_missing"
+
+
+class DatabaseMissingError(GridmapError):
+    """The SpatiaLite file does not exist; only ``init-db`` and ``demo`` create one (503)."""
+
+    http_status = 503
+    code = "database_missing"

@@ -240,31 +240,38 @@ def write_layer(frame, path):
 
     GeoJSON is written per RFC 7946 (EPSG:4326, no ``crs`` member); a
     ``.zip`` holds one Shapefile with its ``.prj``; CSV gets a ``wkt``
-    column.  Files QGIS opens as they are.
+    column.  Files QGIS opens as they are.  Everything is written in a
+    temporary folder beside ``path`` and moved onto it at the end, so a
+    failed export leaves the previous file (or none), never a partial one.
     """
     path = Path(path)
     suffix = _suffix(path)
-    if suffix == ".csv":
-        out = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
-        if isinstance(frame, gpd.GeoDataFrame):
-            out["wkt"] = shapely.to_wkt(frame.geometry.to_numpy(), rounding_precision=-1)
-        out.to_csv(path, index=False, encoding="utf-8")
-        return
-    if not isinstance(frame, gpd.GeoDataFrame):
+    if suffix != ".csv" and not isinstance(frame, gpd.GeoDataFrame):
         raise BadRequestError(f"{path}: a layer without geometry can only be written as .csv",
                               code="unsupported_format")
-    if suffix == ".zip":
-        with tempfile.TemporaryDirectory() as tmp:
-            shp = Path(tmp) / (path.stem + ".shp")
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as tmp:
+        out = Path(tmp) / path.name
+        if suffix == ".csv":
+            table = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
+            if isinstance(frame, gpd.GeoDataFrame):
+                table["wkt"] = shapely.to_wkt(frame.geometry.to_numpy(), rounding_precision=-1)
+            table.to_csv(out, index=False, encoding="utf-8")
+        elif FORMATS[suffix] == "ESRI Shapefile":
+            shp = Path(tmp) / "shp" / (path.stem + ".shp")
+            shp.parent.mkdir()
             pyogrio.write_dataframe(frame.rename(columns=SHAPEFILE_NAMES), shp,
                                     driver="ESRI Shapefile", encoding="UTF-8")
-            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-                for part in sorted(Path(tmp).iterdir()):
-                    archive.write(part, part.name)
-        return
-    if path.exists():
-        path.unlink()
-    # RFC 7946 output defaults to 7 decimals (~1 cm); 9 keeps round trips within 0.1 mm.
-    options = ({"RFC7946": "YES", "COORDINATE_PRECISION": 9}
-               if FORMATS[suffix] == "GeoJSON" else {})
-    pyogrio.write_dataframe(frame, path, driver=FORMATS[suffix], layer_options=options or None)
+            if suffix == ".shp":  # the sidecar files (.dbf, .shx, .prj, .cpg) move too
+                out = shp.parent
+            else:
+                with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+                    for part in sorted(shp.parent.iterdir()):
+                        archive.write(part, part.name)
+        else:
+            # RFC 7946 output defaults to 7 decimals (~1 cm); 9 keeps round trips within 0.1 mm.
+            options = ({"RFC7946": "YES", "COORDINATE_PRECISION": 9}
+                       if FORMATS[suffix] == "GeoJSON" else {})
+            pyogrio.write_dataframe(frame, out, driver=FORMATS[suffix],
+                                    layer_options=options or None)
+        for part in sorted(out.iterdir()) if out.is_dir() else [out]:
+            os.replace(part, path.with_name(part.name))

@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from geodata.errors import ValidationError
+from geodata.files import atomic_write
 from geodata.models import Supervision
 from geodata.services import ledger
 from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
@@ -134,5 +135,6 @@ def export_ledger(session, path, **filters):
         raise ValidationError(f"export to .csv or .xlsx, not {suffix or 'no extension'!r}",
                               code="unsupported_format")
     rows = ledger_rows(session, **filters)
-    path.write_bytes(to_csv(rows) if suffix == ".csv" else to_xlsx(rows))
+    with atomic_write(path) as temp:
+        temp.write_bytes(to_csv(rows) if suffix == ".csv" else to_xlsx(rows))
     return len(rows)

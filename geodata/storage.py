@@ -11,6 +11,7 @@ never block the writer and a locked database turns into a clean 503.
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 # shapely, pyproj and pyogrio bundle their own GEOS, PROJ and GDAL.  They must
 # be loaded before mod_spatialite, which SQLite opens with RTLD_GLOBAL: loaded
@@ -24,7 +25,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from geodata.errors import ConfigError, DatabaseUnavailableError, SchemaMissingError
+from geodata.errors import (ConfigError, DatabaseMissingError, DatabaseUnavailableError,
+                            SchemaMissingError)
 
 WRITE_OPTION = "gridmap_write"
 SPATIALITE_CANDIDATES = ("mod_spatialite", "/usr/lib/x86_64-linux-gnu/mod_spatialite.so",
@@ -67,8 +69,38 @@ def _load_spatialite(dbapi_conn, busy_timeout_s):
     cur.close()
 
 
-def make_engine(url, busy_timeout_s=5.0, **kwargs):
+def sqlite_file(url):
+    """Return the file of a SpatiaLite URL, or None for PostGIS and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or (
+            parsed.database.startswith("file:")):
+        return None
+    return Path(parsed.database)
+
+
+def require_database(url):
+    """Raise :class:`DatabaseMissingError` when ``url`` names a SpatiaLite file that is missing.
+
+    Only ``gridmap init-db`` and ``gridmap demo`` create the file; everything
+    else stops here with that advice instead of creating an empty database.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise DatabaseMissingError(
+            f"no database at {path}: run `gridmap demo` (demo data) or `gridmap init-db`",
+            details={"path": str(path)})
+
+
+def make_engine(url, busy_timeout_s=5.0, *, create=False, **kwargs):
     """Create an engine for a SpatiaLite or PostGIS URL.
+
+    Parameters
+    ----------
+    create : bool
+        SpatiaLite only: create a missing database file (and its folder).
+        Without it a missing file raises :class:`DatabaseMissingError` on
+        connect and is never created, so commands that only read leave no
+        empty database behind.
 
     Raises
     ------
@@ -77,9 +109,18 @@ def make_engine(url, busy_timeout_s=5.0, **kwargs):
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(parsed)
+        if path is not None and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, module=_sqlite_dbapi(), **kwargs)
+
+        if path is not None and not create:
+            @event.listens_for(engine, "do_connect")
+            def _existing_file_only(_dialect, _record, cargs, cparams):
+                # sqlite3 creates a missing file on connect; mode=rw opens only an existing one.
+                require_database(parsed)
+                cargs[0] = f"file:{quote(str(path.absolute()))}?mode=rw"
+                cparams["uri"] = True
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):

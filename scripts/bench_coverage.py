@@ -274,7 +274,7 @@ def bench_all_parks(n_parks, cells_per_park, workers, seed=0):
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/parks.sqlite"
-        engine = make_engine(url)
+        engine = make_engine(url, create=True)
         schema.upgrade(engine)
         for k in range(n_parks):
             cells, park = build_coverage(cells_per_park, seed=seed + k)

@@ -104,7 +104,7 @@ def _setup_database(url):
     from geodata.services.parks import import_parks
     from geodata.services.users import add_user, create_token
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=True)
     schema.upgrade(engine)
     park = gpd.GeoDataFrame([{"code": "BENCH", "name": "压测园区", "division_code": "411621"}],
                             geometry=[shapely.box(114.38, 34.05, 114.40, 34.07)], crs=4326)

@@ -217,7 +217,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="bench_map_")
     url = args.db or f"sqlite:///{tmp}/bench.sqlite"
-    engine = make_engine(url)
+    engine = make_engine(url, create=True)
     schema.upgrade(engine)
     t = time.perf_counter()
     load_demo(engine, today=date(2025, 11, 30))

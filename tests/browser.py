@@ -34,7 +34,7 @@ CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgro
 def _load(url):
     from geodata.services.demo_loader import load_demo
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=True)
     schema.upgrade(engine)
     load_demo(engine, today=DEMO_TODAY)
     if engine.dialect.name == "sqlite":

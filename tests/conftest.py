@@ -39,6 +39,18 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped under CI, which counts as a failure: {report.longrepr}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory):
+    """``GRIDMAP_DATA_DIR`` for the whole run (servers started in subprocesses too).
+
+    No test reads or writes the real per-user data folder.
+    """
+    path = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRIDMAP_DATA_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def postgis_url():
     """URL of a migrated PostGIS database for the session."""
@@ -67,7 +79,7 @@ def postgis_url():
 def spatialite_template(tmp_path_factory):
     """A migrated SpatiaLite file copied for each test."""
     path = tmp_path_factory.mktemp("template") / "gridmap.sqlite"
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}", create=True)
     schema.upgrade(engine)
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -90,3 +90,14 @@ def ledger_state(engine):
         events = session.execute(sa.select(sa.func.count()).select_from(HazardEvent)).scalar()
         records = session.execute(sa.select(sa.func.count()).select_from(Supervision)).scalar()
     return [tuple(h) for h in hazards], events, records
+
+
+def image_bytes(fmt="PNG", size=(4, 3)):
+    """A real image, as a phone would send it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, fmt)
+    return buffer.getvalue()

@@ -35,7 +35,8 @@ MAP = f"/parks/{PARK}/map"
 WAIT = 60
 #: A 1 x 1 PNG (the server checks the signature, not the name).
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+                    "1f15c4890000000d49444154789c63f8cfc0f01f00050001ff89993d1d0000000049454e44"
+                    "ae426082")  # a real 1 x 1 red pixel: uploads are decoded, not sniffed
 
 
 @pytest.fixture(scope="session", params=["spatialite", "postgis"])

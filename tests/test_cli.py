@@ -11,6 +11,7 @@ def invoke(*args):
 
 
 def test_uninitialised_database_exits_2_and_says_init_db(tmp_path):
+    (tmp_path / "fresh.sqlite").touch()  # a file without the schema (a missing one: test_datadir)
     result = invoke("--db", f"sqlite:///{tmp_path}/fresh.sqlite", "export", "parks",
                     tmp_path / "p.geojson")
     assert result.exit_code == 2

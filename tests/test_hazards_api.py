@@ -6,15 +6,18 @@ import threading
 
 import pytest
 
+from geodata.services import ledger
+from geodata.storage import session_scope
 from tests.conftest import table_counts
-from tests.ledger_helpers import OUTSIDE, build_park, future, ledger_state, lonlat
+from tests.ledger_helpers import (ACTORS, OUTSIDE, build_park, future, image_bytes, ledger_state,
+                                  lonlat)
 from webmap import create_app
 
 
 @pytest.fixture
 def api(db_url, engine, tmp_path):
     tokens = build_park(engine)
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "PHOTO_DIR": str(tmp_path)})
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "DATA_DIR": str(tmp_path / "data")})
 
     class Api:
         def __init__(self):
@@ -234,23 +237,89 @@ def test_grid_member_logs_only_in_their_grid(api):
     assert escalation.json["error"]["code"] == "outside_your_grids"
 
 
+def multipart(data, filename="photo.jpg"):
+    """A multipart body with one ``photo`` field, built in memory.
+
+    (Werkzeug's test client spools bodies over 500 KB to a file it never closes.)
+    """
+    head = (f'--b0undary\r\nContent-Disposition: form-data; name="photo"; filename="{filename}"'
+            '\r\nContent-Type: image/jpeg\r\n\r\n').encode()
+    return {"data": head + data + b"\r\n--b0undary--\r\n",
+            "content_type": "multipart/form-data; boundary=b0undary"}
+
+
+def photo_files(tmp_path):
+    """Every file in the app's photo folder, temporary ones included."""
+    folder = tmp_path / "data" / "photos"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
 def test_photo_upload_and_close_with_it(api, tmp_path):
     hid = api.create().json["id"]
     assert api.move(hid, "supervising", 1).status_code == 200
-    fake = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
-                    data={"photo": (io.BytesIO(b"<svg onload=alert(1)>"), "x.jpg")})
-    assert fake.status_code == 415
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    png = image_bytes()
     uploaded = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
                         data={"photo": (io.BytesIO(png), "../../etc/passwd.png")})
     assert uploaded.status_code == 201, uploaded.json
-    stored = list(tmp_path.glob("*.png"))
+    stored = list((tmp_path / "data" / "photos").iterdir())
     assert len(stored) == 1 and stored[0].read_bytes() == png and ".." not in stored[0].name
+    assert stored[0].suffix == ".png"
     closed = api.move(hid, "closed", 2, "supervisor",
                       supervision={"note": "已复核", "photo_id": uploaded.json["id"]})
     assert closed.status_code == 200
     history = api.call("GET", f"/api/hazards/{hid}/history", "viewer").json
     assert history["supervisions"][0]["photo_id"] == uploaded.json["id"]
+
+
+JPEG = image_bytes("JPEG", (64, 48))
+REFUSED_UPLOADS = [
+    ("too big", "inspector", b"\xff\xd8\xff" + b"\x00" * (11 * 2**20), "own", 413,
+     "payload_too_large"),
+    ("script named .jpg", "inspector", b"<svg onload=alert(1)>", "own", 415,
+     "unsupported_photo"),
+    ("PDF", "inspector", b"%PDF-1.7\n" + b"0" * 200, "own", 415, "unsupported_photo"),
+    ("PNG signature, junk after", "inspector", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "own",
+     415, "unsupported_photo"),
+    ("PNG with a bad checksum", "inspector", image_bytes()[:-5] + b"XXXXX", "own", 422,
+     "invalid_photo"),
+    ("truncated JPEG", "inspector", JPEG[:len(JPEG) // 2], "own", 422, "invalid_photo"),
+    ("hazard outside the member's grids", "member", JPEG, "other", 403, "outside_your_grids"),
+    ("viewer may not upload", "viewer", JPEG, "own", 403, "forbidden"),
+    ("unknown hazard", "inspector", JPEG, 999_999, 404, "hazard_not_found"),
+]
+
+
+def test_refused_photo_uploads_leave_no_file_and_no_row(api, engine, tmp_path):
+    own = api.create("T-003").json["id"]  # a member's grid
+    other = api.create("T-001").json["id"]
+    before = table_counts(engine)
+    for label, role, data, target, status, code in REFUSED_UPLOADS:
+        hid = {"own": own, "other": other}.get(target, target)
+        response = api.call("POST", f"/api/hazards/{hid}/photos", role, **multipart(data))
+        assert (response.status_code, response.json["error"]["code"]) == (status, code), label
+        assert photo_files(tmp_path) == [], label
+    assert table_counts(engine) == before
+    accepted = api.call("POST", f"/api/hazards/{own}/photos", "member", **multipart(JPEG))
+    assert accepted.status_code == 201, accepted.json
+    assert accepted.json["content_type"] == "image/jpeg"
+    (name,) = photo_files(tmp_path)
+    assert name.endswith(".jpg") and (tmp_path / "data" / "photos" / name).read_bytes() == JPEG
+    assert table_counts(engine) == {**before, "hazard_photos": before["hazard_photos"] + 1}
+
+
+def test_photo_is_moved_into_place_only_when_the_transaction_commits(api, engine, tmp_path):
+    hid = api.create().json["id"]
+    folder = tmp_path / "photos"
+    with pytest.raises(RuntimeError):
+        with session_scope(engine, write=True) as session:
+            ledger.save_photo(session, hid, JPEG, actor=ACTORS["inspector"], directory=folder)
+            assert len(list(folder.iterdir())) == 1  # the temporary file, before the commit
+            raise RuntimeError("something after the photo failed")
+    assert list(folder.iterdir()) == [] and table_counts(engine)["hazard_photos"] == 0
+    with session_scope(engine, write=True) as session:
+        photo = ledger.save_photo(session, hid, JPEG, actor=ACTORS["inspector"],
+                                  directory=folder)
+    assert [p.name for p in folder.iterdir()] == [photo.stored_name]
 
 
 @pytest.mark.parametrize("mode", ["if_match", "body_version"])

@@ -29,14 +29,14 @@ from markupsafe import escape
 
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
-                            Hazard, Park, User)
+                            Hazard, Park, Supervision, User)
 from geodata.services import ledger, mapdata
 from geodata.services.grids import import_grids
 from geodata.services.parks import get_park
 from geodata.services.sites import import_enterprises
 from geodata.storage import session_scope
 from tests.conftest import metric_box
-from tests.ledger_helpers import build_park, future, lonlat
+from tests.ledger_helpers import build_park, future, image_bytes, lonlat
 from webmap import create_app
 
 PAYLOADS = ["{{7*7}}", "{% if 1 %}x{% endif %}", "${7*7}", "<img src=x onerror=alert(1)>",
@@ -166,10 +166,10 @@ def build_hostile(engine, payload, photo_dir):
         ledger.transition(session, closed.id, "supervising", actor=admin, expected_version=2,
                           note=v["o"])
         ledger.transition(session, closed.id, "closed", actor=admin, expected_version=3,
-                          note=v["o"], supervision={"note": v["q"], "supervisor": v["p"]})
+                          note=v["o"], supervision={"note": v["q"]})
         ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat("T-001")),
                              category="其他", description="x", actor=admin)
-        ledger.save_photo(session, closed.id, b"\xff\xd8\xff" + bytes(16),
+        ledger.save_photo(session, closed.id, image_bytes("JPEG"),
                           actor=ledger.Actor(v["s"], "admin"), directory=photo_dir,
                           original_name=v["r"])
         t4 = session.execute(sa.select(Grid).where(Grid.code == "T-004")).scalar_one()
@@ -193,6 +193,8 @@ def build_hostile(engine, payload, photo_dir):
         session.execute(sa.update(User).values(
             username=sa.literal(v["w"]) + sa.cast(User.id, sa.String), display_name=v["x"]))
         session.execute(sa.update(ApiToken).values(name=v["y"]))
+        # the supervisor is the acting user (the API refuses another name): stored by SQL
+        session.execute(sa.update(Supervision).values(supervisor=v["p"]))
     # SQL behind the services' back: the cached grid layers cannot see it (their stamp
     # counts rows and versions, which are the same in every run of this test)
     mapdata.clear_cache()

@@ -52,7 +52,7 @@ def fresh_url(backend, tmp_path, request):
 
 
 def test_0001_database_with_data_upgrades_to_head(fresh_url):
-    engine = make_engine(fresh_url)
+    engine = make_engine(fresh_url, create=True)
     try:
         schema.upgrade(engine, "0001")
         with engine.begin() as conn:

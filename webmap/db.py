@@ -2,12 +2,14 @@
 
 from flask import current_app, g
 
-from geodata.storage import begin_write, make_engine, make_session_factory
+from geodata.storage import begin_write, make_engine, make_session_factory, require_database
 
 
 def init_app(app):
-    """Create the app's engine lazily and close the request's session at teardown."""
+    """Create the app's engine (lazily connecting) and close the request's session at teardown."""
     settings = app.config["GRIDMAP"]
+    # A missing SpatiaLite file is a setup step not done (not an outage): refuse to start.
+    require_database(settings.database_url)
     app.extensions["gridmap.engine"] = make_engine(
         settings.database_url, busy_timeout_s=settings.sqlite_busy_timeout_s)
     app.extensions["gridmap.sessions"] = make_session_factory(app.extensions["gridmap.engine"])

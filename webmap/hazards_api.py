@@ -240,11 +240,10 @@ def upload_photo(hazard_id):
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
     data = upload.read()
-    directory = current_app.config.get("PHOTO_DIR") or (
-        current_app.instance_path + "/photos")
     session = _writer()
     photo = _commit_or_rollback(session, lambda: ledger.save_photo(
-        session, hazard_id, data, actor=actor, directory=directory,
+        session, hazard_id, data, actor=actor,
+        directory=current_app.config["GRIDMAP"].photo_dir,
         original_name=(upload.filename or "")[:200]))
     response = jsonify({"id": photo.id, "content_type": photo.content_type, "size": photo.size,
                         "sha256": photo.sha256})

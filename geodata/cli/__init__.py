@@ -21,7 +21,7 @@ from geodata.cli.context import ErrorExitGroup, make_context
 @click.group(cls=ErrorExitGroup)
 @click.option("--db", "database_url", metavar="URL",
               help="Database URL (default $GRIDMAP_DATABASE_URL, else the SpatiaLite file "
-                   "instance/gridmap.sqlite).")
+                   "gridmap.sqlite in the data folder: see `gridmap info`).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="gridmap")
 @click.pass_context

@@ -58,11 +58,18 @@ class Context:
 
     @property
     def engine(self):
-        """The engine for ``--db`` (created on first use)."""
+        """The engine for ``--db`` (made on first use); a SpatiaLite file must exist."""
+        return self._make_engine(create=False)
+
+    def creating_engine(self):
+        """The engine for ``init-db`` and ``demo``, the only commands that create the file."""
+        return self._make_engine(create=True)
+
+    def _make_engine(self, create):
         if self._engine is None:
             from geodata.storage import make_engine
 
-            self._engine = make_engine(self.settings.database_url,
+            self._engine = make_engine(self.settings.database_url, create=create,
                                        busy_timeout_s=self.settings.sqlite_busy_timeout_s)
         return self._engine
 
@@ -73,7 +80,7 @@ class Context:
             self._engine = None
 
     def ready_engine(self):
-        """The engine, after checking that the schema exists and is current."""
+        """The engine, after checking that the database and its schema exist."""
         from geodata import schema
         from geodata.storage import safe_url
 
@@ -102,8 +109,10 @@ def format_option(choices=TABLE_FORMATS, default="text", help=None):
 def write_output(text, out=None):
     """Print ``text``, or write it to ``out`` (UTF-8) when a file is given."""
     if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        from geodata.files import atomic_write
+
+        with atomic_write(out) as temp:
+            temp.write_text(text + "\n", encoding="utf-8")
     else:
         click.echo(text)
 

@@ -1,8 +1,11 @@
-"""``gridmap init-db`` and ``gridmap demo``: create the schema, load the demo park."""
+"""``gridmap init-db``, ``gridmap demo`` and ``gridmap info``: the database itself."""
+
+import json
+import sys
 
 import click
 
-from geodata.cli.context import pass_context
+from geodata.cli.context import format_option, pass_context
 
 
 @click.command("init-db")
@@ -12,9 +15,10 @@ def init_db(obj):
     from geodata import schema
     from geodata.storage import safe_url
 
-    schema.upgrade(obj.engine)
+    engine = obj.creating_engine()
+    schema.upgrade(engine)
     click.echo(f"database ready at {safe_url(obj.settings.database_url)} "
-               f"(schema {schema.current_revision(obj.engine)})")
+               f"(schema {schema.current_revision(engine)})")
 
 
 @click.command("demo")
@@ -25,9 +29,29 @@ def demo(obj, seed):
     from geodata import schema
     from geodata.services.demo_loader import load_demo
 
-    schema.upgrade(obj.engine)
-    summary = load_demo(obj.engine, seed=seed)
+    engine = obj.creating_engine()
+    schema.upgrade(engine)
+    summary = load_demo(engine, seed=seed)
     click.echo(summary)
 
 
-COMMANDS = (init_db, demo)
+@click.command("info")
+@format_option(("text", "json"))
+@pass_context
+def info(obj, fmt):
+    """Show the database, the data folder, library versions and row counts (read-only).
+
+    Exit 0, also when the database is not created yet (the report says so);
+    2 when it cannot be reached.
+    """
+    from geodata.diagnostics import collect, to_text
+
+    report = collect(obj.settings, obj.engine)
+    click.echo(json.dumps(report, ensure_ascii=False, indent=1) if fmt == "json"
+               else to_text(report))
+    if report["database"]["status"] == "unreachable":
+        click.echo(f"error: {report['database']['message']}", err=True)
+        sys.exit(2)
+
+
+COMMANDS = (init_db, demo, info)

@@ -1,0 +1,68 @@
+"""Files written next to the database's work: whole or not at all.
+
+Exports go to a temporary file beside the target and are renamed onto it
+only when complete, so a failure leaves the old file (or none), never half
+of one.  Files that belong to a database row (hazard photos) are written
+to a temporary file during the transaction and moved into place only after
+it commits; a rollback, or a session closed without commit, deletes them.
+"""
+
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+_PENDING = "gridmap.pending_files"
+
+
+def partial_path(path):
+    """A fresh hidden name beside ``path``, keeping its suffix (drivers choose by it)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}")
+
+
+@contextmanager
+def atomic_write(path):
+    """Yield a temporary path to write; it replaces ``path`` only if the block succeeds.
+
+    Any error, or Ctrl-C, deletes the temporary file and leaves ``path`` as it was.
+    """
+    path = Path(path)
+    temp = partial_path(path)
+    try:
+        yield temp
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_on_commit(session, path, data):
+    """Write ``data`` to ``path`` as part of ``session``'s transaction.
+
+    The bytes are written now, to a temporary file in ``path``'s folder, so a
+    full disk fails before the commit; the rename onto ``path`` happens after
+    the commit.  If the transaction rolls back, or ends without a commit,
+    the temporary file is deleted and ``path`` never appears.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = partial_path(path)
+    # Registered before writing: a failed write is cleaned up by the rollback too.
+    session.info.setdefault(_PENDING, []).append((temp, path))
+    temp.write_bytes(data)
+
+
+@event.listens_for(Session, "after_commit")
+def _move_pending(session):
+    for temp, path in session.info.get(_PENDING, ()):
+        os.replace(temp, path)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(session, transaction):
+    if transaction.parent is None:  # the outermost transaction (a savepoint is not the end)
+        for temp, _ in session.info.pop(_PENDING, ()):
+            temp.unlink(missing_ok=True)
