@@ -125,8 +125,9 @@ def landing():
 def conformance():
     """The conformance classes this API implements."""
     _check_params()
-    return _respond(_format(), {"conformsTo": CONFORMANCE}, page="conformance",
-                    title="Conformance")
+    fmt = _format()
+    return _respond(fmt, {"links": _self_links(".conformance", fmt), "conformsTo": CONFORMANCE},
+                    page="conformance", title="Conformance")
 
 
 def _collection(session, collection, viewer):

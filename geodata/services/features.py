@@ -430,7 +430,9 @@ def items(session, collection, viewer, query, today):
     where = where + _where(session, collection, cols, query)
     if query.bbox is not None:
         where.append(_bbox_condition(geometry, query.bbox))
-    matched = session.execute(select.with_only_columns(sa.func.count()).where(*where)).scalar()
+    # count over a subquery: a select without joins would lose its FROM with the columns
+    matched = session.execute(sa.select(sa.func.count()).select_from(
+        select.with_only_columns(key).where(*where).subquery())).scalar()
     rows = session.execute(select.where(*where).order_by(key).limit(query.limit)
                            .offset(query.offset)).all()
     if collection.id == "parks":  # the park code is both the id and a property
