@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from geodata import attributes as attr
 from geodata.crs import STORAGE_SRID
-from geodata.errors import BadRequestError, NotFoundError
+from geodata.errors import BadRequestError, FeatureError, NotFoundError
 from geodata.hidden import find_hidden_units
 from geodata.models import (ESCALATION_LEVELS, GRID_KINDS, HAZARD_LEVELS, HAZARD_STATUSES,
                             Enterprise, Grid, Hazard, Park)
@@ -256,20 +256,28 @@ def parse_datetime(text):
     return first, last
 
 
+#: Codes are stored normalised (NFKC, trimmed, upper case): filter values are too.
+_CODES = {"park", "code", "parent", "grid", "credit_code"}
+
+
 def parse_filters(collection, args):
     """Turn ``{queryable: text}`` into typed values for :attr:`ItemQuery.filters`.
 
     Raises
     ------
     BadRequestError
-        ``invalid_filter`` (400): a value that is not of the queryable's
-        type or not one of its allowed values, or longer than 200 characters.
+        ``invalid_filter`` (400): a value that is blank, holds control
+        characters, is longer than 200 characters, or is not of the
+        queryable's type or one of its allowed values.
     """
     out = {}
-    for name, text in args.items():
+    for name, raw in args.items():
         q = collection.queryable(name)
-        if len(text) > 200:
-            raise _bad(name, f"{name} is longer than 200 characters", "invalid_filter")
+        try:
+            # the import rules: NFC, no control characters (PostgreSQL refuses NUL), <= 200
+            text = attr.code(raw, field=name) if name in _CODES else attr.text(raw, field=name)
+        except FeatureError as exc:
+            raise _bad(name, f"{name}: {exc.reason}", "invalid_filter") from None
         if q.type == "integer":
             if not re.fullmatch(r"[0-9]{1,9}", text):
                 raise _bad(name, f"{name} must be an integer", "invalid_filter")
@@ -342,8 +350,6 @@ def _hazards(viewer):
 
 
 _SOURCES = {"parks": _parks, "grids": _grids, "enterprises": _enterprises, "hazards": _hazards}
-#: Codes are stored normalised (NFKC, trimmed, upper case): filter values are too.
-_CODES = {"park", "code", "parent", "grid", "credit_code"}
 
 
 def _hidden_units(session, park_codes=None):
@@ -361,11 +367,11 @@ def _where(session, collection, cols, query):
     for name, value in query.filters.items():
         if name == "hidden":
             park = query.filters.get("park")
-            ids = list(_hidden_units(session, None if park is None else {attr.code(park)}))
+            ids = list(_hidden_units(session, None if park is None else {park}))
             member = Enterprise.id.in_(ids)
             where.append(member if value else sa.not_(member))
         else:
-            where.append(cols[name] == (attr.code(value) if name in _CODES else value))
+            where.append(cols[name] == value)
     if query.dates is not None:
         first, last = query.dates
         if first is not None:
@@ -449,7 +455,10 @@ def item(session, collection, viewer, feature_id, today):
     missing = NotFoundError(f"no feature {feature_id[:40]!r} in collection {collection.id}",
                             details={"collection": collection.id, "feature": feature_id[:40]})
     if collection.id == "parks":
-        wanted = attr.code(feature_id)
+        try:
+            wanted = attr.code(feature_id)
+        except FeatureError:
+            raise missing from None
     elif re.fullmatch(r"[0-9]{1,18}", feature_id):
         wanted = int(feature_id)
     else:
