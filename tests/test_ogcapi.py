@@ -465,6 +465,19 @@ def test_gdal_reads_every_collection_as_the_database_holds_it(app, live):
         assert pyogrio.read_info(url, layer=collection)["features"] == len(stored)
 
 
+def test_gdal_sends_attribute_filters_to_the_server(app, live):
+    # GDAL finds the queryables in the OpenAPI document and turns the filter into
+    # ?level=2&park=FGKFQ and ?hidden=1&industry=...; the answer must still be right
+    url = f"OAPIF:{live.url}/ogcapi"
+    frame = pyogrio.read_dataframe(url, layer="grids", where="level = 2 AND park = 'FGKFQ'")
+    assert len(frame) == db_count(app, Grid, Grid.active_to.is_(None), Grid.level == 2,
+                                  Grid.park_id.in_(sa.select(Park.id).where(
+                                      Park.code == "FGKFQ"))) > 0
+    frame = pyogrio.read_dataframe(url, layer="enterprises",
+                                   where="hidden = 1 AND industry = '食品加工'")
+    assert len(frame) > 0 and frame["hidden"].all() and (frame["industry"] == "食品加工").all()
+
+
 def test_gdal_spatial_filter_matches_the_database(app, live):
     url = f"OAPIF:{live.url}/ogcapi"
     stored = _stored(app, "grids", anonymous=True)

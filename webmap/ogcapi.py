@@ -243,10 +243,10 @@ def openapi_document():
             "404": {"$ref": "#/components/responses/Error"}}}}
 
     paths = {
-        "/ogcapi/": get("Landing page", []),
-        "/ogcapi/conformance": get("Conformance classes", []),
-        "/ogcapi/collections": get("Feature collections", []),
-        "/ogcapi/collections/{collectionId}": get("One collection", [cid]),
+        "/": get("Landing page", []),
+        "/conformance": get("Conformance classes", []),
+        "/collections": get("Feature collections", []),
+        "/collections/{collectionId}": get("One collection", [cid]),
     }
     for c in features.COLLECTIONS.values():
         params = [
@@ -266,9 +266,8 @@ def openapi_document():
             if q.type == "string":
                 schema["maxLength"] = 200
             params.append(_param(q.name, q.description or q.name, schema))
-        paths[f"/ogcapi/collections/{c.id}/items"] = get(f"{c.title}: features", params,
-                                                         GEOJSON)
-        paths[f"/ogcapi/collections/{c.id}/items/{{featureId}}"] = get(
+        paths[f"/collections/{c.id}/items"] = get(f"{c.title}: features", params, GEOJSON)
+        paths[f"/collections/{c.id}/items/{{featureId}}"] = get(
             f"{c.title}: one feature", [_param("featureId", "Feature id", {"type": "string"},
                                                "path")], GEOJSON)
     return {
@@ -276,6 +275,9 @@ def openapi_document():
         "info": {"title": "gridmap OGC API – Features", "version": "1",
                  "description": "OGC API – Features Part 1 (Core) over gridmap. Errors: "
                                 "{error: {code, message, details}}."},
+        # paths are relative to the landing page, as OGC APIs write them; GDAL looks the
+        # items parameters up there to send attribute filters to the server
+        "servers": [{"url": url_for(".landing", _external=True).rstrip("/")}],
         "paths": paths,
         "components": {"responses": {"Error": {"description": "Error", "content": {JSON: {
             "schema": {"type": "object", "required": ["error"]}}}}}},

@@ -283,7 +283,7 @@ def parse_filters(collection, args):
                 raise _bad(name, f"{name} must be an integer", "invalid_filter")
             value = int(text)
         elif q.type == "boolean":
-            value = {"true": True, "false": False}.get(text.lower())
+            value = {"true": True, "1": True, "false": False, "0": False}.get(text.lower())
             if value is None:
                 raise _bad(name, f"{name} must be true or false", "invalid_filter")
         else:
