@@ -29,6 +29,7 @@ OPEN = ("found", "rectifying", "supervising")
 COLLECTIONS = ("parks", "grids", "enterprises", "hazards")
 
 _BUILT = {}
+RETIRED = "X-004"
 
 
 @pytest.fixture(scope="module", params=["spatialite", "postgis"])
@@ -40,6 +41,9 @@ def ogc_db(request, tmp_path_factory):
         load_payload_park(engine)
         with session_scope(engine, write=True) as session:
             token, _ = create_token(session, "viewer", "ogcapi tests")
+            # a retired grid keeps its row; no collection may serve it
+            session.execute(sa.update(Grid).where(Grid.code == RETIRED).values(
+                active_to=date(2025, 1, 1)))
         engine.dispose()
         _BUILT[request.param] = (url, token)
     return _BUILT[request.param]
@@ -243,6 +247,27 @@ def test_single_items(app, client):
     park = get_json(client, "/ogcapi/collections/parks/items/fgkfq")
     assert park["id"] == "FGKFQ" and park["geometry"]["type"] == "MultiPolygon"
     assert client.get("/ogcapi/collections/grids/items/1").mimetype == "application/geo+json"
+
+
+def test_retired_grids_are_not_served(app, client):
+    (retired,), = db_rows(app, sa.select(Grid.id).where(Grid.code == RETIRED))
+    assert client.get(f"/ogcapi/collections/grids/items/{retired}").status_code == 404
+    found, _ = all_pages(client, "/ogcapi/collections/grids/items?park=X")
+    assert sorted(f["properties"]["code"] for f in found) == ["X-001", "X-002", "X-003"]
+    assert get_json(client, f"/ogcapi/collections/grids/items?code={RETIRED}")[
+        "numberMatched"] == 0
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
+def test_the_service_is_read_only(app, client, token, method):
+    before = table_counts(app.extensions["gridmap.engine"])
+    for url in ("/ogcapi/collections", "/ogcapi/collections/grids/items",
+                "/ogcapi/collections/grids/items/1"):
+        response = getattr(client, method)(url, json={"type": "Feature"}, headers=token)
+        assert response.status_code == 405, url
+        assert "GET" in response.headers["Allow"]
+        assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert table_counts(app.extensions["gridmap.engine"]) == before
 
 
 # --------------------------------------------------------------------------
