@@ -186,6 +186,16 @@ def test_bbox_matches_shapely_on_the_stored_geometries(app, client, token, colle
     assert sorted(f["id"] for f in found) == sorted(expected.tolist())
 
 
+def test_bbox_on_parks(app, client):
+    boundaries = to_shapes([r[0] for r in db_rows(app, sa.select(Park.boundary))])
+    minx, miny, maxx, maxy = shapely.total_bounds(boundaries)
+    everything = f"{minx},{miny},{maxx},{maxy}"
+    assert get_json(client, f"/ogcapi/collections/parks/items?bbox={everything}")[
+        "numberMatched"] == len(boundaries) == 2
+    assert get_json(client, "/ogcapi/collections/parks/items?bbox=100,20,100.1,20.1")[
+        "numberMatched"] == 0
+
+
 @pytest.mark.parametrize("datetime, first, last", [
     ("2025-11-01", date(2025, 11, 1), date(2025, 11, 1)),
     ("2025-11-01T09:30:00Z", date(2025, 11, 1), date(2025, 11, 1)),

@@ -381,9 +381,25 @@ def _where(session, collection, cols, query):
     return where
 
 
-def _bbox_condition(geometry, bbox):
-    box = shapely.box(*bbox).wkt
-    return sa.func.ST_Intersects(geometry, sa.func.ST_GeomFromText(box, STORAGE_SRID))
+def _bbox_conditions(session, geometry, bbox):
+    """``ST_Intersects`` with the box, behind an index lookup on SpatiaLite.
+
+    PostGIS answers ``ST_Intersects`` from the GiST index by itself; SpatiaLite
+    never consults its R*Tree (``idx_<table>_<column>``, kept by triggers) unless
+    asked, so the rows whose bounds meet the box are picked there first.  The
+    R*Tree rounds bounds outwards, so the lookup never drops a candidate.
+    """
+    minx, miny, maxx, maxy = bbox
+    exact = sa.func.ST_Intersects(geometry, sa.func.ST_GeomFromText(
+        shapely.box(*bbox).wkt, STORAGE_SRID))
+    if session.get_bind().dialect.name != "sqlite":
+        return [exact]
+    rtree = sa.table(f"idx_{geometry.table.name}_{geometry.name}", sa.column("pkid"),
+                     *(sa.column(c) for c in ("xmin", "xmax", "ymin", "ymax")))
+    near = sa.select(rtree.c.pkid).where(rtree.c.xmin <= maxx, rtree.c.xmax >= minx,
+                                         rtree.c.ymin <= maxy, rtree.c.ymax >= miny)
+    # the parks collection is keyed by code; the R*Tree by the integer primary key
+    return [geometry.table.c.id.in_(near), exact]
 
 
 def _value(value):
@@ -435,7 +451,7 @@ def items(session, collection, viewer, query, today):
     key, geometry, cols, select, where = _SOURCES[collection.id](viewer)
     where = where + _where(session, collection, cols, query)
     if query.bbox is not None:
-        where.append(_bbox_condition(geometry, query.bbox))
+        where += _bbox_conditions(session, geometry, query.bbox)
     # count over a subquery: a select without joins would lose its FROM with the columns
     matched = session.execute(sa.select(sa.func.count()).select_from(
         select.with_only_columns(key).where(*where).subquery())).scalar()
