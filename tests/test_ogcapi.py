@@ -6,7 +6,7 @@ The database is the demo park plus the hostile-text park of :mod:`tests.browser`
 one API token for the ``viewer`` account.
 """
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import numpy as np
 import pyogrio
@@ -44,6 +44,11 @@ def ogc_db(request, tmp_path_factory):
             # a retired grid keeps its row; no collection may serve it
             session.execute(sa.update(Grid).where(Grid.code == RETIRED).values(
                 active_to=date(2025, 1, 1)))
+            # the demo imports its closed hazards without a closing time; give one a time
+            first_closed = sa.select(sa.func.min(Hazard.id)).where(
+                Hazard.status == "closed").scalar_subquery()
+            session.execute(sa.update(Hazard).where(Hazard.id == first_closed).values(
+                closed_at=datetime(2025, 11, 3, 8, 15, tzinfo=timezone.utc)))
         engine.dispose()
         _BUILT[request.param] = (url, token)
     return _BUILT[request.param]
@@ -296,6 +301,8 @@ def test_anonymous_sees_open_hazards_with_map_fields(app, client, token):
     assert len(everything) == db_count(app, Hazard)
     assert {"closed_at", "version"} <= set(everything[0]["properties"])
     closed = next(f for f in everything if f["properties"]["status"] == "closed")
+    stamped = [f["properties"]["closed_at"] for f in everything if f["properties"]["closed_at"]]
+    assert stamped == ["2025-11-03T08:15:00Z"]  # UTC with Z on both backends
     url = f"/ogcapi/collections/hazards/items/{closed['id']}"
     assert client.get(url).status_code == 404
     assert get_json(client, url, headers=token)["properties"]["status"] == "closed"

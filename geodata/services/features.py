@@ -27,7 +27,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import numpy as np
 import shapely
@@ -361,7 +361,7 @@ def _hidden_units(session, park_codes=None):
             for u in find_hidden_units(session, p)}
 
 
-def _where(session, collection, cols, query):
+def _where(session, cols, query):
     """SQL conditions for the bbox, datetime and property filters of ``query``."""
     where = []
     for name, value in query.filters.items():
@@ -403,7 +403,11 @@ def _bbox_conditions(session, geometry, bbox):
 
 
 def _value(value):
-    if isinstance(value, (date, datetime)):
+    if isinstance(value, datetime):
+        # stored in UTC; SQLite hands it back without the offset, PostgreSQL with it
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
         return value.isoformat()
     return value
 
@@ -449,7 +453,7 @@ def items(session, collection, viewer, query, today):
         GeoJSON features (EPSG:4326) and ``numberMatched``.
     """
     key, geometry, cols, select, where = _SOURCES[collection.id](viewer)
-    where = where + _where(session, collection, cols, query)
+    where = where + _where(session, cols, query)
     if query.bbox is not None:
         where += _bbox_conditions(session, geometry, query.bbox)
     # count over a subquery: a select without joins would lose its FROM with the columns
