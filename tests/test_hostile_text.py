@@ -96,6 +96,10 @@ JSON_ROUTES = {
     "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
                "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+#: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
+OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.collection",
+       "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
+OGC_COLLECTIONS = ("parks", "grids", "enterprises", "hazards")
 BINARY = {"api.grid_tile"}  # Mapbox vector tiles: protobuf, never parsed as HTML
 ASSETS = {"static", "maps.vendor", "editor.geoman"}  # files of this app, no stored text
 
@@ -283,7 +287,14 @@ def urls(endpoint, ids):
         "static": [{"filename": "gridmap.js"}],
         "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"}],
         "editor.geoman": [{"filename": "leaflet-geoman.min.js"}],
+        "ogcapi.landing": [{}], "ogcapi.conformance": [{}], "ogcapi.collections": [{}],
+        "ogcapi.openapi": [{"f": "json"}],
+        "ogcapi.collection": [{"collection_id": c} for c in OGC_COLLECTIONS],
+        "ogcapi.items": [{"collection_id": c} for c in OGC_COLLECTIONS],
+        "ogcapi.item": [{"collection_id": c, "feature_id": i} for c, i in ids["features"]],
     }[endpoint]
+    if endpoint in OGC and endpoint != "ogcapi.openapi":
+        args = [{**a, "f": f} for a in args for f in ("json", "html")]
     return [url_for(endpoint, **a) for a in args]
 
 
@@ -304,6 +315,10 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                "grids": session.execute(sa.select(Grid.code)).scalars().all(),
                "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
                "tiles": [tile_of(*lonlat("T-001"))]}
+        ids["features"] = [("parks", ids["park"])] + [
+            (collection, i) for collection, model in (
+                ("grids", Grid), ("enterprises", Enterprise), ("hazards", Hazard))
+            for i in session.execute(sa.select(model.id)).scalars()]
         # the fixture reached every free-text column
         for (table, column), tag in HOSTILE.items():
             values = session.execute(sa.text(f"SELECT {column} FROM {table}")).scalars().all()
@@ -311,7 +326,7 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
     app = create_app({"DATABASE_URL": db_url, "TESTING": True})
     try:
         routes = {r.endpoint for r in app.url_map.iter_rules() if "GET" in r.methods}
-        assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | BINARY | ASSETS, (
+        assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | OGC | BINARY | ASSETS, (
             "a GET route is new: request it in this test (urls()) and say what it answers")
         client = app.test_client()
         shown = {"admin": {}, "viewer": {}, None: {}}
@@ -351,6 +366,15 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                         assert response.status_code == expected, (where, response.get_json())
                         assert response.is_json, where  # JSON or GeoJSON
                         seen |= check_json(response.get_json(), payload)
+                    elif endpoint in OGC:
+                        # anonymous clients see open hazards only: a closed one is a 404
+                        assert response.status_code == 200 or (
+                            role is None and "/hazards/items/" in target
+                            and response.status_code == 404), where
+                        if response.mimetype == "text/html":
+                            seen |= check_page(response.get_data(as_text=True), payload)
+                        else:
+                            seen |= check_json(response.get_json(), payload)
                     else:
                         assert response.status_code == 200, where
                     response.close()  # asset files are streamed
