@@ -324,10 +324,10 @@ def test_enterprise_contacts_need_a_login(app, client, token):
 
 
 def test_session_cookie_counts_as_logged_in(app, client):
-    (uid, version), = db_rows(app, sa.select(User.id, User.version).where(
+    (uid, version), = db_rows(app, sa.select(User.id, User.session_version).where(
         User.username == "viewer"))
     with client.session_transaction() as session:
-        session["uid"], session["uv"] = uid, version
+        session["uid"], session["sv"] = uid, version
     body = get_json(client, "/ogcapi/collections/hazards/items?limit=1")
     assert body["numberMatched"] == db_count(app, Hazard)
 
