@@ -60,7 +60,10 @@ def run(args, env, cwd):
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
-    """``(wheel, venv, env)``: the built wheel, the venv it is installed in, its environment."""
+    """``(wheel, venv, env)``: the built wheel, the venv it is installed in, its environment.
+
+    Everything is removed at the end of the session.
+    """
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     for name in PACKAGE_FILES:
@@ -81,7 +84,8 @@ def installed(tmp_path_factory):
     assert shutil.which("node", path=env["PATH"]) is None
     assert shutil.which("npm", path=env["PATH"]) is None
     run(["python", "-m", "pip", "install", "-q", str(wheel)], env, tmp)
-    return wheel, venv, env
+    yield wheel, venv, env
+    shutil.rmtree(tmp)  # half a gigabyte of virtual environment
 
 
 def test_wheel_holds_the_vendored_assets_and_no_node_modules(installed):
