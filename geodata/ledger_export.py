@@ -71,8 +71,10 @@ def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
 
 
 def _safe_cell(value):
-    # A leading = + - @ makes spreadsheets evaluate text as a formula (CSV injection).
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    # A leading = + - @ makes spreadsheets evaluate text as a formula (CSV injection),
+    # also after leading blanks, which some of them skip.
+    if isinstance(value, str) and (value[:1] in ("\t", "\r", "\n")
+                                   or value.lstrip()[:1] in ("=", "+", "-", "@")):
         return "'" + value
     return value
 
@@ -87,6 +89,16 @@ def to_csv(rows):
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
+def _xlsx_cell(value):
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    # XML 1.0 cannot hold most C0 control characters: openpyxl raises on them, so a
+    # stored note holding one would make the whole export fail.
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    return _safe_cell(value)
+
+
 def to_xlsx(rows, title="隐患台账"):
     """Return the ledger as XLSX bytes (one sheet, frozen header)."""
     from openpyxl import Workbook
@@ -99,7 +111,7 @@ def to_xlsx(rows, title="隐患台账"):
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in rows:
-        sheet.append([_safe_cell(row[k]) for _, k in COLUMNS])
+        sheet.append([_xlsx_cell(row[k]) for _, k in COLUMNS])
     sheet.freeze_panes = "A2"
     for letter, width in zip("ABCDEFGHIJKLMNOPQRST", (6, 14, 8, 14, 12, 24, 22, 10, 8, 30)):
         sheet.column_dimensions[letter].width = width

@@ -31,13 +31,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from geodata.errors import ConflictError, GridmapError, ValidationError
-from geodata.models.hazard import ESCALATION_LEVELS, HAZARD_STATUSES
+from geodata.vocabulary import (  # noqa: F401  (re-exported)
+    ESCALATION_LEVELS, ESCALATION_NAMES, HAZARD_STATUSES, ROLES, STATE_NAMES)
 
 STATES = HAZARD_STATUSES
-STATE_NAMES = {"found": "排查", "rectifying": "整改", "supervising": "督导", "closed": "销号"}
-ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "city": "市级",
-                    "province": "省级"}
-ROLES = ("viewer", "inspector", "supervisor", "planner", "admin")
 MAX_NOTE = 2000
 
 

@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 packages=(libsqlite3-mod-spatialite python3-venv)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(postgresql-15 postgresql-15-postgis-3 chromium chromium-driver)
+  # fonts-noto-cjk: Chinese text in browser screenshots
+  packages+=(postgresql-15 postgresql-15-postgis-3 chromium chromium-driver fonts-noto-cjk)
   extras="[test]"
 fi
 missing=()

@@ -191,15 +191,19 @@ def screenshot(driver, name):
 PAYLOAD_NAME = "<img src=x onerror=alert(1)>"
 PAYLOAD_NOTE = "${alert(1)}"
 PAYLOAD_STAFF = "<script>alert(2)</script>"
+PAYLOAD_PARK = "测试{{7*7}}园区 <b>X</b>"  # folium once ran park names as templates (49)
+PAYLOAD_USER = "<svg onload=alert(5)>{{7*7}}"  # a planner's display name
+PAYLOAD_PLANNER = ("hostile.planner", "planner-pass-123")  # user names are a safe alphabet
 
 
 def load_payload_park(engine):
     """Store a 2 x 2 grid park whose user text is hostile (stored verbatim).
 
-    The enterprise in grid ``X-001`` is named :data:`PAYLOAD_NAME`, a hazard
-    there has the note :data:`PAYLOAD_NOTE` and the grid chief is named
-    :data:`PAYLOAD_STAFF`.  A second enterprise sits inside the first one's
-    site (a hidden unit named with a backtick payload).
+    The park is named :data:`PAYLOAD_PARK`; the enterprise in grid ``X-001``
+    is named :data:`PAYLOAD_NAME`, a hazard there has the note
+    :data:`PAYLOAD_NOTE` and the grid chief is named :data:`PAYLOAD_STAFF`.
+    A second enterprise sits inside the first one's site (a hidden unit named
+    with a backtick payload).  A planner's display name is :data:`PAYLOAD_USER`.
     """
     from datetime import timedelta
 
@@ -213,12 +217,13 @@ def load_payload_park(engine):
     from geodata.services.parks import import_parks
     from geodata.services.sites import import_enterprises
     from geodata.services.staff import import_staff
+    from geodata.services.users import add_user
     from geodata.storage import session_scope
     from tests.conftest import metric_box, metric_point
 
     cell = 400
     with session_scope(engine, write=True) as session:
-        parks = gpd.GeoDataFrame([{"code": "X", "name": "测试园区 <b>X</b>",
+        parks = gpd.GeoDataFrame([{"code": "X", "name": PAYLOAD_PARK,
                                    "division_code": "411621"}],
                                  geometry=[metric_box(0, 0, 2 * cell, 2 * cell)], crs=4326)
         (park,), _ = import_parks(session, parks)
@@ -248,4 +253,5 @@ def load_payload_park(engine):
              "description": "ok", "found_date": today, "deadline": today + timedelta(days=9)}],
             geometry=[metric_point(300, 700), metric_point(600, 100)], crs=4326)
         import_hazards(session, park, hazards)
+        add_user(session, *PAYLOAD_PLANNER, "planner", display_name=PAYLOAD_USER)
     return "X"

@@ -360,8 +360,9 @@ def test_popup_moves_a_hazard(ledger_server, ledger_url, browser, request):
         assert driver.execute_script(open_popup, hazard_id)
         wait_for(driver, "const p = document.querySelector('.gm-hazard-popup');"
                          "return p && p.querySelector('.gm-hz-actions button') !== null")
-        status = driver.find_element(By.CSS_SELECTOR,
-                                     ".gm-hazard-popup td[data-field='status']").text
+        # textContent, not .text: a popup panned under the navigation bar still holds it
+        status = driver.find_element(By.CSS_SELECTOR, ".gm-hazard-popup td[data-field="
+                                     "'status']").get_attribute("textContent")
         assert "rectifying" in status
         screenshot(driver, f"hazard-popup-{backend}")
         assert page_errors(driver, allowed=(412,)) == []

@@ -17,9 +17,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from geodata.models import Enterprise, Grid, GridStaff, Hazard
 from geodata.storage import make_engine
-from tests.browser import (PAYLOAD_NAME, PAYLOAD_NOTE, PAYLOAD_STAFF, LiveServer,  # noqa: F401
-                           chrome, demo_url, live_server, load_payload_park, screenshot,
-                           severe_console_errors, wait_ready)
+from tests.browser import (PAYLOAD_NAME, PAYLOAD_NOTE, PAYLOAD_PARK, PAYLOAD_STAFF,  # noqa: F401
+                           PAYLOAD_PLANNER, PAYLOAD_USER, LiveServer, chrome, demo_url,
+                           live_server, load_payload_park, screenshot, severe_console_errors,
+                           wait_ready)
 
 pytestmark = pytest.mark.browser
 
@@ -175,9 +176,32 @@ def test_grid_page_in_browser(live_server, chrome):  # noqa: F811
     assert severe_console_errors(chrome) == []
 
 
+#: A grid code holding markup, as one stored before codes were checked could: the
+#: editor shows codes in Leaflet tooltips, which parse strings as HTML.
+PAYLOAD_CODE = "X-<img src=x onerror=alert(7)>"
+
+
+def log_in(driver, base, username, password, target):
+    driver.delete_all_cookies()
+    driver.get(f"{base}/login?next={target}")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    WebDriverWait(driver, 30).until(lambda d: d.current_url.endswith(target))
+
+
+def injected(driver):
+    """Elements that only a payload could have made (the pages themselves have none)."""
+    return driver.execute_script(
+        "return document.querySelectorAll('img[src=\"x\"], svg[onload], [onerror], "
+        ".leaflet-popup script, .leaflet-tooltip *').length")
+
+
 def test_hostile_text_renders_as_text(db_url, chrome, backend):  # noqa: F811
     engine = make_engine(db_url)
     load_payload_park(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.update(Grid).where(Grid.code == "X-004").values(code=PAYLOAD_CODE))
     engine.dispose()
     server = LiveServer(db_url)
     try:
@@ -185,6 +209,9 @@ def test_hostile_text_renders_as_text(db_url, chrome, backend):  # noqa: F811
         chrome.get(server.url + "/parks/X/map")
         wait_ready(chrome)
         no_dialog(chrome)
+        # the park's name is text in the title and the panel, never a template (not 测试49园区)
+        assert chrome.title == f"{PAYLOAD_PARK} · X · gridmap"
+        assert chrome.find_element(By.ID, "gm-park-name").text == PAYLOAD_PARK
         # open every enterprise popup, the grid popup and the hazard popups
         texts = chrome.execute_script("""
             const out = [];
@@ -218,7 +245,35 @@ def test_hostile_text_renders_as_text(db_url, chrome, backend):  # noqa: F811
         assert PAYLOAD_NAME in body and PAYLOAD_STAFF in body and PAYLOAD_NOTE in body
         no_dialog(chrome)
         assert chrome.execute_script("return document.querySelectorAll('img').length") == 0
+        # the editor, as a planner: every grid code is tooltip text
+        log_in(chrome, server.url, *PAYLOAD_PLANNER, "/parks/X/edit")
+        WebDriverWait(chrome, 60).until(lambda d: d.execute_script(
+            "return !!(window.gridEditor && window.gridEditor.idle())"))
+        assert PAYLOAD_PARK in chrome.title
+        tips = chrome.execute_script("""
+            const out = {};
+            Object.entries(gridEditor.state.layers).forEach(([code, layer]) => {
+                layer.openTooltip();
+                const e = layer.getTooltip().getElement();
+                out[code] = [e.textContent, e.children.length];
+                layer.closeTooltip(); });
+            return out;""")
+        assert tips == {code: [code, 0] for code in ("X-001", "X-002", "X-003", PAYLOAD_CODE)}
+        assert injected(chrome) == 0
+        no_dialog(chrome)
+        chrome.get(server.url + "/parks/X/map")  # as the planner: the hazard form too
+        wait_ready(chrome)
+        assert injected(chrome) == 0
+        # the ledger: category, note, park and the user's display name, all as text
+        chrome.get(server.url + "/parks/X/ledger")
+        assert chrome.title == f"{PAYLOAD_PARK} 隐患台账 · gridmap"
+        body = chrome.find_element(By.TAG_NAME, "body").text
+        assert all(text in body for text in (PAYLOAD_PARK, PAYLOAD_NAME, PAYLOAD_NOTE,
+                                             PAYLOAD_USER))
+        assert chrome.execute_script("return document.querySelectorAll('img, svg').length") == 0
+        no_dialog(chrome)
         assert [e for e in severe_console_errors(chrome)
                 if "Content Security Policy" in e["message"]] == []
     finally:
+        chrome.delete_all_cookies()
         server.stop()

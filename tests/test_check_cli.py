@@ -45,6 +45,8 @@ def _json(result):
 def test_gaps_at_both_levels_are_found_with_exact_areas(runner, park):
     report = _json(runner("check", "--park", "T", "--format", "json"))
     assert report["valid"] is False and report["crs_used"] == "EPSG:4547"
+    assert "格中有人 grids with a chief and published contacts: 0.00%" in runner(
+        "check", "--park", "T").output
     gaps = sorted((g["parent_code"] or "", round(g["area_m2"], 1)) for g in report["gaps"])
     assert gaps == [("", 250000.0), ("T-001", 125000.0)]
     assert report["coverage_ratio"] == pytest.approx(0.75, abs=1e-6)
@@ -79,6 +81,17 @@ def test_demo_park_passes_on_both_backends(runner, engine):
     assert report["valid"] and report["coverage_ratio"] == pytest.approx(1.0, abs=1e-9)
     assert report["rates"] == {"enterprises_in_grid": 1.0, "grids_staffed": 1.0,
                                "records_complete": 1.0}
+    text = runner("check", "--park", "FGKFQ").output.splitlines()
+    assert text[0].startswith("VALID")
+    assert text[-3:] == ["企业有格 enterprises in a grid: 100.00%",
+                         "格中有人 grids with a chief and published contacts: 100.00%",
+                         "一表在手 enterprises with complete records: 100.00%"]
+    for args, key in ((("users", "list"), None), (("hazards", "list", "--limit", "3"), "hazards"),
+                      (("edit", "history"), None), (("hidden-units", "--park", "FGKFQ"), None)):
+        result = runner(*args, "--format", "json")
+        assert result.exit_code == 0, (args, result.output[:300])
+        data = json.loads(result.stdout)
+        assert data[key] if key else isinstance(data, list), args
 
 
 def test_geojson_output_opens_as_a_layer(runner, park):

@@ -6,6 +6,7 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 
+from geodata.cli.hazards import LIST_COLUMNS
 from geodata.models import Grid, Hazard, HazardEvent, User
 from geodata.services import ledger
 from geodata.services.demo_loader import load_demo
@@ -104,12 +105,19 @@ def test_cli_hazards_walk(runner, engine):
     assert unsupervised.exit_code == 2 and "supervision record" in unsupervised.output
     assert runner("hazards", "transition", hid, "closed", "--as", "supervisor",
                   "--supervision-note", "已上锁").exit_code == 0
-    shown = json.loads(runner("hazards", "show", hid).output)
+    shown = json.loads(runner("hazards", "show", hid, "--format", "json").output)
     assert shown["status"] == "closed" and len(shown["history"]) == 4
     assert shown["supervisions"][0]["note"] == "已上锁"
-    as_json = json.loads(runner("hazards", "list", "--status", "销号", "--json").output)
+    as_json = json.loads(runner("hazards", "list", "--status", "销号", "--format", "json").output)
     assert as_json["total"] == 1
-    assert runner("hazards", "list", "--overdue").stdout.strip() == ""
+    code = as_json["hazards"][0]["code"]
+    by_code = runner("hazards", "show", code)
+    assert by_code.exit_code == 0 and by_code.output.startswith(f"{code} (id {hid}) 销号")
+    assert "时间 at\t人员 actor" in by_code.output  # the history table has a header row
+    as_csv = runner("hazards", "list", "--status", "closed", "--format", "csv").output
+    assert as_csv.splitlines()[0].startswith("id,编号 code,") and code in as_csv
+    assert runner("hazards", "list", "--overdue").stdout.splitlines() == [
+        "\t".join(h for _, h in LIST_COLUMNS)]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -126,7 +134,8 @@ def test_cli_hazards_walk(runner, engine):
     (("users", "add", "newbie", "--role", "viewer", "--password", "short"), "at least"),
     (("users", "add", "viewer", "--role", "viewer", "--password", "longenough"), "exists"),
     (("users", "set-role", "nobody", "admin"), "no user"),
-    (("users", "token", "viewer", "--days", "0"), "positive"),
+    (("users", "token", "viewer", "--days", "0"), "1<=x"),
+    (("hazards", "show", "YH1999-0001"), "no hazard with ledger code"),
 ])
 def test_cli_errors_exit_2_and_change_nothing(runner, engine, args, message):
     _cli_hazard(engine)

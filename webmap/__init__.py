@@ -11,7 +11,7 @@ from flask import Flask
 
 from geodata.config import Settings
 from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
-                    views)
+                    nav, views)
 
 
 def create_app(test_config=None):
@@ -49,4 +49,5 @@ def create_app(test_config=None):
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(api.bp)
     maps.init_app(app)
+    nav.init_app(app)
     return app

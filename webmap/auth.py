@@ -14,6 +14,7 @@
 """
 
 import math
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -123,9 +124,13 @@ def current_actor(db_session, action="read"):
     return Actor(user.username, user.role, allowed_grid_ids(db_session, user))
 
 
+#: A path on this site.  Browsers read a backslash as a slash ("/" + "\\evil" is "//evil",
+#: another host) and drop tabs and newlines, so those and other control characters are out.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[^\\\x00-\x1f\x7f]*")
+
+
 def _safe_next(target):
-    parts = urlsplit(target or "")
-    if target and target.startswith("/") and not target.startswith("//") and not parts.netloc:
+    if target and _LOCAL_PATH.fullmatch(target) and not urlsplit(target).netloc:
         return target
     return url_for("views.index")
 

@@ -4,9 +4,11 @@ Every page needs a logged-in user (any role); without one it redirects to
 the login form.  Templates are autoescaped, so hazard text is inert.
 """
 
+import io
+import re
 from datetime import date
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, render_template, request, send_file
 
 from geodata.errors import ValidationError
 from geodata.ledger_export import COLUMNS, ledger_rows, to_csv, to_xlsx
@@ -19,7 +21,8 @@ from webmap.db import get_session
 bp = Blueprint("ledger_pages", __name__)
 
 #: No inline scripts and nothing from elsewhere: hazard text can never run.
-CSP = "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; base-uri 'none'"
+CSP = ("default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
 @bp.after_request
@@ -63,9 +66,11 @@ def ledger_page(code):
     park = get_park(session, code)
     filters = _filters()
     rows = ledger_rows(session, park=park, **filters)
+    # The export links repeat the known filters only: url_for reads _external, _scheme
+    # and _anchor from its keywords, and a second ``code`` raised a TypeError (a 500).
+    export_args = {k: request.args[k] for k in ("status", "overdue") if request.args.get(k)}
     return render_template("ledger.html", park=park, rows=rows, columns=COLUMNS,
-                           states=STATE_NAMES, filters=filters, query=request.query_string
-                           .decode("ascii", "replace"))
+                           states=STATE_NAMES, filters=filters, export_args=export_args)
 
 
 @bp.get("/parks/<code>/ledger.<fmt>")
@@ -80,7 +85,11 @@ def ledger_file(code, fmt):
     park = get_park(session, code)
     rows = ledger_rows(session, park=park, **_filters())
     body = to_csv(rows) if fmt == "csv" else to_xlsx(rows)
-    name = f"hazard-ledger-{park.code}-{date.today().isoformat()}.{fmt}"
-    return Response(body, mimetype="text/csv; charset=utf-8" if fmt == "csv" else XLSX,
-                    headers={"Content-Disposition": f'attachment; filename="{name}"',
-                             "X-Content-Type-Options": "nosniff"})
+    # The park code is stored text: only letters, digits, '-' and '_' of it reach the
+    # header, and send_file quotes the name (RFC 6266, filename* for non-ASCII).
+    code = re.sub(r"[^\w-]+", "_", park.code)
+    response = send_file(io.BytesIO(body), as_attachment=True,
+                         download_name=f"hazard-ledger-{code}-{date.today().isoformat()}.{fmt}",
+                         mimetype="text/csv; charset=utf-8" if fmt == "csv" else XLSX)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -4,8 +4,11 @@ The park map is a folium map whose layers start empty: ``static/gridmap.js``
 fills them from the JSON API (grids by bbox, simplified for the zoom level,
 as the map moves) and builds every popup with ``textContent``, so user text
 (enterprise names, hazard notes, staff names) never reaches the page as HTML.
-The only text the server writes into the page passes through Jinja's
-autoescaping or :func:`markupsafe.escape`.
+Server-side, user text (the park's name and code, the user's name) only
+ever goes into Flask's autoescaped templates as a *variable*; the finished
+HTML joins folium's figure through :class:`Verbatim`, never as template
+source (``folium.Element(text)`` compiles ``text`` as a Jinja template, so
+a park named ``{{7*7}}`` showed 49 and ``lipsum.__globals__`` ran code).
 
 Every script and stylesheet is served by this app: Leaflet,
 Leaflet.markercluster and Leaflet-Geoman are committed under
@@ -26,7 +29,6 @@ from flask import (Blueprint, current_app, g, render_template, request,
 from flask_wtf.csrf import generate_csrf
 from folium.plugins import MarkerCluster
 from jinja2.utils import htmlsafe_json_dumps
-from markupsafe import escape
 
 from geodata.services import mapdata
 from geodata.services.ledger import CATEGORIES
@@ -131,6 +133,24 @@ def add_nonce(html, nonce):
     return _INLINE_SCRIPT.sub(f'<script nonce="{nonce}"', html)
 
 
+class Verbatim(folium.Element):
+    """Finished HTML added to a folium figure as it is, never parsed as a template.
+
+    Every other branca/folium element compiles its text as a Jinja template
+    (without autoescaping); this one's :meth:`render` returns the text
+    unchanged, so text rendered by an autoescaped Flask template stays data.
+    """
+
+    def __init__(self, html):
+        super().__init__()
+        self._name = "Verbatim"
+        self.html = str(html)
+
+    def render(self, **kwargs):
+        """Return the HTML unchanged (no Jinja)."""
+        return self.html
+
+
 def build_map(park, overview, tiles="none"):
     """Build the folium map of a park; return ``(folium.Map, layer variable names)``.
 
@@ -200,12 +220,9 @@ def park_map(code):
         # photo uploads are multipart: a browser session sends its CSRF token
         "csrf": generate_csrf() if can_log else None,
     }
-    figure.header.add_child(folium.Element(
-        f"<title>{escape(park.name)} · {escape(park.code)} · gridmap</title>"))
-    figure.header.add_child(folium.Element(
-        f'<link rel="stylesheet" href="{url_for("static", filename="gridmap.css")}"/>'
-        '<link rel="icon" href="data:,"/>'))
-    figure.html.add_child(folium.Element(render_template(
+    figure.header.add_child(Verbatim(render_template(
+        "map_head.html", park=park, stylesheet=url_for("static", filename="gridmap.css"))))
+    figure.html.add_child(Verbatim(render_template(
         "map_panel.html", park=park, overview=overview, classes=CLASSES, layers=LAYERS,
         user=user, can_log=can_log, categories=CATEGORIES,
         login_url=url_for("login", next=request.path),

@@ -8,11 +8,7 @@ from sqlalchemy import (CheckConstraint, Date, DateTime, ForeignKey, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from geodata.models.base import Base, geometry_column
-
-HAZARD_STATUSES = ("found", "rectifying", "supervising", "closed")
-HAZARD_LEVELS = ("general", "major")
-#: Graded handling (分级处置): who is handling the hazard, lowest first.
-ESCALATION_LEVELS = ("grid", "park", "county", "city", "province")
+from geodata.vocabulary import ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES  # noqa: F401
 
 
 def _utcnow():

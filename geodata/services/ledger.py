@@ -109,6 +109,28 @@ def get_hazard(session, hazard_id, *, lock=False):
     return hazard
 
 
+def get_hazard_by_code(session, code, park=None):
+    """Return the hazard with ledger code ``code`` (``YH2026-0012``), in ``park`` if given.
+
+    Raises
+    ------
+    NotFoundError
+        404 ``hazard_not_found`` when no hazard has the code.
+    ValidationError
+        422 ``ambiguous_code`` when several parks use it and no park is given.
+    """
+    query = sa.select(Hazard).where(Hazard.code == code)
+    if park is not None:
+        query = query.where(Hazard.park_id == park.id)
+    found = session.execute(query.limit(2)).scalars().all()
+    if not found:
+        raise NotFoundError(f"no hazard with ledger code {code!r}", code="hazard_not_found")
+    if len(found) > 1:
+        raise ValidationError(f"ledger code {code!r} is used in several parks: give --park",
+                              code="ambiguous_code")
+    return found[0]
+
+
 def _lock_park(session, park):
     # Ledger numbers are max+1 per park: serialise creators per park.
     # (SQLite writers are already serialised by BEGIN IMMEDIATE.)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from geodata.errors import ValidationError
-from geodata.io_ import read_layer, write_layer
+from geodata.formats import read_layer, write_layer
 from geodata.models import Park
 from geodata.services.grids import grids_frame, import_grids
 from geodata.services.hazards import hazards_frame, import_hazards
@@ -18,8 +18,8 @@ from geodata.services.parks import get_park, import_parks, parks_frame
 from geodata.services.sites import enterprises_frame, import_enterprises
 from geodata.services.staff import import_staff, staff_frame
 from geodata.storage import session_scope
+from geodata.vocabulary import LAYERS  # noqa: F401  (re-exported)
 
-LAYERS = ("parks", "grids", "enterprises", "staff", "hazards")
 _IMPORTERS = {"grids": import_grids, "enterprises": import_enterprises, "staff": import_staff,
               "hazards": import_hazards}
 _EXPORTERS = {"grids": grids_frame, "enterprises": enterprises_frame, "staff": staff_frame,

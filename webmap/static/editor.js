@@ -32,9 +32,10 @@
     style: function () { return styleFor(false); },
     onEachFeature: function (feature, layer) {
       layer.on("click", function () { onGridClick(feature.properties.code); });
-      layer.bindTooltip(feature.properties.code, {
-        permanent: false, direction: "center", className: "ed-label"
-      });
+      // Leaflet parses a string tooltip as HTML: give it a text node instead.
+      layer.bindTooltip(function () {
+        return document.createTextNode(feature.properties.code);
+      }, { permanent: false, direction: "center", className: "ed-label" });
     }
   }).addTo(map);
 

@@ -1,9 +1,8 @@
-"""Grid editing commands: ``gridmap propose-grids``, ``gridmap edit ...`` and the QGIS round trip.
+"""Grid editing commands: ``gridmap edit ...``, ``propose-grids`` and the QGIS round trip.
 
-Registered on the main group at the end of :mod:`geodata.cli`.  Every
-command calls one service of :mod:`geodata.services.edits` in one
+Every command calls one service of :mod:`geodata.services.edits` in one
 transaction; errors become one line on stderr and exit 2 (see
-:class:`geodata.cli._Group`).  A refused edit (new gap, overlap or part
+:class:`geodata.cli.context.ErrorExitGroup`).  A refused edit (new gap, overlap or part
 outside) names the reason and the area in m², and changes nothing.
 
 Geometries given on the command line (``--line``, ``--geometry``) are WKT or
@@ -16,22 +15,24 @@ import os
 import sys
 
 import click
-import shapely
 
+from geodata.cli.context import format_option
 from geodata.errors import BadRequestError
-from geodata.storage import session_scope
 
 _ACTOR_HELP = "Who makes the edit (default $GRIDMAP_ACTOR, else the login name)."
 
 
 def _actor(value):
+    """The acting user: ``--actor``, else ``$GRIDMAP_ACTOR``, else the login name."""
     return value or os.environ.get("GRIDMAP_ACTOR") or getpass.getuser()
 
 
 def _geometry(text, what):
     """Parse WKT, GeoJSON text or ``@FILE`` (any importable format, first feature)."""
+    import shapely
+
     if text.startswith("@"):
-        from geodata.io_ import read_layer
+        from geodata.formats import read_layer
 
         frame, _ = read_layer(text[1:])
         if len(frame) == 0:
@@ -50,6 +51,7 @@ def _geometry(text, what):
 
 
 def _emit(outcome, fmt):
+    """Print an edit's outcome: a summary (text) or its JSON object."""
     if fmt == "json":
         click.echo(json.dumps(outcome.to_dict(), ensure_ascii=False))
         return
@@ -60,7 +62,9 @@ def _emit(outcome, fmt):
 
 
 def _edit(obj, park_code, operation, *args, **kwargs):
+    """Run edit service ``operation`` on the park in one write transaction."""
     from geodata.services.transfer import resolve_park
+    from geodata.storage import session_scope
 
     with session_scope(obj.ready_engine(), write=True) as session:
         park = resolve_park(session, park_code)
@@ -72,8 +76,7 @@ _common = [
     click.option("--actor", help=_ACTOR_HELP),
     click.option("--reason", default="", help="Why (kept in the history)."),
     click.option("--if-match", type=int, help="Expected park version (412 when it moved on)."),
-    click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                 show_default=True),
+    format_option(("text", "json")),
 ]
 
 
@@ -206,20 +209,22 @@ def restore(obj, edit_id, code, allow_problems, park_code, actor, reason, if_mat
 @click.option("--at", "at_edit", type=click.IntRange(min=0),
               help="Write the grids as right after this edit to --out.")
 @click.option("--out", type=click.Path(dir_okay=False), help="File for --at (any format).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@format_option(("text", "json"))
 @click.pass_obj
 def history(obj, park_code, code, at_edit, out, fmt):
     """Show the park's edits, one grid's versions, or write an earlier state (--at/--out)."""
+    import shapely
+
     from geodata.services import edits
     from geodata.services.transfer import resolve_park
+    from geodata.storage import session_scope
 
     with session_scope(obj.ready_engine()) as session:
         park = resolve_park(session, park_code)
         if at_edit is not None:
             if not out:
                 raise click.UsageError("--at needs --out FILE")
-            from geodata.io_ import write_layer
+            from geodata.formats import write_layer
 
             frame = edits.grids_at(session, park, at_edit)
             write_layer(frame, out)
@@ -271,19 +276,21 @@ def history(obj, park_code, code, at_edit, out, fmt):
 @click.option("--actor", help=_ACTOR_HELP)
 @click.option("--reason", default="", help="Why (kept in the history).")
 @click.option("--if-match", type=int, help="Expected park version (412 when it moved on).")
+@format_option(("text", "json"), help="json: the statistics and the coverage check.")
 @click.pass_obj
 def propose_grids_command(obj, park_code, method, target_count, balance, out, adopt, seed,
-                          actor, reason, if_match):
+                          actor, reason, if_match, fmt):
     """Propose grids that tile the park, every enterprise in one grid (a draft unless --adopt).
 
     Exit 0 when the draft passes the coverage check, 1 when it does not.
     """
     from geodata.coverage import check_coverage
-    from geodata.io_ import write_layer
+    from geodata.formats import write_layer
     from geodata.proposals import propose_grids, proposal_stats
     from geodata.services.parks import park_boundary
     from geodata.services.sites import enterprises_frame
     from geodata.services.transfer import resolve_park
+    from geodata.storage import session_scope
 
     engine = obj.ready_engine()
     with session_scope(engine) as session:
@@ -297,33 +304,45 @@ def propose_grids_command(obj, park_code, method, target_count, balance, out, ad
                             park=boundary, enterprises=sites[["name", "credit_code", "geometry"]]
                             if len(sites) else None, metric_epsg=epsg)
     stats = proposal_stats(frame)
-    click.echo(f"proposal for {code} ({method}, balance {balance}): {stats['cells']} grids, "
-               f"{stats['sub_grids']} sub-grids; area min/median/max "
-               f"{stats['area_min_m2']:.0f}/{stats['area_median_m2']:.0f}/"
-               f"{stats['area_max_m2']:.0f} m², CV {stats['cv_area']}; "
-               f"{report.summary_line()}")
+    valid = bool(report.valid and not report.enterprises["multi_grid"])
+    if fmt == "json":
+        result = {"park": code, "method": method, "balance": balance, "stats": stats,
+                  "valid": valid, "check": report.to_dict(), "out": out, "adopted": None}
+    else:
+        click.echo(f"proposal for {code} ({method}, balance {balance}): {stats['cells']} "
+                   f"grids, {stats['sub_grids']} sub-grids; area min/median/max "
+                   f"{stats['area_min_m2']:.0f}/{stats['area_median_m2']:.0f}/"
+                   f"{stats['area_max_m2']:.0f} m², CV {stats['cv_area']}; "
+                   f"{report.summary_line()}")
     if out:
         write_layer(frame, out)
-        click.echo(f"draft written to {out}")
+        if fmt == "text":
+            click.echo(f"draft written to {out}")
     if adopt:
         from geodata.services.edits import adopt_proposal
 
-        outcome = _edit(obj, code, adopt_proposal, frame, actor=_actor(actor), reason=reason,
-                        if_match=if_match)
-        _emit(outcome, "text")
-    sys.exit(0 if report.valid and not report.enterprises["multi_grid"] else 1)
+        outcome = _edit(obj, code, adopt_proposal, frame, actor=_actor(actor),
+                        reason=reason, if_match=if_match)
+        if fmt == "json":
+            result["adopted"] = outcome.to_dict()
+        else:
+            _emit(outcome, "text")
+    if fmt == "json":
+        click.echo(json.dumps(result, ensure_ascii=False, default=str))
+    sys.exit(0 if valid else 1)
 
 
 def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, reason,
-                 if_match=None):
+                 if_match=None, fmt="text"):
     """``gridmap import grids FILE --diff/--apply``: the QGIS round trip as one edit.
 
     ``--diff`` prints added, reshaped and retired codes and the coverage after
     the change, writes nothing, and exits 1 when ``--apply`` would be refused.
     """
-    from geodata.io_ import read_layer
+    from geodata.formats import read_layer
     from geodata.services.edits import apply_layer
     from geodata.services.transfer import resolve_park
+    from geodata.storage import session_scope
 
     engine = obj.ready_engine()
     with session_scope(engine) as session:
@@ -338,6 +357,13 @@ def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, 
                                   actor=_actor(actor), reason=reason, file=str(file),
                                   dry_run=True, if_match=if_match)
             session.rollback()
+        if fmt == "json":
+            click.echo(json.dumps({
+                "added": preview.added, "reshaped": preview.reshaped,
+                "retired": preview.retired, "unchanged": preview.unchanged,
+                "coverage_after": preview.report.summary_line(),
+                "problems": preview.problems}, ensure_ascii=False, default=str))
+            sys.exit(1 if preview.problems else 0)
         click.echo(f"added: {', '.join(preview.added) or '-'}")
         click.echo(f"reshaped: {', '.join(preview.reshaped) or '-'}")
         click.echo(f"retired: {', '.join(preview.retired) or '-'}")
@@ -351,7 +377,7 @@ def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, 
         sys.exit(1 if preview.problems else 0)
     outcome = _edit(obj, park_code, apply_layer, frame, actor=_actor(actor), reason=reason,
                     file=str(file), allow_problems=allow_problems, if_match=if_match)
-    _emit(outcome, "text")
+    _emit(outcome, fmt)
     if outcome.problems:
         click.echo(f"recorded {len(outcome.problems)} coverage problems in edit "
                    f"{outcome.edit.id}", err=True)

@@ -1,0 +1,38 @@
+"""The ``gridmap`` command line: one click group, one module per command group.
+
+Exit codes: 0 success; 1 a check found problems; 2 bad input, usage,
+configuration or an unreachable database.  Errors are one line on stderr
+that says what to fix; ``--debug`` shows the traceback instead.
+
+Modules: :mod:`~geodata.cli.database` (``init-db``, ``demo``),
+:mod:`~geodata.cli.layers` (``import``, ``export``), :mod:`~geodata.cli.check`
+(``check``, ``hidden-units``), :mod:`~geodata.cli.serve`,
+:mod:`~geodata.cli.hazards`, :mod:`~geodata.cli.users` and
+:mod:`~geodata.cli.edit` (``edit ...``, ``propose-grids``, ``import grids
+--diff|--apply``); shared parts in :mod:`~geodata.cli.context`.
+"""
+
+import click
+
+from geodata.cli import check, database, edit, hazards, layers, serve, users
+from geodata.cli.context import ErrorExitGroup, make_context
+
+
+@click.group(cls=ErrorExitGroup)
+@click.option("--db", "database_url", metavar="URL",
+              help="Database URL (default $GRIDMAP_DATABASE_URL, else the SpatiaLite file "
+                   "instance/gridmap.sqlite).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="gridmap")
+@click.pass_context
+def main(ctx, database_url, debug):
+    """Grid service management (网格化服务管理) for industrial parks."""
+    ctx.meta["gridmap.debug"] = debug
+    ctx.obj = make_context(database_url)
+    ctx.meta["gridmap.url"] = ctx.obj.settings.database_url
+    ctx.call_on_close(ctx.obj.close)
+
+
+for _module in (database, layers, check, serve, hazards, users, edit):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)

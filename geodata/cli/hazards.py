@@ -1,0 +1,179 @@
+"""``gridmap hazards ...``: the hazard ledger (隐患台账) from the shell.
+
+Errors exit 2 with one line on stderr, as everywhere in the CLI.  Moving a
+hazard from the shell needs ``--as USER``: the step is checked against that
+user's role and recorded under their name, exactly as through the API.  A
+hazard is named by its id or its ledger code (``YH2026-0012``).
+"""
+
+import json
+from datetime import date
+
+import click
+
+from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.vocabulary import STATE_NAMES
+
+
+def _filters(session, park_code, status, overdue):
+    from geodata.services.parks import get_park
+
+    return {"park": get_park(session, park_code) if park_code else None,
+            "status": status, "overdue": True if overdue else None}
+
+
+def _actor(session, username):
+    from geodata.services import ledger
+    from geodata.services.users import allowed_grid_ids, get_user
+
+    user = get_user(session, username)
+    return ledger.Actor(user.username, user.role, allowed_grid_ids(session, user))
+
+
+def _hazard(session, ref):
+    """The hazard named by ``ref``: a numeric id or a ledger code (``YH2026-0012``)."""
+    from geodata.services import ledger
+
+    ref = ref.strip()
+    if ref.isascii() and ref.isdigit():
+        return ledger.get_hazard(session, int(ref))
+    return ledger.get_hazard_by_code(session, ref)
+
+
+@click.group("hazards")
+def hazards():
+    """The hazard ledger (隐患台账): list, show, transition, export."""
+
+
+#: Columns of ``hazards list`` (key of the ledger's hazard dict, header).
+LIST_COLUMNS = [("id", "id"), ("code", "编号 code"), ("state", "状态 state"),
+                ("status", "status"), ("grid", "网格 grid"), ("category", "类别 category"),
+                ("deadline", "期限 deadline"), ("late", "逾期 overdue"),
+                ("description", "描述 description")]
+
+
+@hazards.command("list")
+@click.option("--park", "park_code", help="Park code.")
+@click.option("--status", help="found/rectifying/supervising/closed (or 排查/整改/督导/销号).")
+@click.option("--overdue", is_flag=True, help="Only open hazards past their deadline.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@format_option(help="json: {total, hazards: [...]} with every field.")
+@pass_context
+def list_(obj, park_code, status, overdue, limit, fmt):
+    """List hazards by ledger number."""
+    from geodata.services import ledger
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine()) as session:
+        rows, total = ledger.list_hazards(session, limit=limit,
+                                          **_filters(session, park_code, status, overdue))
+        items = ledger.hazard_dicts(session, rows)
+    table = [{**h, "state": STATE_NAMES[h["status"]], "grid": (h["grid"] or {}).get("code"),
+              "late": "逾期" if h["overdue"] else "",
+              "description": h["description"][:40] if fmt == "text" else h["description"]}
+             for h in items]
+    emit_table(table, LIST_COLUMNS, fmt, json_value={"total": total, "hazards": items})
+    if fmt == "text":
+        click.echo(f"{len(items)} of {total} hazards", err=True)
+
+
+@hazards.command("show")
+@click.argument("hazard")
+@click.option("--park", "park_code", help="Park of a ledger code used in several parks.")
+@format_option(("text", "json"))
+@pass_context
+def show(obj, hazard, park_code, fmt):
+    """Show hazard HAZARD (id or ledger code such as YH2026-0012) with its history."""
+    from geodata.services import ledger
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine()) as session:
+        if park_code:
+            from geodata.services.parks import get_park
+
+            found = ledger.get_hazard_by_code(session, hazard.strip(),
+                                              get_park(session, park_code))
+        else:
+            found = _hazard(session, hazard)
+        (item,) = ledger.hazard_dicts(session, [found])
+        item["history"] = [{"at": e.at.isoformat(), "actor": e.actor, "from": e.from_status,
+                            "to": e.to_status, "action": e.action, "note": e.note}
+                           for e in ledger.history(session, found.id)]
+        item["supervisions"] = [{"supervisor": r.supervisor, "outcome": r.outcome,
+                                 "checked_at": r.checked_at.isoformat(), "note": r.note}
+                                for r in ledger.supervisions(session, found.id)]
+    if fmt == "json":
+        click.echo(json.dumps(item, ensure_ascii=False, indent=2))
+        return
+    grid = (item["grid"] or {}).get("code") or "-"
+    click.echo(f"{item['code']} (id {item['id']}) {STATE_NAMES[item['status']]} "
+               f"{item['status']}, version {item['version']}")
+    for key, label in (("category", "类别 category"), ("level", "等级 level"),
+                       ("found_date", "发现 found"), ("deadline", "期限 deadline"),
+                       ("description", "描述 description")):
+        click.echo(f"{label}: {item.get(key) or '-'}")
+    click.echo(f"网格 grid: {grid}")
+    click.echo("")
+    emit_table(item["history"], [("at", "时间 at"), ("actor", "人员 actor"),
+                                 ("action", "动作 action"), ("from", "从 from"),
+                                 ("to", "到 to"), ("note", "说明 note")], "text")
+    if item["supervisions"]:
+        click.echo("")
+        emit_table(item["supervisions"], [("checked_at", "督导时间 checked at"),
+                                          ("supervisor", "督导人 supervisor"),
+                                          ("outcome", "结果 outcome"), ("note", "说明 note")],
+                   "text")
+
+
+@hazards.command("transition")
+@click.argument("hazard")
+@click.argument("target")
+@click.option("--as", "username", required=True, help="The user taking the step.")
+@click.option("--version", type=click.IntRange(1, 2**31 - 1),
+              help="The version you read (default: the current one).")
+@click.option("--note", default="", help="Why (required to reject or reopen).")
+@click.option("--deadline", type=click.DateTime(["%Y-%m-%d"]), help="Rectification deadline.")
+@click.option("--supervision-note", help="Supervision record note (required to close).")
+@format_option(("text", "json"))
+@pass_context
+def transition(obj, hazard, target, username, version, note, deadline, supervision_note, fmt):
+    """Move HAZARD (id or ledger code) to TARGET (rectifying, supervising, closed; or 整改/督导/销号)."""
+    from geodata.services import ledger
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        actor = _actor(session, username)
+        found = _hazard(session, hazard)
+        if version is None:
+            version = found.version
+        supervision = {"note": supervision_note} if supervision_note is not None else None
+        moved = ledger.transition(session, found.id, target, actor=actor,
+                                  expected_version=version, note=note,
+                                  deadline=deadline.date() if deadline else None,
+                                  supervision=supervision)
+        result = {"id": moved.id, "code": moved.code, "status": moved.status,
+                  "version": moved.version}
+    if fmt == "json":
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        click.echo(f"{result['code']}: {result['status']} (version {result['version']})")
+
+
+@hazards.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--park", "park_code", help="Park code.")
+@click.option("--status", help="Only this status.")
+@click.option("--overdue", is_flag=True, help="Only overdue hazards.")
+@pass_context
+def export(obj, file, park_code, status, overdue):
+    """Export the ledger (隐患台账) to FILE: .csv (UTF-8 with BOM) or .xlsx."""
+    from geodata.ledger_export import export_ledger
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine()) as session:
+        count = export_ledger(session, file, today=date.today(),
+                              **_filters(session, park_code, status, overdue))
+    click.echo(f"exported {count} hazards to {file}")
+
+
+COMMANDS = (hazards,)

@@ -1,0 +1,98 @@
+"""``gridmap users ...``: accounts and API tokens from the shell."""
+
+import click
+
+from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.vocabulary import ROLES
+
+
+@click.group("users")
+def users():
+    """Accounts: add, list, set-role, token, demo-accounts."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Prompted for when not given.")
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--grid", "grids", multiple=True, help="Limit to this grid (repeatable).")
+@click.option("--park", "park_code", help="Park of the --grid codes.")
+@pass_context
+def add(obj, username, role, password, display_name, grids, park_code):
+    """Create an account."""
+    from geodata.services.parks import get_park
+    from geodata.services.users import add_user
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        park = get_park(session, park_code) if park_code else None
+        user = add_user(session, username, password, role, display_name=display_name,
+                        grid_codes=grids, park=park)
+        click.echo(f"added {user.username} ({user.role})")
+
+
+@users.command("list")
+@format_option()
+@pass_context
+def list_accounts(obj, fmt):
+    """List accounts: name, role, active, grid limits."""
+    from geodata.services.users import list_users
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine()) as session:
+        rows = [{"username": u.username, "role": u.role, "display_name": u.display_name,
+                 "active": u.active, "grids": [g.grid.code for g in u.grids]}
+                for u in list_users(session)]
+    if fmt != "json":
+        rows = [{**r, "active": "active" if r["active"] else "disabled",
+                 "grids": ",".join(r["grids"])} for r in rows]
+    emit_table(rows, [("username", "用户 user"), ("role", "角色 role"),
+                      ("active", "状态 state"), ("grids", "网格 grids")], fmt)
+
+
+@users.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+@pass_context
+def set_role_(obj, username, role):
+    """Change USERNAME's role (their open sessions end)."""
+    from geodata.services.users import set_role
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_role(session, username, role)
+        click.echo(f"{user.username} is now {user.role}")
+
+
+@users.command("token")
+@click.argument("username")
+@click.option("--name", default="", help="What the token is for.")
+@click.option("--days", type=click.IntRange(1, 36_500), help="Expire after this many days "
+              "(default: never).")
+@pass_context
+def token(obj, username, name, days):
+    """Create an API token for USERNAME and print it (shown only once)."""
+    from geodata.services.users import create_token
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        text, _ = create_token(session, username, name, days=days)
+    click.echo(text)
+
+
+@users.command("demo-accounts")
+@pass_context
+def demo_accounts(obj):
+    """Create the documented demo accounts, one per role (existing names are kept)."""
+    from geodata.services.users import create_demo_accounts
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        made = create_demo_accounts(session)
+    click.echo(f"created {len(made)} demo accounts: {', '.join(made) or 'none needed'} "
+               "(passwords in docs/ledger.md)")
+
+
+COMMANDS = (users,)

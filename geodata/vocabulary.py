@@ -1,0 +1,21 @@
+"""The fixed vocabularies of gridmap: layers, roles, hazard states and levels.
+
+Plain constants with no imports, so the command line can offer them as
+choices without loading SQLAlchemy (see :mod:`geodata.cli.context`).
+"""
+
+#: Layers that ``gridmap import`` and ``gridmap export`` read and write.
+LAYERS = ("parks", "grids", "enterprises", "staff", "hazards")
+
+#: Account roles, least privileged first.
+ROLES = ("viewer", "inspector", "supervisor", "planner", "admin")
+
+#: The hazard ledger's closed loop (排查 → 整改 → 督导 → 销号).
+HAZARD_STATUSES = ("found", "rectifying", "supervising", "closed")
+HAZARD_LEVELS = ("general", "major")
+#: Graded handling (分级处置): who is handling the hazard, lowest first.
+ESCALATION_LEVELS = ("grid", "park", "county", "city", "province")
+
+STATE_NAMES = {"found": "排查", "rectifying": "整改", "supervising": "督导", "closed": "销号"}
+ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "city": "市级",
+                    "province": "省级"}

@@ -1,0 +1,490 @@
+"""Issue 9 item 1: stored text is data on every page, API answer and export (both backends).
+
+Every free-text column of the model holds a template or markup payload
+wrapped in a marker ``⟦<tag>…⟧`` (one tag per column); then every GET route
+of the app is requested, anonymously and with an admin's and a viewer's
+token.  Each marker found must hold the stored text exactly: HTML-escaped in
+pages, raw in JSON and in the exports.  A template engine evaluating it
+(``{{7*7}}`` → ``49``), markup reaching the page raw, or a 500 fails.
+
+Two lists keep the test honest as the app grows: the text columns are read
+from ``Base.metadata`` and must each be either written here or named as a
+controlled value; the GET routes are read from ``app.url_map`` and must each
+be requested here.
+"""
+
+import ast
+import csv
+import io
+import json
+import re
+import unicodedata
+
+import geopandas as gpd
+import pytest
+import shapely
+import sqlalchemy as sa
+from flask import url_for
+from markupsafe import escape
+
+from geodata.creditcode import make_credit_code
+from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
+                            Hazard, Park, User)
+from geodata.services import ledger, mapdata
+from geodata.services.grids import import_grids
+from geodata.services.parks import get_park
+from geodata.services.sites import import_enterprises
+from geodata.storage import session_scope
+from tests.conftest import metric_box
+from tests.ledger_helpers import build_park, future, lonlat
+from webmap import create_app
+
+PAYLOADS = ["{{7*7}}", "{% if 1 %}x{% endif %}", "${7*7}", "<img src=x onerror=alert(1)>",
+            "<script>alert(1)</script>", "\"'><svg onload=alert(1)>", "{{ lipsum.__globals__ }}"]
+
+#: Free-text columns → the tag of their marker.  Codes are stored normalised
+#: (NFKC, upper case) and sit in URL paths, so their tags are upper case and
+#: their payloads lose "/" (a path segment cannot hold one).
+HOSTILE = {
+    ("parks", "name"): "a", ("parks", "code"): "B",
+    ("grids", "name"): "c", ("grids", "code"): "D",
+    ("enterprises", "name"): "e", ("enterprises", "industry"): "f",
+    ("enterprises", "contact_name"): "g", ("enterprises", "contact_phone"): "h",
+    ("grid_staff", "name"): "i", ("grid_staff", "phone"): "j",
+    ("hazards", "code"): "K", ("hazards", "category"): "l", ("hazards", "description"): "m",
+    ("hazard_events", "actor"): "n", ("hazard_events", "note"): "o",
+    ("supervisions", "supervisor"): "p", ("supervisions", "note"): "q",
+    ("hazard_photos", "original_name"): "r", ("hazard_photos", "uploaded_by"): "s",
+    ("grid_edits", "actor"): "t", ("grid_edits", "reason"): "u",
+    ("grid_edit_items", "code"): "V",
+    ("users", "username"): "w", ("users", "display_name"): "x",
+    ("api_tokens", "name"): "y",
+}
+CODES = {"B", "D", "K", "V"}
+
+#: Text columns that cannot hold free text, and why.
+CONTROLLED = {
+    ("parks", "division_code"): "six digits, checked on import",
+    ("enterprises", "credit_code"): "GB 32100 code with a check character",
+    ("grids", "kind"): "CHECK constraint (area/enterprise/workshop)",
+    ("grid_staff", "role"): "CHECK constraint",
+    ("hazards", "level"): "CHECK constraint", ("hazards", "status"): "CHECK constraint",
+    ("hazards", "escalation"): "trigger/constraint on the escalation levels",
+    ("hazard_events", "from_status"): "a workflow state",
+    ("hazard_events", "to_status"): "a workflow state",
+    ("hazard_events", "action"): "a workflow action name",
+    ("hazard_events", "escalation"): "two escalation levels, e.g. grid>park",
+    ("hazard_photos", "stored_name"): "random hex name made by the server",
+    ("hazard_photos", "content_type"): "detected from the bytes: image/jpeg or image/png",
+    ("hazard_photos", "sha256"): "hex digest",
+    ("supervisions", "outcome"): "CHECK constraint",
+    ("grid_edits", "operation"): "one of EDIT_OPERATIONS",
+    ("grid_edits", "problems"): "JSON written by the server",
+    ("grid_lineage", "relation"): "an operation name",
+    ("users", "role"): "CHECK constraint", ("users", "password_hash"): "scrypt hash",
+    ("api_tokens", "token_hash"): "hex digest",
+}
+
+#: Every GET route: how to request it, and what it answers.
+HTML_PAGES = {"views.index", "login", "maps.park_map", "maps.grid_page", "editor.edit_page",
+              "ledger_pages.dashboard", "ledger_pages.ledger_page"}
+EXPORTS = {"ledger_pages.ledger_file"}
+JSON_ROUTES = {
+    "views.healthz", "api.openapi", "api.parks", "api.park", "api.coverage", "api.enterprises",
+    "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search", "api.summaries",
+    "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
+    "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
+               "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+BINARY = {"api.grid_tile"}  # Mapbox vector tiles: protobuf, never parsed as HTML
+ASSETS = {"static", "maps.vendor", "editor.geoman"}  # files of this app, no stored text
+
+#: Tags each page must show (beyond the rest being correct): the page's own user text.
+PAGE_SHOWS = {
+    "views.index": {"a", "B"},
+    "maps.park_map": {"a", "B"},
+    "maps.grid_page": {"a", "c", "D", "e", "f", "g", "h", "i", "j", "K", "l", "m"},
+    "editor.edit_page": {"a", "B"},
+    "ledger_pages.dashboard": {"a", "B", "c", "D", "x"},
+    "ledger_pages.ledger_page": {"a", "c", "D", "e", "K", "l", "m", "p", "x"},
+}
+EXPORT_SHOWS = {"c", "D", "e", "K", "l", "m", "p"}
+#: Tags the JSON API must return somewhere (events, photos, edits are only there).
+JSON_SHOWS = {"a", "B", "c", "D", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "t",
+              "u", "V"}
+
+MARK = re.compile(r"⟦(.)(.*?)⟧", re.S)
+
+
+def stored(tag, payload):
+    """The value stored for ``tag``: the marked payload, normalised like a code for codes."""
+    text = f"⟦{tag}{payload}⟧"
+    if tag in CODES:
+        text = unicodedata.normalize("NFKC", text.replace("/", "")).upper()
+    return text
+
+
+def text_columns():
+    return {(t.name, c.name) for t in Base.metadata.sorted_tables for c in t.columns
+            if isinstance(c.type, (sa.String, sa.Text))}
+
+
+def test_every_text_column_is_hostile_or_controlled():
+    assert not set(HOSTILE) & set(CONTROLLED)
+    assert set(HOSTILE) | set(CONTROLLED) == text_columns(), (
+        "a text column is new: add it to HOSTILE (and write a payload into it) or CONTROLLED")
+    assert len(set(HOSTILE.values())) == len(HOSTILE)
+    for (table, column), tag in HOSTILE.items():  # each payload fits, with a row id < 10
+        limit = Base.metadata.tables[table].c[column].type.length
+        assert limit is None or max(len(stored(tag, p)) for p in PAYLOADS) + 1 <= limit
+
+
+def build_hostile(engine, payload, photo_dir):
+    """Park T (ledger_helpers) with a sub-grid, a hidden unit, a closed and an open hazard,
+    a photo and a grid edit; then every free-text column holds its marked payload.
+
+    The append-only tables (events, edits) get their text on insert; the
+    others are overwritten with SQL, as text stored before any validation
+    existed would be.  Returns ``{role: API token}``.
+    """
+    tokens = build_park(engine)
+    v = {tag: stored(tag, payload) for tag in HOSTILE.values()}
+    admin = ledger.Actor(v["n"], "admin")
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, "T")
+        import_grids(session, park, gpd.GeoDataFrame(
+            [{"code": "T-001-01", "name": "子网格", "parent_code": "T-001"}],
+            geometry=[metric_box(0, 500, 250, 750)], crs=4326))
+        import_enterprises(session, park, gpd.GeoDataFrame(
+            [{"name": "丙", "credit_code": make_credit_code("411621", 3),
+              "host_credit_code": make_credit_code("411621", 1)}],
+            geometry=[metric_box(120, 120, 160, 160)], crs=4326))
+        closed = ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat((110, 190))),
+                                      category="其他", description="x", actor=admin)
+        ledger.transition(session, closed.id, "rectifying", actor=admin, expected_version=1,
+                          note=v["o"], deadline=future())
+        ledger.transition(session, closed.id, "supervising", actor=admin, expected_version=2,
+                          note=v["o"])
+        ledger.transition(session, closed.id, "closed", actor=admin, expected_version=3,
+                          note=v["o"], supervision={"note": v["q"], "supervisor": v["p"]})
+        ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat("T-001")),
+                             category="其他", description="x", actor=admin)
+        ledger.save_photo(session, closed.id, b"\xff\xd8\xff" + bytes(16),
+                          actor=ledger.Actor(v["s"], "admin"), directory=photo_dir,
+                          original_name=v["r"])
+        t4 = session.execute(sa.select(Grid).where(Grid.code == "T-004")).scalar_one()
+        edit = GridEdit(park_id=park.id, actor=v["t"], operation="draw", reason=v["u"],
+                        park_version=park.version, problems="")
+        session.add(edit)
+        session.flush()
+        session.add(GridEditItem(edit_id=edit.id, grid_id=t4.id, code=v["V"],
+                                 after_wkb=shapely.to_wkb(shapely.box(0, 0, 1, 1)),
+                                 after_active=True, after_version=1))
+        session.execute(sa.update(Park).values(name=v["a"], code=v["B"]))
+        session.execute(sa.update(Grid).values(name=v["c"], code=sa.literal(v["D"]) + sa.cast(
+            Grid.id, sa.String)))
+        session.execute(sa.update(Enterprise).values(
+            name=sa.literal(v["e"]) + sa.cast(Enterprise.id, sa.String), industry=v["f"],
+            contact_name=v["g"], contact_phone=v["h"]))
+        session.execute(sa.update(GridStaff).values(name=v["i"], phone=v["j"]))
+        session.execute(sa.update(Hazard).values(
+            code=sa.literal(v["K"]) + sa.cast(Hazard.id, sa.String), category=v["l"],
+            description=v["m"]))
+        session.execute(sa.update(User).values(
+            username=sa.literal(v["w"]) + sa.cast(User.id, sa.String), display_name=v["x"]))
+        session.execute(sa.update(ApiToken).values(name=v["y"]))
+    # SQL behind the services' back: the cached grid layers cannot see it (their stamp
+    # counts rows and versions, which are the same in every run of this test)
+    mapdata.clear_cache()
+    return tokens
+
+
+def check_text(text, payload, *, html):
+    """Every marker in ``text`` holds its stored value (HTML-escaped when ``html``).
+
+    Returns the set of tags seen.
+    """
+    seen = set()
+    for tag, body in MARK.findall(text):
+        value = stored(tag, payload)[2:-1]
+        expected = str(escape(value)) if html else value
+        assert body == expected, f"column tagged {tag!r} shows {body!r}, stored {value!r}"
+        seen.add(tag)
+    return seen
+
+
+def check_json(data, payload):
+    """Every string in a JSON document holds markers exactly as stored; returns the tags."""
+    seen = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            seen |= check_json(key, payload) | check_json(value, payload)
+    elif isinstance(data, list):
+        for value in data:
+            seen |= check_json(value, payload)
+    elif isinstance(data, str):
+        seen |= check_text(data, payload, html=False)
+    return seen
+
+
+_JSON_BLOCK = re.compile(r'<script type="application/json"[^>]*>(.*?)</script>', re.S)
+
+
+def check_page(html, payload):
+    """An HTML page: markers escaped, raw markup absent, JSON blocks exact; returns the tags."""
+    for raw in ("<img src=x", "<IMG SRC=X", "<svg onload", "<SVG ONLOAD", "<script>alert",
+                "<SCRIPT>ALERT"):
+        assert raw not in html
+    seen = check_text(html, payload, html=True)
+    for block in _JSON_BLOCK.findall(html):
+        seen |= check_json(json.loads(block), payload)
+    return seen
+
+
+def check_export(fmt, body, payload):
+    if fmt == "csv":
+        cells = [c for row in csv.reader(io.StringIO(body.decode("utf-8-sig"))) for c in row]
+    else:
+        from openpyxl import load_workbook
+        sheet = load_workbook(io.BytesIO(body), read_only=True).active
+        cells = [c for row in sheet.iter_rows(values_only=True) for c in row
+                 if isinstance(c, str)]
+    seen = set()
+    for cell in cells:
+        seen |= check_text(cell, payload, html=False)
+    return seen
+
+
+def urls(endpoint, ids):
+    """The URLs to request for ``endpoint`` (every grid for a grid route, both formats...)."""
+    code = ids["park"]
+    args = {
+        "views.index": [{}], "login": [{}, {"next": f"/parks/{code}/map"}],
+        "maps.park_map": [{"code": code}],
+        "maps.grid_page": [{"code": code, "grid_code": g} for g in ids["grids"]],
+        "editor.edit_page": [{"code": code}], "ledger_pages.dashboard": [{"code": code}],
+        "ledger_pages.ledger_page": [{"code": code}, {"code": code, "status": "closed"}],
+        "ledger_pages.ledger_file": [{"code": code, "fmt": "csv"}, {"code": code, "fmt": "xlsx"}],
+        "views.healthz": [{}], "api.openapi": [{}], "api.parks": [{}],
+        "api.park": [{"code": code}], "api.coverage": [{"code": code}],
+        "api.enterprises": [{"code": code}], "api.grids": [{"code": code}],
+        "api.grid": [{"code": code, "grid_code": g} for g in ids["grids"]],
+        "api.hazards": [{"code": code}], "api.hidden_units": [{"code": code}],
+        "api.search": [{"code": code, "q": "⟦"}], "api.summaries": [{"code": code}],
+        "api.summary": [{"code": code, "grid_code": g} for g in ids["grids"]],
+        "hazards_api.list_hazards": [{}],
+        "hazards_api.get_hazard": [{"hazard_id": h} for h in ids["hazards"]],
+        "hazards_api.history": [{"hazard_id": h} for h in ids["hazards"]],
+        "hazards_api.dashboard": [{"code": code}],
+        "edit_api.history": [{"code": code}], "edit_api.state": [{"code": code}],
+        "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
+        "static": [{"filename": "gridmap.js"}],
+        "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"}],
+        "editor.geoman": [{"filename": "leaflet-geoman.min.js"}],
+    }[endpoint]
+    return [url_for(endpoint, **a) for a in args]
+
+
+def tile_of(lon, lat, z=15):
+    import math
+    n = 2 ** z
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return z, x, y
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, tmp_path,
+                                                               backend, payload):
+    tokens = build_hostile(engine, payload, tmp_path / "photos")
+    with session_scope(engine) as session:
+        ids = {"park": session.execute(sa.select(Park.code)).scalar_one(),
+               "grids": session.execute(sa.select(Grid.code)).scalars().all(),
+               "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
+               "tiles": [tile_of(*lonlat("T-001"))]}
+        # the fixture reached every free-text column
+        for (table, column), tag in HOSTILE.items():
+            values = session.execute(sa.text(f"SELECT {column} FROM {table}")).scalars().all()
+            assert any(stored(tag, payload) in value for value in values), column
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    try:
+        routes = {r.endpoint for r in app.url_map.iter_rules() if "GET" in r.methods}
+        assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | BINARY | ASSETS, (
+            "a GET route is new: request it in this test (urls()) and say what it answers")
+        client = app.test_client()
+        shown = {"admin": {}, "viewer": {}, None: {}}
+        for role in shown:
+            headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+            for endpoint in sorted(routes):
+                with app.test_request_context():
+                    targets = urls(endpoint, ids)
+                for target in targets:
+                    response = client.get(target, headers=headers)
+                    where = f"{endpoint} {target} as {role}"
+                    if endpoint in BINARY and backend == "spatialite":
+                        assert response.status_code == 501, where  # PostGIS only, documented
+                        continue
+                    assert response.status_code < 500, where
+                    seen = shown[role].setdefault(endpoint, set())
+                    if endpoint in HTML_PAGES:
+                        if response.status_code == 302:  # anonymous: to the login form
+                            assert role is None and "/login" in response.headers["Location"]
+                            response = client.get(response.headers["Location"])
+                        assert response.status_code in (200, 403), where
+                        assert response.mimetype == "text/html", where
+                        seen |= check_page(response.get_data(as_text=True), payload)
+                    elif endpoint in EXPORTS:
+                        if role is None:
+                            assert response.status_code == 302, where
+                            continue
+                        assert response.status_code == 200, where
+                        assert response.headers["Content-Disposition"].startswith(
+                            "attachment; filename="), where
+                        assert "⟦" not in response.headers["Content-Disposition"]
+                        seen |= check_export(target.rsplit(".", 1)[1].split("?")[0],
+                                             response.data, payload)
+                    elif endpoint in JSON_ROUTES:
+                        expected = {None: 401 if endpoint in NEEDS_LOGIN else 200,
+                                    "viewer": 200, "admin": 200}[role]
+                        assert response.status_code == expected, (where, response.get_json())
+                        assert response.is_json, where  # JSON or GeoJSON
+                        seen |= check_json(response.get_json(), payload)
+                    else:
+                        assert response.status_code == 200, where
+                    response.close()  # asset files are streamed
+        admin = shown["admin"]
+        for endpoint, tags in PAGE_SHOWS.items():
+            assert tags <= admin[endpoint], (endpoint, tags - admin[endpoint])
+        assert EXPORT_SHOWS <= admin["ledger_pages.ledger_file"]
+        assert JSON_SHOWS <= set().union(*(admin[e] for e in JSON_ROUTES))
+        # the user's own name, on the map panel and in the ledger's header
+        assert "w" in admin["maps.park_map"] and "x" in admin["ledger_pages.ledger_page"]
+        assert {"a", "B"} <= shown[None]["maps.park_map"] and "B" in shown[None]["login"]
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+@pytest.mark.parametrize("payload", ["{{7*7}}", "{% if 1 %}x{% endif %}", "{%", "{{ x"])
+def test_map_page_title_is_text_not_template(db_url, engine, payload):
+    """The issue's report: a park named 测试{{7*7}}园区 showed 测试49园区; ``{%`` gave a 500."""
+    build_park(engine, users=False)
+    name = f"测试{payload}园区"
+    with session_scope(engine, write=True) as session:
+        session.execute(sa.update(Park).values(name=name))
+    app = create_app({"DATABASE_URL": db_url})
+    try:
+        response = app.test_client().get("/parks/T/map")
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        assert f"<title>{escape(name)} · T · gridmap</title>" in html
+        assert f'<span id="gm-park-name">{escape(name)}</span>' in html
+        assert "测试49园区" not in html and "测试x园区" not in html
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+def test_unknown_hostile_code_is_a_json_404(db_url, engine):
+    build_park(engine, users=False)
+    app = create_app({"DATABASE_URL": db_url})
+    try:
+        client = app.test_client()
+        for path in ("/parks/<img src=x onerror=alert(1)>/map",
+                     "/parks/T/grids/<svg onload=alert(1)>", "/parks/{{7*7}}/map"):
+            response = client.get(path)
+            assert response.status_code == 404 and response.mimetype == "application/json"
+            assert response.get_json()["error"]["code"] == "not_found"
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+@pytest.mark.parametrize("target", ["/\\evil.example/", "/\\/evil.example/", "/\t/evil.example/",
+                                    "/%0a/x\n", "//evil.example", "https://evil.example/"])
+def test_login_next_never_leaves_the_site(db_url, engine, target):
+    tokens = build_park(engine)  # noqa: F841 -- the accounts
+    app = create_app({"DATABASE_URL": db_url, "WTF_CSRF_ENABLED": False})
+    try:
+        response = app.test_client().post("/login", data={
+            "username": "viewer", "password": "viewer-pass-123", "next": target})
+        assert response.status_code == 302 and response.headers["Location"] == "/"
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+@pytest.mark.parametrize("query", ["code=x", "fmt=x", "_external=1&_scheme=javascript",
+                                   "_anchor=x", "_method=x"])
+def test_ledger_export_links_take_only_the_filters(db_url, engine, query):
+    tokens = build_park(engine)
+    app = create_app({"DATABASE_URL": db_url})
+    try:
+        response = app.test_client().get(f"/parks/T/ledger?{query}&status=closed",
+                                         headers={"Authorization": f"Bearer {tokens['viewer']}"})
+        assert response.status_code == 200
+        links = re.findall(r'href="([^"]*ledger\.(?:csv|xlsx)[^"]*)"', response.get_data(
+            as_text=True))
+        assert links == ["/parks/T/ledger.csv?status=closed", "/parks/T/ledger.xlsx?status=closed"]
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+@pytest.mark.parametrize("text", ["=1+1", " =1+1", "+1", "-1", "@SUM(1)", "\t=1", "\n=1"])
+def test_exports_neutralise_formulas_and_control_characters(db_url, engine, text):
+    tokens = build_park(engine)
+    with session_scope(engine, write=True) as session:
+        ledger.create_hazard(session, get_park(session, "T"),
+                             point=ledger.parse_point(*lonlat("T-001")), category="其他",
+                             description="x", actor=ledger.Actor("admin", "admin"))
+        session.execute(sa.update(Hazard).values(description=text + "\x01"))
+    app = create_app({"DATABASE_URL": db_url})
+    try:
+        client = app.test_client()
+        auth = {"Authorization": f"Bearer {tokens['viewer']}"}
+        csv_body = client.get("/parks/T/ledger.csv", headers=auth)
+        xlsx_body = client.get("/parks/T/ledger.xlsx", headers=auth)
+        assert csv_body.status_code == xlsx_body.status_code == 200
+        rows = list(csv.reader(io.StringIO(csv_body.data.decode("utf-8-sig"))))
+        assert rows[1][rows[0].index("隐患描述")] == "'" + text + "\x01"
+        from openpyxl import load_workbook
+        sheet = load_workbook(io.BytesIO(xlsx_body.data)).active
+        header = [c.value for c in sheet[1]]
+        cell = sheet.cell(row=2, column=header.index("隐患描述") + 1)
+        assert cell.data_type == "s" and cell.value == "'" + text + "\ufffd"
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+#: Calls that compile their text argument as a template or mark it as safe HTML.
+TEMPLATE_CALLS = {"Element", "Html", "MacroElement", "Popup", "Tooltip", "GeoJsonPopup",
+                  "GeoJsonTooltip", "DivIcon", "Template", "from_string",
+                  "render_template_string", "Markup"}
+
+
+def test_no_template_source_or_html_sink_in_the_code():
+    """No call that turns text into a template or into markup, anywhere in the app.
+
+    The pages are built with Flask templates (user text as variables) and
+    :class:`webmap.maps.Verbatim`; scripts build DOM nodes with
+    ``textContent`` and give Leaflet tooltips and popups functions.
+    """
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [p for d in ("geodata", "webmap", "scripts") for p in (root / d).rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            where = f"{path}:{node.lineno}: {name}"
+            assert name.rsplit(".", 1)[-1] not in TEMPLATE_CALLS, where
+            if name.startswith("folium."):
+                assert not {k.arg for k in node.keywords} & {"popup", "tooltip"}, where
+            assert not any(k.arg == "autoescape" and isinstance(k.value, ast.Constant)
+                           and not k.value.value for k in node.keywords), where
+    for path in (root / "webmap" / "templates").glob("*.html"):
+        text = path.read_text()
+        assert not re.search(r"\|\s*safe\b|autoescape\s+false|\{%\s*raw", text), path
+    banned_js = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\.html\("
+                           r"|set(Tooltip|Popup)?Content\(|\bhtml\s*:|eval\(|new Function"
+                           r"|\.bind(Tooltip|Popup)\((?!\s*function\b)")
+    for path in (root / "webmap" / "static").glob("*.js"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not banned_js.search(line), f"{path}:{number}: {line.strip()}"
