@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Install gridmap and what it needs on a Debian machine: the system packages
-# (SpatiaLite, PostgreSQL + PostGIS, Chromium for browser tests) and the Python
-# package in editable mode.  Safe to run again; skips what is already there.
+# (SpatiaLite, venv, PostgreSQL + PostGIS and Chromium for browser tests) and the
+# Python package, editable, into the virtual environment .venv of this checkout
+# (created with $PYTHON, default python3, if it is not there yet).  Safe to run
+# again; skips what is already there.  Needs neither npm nor Node.js: the
+# browser assets are committed under webmap/static/vendor/.
 #   bash scripts/install.sh          # to run the service
 #   bash scripts/install.sh --test   # plus the test tools
+#   PYTHON=/usr/bin/python3 bash scripts/install.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libsqlite3-mod-spatialite)
+# python3-venv: Debian's python3 cannot create a virtual environment without it.
+packages=(libsqlite3-mod-spatialite python3-venv)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
   # fonts-noto-cjk: Chinese text in browser screenshots
@@ -23,12 +28,9 @@ if (( ${#missing[@]} )); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-python -m pip install -q --disable-pip-version-check -e ".${extras}"
-# Browser assets of the web map (Leaflet, Leaflet.markercluster, Leaflet-Geoman) from npm, pinned by
-# webmap/static/package-lock.json and served by the app itself: no CDN at run time.
-if command -v npm >/dev/null; then
-  npm ci --prefix webmap/static --no-audit --no-fund --ignore-scripts --loglevel=error
-else
-  echo "warning: npm not found: install Node.js and run 'npm ci --prefix webmap/static'" \
-       "or the map page has no Leaflet" >&2
+# A virtual environment, not the first Python on the PATH: Debian's own python3
+# refuses `pip install` (PEP 668), and other Pythons' packages stay untouched.
+if [[ ! -x .venv/bin/python ]]; then
+  "${PYTHON:-python3}" -m venv .venv
 fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"

@@ -60,17 +60,20 @@ def demo_database(request, tmp_path_factory, name):
     if request.param == "spatialite":
         url = _load(f"sqlite:///{tmp_path_factory.mktemp(name) / (name + '.sqlite')}")
     else:
-        base = request.getfixturevalue("postgis_url")
-        admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
-                                 isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        url = _load(sa.engine.make_url(base).set(database=name).render_as_string(
-            hide_password=False))
+        url = _load(empty_postgis_database(request.getfixturevalue("postgis_url"), name))
     _DEMO_URLS[key] = url
     return url
+
+
+def empty_postgis_database(base, name):
+    """(Re)create the empty database ``name`` on the server of ``base``; return its URL."""
+    admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session", params=["spatialite", "postgis"])
@@ -87,19 +90,23 @@ def free_port():
 
 
 class LiveServer:
-    """``python -m geodata.cli --db URL serve --port P`` in a subprocess."""
+    """``python -m geodata.cli --db URL serve --port P`` in a subprocess.
 
-    def __init__(self, db_url, env=None):
+    ``command`` replaces ``python -m geodata.cli`` (an installed ``gridmap``),
+    ``cwd`` the checkout as the working folder.
+    """
+
+    def __init__(self, db_url, env=None, command=None, cwd=ROOT):
         self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = ARTIFACTS / f"serve-{self.port}.log"
         ARTIFACTS.mkdir(exist_ok=True)
         self._log = open(self.log, "w")
+        command = command or [sys.executable, "-m", "geodata.cli"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "geodata.cli", "--db", db_url, "serve", "--port",
-             str(self.port)], cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})})
+            [*command, "--db", db_url, "serve", "--port", str(self.port)], cwd=cwd,
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -4,13 +4,11 @@ A plain Leaflet map (no folium) with Leaflet-Geoman for drawing; every edit
 goes to :mod:`webmap.edit_api` and the map is redrawn from the server's
 answer.  The page has no inline script: ``static/editor.js`` reads its
 settings from a ``<script type="application/json">`` block (data, never
-executed), so the CSP of :mod:`webmap.maps` applies unchanged.  Leaflet is
-served by the map's vendor route; Leaflet-Geoman by :func:`geoman` below.
+executed), so the CSP of :mod:`webmap.maps` applies unchanged.  Leaflet and
+Leaflet-Geoman are served by the map's vendor route (``static/vendor/``).
 """
 
-from pathlib import Path
-
-from flask import Blueprint, abort, current_app, render_template, send_from_directory, url_for
+from flask import Blueprint, render_template, url_for
 from jinja2.utils import htmlsafe_json_dumps
 
 from geodata.services.parks import get_park
@@ -19,23 +17,6 @@ from webmap.db import get_session
 from webmap.edit_api import EDITORS
 
 bp = Blueprint("editor", __name__)
-
-#: The served folder of ``@geoman-io/leaflet-geoman-free`` (installed by ``npm ci``).
-GEOMAN = Path("node_modules") / "@geoman-io" / "leaflet-geoman-free" / "dist"
-GEOMAN_FILES = {"leaflet-geoman.js", "leaflet-geoman.min.js", "leaflet-geoman.css"}
-
-
-@bp.get("/assets/geoman/<filename>")
-def geoman(filename):
-    """Serve Leaflet-Geoman's script or stylesheet from ``static/node_modules``."""
-    if filename not in GEOMAN_FILES:
-        abort(404)
-    root = Path(current_app.static_folder) / GEOMAN
-    if not root.is_dir():
-        current_app.logger.error("%s is missing: run `npm ci --prefix webmap/static` "
-                                 "(scripts/install.sh)", root)
-        abort(404)
-    return send_from_directory(root, filename, max_age=3600)
 
 
 @bp.get("/parks/<code>/edit")

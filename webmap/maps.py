@@ -10,10 +10,12 @@ HTML joins folium's figure through :class:`Verbatim`, never as template
 source (``folium.Element(text)`` compiles ``text`` as a Jinja template, so
 a park named ``{{7*7}}`` showed 49 and ``lipsum.__globals__`` ran code).
 
-Every script and stylesheet is served by this app: Leaflet and
-Leaflet.markercluster come from ``static/node_modules`` (``npm ci --prefix
-webmap/static``, run by ``scripts/install.sh``), and folium's CDN defaults
-are replaced per map.  Inline scripts carry the response's CSP nonce.
+Every script and stylesheet is served by this app: Leaflet,
+Leaflet.markercluster and Leaflet-Geoman are committed under
+``static/vendor/`` (pinned by ``static/package-lock.json``, refreshed with
+``scripts/vendor_assets.py``) and ship in the wheel, so neither installing
+nor running needs npm or the network; folium's CDN defaults are replaced per
+map.  Inline scripts carry the response's CSP nonce.
 """
 
 import re
@@ -22,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import folium
-from flask import (Blueprint, abort, current_app, g, render_template, request,
+from flask import (Blueprint, current_app, g, render_template, request,
                    send_from_directory, url_for)
 from flask_wtf.csrf import generate_csrf
 from folium.plugins import MarkerCluster
@@ -42,9 +44,6 @@ MAX_ZOOM = 20
 
 #: Parks with more grids than this open zoomed in on their centre, not fitted whole.
 WHOLE_PARK_GRIDS = 1500
-
-#: npm package → the folder of it that may be served.
-VENDOR = {"leaflet": "leaflet/dist", "leaflet.markercluster": "leaflet.markercluster/dist"}
 
 #: Layer names shown in the layer control (static text, never user input).
 LAYERS = {
@@ -114,15 +113,12 @@ def init_app(app):
 
 @bp.get("/assets/vendor/<package>/<path:filename>")
 def vendor(package, filename):
-    """Serve a file of an npm package installed under ``static/node_modules``."""
-    if package not in VENDOR:
-        abort(404)
-    root = Path(current_app.static_folder) / "node_modules" / VENDOR[package]
-    if not root.is_dir():
-        current_app.logger.error("%s is missing: run `npm ci --prefix webmap/static` "
-                                 "(scripts/install.sh)", root)
-        abort(404)
-    return send_from_directory(root, filename, max_age=3600)
+    """Serve a file of a browser package vendored under ``static/vendor/<package>/``.
+
+    ``send_from_directory`` answers 404 for a path that leaves ``static/vendor/``.
+    """
+    return send_from_directory(Path(current_app.static_folder) / "vendor",
+                               f"{package}/{filename}", max_age=3600)
 
 
 def _vendor(package, filename):
