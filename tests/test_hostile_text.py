@@ -101,7 +101,7 @@ OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.col
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
 OGC_COLLECTIONS = ("parks", "grids", "enterprises", "hazards")
 BINARY = {"api.grid_tile"}  # Mapbox vector tiles: protobuf, never parsed as HTML
-ASSETS = {"static", "maps.vendor", "editor.geoman"}  # files of this app, no stored text
+ASSETS = {"static", "maps.vendor"}  # files of this app, no stored text
 
 #: Tags each page must show (beyond the rest being correct): the page's own user text.
 PAGE_SHOWS = {
@@ -285,8 +285,8 @@ def urls(endpoint, ids):
         "edit_api.history": [{"code": code}], "edit_api.state": [{"code": code}],
         "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
         "static": [{"filename": "gridmap.js"}],
-        "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"}],
-        "editor.geoman": [{"filename": "leaflet-geoman.min.js"}],
+        "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"},
+                        {"package": "leaflet-geoman", "filename": "leaflet-geoman.min.js"}],
         "ogcapi.landing": [{}], "ogcapi.conformance": [{}], "ogcapi.collections": [{}],
         "ogcapi.openapi": [{"f": "json"}],
         "ogcapi.collection": [{"collection_id": c} for c in OGC_COLLECTIONS],
