@@ -286,7 +286,7 @@ def urls(endpoint, ids):
         "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
         "static": [{"filename": "gridmap.js"}],
         "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"},
-                        {"package": "leaflet-geoman", "filename": "leaflet-geoman.min.js"}],
+                        {"package": "leaflet-geoman-free", "filename": "leaflet-geoman.min.js"}],
         "ogcapi.landing": [{}], "ogcapi.conformance": [{}], "ogcapi.collections": [{}],
         "ogcapi.openapi": [{"f": "json"}],
         "ogcapi.collection": [{"collection_id": c} for c in OGC_COLLECTIONS],

@@ -75,9 +75,9 @@ def test_stylesheet_references_are_vendored():
 
 
 @pytest.fixture
-def client(tmp_path):
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'unused.sqlite'}",
-                      "TESTING": True})
+def client(spatialite_template):
+    # assets need no data: the session's migrated template is opened, never written
+    app = create_app({"DATABASE_URL": f"sqlite:///{spatialite_template}", "TESTING": True})
     yield app.test_client()
     app.extensions["gridmap.engine"].dispose()
 
