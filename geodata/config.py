@@ -11,6 +11,9 @@
 ``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
 ``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
                            ``10 per minute``; flask-limiter syntax).
+``GRIDMAP_RATELIMIT_STORAGE_URI`` Where rate-limit counters live (default
+                           ``memory://``, per process; ``redis://host:6379/0``
+                           shares them between worker processes).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
 """
@@ -22,6 +25,10 @@ from pathlib import Path
 from geodata.errors import ConfigError
 
 DEFAULT_SQLITE_PATH = Path("instance") / "gridmap.sqlite"
+
+#: Rate-limit storages whose driver gridmap installs (``limits`` knows more, e.g.
+#: memcached or MongoDB, but their client libraries are not dependencies).
+RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
 
 
 def default_database_url():
@@ -42,6 +49,7 @@ class Settings:
     sqlite_busy_timeout_s: float = 5.0
     session_hours: float = 8.0
     login_rate_limit: str = "10 per minute"
+    ratelimit_storage_uri: str = "memory://"
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -74,3 +82,12 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})
+        # The URI may hold a password: the message names only its scheme.
+        scheme, sep, rest = self.ratelimit_storage_uri.partition("://")
+        if not sep or scheme not in RATELIMIT_SCHEMES or (scheme != "memory" and not rest):
+            got = f"scheme {scheme!r}" if sep else "no scheme"
+            raise ConfigError(
+                "GRIDMAP_RATELIMIT_STORAGE_URI must be memory:// or name a server with "
+                f"{', '.join(s + '://' for s in RATELIMIT_SCHEMES[1:])} "
+                f"(e.g. redis://127.0.0.1:6379/0); got {got}",
+                details={"setting": "GRIDMAP_RATELIMIT_STORAGE_URI"})

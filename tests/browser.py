@@ -87,9 +87,9 @@ def free_port():
 
 
 class LiveServer:
-    """``python -m geodata.cli --db URL serve --port P`` in a subprocess."""
+    """``python -m geodata.cli --db URL serve --port P [ARGS]`` in a subprocess."""
 
-    def __init__(self, db_url, env=None):
+    def __init__(self, db_url, env=None, args=()):
         self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -98,7 +98,7 @@ class LiveServer:
         self._log = open(self.log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "geodata.cli", "--db", db_url, "serve", "--port",
-             str(self.port)], cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+             str(self.port), *args], cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
