@@ -154,9 +154,12 @@ class Workers:
     def login(self, worker, user, password, form_worker=None):
         """Get the login form (CSRF token) from ``form_worker`` and post it to ``worker``."""
         _, page = self.request(worker if form_worker is None else form_worker, "GET", "/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         return self.request(worker, "POST", "/login", form={
-            "username": user, "password": password, "next": "", "csrf_token": token})
+            "username": user, "password": password, "next": "", "csrf_token": _csrf_token(page)})
+
+
+def _csrf_token(page):
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def _failed_logins(workers, attempts):
@@ -262,6 +265,20 @@ def test_not_ready_when_database_is_unreachable(backend, tmp_path):
 
 
 # --- GRIDMAP_RATELIMIT_STORAGE_URI -------------------------------------------------------
+
+def test_login_stays_limited_in_memory_while_redis_is_down(accounts_url):
+    app = create_app({"DATABASE_URL": accounts_url, "TESTING": True,
+                      "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{free_port()}/0",
+                      "LOGIN_RATE_LIMIT": f"{LIMIT} per hour"})
+    client = app.test_client()
+    statuses = []
+    for _ in range(LIMIT + 2):
+        token = _csrf_token(client.get("/login").get_data(as_text=True))
+        statuses.append(client.post("/login", data={
+            "username": "viewer", "password": "wrong-password", "csrf_token": token}).status_code)
+    app.extensions["gridmap.engine"].dispose()
+    assert statuses == [401] * LIMIT + [429] * 2
+
 
 @pytest.mark.parametrize("uri", ["mongodb://db/0", "redis://", "127.0.0.1:6379", "memcached://m",
                                  "redis:/localhost"])
