@@ -133,18 +133,27 @@ class Workers:
 
     def request(self, worker, method, path, form=None):
         """Send one request to ``worker``; keep the session cookie; return (status, text)."""
-        conn = self.connect(worker)
         headers = {"Cookie": self.cookie} if self.cookie else {}
         body = None
         if form is not None:
             body = urlencode(form)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            text = response.read().decode()
-        finally:
-            conn.close()
+        for _ in range(5):
+            conn = self.connect(worker)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                text = response.read().decode()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # gthread drops a connection that sends nothing for its keepalive time (2 s),
+                # which a slow machine can exceed between connect and send.  Nothing was
+                # processed then, so sending again is safe.
+                continue
+            finally:
+                conn.close()
+        else:
+            raise AssertionError(f"worker {self.pids[worker]} dropped 5 connections unanswered")
         for header in response.headers.get_all("Set-Cookie") or []:
             morsel = SimpleCookie(header).get("session")
             if morsel is not None:
