@@ -18,6 +18,9 @@
                            cookie gets ``Secure`` and every response sends
                            ``Strict-Transport-Security`` (default ``false``;
                            accepts true/false, 1/0, yes/no, on/off).
+``GRIDMAP_RATELIMIT_STORAGE_URI`` Where rate-limit counters live (default
+                           ``memory://``, per process; ``redis://host:6379/0``
+                           shares them between worker processes).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
 
@@ -35,6 +38,10 @@ from geodata.errors import ConfigError
 
 DATABASE_FILE = "gridmap.sqlite"
 PHOTO_FOLDER = "photos"
+
+#: Rate-limit storages whose driver gridmap installs (``limits`` knows more, e.g.
+#: memcached or MongoDB, but their client libraries are not dependencies).
+RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
 
 
 def default_data_dir():
@@ -67,6 +74,7 @@ class Settings:
     session_hours: float = 8.0
     login_rate_limit: str = "10 per minute"
     secure_cookies: bool = False
+    ratelimit_storage_uri: str = "memory://"
 
     def __post_init__(self):
         # A relative GRIDMAP_DATA_DIR is taken once, against the folder it was given in.
@@ -110,6 +118,15 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})
+        # The URI may hold a password: the message names only its scheme.
+        scheme, sep, rest = self.ratelimit_storage_uri.partition("://")
+        if not sep or scheme not in RATELIMIT_SCHEMES or (scheme != "memory" and not rest):
+            got = f"scheme {scheme!r}" if sep else "no scheme"
+            raise ConfigError(
+                "GRIDMAP_RATELIMIT_STORAGE_URI must be memory:// or name a server with "
+                f"{', '.join(s + '://' for s in RATELIMIT_SCHEMES[1:])} "
+                f"(e.g. redis://127.0.0.1:6379/0); got {got}",
+                details={"setting": "GRIDMAP_RATELIMIT_STORAGE_URI"})
         self._check_data_dir()
 
     def _check_data_dir(self):

@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 packages=(libsqlite3-mod-spatialite python3-venv)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  # fonts-noto-cjk: Chinese text in browser screenshots
-  packages+=(postgresql-15 postgresql-15-postgis-3 chromium chromium-driver fonts-noto-cjk)
+  # fonts-noto-cjk: Chinese text in browser screenshots; redis-server: shared rate limits
+  packages+=(postgresql-15 postgresql-15-postgis-3 chromium chromium-driver fonts-noto-cjk
+             redis-server)
   extras="[test]"
 fi
 missing=()

@@ -90,13 +90,13 @@ def free_port():
 
 
 class LiveServer:
-    """``python -m geodata.cli --db URL serve --port P`` in a subprocess.
+    """``python -m geodata.cli --db URL serve --port P [ARGS]`` in a subprocess.
 
     ``command`` replaces ``python -m geodata.cli`` (an installed ``gridmap``),
     ``cwd`` the checkout as the working folder.
     """
 
-    def __init__(self, db_url, env=None, command=None, cwd=ROOT):
+    def __init__(self, db_url, env=None, command=None, cwd=ROOT, args=()):
         self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -105,7 +105,7 @@ class LiveServer:
         self._log = open(self.log, "w")
         command = command or [sys.executable, "-m", "geodata.cli"]
         self.proc = subprocess.Popen(
-            [*command, "--db", db_url, "serve", "--port", str(self.port)], cwd=cwd,
+            [*command, "--db", db_url, "serve", "--port", str(self.port), *args], cwd=cwd,
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

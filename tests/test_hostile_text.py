@@ -90,10 +90,10 @@ HTML_PAGES = {"views.index", "login", "maps.park_map", "maps.grid_page", "editor
               "ledger_pages.dashboard", "ledger_pages.ledger_page"}
 EXPORTS = {"ledger_pages.ledger_file"}
 JSON_ROUTES = {
-    "views.healthz", "api.openapi", "api.parks", "api.park", "api.coverage", "api.enterprises",
-    "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search", "api.summaries",
-    "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
-    "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+    "views.healthz", "views.readyz", "api.openapi", "api.parks", "api.park", "api.coverage",
+    "api.enterprises", "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search",
+    "api.summaries", "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard",
+    "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
                "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
@@ -271,7 +271,7 @@ def urls(endpoint, ids):
         "editor.edit_page": [{"code": code}], "ledger_pages.dashboard": [{"code": code}],
         "ledger_pages.ledger_page": [{"code": code}, {"code": code, "status": "closed"}],
         "ledger_pages.ledger_file": [{"code": code, "fmt": "csv"}, {"code": code, "fmt": "xlsx"}],
-        "views.healthz": [{}], "api.openapi": [{}], "api.parks": [{}],
+        "views.healthz": [{}], "views.readyz": [{}], "api.openapi": [{}], "api.parks": [{}],
         "api.park": [{"code": code}], "api.coverage": [{"code": code}],
         "api.enterprises": [{"code": code}], "api.grids": [{"code": code}],
         "api.grid": [{"code": code, "grid_code": g} for g in ids["grids"]],

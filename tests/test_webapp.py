@@ -24,9 +24,10 @@ def test_unknown_route_is_json_404(client):
     assert response.json["error"]["code"] == "not_found"
 
 
-def test_app_builds_with_database_down_and_healthz_says_503():
+def test_app_builds_with_database_down_healthz_200_readyz_503():
     app = create_app({"DATABASE_URL": "postgresql+psycopg://gm:pw@127.0.0.1:9/gridmap"})
-    response = app.test_client().get("/healthz")
+    assert app.test_client().get("/healthz").json == {"status": "ok"}
+    response = app.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.json["error"]
     assert body["code"] == "database_unavailable" and "pw" not in body["message"]

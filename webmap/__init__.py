@@ -2,7 +2,7 @@
 
 Configuration comes from defaults, then ``GRIDMAP_*`` environment variables,
 then ``test_config``.  Nothing touches the database at import time; if the
-database is down, the app still starts and ``/healthz`` answers 503.
+database is down, the app still starts: ``/healthz`` answers 200 and ``/readyz`` 503.
 """
 
 from datetime import timedelta

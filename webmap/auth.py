@@ -13,7 +13,9 @@
   form token but only accepts ``application/json`` bodies, which a
   cross-site form cannot send; the session cookie is SameSite=Lax too.
 * ``POST /login`` is rate-limited per client address
-  (``GRIDMAP_LOGIN_RATE_LIMIT``, in-memory) → 429 with ``Retry-After``.
+  (``GRIDMAP_LOGIN_RATE_LIMIT``) → 429 with ``Retry-After``.  The counters
+  live in ``GRIDMAP_RATELIMIT_STORAGE_URI``: in memory (per process) by
+  default, or in Redis, shared by every worker process.
 * No credentials → 401 ``authentication_required``; a role that may not
   act → 403 ``forbidden``.
 """
@@ -46,9 +48,12 @@ def init_app(app):
     lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(lifetime.total_seconds()))
     csrf.init_app(app)
-    # One limiter per app, so test apps do not share counters.
-    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", default_limits=[],
-                      headers_enabled=True)
+    # One limiter per app, so test apps do not share counters.  If Redis goes away, each
+    # process keeps limiting in memory (and returns to Redis when it is back) rather than
+    # answering every login with a 500 or letting it through unlimited.
+    limiter = Limiter(get_remote_address, app=app, default_limits=[], headers_enabled=True,
+                      storage_uri=app.config["GRIDMAP"].ratelimit_storage_uri,
+                      in_memory_fallback_enabled=True)
     app.extensions["gridmap.limiter"] = limiter
     limited_login = limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"],
                                   methods=["POST"])(login)

@@ -1,8 +1,11 @@
-"""Pages: the park list and the health check."""
+"""Pages: the park list, and the liveness and readiness checks."""
 
-import sqlalchemy as sa
-from flask import Blueprint, jsonify, render_template
+import os
 
+from flask import Blueprint, current_app, jsonify, render_template
+
+from geodata import schema
+from geodata.errors import GridmapError, SchemaMissingError
 from geodata.services.parks import list_parks
 from webmap.db import get_session
 
@@ -17,6 +20,36 @@ def index():
 
 @bp.get("/healthz")
 def healthz():
-    """Answer 200 when the database answers, else 503 (via the error table)."""
-    get_session().execute(sa.text("SELECT 1"))
+    """Liveness: answer 200 while this process serves requests; the database is not asked.
+
+    A load balancer or orchestrator restarts a process that stops answering
+    here; a database outage is for :func:`readyz`, since restarting the web
+    tier does not bring a database back.
+    """
     return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: 200 when the database answers and its schema is at this code's Alembic head.
+
+    Otherwise 503 through the error table, naming the cause:
+    ``database_unavailable`` (cannot connect), ``schema_missing`` or
+    ``schema_outdated`` (run ``gridmap init-db``).  ``pid`` is the worker
+    process that answered.
+    """
+    extensions = current_app.extensions
+    if "gridmap.head_revision" not in extensions:
+        # Read the migration scripts once per process, not on every probe.
+        extensions["gridmap.head_revision"] = schema.head_revision()
+    head = extensions["gridmap.head_revision"]
+    revision = schema.current_revision(extensions["gridmap.engine"])
+    if revision is None:
+        raise SchemaMissingError("the database has no gridmap schema: run `gridmap init-db`",
+                                 details={"head": head})
+    if revision != head:
+        raise GridmapError(
+            f"the database schema is at revision {revision} but this code needs {head}: run "
+            "`gridmap init-db` to upgrade it", code="schema_outdated", http_status=503,
+            details={"revision": revision, "head": head})
+    return jsonify({"status": "ready", "revision": revision, "pid": os.getpid()})
