@@ -189,8 +189,8 @@ def session_scope(engine, write=False):
 def translate_db_error(exc, url=None):
     """Turn a driver-level error into a :class:`~geodata.errors.GridmapError`.
 
-    Connection failures and SQLite lock timeouts become 503s; a missing
-    table means the schema was never created.
+    Connection failures, SQLite lock timeouts and a damaged SQLite file
+    become 503s; a missing table means the schema was never created.
     """
     text = str(getattr(exc, "orig", exc)).lower()
     if "no such table" in text or ("relation" in text and "does not exist" in text):
@@ -199,6 +199,9 @@ def translate_db_error(exc, url=None):
         return DatabaseUnavailableError("the database is busy; retry shortly",
                                         code="database_busy", details={"retry_after": 5})
     where = f" at {safe_url(url)}" if url else ""
+    if "file is not a database" in text or "disk image is malformed" in text:
+        return DatabaseUnavailableError(f"the database file{where} is damaged or not a "
+                                        "SpatiaLite database", details={"retry_after": 5})
     if isinstance(exc, (OperationalError, DBAPIError)) and (
             getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError)):
         return DatabaseUnavailableError(f"cannot connect to the database{where}",

@@ -215,7 +215,12 @@ def test_session_from_one_worker_is_accepted_by_the_other(serve_workers, redis_u
 def empty_url(backend, request, tmp_path):
     """A reachable database without the gridmap schema."""
     if backend == "spatialite":
-        return f"sqlite:///{tmp_path / 'empty.sqlite'}"
+        url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
+        engine = make_engine(url, create=True)
+        with engine.connect():  # the file exists, without the schema
+            pass
+        engine.dispose()
+        return url
     base = sa.engine.make_url(request.getfixturevalue("postgis_url"))
     admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -262,8 +267,8 @@ def test_not_ready_with_an_older_schema(empty_url):
 
 def test_not_ready_when_database_is_unreachable(backend, tmp_path):
     if backend == "spatialite":
-        (tmp_path / "a-folder").mkdir()  # SQLite cannot open a directory
-        url = f"sqlite:///{tmp_path / 'a-folder'}"
+        (tmp_path / "broken.sqlite").write_bytes(b"not a database" * 100)
+        url = f"sqlite:///{tmp_path / 'broken.sqlite'}"
     else:
         url = f"postgresql+psycopg://gm:s3cret@127.0.0.1:{free_port()}/gridmap"
     health, ready = _probe(url)
