@@ -131,8 +131,7 @@ def import_(obj, layer, file, park_code, crs, dry_run, diff, apply_, allow_probl
         return import_layer(obj, file, park_code, crs, diff, apply_, allow_problems, actor,
                             reason)
     report = import_file(obj.ready_engine(), layer, file, park_code=park_code, crs=crs,
-                         dry_run=dry_run, max_features=obj.settings.max_features,
-                         max_vertices=obj.settings.max_vertices)
+                         dry_run=dry_run, **obj.settings.read_limits())
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(report.summary())
@@ -280,8 +279,7 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     from geodata.coverage import check_coverage
     from geodata.io_ import read_layer
 
-    limits = {"crs": crs, "max_features": settings.max_features,
-              "max_vertices": settings.max_vertices}
+    limits = {"crs": crs, **settings.read_limits()}
     grids, _ = read_layer(grids_file, **limits)
     if "code" not in grids:
         raise GridmapError(f"{grids_file}: grids need a 'code' column", code="missing_field")
