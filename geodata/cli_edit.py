@@ -333,7 +333,7 @@ def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, 
     engine = obj.ready_engine()
     with session_scope(engine) as session:
         park_code = resolve_park(session, park_code).code
-    frame, warnings = read_layer(file, crs=crs, **obj.settings.read_limits())
+    frame, warnings = read_layer(file, crs=crs, layer="grids", **obj.settings.read_limits())
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if diff:

@@ -10,9 +10,11 @@ is WGS 84 degrees by definition of those columns.
 """
 
 import csv
+import json
 import os
 import tempfile
 import zipfile
+from warnings import catch_warnings, filterwarnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -25,7 +27,8 @@ from pyproj.exceptions import CRSError
 
 from geodata.crs import STORAGE_SRID
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
-from geodata.geometry import check_geometries, geometry_from_geojson, parse_json
+from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
+                              validate_geometries)
 
 FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile",
            ".zip": "ESRI Shapefile", ".csv": "CSV"}
@@ -61,8 +64,8 @@ def parse_crs(value, source=None):
                               details={"file": source, "crs": str(value)}) from None
 
 
-def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_vertices=20_000,
-               max_file_mb=100):
+def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_000,
+               max_vertices=20_000, max_file_mb=100):
     """Read a file into a GeoDataFrame in EPSG:4326 (or a DataFrame without geometry).
 
     Caps are enforced before anything large is built: the file size (for a
@@ -70,7 +73,9 @@ def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_verti
     the feature count (GDAL's count, or CSV records counted while streaming)
     against ``max_features``.  Every geometry read, whatever the format, then
     passes :func:`geodata.geometry.check_geometries` (empty parts and rings,
-    short rings, NaN, vertex cap) before any GEOS predicate touches it.
+    short rings, NaN, vertex cap) before any GEOS predicate touches it, and,
+    when ``layer`` is given, :func:`geodata.geometry.validate_geometries` for
+    that layer once in EPSG:4326 (type, lon/lat range, OGC validity).
 
     Parameters
     ----------
@@ -81,6 +86,9 @@ def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_verti
         CRS to assume when the file declares none; a declared CRS wins.
     geometry : bool
         False for attribute-only layers (grid staff).
+    layer : {"parks", "grids", "enterprises", "hazards"}, optional
+        Validate the geometries for this layer; they come back promoted to
+        MultiPolygons where the layer stores those, exteriors counter-clockwise.
     max_features, max_vertices, max_file_mb : int
         Caps: features per file, vertices per geometry, megabytes per file.
 
@@ -113,7 +121,7 @@ def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_verti
     elif suffix == ".csv":
         frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices)
     else:
-        source = _zip_shapefile_path(path, max_bytes) if suffix == ".zip" else path
+        source = _zip_shapefile_path(path, max_file_mb) if suffix == ".zip" else path
         frame, declared = _read_ogr(path, source, geometry, max_features)
         if FORMATS[suffix] == "ESRI Shapefile":
             frame = frame.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
@@ -136,6 +144,11 @@ def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_verti
         gdf = gdf.set_crs(STORAGE_SRID, allow_override=True)
     elif epsg != STORAGE_SRID:
         gdf = gdf.to_crs(STORAGE_SRID)
+    if layer is not None:
+        geoms, more = validate_geometries(gdf.geometry.to_numpy(), layer, file=path,
+                                          max_vertices=max_vertices)
+        gdf["geometry"] = geoms
+        warnings.update(more)
     return gdf, sorted(warnings)
 
 
@@ -160,31 +173,33 @@ def _read_ogr(path, source, geometry, max_features):
 
     GEOS refuses to build some geometries GDAL hands over (an unclosed ring,
     a two-point ring): those are read as missing, then named with GEOS's
-    reason by reading the first such feature's raw WKB again.
+    reason by reading the first such feature's raw WKB again.  GDAL's and
+    numpy's warnings about them (unclosed ring, NaN) are silenced: the
+    feature is refused below, or by :func:`check_geometries`, with its index.
     """
     count = _feature_count(source)
     _too_many(path, count or 0, max_features)
-    try:
-        frame = pyogrio.read_dataframe(source, read_geometry=geometry, on_invalid="ignore",
-                                       fid_as_index=True)
-    except pyogrio.errors.DataSourceError as exc:
-        raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
-                              code="unreadable_file", details={"file": path}) from None
-    _too_many(path, len(frame), max_features)
-    fids = frame.index.to_numpy()
-    frame = frame.reset_index(drop=True)
-    if geometry and "geometry" in frame:
-        missing = np.flatnonzero(frame["geometry"].isna().to_numpy())
+    with catch_warnings(), np.errstate(invalid="ignore"):
+        filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
+        try:
+            frame = pyogrio.read_dataframe(source, read_geometry=geometry,
+                                           on_invalid="ignore", fid_as_index=True)
+        except pyogrio.errors.DataSourceError as exc:
+            raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
+                                  code="unreadable_file", details={"file": path}) from None
+        _too_many(path, len(frame), max_features)
+        fids = frame.index.to_numpy()
+        frame = frame.reset_index(drop=True)
+        missing = (np.flatnonzero(frame["geometry"].isna().to_numpy())
+                   if geometry and "geometry" in frame else [])
         if len(missing):
             wkb = pyogrio.raw.read(source, columns=[], fids=fids[missing[:1]])[2][0]
-            if wkb is not None:
-                try:
+            try:
+                if wkb is not None:
                     shapely.from_wkb(wkb)
-                    reason = "geometry cannot be read"
-                except shapely.errors.GEOSException as exc:
-                    reason = f"geometry cannot be read ({exc})"
-                raise FeatureError(reason, code="invalid_geometry", file=path,
-                                   index=int(missing[0]), field="geometry")
+            except shapely.errors.GEOSException as exc:
+                raise FeatureError(f"geometry cannot be read ({exc})", code="invalid_geometry",
+                                   file=path, index=int(missing[0]), field="geometry") from None
     return frame, getattr(frame, "crs", None)
 
 
@@ -197,7 +212,10 @@ def _read_geojson(path, max_features, max_vertices, warnings):
     if not text.strip():
         raise ValidationError(f"{path}: the file is empty", code="empty_file",
                               details={"file": path})
-    doc = parse_json(text, source=path)
+    try:
+        doc = parse_json(text, source=path)
+    except FeatureError as exc:
+        raise _locate_constant(text, path, exc) from None
     if not isinstance(doc, dict) or doc.get("type") not in ("FeatureCollection", "Feature"):
         raise FeatureError("not a GeoJSON FeatureCollection or Feature", code="invalid_geojson",
                            file=path)
@@ -232,6 +250,38 @@ def _csv_records(path):
     """Count a CSV's records while streaming it (quoted newlines included)."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
+
+
+class _Constant(str):
+    """A NaN or Infinity token, kept as a marker while locating it."""
+
+
+def _holds_constant(value):
+    if isinstance(value, _Constant):
+        return True
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return any(_holds_constant(v) for v in items)
+
+
+def _locate_constant(text, path, error):
+    """Return ``error`` (NaN or Infinity refused by strict parsing) naming its feature and field.
+
+    Only runs once parsing has failed: the text is parsed again with the
+    tokens kept as markers, and the first feature holding one is named.
+    """
+    doc = json.loads(text, parse_constant=_Constant)
+    features = doc.get("features") if isinstance(doc, dict) else None
+    features = [doc] if isinstance(doc, dict) and doc.get("type") == "Feature" else features
+    for i, feat in enumerate(features if isinstance(features, list) else []):
+        if not isinstance(feat, dict):
+            continue
+        props = feat.get("properties") if isinstance(feat.get("properties"), dict) else {}
+        fields = [("geometry", feat.get("geometry"))] + list(props.items())
+        for field, value in fields:
+            if _holds_constant(value):
+                return FeatureError(error.reason, code=error.code, file=path, index=i,
+                                    field=field)
+    return FeatureError(error.reason, code=error.code, file=path)
 
 
 def _read_csv(path, geometry, crs, max_features, max_vertices):
@@ -281,7 +331,7 @@ def _read_csv(path, geometry, crs, max_features, max_vertices):
                           "lon/lat columns", code="missing_geometry", details={"file": path})
 
 
-def _zip_shapefile_path(path, max_bytes):
+def _zip_shapefile_path(path, max_file_mb):
     """Check a zipped shapefile without extracting it and return its GDAL /vsizip/ path.
 
     Member names are never used as paths on disk (GDAL reads inside the
@@ -294,10 +344,10 @@ def _zip_shapefile_path(path, max_bytes):
     except zipfile.BadZipFile:
         raise ValidationError(f"{path}: not a valid zip archive", code="unreadable_file",
                               details={"file": path}) from None
-    if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > max_bytes:
+    if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > max_file_mb * 2**20:
         raise PayloadTooLargeError(f"{path}: archive too large (over {MAX_ZIP_MEMBERS} members "
-                                   f"or {max_bytes / 2**20:g} MB uncompressed, "
-                                   "GRIDMAP_MAX_FILE_MB)", details={"file": path})
+                                   f"or {max_file_mb:g} MB uncompressed, GRIDMAP_MAX_FILE_MB)",
+                                   details={"file": path})
     for m in members:
         name = m.filename
         if name.startswith(("/", "\\")) or ".." in Path(name).parts or (

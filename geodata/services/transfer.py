@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from geodata.errors import ValidationError
-from geodata.geometry import validate_geometries
 from geodata.io_ import read_layer, write_layer
 from geodata.models import Park
 from geodata.services.grids import grids_frame, import_grids
@@ -65,23 +64,18 @@ def import_file(engine, layer, path, *, park_code=None, crs=None, dry_run=False,
                 max_features=200_000, max_vertices=20_000, max_file_mb=100, before_write=None):
     """Import ``path`` into ``layer`` in one transaction; return an :class:`ImportReport`.
 
-    ``before_write``, if given, is called once the file is read and its
-    geometries validated, just before the write transaction begins.
+    The file is read and its geometries validated for ``layer`` before the
+    write transaction; ``before_write``, if given, is called between the two.
     """
     if layer != "parks":
         # Say which park is meant before reading a possibly large file.
         with session_scope(engine) as session:
             park_code = resolve_park(session, park_code).code
-    frame, warnings = read_layer(path, crs=crs, geometry=layer != "staff",
-                                 max_features=max_features, max_vertices=max_vertices,
-                                 max_file_mb=max_file_mb)
-    options = {"file": str(path)}
-    if layer != "staff":
-        geoms, more = validate_geometries(frame.geometry.to_numpy(), layer, file=str(path),
-                                          max_vertices=max_vertices)
-        frame = frame.set_geometry(geoms)
-        warnings = sorted(set(warnings) | set(more))
-        options["checked"] = True
+    geometry = layer != "staff"
+    frame, warnings = read_layer(path, crs=crs, geometry=geometry,
+                                 layer=layer if geometry else None, max_features=max_features,
+                                 max_vertices=max_vertices, max_file_mb=max_file_mb)
+    options = {"file": str(path), "checked": True} if geometry else {"file": str(path)}
     if before_write is not None:
         before_write()
     with session_scope(engine, write=True) as session:
