@@ -1,13 +1,17 @@
 """Strict geometry validation for everything that enters the database.
 
-Two entry points share one set of rules:
+Three entry points share one set of rules:
 
 * :func:`geometry_from_geojson` checks a raw GeoJSON geometry object
   *before* shapely sees it, because shapely silently closes unclosed rings
   and pads short ones (RFC 7946 says rings MUST be closed);
-* :func:`validate_geometries` checks an array of shapely geometries (from
-  any file reader) vectorised: type for the layer, emptiness, dimension,
-  longitude/latitude range, vertex count and OGC validity.
+* :func:`check_geometries` checks an array of shapely geometries from any
+  file reader, vectorised, for what GEOS itself needs before any predicate:
+  no empty geometry, part or ring, no ring under 4 points, no NaN, no
+  GeometryCollection, at most ``max_vertices`` (GEOS crashes on some of these
+  and calls a polygon with an EMPTY hole valid);
+* :func:`validate_geometries` runs the same checks, then the layer's:
+  type, dimension, longitude/latitude range and OGC validity.
 
 Nothing is repaired silently: an invalid polygon is refused with GEOS's
 reason and location (``Self-intersection[114.39 34.06]``).  Polygons are

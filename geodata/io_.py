@@ -9,7 +9,6 @@ refused unless the caller names one (``--crs``); CSV with lon/lat columns
 is WGS 84 degrees by definition of those columns.
 """
 
-import csv
 import json
 import os
 import tempfile
@@ -247,9 +246,11 @@ def _read_geojson(path, max_features, max_vertices, warnings):
 
 
 def _csv_records(path):
-    """Count a CSV's records while streaming it (quoted newlines included)."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return max(sum(1 for _ in csv.reader(fh)) - 1, 0)
+    """Count a CSV's records in bounded memory: chunks of the first column only."""
+    chunks = pd.read_csv(path, usecols=[0], dtype=str, keep_default_na=False,
+                         encoding="utf-8-sig", chunksize=50_000)
+    with chunks:
+        return sum(len(chunk) for chunk in chunks)
 
 
 class _Constant(str):
@@ -288,8 +289,7 @@ def _read_csv(path, geometry, crs, max_features, max_vertices):
     try:
         _too_many(path, _csv_records(path), max_features)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError,
-            csv.Error) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise ValidationError(f"{path}: not a readable UTF-8 CSV ({exc})", code="unreadable_file",
                               details={"file": path}) from None
     frame = frame.replace({"": None})

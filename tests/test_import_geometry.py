@@ -357,15 +357,16 @@ def _points_file(tmp_path, fmt, n):
 
 
 def _refuse_reading(monkeypatch):
-    """Make every reader that builds features fail: a cap must refuse before them."""
+    """Make every step that builds features fail: a cap must refuse before them."""
     def fail(*args, **kwargs):
-        raise AssertionError("the file was read although its feature count is over the cap")
+        raise AssertionError("the file was read although it is over a cap")
 
     import geodata.io_
 
     monkeypatch.setattr(geodata.io_.pyogrio, "read_dataframe", fail)
     monkeypatch.setattr(geodata.io_, "parse_json", fail)
-    monkeypatch.setattr(geodata.io_.pd, "read_csv", fail)
+    monkeypatch.setattr(geodata.io_.shapely, "from_wkt", fail)
+    monkeypatch.setattr(geodata.io_.shapely, "points", fail)
 
 
 @pytest.mark.parametrize("fmt", ["geojson", "gpkg", "zip", "csv", "lonlat"])
@@ -460,3 +461,25 @@ def test_others_write_while_an_import_is_validated(parks, db_url, engine):
     with session_scope(engine) as session:
         codes = session.execute(sa.select(Grid.code)).scalars().all()
     assert sorted(codes) == ["T-001", "T-002", "T-003", "T-004", "Z-001"]
+
+
+def test_edit_commands_refuse_degenerate_geometry(parks, db_url, engine):
+    """``edit draw/reshape --geometry`` (WKT, GeoJSON or @FILE), in a child process."""
+    ring = grid_features()[BAD]["geometry"]["coordinates"][0]
+    geojson, _, wkt, _ = _empty_ring(ring)
+    gpkg = _bad_grid_file(parks, "empty_ring", "gpkg")
+    before = stored_snapshot(engine)
+    edit = ["--db", db_url, "edit"]
+    who = ["--park", "T", "--actor", "tester"]
+    cases = [("--geometry", [*edit, "reshape", "T-003", "--geometry", wkt, *who]),
+             ("--geometry", [*edit, "reshape", "T-003", "--geometry", json.dumps(geojson),
+                             *who]),
+             ("--geometry", [*edit, "draw", "--geometry", wkt, *who]),
+             (str(gpkg), [*edit, "reshape", "T-003", "--geometry", f"@{gpkg}", *who])]
+    results = _run_child([args for _, args in cases])
+    for (source, _), result in zip(cases, results):
+        assert result["exit"] == 2, result
+        assert re.search(rf"^error: {re.escape(source)}(, feature \d+)?, field 'geometry': "
+                         r"(interior ring 1 is empty|ring /coordinates/1 has 0 positions)",
+                         result["stderr"]), result
+    assert stored_snapshot(engine) == before
