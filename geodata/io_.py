@@ -13,8 +13,8 @@ import json
 import os
 import tempfile
 import zipfile
-from warnings import catch_warnings, filterwarnings
 from pathlib import Path
+from warnings import catch_warnings, filterwarnings
 
 import geopandas as gpd
 import numpy as np
