@@ -10,6 +10,8 @@
 ``GRIDMAP_MAX_UPLOAD_MB``  Upload cap in MB (default 10).
 ``GRIDMAP_MAX_FEATURES``   Features per import (default 200 000).
 ``GRIDMAP_MAX_VERTICES``   Vertices per geometry (default 20 000).
+``GRIDMAP_MAX_FILE_MB``    Size of one imported file in MB, a zip's members
+                           uncompressed (default 100).
 ``GRIDMAP_TILES``          XYZ tile URL for the base map, or ``none``.
 ``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
 ``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
@@ -69,6 +71,7 @@ class Settings:
     max_upload_mb: float = 10.0
     max_features: int = 200_000
     max_vertices: int = 20_000
+    max_file_mb: float = 100.0
     tiles: str = "none"
     sqlite_busy_timeout_s: float = 5.0
     session_hours: float = 8.0
@@ -86,6 +89,11 @@ class Settings:
     def photo_dir(self):
         """Where hazard photos are stored: ``<data_dir>/photos``."""
         return Path(self.data_dir) / PHOTO_FOLDER
+
+    def read_limits(self):
+        """The caps every file reader takes (:func:`geodata.io_.read_layer`)."""
+        return {"max_features": self.max_features, "max_vertices": self.max_vertices,
+                "max_file_mb": self.max_file_mb}
 
     @classmethod
     def from_env(cls, environ=None, **overrides):
@@ -114,7 +122,8 @@ class Settings:
             raise ConfigError(
                 "GRIDMAP_DATABASE_URL must be a sqlite:/// (SpatiaLite) or "
                 "postgresql+psycopg:// (PostGIS) URL", details={"setting": "GRIDMAP_DATABASE_URL"})
-        for name in ("max_upload_mb", "max_features", "max_vertices", "session_hours"):
+        for name in ("max_upload_mb", "max_features", "max_vertices", "max_file_mb",
+                     "session_hours"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})

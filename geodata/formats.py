@@ -9,10 +9,12 @@ refused unless the caller names one (``--crs``); CSV with lon/lat columns
 is WGS 84 degrees by definition of those columns.
 """
 
+import json
 import os
 import tempfile
 import zipfile
 from pathlib import Path
+from warnings import catch_warnings, filterwarnings
 
 import geopandas as gpd
 import numpy as np
@@ -24,7 +26,8 @@ from pyproj.exceptions import CRSError
 
 from geodata.crs import STORAGE_SRID
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
-from geodata.geometry import geometry_from_geojson, parse_json
+from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
+                              validate_geometries)
 
 FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile",
            ".zip": "ESRI Shapefile", ".csv": "CSV"}
@@ -39,7 +42,6 @@ SHAPEFILE_NAMES = {"parent_code": "parent", "active_from": "act_from", "active_t
                    "description": "descript", "found_date": "found", "division_code": "division",
                    "metric_epsg": "epsg"}
 MAX_ZIP_MEMBERS = 50
-MAX_ZIP_BYTES = 500 * 2**20
 
 
 def _suffix(path):
@@ -61,8 +63,18 @@ def parse_crs(value, source=None):
                               details={"file": source, "crs": str(value)}) from None
 
 
-def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_vertices=20_000):
+def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_000,
+               max_vertices=20_000, max_file_mb=100):
     """Read a file into a GeoDataFrame in EPSG:4326 (or a DataFrame without geometry).
+
+    Caps are enforced before anything large is built: the file size (for a
+    zip, the members' total uncompressed size) against ``max_file_mb``, then
+    the feature count (GDAL's count, or CSV records counted while streaming)
+    against ``max_features``.  Every geometry read, whatever the format, then
+    passes :func:`geodata.geometry.check_geometries` (empty parts and rings,
+    short rings, NaN, vertex cap) before any GEOS predicate touches it, and,
+    when ``layer`` is given, :func:`geodata.geometry.validate_geometries` for
+    that layer once in EPSG:4326 (type, lon/lat range, OGC validity).
 
     Parameters
     ----------
@@ -73,6 +85,11 @@ def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_verti
         CRS to assume when the file declares none; a declared CRS wins.
     geometry : bool
         False for attribute-only layers (grid staff).
+    layer : {"parks", "grids", "enterprises", "hazards"}, optional
+        Validate the geometries for this layer; they come back promoted to
+        MultiPolygons where the layer stores those, exteriors counter-clockwise.
+    max_features, max_vertices, max_file_mb : int
+        Caps: features per file, vertices per geometry, megabytes per file.
 
     Returns
     -------
@@ -83,37 +100,36 @@ def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_verti
     ------
     GridmapError
         ``invalid_json``, ``missing_crs``, ``unknown_crs``, ``empty_file``,
-        ``unsupported_format``, ``payload_too_large`` or a ``FeatureError``.
+        ``unsupported_format``, ``unreadable_file``, ``payload_too_large`` or
+        a ``FeatureError`` naming the feature and field.
     """
     path = str(path)
     suffix = _suffix(path)
     if not os.path.isfile(path):
         raise ValidationError(f"{path}: no such file", code="file_not_found",
                               details={"file": path})
+    max_bytes = int(max_file_mb * 2**20)
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise PayloadTooLargeError(f"{path}: {size / 2**20:.1f} MB exceed the cap of "
+                                   f"{max_file_mb:g} MB (GRIDMAP_MAX_FILE_MB)",
+                                   details={"file": path, "bytes": size, "cap_mb": max_file_mb})
     warnings = set()
     if suffix in (".geojson", ".json"):
         frame, declared = _read_geojson(path, max_features, max_vertices, warnings)
     elif suffix == ".csv":
-        frame, declared = _read_csv(path, geometry, crs)
+        frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices)
     else:
-        if suffix == ".zip":
-            path = _zip_shapefile_path(path)
-        try:
-            frame = pyogrio.read_dataframe(path, read_geometry=geometry)
-        except pyogrio.errors.DataSourceError as exc:
-            raise ValidationError(f"{path}: cannot be read as {FORMATS[suffix]} ({exc})",
-                                  code="unreadable_file", details={"file": path}) from None
-        declared = getattr(frame, "crs", None)
+        source = _zip_shapefile_path(path, max_file_mb) if suffix == ".zip" else path
+        frame, declared = _read_ogr(path, source, geometry, max_features)
         if FORMATS[suffix] == "ESRI Shapefile":
             frame = frame.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
     if len(frame) == 0:
         raise ValidationError(f"{path}: the file has no features", code="empty_file",
                               details={"file": path})
-    if len(frame) > max_features:
-        raise PayloadTooLargeError(f"{path}: {len(frame)} features exceed the cap of "
-                                   f"{max_features}", details={"file": path})
     if not geometry or "geometry" not in frame:
         return pd.DataFrame(frame.drop(columns="geometry", errors="ignore")), sorted(warnings)
+    check_geometries(frame["geometry"].to_numpy(), file=path, max_vertices=max_vertices)
     if declared is None:
         if crs is None:
             raise ValidationError(
@@ -127,25 +143,85 @@ def read_layer(path, *, crs=None, geometry=True, max_features=200_000, max_verti
         gdf = gdf.set_crs(STORAGE_SRID, allow_override=True)
     elif epsg != STORAGE_SRID:
         gdf = gdf.to_crs(STORAGE_SRID)
+    if layer is not None:
+        geoms, more = validate_geometries(gdf.geometry.to_numpy(), layer, file=path,
+                                          max_vertices=max_vertices)
+        gdf["geometry"] = geoms
+        warnings.update(more)
     return gdf, sorted(warnings)
 
 
+def _too_many(path, count, max_features):
+    if count > max_features:
+        raise PayloadTooLargeError(
+            f"{path}: {count} features exceed the cap of {max_features} (GRIDMAP_MAX_FEATURES)",
+            details={"file": path, "features": count, "cap": max_features})
+
+
+def _feature_count(source):
+    """Return GDAL's feature count without building features (None if it cannot tell)."""
+    try:
+        count = pyogrio.read_info(source, force_feature_count=True)["features"]
+    except pyogrio.errors.DataSourceError:
+        return None
+    return count if count >= 0 else None
+
+
+def _read_ogr(path, source, geometry, max_features):
+    """Read a GeoPackage or Shapefile through GDAL, counting its features first.
+
+    GEOS refuses to build some geometries GDAL hands over (an unclosed ring,
+    a two-point ring): those are read as missing, then named with GEOS's
+    reason by reading the first such feature's raw WKB again.  GDAL's and
+    numpy's warnings about them (unclosed ring, NaN) are silenced: the
+    feature is refused below, or by :func:`check_geometries`, with its index.
+    """
+    count = _feature_count(source)
+    _too_many(path, count or 0, max_features)
+    with catch_warnings(), np.errstate(invalid="ignore"):
+        filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
+        try:
+            frame = pyogrio.read_dataframe(source, read_geometry=geometry,
+                                           on_invalid="ignore", fid_as_index=True)
+        except pyogrio.errors.DataSourceError as exc:
+            raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
+                                  code="unreadable_file", details={"file": path}) from None
+        _too_many(path, len(frame), max_features)
+        fids = frame.index.to_numpy()
+        frame = frame.reset_index(drop=True)
+        missing = (np.flatnonzero(frame["geometry"].isna().to_numpy())
+                   if geometry and "geometry" in frame else [])
+        if len(missing):
+            wkb = pyogrio.raw.read(source, columns=[], fids=fids[missing[:1]])[2][0]
+            try:
+                if wkb is not None:
+                    shapely.from_wkb(wkb)
+            except shapely.errors.GEOSException as exc:
+                raise FeatureError(f"geometry cannot be read ({exc})", code="invalid_geometry",
+                                   file=path, index=int(missing[0]), field="geometry") from None
+    return frame, getattr(frame, "crs", None)
+
+
 def _read_geojson(path, max_features, max_vertices, warnings):
+    # GDAL counts a large GeoJSON streaming, in bounded memory; json.loads
+    # would take ~15 bytes of Python objects per byte of file.
+    _too_many(path, _feature_count(path) or 0, max_features)
     with open(path, "rb") as fh:
         text = fh.read()
     if not text.strip():
         raise ValidationError(f"{path}: the file is empty", code="empty_file",
                               details={"file": path})
-    doc = parse_json(text, source=path)
+    try:
+        doc = parse_json(text, source=path)
+    except FeatureError as exc:
+        raise _locate_constant(text, path, exc) from None
     if not isinstance(doc, dict) or doc.get("type") not in ("FeatureCollection", "Feature"):
         raise FeatureError("not a GeoJSON FeatureCollection or Feature", code="invalid_geojson",
                            file=path)
     features = [doc] if doc["type"] == "Feature" else doc.get("features")
     if not isinstance(features, list):
         raise FeatureError("'features' must be an array", code="invalid_geojson", file=path)
-    if len(features) > max_features:
-        raise PayloadTooLargeError(f"{path}: {len(features)} features exceed the cap of "
-                                   f"{max_features}", details={"file": path})
+    _too_many(path, len(features), max_features)
     rows, geoms = [], []
     for i, feature in enumerate(features):
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
@@ -169,8 +245,49 @@ def _read_geojson(path, max_features, max_vertices, warnings):
     return frame, declared
 
 
-def _read_csv(path, geometry, crs):
+def _csv_records(path):
+    """Count a CSV's records in bounded memory: chunks of the first column only."""
+    chunks = pd.read_csv(path, usecols=[0], dtype=str, keep_default_na=False,
+                         encoding="utf-8-sig", chunksize=50_000)
+    with chunks:
+        return sum(len(chunk) for chunk in chunks)
+
+
+class _Constant(str):
+    """A NaN or Infinity token, kept as a marker while locating it."""
+
+
+def _holds_constant(value):
+    if isinstance(value, _Constant):
+        return True
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return any(_holds_constant(v) for v in items)
+
+
+def _locate_constant(text, path, error):
+    """Return ``error`` (NaN or Infinity refused by strict parsing) naming its feature and field.
+
+    Only runs once parsing has failed: the text is parsed again with the
+    tokens kept as markers, and the first feature holding one is named.
+    """
+    doc = json.loads(text, parse_constant=_Constant)
+    features = doc.get("features") if isinstance(doc, dict) else None
+    features = [doc] if isinstance(doc, dict) and doc.get("type") == "Feature" else features
+    for i, feat in enumerate(features if isinstance(features, list) else []):
+        if not isinstance(feat, dict):
+            continue
+        props = feat.get("properties") if isinstance(feat.get("properties"), dict) else {}
+        fields = [("geometry", feat.get("geometry"))] + list(props.items())
+        for field, value in fields:
+            if _holds_constant(value):
+                return FeatureError(error.reason, code=error.code, file=path, index=i,
+                                    field=field)
+    return FeatureError(error.reason, code=error.code, file=path)
+
+
+def _read_csv(path, geometry, crs, max_features, max_vertices):
     try:
+        _too_many(path, _csv_records(path), max_features)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise ValidationError(f"{path}: not a readable UTF-8 CSV ({exc})", code="unreadable_file",
@@ -194,7 +311,16 @@ def _read_csv(path, geometry, crs):
     for name in WKT_COLUMNS:
         if name in frame.columns:
             wkt = frame.pop(name)
-            geoms = shapely.from_wkt(wkt.to_numpy(), on_invalid="ignore")
+            # Each vertex but the first follows a comma, as does each EMPTY but the
+            # first: the vertex cap is checked on the text before GEOS parses it.
+            vertices = wkt.str.count(",") + 1 - wkt.str.upper().str.count("EMPTY")
+            over = np.flatnonzero(vertices.fillna(0).to_numpy() > max_vertices)
+            if len(over):
+                raise FeatureError(f"{int(vertices.iloc[over[0]])} vertices exceed the cap of "
+                                   f"{max_vertices}", code="too_many_vertices", file=path,
+                                   index=int(over[0]), field=name)
+            with np.errstate(invalid="ignore"):  # NaN coordinates are refused below, by name
+                geoms = shapely.from_wkt(wkt.to_numpy(), on_invalid="ignore")
             bad = np.flatnonzero(shapely.is_missing(geoms) & wkt.notna().to_numpy())
             if len(bad):
                 raise FeatureError("not valid WKT", code="invalid_geometry", file=path,
@@ -205,7 +331,7 @@ def _read_csv(path, geometry, crs):
                           "lon/lat columns", code="missing_geometry", details={"file": path})
 
 
-def _zip_shapefile_path(path):
+def _zip_shapefile_path(path, max_file_mb):
     """Check a zipped shapefile without extracting it and return its GDAL /vsizip/ path.
 
     Member names are never used as paths on disk (GDAL reads inside the
@@ -218,9 +344,9 @@ def _zip_shapefile_path(path):
     except zipfile.BadZipFile:
         raise ValidationError(f"{path}: not a valid zip archive", code="unreadable_file",
                               details={"file": path}) from None
-    if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+    if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > max_file_mb * 2**20:
         raise PayloadTooLargeError(f"{path}: archive too large (over {MAX_ZIP_MEMBERS} members "
-                                   f"or {MAX_ZIP_BYTES // 2**20} MB uncompressed)",
+                                   f"or {max_file_mb:g} MB uncompressed, GRIDMAP_MAX_FILE_MB)",
                                    details={"file": path})
     for m in members:
         name = m.filename

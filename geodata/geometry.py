@@ -1,13 +1,17 @@
 """Strict geometry validation for everything that enters the database.
 
-Two entry points share one set of rules:
+Three entry points share one set of rules:
 
 * :func:`geometry_from_geojson` checks a raw GeoJSON geometry object
   *before* shapely sees it, because shapely silently closes unclosed rings
   and pads short ones (RFC 7946 says rings MUST be closed);
-* :func:`validate_geometries` checks an array of shapely geometries (from
-  any file reader) vectorised: type for the layer, emptiness, dimension,
-  longitude/latitude range, vertex count and OGC validity.
+* :func:`check_geometries` checks an array of shapely geometries from any
+  file reader, vectorised, for what GEOS itself needs before any predicate:
+  no empty geometry, part or ring, no ring under 4 points, no NaN, no
+  GeometryCollection, at most ``max_vertices`` (GEOS crashes on some of these
+  and calls a polygon with an EMPTY hole valid);
+* :func:`validate_geometries` runs the same checks, then the layer's:
+  type, dimension, longitude/latitude range and OGC validity.
 
 Nothing is repaired silently: an invalid polygon is refused with GEOS's
 reason and location (``Self-intersection[114.39 34.06]``).  Polygons are
@@ -87,6 +91,11 @@ def _check_positions(coords, depth, pointer, index, file, warnings):
 def _check_rings(gtype, coords, pointer, index, file):
     polygons = [coords] if gtype == "Polygon" else coords if gtype == "MultiPolygon" else []
     for p, rings in enumerate(polygons):
+        if not rings:
+            where = pointer + (f"/{p}" if gtype == "MultiPolygon" else "")
+            raise FeatureError(f"polygon {where} has no rings (an empty part)",
+                               code="empty_geometry", index=index, file=file, field="geometry",
+                               pointer=where)
         for r, ring in enumerate(rings):
             where = pointer + (f"/{p}" if gtype == "MultiPolygon" else "") + f"/{r}"
             if len(ring) < 4:
@@ -146,6 +155,129 @@ def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, wa
     return shapely.force_2d(shape(obj))
 
 
+class _Problems:
+    """Collects ``(feature, code, reason)`` and raises the first as a FeatureError."""
+
+    def __init__(self, file):
+        self.file = file
+        self.items = []
+
+    def add(self, features, code, reason_of):
+        """Record ``code`` for features (a boolean mask or indices); ``reason_of(i)`` says why."""
+        features = np.asarray(features)
+        if features.dtype == bool:
+            features = np.flatnonzero(features)
+        for i in features[:20]:
+            self.items.append((int(i), code, reason_of(int(i))))
+
+    def raise_any(self):
+        """Raise the lowest feature's problem, listing up to 20 in ``details['problems']``."""
+        if self.items:
+            self.items.sort()
+            index, code, reason = self.items[0]
+            raise FeatureError(reason, code=code, index=index, file=self.file, field="geometry",
+                               problems=[{"feature": i, "code": c, "reason": r}
+                                         for i, c, r in self.items[:20]])
+
+
+def _ordinal(owner):
+    """Position of each element among its owner's elements (``owner`` sorted, as shapely gives)."""
+    return np.arange(len(owner)) - np.searchsorted(owner, owner)
+
+
+def _first_bad(owner, bad, *keys):
+    """``{feature: keys of its first bad element}`` for elements owned by features."""
+    features, first = np.unique(owner[bad], return_index=True)
+    return {f: tuple(int(k[bad][j]) for k in keys) for f, j in zip(features.tolist(), first)}
+
+
+def _structure(geoms, problems, max_vertices):
+    """Check what GEOS needs before any predicate; return the mask of sound features.
+
+    Refuses missing and empty geometries, GeometryCollections, more than
+    ``max_vertices`` vertices, empty parts, empty rings, rings of fewer than
+    4 points and non-finite coordinates.  Only structural calls are used
+    (``is_empty``, ``get_parts``, ``get_rings``, ``get_num_coordinates``,
+    ``get_coordinates``): GEOS 3.14 calls a polygon with an EMPTY interior
+    ring valid, yet ``equals`` and ``covered_by`` on it crash the process.
+    Unclosed rings never get here: GEOS refuses to build them, and the file
+    readers report that per feature.
+    """
+    n = len(geoms)
+    missing = shapely.is_missing(geoms)
+    problems.add(missing, "empty_geometry", lambda i: "geometry is missing")
+    empty = np.zeros(n, bool)
+    empty[~missing] = shapely.is_empty(geoms[~missing])
+    problems.add(empty, "empty_geometry", lambda i: "geometry is empty")
+    ok = ~missing & ~empty
+    type_ids = np.full(n, -1)
+    type_ids[ok] = shapely.get_type_id(geoms[ok])
+    collection = type_ids == shapely.GeometryType.GEOMETRYCOLLECTION
+    problems.add(collection, "unsupported_geometry_type",
+                 lambda i: "GeometryCollection is not supported; use one geometry per feature")
+    ok &= ~collection
+    counts = np.zeros(n, int)
+    counts[ok] = shapely.get_num_coordinates(geoms[ok])
+    problems.add(counts > max_vertices, "too_many_vertices",
+                 lambda i: f"{counts[i]} vertices exceed the cap of {max_vertices}")
+    ok &= counts <= max_vertices
+    multi = np.isin(type_ids, [shapely.GeometryType.MULTIPOINT,
+                               shapely.GeometryType.MULTILINESTRING,
+                               shapely.GeometryType.MULTIPOLYGON])
+
+    idx = np.flatnonzero(ok)
+    parts, owner = shapely.get_parts(geoms[idx], return_index=True)
+    part_no, owner = _ordinal(owner), idx[owner]
+    empty_part = shapely.is_empty(parts)
+    bad = _first_bad(owner, empty_part, part_no)
+    problems.add(list(bad), "empty_geometry", lambda i: f"part {bad[i][0]} is empty")
+
+    polygons = np.flatnonzero(~empty_part & (shapely.get_type_id(parts)
+                                             == shapely.GeometryType.POLYGON))
+    rings, ring_of = shapely.get_rings(parts[polygons], return_index=True)
+    ring_no, ring_of = _ordinal(ring_of), polygons[ring_of]
+    sizes = shapely.get_num_coordinates(rings)
+
+    def ring(found, i):
+        part, number, size = found[i]
+        name = "exterior ring" if number == 0 else f"interior ring {number}"
+        return (f"part {part}, " if multi[i] else "") + name, size
+
+    empty_ring = _first_bad(owner[ring_of], sizes == 0, part_no[ring_of], ring_no, sizes)
+    problems.add(list(empty_ring), "empty_geometry",
+                 lambda i: f"{ring(empty_ring, i)[0]} is empty")
+    short = _first_bad(owner[ring_of], (sizes > 0) & (sizes < 4), part_no[ring_of], ring_no,
+                       sizes)
+    problems.add(list(short), "invalid_geometry", lambda i: "{} has {} points; a ring needs at "
+                 "least 4 (Too few points in geometry component)".format(*ring(short, i)))
+
+    coords, vertex_of = shapely.get_coordinates(geoms[idx], return_index=True)
+    nonfinite = np.unique(idx[vertex_of[~np.isfinite(coords).all(axis=1)]])
+    problems.add(nonfinite, "invalid_coordinate",
+                 lambda i: "non-finite coordinate (NaN or infinity)")
+    ok[owner[empty_part]] = False
+    ok[owner[ring_of[sizes < 4]]] = False
+    ok[nonfinite] = False
+    return ok
+
+
+def check_geometries(geoms, *, file=None, max_vertices=20_000):
+    """Refuse geometries that no layer accepts, before any GEOS predicate sees them.
+
+    The layer-independent part of :func:`validate_geometries`, run by every
+    file reader (:func:`geodata.io_.read_layer`) on what it read.
+
+    Raises
+    ------
+    FeatureError
+        ``empty_geometry``, ``unsupported_geometry_type``, ``invalid_geometry``,
+        ``invalid_coordinate`` or ``too_many_vertices``, naming the feature.
+    """
+    problems = _Problems(file)
+    _structure(np.asarray(geoms, dtype=object), problems, max_vertices)
+    problems.raise_any()
+
+
 def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_range=True):
     """Validate shapely geometries for ``layer``; return (geometries, warnings).
 
@@ -168,56 +300,32 @@ def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_r
     geoms = np.asarray(geoms, dtype=object)
     warnings = []
     allowed = LAYER_TYPES[layer]
-    problems = []
-
-    def fail(mask, code, reason_of):
-        for i in np.flatnonzero(mask)[:20]:
-            problems.append((int(i), code, reason_of(int(i))))
-
-    missing = shapely.is_missing(geoms)
-    fail(missing, "empty_geometry", lambda i: "geometry is missing")
-    present = ~missing
-    empty = np.zeros(len(geoms), bool)
-    empty[present] = shapely.is_empty(geoms[present])
-    fail(empty, "empty_geometry", lambda i: "geometry is empty")
-    ok = present & ~empty
+    problems = _Problems(file)
+    ok = _structure(geoms, problems, max_vertices)
     type_names = np.array([None] * len(geoms), dtype=object)
     type_names[ok] = [g.geom_type for g in geoms[ok]]
     wrong = ok & ~np.isin(type_names, allowed)
-    collection = wrong & (type_names == "GeometryCollection")
-    fail(collection, "unsupported_geometry_type",
-         lambda i: "GeometryCollection is not supported; use one geometry per feature")
-    fail(wrong & ~collection, "wrong_geometry_type", lambda i: (
+    problems.add(wrong, "wrong_geometry_type", lambda i: (
         f"{type_names[i]} is not accepted for {layer}; expected {' or '.join(allowed)}"))
     ok &= ~wrong
     if shapely.has_z(geoms[ok]).any():
         warnings.append("dropped Z values: gridmap stores 2D geometries")
         geoms = geoms.copy()
         geoms[ok] = shapely.force_2d(geoms[ok])
-    counts = np.zeros(len(geoms), int)
-    counts[ok] = shapely.get_num_coordinates(geoms[ok])
-    fail(counts > max_vertices, "too_many_vertices",
-         lambda i: f"{counts[i]} vertices exceed the cap of {max_vertices}")
-    ok &= counts <= max_vertices
     if check_range and ok.any():
         bounds = np.full((len(geoms), 4), np.nan)
         bounds[ok] = shapely.bounds(geoms[ok])
         bad_range = ok & ((bounds[:, 0] < -180) | (bounds[:, 2] > 180)
                           | (bounds[:, 1] < -90) | (bounds[:, 3] > 90))
-        fail(bad_range, "coordinate_out_of_range", lambda i: (
+        problems.add(bad_range, "coordinate_out_of_range", lambda i: (
             f"coordinates outside longitude/latitude range (bounds {bounds[i].round(6).tolist()})"
             "; are they projected metres, or lat/lon swapped? Declare the CRS or use --crs"))
         ok &= ~bad_range
     invalid = np.zeros(len(geoms), bool)
     invalid[ok] = ~shapely.is_valid(geoms[ok])
-    fail(invalid, "invalid_geometry",
-         lambda i: f"invalid geometry: {shapely.is_valid_reason(geoms[i])}")
-    if problems:
-        problems.sort()
-        index, code, reason = problems[0]
-        raise FeatureError(reason, code=code, index=index, file=file, field="geometry",
-                           problems=[{"feature": i, "code": c, "reason": r}
-                                     for i, c, r in problems[:20]])
+    problems.add(invalid, "invalid_geometry",
+                 lambda i: f"invalid geometry: {shapely.is_valid_reason(geoms[i])}")
+    problems.raise_any()
     if allowed[0] == "MultiPolygon":
         polys = shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON
         geoms = geoms.copy()

@@ -123,9 +123,8 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     from geodata.coverage import check_coverage
     from geodata.formats import read_layer
 
-    limits = {"crs": crs, "max_features": settings.max_features,
-              "max_vertices": settings.max_vertices}
-    grids, _ = read_layer(grids_file, **limits)
+    limits = {"crs": crs, **settings.read_limits()}
+    grids, _ = read_layer(grids_file, layer="grids", **limits)
     if "code" not in grids:
         raise GridmapError(f"{grids_file}: grids need a 'code' column", code="missing_field")
     codes = [attr.code(c, index=i, field="code", file=grids_file)
@@ -134,11 +133,11 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
                for i, c in enumerate(grids.get("parent_code", [None] * len(grids)))]
     park = None
     if park_file:
-        parks, _ = read_layer(park_file, **limits)
+        parks, _ = read_layer(park_file, layer="parks", **limits)
         park = shapely.union_all(parks.geometry.to_numpy())
     sites = None
     if enterprises_file:
-        sites, _ = read_layer(enterprises_file, **limits)
+        sites, _ = read_layer(enterprises_file, layer="enterprises", **limits)
     report = check_coverage(grids.geometry.to_numpy(), codes, parents, park=park,
                             enterprises=sites, tolerance_m=tolerance_m, gap_width_m=gap_width_m)
     return report.to_dict(), report

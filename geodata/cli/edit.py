@@ -38,16 +38,21 @@ def _geometry(text, what):
         if len(frame) == 0:
             raise BadRequestError(f"{text[1:]}: no feature for {what}", code="empty_geometry")
         return frame.geometry.iloc[0]
+    from geodata.geometry import check_geometries, parse_json
+
     try:
         if text.lstrip().startswith("{"):
-            from geodata.geometry import parse_json
-
             obj = parse_json(text, what)
-            return shapely.geometry.shape(obj.get("geometry", obj))
-        return shapely.from_wkt(text)
-    except (shapely.errors.GEOSException, ValueError, AttributeError, KeyError) as exc:
+            geom = shapely.geometry.shape(obj.get("geometry", obj))
+        else:
+            geom = shapely.from_wkt(text)
+    except (shapely.errors.GEOSException, ValueError, AttributeError, KeyError,
+            IndexError) as exc:
         raise BadRequestError(f"{what}: not WKT or GeoJSON ({exc})",
                               code="invalid_geometry") from None
+    # An EMPTY ring or part would crash GEOS predicates in the edit service.
+    check_geometries([geom], file=what)
+    return geom
 
 
 def _emit(outcome, fmt):
@@ -347,8 +352,7 @@ def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, 
     engine = obj.ready_engine()
     with session_scope(engine) as session:
         park_code = resolve_park(session, park_code).code
-    frame, warnings = read_layer(file, crs=crs, max_features=obj.settings.max_features,
-                                 max_vertices=obj.settings.max_vertices)
+    frame, warnings = read_layer(file, crs=crs, layer="grids", **obj.settings.read_limits())
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if diff:

@@ -36,8 +36,7 @@ def import_(obj, layer, file, park_code, crs, dry_run, diff, apply_, allow_probl
     from geodata.services.transfer import import_file
 
     report = import_file(obj.ready_engine(), layer, file, park_code=park_code, crs=crs,
-                         dry_run=dry_run, max_features=obj.settings.max_features,
-                         max_vertices=obj.settings.max_vertices)
+                         dry_run=dry_run, **obj.settings.read_limits())
     if fmt == "json":
         from dataclasses import asdict
 

@@ -59,7 +59,7 @@ def get_grid(session, park, code):
     return grid
 
 
-def import_grids(session, park, gdf, *, file=None, max_vertices=20_000):
+def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=False):
     """Insert grids from a GeoDataFrame in EPSG:4326 into ``park``.
 
     Columns: ``code`` (required), ``name`` (default: the code),
@@ -67,6 +67,10 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000):
     (default: parent's level + 1, else 1), ``kind`` (area/enterprise/workshop;
     default area, workshop below level 1), ``active_from``, ``active_to``.
     Areas are measured in the park's metric CRS (m²).
+
+    ``checked``: the geometries already passed :func:`validate_geometries` for
+    this layer (:func:`geodata.services.transfer.import_file` validates them
+    before its write transaction).
 
     Raises
     ------
@@ -76,8 +80,8 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000):
     FeatureError
         Missing or malformed fields, an unknown parent, a bad geometry.
     """
-    geoms, warnings = validate_geometries(gdf.geometry.to_numpy(), "grids", file=file,
-                                          max_vertices=max_vertices)
+    geoms, warnings = (gdf.geometry.to_numpy(), []) if checked else validate_geometries(
+        gdf.geometry.to_numpy(), "grids", file=file, max_vertices=max_vertices)
     stored = {g.code: g for g in session.execute(
         sa.select(Grid).where(Grid.park_id == park.id)).scalars()}
     rows = []

@@ -55,7 +55,8 @@ def locate(session, park, points):
             [int(site_ids[k]) if k >= 0 else None for k in ek])
 
 
-def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000):
+def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000,
+                   checked=False):
     """Insert hazards from a GeoDataFrame of Points (EPSG:4326) into ``park``.
 
     Columns: ``code`` (ledger number; generated as ``YH<year>-<seq>`` when
@@ -66,13 +67,17 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
     starts with one event recording the import, unless a ``history`` column
     (lists of ``at, actor, from_status, to_status, note`` dicts) carries it.
 
+    ``checked``: the geometries already passed :func:`validate_geometries` for
+    this layer (:func:`geodata.services.transfer.import_file` validates them
+    before its write transaction).
+
     Raises
     ------
     FeatureError
         ``outside_park`` for a point outside the park, or a bad field.
     """
-    geoms, warnings = validate_geometries(gdf.geometry.to_numpy(), "hazards", file=file,
-                                          max_vertices=max_vertices)
+    geoms, warnings = (gdf.geometry.to_numpy(), []) if checked else validate_geometries(
+        gdf.geometry.to_numpy(), "hazards", file=file, max_vertices=max_vertices)
     outside = np.flatnonzero(~shapely.covered_by(geoms, park_boundary(park)))
     if len(outside):
         raise FeatureError(f"hazard point lies outside park {park.code}", code="outside_park",

@@ -11,9 +11,17 @@ from geodata.models import Park
 from geodata.models.base import to_element, to_shapes
 
 
-def get_park(session, code):
-    """Return the park with ``code`` (normalised), or raise :class:`NotFoundError`."""
-    park = session.execute(sa.select(Park).where(Park.code == attr.code(code))).scalar_one_or_none()
+def get_park(session, code, *, lock=False):
+    """Return the park with ``code`` (normalised), or raise :class:`NotFoundError`.
+
+    ``lock`` takes the park's row lock for the transaction (``FOR UPDATE`` on
+    PostgreSQL; SQLite writers already hold the database's write lock), so
+    writers into one park queue instead of both passing their checks.
+    """
+    query = sa.select(Park).where(Park.code == attr.code(code))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    park = session.execute(query).scalar_one_or_none()
     if park is None:
         raise NotFoundError(f"no park with code {code!r}", details={"park": code})
     return park
@@ -29,11 +37,13 @@ def park_boundary(park):
     return to_shapes([park.boundary])[0]
 
 
-def import_parks(session, gdf, *, file=None, max_vertices=20_000):
+def import_parks(session, gdf, *, file=None, max_vertices=20_000, checked=False):
     """Insert parks from a GeoDataFrame in EPSG:4326 (columns code, name, division_code).
 
     Each boundary's metric CRS is chosen from its centroid
     (:func:`geodata.crs.metric_epsg_for`) and its area stored in m².
+    ``checked``: the geometries already passed :func:`validate_geometries`
+    for parks (an import validates before its write transaction).
 
     Raises
     ------
@@ -42,8 +52,8 @@ def import_parks(session, gdf, *, file=None, max_vertices=20_000):
     ConflictError
         ``duplicate_park_code`` within the file or against the database.
     """
-    geoms, warnings = validate_geometries(gdf.geometry.to_numpy(), "parks", file=file,
-                                          max_vertices=max_vertices)
+    geoms, warnings = (gdf.geometry.to_numpy(), []) if checked else validate_geometries(
+        gdf.geometry.to_numpy(), "parks", file=file, max_vertices=max_vertices)
     existing = set(session.execute(sa.select(Park.code)).scalars())
     seen = {}
     parks = []

@@ -60,7 +60,7 @@ def _check_credit_codes(codes, file):
                                     for b in bad[:200]])
 
 
-def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000):
+def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, checked=False):
     """Insert enterprises from a GeoDataFrame in EPSG:4326 into ``park``.
 
     Columns: ``name``, ``credit_code`` (18 characters, GB 32100 check
@@ -70,6 +70,10 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000):
     MultiPolygon or a gate Point.  Each site is assigned the level-1 grid
     holding most of it.
 
+    ``checked``: the geometries already passed :func:`validate_geometries` for
+    this layer (:func:`geodata.services.transfer.import_file` validates them
+    before its write transaction).
+
     Raises
     ------
     FeatureError
@@ -78,8 +82,8 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000):
     ConflictError
         ``duplicate_credit_code`` in the file or against stored enterprises.
     """
-    geoms, warnings = validate_geometries(gdf.geometry.to_numpy(), "enterprises", file=file,
-                                          max_vertices=max_vertices)
+    geoms, warnings = (gdf.geometry.to_numpy(), []) if checked else validate_geometries(
+        gdf.geometry.to_numpy(), "enterprises", file=file, max_vertices=max_vertices)
     outside = np.flatnonzero(~shapely.intersects(geoms, park_boundary(park)))
     if len(outside):
         raise FeatureError(f"site lies outside park {park.code}", code="outside_park",

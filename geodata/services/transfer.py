@@ -1,8 +1,12 @@
 """File import and export for every layer, as one transaction each.
 
-An import reads and validates the whole file, writes it, and commits; any
-error at any feature rolls everything back, and ``dry_run`` rolls back a
-successful one too, so the database is exactly as it was.
+An import reads, parses and validates the whole file first, with no
+database lock held (a long parse would otherwise keep SpatiaLite's single
+writer lock and turn other writers away with 503s).  Then one short write
+transaction takes the park's lock, re-checks what depends on stored data
+(duplicate codes, overlaps with stored grids, points inside the park) and
+writes.  Any error at any feature rolls everything back, and ``dry_run``
+rolls back a successful one too, so the database is exactly as it was.
 """
 
 from dataclasses import dataclass, field
@@ -57,21 +61,29 @@ def resolve_park(session, code):
 
 
 def import_file(engine, layer, path, *, park_code=None, crs=None, dry_run=False,
-                max_features=200_000, max_vertices=20_000):
-    """Import ``path`` into ``layer`` in one transaction; return an :class:`ImportReport`."""
+                max_features=200_000, max_vertices=20_000, max_file_mb=100, before_write=None):
+    """Import ``path`` into ``layer`` in one transaction; return an :class:`ImportReport`.
+
+    The file is read and its geometries validated for ``layer`` before the
+    write transaction; ``before_write``, if given, is called between the two.
+    """
     if layer != "parks":
         # Say which park is meant before reading a possibly large file.
         with session_scope(engine) as session:
             park_code = resolve_park(session, park_code).code
-    frame, warnings = read_layer(path, crs=crs, geometry=layer != "staff",
-                                 max_features=max_features, max_vertices=max_vertices)
+    geometry = layer != "staff"
+    frame, warnings = read_layer(path, crs=crs, geometry=geometry,
+                                 layer=layer if geometry else None, max_features=max_features,
+                                 max_vertices=max_vertices, max_file_mb=max_file_mb)
+    options = {"file": str(path), "checked": True} if geometry else {"file": str(path)}
+    if before_write is not None:
+        before_write()
     with session_scope(engine, write=True) as session:
         if layer == "parks":
-            rows, more = import_parks(session, frame, file=str(path), max_vertices=max_vertices)
+            rows, more = import_parks(session, frame, **options)
         else:
-            park = get_park(session, park_code)
-            options = {} if layer == "staff" else {"max_vertices": max_vertices}
-            rows, more = _IMPORTERS[layer](session, park, frame, file=str(path), **options)
+            park = get_park(session, park_code, lock=True)
+            rows, more = _IMPORTERS[layer](session, park, frame, **options)
         report = ImportReport(layer, str(path), park_code if layer != "parks" else None,
                               len(rows), dry_run, sorted(set(warnings) | set(more)))
         if dry_run:
