@@ -91,7 +91,7 @@ class Settings:
         return Path(self.data_dir) / PHOTO_FOLDER
 
     def read_limits(self):
-        """The caps every file reader takes (:func:`geodata.io_.read_layer`)."""
+        """The caps every file reader takes (:func:`geodata.formats.read_layer`)."""
         return {"max_features": self.max_features, "max_vertices": self.max_vertices,
                 "max_file_mb": self.max_file_mb}
 

@@ -265,7 +265,7 @@ def check_geometries(geoms, *, file=None, max_vertices=20_000):
     """Refuse geometries that no layer accepts, before any GEOS predicate sees them.
 
     The layer-independent part of :func:`validate_geometries`, run by every
-    file reader (:func:`geodata.io_.read_layer`) on what it read.
+    file reader (:func:`geodata.formats.read_layer`) on what it read.
 
     Raises
     ------
