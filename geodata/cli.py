@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from geodata import schema
 from geodata.config import Settings
-from geodata.errors import GridmapError, SchemaMissingError
+from geodata.errors import ConflictError, GridmapError, SchemaMissingError
 from geodata.services.transfer import LAYERS, export_file, import_file
 from geodata.storage import make_engine, safe_url, translate_db_error
 
@@ -285,10 +285,22 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     grids, _ = read_layer(grids_file, **limits)
     if "code" not in grids:
         raise GridmapError(f"{grids_file}: grids need a 'code' column", code="missing_field")
-    codes = [attr.code(c, index=i, field="code", file=grids_file)
+    # Codes are reported as given (G22b stays G22b); the normalised form
+    # (attributes.code) only finds duplicates and resolves parent codes.
+    codes = [attr.text(c, index=i, field="code", file=grids_file)
              for i, c in enumerate(grids["code"])]
+    given = {}
+    for i, c in enumerate(codes):
+        key = attr.code(c)
+        if key in given:
+            raise ConflictError(
+                f"{grids_file}: features {given[key][0]} and {i}: grid codes {given[key][1]!r} "
+                f"and {c!r} are the same code", code="duplicate_grid_code",
+                details={"file": grids_file, "features": [given[key][0], i]})
+        given[key] = (i, c)
     parents = [attr.code(c, index=i, field="parent_code", file=grids_file, required=False)
                for i, c in enumerate(grids.get("parent_code", [None] * len(grids)))]
+    parents = [None if p is None else given.get(p, (None, p))[1] for p in parents]
     park = None
     if park_file:
         parks, _ = read_layer(park_file, **limits)

@@ -606,6 +606,18 @@ def check_coverage(
                     for g, ar, o in zip(parts, areas, own)
                 ]
 
+    if park is not None and len(top) == 0:
+        # No usable level-1 grid: nothing covers the park, so all of it is a gap
+        # (an empty coverage is not a valid one).
+        park_area = float(shapely.area(engine.metric(park)))
+        parts, areas, _ = engine.wide_parts([park], np.zeros(1, dtype=int))
+        gaps += [
+            {"area_m2": float(ar), "parent_code": None, "geometry": g}
+            for g, ar in zip(parts, areas)
+        ]
+        covered = park_area - float(areas.sum())
+        ratio = covered / park_area if park_area else 0.0
+
     # Cells below an unusable parent, or in a parent cycle, were never checked.
     unreachable = np.flatnonzero(use & ~visited)
     invalid += [
