@@ -338,6 +338,8 @@ def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, 
                                   actor=_actor(actor), reason=reason, file=str(file),
                                   dry_run=True, if_match=if_match)
             session.rollback()
+        if not (preview.added or preview.reshaped or preview.retired):
+            click.echo("no changes")
         click.echo(f"added: {', '.join(preview.added) or '-'}")
         click.echo(f"reshaped: {', '.join(preview.reshaped) or '-'}")
         click.echo(f"retired: {', '.join(preview.retired) or '-'}")

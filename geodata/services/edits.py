@@ -12,8 +12,10 @@ Every public function here follows one recipe (:func:`_run`):
    ``stale_version`` for an int (a version in the request body), 412 for a
    string (an ``If-Match`` ETag of the grid, ``'"3"'`` or ``'W/"3"'``);
 3. compute the new geometries with :mod:`geodata.editing` in the park's
-   metric CRS, project them back to EPSG:4326 and snap them onto the stored
-   vertices they came from (so shared edges stay identical);
+   metric CRS, project them back to EPSG:4326 and snap-round them into one
+   noded arrangement per parent (:func:`geodata.arrangement.tile`, a 1e-9°
+   grid): neighbours share their vertices exactly, no grid gains a part
+   under 1 m², and stored vertices come back bit-identical;
 4. run the coverage check on the park before and after; refuse with 422 when
    the edit leaves a *new* gap (``would_leave_gap``), overlap
    (``grid_overlap``), part outside the park or parent (``outside_park``) or
@@ -47,13 +49,14 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import geopandas as gpd
+import numpy as np
 import shapely
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from geodata import attributes as attr
-from geodata import editing
+from geodata import arrangement, editing
 from geodata.coverage import check_coverage
 from geodata.crs import STORAGE_SRID, area_m2, to_metric, to_storage
 from geodata.errors import (ConflictError, NotFoundError, PreconditionFailedError,
@@ -66,10 +69,6 @@ from geodata.storage import backend_name, begin_write
 
 TOLERANCE_M = editing.TOLERANCE_M
 SNAP_M = editing.SNAP_M
-# Back-projected vertices within this many degrees (~0.1 mm) of a stored vertex
-# are put exactly on it: a metric round trip moves them by ~1e-14 degrees.
-_SNAP_BACK_DEG = 1e-9
-_PRECISION_M = 1e-6
 _PROBLEM_CODES = {"gap": "would_leave_gap", "overlap": "grid_overlap",
                   "outside": "outside_park", "invalid": "invalid_geometry"}
 
@@ -128,7 +127,9 @@ class Preview:
 
     ``problems`` are the new coverage problems it would bring (the edit
     would be refused unless they are allowed); ``report`` is the full
-    :class:`~geodata.coverage.CoverageReport` after the edit.
+    :class:`~geodata.coverage.CoverageReport` after the edit; ``grids`` maps
+    each added or reshaped code to its shape after the edit (a shapely
+    MultiPolygon, EPSG:4326), exactly as it would be stored.
     """
 
     added: list
@@ -139,6 +140,7 @@ class Preview:
     warnings: list
     unchanged: int
     report: object = None
+    grids: dict = field(default_factory=dict)
 
     def to_dict(self):
         """JSON-ready dict (problem geometries as GeoJSON)."""
@@ -171,7 +173,7 @@ class _State:
                 self.children.setdefault(parent, []).append(code)
         geoms = to_shapes([g.geom for g in self.grids])
         self.geom = dict(zip(self.by_code, geoms))
-        self.metric = dict(zip(self.by_code, to_metric(geoms, self.epsg))) if len(geoms) else {}
+        self.metric = dict(zip(self.by_code, _valid_metric(geoms, self.epsg)))
         self.park4326 = park_boundary(park)
         self.park_metric = to_metric(self.park4326, self.epsg)
 
@@ -194,6 +196,21 @@ class _State:
         for child in self.children.get(code, []):
             out += [child, *self.descendants(child)]
         return out
+
+
+def _valid_metric(geoms, epsg):
+    """Stored (valid) EPSG:4326 shapes in the metric CRS, valid there too.
+
+    A ring that touches itself or its hole at a vertex is valid in degrees but
+    can cross itself by ~1e-10 m once projected; repairing that for the metric
+    work changes nothing measurable and the stored shape is never touched.
+    """
+    if not len(geoms):
+        return []
+    metric = to_metric(np.asarray(geoms, dtype=object), epsg)
+    bad = ~shapely.is_valid(metric)
+    metric[bad] = [editing.clean(shapely.make_valid(g, method="structure")) for g in metric[bad]]
+    return list(metric)
 
 
 @dataclass
@@ -416,32 +433,39 @@ def coverage_summary(report):
 # applying a plan
 # --------------------------------------------------------------------------
 
-def _back(state, geom_metric, near_codes):
-    """Project a metric result to EPSG:4326 and snap it onto nearby stored vertices."""
-    # A ring touching itself at a vertex is valid in metres but can cross itself once
-    # projected; snap-rounding to 1 µm nodes it (the snap below restores stored vertices).
-    geom_metric = shapely.set_precision(geom_metric, _PRECISION_M)
-    geom = to_storage(geom_metric, state.epsg)
-    refs = [shapely.boundary(state.geom[c]) for c in near_codes]
-    refs.append(shapely.boundary(state.park4326))
-    snapped = shapely.snap(geom, shapely.union_all(refs), _SNAP_BACK_DEG)
-    geom = snapped if snapped.is_valid else geom
-    if not geom.is_valid:
-        geom = _repair_noise(geom, geom_metric, state.epsg)
-    return _multi(geom)
+def _arrange(state, plan):
+    """EPSG:4326 shapes of the plan's computed grids, from one noded arrangement per parent.
 
-
-def _repair_noise(geom, geom_metric, epsg):
-    """Repair a self-intersection that projection noise made in a computed (valid) result.
-
-    Only our own overlay results get here, never user input: the repair is
-    kept when it changes the area by less than 0.01 m², else the invalid
-    shape goes on to the coverage check, which refuses it.
+    Parents come before their sub-grids, which then tile the parent's final
+    shape (:func:`geodata.arrangement.tile`).
     """
-    fixed = editing.clean(shapely.make_valid(geom, method="structure"))
-    if abs(float(area_m2(fixed, epsg)) - geom_metric.area) < 0.01:
-        return fixed
-    return geom
+    metric = {c: g for c, g in plan.updates.items() if c not in plan.retire}
+    parent_of = {c: state.parent[c] for c in metric}
+    metric.update({n.key: n.geom for n in plan.new})
+    parent_of.update({n.key: n.parent for n in plan.new})
+    touched = {}
+    for c in set(plan.updates) | plan.retire:
+        touched.setdefault(state.parent[c], []).append(state.geom[c])
+    out = {}
+    pending = list(dict.fromkeys(parent_of.values()))
+    while pending:
+        for parent in list(pending):
+            if parent in parent_of and parent not in out:
+                continue  # its parent is computed too, and not yet
+            keys = [k for k, p in parent_of.items() if p == parent]
+            shapes = to_storage(np.array([metric[k] for k in keys], dtype=object), state.epsg)
+            ground, others, keep = touched.get(parent, []), [], [state.park4326]
+            if parent is not None:
+                # Sub-grids tile their parent's final shape, whatever their old one was.
+                keep = keep + ground
+                ground = [out[parent] if parent in out else state.geom[parent]]
+                others = [state.geom[c] for c in state.children.get(parent, [])
+                          if c not in plan.updates and c not in plan.retire]
+            out.update(arrangement.tile(dict(zip(keys, shapes)), ground, others=others,
+                                        keep=keep, clip=parent is not None, epsg=state.epsg,
+                                        tolerance_m=state.tolerance_m))
+            pending.remove(parent)
+    return out
 
 
 def _multi(geom):
@@ -522,25 +546,26 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
     plan = _Plan(state)
     build(state, plan)
     if not (plan.updates or plan.exact or plan.retire or plan.new or plan.reactivate):
+        if dry_run:  # a preview of no change is an answer, not an error
+            report = _report(state, list(state.by_code),
+                             [state.parent[c] for c in state.by_code],
+                             [state.geom[c] for c in state.by_code])
+            return Preview(added=[], reshaped=[], retired=[], coverage=coverage_summary(report),
+                           problems=[], warnings=list(plan.warnings),
+                           unchanged=len(state.by_code), report=report)
         raise ValidationError("the edit changes nothing", code="no_change")
 
     codes = _next_codes(state, plan)
-    tree = shapely.STRtree([state.geom[c] for c in state.by_code]) if state.by_code else None
-    all_codes = list(state.by_code)
-
-    def near(geom_metric):
-        if tree is None:
-            return []
-        env = shapely.envelope(to_storage(geom_metric, state.epsg))
-        return [all_codes[i] for i in tree.query(env)]
-
-    after = {}
-    for code, geom in plan.updates.items():
-        if code not in plan.retire:
-            after[code] = _back(state, geom, near(geom))
+    computed = _arrange(state, plan)
+    for n in plan.new:
+        if computed[n.key].is_empty:
+            raise ValidationError("the edit would make an empty grid", code="empty_result")
+    for code in [c for c in plan.updates if c not in plan.retire and computed[c].is_empty]:
+        plan.retire_tree(code)
+    after = {c: computed[c] for c in plan.updates if c not in plan.retire}
     for code, geom in plan.exact.items():
         after[code] = _multi(geom)
-    new_geoms = {n.key: _back(state, n.geom, near(n.geom)) for n in plan.new}
+    new_geoms = {n.key: computed[n.key] for n in plan.new}
     parent_of = {}
     for n in plan.new:
         parent_of[codes[n.key]] = codes.get(n.parent, n.parent)
@@ -565,7 +590,9 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
         return Preview(added=added, reshaped=sorted((set(after) - plan.retire) | set(re_codes)),
                        retired=sorted(plan.retire), coverage=coverage_summary(after_report),
                        problems=problems, warnings=list(plan.warnings),
-                       unchanged=len(keep) - len(set(after) - plan.retire), report=after_report)
+                       unchanged=len(keep) - len(set(after) - plan.retire), report=after_report,
+                       grids={**{c: after[c] for c in after if c not in plan.retire},
+                              **{codes[n.key]: new_geoms[n.key] for n in plan.new}})
     if problems and not allow_problems:
         _refuse(problems)
 
@@ -725,7 +752,7 @@ def draw_grid(session, park, geometry, *, actor, reason="", name=None, kind="are
 
 def reshape_grid(session, park, code, geometry, *, actor, reason="", neighbours=None,
                  expected_version=None, if_match=None, snap_m=SNAP_M,
-                 tolerance_m=TOLERANCE_M, operation="reshape"):
+                 tolerance_m=TOLERANCE_M, operation="reshape", dry_run=False):
     """Give grid ``code`` a new shape; the neighbours give or take the same ground.
 
     ``neighbours`` limits which grids may give or take ground (default: all
@@ -748,7 +775,8 @@ def reshape_grid(session, park, code, geometry, *, actor, reason="", neighbours=
             plan.update(c, geom)
 
     return _run(session, park, operation, build, actor=actor, reason=reason, if_match=if_match,
-                expected=expected_version, expected_codes=[code], tolerance_m=tolerance_m)
+                expected=expected_version, expected_codes=[code], tolerance_m=tolerance_m,
+                dry_run=dry_run)
 
 
 def split_grid(session, park, code, *, line=None, parts=None, actor, reason="",
