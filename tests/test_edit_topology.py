@@ -12,16 +12,20 @@ export and ``import grids --diff`` (no change), then undone with a restore.
 from datetime import date
 
 import numpy as np
+import pytest
 import shapely
 from sqlalchemy.orm import Session
 
 from geodata.arrangement import GRID_SIZE_DEG, MIN_PART_M2
 from geodata.crs import to_metric, to_storage
+from geodata.errors import (ConflictError, NotFoundError, PreconditionFailedError,
+                            ValidationError)
 from geodata.services import edits
 from geodata.services.demo_loader import load_demo
 from geodata.services.grids import active_grids, grid_geometries
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
+from tests.conftest import stored_snapshot
 
 PARK = "FGKFQ"
 EPSG = 4547
@@ -137,3 +141,113 @@ def test_grid_size_is_finer_than_the_tolerance():
     metres = shapely.length(to_metric(shapely.LineString(
         [(114.39, 34.06), (114.39 + GRID_SIZE_DEG, 34.06 + GRID_SIZE_DEG)]), EPSG))
     assert metres < edits.TOLERANCE_M / 50
+
+
+# --------------------------------------------------------------------------
+# regressions: invalid input, stale edits of retired grids, export and --diff
+# --------------------------------------------------------------------------
+
+def _bad_shapes(metric, code):
+    """Invalid drawings over grid ``code`` (EPSG:4326), with the start of their reason."""
+    x0, y0, x1, y1 = metric[code].bounds
+    w, h = x1 - x0, y1 - y0
+    inner = shapely.box(x0 + w / 4, y0 + h / 4, x1 - w / 4, y1 - h / 4)
+    far = shapely.box(x1 + w, y1 + h, x1 + 2 * w, y1 + 2 * h)
+    shapes = {
+        "bow-tie": (shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)]),
+                    "Self-intersection"),
+        "hole outside its shell": (shapely.Polygon(inner.exterior.coords, [far.exterior.coords]),
+                                   "Hole lies outside shell"),
+        "duplicate parts": (shapely.MultiPolygon([inner, inner]), "Self-intersection"),
+    }
+    return {k: (to_storage(g, EPSG), reason) for k, (g, reason) in shapes.items()}
+
+
+def test_invalid_input_is_422_with_the_reason_and_stores_nothing(engine, runner):
+    load_demo(engine, today=date(2025, 11, 30))
+    with session_scope(engine) as session:
+        _, metric = _pairs(session, get_park(session, PARK))
+    code = "FGKFQ-022"
+    before = stored_snapshot(engine)
+    for name, (shape, reason) in _bad_shapes(metric, code).items():
+        for label, call in (
+                ("draw", lambda s, p: edits.draw_grid(s, p, shape, actor="t")),
+                ("reshape", lambda s, p: edits.reshape_grid(s, p, code, shape, actor="t"))):
+            with pytest.raises(ValidationError) as err:
+                with session_scope(engine, write=True) as session:
+                    call(session, get_park(session, PARK))
+            assert err.value.http_status == 422, (name, label)
+            assert err.value.code == "invalid_geometry", (name, label, err.value.code)
+            assert shapely.is_valid_reason(shape) in err.value.message, (name, label)
+            assert err.value.details["reason"].endswith(shapely.is_valid_reason(shape))
+            assert err.value.details["reason"].startswith(f"invalid geometry: {reason}")
+        result = runner("edit", "reshape", code, "--geometry", shape.wkt, "--actor", "t",
+                        "--park", PARK)
+        assert result.exit_code == 2 and reason in result.stderr, (name, result.output)
+        assert "Traceback" not in result.output + result.stderr
+    bad_line = shapely.LineString([(114.39, 34.06), (114.39, 34.06)])
+    with pytest.raises(ValidationError) as err:
+        with session_scope(engine, write=True) as session:
+            edits.split_grid(session, get_park(session, PARK), code, line=bad_line, actor="t")
+    assert err.value.code == "invalid_geometry" and "Too few points" in err.value.message
+    assert stored_snapshot(engine) == before
+
+
+def test_stale_edit_of_a_retired_grid_is_a_conflict_not_404(engine):
+    load_demo(engine, today=date(2025, 11, 30))
+    with session_scope(engine) as session:
+        pairs, metric = _pairs(session, get_park(session, PARK))
+    a, b = next((a, b) for a, b in pairs if "-" not in a[len(PARK) + 1:])
+    with session_scope(engine, write=True) as session:
+        edits.retire_grid(session, get_park(session, PARK), a, to=b, actor="t",
+                          expected_version=1)
+    proposal = to_storage(metric[a], EPSG)
+    cases = ((1, ConflictError, 409), ('"1"', PreconditionFailedError, 412))
+    for expected, error, status in cases:
+        for call in (
+                lambda s, p: edits.reshape_grid(s, p, a, proposal, actor="t",
+                                                expected_version=expected),
+                lambda s, p: edits.split_grid(s, p, a, parts=2, actor="t",
+                                              expected_version=expected),
+                lambda s, p: edits.retire_grid(s, p, a, actor="t", expected_version=expected),
+                lambda s, p: edits.merge_grids(s, p, [a, b], actor="t",
+                                               expected_versions={a: expected})):
+            with pytest.raises(error) as err:
+                with session_scope(engine, write=True) as session:
+                    call(session, get_park(session, PARK))
+            assert err.value.http_status == status
+            assert err.value.details["grid"] == a and err.value.details["current"] == 2
+    # Without a version there is nothing stale: the grid is simply not active.
+    with pytest.raises(NotFoundError):
+        with session_scope(engine, write=True) as session:
+            edits.reshape_grid(session, get_park(session, PARK), a, proposal, actor="t")
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".csv"])
+def test_export_never_writes_a_geometry_collection(tmp_path, suffix):
+    import geopandas as gpd
+
+    from geodata.io_ import write_layer
+
+    square = shapely.box(114.39, 34.06, 114.391, 34.061)
+    frame = gpd.GeoDataFrame({"code": ["G1", "G2"]}, geometry=[
+        shapely.MultiPolygon([square]),
+        shapely.GeometryCollection([square, shapely.Point(114.3905, 34.0605)])], crs=4326)
+    path = tmp_path / f"grids{suffix}"
+    with pytest.raises(ValidationError) as err:
+        write_layer(frame, path)
+    assert err.value.code == "unsupported_geometry_type" and "(G2)" in err.value.message
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg"])
+def test_diff_of_an_unchanged_export_says_no_changes(engine, runner, tmp_path, suffix):
+    load_demo(engine, today=date(2025, 11, 30))
+    before = stored_snapshot(engine)
+    path = tmp_path / f"grids{suffix}"
+    assert runner("export", "grids", path, "--park", PARK).exit_code == 0
+    diff = runner("import", "grids", path, "--park", PARK, "--diff")
+    assert diff.exit_code == 0, diff.output + diff.stderr
+    lines = diff.output.splitlines()
+    assert lines[0] == "no changes" and "added: -" in lines and "unchanged: 85" in lines
+    assert stored_snapshot(engine) == before

@@ -344,8 +344,12 @@ def _check_versions(state, if_match, expected, codes):
                                   code="invalid_value")
         expected = {codes[0]: expected}
     for code, version in expected.items():
-        key = state.grid(code)
-        current = state.by_code[key].version
+        # The version first: a stale edit of a grid retired since is a conflict (409/412),
+        # not an unknown grid (404).
+        key = attr.code(code)
+        if key not in state.every:
+            state.grid(code)  # 404
+        current = state.every[key].version
         if isinstance(version, str):
             # An ETag from an If-Match header on the grid: a mismatch is 412, not 409.
             tag = version.strip().removeprefix("W/").strip('"')
@@ -542,7 +546,7 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
                               details={"field": "actor"})
     park = _lock(session, park, write=not dry_run)
     state = _State(session, park, tolerance_m)
-    _check_versions(state, if_match, expected, [state.grid(c) for c in expected_codes])
+    _check_versions(state, if_match, expected, [attr.code(c) for c in expected_codes])
     plan = _Plan(state)
     build(state, plan)
     if not (plan.updates or plan.exact or plan.retire or plan.new or plan.reactivate):
@@ -727,6 +731,44 @@ def _metric(state, geom):
     return to_metric(geom, state.epsg)
 
 
+def _polygon_input(geometry, field):
+    """A drawn (Multi)Polygon, EPSG:4326, checked before anything is computed or locked.
+
+    Raises
+    ------
+    ValidationError
+        422: ``empty_geometry``, ``wrong_geometry_type``,
+        ``unsupported_geometry_type``, ``coordinate_out_of_range`` or
+        ``invalid_geometry`` with :func:`shapely.is_valid_reason` (a bow-tie,
+        a hole outside its shell, a MultiPolygon with duplicate parts).  Never
+        repaired: a repair can change what the planner meant.
+    """
+    from geodata.errors import FeatureError
+    from geodata.geometry import validate_geometries
+
+    try:
+        geoms, _ = validate_geometries([geometry], "grids")
+    except FeatureError as exc:
+        raise ValidationError(f"{field}: {exc.reason}", code=exc.code,
+                              details={"field": field, "reason": exc.reason}) from None
+    return geoms[0]
+
+
+def _line_input(line, field):
+    """A split line, EPSG:4326: a non-empty, valid LineString (422 otherwise)."""
+    if line is None or not hasattr(line, "geom_type") or line.is_empty:
+        raise ValidationError(f"{field} is empty", code="empty_geometry",
+                              details={"field": field})
+    if line.geom_type != "LineString":
+        raise ValidationError(f"{field} must be a LineString, not {line.geom_type}",
+                              code="wrong_geometry_type", details={"field": field})
+    if not line.is_valid:
+        reason = shapely.is_valid_reason(line)
+        raise ValidationError(f"{field}: invalid geometry: {reason}", code="invalid_geometry",
+                              details={"field": field, "reason": reason})
+    return line
+
+
 def draw_grid(session, park, geometry, *, actor, reason="", name=None, kind="area",
               if_match=None, snap_m=SNAP_M, tolerance_m=TOLERANCE_M):
     """Add a level-1 grid over uncovered ground of the park.
@@ -738,8 +780,11 @@ def draw_grid(session, park, geometry, *, actor, reason="", name=None, kind="are
     Raises
     ------
     ValidationError
-        ``empty_result`` when the drawing covers no uncovered ground.
+        ``empty_result`` when the drawing covers no uncovered ground;
+        ``invalid_geometry`` (with the reason) for an invalid drawing.
     """
+    geometry = _polygon_input(geometry, "geometry")
+
     def build(state, plan):
         level1 = [state.metric[c] for c in state.by_code if state.parent[c] is None]
         geom = editing.draw(_metric(state, geometry), state.park_metric, level1,
@@ -762,8 +807,11 @@ def reshape_grid(session, park, code, geometry, *, actor, reason="", neighbours=
     Raises
     ------
     ValidationError
-        ``grid_overlap``, ``would_leave_gap``, ``outside_park`` with the area.
+        ``grid_overlap``, ``would_leave_gap``, ``outside_park`` with the area;
+        ``invalid_geometry`` (with the reason) for an invalid new shape.
     """
+    geometry = _polygon_input(geometry, "geometry")
+
     def build(state, plan):
         key = state.grid(code)
         nbrs = None if neighbours is None else [state.grid(c) for c in neighbours]
@@ -790,6 +838,8 @@ def split_grid(session, park, code, *, line=None, parts=None, actor, reason="",
     if (line is None) == (parts is None):
         raise ValidationError("give either a split line or a number of parts",
                               code="invalid_value")
+    if line is not None:
+        line = _line_input(line, "line")
 
     def build(state, plan):
         key = state.grid(code)
