@@ -440,7 +440,92 @@ def check_coverage(
     ValueError
         If ``codes`` (or ``parent_codes``) do not match ``cells`` in length
         or codes are not unique.
+
+    Notes
+    -----
+    The check runs as named stages: arguments, metric CRS, then per level
+    (top down) unmatched edges, overlaps, and gaps and outside parts (cells
+    only, against the park, or against the parents); then the whole park as
+    a gap when no level-1 grid is usable, unreachable cells and enterprises.
     """
+    cells, codes, parent_codes = _arguments(cells, codes, parent_codes)
+    parent_idx = _parent_index(codes, parent_codes)
+    work, use, invalid, invalid_geoms = _prepare_cells(cells, codes, parent_codes, parent_idx)
+    engine = _Engine(int(_choose_epsg(metric_epsg, park, work, use)), float(tolerance_m))
+    found = _Findings(engine, np.asarray(codes, dtype=object))
+    top = np.empty(0, dtype=int)
+    # Cells the coverage validator flagged at their own level (global index).
+    flagged_any = np.zeros(len(cells), dtype=bool)
+    visited = np.zeros(len(cells), dtype=bool)
+    for level, idx, parents in _levels(parent_idx, use):
+        visited[idx] = True
+        geoms = work[idx]
+        if level == 1:
+            top = idx
+            group = np.zeros(len(idx), dtype=int)
+            container_idx = None
+        else:
+            container_idx, group = np.unique(parents, return_inverse=True)
+        cells_only = level == 1 and park is None
+        flagged = _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m)
+        flagged_any[idx] = flagged
+        _overlaps(found, idx, geoms, flagged, group)
+        if cells_only:
+            _cells_only_gaps(found, geoms, flagged, gap_width_m)
+        elif level == 1:
+            _park_gaps_and_outside(found, idx, geoms, flagged, park)
+        else:
+            _parent_gaps_and_outside(found, idx, geoms, flagged, group, work[container_idx],
+                                     found.codes[container_idx],
+                                     flagged_any[container_idx])
+    if park is not None and len(top) == 0:
+        _whole_park_gap(found, park)
+    unreachable = np.flatnonzero(use & ~visited)
+    invalid += _unreachable(found, unreachable)
+    invalid_geoms += list(cells[unreachable])
+    sites = _check_enterprises(enterprises, work[top], found.codes[top], engine)
+    return found.report(invalid, invalid_geoms, sites, tolerance_m, len(cells))
+
+
+@dataclass
+class _Findings:
+    """What the stages of one :func:`check_coverage` call find (they append to it)."""
+
+    engine: _Engine
+    codes: np.ndarray
+    gaps: list = field(default_factory=list)
+    overlaps: list = field(default_factory=list)
+    outside: list = field(default_factory=list)
+    unmatched: list = field(default_factory=list)
+    park_area: float | None = None
+    covered: float | None = None
+    ratio: float | None = None
+    cells_only_invalid: bool = False
+
+    def report(self, invalid, invalid_geoms, sites, tolerance_m, cell_count):
+        """The :class:`CoverageReport` of these findings."""
+        is_valid = not (self.gaps or self.overlaps or self.outside or invalid
+                        or self.cells_only_invalid)
+        return CoverageReport(
+            valid=is_valid,
+            crs_used=f"EPSG:{self.engine.epsg}",
+            park_area_m2=self.park_area,
+            covered_area_m2=self.covered if self.covered is not None else 0.0,
+            coverage_ratio=self.ratio,
+            gaps=self.gaps,
+            overlaps=self.overlaps,
+            outside_park=self.outside,
+            invalid_grids=invalid,
+            unmatched_edges=self.unmatched,
+            enterprises=sites,
+            tolerance_m=float(tolerance_m),
+            cell_count=cell_count,
+            invalid_geometries=invalid_geoms,
+        )
+
+
+def _arguments(cells, codes, parent_codes):
+    """Stage 1: cells as an array, codes and parent codes as lists of str (or None)."""
     cells = _as_array(cells)
     codes = [str(c) for c in codes]
     n = len(cells)
@@ -453,186 +538,181 @@ def check_coverage(
     parent_codes = [None if p is None or p != p else str(p) for p in parent_codes]
     if len(parent_codes) != n:
         raise ValueError(f"{len(parent_codes)} parent codes for {n} cells")
+    return cells, codes, parent_codes
 
-    parent_idx = _parent_index(codes, parent_codes)
-    work, use, invalid, invalid_geoms = _prepare_cells(cells, codes, parent_codes, parent_idx)
-    if metric_epsg is None:
-        if park is not None:
-            metric_epsg = crs.metric_epsg_for(park)
-        elif use.any():
-            metric_epsg = crs.metric_epsg_for(shapely.box(*shapely.total_bounds(work[use])))
-        else:
-            # Nothing usable to locate (no park, every cell invalid): no area will
-            # be measured, so any metric CRS will do.
-            metric_epsg = crs.metric_epsg(0.0, 0.0)
-    engine = _Engine(int(metric_epsg), float(tolerance_m))
-    codes_arr = np.asarray(codes, dtype=object)
 
-    gaps, overlaps, outside, unmatched = [], [], [], []
-    park_area = covered = ratio = None
-    cells_only_invalid = False
-    top = np.empty(0, dtype=int)
+def _choose_epsg(metric_epsg, park, work, use):
+    """Stage 2: the metric CRS (given, else the park's, else the usable cells')."""
+    if metric_epsg is not None:
+        return int(metric_epsg)
+    if park is not None:
+        return crs.metric_epsg_for(park)
+    if use.any():
+        return crs.metric_epsg_for(shapely.box(*shapely.total_bounds(work[use])))
+    # Nothing usable to locate (no park, every cell invalid): no area will
+    # be measured, so any metric CRS will do.
+    return crs.metric_epsg(0.0, 0.0)
 
-    # Cells the coverage validator flagged at their own level (global index).
-    flagged_any = np.zeros(n, dtype=bool)
-    visited = np.zeros(n, dtype=bool)
-    for level, idx, parents in _levels(parent_idx, use):
-        visited[idx] = True
-        geoms = work[idx]
-        if level == 1:
-            top = idx
-            group = np.zeros(len(idx), dtype=int)
-            containers = None if park is None else np.array([park], dtype=object)
-        else:
-            container_idx, group = np.unique(parents, return_inverse=True)
-            containers = work[container_idx]
 
-        if level == 1 and park is None and gap_width_m > 0:
-            # GEOS measures gap width in CRS units, so this one runs in metres.
-            edges = crs.to_storage(
-                shapely.coverage_invalid_edges(engine.metric(geoms), gap_width=gap_width_m),
-                engine.epsg,
-            )
-        else:
-            edges = shapely.coverage_invalid_edges(geoms)
-        flagged = ~shapely.is_empty(edges)
-        flagged_any[idx] = flagged
+def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m):
+    """Stage 3 (per level): GEOS coverage validation; return the cells it flagged."""
+    engine = found.engine
+    if cells_only and gap_width_m > 0:
+        # GEOS measures gap width in CRS units, so this one runs in metres.
+        edges = crs.to_storage(
+            shapely.coverage_invalid_edges(engine.metric(geoms), gap_width=gap_width_m),
+            engine.epsg,
+        )
+    else:
+        edges = shapely.coverage_invalid_edges(geoms)
+    flagged = ~shapely.is_empty(edges)
 
-        if level == 1:
-            report_edges = flagged
-        else:
-            # Unmatched edges between cousins are legitimate (different parents
-            # are cut differently); re-validate sibling groups that were flagged.
-            report_edges = np.zeros(len(idx), dtype=bool)
-            by_group = np.argsort(group, kind="stable")
-            bounds = np.searchsorted(group[by_group], np.arange(len(containers) + 1))
-            for g in np.unique(group[flagged]):
-                members = by_group[bounds[g]:bounds[g + 1]]
-                sib_edges = shapely.coverage_invalid_edges(geoms[members])
-                edges[members] = sib_edges
-                report_edges[members] = ~shapely.is_empty(sib_edges)
-        unmatched += [
-            {"code": codes_arr[idx[i]], "geometry": edges[i]}
-            for i in np.flatnonzero(report_edges)
-        ]
-        if level == 1 and park is None and report_edges.any():
-            cells_only_invalid = True
+    if level == 1:
+        report_edges = flagged
+    else:
+        # Unmatched edges between cousins are legitimate (different parents
+        # are cut differently); re-validate sibling groups that were flagged.
+        report_edges = np.zeros(len(idx), dtype=bool)
+        by_group = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[by_group], np.arange(group.max() + 2))
+        for g in np.unique(group[flagged]):
+            members = by_group[bounds[g]:bounds[g + 1]]
+            sib_edges = shapely.coverage_invalid_edges(geoms[members])
+            edges[members] = sib_edges
+            report_edges[members] = ~shapely.is_empty(sib_edges)
+    found.unmatched += [
+        {"code": found.codes[idx[i]], "geometry": edges[i]}
+        for i in np.flatnonzero(report_edges)
+    ]
+    if cells_only and report_edges.any():
+        found.cells_only_invalid = True
+    return flagged
 
-        # Overlaps between same-group cells.
-        a, b = _overlap_pairs(geoms, flagged, group)
-        if len(a):
-            inter = shapely.intersection(geoms[a], geoms[b])
-            parts, areas, own = engine.wide_parts(inter, np.arange(len(a)))
-            pair_ids, pair_geoms, pair_areas = _group_parts(parts, areas, own)
-            overlaps += [
-                {
-                    "codes": [codes_arr[idx[a[p]]], codes_arr[idx[b[p]]]],
-                    "area_m2": float(area),
-                    "geometry": geom,
-                }
-                for p, geom, area in zip(pair_ids, pair_geoms, pair_areas)
-            ]
 
-        if containers is None:
-            union = _union(geoms, flagged)
-            # Cells-only mode: holes of the union narrower than gap_width_m.
-            covered = float(shapely.area(engine.metric(union)))
-            if gap_width_m > 0:
-                rings, owner = shapely.get_rings(shapely.get_parts(union), return_index=True)
-                # get_rings lists each polygon's shell first; the rest are holes.
-                shell = np.r_[True, owner[1:] != owner[:-1]]
-                holes = shapely.polygons(rings[~shell])
-                parts, areas, _ = engine.wide_parts(holes, np.zeros(len(holes), dtype=int))
-                metric = engine.metric(parts)
-                narrow = shapely.is_empty(
-                    shapely.buffer(metric, -gap_width_m / 2, quad_segs=_ERODE_QUAD_SEGS)
-                )
-                gaps += [
-                    {"area_m2": float(ar), "parent_code": None, "geometry": g}
-                    for g, ar in zip(parts[narrow], areas[narrow])
-                ]
-            continue
+def _overlaps(found, idx, geoms, flagged, group):
+    """Stage 4 (per level): overlaps between same-group cells."""
+    a, b = _overlap_pairs(geoms, flagged, group)
+    if not len(a):
+        return
+    inter = shapely.intersection(geoms[a], geoms[b])
+    parts, areas, own = found.engine.wide_parts(inter, np.arange(len(a)))
+    pair_ids, pair_geoms, pair_areas = _group_parts(parts, areas, own)
+    found.overlaps += [
+        {
+            "codes": [found.codes[idx[a[p]]], found.codes[idx[b[p]]]],
+            "area_m2": float(area),
+            "geometry": geom,
+        }
+        for p, geom, area in zip(pair_ids, pair_geoms, pair_areas)
+    ]
 
-        if level == 1:
-            union = _union(geoms, flagged)
-            park_area = float(shapely.area(engine.metric(park)))
-            parts, areas, _ = engine.wide_parts(
-                [shapely.difference(park, union)], np.zeros(1, dtype=int)
-            )
-            gaps += [
-                {"area_m2": float(ar), "parent_code": None, "geometry": g}
-                for g, ar in zip(parts, areas)
-            ]
-            covered = park_area - float(areas.sum())
-            ratio = covered / park_area if park_area else None
 
-            out_parts, _, _ = engine.wide_parts(
-                [shapely.difference(union, park)], np.zeros(1, dtype=int)
-            )
-            if len(out_parts):
-                tree = shapely.STRtree(geoms)
-                q_part, q_cell = tree.query(out_parts, predicate="intersects")
-                pieces = shapely.intersection(geoms[q_cell], out_parts[q_part])
-                _add_outside(outside, engine, pieces, q_cell, idx, codes_arr)
-        else:
-            container_codes = codes_arr[container_idx]
-            shapely.prepare(containers)
-            mine = containers[group]
-            out = np.flatnonzero(~shapely.covered_by(geoms, mine))
-            strays = np.empty(0, dtype=int)
-            if len(out):
-                pieces = shapely.difference(geoms[out], mine[out])
-                strays = _add_outside(outside, engine, pieces, out, idx, codes_arr)
-            shapely.destroy_prepared(containers)
-            # A child sticking out of its parent must not fill a gap of another
-            # parent (e.g. a child filed under the wrong parent code), so only its
-            # part inside its own parent counts towards the union.
-            clipped = geoms.copy()
-            clipped[strays] = shapely.intersection(geoms[strays], mine[strays])
-            stray_mask = np.zeros(len(idx), dtype=bool)
-            stray_mask[strays] = True
-            union = _union(clipped, flagged | stray_mask)
-            # Parents that passed their own level's validation form a coverage.
-            raw_gaps = shapely.difference(_union(containers, flagged_any[container_idx]), union)
-            gap_parts, _, _ = engine.wide_parts([raw_gaps], np.zeros(1, dtype=int))
-            if len(gap_parts):
-                # A gap may straddle two parents that both lack children there.
-                ctree = shapely.STRtree(containers)
-                q_gap, q_cont = ctree.query(gap_parts, predicate="intersects")
-                pieces = shapely.intersection(gap_parts[q_gap], containers[q_cont])
-                parts, areas, own = engine.wide_parts(pieces, q_cont)
-                gaps += [
-                    {"area_m2": float(ar), "parent_code": container_codes[o], "geometry": g}
-                    for g, ar, o in zip(parts, areas, own)
-                ]
+def _cells_only_gaps(found, geoms, flagged, gap_width_m):
+    """Stage 5a (level 1, no park): the union's area and its holes narrower than gap_width_m."""
+    engine = found.engine
+    union = _union(geoms, flagged)
+    found.covered = float(shapely.area(engine.metric(union)))
+    if gap_width_m <= 0:
+        return
+    rings, owner = shapely.get_rings(shapely.get_parts(union), return_index=True)
+    # get_rings lists each polygon's shell first; the rest are holes.
+    shell = np.r_[True, owner[1:] != owner[:-1]]
+    holes = shapely.polygons(rings[~shell])
+    parts, areas, _ = engine.wide_parts(holes, np.zeros(len(holes), dtype=int))
+    metric = engine.metric(parts)
+    narrow = shapely.is_empty(
+        shapely.buffer(metric, -gap_width_m / 2, quad_segs=_ERODE_QUAD_SEGS)
+    )
+    found.gaps += [
+        {"area_m2": float(ar), "parent_code": None, "geometry": g}
+        for g, ar in zip(parts[narrow], areas[narrow])
+    ]
 
-    # Cells below an unusable parent, or in a parent cycle, were never checked.
-    unreachable = np.flatnonzero(use & ~visited)
-    invalid += [
-        {"code": codes_arr[i], "reason": "Not reachable from a level-1 grid "
+
+def _park_gaps_and_outside(found, idx, geoms, flagged, park):
+    """Stage 5b (level 1): park area no grid covers, and grid area outside the park."""
+    engine = found.engine
+    union = _union(geoms, flagged)
+    found.park_area = float(shapely.area(engine.metric(park)))
+    parts, areas, _ = engine.wide_parts(
+        [shapely.difference(park, union)], np.zeros(1, dtype=int)
+    )
+    found.gaps += [
+        {"area_m2": float(ar), "parent_code": None, "geometry": g}
+        for g, ar in zip(parts, areas)
+    ]
+    found.covered = found.park_area - float(areas.sum())
+    found.ratio = found.covered / found.park_area if found.park_area else None
+
+    out_parts, _, _ = engine.wide_parts(
+        [shapely.difference(union, park)], np.zeros(1, dtype=int)
+    )
+    if len(out_parts):
+        tree = shapely.STRtree(geoms)
+        q_part, q_cell = tree.query(out_parts, predicate="intersects")
+        pieces = shapely.intersection(geoms[q_cell], out_parts[q_part])
+        _add_outside(found.outside, engine, pieces, q_cell, idx, found.codes)
+
+
+def _parent_gaps_and_outside(found, idx, geoms, flagged, group, containers, container_codes,
+                             containers_flagged):
+    """Stage 5c (sub-grids): parent area no child covers, and child area outside its parent."""
+    engine = found.engine
+    shapely.prepare(containers)
+    mine = containers[group]
+    out = np.flatnonzero(~shapely.covered_by(geoms, mine))
+    strays = np.empty(0, dtype=int)
+    if len(out):
+        pieces = shapely.difference(geoms[out], mine[out])
+        strays = _add_outside(found.outside, engine, pieces, out, idx, found.codes)
+    shapely.destroy_prepared(containers)
+    # A child sticking out of its parent must not fill a gap of another
+    # parent (e.g. a child filed under the wrong parent code), so only its
+    # part inside its own parent counts towards the union.
+    clipped = geoms.copy()
+    clipped[strays] = shapely.intersection(geoms[strays], mine[strays])
+    stray_mask = np.zeros(len(idx), dtype=bool)
+    stray_mask[strays] = True
+    union = _union(clipped, flagged | stray_mask)
+    # Parents that passed their own level's validation form a coverage.
+    raw_gaps = shapely.difference(_union(containers, containers_flagged), union)
+    gap_parts, _, _ = engine.wide_parts([raw_gaps], np.zeros(1, dtype=int))
+    if not len(gap_parts):
+        return
+    # A gap may straddle two parents that both lack children there.
+    ctree = shapely.STRtree(containers)
+    q_gap, q_cont = ctree.query(gap_parts, predicate="intersects")
+    pieces = shapely.intersection(gap_parts[q_gap], containers[q_cont])
+    parts, areas, own = engine.wide_parts(pieces, q_cont)
+    found.gaps += [
+        {"area_m2": float(ar), "parent_code": container_codes[o], "geometry": g}
+        for g, ar, o in zip(parts, areas, own)
+    ]
+
+
+def _whole_park_gap(found, park):
+    """Stage 6: no usable level-1 grid, so the whole park is a gap.
+
+    An empty coverage is not a valid one.
+    """
+    engine = found.engine
+    found.park_area = float(shapely.area(engine.metric(park)))
+    parts, areas, _ = engine.wide_parts([park], np.zeros(1, dtype=int))
+    found.gaps += [
+        {"area_m2": float(ar), "parent_code": None, "geometry": g}
+        for g, ar in zip(parts, areas)
+    ]
+    found.covered = found.park_area - float(areas.sum())
+    found.ratio = found.covered / found.park_area if found.park_area else 0.0
+
+
+def _unreachable(found, unreachable):
+    """Stage 7: cells below an unusable parent, or in a parent cycle, were never checked."""
+    return [
+        {"code": found.codes[i], "reason": "Not reachable from a level-1 grid "
          "(its parent is unusable or the parent codes form a cycle)"}
         for i in unreachable
     ]
-    invalid_geoms += list(cells[unreachable])
-
-    sites = _check_enterprises(enterprises, work[top], codes_arr[top], engine)
-    is_valid = not (gaps or overlaps or outside or invalid or cells_only_invalid)
-    return CoverageReport(
-        valid=is_valid,
-        crs_used=f"EPSG:{engine.epsg}",
-        park_area_m2=park_area,
-        covered_area_m2=covered if covered is not None else 0.0,
-        coverage_ratio=ratio,
-        gaps=gaps,
-        overlaps=overlaps,
-        outside_park=outside,
-        invalid_grids=invalid,
-        unmatched_edges=unmatched,
-        enterprises=sites,
-        tolerance_m=float(tolerance_m),
-        cell_count=n,
-        invalid_geometries=invalid_geoms,
-    )
 
 
 def _add_outside(outside, engine, pieces, owners, idx, codes_arr):

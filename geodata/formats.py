@@ -361,6 +361,27 @@ def _zip_shapefile_path(path, max_file_mb):
     return f"/vsizip/{os.path.abspath(path)}/{shps[0]}"
 
 
+def _refuse_collections(frame, path):
+    """Refuse to write GeometryCollections: the importer refuses them, so no round trip could.
+
+    Raises
+    ------
+    ValidationError
+        ``unsupported_geometry_type`` naming the features (their ``code`` when
+        the layer has one); nothing is written.
+    """
+    bad = np.flatnonzero((frame.geometry.geom_type == "GeometryCollection").to_numpy())
+    if not len(bad):
+        return
+    names = (frame["code"] if "code" in frame else pd.Series(frame.index)).iloc[bad]
+    shown = ", ".join(map(str, names.iloc[:10]))
+    raise ValidationError(
+        f"{path}: {len(bad)} features are GeometryCollections ({shown}); a layer holds one "
+        "geometry type and the importer refuses collections, so nothing was written",
+        code="unsupported_geometry_type",
+        details={"file": str(path), "features": [int(i) for i in bad[:100]]})
+
+
 def write_layer(frame, path):
     """Write a (Geo)DataFrame to ``path``; the format follows the extension.
 
@@ -372,6 +393,8 @@ def write_layer(frame, path):
     """
     path = Path(path)
     suffix = _suffix(path)
+    if isinstance(frame, gpd.GeoDataFrame):
+        _refuse_collections(frame, path)
     if suffix != ".csv" and not isinstance(frame, gpd.GeoDataFrame):
         raise BadRequestError(f"{path}: a layer without geometry can only be written as .csv",
                               code="unsupported_format")

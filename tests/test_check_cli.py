@@ -160,3 +160,48 @@ def test_grids_file_without_codes_exits_2(runner, tmp_path):
     path = write_geojson(tmp_path / "nocode.geojson", [feature(metric_box(0, 0, 10, 10))])
     result = runner("check", "--grids-file", path)
     assert result.exit_code == 2 and "need a 'code' column" in result.stderr
+
+
+def test_park_without_grids_is_one_whole_gap(runner, tmp_path, engine):
+    """An empty coverage is not a valid one: the whole park is a gap (issue 9, item 8)."""
+    write_geojson(tmp_path / "park.geojson", [feature(
+        metric_box(0, 0, 1000, 1000), code="E", name="空园区", division_code="411621")])
+    assert runner("import", "parks", tmp_path / "park.geojson").exit_code == 0
+    result = runner("check", "--park", "E", "--format", "json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["valid"] is False and report["coverage_ratio"] == 0.0
+    assert report["park_area_m2"] == pytest.approx(1e6, rel=1e-6)
+    (gap,) = report["gaps"]
+    assert gap["area_m2"] == pytest.approx(1e6, rel=1e-6) and gap["parent_code"] is None
+    text = runner("check", "--park", "E")
+    assert text.exit_code == 1 and text.output.startswith("INVALID") and "gap:" in text.output
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "geojson"])
+def test_file_mode_reports_codes_as_given(runner, tmp_path, fmt):
+    """Codes are normalised only to find duplicates: G22b is not reported as G22B."""
+    park = write_geojson(tmp_path / "park.geojson", [feature(metric_box(0, 0, 1000, 1000),
+                                                             code="P")])
+    cells = [feature(metric_box(0, 0, 500, 1000), code="G22b"),
+             feature(metric_box(450, 0, 1000, 1000), code="g23"),
+             feature(metric_box(0, 0, 500, 400), code="G22b-1", parent_code="g22B")]
+    path = write_geojson(tmp_path / "cells.geojson", cells)
+    result = runner("check", "--park-file", park, "--grids-file", path, "--format", fmt)
+    assert result.exit_code == 1, result.output
+    assert "G22B" not in result.output and "G23" not in result.output
+    if fmt == "json":
+        report = json.loads(result.output)
+        assert report["overlaps"][0]["codes"] == ["G22b", "g23"]
+        assert [g["parent_code"] for g in report["gaps"]] == ["G22b"]
+    else:
+        assert "G22b" in result.output and "g23" in result.output
+
+
+def test_file_mode_refuses_codes_that_normalise_alike(runner, tmp_path):
+    cells = [feature(metric_box(0, 0, 500, 500), code="G22b"),
+             feature(metric_box(500, 0, 1000, 500), code="g22B ")]
+    path = write_geojson(tmp_path / "cells.geojson", cells)
+    result = runner("check", "--grids-file", path)
+    assert result.exit_code == 2
+    assert "'G22b' and 'g22B' are the same code" in result.stderr

@@ -461,3 +461,14 @@ def test_geos_polygon_validator_cases(case):
     actual = shapely.line_merge(_to_abstract(got[0]))
     assert shapely.hausdorff_distance(actual, expected) < 1e-6
     assert shapely.length(actual) == pytest.approx(shapely.length(expected), abs=1e-6)
+
+
+@pytest.mark.parametrize("cells", [[], [shapely.Polygon()]])
+def test_no_usable_grid_leaves_the_whole_park_a_gap(cells):
+    park = deg(sq(0, 0, side=300))
+    r = check_coverage(np.array([deg(c) for c in cells], dtype=object),
+                       [f"G{i}" for i in range(len(cells))], park=park, metric_epsg=EPSG)
+    assert not r.valid and r.coverage_ratio == 0.0 and r.covered_area_m2 == pytest.approx(0)
+    assert r.park_area_m2 == pytest.approx(90000, abs=AREA_TOL)
+    (gap,) = r.gaps
+    assert gap["area_m2"] == pytest.approx(90000, abs=AREA_TOL) and gap["parent_code"] is None

@@ -210,3 +210,24 @@ def test_editor_page_needs_a_planner(api, engine):
         assert client.get("/assets/geoman/secret.js").status_code == 404
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+def test_invalid_shape_is_422_and_a_stale_retired_grid_is_409(api, engine):
+    before = stored_snapshot(engine)
+    grid = cells(engine)["FGKFQ-022"][0]
+    x0, y0, x1, y1 = grid.bounds
+    bow_tie = shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)])
+    for path, body in (("/reshape", {"code": "FGKFQ-022", "geometry": geojson(bow_tie)}),
+                       ("/draw", {"geometry": geojson(bow_tie)})):
+        response = api.call("POST", path, body=body)
+        assert response.status_code == 422, response.json
+        error = response.json["error"]
+        assert error["code"] == "invalid_geometry"
+        assert error["details"]["reason"].startswith("invalid geometry: Self-intersection[")
+    assert stored_snapshot(engine) == before
+    retired = api.call("POST", "/retire", body={"code": "FGKFQ-022", "expected_version": 1})
+    assert retired.status_code == 200, retired.json
+    stale = api.call("POST", "/reshape", body={"code": "FGKFQ-022", "geometry": geojson(grid),
+                                               "expected_version": 1})
+    assert stale.status_code == 409 and stale.json["error"]["code"] == "stale_version"
+    assert stale.json["error"]["details"]["current"] == 2

@@ -6,7 +6,7 @@ import sys
 import click
 
 from geodata.cli.context import emit_table, format_option, pass_context, write_output
-from geodata.errors import GridmapError
+from geodata.errors import ConflictError, GridmapError
 
 #: The three 100% rates of database mode, as the text report names them.
 RATE_NAMES = {
@@ -127,10 +127,22 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     grids, _ = read_layer(grids_file, layer="grids", **limits)
     if "code" not in grids:
         raise GridmapError(f"{grids_file}: grids need a 'code' column", code="missing_field")
-    codes = [attr.code(c, index=i, field="code", file=grids_file)
+    # Codes are reported as given (G22b stays G22b); the normalised form
+    # (attributes.code) only finds duplicates and resolves parent codes.
+    codes = [attr.text(c, index=i, field="code", file=grids_file)
              for i, c in enumerate(grids["code"])]
+    given = {}
+    for i, c in enumerate(codes):
+        key = attr.code(c)
+        if key in given:
+            raise ConflictError(
+                f"{grids_file}: features {given[key][0]} and {i}: grid codes {given[key][1]!r} "
+                f"and {c!r} are the same code", code="duplicate_grid_code",
+                details={"file": grids_file, "features": [given[key][0], i]})
+        given[key] = (i, c)
     parents = [attr.code(c, index=i, field="parent_code", file=grids_file, required=False)
                for i, c in enumerate(grids.get("parent_code", [None] * len(grids)))]
+    parents = [None if p is None else given.get(p, (None, p))[1] for p in parents]
     park = None
     if park_file:
         parks, _ = read_layer(park_file, layer="parks", **limits)

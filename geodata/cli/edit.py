@@ -368,6 +368,8 @@ def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, 
                 "coverage_after": preview.report.summary_line(),
                 "problems": preview.problems}, ensure_ascii=False, default=str))
             sys.exit(1 if preview.problems else 0)
+        if not (preview.added or preview.reshaped or preview.retired):
+            click.echo("no changes")
         click.echo(f"added: {', '.join(preview.added) or '-'}")
         click.echo(f"reshaped: {', '.join(preview.reshaped) or '-'}")
         click.echo(f"retired: {', '.join(preview.retired) or '-'}")
