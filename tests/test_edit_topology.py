@@ -227,7 +227,7 @@ def test_stale_edit_of_a_retired_grid_is_a_conflict_not_404(engine):
 def test_export_never_writes_a_geometry_collection(tmp_path, suffix):
     import geopandas as gpd
 
-    from geodata.io_ import write_layer
+    from geodata.formats import write_layer
 
     square = shapely.box(114.39, 34.06, 114.391, 34.061)
     frame = gpd.GeoDataFrame({"code": ["G1", "G2"]}, geometry=[
