@@ -38,7 +38,6 @@ STATE_NAMES = {"found": "排查", "rectifying": "整改", "supervising": "督导
 ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "city": "市级",
                     "province": "省级"}
 ROLES = ("viewer", "inspector", "supervisor", "planner", "admin")
-MAX_NOTE = 2000
 
 
 class PermissionDeniedError(GridmapError):

@@ -12,6 +12,7 @@ from datetime import date
 
 from flask import Blueprint, current_app, jsonify, request
 
+from geodata import domains
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import find_hidden_units
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
@@ -238,10 +239,7 @@ def hazards(code):
 def search(code):
     """Grids (code or name) and enterprises (name) matching ``q``, with their bbox."""
     _allowed("q")
-    q = _single("q") or ""
-    if len(q) > 100:
-        raise ValidationError("q is longer than 100 characters", code="invalid_q",
-                              details={"parameter": "q"})
+    q = domains.text(_single("q"), "q", kind="search") or ""
     session = get_session()
     return jsonify(mapdata.search(session, get_park(session, code), q))
 

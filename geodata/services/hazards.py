@@ -8,6 +8,7 @@ import shapely
 import sqlalchemy as sa
 
 from geodata import attributes as attr
+from geodata import domains
 from geodata.crs import STORAGE_SRID
 from geodata.errors import ConflictError, FeatureError
 from geodata.geometry import validate_geometries
@@ -94,17 +95,17 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
         hazard = Hazard(
             park_id=park.id, code=codes[i], grid_id=grid_ids[i], enterprise_id=enterprise_ids[i],
             location=to_element(geoms[i]),
-            category=attr.text(row.get("category"), field="category", **where),
+            category=attr.text(row.get("category"), field="category", kind="category", **where),
             level=level,
             description=attr.text(row.get("description"), field="description", required=False,
-                                  max_length=2000, **where) or "",
+                                  kind="note", **where) or "",
             found_date=attr.day(row.get("found_date"), field="found_date", **where)
             or date.today(),
             deadline=attr.day(row.get("deadline"), field="deadline", **where),
             status=status)
         if histories[i]:
             # A ledger carried over with its history keeps it, step by step.
-            hazard.events.extend(HazardEvent(**event) for event in histories[i])
+            hazard.events.extend(HazardEvent(**_event(e, i, file)) for e in histories[i])
         else:
             hazard.events.append(HazardEvent(
                 actor=actor, from_status=None, to_status=status,
@@ -118,15 +119,22 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
 def ledger_codes(session, park, given, *, file=None, year=None):
     """Validate given ledger numbers and fill blanks with the next ``YH<year>-<seq>``.
 
+    Given numbers must be in the ledger-number domain
+    (:func:`geodata.domains.ledger_code`); a generated one is the highest
+    number of ``year`` in the park plus one.
+
     Raises
     ------
+    FeatureError
+        ``invalid_value`` for a number outside the domain.
     ConflictError
-        ``duplicate_hazard_code`` in the input or against the park's ledger.
+        ``duplicate_hazard_code`` in the input or against the park's ledger;
+        ``ledger_numbers_exhausted`` when ``YH<year>-999999`` is taken.
     """
     year = year or date.today().year
     stored = set(session.execute(sa.select(Hazard.code).where(
         Hazard.park_id == park.id)).scalars())
-    codes = [attr.code(c, index=i, field="code", file=file, required=False, max_length=32)
+    codes = [domains.ledger_code(None if attr._blank(c) else c, "code", index=i, file=file)
              for i, c in enumerate(given)]
     seen = set()
     for i, c in enumerate(codes):
@@ -135,15 +143,33 @@ def ledger_codes(session, park, given, *, file=None, year=None):
                                 "in the ledger", code="duplicate_hazard_code",
                                 details={"file": file, "feature": i, "field": "code"})
         seen.add(c)
-    prefix = f"YH{year}-"
-    taken = {int(c[len(prefix):]) for c in stored | seen
-             if c and c.startswith(prefix) and c[len(prefix):].isdigit()}
+    taken = {domains.ledger_sequence(c, year) for c in stored | seen} - {None}
     seq = max(taken, default=0)
     for i, c in enumerate(codes):
         if c is None:
             seq += 1
-            codes[i] = f"{prefix}{seq:04d}"
+            if seq > domains.LEDGER_SEQ_MAX:
+                raise ConflictError(
+                    f"ledger numbers of {year} are used up in park {park.code} (YH{year}-"
+                    f"{domains.LEDGER_SEQ_MAX} is taken); give the ledger number explicitly",
+                    code="ledger_numbers_exhausted", details={"field": "code", "year": year})
+            codes[i] = f"YH{year}-{seq:04d}"
     return codes
+
+
+def _event(event, index, file):
+    """Check one carried-over history event (``at, actor, from_status, to_status, note``)."""
+    where = {"index": index, "file": file}
+    statuses = set(HAZARD_STATUSES)
+    if not isinstance(event, dict) or event.get("to_status") not in statuses or event.get(
+            "from_status") not in statuses | {None}:
+        raise FeatureError("history events need to_status (and from_status) of "
+                           f"{', '.join(HAZARD_STATUSES)}", code="invalid_value",
+                           field="history", **where)
+    return {**event, "at": domains.moment(event.get("at"), "history.at", **where),
+            "actor": domains.text(event.get("actor"), "history.actor", kind="person",
+                                  required=True, **where),
+            "note": domains.text(event.get("note"), "history.note", kind="note", **where) or ""}
 
 
 def is_overdue(hazard, today=None):

@@ -4,6 +4,7 @@ import geopandas as gpd
 import sqlalchemy as sa
 
 from geodata import attributes as attr
+from geodata import domains
 from geodata.crs import STORAGE_SRID, area_m2, metric_epsg_for
 from geodata.errors import ConflictError, FeatureError, NotFoundError
 from geodata.geometry import validate_geometries
@@ -12,8 +13,13 @@ from geodata.models.base import to_element, to_shapes
 
 
 def get_park(session, code):
-    """Return the park with ``code`` (normalised), or raise :class:`NotFoundError`."""
-    park = session.execute(sa.select(Park).where(Park.code == attr.code(code))).scalar_one_or_none()
+    """Return the park with ``code`` (normalised), or raise :class:`NotFoundError`.
+
+    A code outside the park-code domain cannot be stored, so it is a 404 too.
+    """
+    park = session.execute(sa.select(Park).where(
+        Park.code == attr.code(code, kind="park"))).scalar_one_or_none() if domains.is_code(
+            code, kind="park") else None
     if park is None:
         raise NotFoundError(f"no park with code {code!r}", details={"park": code})
     return park
@@ -48,7 +54,7 @@ def import_parks(session, gdf, *, file=None, max_vertices=20_000):
     seen = {}
     parks = []
     for i, row in attr.records(gdf):
-        code = attr.code(row.get("code"), index=i, field="code", file=file)
+        code = attr.code(row.get("code"), index=i, field="code", file=file, kind="park")
         if code in seen or code in existing:
             where = f"feature {seen[code]}" if code in seen else "the database"
             raise ConflictError(f"{file or 'input'}: feature {i}: park code {code!r} already "

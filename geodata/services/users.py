@@ -91,7 +91,8 @@ def add_user(session, username, password, role, *, display_name="", grid_codes=(
                               code="weak_password", details={"field": "password"})
     _check_role(role)
     try:
-        display_name = attr.text(display_name, field="display_name", required=False) or ""
+        display_name = attr.text(display_name, field="display_name", required=False,
+                                 kind="person") or ""
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details=exc.details) from None
     if session.execute(sa.select(User.id).where(User.username == username)).first():
