@@ -172,8 +172,9 @@ def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, wa
         raise FeatureError("geometry must be an object with a 'type'", code="invalid_geojson",
                            **where)
     gtype = obj["type"]
-    if gtype not in GEOJSON_TYPES:
-        raise FeatureError(f"unknown geometry type {gtype!r}", code="invalid_geojson", **where)
+    if not isinstance(gtype, str) or gtype not in GEOJSON_TYPES:
+        raise FeatureError(f"unknown geometry type {gtype!r:.60}", code="invalid_geojson",
+                           **where)
     if gtype == "GeometryCollection":
         raise FeatureError("GeometryCollection is not supported; send one (Multi)Polygon or "
                            "Point per feature", code="unsupported_geometry_type", **where)
