@@ -319,6 +319,10 @@ def test_enterprise_import_checks_domains(engine, row, field, code):
     (("hazards", "show", str(2**70)), "no hazard"),
     (("edit", "restore", "--park", "T", "--edit", str(2**70), "--actor", "admin"),
      "range"),
+    (("edit", "split", "T-001", "--parts", "2", "--park", "T", "--actor", "admin",
+      "--reason", "a\x1bb"), "control"),
+    (("edit", "split", "T-001", "--parts", "2", "--park", "T", "--actor", "甲" * 101),
+     "at most 100"),
 ])
 def test_cli_refuses_values_outside_their_domain(engine, runner, args, message):
     build_park(engine)
