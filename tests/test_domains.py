@@ -6,6 +6,7 @@ leaves every table unchanged, and each accepted extreme value reads back
 through the ledger page, its CSV and XLSX, the history and the map.
 """
 
+import io
 from datetime import date, datetime, timezone
 
 import geopandas as gpd
@@ -226,6 +227,16 @@ def _all_reads_succeed(api):  # noqa: F811
             assert response.status_code == 200, (url, response.get_data(as_text=True)[:300])
 
 
+def test_photo_with_a_bad_file_name_leaves_no_file(api, engine, tmp_path):  # noqa: F811
+    hid = api.create().json["id"]
+    before = table_counts(engine)
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    response = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
+                        data={"photo": (io.BytesIO(png), "a\x1bb.png")})
+    assert response.status_code == 422 and response.json["error"]["code"] == "invalid_text"
+    assert list(tmp_path.glob("*.png")) == [] and table_counts(engine) == before
+
+
 # -- the edit API: GeoJSON with empty or short parts, bodies nested too deeply ---------------
 
 EMPTY_FIRST = {"type": "MultiPolygon", "coordinates": [[], [RING]]}
@@ -280,6 +291,8 @@ def _park_frame(**row):
     ({"code": "P Q"}, "code", "invalid_value"),
     ({"name": "园" * 201}, "name", "text_too_long"),
     ({"name": "a\rb"}, "name", "invalid_text"),
+    ({"division_code": "\u0664\u0661\u0661\u0666\u0662\u0661"}, "division_code",
+     "invalid_value"),
 ])
 def test_park_import_checks_domains(engine, row, field, code):
     before = table_counts(engine)

@@ -289,6 +289,8 @@ def save_photo(session, hazard_id, data, *, actor, directory, original_name=""):
     require(actor.role, "create")
     hazard = get_hazard(session, hazard_id)
     _check_grid_limit(actor, hazard.grid_id)
+    # Checked before the file is written, so a refused name leaves no file behind.
+    original_name = _text(original_name, "filename", kind="name")
     if data.startswith(b"\xff\xd8\xff"):
         kind, ext = "image/jpeg", ".jpg"
     elif data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -302,7 +304,7 @@ def save_photo(session, hazard_id, data, *, actor, directory, original_name=""):
     (path / name).write_bytes(data)
     photo = Photo(hazard_id=hazard.id, stored_name=name, content_type=kind, size=len(data),
                   sha256=hashlib.sha256(data).hexdigest(), uploaded_by=actor.name,
-                  original_name=_text(original_name, "filename", kind="name"))
+                  original_name=original_name)
     session.add(photo)
     session.flush()
     return photo

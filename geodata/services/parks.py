@@ -63,7 +63,7 @@ def import_parks(session, gdf, *, file=None, max_vertices=20_000):
         seen[code] = i
         division = attr.text(row.get("division_code"), index=i, field="division_code",
                              file=file)
-        if not (len(division) == 6 and division.isdigit()):
+        if not (len(division) == 6 and division.isascii() and division.isdigit()):
             raise FeatureError(f"must be a 6-digit administrative division code, got "
                                f"{division!r}", index=i, field="division_code", file=file,
                                code="invalid_value")
