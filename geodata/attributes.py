@@ -13,34 +13,29 @@ import pandas as pd
 from geodata import domains
 from geodata.errors import FeatureError
 
-#: Default cap of single-line text (names): the widest name column.
-MAX_TEXT = domains.TEXT_MAX["name"]
 
-
-def _blank(value):
+def is_blank(value):
+    """True for None, NaN, NaT and whitespace-only text: an empty cell."""
     return value is None or (isinstance(value, float) and pd.isna(value)) or (
         isinstance(value, str) and not value.strip()) or value is pd.NaT
 
 
-def text(value, *, index=None, field=None, file=None, required=True, max_length=None,
-         kind="name"):
+def text(value, *, index=None, field=None, file=None, required=True, kind="name"):
     """Return ``value`` as clean NFC text of ``kind`` (:data:`geodata.domains.TEXT_MAX`).
 
     None when optional and blank; numbers become their text (``12.0`` → ``"12"``).
     """
-    if _blank(value):
+    if is_blank(value):
         value = None
     elif not isinstance(value, str):
         value = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    return domains.text(value, field, kind=kind, required=required, max_length=max_length,
-                        index=index, file=file)
+    return domains.text(value, field, kind=kind, required=required, index=index, file=file)
 
 
 def code(value, *, kind="grid", **where):
     """Return a normalised code (NFKC, trimmed, upper case) in the code alphabet."""
     required = where.pop("required", True)
-    where.pop("max_length", None)
-    if _blank(value):
+    if is_blank(value):
         value = None
     elif not isinstance(value, str):
         value = text(value, **where)
@@ -54,7 +49,7 @@ def integer(value, *, index=None, field=None, file=None, required=False, minimum
 
     The default range is a 32-bit ``INTEGER`` column's.
     """
-    if _blank(value):
+    if is_blank(value):
         if required:
             raise FeatureError("is required", code="missing_field", index=index, field=field,
                                file=file)
@@ -79,7 +74,7 @@ _FALSE = {"0", "false", "no", "n", "f", "否"}
 
 def boolean(value, *, index=None, field=None, file=None, default=True):
     """Return ``value`` as a bool (true/false, yes/no, 1/0, 是/否); blank gives ``default``."""
-    if _blank(value):
+    if is_blank(value):
         return default
     if isinstance(value, bool):
         return value
@@ -94,7 +89,7 @@ def boolean(value, *, index=None, field=None, file=None, default=True):
 
 def day(value, *, index=None, field=None, file=None, required=False):
     """Return ``value`` as a date (ISO ``YYYY-MM-DD``) in the date domain, None when blank."""
-    if _blank(value):
+    if is_blank(value):
         value = None
     elif isinstance(value, pd.Timestamp):
         value = value.date()
@@ -105,7 +100,7 @@ def day(value, *, index=None, field=None, file=None, required=False):
 
 def choice(value, allowed, *, index=None, field=None, file=None, default=None):
     """Return ``value`` if it is one of ``allowed`` (blank gives ``default``)."""
-    if _blank(value):
+    if is_blank(value):
         if default is None:
             raise FeatureError("is required", code="missing_field", index=index, field=field,
                                file=file)
@@ -121,4 +116,4 @@ def records(frame):
     """Yield (index, row dict) for a DataFrame, with NaN turned into None."""
     columns = [c for c in frame.columns if c != "geometry"]
     for i, row in enumerate(frame[columns].itertuples(index=False, name=None)):
-        yield i, {c: (None if _blank(v) else v) for c, v in zip(columns, row)}
+        yield i, {c: (None if is_blank(v) else v) for c, v in zip(columns, row)}

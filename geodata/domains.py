@@ -209,9 +209,9 @@ def integer(value, field, *, minimum=INT64_MIN, maximum=INT64_MAX, **where):
               code="invalid_type", **where)
     minimum, maximum = max(minimum, INT64_MIN), min(maximum, INT64_MAX)
     if not minimum <= value <= maximum:
-        _fail(f"must be between {minimum} and {maximum}, got {value:.6g}"
-              if abs(value) > 10**12 else f"must be between {minimum} and {maximum}, got {value}",
-              field, f"integer {minimum}..{maximum}", **where)
+        shown = f"{value:.6g}" if abs(value) > 10**12 else str(value)  # 2^70 has 22 digits
+        _fail(f"must be between {minimum} and {maximum}, got {shown}", field,
+              f"integer {minimum}..{maximum}", **where)
     return int(value)
 
 

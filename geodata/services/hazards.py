@@ -134,7 +134,7 @@ def ledger_codes(session, park, given, *, file=None, year=None):
     year = year or date.today().year
     stored = set(session.execute(sa.select(Hazard.code).where(
         Hazard.park_id == park.id)).scalars())
-    codes = [domains.ledger_code(None if attr._blank(c) else c, "code", index=i, file=file)
+    codes = [domains.ledger_code(None if attr.is_blank(c) else c, "code", index=i, file=file)
              for i, c in enumerate(given)]
     seen = set()
     for i, c in enumerate(codes):
