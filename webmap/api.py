@@ -17,6 +17,7 @@ from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import find_hidden_units
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.services import mapdata, tiles
+from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, list_parks
 from webmap.db import get_session
 
@@ -307,9 +308,13 @@ def _object(properties, required=()):
 #: Text, date and integer members are declared with their JSON type and format
 #: only, no bounds: the fuzzer then sends NUL, year 1 and 2^70 (geodata.domains).
 _TEXT, _INT = {"type": "string"}, {"type": "integer"}
+_POSITION = {"type": "array", "items": {"type": "number"}}
+_NESTED = [_POSITION]
+for _ in range(3):  # lines, polygons, multipolygons: empty parts are generated too
+    _NESTED.append({"type": "array", "items": _NESTED[-1]})
 _GEOMETRY = _object({"type": {"type": "string", "enum": [
     "Point", "LineString", "Polygon", "MultiPolygon", "MultiLineString"]},
-    "coordinates": {"type": "array", "items": {}}}, ["type", "coordinates"])
+    "coordinates": {"anyOf": _NESTED}}, ["type", "coordinates"])
 
 
 def _write_paths():
@@ -326,8 +331,9 @@ def _write_paths():
             _param("overdue", "Open and past the deadline", {"type": "boolean"}), _BBOX,
             _param("limit", "Page size", _INT), _param("offset", "Page start", _INT)]),
             **_json_op("Log a hazard at a point", [_PARK], _object({
-                "lon": {"type": "number"}, "lat": {"type": "number"}, "category": _TEXT,
-                "level": _TEXT, "description": _TEXT,
+                "lon": {"type": "number"}, "lat": {"type": "number"},
+                "category": {"type": "string", "enum": list(CATEGORIES)},
+                "level": {"type": "string", "enum": list(HAZARD_LEVELS)}, "description": _TEXT,
                 "found_date": {"type": "string", "format": "date"}, "code": _TEXT,
                 "location": _GEOMETRY}), ok="201")},
         "/api/hazards": _json_op("The ledger, filtered and paged", [
@@ -339,7 +345,8 @@ def _write_paths():
         "/api/hazards/{hazard_id}/history": _json_op("Its events and supervision records",
                                                      [hazard], None, method="get"),
         "/api/hazards/{hazard_id}/transitions": _json_op("Move it through the workflow", [
-            hazard], _object({"to": _TEXT, "note": _TEXT,
+            hazard], _object({"to": {"type": "string", "enum": list(HAZARD_STATUSES)},
+                              "note": _TEXT,
                               "deadline": {"type": "string", "format": "date"},
                               "supervision": _object({
                                   "note": _TEXT, "supervisor": _TEXT, "photo_id": _INT,
