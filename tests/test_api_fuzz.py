@@ -25,6 +25,7 @@ from geodata.models import Hazard
 from geodata.services import ledger
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
+from geodata.workflow import TRANSITIONS
 from tests.browser import demo_url  # noqa: F401
 from tests.ledger_helpers import ACTORS, build_park, lonlat
 from webmap import create_app
@@ -45,7 +46,7 @@ def write_schema(db_url, engine, tmp_path):
     # Stored hazards in each state, for the generated transitions and escalations.
     with session_scope(engine, write=True) as session:
         park = get_park(session, "T")
-        for steps in ((), ("supervising",), ("supervising", "closed")):
+        for steps in [(), ("supervising", "closed")] + [("supervising",)] * 6:
             hazard = ledger.create_hazard(session, park, point=shapely.Point(*lonlat("T-001")),
                                           category="其他", actor=ACTORS["admin"])
             for to in steps:
@@ -90,7 +91,8 @@ def _steer(case, engine):
     Random lon/lat almost never fall inside park T and random hazard ids and
     versions almost never match, so without this the codes, dates, notes and
     supervision records would all stop at 422/404/409.  Even hazard ids are
-    mapped onto stored hazards (with their current version in the body); odd
+    mapped onto stored hazards in a state the step can leave (with their current
+    version in the body); odd
     ones, huge ones included, are sent as generated.
     """
     body = case.body if isinstance(case.body, dict) else {}
@@ -101,10 +103,13 @@ def _steer(case, engine):
     if hid.isdigit() and int(hid) % 2 == 0:
         hid = int(hid)
         with session_scope(engine) as session:
-            stored = session.execute(sa.select(Hazard.id, Hazard.version)
+            stored = session.execute(sa.select(Hazard.id, Hazard.version, Hazard.status)
                                      .order_by(Hazard.id)).all()
-        if stored:
-            case.path_parameters["hazard_id"], version = stored[(hid // 2) % len(stored)]
+        # Prefer a hazard the generated step can leave, so the step's checks all run.
+        to = body.get("to") if isinstance(body.get("to"), str) else None
+        movable = [r for r in stored if (r.status, to) in TRANSITIONS] or stored
+        if movable:
+            case.path_parameters["hazard_id"], version, _ = movable[(hid // 2) % len(movable)]
             if isinstance(case.body, dict):
                 body["version"] = version
 
