@@ -48,7 +48,11 @@ def _reject_constant(name):
 
 
 def parse_json(text, source=None):
-    """Parse JSON text strictly: no ``NaN``/``Infinity``; truncation names the position.
+    """Parse JSON text (str, or bytes in UTF-8/16/32) strictly.
+
+    No ``NaN``/``Infinity``; truncation names the position; text that is not
+    Unicode, or nested deeper than Python's parser can recurse (a body of
+    100 000 ``[``), is refused as unparseable too.
 
     Raises
     ------
@@ -57,14 +61,20 @@ def parse_json(text, source=None):
     FeatureError
         ``invalid_coordinate`` for NaN or Infinity.
     """
+    where = f"{source}: " if source else ""
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        where = f"{source}: " if source else ""
         raise BadRequestError(
             f"{where}not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
             code="invalid_json", details={"file": source, "line": exc.lineno,
                                           "column": exc.colno}) from None
+    except UnicodeDecodeError:
+        raise BadRequestError(f"{where}not valid JSON (not UTF-8, UTF-16 or UTF-32 text)",
+                              code="invalid_json", details={"file": source}) from None
+    except RecursionError:
+        raise BadRequestError(f"{where}not valid JSON (nested too deeply)",
+                              code="invalid_json", details={"file": source}) from None
 
 
 def _check_positions(coords, depth, pointer, index, file, warnings):
@@ -77,7 +87,11 @@ def _check_positions(coords, depth, pointer, index, file, warnings):
                                pointer=pointer)
         if len(coords) > 2:
             warnings.add("dropped Z/M values: gridmap stores 2D geometries")
-        if not all(math.isfinite(v) for v in coords):
+        try:
+            finite = all(math.isfinite(v) for v in coords)
+        except OverflowError:  # an integer beyond any float
+            finite = False
+        if not finite:
             raise FeatureError(f"non-finite coordinate at {pointer}", code="invalid_coordinate",
                                index=index, file=file, field="geometry", pointer=pointer)
         return 1
@@ -86,6 +100,34 @@ def _check_positions(coords, depth, pointer, index, file, warnings):
                            index=index, file=file, field="geometry", pointer=pointer)
     return sum(_check_positions(c, depth - 1, f"{pointer}/{i}", index, file, warnings)
                for i, c in enumerate(coords))
+
+
+def _check_parts(gtype, coords, pointer, index, file):
+    """Refuse empty parts, which shapely cannot build (or builds as hidden EMPTYs).
+
+    A MultiPolygon's polygon needs a ring, a line (or a MultiLineString's
+    part) at least 2 positions.
+    """
+    where = {"index": index, "file": file, "field": "geometry"}
+    if gtype == "MultiPolygon":
+        for p, rings in enumerate(coords):
+            if not rings:
+                raise FeatureError(f"polygon {pointer}/{p} has no rings (an empty part)",
+                                   code="empty_geometry", pointer=f"{pointer}/{p}", **where)
+    lines = ([(pointer, coords)] if gtype == "LineString" else
+             [(f"{pointer}/{i}", c) for i, c in enumerate(coords)]
+             if gtype == "MultiLineString" else [])
+    for at, line in lines:
+        if len(line) < 2:
+            raise FeatureError(f"line {at} has {len(line)} position(s); a line needs at least 2",
+                               code="invalid_geometry", pointer=at, **where)
+
+
+def _flat(coords, depth):
+    """The coordinates with every position cut to its first two numbers (2D)."""
+    if depth == 0:
+        return [float(coords[0]), float(coords[1])]
+    return [_flat(c, depth - 1) for c in coords]
 
 
 def _check_rings(gtype, coords, pointer, index, file):
@@ -139,8 +181,9 @@ def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, wa
         raise FeatureError("geometry must be an object with a 'type'", code="invalid_geojson",
                            **where)
     gtype = obj["type"]
-    if gtype not in GEOJSON_TYPES:
-        raise FeatureError(f"unknown geometry type {gtype!r}", code="invalid_geojson", **where)
+    if not isinstance(gtype, str) or gtype not in GEOJSON_TYPES:
+        raise FeatureError(f"unknown geometry type {gtype!r:.60}", code="invalid_geojson",
+                           **where)
     if gtype == "GeometryCollection":
         raise FeatureError("GeometryCollection is not supported; send one (Multi)Polygon or "
                            "Point per feature", code="unsupported_geometry_type", **where)
@@ -151,8 +194,10 @@ def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, wa
     if count > max_vertices:
         raise FeatureError(f"{count} vertices exceed the cap of {max_vertices}",
                            code="too_many_vertices", **where)
+    _check_parts(gtype, coords, "/coordinates", index, file)
     _check_rings(gtype, coords, "/coordinates", index, file)
-    return shapely.force_2d(shape(obj))
+    # Positions of mixed or 4D dimension would make shapely fail: build from 2D ones.
+    return shape({"type": gtype, "coordinates": _flat(coords, _DEPTH[gtype])})
 
 
 class _Problems:

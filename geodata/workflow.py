@@ -35,7 +35,6 @@ from geodata.vocabulary import (  # noqa: F401  (re-exported)
     ESCALATION_LEVELS, ESCALATION_NAMES, HAZARD_STATUSES, ROLES, STATE_NAMES)
 
 STATES = HAZARD_STATUSES
-MAX_NOTE = 2000
 
 
 class PermissionDeniedError(GridmapError):

@@ -246,10 +246,10 @@ def load_payload_park(engine):
              "role": "grid_chief", "published": True}]))
         today = date.today()
         hazards = gpd.GeoDataFrame([
-            {"code": "YH-1", "category": "消防", "level": "major", "status": "rectifying",
+            {"code": "YH2025-0001", "category": "消防", "level": "major", "status": "rectifying",
              "description": PAYLOAD_NOTE, "found_date": today - timedelta(days=30),
              "deadline": today - timedelta(days=3)},
-            {"code": "YH-2", "category": PAYLOAD_NAME, "level": "general", "status": "found",
+            {"code": "YH2025-0002", "category": PAYLOAD_NAME, "level": "general", "status": "found",
              "description": "ok", "found_date": today, "deadline": today + timedelta(days=9)}],
             geometry=[metric_point(300, 700), metric_point(600, 100)], crs=4326)
         import_hazards(session, park, hazards)

@@ -60,7 +60,7 @@ BAD = [
     ("/api/parks/FGKFQ/enterprises?hidden=yes please", 422, "invalid_hidden"),
     ("/api/parks/FGKFQ/hazards?sort=name;--", 422, "unknown_parameter"),
     ("/api/parks/FGKFQ/hazards?limit=1&limit=2", 400, "repeated_parameter"),
-    ("/api/parks/FGKFQ/search?q=" + "x" * 101, 422, "invalid_q"),
+    ("/api/parks/FGKFQ/search?q=" + "x" * 101, 422, "text_too_long"),
     ("/api/parks/NOPE/grids", 404, "not_found"),
     ("/api/parks/1;DROP TABLE parks/hazards", 404, "not_found"),
     ("/api/parks/NOPE", 404, "not_found"),

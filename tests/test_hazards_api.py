@@ -203,8 +203,8 @@ def test_version_is_required(api):
     ("/api/hazards?status=open", 422, "unknown_status"),
     ("/api/hazards?sort=code;--", 422, "unknown_property"),
     ("/api/hazards?park=1;DROP TABLE hazards", 404, "not_found"),
-    ("/api/hazards?limit=1000000000", 422, "invalid_page"),
-    ("/api/hazards?limit=ten", 422, "invalid_page"),
+    ("/api/hazards?limit=1000000000", 422, "invalid_limit"),
+    ("/api/hazards?limit=ten", 400, "invalid_limit"),
     ("/api/hazards?overdue=maybe", 422, "invalid_value"),
     ("/api/parks/NOPE/dashboard", 404, "not_found"),
 ])

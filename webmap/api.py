@@ -12,10 +12,12 @@ from datetime import date
 
 from flask import Blueprint, current_app, jsonify, request
 
+from geodata import domains
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import find_hidden_units
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.services import mapdata, tiles
+from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, list_parks
 from webmap.db import get_session
 
@@ -238,10 +240,7 @@ def hazards(code):
 def search(code):
     """Grids (code or name) and enterprises (name) matching ``q``, with their bbox."""
     _allowed("q")
-    q = _single("q") or ""
-    if len(q) > 100:
-        raise ValidationError("q is longer than 100 characters", code="invalid_q",
-                              details={"parameter": "q"})
+    q = domains.text(_single("q"), "q", kind="search") or ""
     session = get_session()
     return jsonify(mapdata.search(session, get_park(session, code), q))
 
@@ -285,10 +284,100 @@ def _get(summary, params, kind="geojson"):
         }}}
 
 
+def _json_op(summary, params, body, *, method="post", ok="200", secured=True):
+    """One operation with a JSON body (or none), answering JSON or the error body."""
+    operation = {
+        "summary": summary, "parameters": params,
+        "responses": {ok: {"description": "OK", "content": {"application/json": {
+            "schema": {"type": "object"}}}},
+            **{code: {"$ref": "#/components/responses/Error"}
+               for code in ("400", "401", "403", "404", "409", "412", "415", "422", "428")}}}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": body}}}
+    if secured:
+        operation["security"] = [{"bearer": []}]
+    return {method: operation}
+
+
+def _object(properties, required=()):
+    # No additionalProperties: false, so the fuzzer also sends unknown members.
+    return {"type": "object", "properties": properties, "required": list(required)}
+
+
+#: Text, date and integer members are declared with their JSON type and format
+#: only, no bounds: the fuzzer then sends NUL, year 1 and 2^70 (geodata.domains).
+_TEXT, _INT = {"type": "string"}, {"type": "integer"}
+_POSITION = {"type": "array", "items": {"type": "number"}}
+_NESTED = [_POSITION]
+for _ in range(3):  # lines, polygons, multipolygons: empty parts are generated too
+    _NESTED.append({"type": "array", "items": _NESTED[-1]})
+_GEOMETRY = _object({"type": {"type": "string", "enum": [
+    "Point", "LineString", "Polygon", "MultiPolygon", "MultiLineString"]},
+    "coordinates": {"anyOf": _NESTED}}, ["type", "coordinates"])
+
+
+def _write_paths():
+    """The hazard ledger and grid-edit routes (bearer token; see webmap/hazards_api.py)."""
+    hazard = _param("hazard_id", "Hazard id", _INT, "path")
+    version = {"version": _INT}
+    edit_base = {"reason": _TEXT, "expected_version": _INT}
+    edit = "/api/parks/{code}/edits"
+    return {
+        "/api/parks/{code}/hazards": {**_get("Hazards, filtered", [
+            _PARK, _param("status", "Comma-separated statuses (open = not closed)", _TEXT),
+            _param("level", "general or major", _TEXT),
+            _param("grid", "Grid code (its sub-grids included)", _TEXT),
+            _param("overdue", "Open and past the deadline", {"type": "boolean"}), _BBOX,
+            _param("limit", "Page size", _INT), _param("offset", "Page start", _INT)]),
+            **_json_op("Log a hazard at a point", [_PARK], _object({
+                "lon": {"type": "number"}, "lat": {"type": "number"},
+                "category": {"type": "string", "enum": list(CATEGORIES)},
+                "level": {"type": "string", "enum": list(HAZARD_LEVELS)}, "description": _TEXT,
+                "found_date": {"type": "string", "format": "date"}, "code": _TEXT,
+                "location": _GEOMETRY}), ok="201")},
+        "/api/hazards": _json_op("The ledger, filtered and paged", [
+            _param(n, n, _TEXT) for n in ("park", "status", "level", "escalation", "category",
+                                          "grid", "overdue")] + [
+            _param("limit", "Page size (1-1000)", _INT),
+            _param("offset", "Page start", _INT)], None, method="get"),
+        "/api/hazards/{hazard_id}": _json_op("One hazard", [hazard], None, method="get"),
+        "/api/hazards/{hazard_id}/history": _json_op("Its events and supervision records",
+                                                     [hazard], None, method="get"),
+        "/api/hazards/{hazard_id}/transitions": _json_op("Move it through the workflow", [
+            hazard], _object({"to": {"type": "string", "enum": list(HAZARD_STATUSES)},
+                              "note": _TEXT,
+                              "deadline": {"type": "string", "format": "date"},
+                              "supervision": _object({
+                                  "note": _TEXT, "supervisor": _TEXT, "photo_id": _INT,
+                                  "checked_at": {"type": "string", "format": "date-time"}}),
+                              **version}, ["to"])),
+        "/api/hazards/{hazard_id}/escalations": _json_op("Raise its escalation level", [
+            hazard], _object({"to": _TEXT, "reason": _TEXT, **version}, ["to"])),
+        "/api/parks/{code}/dashboard": _json_op("The park's ledger figures", [_PARK], None,
+                                                method="get"),
+        edit: _json_op("The park's grid edits", [_PARK], None, method="get"),
+        f"{edit}/state": _json_op("Grids, versions and coverage for the editor", [_PARK],
+                                  None, method="get"),
+        f"{edit}/draw": _json_op("Draw a new grid", [_PARK], _object(
+            {"geometry": _GEOMETRY, "name": _TEXT, **edit_base}, ["geometry"])),
+        f"{edit}/reshape": _json_op("Reshape a grid", [_PARK], _object(
+            {"code": _TEXT, "geometry": _GEOMETRY, "neighbours": {"type": "array",
+                                                                  "items": _TEXT},
+             **edit_base}, ["code", "geometry"])),
+        f"{edit}/split": _json_op("Split a grid by a line or into parts", [_PARK], _object(
+            {"code": _TEXT, "line": _GEOMETRY, "parts": _INT, **edit_base}, ["code"])),
+        f"{edit}/merge": _json_op("Merge grids", [_PARK], _object(
+            {"codes": {"type": "array", "items": _TEXT}, "reason": _TEXT,
+             "expected_versions": {"type": "object", "additionalProperties": _INT}},
+            ["codes"])),
+        f"{edit}/retire": _json_op("Retire a grid", [_PARK], _object(
+            {"code": _TEXT, "to": _TEXT, **edit_base}, ["code"])),
+    }
+
+
 def openapi_document():
     """Return the OpenAPI 3.0 document (a dict) describing every ``/api`` route."""
-    status = {"type": "string", "pattern": "^(found|rectifying|supervising|closed|open)"
-                                           "(,(found|rectifying|supervising|closed|open))*$"}
     paths = {
         "/api/parks": _get("All parks with headline counts", []),
         "/api/parks/{code}": _get("One park: boundary and counts", [_PARK, _ZOOM]),
@@ -306,17 +395,9 @@ def openapi_document():
             _PARK, _BBOX, _param("hidden", "Only hidden units (true) or only others (false)",
                                  {"type": "boolean"})]),
         "/api/parks/{code}/hidden-units": _get("Hidden sub-unit candidates", [_PARK], "array"),
-        "/api/parks/{code}/hazards": _get("Hazards, filtered", [
-            _PARK, _param("status", "Comma-separated statuses (open = not closed)", status),
-            _param("level", "general or major", {"type": "string", "enum": list(HAZARD_LEVELS)}),
-            _param("grid", "Grid code (its sub-grids included)", {"type": "string"}),
-            _param("overdue", "Open and past the deadline", {"type": "boolean"}), _BBOX,
-            _param("limit", "Page size", {"type": "integer", "minimum": 1,
-                                          "maximum": mapdata.MAX_LIMIT}),
-            _param("offset", "Page start", {"type": "integer", "minimum": 0})]),
         "/api/parks/{code}/search": _get("Grids and enterprises matching q", [
-            _PARK, _param("q", "Grid code or name, or enterprise name",
-                          {"type": "string", "maxLength": 100})], "array"),
+            _PARK, _param("q", "Grid code or name, or enterprise name", _TEXT)], "array"),
+        **_write_paths(),
     }
     if mapdata.coverage_available():
         paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK])
@@ -333,9 +414,12 @@ def openapi_document():
                for code in ("400", "404", "422", "501")}}}}
     return {
         "openapi": "3.0.3",
-        "info": {"title": "gridmap read-only API", "version": "1",
+        "info": {"title": "gridmap API", "version": "1",
                  "description": "Parks, grids, enterprises and hazards as GeoJSON "
-                                "(EPSG:4326). Errors: {error: {code, message, details}}."},
+                                "(EPSG:4326); the hazard ledger and grid edits with an API "
+                                "token (Authorization: Bearer). Value domains: "
+                                "geodata/domains.py. Errors: {error: {code, message, "
+                                "details}}."},
         "paths": paths,
         "components": {
             "schemas": {
@@ -350,6 +434,7 @@ def openapi_document():
             },
             "responses": {"Error": {"description": "Error", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
 

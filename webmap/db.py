@@ -1,18 +1,30 @@
-"""One engine per app, one session per request (removed at teardown)."""
+"""One engine per app, one session per request (closed before the response leaves).
+
+The session is closed in ``after_request``, while the response can still be
+replaced: when the database went away mid-request, ending the transaction
+fails, and the client gets the JSON 503 ``database_unavailable`` (with
+``Retry-After``) instead of a plain-text 500 from a teardown.  The teardown
+closes whatever an unhandled error left behind; it can no longer change the
+response, so it logs a failure instead of raising.
+"""
 
 from flask import current_app, g
+from sqlalchemy.exc import SQLAlchemyError
 
-from geodata.storage import begin_write, make_engine, make_session_factory, require_database
+from geodata.errors import DatabaseUnavailableError
+from geodata.storage import (begin_write, make_engine, make_session_factory, require_database,
+                             translate_db_error)
 
 
 def init_app(app):
-    """Create the app's engine (lazily connecting) and close the request's session at teardown."""
+    """Create the app's engine lazily and close the request's session after each request."""
     settings = app.config["GRIDMAP"]
     # A missing SpatiaLite file is a setup step not done (not an outage): refuse to start.
     require_database(settings.database_url)
     app.extensions["gridmap.engine"] = make_engine(
         settings.database_url, busy_timeout_s=settings.sqlite_busy_timeout_s)
     app.extensions["gridmap.sessions"] = make_session_factory(app.extensions["gridmap.engine"])
+    app.after_request(release_session)
     app.teardown_appcontext(close_session)
 
 
@@ -23,8 +35,7 @@ def get_session():
     return g.db_session
 
 
-def close_session(exc=None):
-    """Roll back anything uncommitted and close the request's session."""
+def _close(exc=None):
     session = g.pop("db_session", None)
     if session is not None:
         if exc is not None:
@@ -54,3 +65,27 @@ def commit_or_rollback(session, work):
     except BaseException:
         session.rollback()
         raise
+
+
+def release_session(response):
+    """Close the request's session; a database lost meanwhile turns ``response`` into a 503."""
+    from webmap.errors import error_response
+
+    try:
+        _close()
+    except SQLAlchemyError as exc:
+        current_app.logger.warning("database lost while ending the request: %s", exc)
+        error = translate_db_error(exc)
+        if error is None or error.http_status != 503:
+            error = DatabaseUnavailableError("the database connection was lost; retry shortly",
+                                             details={"retry_after": 5})
+        return error_response(error)
+    return response
+
+
+def close_session(exc=None):
+    """Roll back anything uncommitted and close a session left open (logged if that fails)."""
+    try:
+        _close(exc)
+    except SQLAlchemyError as error:
+        current_app.logger.warning("database lost while closing a session: %s", error)

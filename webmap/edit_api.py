@@ -31,6 +31,7 @@ EPSG:4326, checked strictly by :func:`geodata.geometry.geometry_from_geojson`.
 import shapely
 from flask import Blueprint, jsonify, request
 
+from geodata import domains
 from geodata.coverage import check_coverage
 from geodata.errors import ValidationError
 from geodata.geometry import geometry_from_geojson
@@ -47,7 +48,6 @@ csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
 
 #: Roles that may edit grids.
 EDITORS = frozenset({"planner", "admin"})
-MAX_REASON = 500
 POLYGONS = ("Polygon", "MultiPolygon")
 
 
@@ -72,27 +72,15 @@ def _geometry(data, field, types):
     return geom
 
 
-def _text(data, field, required=False, limit=MAX_REASON):
-    value = data.get(field)
-    if value is None:
-        if required:
-            raise ValidationError(f"{field} is required", code="missing_field",
-                                  details={"field": field})
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise ValidationError(f"{field} must be a string of at most {limit} characters",
-                              code="invalid_value", details={"field": field})
-    return value.strip()
+def _text(data, field, kind="reason", max_length=None):
+    return domains.text(data.get(field), field, kind=kind, max_length=max_length)
 
 
 def _version(data, field="expected_version"):
     value = data.get(field)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{field} must be a non-negative integer", code="invalid_value",
-                              details={"field": field})
-    return value
+    return domains.integer(value, field, minimum=0)
 
 
 def _codes(data, field="codes"):
@@ -135,7 +123,7 @@ def draw(code):
     """Draw a new level-1 grid over uncovered ground."""
     def call(session, park, data, **kw):
         return edits.draw_grid(session, park, _geometry(data, "geometry", POLYGONS),
-                               name=_text(data, "name", limit=100) or None, **kw)
+                               name=_text(data, "name", kind="name", max_length=100), **kw)
     return _edit(code, {"geometry", "name"}, call)
 
 

@@ -20,15 +20,17 @@ def _response(status, code, message, details=None, headers=None):
     return response
 
 
+def error_response(exc):
+    """The JSON response of a :class:`~geodata.errors.GridmapError` (503s get ``Retry-After``)."""
+    headers = {}
+    if exc.http_status == 503:
+        headers["Retry-After"] = str(exc.details.get("retry_after", 5))
+    return _response(exc.http_status, exc.code, exc.message, exc.details, headers)
+
+
 def init_app(app):
     """Register the handlers on ``app``."""
-
-    @app.errorhandler(GridmapError)
-    def _domain(exc):
-        headers = {}
-        if exc.http_status == 503:
-            headers["Retry-After"] = str(exc.details.get("retry_after", 5))
-        return _response(exc.http_status, exc.code, exc.message, exc.details, headers)
+    _domain = app.errorhandler(GridmapError)(error_response)
 
     @app.errorhandler(SQLAlchemyError)
     def _database(exc):

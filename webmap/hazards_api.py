@@ -22,16 +22,18 @@ unknown fields or query parameters are 422 ``unknown_property``.
 the ledger list is ``GET /api/hazards?park=<code>``.
 """
 
-import json
 import re
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError as CSRFValidationError
 
+from geodata import domains
 from geodata.errors import BadRequestError, GridmapError, ValidationError
+from geodata.geometry import parse_json
 from geodata.services import ledger
 from geodata.services.parks import get_park
+from webmap.api import parse_int
 from webmap.auth import csrf, current_actor
 # edit_api imports these two under their old private names from here.
 from webmap.db import commit_or_rollback as _commit_or_rollback, get_session
@@ -56,20 +58,12 @@ class UnsupportedMediaTypeError(GridmapError):
     code = "unsupported_media_type"
 
 
-def _no_constants(name):
-    raise ValidationError(f"{name} is not a number", code="invalid_coordinate")
-
-
 def _body(allowed):
     """Parse the JSON object body, allowing only the ``allowed`` fields."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaTypeError(
             f"send the body as application/json, not {request.mimetype or 'nothing'!r}")
-    try:
-        data = json.loads(request.get_data(cache=False), parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequestError(f"the body is not valid JSON: {str(exc).splitlines()[0][:120]}",
-                              code="invalid_json") from None
+    data = parse_json(request.get_data(cache=False))
     if not isinstance(data, dict):
         raise ValidationError("the body must be a JSON object", code="invalid_body")
     unknown = set(data) - allowed
@@ -140,11 +134,8 @@ def _list():
             raise ValidationError("overdue must be true or false", code="invalid_value",
                                   details={"field": "overdue"})
         overdue = overdue.lower() in ("true", "1")
-    try:
-        limit, offset = int(args.get("limit", 100)), int(args.get("offset", 0))
-    except ValueError:
-        raise ValidationError("limit and offset must be integers", code="invalid_page",
-                              details={"field": "limit"}) from None
+    limit = parse_int("limit", args.get("limit"), 1, ledger.MAX_PAGE, default=100)
+    offset = parse_int("offset", args.get("offset"), 0, domains.OFFSET_MAX, default=0)
     hazards, total = ledger.list_hazards(
         session, park=park, status=args.get("status"), level=args.get("level"),
         escalation=args.get("escalation"), category=args.get("category"),

@@ -16,6 +16,7 @@ import sys
 
 import click
 
+from geodata import domains
 from geodata.cli.context import format_option
 from geodata.errors import BadRequestError
 
@@ -189,7 +190,7 @@ def absorb(obj, max_width_m, max_area_m2, park_code, actor, reason, if_match, fm
 
 
 @edit.command("restore")
-@click.option("--edit", "edit_id", type=click.IntRange(min=0), required=True,
+@click.option("--edit", "edit_id", type=click.IntRange(0, domains.ID_MAX), required=True,
               help="Restore as right after this edit (0: before the first edit).")
 @click.option("--grid", "code", help="Restore only this grid (neighbours adjust).")
 @click.option("--allow-problems", is_flag=True, help="Restore even if coverage gets worse.")
@@ -211,7 +212,7 @@ def restore(obj, edit_id, code, allow_problems, park_code, actor, reason, if_mat
 @edit.command("history")
 @click.option("--park", "park_code", help="Park code (needed unless there is one park).")
 @click.option("--grid", "code", help="One grid's versions and lineage.")
-@click.option("--at", "at_edit", type=click.IntRange(min=0),
+@click.option("--at", "at_edit", type=click.IntRange(0, domains.ID_MAX),
               help="Write the grids as right after this edit to --out.")
 @click.option("--out", type=click.Path(dir_okay=False), help="File for --at (any format).")
 @format_option(("text", "json"))

@@ -8,6 +8,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from geodata import attributes as attr
+from geodata import domains
 from geodata.crs import STORAGE_SRID, area_m2
 from geodata.errors import ConflictError, FeatureError, NotFoundError, ValidationError
 from geodata.geometry import validate_geometries
@@ -52,7 +53,8 @@ def grid_layer(session, park, level=None):
 def get_grid(session, park, code):
     """Return the park's grid with ``code`` (normalised) or raise :class:`NotFoundError`."""
     grid = session.execute(sa.select(Grid).where(
-        Grid.park_id == park.id, Grid.code == attr.code(code))).scalar_one_or_none()
+        Grid.park_id == park.id, Grid.code == attr.code(code))).scalar_one_or_none() if (
+            domains.is_code(code)) else None
     if grid is None:
         raise NotFoundError(f"no grid {code!r} in park {park.code}",
                             details={"park": park.code, "grid": code})

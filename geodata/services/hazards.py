@@ -9,6 +9,7 @@ import shapely
 import sqlalchemy as sa
 
 from geodata import attributes as attr
+from geodata import domains
 from geodata.crs import STORAGE_SRID
 from geodata.errors import ConflictError, FeatureError
 from geodata.geometry import validate_geometries
@@ -105,16 +106,16 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
         hazard = Hazard(
             park_id=park.id, code=codes[i], grid_id=grid_ids[i], enterprise_id=enterprise_ids[i],
             location=to_element(geoms[i]),
-            category=attr.text(row.get("category"), field="category", **where),
+            category=attr.text(row.get("category"), field="category", kind="category", **where),
             level=level,
             description=attr.text(row.get("description"), field="description", required=False,
-                                  max_length=2000, **where) or "",
+                                  kind="note", **where) or "",
             found_date=found[i],
             deadline=attr.day(row.get("deadline"), field="deadline", **where),
             status=status)
         if histories[i]:
             # A ledger carried over with its history keeps it, step by step.
-            hazard.events.extend(HazardEvent(**event) for event in histories[i])
+            hazard.events.extend(HazardEvent(**_event(e, i, file)) for e in histories[i])
         else:
             hazard.events.append(HazardEvent(
                 actor=actor, from_status=None, to_status=status,
@@ -131,19 +132,22 @@ def ledger_codes(session, park, given, *, file=None, years=None):
     ``years`` holds each hazard's found-date year (default: this year for
     all): a blank gets the next number of its own year, and a given
     ``YH<year>-...`` code must carry that year, so a ledger number never
-    contradicts its found date.
+    contradicts its found date.  Given numbers must be in the ledger-number
+    domain (:func:`geodata.domains.ledger_code`).
 
     Raises
     ------
-    ConflictError
-        ``duplicate_hazard_code`` in the input or against the park's ledger.
     FeatureError
-        ``code_year_mismatch`` when a ``YH<year>-`` code's year is not the found year.
+        ``invalid_value`` for a number outside the domain; ``code_year_mismatch``
+        when a ``YH<year>-`` code's year is not the found year.
+    ConflictError
+        ``duplicate_hazard_code`` in the input or against the park's ledger;
+        ``ledger_numbers_exhausted`` when ``YH<year>-999999`` is taken.
     """
     years = list(years) if years is not None else [date.today().year] * len(given)
     stored = set(session.execute(sa.select(Hazard.code).where(
         Hazard.park_id == park.id)).scalars())
-    codes = [attr.code(c, index=i, field="code", file=file, required=False, max_length=32)
+    codes = [domains.ledger_code(None if attr.is_blank(c) else c, "code", index=i, file=file)
              for i, c in enumerate(given)]
     seen = set()
     for i, c in enumerate(codes):
@@ -157,17 +161,36 @@ def ledger_codes(session, park, given, *, file=None, years=None):
                                f"found in {years[i]}", code="code_year_mismatch", index=i,
                                field="code", file=file)
         seen.add(c)
-    last = {}  # prefix -> highest number used so far
+    last = {}  # year -> highest number used so far
     for i, c in enumerate(codes):
         if c is None:
-            prefix = f"YH{years[i]}-"
-            if prefix not in last:
-                last[prefix] = max((int(t[len(prefix):]) for t in stored | seen
-                                    if t and t.startswith(prefix) and t[len(prefix):].isdigit()),
-                                   default=0)
-            last[prefix] += 1
-            codes[i] = f"{prefix}{last[prefix]:04d}"
+            year = years[i]
+            if year not in last:
+                last[year] = max({domains.ledger_sequence(t, year) for t in stored | seen}
+                                 - {None}, default=0)
+            last[year] += 1
+            if last[year] > domains.LEDGER_SEQ_MAX:
+                raise ConflictError(
+                    f"ledger numbers of {year} are used up in park {park.code} (YH{year}-"
+                    f"{domains.LEDGER_SEQ_MAX} is taken); give the ledger number explicitly",
+                    code="ledger_numbers_exhausted", details={"field": "code", "year": year})
+            codes[i] = f"YH{year}-{last[year]:04d}"
     return codes
+
+
+def _event(event, index, file):
+    """Check one carried-over history event (``at, actor, from_status, to_status, note``)."""
+    where = {"index": index, "file": file}
+    statuses = set(HAZARD_STATUSES)
+    if not isinstance(event, dict) or event.get("to_status") not in statuses or event.get(
+            "from_status") not in statuses | {None}:
+        raise FeatureError("history events need to_status (and from_status) of "
+                           f"{', '.join(HAZARD_STATUSES)}", code="invalid_value",
+                           field="history", **where)
+    return {**event, "at": domains.moment(event.get("at"), "history.at", **where),
+            "actor": domains.text(event.get("actor"), "history.actor", kind="person",
+                                  required=True, **where),
+            "note": domains.text(event.get("note"), "history.note", kind="note", **where) or ""}
 
 
 def is_overdue(hazard, today=None):

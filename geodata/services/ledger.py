@@ -17,7 +17,7 @@ from typing import Optional
 import shapely
 import sqlalchemy as sa
 
-from geodata import attributes as attr
+from geodata import domains
 from geodata.errors import (ConflictError, FeatureError, NotFoundError,
                             PreconditionFailedError, ValidationError)
 from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Enterprise,
@@ -26,7 +26,7 @@ from geodata.models.base import to_element, to_shapes
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
 from geodata.services.parks import park_boundary
 from geodata.storage import backend_name
-from geodata.workflow import (MAX_NOTE, STATE_NAMES, PermissionDeniedError, allowed_targets,
+from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
 
 #: Hazard categories (隐患类别) accepted by the API and CLI.
@@ -47,25 +47,9 @@ class Actor:
     grid_ids: Optional[set] = None
 
 
-def _text(value, field, *, required=False, max_length=MAX_NOTE):
-    """Clean text or a 422 naming the field (NUL, bidi overrides, too long)."""
-    if value is not None and not isinstance(value, str):
-        raise ValidationError(f"{field} must be text", code="invalid_type",
-                              details={"field": field})
-    try:
-        return attr.text(value, field=field, required=required, max_length=max_length) or ""
-    except FeatureError as exc:
-        raise ValidationError(exc.message, code=exc.code, details={"field": field}) from None
-
-
-def _day(value, field):
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ValidationError(f"{field} must be a date YYYY-MM-DD, got {value!r}",
-                              code="invalid_date", details={"field": field}) from None
+def _text(value, field, *, required=False, kind="note"):
+    """Clean text of ``kind`` (:data:`geodata.domains.TEXT_MAX`) or a 422 naming the field."""
+    return domains.text(value, field, kind=kind, required=required) or ""
 
 
 def parse_point(lon, lat):
@@ -96,8 +80,7 @@ def get_hazard(session, hazard_id, *, lock=False):
     NotFoundError
         404 ``hazard_not_found``.
     """
-    if isinstance(hazard_id, bool) or not isinstance(hazard_id, int) or not (
-            0 < hazard_id < 2**31):
+    if not domains.is_id(hazard_id):
         raise NotFoundError(f"no hazard {hazard_id!r}", code="hazard_not_found")
     query = sa.select(Hazard).where(Hazard.id == hazard_id).execution_options(
         populate_existing=True)
@@ -173,7 +156,7 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
                               f"{', '.join(HAZARD_LEVELS)}", code="unknown_level",
                               details={"field": "level", "allowed": HAZARD_LEVELS})
     description = _text(description, "description")
-    found_date = _day(found_date, "found_date") or date.today()
+    found_date = domains.day(found_date, "found_date") or date.today()
     if found_date > date.today():
         raise ValidationError("found_date is in the future", code="invalid_date",
                               details={"field": "found_date"})
@@ -240,7 +223,7 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
     hazard = get_hazard(session, hazard_id, lock=True)
     _check_version(hazard, expected_version, if_match)
     note = _text(note, "note")
-    deadline = _day(deadline, "deadline")
+    deadline = domains.day(deadline, "deadline")
     step = plan_transition(hazard.status, target, actor.role, note=note, deadline=deadline,
                            supervision=supervision, today=today)
     _check_grid_limit(actor, hazard.grid_id)
@@ -278,21 +261,15 @@ def _supervision(session, hazard, data, actor, outcome):
     if checked_at is None:
         checked_at = datetime.now(timezone.utc)
     else:
-        try:
-            checked_at = datetime.fromisoformat(str(checked_at))
-        except ValueError:
-            raise ValidationError("supervision.checked_at must be an ISO date-time",
-                                  code="invalid_date",
-                                  details={"field": "supervision.checked_at"}) from None
-        if checked_at.tzinfo is None:
-            checked_at = checked_at.replace(tzinfo=timezone.utc)
+        checked_at = domains.moment(checked_at, "supervision.checked_at")
         if checked_at > datetime.now(timezone.utc):
             raise ValidationError("supervision.checked_at is in the future",
                                   code="invalid_date",
                                   details={"field": "supervision.checked_at"})
     photo_id = data.get("photo_id")
     if photo_id is not None:
-        photo = session.get(Photo, photo_id) if isinstance(photo_id, int) else None
+        domains.integer(photo_id, "supervision.photo_id")
+        photo = session.get(Photo, photo_id) if domains.is_id(photo_id) else None
         if photo is None or photo.hazard_id != hazard.id:
             raise ValidationError(f"no photo {photo_id!r} of this hazard", code="unknown_photo",
                                   details={"field": "supervision.photo_id"})
@@ -349,11 +326,13 @@ def save_photo(session, hazard_id, data, *, actor, directory, original_name=""):
     require(actor.role, "create")
     hazard = get_hazard(session, hazard_id)
     _check_grid_limit(actor, hazard.grid_id)
+    # Checked before the file is written, so a refused name leaves no file behind.
+    original_name = _text(original_name, "filename", kind="name")
     kind, ext = photo_type(data)
     name = secrets.token_hex(16) + ext
     photo = Photo(hazard_id=hazard.id, stored_name=name, content_type=kind, size=len(data),
                   sha256=hashlib.sha256(data).hexdigest(), uploaded_by=actor.name,
-                  original_name=_text(original_name, "filename", max_length=200))
+                  original_name=original_name)
     session.add(photo)
     session.flush()
     write_on_commit(session, Path(directory) / name, data)
@@ -413,7 +392,8 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
     if category:
         query = query.where(Hazard.category == category)
     if grid is not None:
-        code = attr.code(grid, field="grid")
+        # A code outside the grid-code domain names no stored grid: nothing matches.
+        code = domains.code(grid, "grid") if domains.is_code(grid) else ""
         ids = sa.select(Grid.id).where(sa.or_(
             Grid.code == code, Grid.code.startswith(code + "-", autoescape=True)))
         if park is not None:
@@ -423,10 +403,8 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
         late = sa.and_(Hazard.status != "closed", Hazard.deadline.is_not(None),
                        Hazard.deadline < today)
         query = query.where(late if overdue else sa.not_(late))
-    if not (isinstance(limit, int) and 1 <= limit <= MAX_PAGE) or not (
-            isinstance(offset, int) and offset >= 0):
-        raise ValidationError(f"limit must be 1-{MAX_PAGE} and offset >= 0",
-                              code="invalid_page", details={"field": "limit"})
+    limit = domains.integer(limit, "limit", minimum=1, maximum=MAX_PAGE)
+    offset = domains.integer(offset, "offset", minimum=0, maximum=domains.OFFSET_MAX)
     total = session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
     rows = session.execute(query.order_by(Hazard.park_id, Hazard.code).limit(limit)
                            .offset(offset)).scalars().all()

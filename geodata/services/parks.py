@@ -4,6 +4,7 @@ import geopandas as gpd
 import sqlalchemy as sa
 
 from geodata import attributes as attr
+from geodata import domains
 from geodata.crs import STORAGE_SRID, area_m2, metric_epsg_for
 from geodata.errors import ConflictError, FeatureError, NotFoundError
 from geodata.geometry import validate_geometries
@@ -14,14 +15,17 @@ from geodata.models.base import to_element, to_shapes
 def get_park(session, code, *, lock=False):
     """Return the park with ``code`` (normalised), or raise :class:`NotFoundError`.
 
+    A code outside the park-code domain cannot be stored, so it is a 404 too.
     ``lock`` takes the park's row lock for the transaction (``FOR UPDATE`` on
     PostgreSQL; SQLite writers already hold the database's write lock), so
     writers into one park queue instead of both passing their checks.
     """
-    query = sa.select(Park).where(Park.code == attr.code(code))
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    park = session.execute(query).scalar_one_or_none()
+    park = None
+    if domains.is_code(code, kind="park"):
+        query = sa.select(Park).where(Park.code == attr.code(code, kind="park"))
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        park = session.execute(query).scalar_one_or_none()
     if park is None:
         raise NotFoundError(f"no park with code {code!r}", details={"park": code})
     return park
@@ -58,7 +62,7 @@ def import_parks(session, gdf, *, file=None, max_vertices=20_000, checked=False)
     seen = {}
     parks = []
     for i, row in attr.records(gdf):
-        code = attr.code(row.get("code"), index=i, field="code", file=file)
+        code = attr.code(row.get("code"), index=i, field="code", file=file, kind="park")
         if code in seen or code in existing:
             where = f"feature {seen[code]}" if code in seen else "the database"
             raise ConflictError(f"{file or 'input'}: feature {i}: park code {code!r} already "
@@ -67,7 +71,7 @@ def import_parks(session, gdf, *, file=None, max_vertices=20_000, checked=False)
         seen[code] = i
         division = attr.text(row.get("division_code"), index=i, field="division_code",
                              file=file)
-        if not (len(division) == 6 and division.isdigit()):
+        if not (len(division) == 6 and division.isascii() and division.isdigit()):
             raise FeatureError(f"must be a 6-digit administrative division code, got "
                                f"{division!r}", index=i, field="division_code", file=file,
                                code="invalid_value")

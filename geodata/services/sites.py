@@ -7,6 +7,7 @@ import shapely
 import sqlalchemy as sa
 
 from geodata import attributes as attr
+from geodata import domains
 from geodata.creditcode import credit_code_problem
 from geodata.crs import STORAGE_SRID
 from geodata.errors import ConflictError, FeatureError
@@ -119,12 +120,14 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, ch
         new.append(Enterprise(
             park_id=park.id, name=attr.text(row.get("name"), field="name", **where),
             credit_code=codes[i],
-            industry=attr.text(row.get("industry"), field="industry", required=False, **where),
-            employees=attr.integer(row.get("employees"), field="employees", minimum=0, **where),
+            industry=attr.text(row.get("industry"), field="industry", required=False,
+                               kind="category", **where),
+            employees=attr.integer(row.get("employees"), field="employees", minimum=0,
+                                   maximum=domains.EMPLOYEES_MAX, **where),
             contact_name=attr.text(row.get("contact_name"), field="contact_name",
-                                   required=False, **where),
+                                   required=False, kind="person", **where),
             contact_phone=attr.text(row.get("contact_phone"), field="contact_phone",
-                                    required=False, max_length=32, **where),
+                                    required=False, kind="phone", **where),
             registered=attr.boolean(row.get("registered"), field="registered", **where),
             grid_id=grids[assigned[i]].id if assigned[i] >= 0 else None,
             site=to_element(geoms[i])))

@@ -36,8 +36,9 @@ def import_staff(session, park, frame, *, file=None):
             raise FeatureError(f"unknown role {role!r}; use one of {', '.join(ROLE_NAMES)}",
                                code="invalid_value", field="role", **where)
         new.append(GridStaff(
-            grid_id=grids[grid_code], name=attr.text(row.get("name"), field="name", **where),
-            phone=attr.text(row.get("phone"), field="phone", max_length=32, **where),
+            grid_id=grids[grid_code],
+            name=attr.text(row.get("name"), field="name", kind="person", **where),
+            phone=attr.text(row.get("phone"), field="phone", kind="phone", **where),
             role=ROLE_NAMES[role],
             published=attr.boolean(row.get("published"), field="published", **where)))
     session.add_all(new)

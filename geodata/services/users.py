@@ -15,11 +15,12 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
 from geodata import attributes as attr
+from geodata import domains
 from geodata.errors import ConflictError, FeatureError, NotFoundError, ValidationError
 from geodata.models import ApiToken, Grid, User, UserGrid
 from geodata.workflow import ROLES, AuthenticationRequiredError
@@ -136,7 +137,8 @@ def add_user(session, username, password, role, *, display_name="", grid_codes=(
     check_password(password, username)
     _check_role(role)
     try:
-        display_name = attr.text(display_name, field="display_name", required=False) or ""
+        display_name = attr.text(display_name, field="display_name", required=False,
+                                 kind="person") or ""
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details=exc.details) from None
     if session.execute(sa.select(User.id).where(User.username == username)).first():
@@ -245,9 +247,14 @@ def create_token(session, username, name="", *, days=None):
     The token text is returned only here; the database keeps its SHA-256.
     """
     user = get_user(session, username)
+    name = domains.text(name, "name", kind="category") or ""
+    if days is not None:
+        # The expiry must be a storable date-time (geodata.domains).
+        days = domains.integer(days, "days", minimum=1,
+                               maximum=(domains.DATE_MAX - date.today()).days)
     token = "gm_" + secrets.token_urlsafe(32)
     expires = datetime.now(timezone.utc) + timedelta(days=days) if days else None
-    row = ApiToken(user=user, name=name or "", token_hash=token_hash(token), expires_at=expires)
+    row = ApiToken(user=user, name=name, token_hash=token_hash(token), expires_at=expires)
     session.add(row)
     session.flush()
     return token, row

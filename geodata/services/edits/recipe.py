@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
-from geodata import arrangement, editing
+from geodata import arrangement, domains, editing
 from geodata import attributes as attr
 from geodata.coverage import check_coverage
 from geodata.crs import area_m2, to_metric, to_storage
@@ -253,6 +253,8 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
     if not actor or not str(actor).strip():
         raise ValidationError("an edit needs an actor (who makes it)", code="missing_field",
                               details={"field": "actor"})
+    actor = domains.text(str(actor), "actor", kind="person")
+    reason = domains.text(reason, "reason", kind="reason") or ""
     park = _lock(session, park, write=not dry_run)
     state = _State(session, park, tolerance_m)
     _check_versions(state, if_match, expected, [attr.code(c) for c in expected_codes])

@@ -1,0 +1,274 @@
+"""The documented domain of every value gridmap stores or looks up.
+
+Everything that enters (JSON API, services, file importers, CLI options) is
+checked here *before* it is written, so that no stored value can make a later
+read, export or generated number fail on either backend.  Each function
+returns the normalised value or raises
+:class:`~geodata.errors.FeatureError` (422) whose ``details`` name the
+``field`` and the ``domain`` it broke.
+
+The domains
+-----------
+Codes (parks, grids, enterprises' credit codes, ledger numbers)
+    Normalised with NFKC, trimmed and upper-cased, so ``a-01``, ``A-01 `` and
+    ``Ａ-01`` are one code.  Alphabet: ASCII letters ``A-Z``, digits,
+    ``-``, ``_`` and ``.``; the first character is a letter or digit.  So no
+    space, CR/LF, quote, ``/``, ``<``, NUL, control or bidi character and no
+    CJK: codes go into URL paths, file names and ``Content-Disposition``
+    headers (which must be Latin-1).  Park codes are at most
+    :data:`PARK_CODE_MAX` (32, the column) characters, grid codes
+    :data:`GRID_CODE_MAX` (64).
+Ledger numbers (台账编号)
+    ``YH<year>-<seq>``: a 4-digit year in the date range below and a sequence
+    number of 1 to 6 digits, 1..:data:`LEDGER_SEQ_MAX`.  Generated numbers
+    are the park's highest number of that year plus one, and never go past
+    :data:`LEDGER_SEQ_MAX` (409 ``ledger_numbers_exhausted`` instead), so the
+    next number always fits the 32-character column.
+Text
+    NFC, trimmed, at most the column's length (:data:`TEXT_MAX` per kind).
+    No NUL or other C0/C1 control character, no lone surrogate and no bidi
+    override or isolate (PostgreSQL refuses NUL and lone surrogates, so the
+    backends would diverge, and bidi controls disguise text).  Only multi-line
+    kinds (descriptions, notes, reasons) may hold tab, CR and LF.
+Dates and date-times
+    :data:`DATE_MIN` (1970-01-01) to :data:`DATE_MAX` (2100-12-31).  A
+    date-time must name its offset or is taken as UTC; it is normalised to
+    UTC and its UTC date must lie in that range, so every driver (psycopg,
+    pysqlite, pandas, openpyxl) reads it back.
+Integers
+    Whole numbers (``true`` is not one) within signed 64 bits at most, and
+    within each column: row ids are 1..:data:`ID_MAX` (the 32-bit
+    ``INTEGER`` primary keys of PostgreSQL), page offsets 0..:data:`OFFSET_MAX`,
+    employee counts 0..:data:`EMPLOYEES_MAX`.
+"""
+
+import re
+import unicodedata
+from datetime import date, datetime, time, timezone
+
+from geodata.errors import FeatureError
+
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+#: Row ids: PostgreSQL ``INTEGER`` primary keys.
+ID_MAX = 2**31 - 1
+#: 32-bit ``INTEGER`` columns (versions, counts).
+INT32_MAX = 2**31 - 1
+#: Page offsets of every list (the map API has always capped them here).
+OFFSET_MAX = 10**9
+EMPLOYEES_MAX = 10_000_000
+
+DATE_MIN = date(1970, 1, 1)
+DATE_MAX = date(2100, 12, 31)
+DATETIME_MIN = datetime.combine(DATE_MIN, time.min, timezone.utc)
+DATETIME_MAX = datetime.combine(DATE_MAX, time.max, timezone.utc)
+
+PARK_CODE_MAX = 32
+GRID_CODE_MAX = 64
+LEDGER_SEQ_MAX = 999_999
+
+#: Longest text per kind: each matches its column (geodata/models).
+TEXT_MAX = {
+    "name": 200,        # parks, grids, enterprises; photo file names
+    "person": 100,      # staff, supervisors, actors, display names, contacts
+    "category": 100,    # hazard categories, industries, token names
+    "phone": 32,
+    "note": 2000,       # descriptions, notes, escalation reasons (Text columns)
+    "reason": 500,      # why a grid edit was made
+    "search": 100,      # a search query
+}
+MULTILINE = frozenset({"note", "reason"})
+
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9._-]*$")
+_LEDGER = re.compile(r"^YH(\d{4})-(\d{1,6})$")
+# C0 and C1 controls, DEL, lone surrogates, bidi embeddings/overrides/isolates.
+_BAD_ANY = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069"
+_FORBIDDEN = re.compile(f"[{_BAD_ANY}]")
+_FORBIDDEN_LINE = re.compile(f"[{_BAD_ANY}\t\n\r\u2028\u2029]")
+
+
+def _fail(reason, field, domain, code="invalid_value", **where):
+    raise FeatureError(reason, code=code, field=field, domain=domain, **where)
+
+
+def text(value, field, *, kind="name", required=False, max_length=None, **where):
+    """Return ``value`` as clean NFC text of ``kind``, or None when optional and blank.
+
+    Parameters
+    ----------
+    value : str or None
+    field : str
+        Named in the error.
+    kind : str
+        A key of :data:`TEXT_MAX`; kinds in :data:`MULTILINE` may hold tab,
+        CR and LF.
+    max_length : int, optional
+        A tighter cap than the kind's.
+    **where
+        ``index`` and ``file`` of an imported feature.
+
+    Raises
+    ------
+    FeatureError
+        ``missing_field``, ``invalid_type``, ``invalid_text`` (control, bidi or
+        surrogate characters) or ``text_too_long``.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            _fail("is required", field, "text", code="missing_field", **where)
+        return None
+    if not isinstance(value, str):
+        _fail(f"must be text, got {type(value).__name__}", field, "text", code="invalid_type",
+              **where)
+    limit = min(TEXT_MAX[kind], max_length or TEXT_MAX[kind])
+    value = unicodedata.normalize("NFC", value.strip())
+    if (_FORBIDDEN if kind in MULTILINE else _FORBIDDEN_LINE).search(value):
+        _fail("contains control, line-break, bidirectional-override or surrogate characters"
+              if kind not in MULTILINE else
+              "contains control, bidirectional-override or surrogate characters",
+              field, f"{kind} text", code="invalid_text", **where)
+    if len(value) > limit:
+        _fail(f"is {len(value)} characters; at most {limit} allowed", field,
+              f"{kind} text of at most {limit} characters", code="text_too_long", **where)
+    return value
+
+
+def code(value, field, *, kind="grid", required=True, **where):
+    """Return a normalised code (NFKC, trimmed, upper case) in the code alphabet.
+
+    ``kind`` is ``"park"`` (at most :data:`PARK_CODE_MAX` characters) or
+    ``"grid"`` (:data:`GRID_CODE_MAX`).
+
+    Raises
+    ------
+    FeatureError
+        ``missing_field``, ``invalid_text`` or ``invalid_value`` naming the alphabet.
+    """
+    raw = text(value, field, kind="name", required=required, **where)
+    if raw is None:
+        return None
+    normal = unicodedata.normalize("NFKC", raw).strip().upper()
+    limit = PARK_CODE_MAX if kind == "park" else GRID_CODE_MAX
+    domain = (f"{kind} code: 1-{limit} of A-Z 0-9 . _ -, starting with a letter or digit")
+    if len(normal) > limit or not _CODE.match(normal):
+        _fail(f"{normal[:80]!r} is not a {kind} code (1-{limit} characters: letters A-Z, "
+              "digits, '.', '_' and '-', starting with a letter or digit)", field, domain,
+              **where)
+    return normal
+
+
+def is_code(value, kind="grid"):
+    """True when ``value`` could name a stored park or grid (for lookups: False is a 404)."""
+    try:
+        code(value, "code", kind=kind)
+    except FeatureError:
+        return False
+    return True
+
+
+def ledger_code(value, field="code", **where):
+    """Return a normalised ledger number ``YH<year>-<seq>``, or None when blank.
+
+    Raises
+    ------
+    FeatureError
+        ``invalid_value`` for any other shape, a year outside the date range
+        or a sequence number outside 1..:data:`LEDGER_SEQ_MAX`.
+    """
+    raw = code(value, field, required=False, **where)
+    if raw is None:
+        return None
+    match = _LEDGER.match(raw)
+    domain = (f"ledger number YH<year {DATE_MIN.year}-{DATE_MAX.year}>-<1 to 6 digits, "
+              f"1..{LEDGER_SEQ_MAX}>")
+    if not match or not DATE_MIN.year <= int(match.group(1)) <= DATE_MAX.year or not (
+            1 <= int(match.group(2)) <= LEDGER_SEQ_MAX):
+        _fail(f"{raw!r} is not a ledger number ({domain}, e.g. YH2025-0001)", field, domain,
+              **where)
+    return raw
+
+
+def ledger_sequence(code_, year):
+    """Return the sequence number of ``code_`` if it is a ledger number of ``year``, else None."""
+    match = _LEDGER.match(code_ or "")
+    if match and int(match.group(1)) == year:
+        return int(match.group(2))
+    return None
+
+
+def integer(value, field, *, minimum=INT64_MIN, maximum=INT64_MAX, **where):
+    """Return ``value`` if it is a whole number in ``minimum..maximum`` (within 64 bits).
+
+    Raises
+    ------
+    FeatureError
+        ``invalid_type`` for a non-integer (``true`` included), ``invalid_value``
+        out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(f"must be a whole number, got {value!r:.40}", field, "integer",
+              code="invalid_type", **where)
+    minimum, maximum = max(minimum, INT64_MIN), min(maximum, INT64_MAX)
+    if not minimum <= value <= maximum:
+        shown = f"{value:.6g}" if abs(value) > 10**12 else str(value)  # 2^70 has 22 digits
+        _fail(f"must be between {minimum} and {maximum}, got {shown}", field,
+              f"integer {minimum}..{maximum}", **where)
+    return int(value)
+
+
+def is_id(value):
+    """True when ``value`` could be a stored row id (1..:data:`ID_MAX`); else a lookup is a 404."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= ID_MAX
+
+
+def day(value, field, *, required=False, **where):
+    """Return ``value`` (a date or ``YYYY-MM-DD``) as a date within the date range.
+
+    Raises
+    ------
+    FeatureError
+        ``missing_field``, ``invalid_date`` (not a date) or ``invalid_value``
+        (outside :data:`DATE_MIN`..:data:`DATE_MAX`).
+    """
+    if value is None:
+        if required:
+            _fail("is required", field, "date", code="missing_field", **where)
+        return None
+    if isinstance(value, datetime):
+        value = value.date()
+    if not isinstance(value, date):
+        try:
+            value = date.fromisoformat(str(value).strip())
+        except ValueError:
+            _fail(f"must be a date YYYY-MM-DD, got {str(value)[:40]!r}", field, "date",
+                  code="invalid_date", **where)
+    if not DATE_MIN <= value <= DATE_MAX:
+        _fail(f"{value.isoformat()} is outside {DATE_MIN}..{DATE_MAX}", field,
+              f"date {DATE_MIN}..{DATE_MAX}", **where)
+    return value
+
+
+def moment(value, field, **where):
+    """Return ``value`` (ISO 8601 text or a datetime) as an aware UTC datetime in range.
+
+    A value without an offset is taken as UTC.
+
+    Raises
+    ------
+    FeatureError
+        ``invalid_date`` (not an ISO date-time) or ``invalid_value`` (its UTC
+        date outside :data:`DATE_MIN`..:data:`DATE_MAX`).
+    """
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            _fail(f"must be an ISO 8601 date-time, got {str(value)[:40]!r}", field, "date-time",
+                  code="invalid_date", **where)
+    domain = f"date-time {DATETIME_MIN.isoformat()}..{DATETIME_MAX.isoformat()}"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    # Compare before converting: astimezone() of 0001-01-01T00:00+14:00 overflows.
+    if not DATETIME_MIN <= value <= DATETIME_MAX:
+        _fail(f"{value.isoformat()} is outside {DATE_MIN}..{DATE_MAX} (UTC)", field, domain,
+              **where)
+    return value.astimezone(timezone.utc)
