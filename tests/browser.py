@@ -245,12 +245,15 @@ def load_payload_park(engine):
             {"grid_code": "X-001", "name": PAYLOAD_STAFF, "phone": "13800000000",
              "role": "grid_chief", "published": True}]))
         today = date.today()
+        found = today - timedelta(days=30)
+        # a ledger number carries its found date's year
         hazards = gpd.GeoDataFrame([
-            {"code": "YH2025-0001", "category": "消防", "level": "major", "status": "rectifying",
-             "description": PAYLOAD_NOTE, "found_date": today - timedelta(days=30),
+            {"code": f"YH{found.year}-0001", "category": "消防", "level": "major",
+             "status": "rectifying", "description": PAYLOAD_NOTE, "found_date": found,
              "deadline": today - timedelta(days=3)},
-            {"code": "YH2025-0002", "category": PAYLOAD_NAME, "level": "general", "status": "found",
-             "description": "ok", "found_date": today, "deadline": today + timedelta(days=9)}],
+            {"code": f"YH{today.year}-0002", "category": PAYLOAD_NAME, "level": "general",
+             "status": "found", "description": "ok", "found_date": today,
+             "deadline": today + timedelta(days=9)}],
             geometry=[metric_point(300, 700), metric_point(600, 100)], crs=4326)
         import_hazards(session, park, hazards)
         add_user(session, *PAYLOAD_PLANNER, "planner", display_name=PAYLOAD_USER)

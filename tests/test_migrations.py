@@ -96,7 +96,7 @@ def test_0001_database_with_data_upgrades_to_head(fresh_url):
 
 
 def test_0003_accounts_upgrade_to_server_side_sessions(fresh_url):
-    engine = make_engine(fresh_url)
+    engine = make_engine(fresh_url, create=True)
     try:
         schema.upgrade(engine, "0003")
         with engine.begin() as conn:

@@ -1,5 +1,7 @@
 """``gridmap users ...``: accounts and API tokens from the shell."""
 
+import sys
+
 import click
 
 from geodata.cli.context import emit_table, format_option, pass_context
@@ -14,7 +16,7 @@ _password_stdin = click.option(
 def _new_password(from_stdin):
     """The first line of stdin, or a password asked for twice without echo."""
     if from_stdin:
-        return click.get_text_stream("stdin").readline().rstrip("\r\n")
+        return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
