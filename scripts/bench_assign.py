@@ -1,7 +1,10 @@
 """Benchmark point-to-cell assignment side by side with ``geopandas.sjoin``.
 
-In one run, on the same random points and the same regular lattice of
-cells (EPSG:4326, about 50 m cells):
+In one run, on the same random points and the same cells (EPSG:4326): by
+default the grids of one generated province-scale park
+(:func:`geodata.province.build_province`, jittered ~100 m quadrilaterals
+around a hole; points in the hole or off the park get no cell), or with
+``--cells lattice`` a regular lattice of 50 m squares.
 
 - ``geopandas.sjoin`` (predicate ``intersects``, deduplicated to one cell
   per point: the lowest cell index, as ``assign_to_cells`` does);
@@ -20,7 +23,7 @@ if one does not.  It prints points per second and the ratio to sjoin.
 Usage::
 
     python scripts/bench_assign.py [--points 1000000] [--grids 100000] [--workers 2]
-        [--repeat 3]
+        [--repeat 3] [--cells province|lattice]
 """
 
 import argparse
@@ -37,6 +40,7 @@ import shapely
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from geodata.province import build_province  # noqa: E402
 from geodata.spatial import _assign_general, assign_to_cells  # noqa: E402
 
 
@@ -76,15 +80,21 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cells", choices=("province", "lattice"), default="province")
     args = parser.parse_args(argv)
 
     from distributed import Client, LocalCluster
 
-    cells, (x0, y0, x1, y1) = lattice(args.grids)
+    if args.cells == "lattice":
+        cells, (x0, y0, x1, y1) = lattice(args.grids)
+    else:
+        (park,) = build_province(1, args.grids)
+        cells = park.grids.geometry.to_numpy()
+        x0, y0, x1, y1 = park.park["boundary"].bounds
     rng = np.random.default_rng(args.seed)
     points = shapely.points(rng.uniform(x0, x1, args.points), rng.uniform(y0, y1, args.points))
     n = args.points
-    print(f"{n:,} points, {args.grids:,} cells, {os.cpu_count()} cores, "
+    print(f"{n:,} points, {args.grids:,} cells ({args.cells}), {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f} at start; best of {args.repeat}")
 
     rows = []
