@@ -52,8 +52,8 @@ def assign_to_cells(geoms, cells, order=None, workers=None):
     geoms = np.asarray(geoms, dtype=object)
     cells = np.asarray(cells, dtype=object)
     result = np.full(len(geoms), -1, dtype=np.int64)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
+    if workers is not None and (isinstance(workers, bool)
+                                or not isinstance(workers, (int, np.integer)) or workers < 1):
         raise ValueError(f"assign_to_cells: workers must be a positive integer, got {workers!r}")
     if order is not None and len(order) != len(cells):
         raise ValueError(f"assign_to_cells: order has {len(order)} ranks for {len(cells)} cells")
@@ -67,7 +67,7 @@ def assign_to_cells(geoms, cells, order=None, workers=None):
         if workers is None or workers == 1:
             best = _best_positions(geoms[points], cells, position, len(position))
         else:
-            best = _best_positions_dask(geoms[points], cells, position, workers)
+            best = _best_positions_dask(geoms[points], cells, position, int(workers))
         result[points] = _cells_at(best, position)
     others = np.flatnonzero(~is_point)
     if len(others):
