@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from geodata.province import build_province  # noqa: E402
-from geodata.spatial import _assign_general, assign_to_cells  # noqa: E402
+from geodata.spatial import (  # noqa: E402
+    _assign_general, assign_to_cells, local_cluster_options)
 
 
 def lattice(n_grids, size=0.0005, x0=114.3, y0=34.0):
@@ -110,8 +111,7 @@ def main(argv=None):
     check("per-pair path (tree on cells, intersects per pair)",
           lambda: _assign_general(points, cells, np.arange(len(cells))))
     check("assign_to_cells, 1 core", lambda: assign_to_cells(points, cells))
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster):
+    with LocalCluster(**local_cluster_options(args.workers)) as cluster, Client(cluster):
         assign_to_cells(points[:1000], cells, workers=args.workers)  # workers import shapely
         check(f"assign_to_cells, workers={args.workers} (warm Dask LocalCluster)",
               lambda: assign_to_cells(points, cells, workers=args.workers))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import shapely
 
-from geodata.spatial import assign_to_cells
+from geodata.spatial import assign_to_cells, local_cluster_options
 
 
 def reference_assign(geoms, cells, order=None):
@@ -144,8 +144,7 @@ def test_two_dask_workers_match_reference():
     # Without a client: one LocalCluster is started and closed for the call.
     assert np.array_equal(assign_to_cells(geoms, cells, order, workers=2), expected)
     # With a client: the call uses it, and both worker processes did a chunk.
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(**local_cluster_options(2)) as cluster, \
             distributed.Client(cluster) as client:
         with distributed.get_task_stream(client) as stream:
             assert np.array_equal(assign_to_cells(geoms, cells, order, workers=2), expected)
