@@ -36,10 +36,10 @@ def demo(obj, seed, parks, grids_per_park):
     grids each instead (deterministic for a seed; parks already stored are
     skipped), e.g. ``gridmap demo --parks 100 --grids-per-park 1000``.
     """
-    from geodata import schema
-
     if grids_per_park is not None and parks is None:
         raise click.UsageError("--grids-per-park needs --parks")
+    from geodata import schema
+
     engine = obj.creating_engine()
     schema.upgrade(engine)
     if parks is None:
