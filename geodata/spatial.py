@@ -19,10 +19,11 @@ def assign_to_cells(geoms, cells, order=None, workers=None):
     grid code wins.  Cells of equal rank fall to the lower cell index.
 
     Points take a faster path than other geometries: an STRtree is built on
-    the points and queried with the cells, so each cell is prepared once for
-    its ``covers`` tests (for a point, "the cell covers it" and "it intersects
-    the cell" are the same test).  The result is the same as the general
-    path's.
+    the points and queried with the cells' bounding boxes, then each
+    candidate pair gets GEOS's point-in-polygon test on the prepared cell
+    (``intersects_xy``, boundary included).  The result is the same as the
+    general path's.  Cells that were not prepared are unprepared again
+    afterwards.
 
     Parameters
     ----------
@@ -65,7 +66,8 @@ def assign_to_cells(geoms, cells, order=None, workers=None):
     points = np.flatnonzero(is_point)
     if len(points):
         if workers is None or workers == 1:
-            best = _best_positions(geoms[points], cells, position, len(position))
+            best = _best_positions(geoms[points], shapely.get_coordinates(geoms[points]),
+                                   cells, position, len(position))
         else:
             best = _best_positions_dask(geoms[points], cells, position, int(workers))
         result[points] = _cells_at(best, position)
@@ -92,24 +94,31 @@ def _cells_at(best, position):
     return by_position[best]
 
 
-def _best_positions(points, cells, cell_position, no_cell):
-    """For each point, the lowest position of a cell covering it (``no_cell`` if none).
+def _best_positions(points, xy, cells, cell_position, no_cell):
+    """For each point, the lowest position of a cell holding it (``no_cell`` if none).
 
-    The tree holds the points and the cells are the query geometries:
-    shapely prepares each query geometry, so every cell is prepared once,
-    and a point lies in a cell exactly when the cell covers it (boundary
-    included, as ``intersects``).
+    ``xy`` holds the points' coordinates, one row per point.  The tree
+    holds the points and is queried with the cells' bounding boxes (the
+    cheaper way round: one query per cell, not per point); the exact test
+    is ``intersects_xy`` on the prepared cell, which includes the boundary,
+    as ``intersects`` does.
     """
-    ci, pi = shapely.STRtree(points).query(cells, predicate="covers")
+    ci, pi = shapely.STRtree(points).query(cells)
+    fresh = cells[~shapely.is_prepared(cells)]
+    shapely.prepare(fresh)
+    try:
+        hit = shapely.intersects_xy(cells[ci], xy[pi, 0], xy[pi, 1])
+    finally:
+        shapely.destroy_prepared(fresh)  # the caller's geometries are left as they came
     best = np.full(len(points), no_cell, dtype=np.int64)
-    np.minimum.at(best, pi, cell_position[ci])
+    np.minimum.at(best, pi[hit], cell_position[ci[hit]])
     return best
 
 
 def _best_positions_task(part):
     """Dask task: ``_best_positions`` on coordinates and WKB, which ship cheaply."""
     xy, cells_wkb, cell_position, no_cell = part
-    return _best_positions(shapely.points(xy), shapely.from_wkb(cells_wkb), cell_position,
+    return _best_positions(shapely.points(xy), xy, shapely.from_wkb(cells_wkb), cell_position,
                            no_cell)
 
 

@@ -160,3 +160,10 @@ def test_single_core_path_does_not_import_dask():
             "workers=1); assert r.tolist() == [0], r; "
             "assert not {'dask', 'distributed'} & set(sys.modules), 'dask imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
+
+
+def test_cells_come_back_as_prepared_as_they_were():
+    cells, points = _points(7)
+    shapely.prepare(cells[:5])
+    assign_to_cells(points, cells)
+    assert shapely.is_prepared(cells[:5]).all() and not shapely.is_prepared(cells[5:]).any()
