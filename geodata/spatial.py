@@ -22,8 +22,8 @@ def assign_to_cells(geoms, cells, order=None, workers=None):
     the points and queried with the cells' bounding boxes, then each
     candidate pair gets GEOS's point-in-polygon test on the prepared cell
     (``intersects_xy``, boundary included).  The result is the same as the
-    general path's.  Cells that were not prepared are unprepared again
-    afterwards.
+    general path's.  The cells passed in are not modified (copies are
+    prepared).
 
     Parameters
     ----------
@@ -104,12 +104,13 @@ def _best_positions(points, xy, cells, cell_position, no_cell):
     as ``intersects`` does.
     """
     ci, pi = shapely.STRtree(points).query(cells)
-    fresh = cells[~shapely.is_prepared(cells)]
-    shapely.prepare(fresh)
-    try:
-        hit = shapely.intersects_xy(cells[ci], xy[pi, 0], xy[pi, 1])
-    finally:
-        shapely.destroy_prepared(fresh)  # the caller's geometries are left as they came
+    # Prepare copies, never the caller's geometries: preparing works in
+    # place, and a cached cell array may be in use by another thread.
+    prepared = cells.copy()
+    fresh = ~shapely.is_prepared(cells)
+    prepared[fresh] = shapely.transform(cells[fresh], lambda coords: coords)
+    shapely.prepare(prepared[fresh])
+    hit = shapely.intersects_xy(prepared[ci], xy[pi, 0], xy[pi, 1])
     best = np.full(len(points), no_cell, dtype=np.int64)
     np.minimum.at(best, pi[hit], cell_position[ci[hit]])
     return best
