@@ -16,11 +16,10 @@ import shapely
 from geodata.crs import STORAGE_SRID, metric_epsg_for, to_metric
 
 _PARK_CODE = re.compile(r"^[A-Z0-9]{2,16}$")
-_MAX_SEQ = 999
 _MAX_SUB = 99
 
 
-def grid_code(park_code, seq, sub=None):
+def grid_code(park_code, seq, sub=None, *, width=3):
     """Return the code of a level-1 grid or of one of its sub-grids.
 
     Parameters
@@ -31,6 +30,10 @@ def grid_code(park_code, seq, sub=None):
         1-based sequence number of the level-1 grid within the park (1..999).
     sub : int, optional
         1-based sequence number of the sub-grid within its parent (1..99).
+    width : int, optional
+        Digits of the level-1 sequence number (default 3, so 1..999).  Parks
+        with more level-1 grids (generated province-scale data) pass a wider
+        one, so codes still sort in sequence order.
 
     Returns
     -------
@@ -44,9 +47,10 @@ def grid_code(park_code, seq, sub=None):
     """
     if not isinstance(park_code, str) or not _PARK_CODE.match(park_code):
         raise ValueError(f"park code must be 2-16 upper-case letters/digits, got {park_code!r}")
-    if not _is_int(seq) or not 1 <= seq <= _MAX_SEQ:
-        raise ValueError(f"grid sequence must be an integer in 1..{_MAX_SEQ}, got {seq!r}")
-    code = f"{park_code}-{int(seq):03d}"
+    top = 10**width - 1
+    if not _is_int(seq) or not 1 <= seq <= top:
+        raise ValueError(f"grid sequence must be an integer in 1..{top}, got {seq!r}")
+    code = f"{park_code}-{int(seq):0{width}d}"
     if sub is None:
         return code
     if not _is_int(sub) or not 1 <= sub <= _MAX_SUB:

@@ -23,16 +23,34 @@ def init_db(obj):
 
 @click.command("demo")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the fixed demo seed).")
+@click.option("--parks", type=click.IntRange(1, 9999), default=None,
+              help="Instead of the demo park, generate this many province-scale parks "
+                   "(codes PV001...), one transaction each.")
+@click.option("--grids-per-park", type=click.IntRange(1, 1_000_000), default=None,
+              help="With --parks: grids in each generated park (default 1000).")
 @pass_context
-def demo(obj, seed):
-    """Create the schema if needed and load the demo park (扶沟县先进制造业开发区)."""
+def demo(obj, seed, parks, grids_per_park):
+    """Create the schema if needed and load the demo park (扶沟县先进制造业开发区).
+
+    With ``--parks N [--grids-per-park M]``, load N generated parks of M
+    grids each instead (deterministic for a seed; parks already stored are
+    skipped), e.g. ``gridmap demo --parks 100 --grids-per-park 1000``.
+    """
+    if grids_per_park is not None and parks is None:
+        raise click.UsageError("--grids-per-park needs --parks")
     from geodata import schema
-    from geodata.services.demo_loader import load_demo
 
     engine = obj.creating_engine()
     schema.upgrade(engine)
-    summary = load_demo(engine, seed=seed)
-    click.echo(summary)
+    if parks is None:
+        from geodata.services.demo_loader import load_demo
+
+        click.echo(load_demo(engine, seed=seed))
+        return
+    from geodata.services.demo_loader import load_province
+
+    click.echo(load_province(engine, parks, grids_per_park or 1000, seed=seed,
+                             progress=lambda line: click.echo(line, err=True)))
 
 
 @click.command("info")
