@@ -41,7 +41,8 @@ def _allowed(*names):
                               details={"parameter": unknown[0], "allowed": list(names)})
 
 
-def _single(name):
+def single_arg(name):
+    """The query parameter ``name`` (None when absent); 400 when it is given twice."""
     values = request.args.getlist(name)
     if len(values) > 1:
         raise BadRequestError(f"query parameter {name!r} given {len(values)} times",
@@ -146,7 +147,7 @@ def park(code):
     """One park: boundary (``zoom`` simplifies it) and headline counts."""
     _allowed("zoom")
     session = get_session()
-    zoom = parse_int("zoom", _single("zoom"), 0, MAX_ZOOM)
+    zoom = parse_int("zoom", single_arg("zoom"), 0, MAX_ZOOM)
     return _geojson(mapdata.park_feature(session, get_park(session, code), zoom=zoom,
                                          today=today()))
 
@@ -158,9 +159,10 @@ def grids(code):
     session = get_session()
     park_ = get_park(session, code)
     return _geojson(mapdata.grid_layer(
-        session, park_, level=parse_int("level", _single("level"), 1, 9, default=1),
-        bbox=parse_bbox(_single("bbox")), zoom=parse_int("zoom", _single("zoom"), 0, MAX_ZOOM),
-        limit=parse_int("limit", _single("limit"), 1, MAX_GRID_LIMIT), today=today()))
+        session, park_, level=parse_int("level", single_arg("level"), 1, 9, default=1),
+        bbox=parse_bbox(single_arg("bbox")),
+        zoom=parse_int("zoom", single_arg("zoom"), 0, MAX_ZOOM),
+        limit=parse_int("limit", single_arg("limit"), 1, MAX_GRID_LIMIT), today=today()))
 
 
 @bp.get("/parks/<code>/tiles/grids/<int:z>/<int:x>/<int:y>.mvt")
@@ -169,7 +171,7 @@ def grid_tile(code, z, x, y):
     _allowed("level")
     session = get_session()
     tile = tiles.grid_tile(session, get_park(session, code), z, x, y, today=today(),
-                           level=parse_int("level", _single("level"), 1, 9, default=1))
+                           level=parse_int("level", single_arg("level"), 1, 9, default=1))
     return current_app.response_class(tile, mimetype="application/vnd.mapbox-vector-tile")
 
 
@@ -205,8 +207,8 @@ def enterprises(code):
     _allowed("bbox", "hidden")
     session = get_session()
     return _geojson(mapdata.enterprise_layer(
-        session, get_park(session, code), bbox=parse_bbox(_single("bbox")),
-        hidden=parse_bool("hidden", _single("hidden"))))
+        session, get_park(session, code), bbox=parse_bbox(single_arg("bbox")),
+        hidden=parse_bool("hidden", single_arg("hidden"))))
 
 
 @bp.get("/parks/<code>/hidden-units")
@@ -224,13 +226,13 @@ def hazards(code):
     session = get_session()
     park_ = get_park(session, code)
     query = mapdata.HazardQuery(
-        status=parse_choices("status", _single("status"), HAZARD_STATUSES + ("open",)),
-        level=parse_choices("level", _single("level"), HAZARD_LEVELS),
-        grid=_single("grid"), overdue=parse_bool("overdue", _single("overdue")),
-        bbox=parse_bbox(_single("bbox")),
-        limit=parse_int("limit", _single("limit"), 1, mapdata.MAX_LIMIT,
+        status=parse_choices("status", single_arg("status"), HAZARD_STATUSES + ("open",)),
+        level=parse_choices("level", single_arg("level"), HAZARD_LEVELS),
+        grid=single_arg("grid"), overdue=parse_bool("overdue", single_arg("overdue")),
+        bbox=parse_bbox(single_arg("bbox")),
+        limit=parse_int("limit", single_arg("limit"), 1, mapdata.MAX_LIMIT,
                         default=DEFAULT_HAZARD_LIMIT),
-        offset=parse_int("offset", _single("offset"), 0, 10**9, default=0))
+        offset=parse_int("offset", single_arg("offset"), 0, 10**9, default=0))
     if "open" in query.status:
         query.status = tuple(sorted(set(query.status) - {"open"} | set(mapdata.OPEN)))
     return _geojson(mapdata.hazard_layer(session, park_, query, today=today()))
@@ -240,7 +242,7 @@ def hazards(code):
 def search(code):
     """Grids (code or name) and enterprises (name) matching ``q``, with their bbox."""
     _allowed("q")
-    q = domains.text(_single("q"), "q", kind="search") or ""
+    q = domains.text(single_arg("q"), "q", kind="search") or ""
     session = get_session()
     return jsonify(mapdata.search(session, get_park(session, code), q))
 

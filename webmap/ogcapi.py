@@ -25,7 +25,7 @@ from flask import Blueprint, current_app, g, render_template, request, url_for
 
 from geodata.errors import BadRequestError
 from geodata.services import features
-from webmap.api import today
+from webmap.api import single_arg, today
 from webmap.db import get_session
 
 bp = Blueprint("ogcapi", __name__, url_prefix="/ogcapi")
@@ -48,14 +48,6 @@ def _viewer():
     return features.Viewer(role=user.role if user is not None else None)
 
 
-def _single(name):
-    values = request.args.getlist(name)
-    if len(values) > 1:
-        raise BadRequestError(f"query parameter {name!r} given {len(values)} times",
-                              code="repeated_parameter", details={"parameter": name})
-    return values[0] if values else None
-
-
 def _check_params(*allowed):
     """400 for an unknown or repeated query parameter (/req/core/query-param-unknown)."""
     allowed = ("f",) + allowed
@@ -65,12 +57,12 @@ def _check_params(*allowed):
                               f"{', '.join(allowed)}", code="unknown_parameter",
                               details={"parameter": unknown[0], "allowed": list(allowed)})
     for name in request.args:
-        _single(name)
+        single_arg(name)
 
 
 def _format():
     """``json`` or ``html``: the ``f`` parameter, else the Accept header (JSON first)."""
-    f = _single("f")
+    f = single_arg("f")
     if f is not None:
         if f not in ("json", "html"):
             raise BadRequestError("f must be json or html", code="invalid_f",
@@ -182,12 +174,12 @@ def items(collection_id):
     _check_params(*_PAGING, *(("datetime",) if collection.temporal else ()), *names)
     fmt = _format()
     query = features.ItemQuery(
-        bbox=features.parse_bbox(_single("bbox")),
-        dates=features.parse_datetime(_single("datetime")),
+        bbox=features.parse_bbox(single_arg("bbox")),
+        dates=features.parse_datetime(single_arg("datetime")),
         filters=features.parse_filters(collection, {n: request.args[n] for n in names
                                                     if n in request.args}),
-        limit=features.parse_limit(_single("limit")),
-        offset=features.parse_offset(_single("offset")))
+        limit=features.parse_limit(single_arg("limit")),
+        offset=features.parse_offset(single_arg("offset")))
     found, matched = features.items(get_session(), collection, _viewer(), query, today())
     offset = query.offset
     links = [_link(_page_url(collection_id, "json", offset),

@@ -102,17 +102,21 @@ def set_password_(obj, username, password_stdin):
         click.echo(f"new password set for {user.username}; their sessions have ended")
 
 
+def _set_active(obj, username, active):
+    from geodata.services.users import set_active
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        user = set_active(session, username, active)
+        click.echo(f"{user.username} is {'enabled' if active else 'disabled'}")
+
+
 @users.command("disable")
 @click.argument("username")
 @pass_context
 def disable(obj, username):
     """Disable USERNAME: no login, and their sessions and API tokens stop working."""
-    from geodata.services.users import set_active
-    from geodata.storage import session_scope
-
-    with session_scope(obj.ready_engine(), write=True) as session:
-        user = set_active(session, username, False)
-        click.echo(f"{user.username} is disabled")
+    _set_active(obj, username, False)
 
 
 @users.command("enable")
@@ -120,12 +124,7 @@ def disable(obj, username):
 @pass_context
 def enable(obj, username):
     """Enable USERNAME again (they log in anew; revoked tokens stay revoked)."""
-    from geodata.services.users import set_active
-    from geodata.storage import session_scope
-
-    with session_scope(obj.ready_engine(), write=True) as session:
-        user = set_active(session, username, True)
-        click.echo(f"{user.username} is enabled")
+    _set_active(obj, username, True)
 
 
 @users.command("revoke-token")
