@@ -29,8 +29,8 @@ What each partition computes, and why the merge is exact
   A pair whose two cells are flagged and owned by two partitions is found
   twice, with the same cells in the same order, hence the same result: the
   merge keeps one per pair.
-* **Outside parts** of its owned cells (the cell minus the park, where the
-  cell is not covered by it).  This is the cell's share of ``union - park``,
+* **Outside parts** of its owned cells (the cell minus the park, for cells
+  crossing the park's boundary or outside it).  This is the cell's share of ``union - park``,
   so the per-cell pieces are the same point sets; their width filter is the
   same, because a piece narrower than the tolerance is dropped either way.
 * **The park's uncovered area inside its tile**: ``(park ∩ tile) - union of
@@ -226,8 +226,13 @@ def check_partition(task):
     uncovered = shapely.difference(shapely.intersection(park, tile),
                                    coverage._union(geoms[near], flagged[near]))
 
+    # Cells crossing the park's boundary or lying outside it; a prepared
+    # covered_by would cost as much as the coverage validation.
+    edge = shapely.boundary(park)
     shapely.prepare(park)
-    out = np.flatnonzero(owned & ~shapely.covered_by(geoms, park))
+    shapely.prepare(edge)
+    out = np.flatnonzero(owned & (shapely.intersects(edge, geoms)
+                                  | ~shapely.intersects(park, geoms)))
     outside = []
     out_cells = coverage._add_outside(outside, engine, shapely.difference(geoms[out], park),
                                       out, np.arange(len(geoms)), task["codes"])
