@@ -102,8 +102,8 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
         raise ValueError(f"partitions must be at least 1, got {partitions}")
 
     def top_level(found, idx, geoms, park):
-        tasks = partition_tasks(geoms, park, found.codes[idx], partitions,
-                                found.engine.epsg, found.engine.tol)
+        tasks = partition_tasks(geoms, park, partitions, found.engine.epsg,
+                                found.engine.tol)
         if client is None:
             results = [check_partition(task) for task in tasks]
         else:
@@ -118,7 +118,7 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
                           top_level=top_level)
 
 
-def partition_tasks(geoms, park, codes, k, epsg, tolerance_m):
+def partition_tasks(geoms, park, k, epsg, tolerance_m):
     """Cut level-1 cells into about ``k`` partitions; return one task dict each.
 
     Parameters
@@ -126,8 +126,6 @@ def partition_tasks(geoms, park, codes, k, epsg, tolerance_m):
     geoms : ndarray of Polygon or MultiPolygon, EPSG:4326
         Usable level-1 cells (repaired, non-empty).
     park : Polygon or MultiPolygon, EPSG:4326
-    codes : ndarray of str
-        Code per cell.
     k : int
         Wanted number of partitions.
     epsg : int
@@ -138,8 +136,9 @@ def partition_tasks(geoms, park, codes, k, epsg, tolerance_m):
     Returns
     -------
     list of dict
-        Keys ``cells`` (indices into ``geoms``, ascending), ``wkb`` (their
-        geometry), ``codes``, ``owned`` (mask over ``cells``), ``tile``
+        Keys ``cells`` (indices into ``geoms``, ascending), ``wkb`` and
+        ``ends`` (their geometry: WKB strings end to end, and where each
+        ends), ``owned`` (mask over ``cells``), ``tile``
         (minx, miny, maxx, maxy), ``park`` (WKB), ``epsg``, ``tolerance_m``.
     """
     bounds = shapely.bounds(geoms)
@@ -154,6 +153,7 @@ def partition_tasks(geoms, park, codes, k, epsg, tolerance_m):
     xs = _edges(cx, nx, extent[0] - pad, extent[2] + pad)
     col = _bin(cx, xs)
     park_wkb = shapely.to_wkb(park)
+    wkb = shapely.to_wkb(geoms)
     tasks = []
     for c in range(nx):
         in_col = np.flatnonzero(col == c)
@@ -171,12 +171,27 @@ def partition_tasks(geoms, park, codes, k, epsg, tolerance_m):
             cells = np.flatnonzero((bounds[:, 0] <= box[2]) & (bounds[:, 2] >= box[0])
                                    & (bounds[:, 1] <= box[3]) & (bounds[:, 3] >= box[1]))
             tasks.append({
-                "cells": cells, "wkb": shapely.to_wkb(geoms[cells]), "codes": codes[cells],
+                "cells": cells, **_pack(wkb[cells]),
                 "owned": np.isin(cells, owned, assume_unique=True),
                 "tile": tuple(float(v) for v in tile), "park": park_wkb,
                 "epsg": int(epsg), "tolerance_m": float(tolerance_m),
             })
     return tasks
+
+
+def _pack(wkb):
+    """WKB strings as one buffer and their end offsets.
+
+    Pickled, an array of a million small ``bytes`` costs seconds; one buffer
+    and an integer array cost a copy.
+    """
+    return {"wkb": b"".join(wkb), "ends": np.cumsum([len(w) for w in wkb], dtype=np.int64)}
+
+
+def _unpack(task):
+    """The geometries of :func:`_pack`."""
+    buf, ends = task["wkb"], task["ends"].tolist()
+    return shapely.from_wkb([buf[a:b] for a, b in zip([0] + ends[:-1], ends)])
 
 
 def _edges(values, n, low, high):
@@ -210,7 +225,7 @@ def check_partition(task):
         area m², WKB)``; ``uncovered``: WKB of the park area inside the tile
         that no cell covers.  Cell indices are those of the task's ``cells``.
     """
-    geoms = shapely.from_wkb(task["wkb"])
+    geoms = _unpack(task)
     cells, owned = task["cells"], task["owned"]
     engine = coverage._Engine(task["epsg"], task["tolerance_m"])
     park = shapely.from_wkb(task["park"])
@@ -233,16 +248,15 @@ def check_partition(task):
     shapely.prepare(edge)
     out = np.flatnonzero(owned & (shapely.intersects(edge, geoms)
                                   | ~shapely.intersects(park, geoms)))
-    outside = []
-    out_cells = coverage._add_outside(outside, engine, shapely.difference(geoms[out], park),
-                                      out, np.arange(len(geoms)), task["codes"])
+    parts, areas, own = engine.wide_parts(shapely.difference(geoms[out], park), out)
+    out_cells, out_geoms, out_areas = coverage._group_parts(parts, areas, own)
     return {
         "flagged": cells[mine],
         "edges": shapely.to_wkb(edges[mine]),
         "overlaps": [(int(cells[i]), int(cells[j]), float(area), shapely.to_wkb(g))
                      for i, j, g, area in zip(a, b, overlap_geoms, overlap_areas)],
-        "outside": [(int(cells[c]), item["area_m2"], shapely.to_wkb(item["geometry"]))
-                    for c, item in zip(out_cells, outside)],
+        "outside": [(int(cells[c]), float(area), shapely.to_wkb(g))
+                    for c, g, area in zip(out_cells, out_geoms, out_areas)],
         "uncovered": shapely.to_wkb(uncovered),
     }
 
