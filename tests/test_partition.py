@@ -225,3 +225,34 @@ def test_check_park_on_a_dask_scheduler_and_two_workers(db_url, engine, dask_clu
         workers = client.scheduler_info()["workers"]
     assert "check_partition" in ran and len(workers) == 2
     assert_same(single, distributed)
+
+    # --all: one task per park, each checked whole on a worker: the same lines.
+    def check_all(*extra):
+        result = subprocess.run(
+            [sys.executable, "-m", "geodata.cli", "--db", db_url, "check", "--all",
+             "--format", "json", *extra], capture_output=True, text=True, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+        assert result.returncode in (0, 1), result.stderr[-3000:]
+        return result.returncode, result.stdout
+
+    assert check_all("--scheduler", dask_cluster) == check_all()
+    with Client(dask_cluster, timeout=60) as client:
+        ran = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+    assert "check_one" in ran  # dask drops the leading underscore of _check_one
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--park", "P1", "--scheduler", "http://127.0.0.1:8786"), "expected tcp://HOST:PORT"),
+    (("--park", "P1", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"), "not both"),
+    (("--grids-file", "g.geojson", "--workers", "2"), "work with --park or --all"),
+])
+def test_dask_options_refused(runner, args, message):
+    result = runner("check", *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_unreachable_scheduler_is_exit_2(runner, engine):
+    load_demo(engine, seed=1, today=date(2026, 1, 15))
+    result = runner("check", "--park", PARK_CODE, "--scheduler", f"tcp://127.0.0.1:{free_port()}")
+    assert result.exit_code == 2
+    assert "cannot connect to the Dask scheduler" in result.output

@@ -113,7 +113,7 @@ def _dask_client(workers, scheduler):
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout=30)
+            client = Client(scheduler, timeout=15)
         except OSError as exc:
             raise GridmapError(f"cannot connect to the Dask scheduler {scheduler}: {exc}",
                                code="scheduler_unavailable") from exc
