@@ -107,10 +107,11 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
         if client is None:
             results = [check_partition(task) for task in tasks]
         else:
-            # Scattered, the geometry goes straight to the workers rather than
-            # into the task graph the scheduler holds.
-            results = client.gather(client.map(check_partition, client.scatter(tasks),
-                                               pure=False))
+            # Each partition is sent as soon as it is cut, so the workers start
+            # while the next is cut.  Scattered, the geometry goes straight to
+            # the workers rather than into the task graph the scheduler holds.
+            results = client.gather([client.submit(check_partition, client.scatter([task])[0],
+                                                   pure=False) for task in tasks])
         return _merge(found, idx, park, results)
 
     return check_coverage(cells, codes, parent_codes, park=park, enterprises=enterprises,
@@ -119,7 +120,7 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
 
 
 def partition_tasks(geoms, park, k, epsg, tolerance_m):
-    """Cut level-1 cells into about ``k`` partitions; return one task dict each.
+    """Cut level-1 cells into about ``k`` partitions; yield one task dict each.
 
     Parameters
     ----------
@@ -133,10 +134,10 @@ def partition_tasks(geoms, park, k, epsg, tolerance_m):
     tolerance_m : float
         Metres, as :func:`geodata.coverage.check_coverage`.
 
-    Returns
-    -------
-    list of dict
-        Keys ``cells`` (indices into ``geoms``, ascending), ``wkb`` and
+    Yields
+    ------
+    dict
+        One per partition, with keys ``cells`` (indices into ``geoms``, ascending), ``wkb`` and
         ``ends`` (their geometry: WKB strings end to end, and where each
         ends), ``owned`` (mask over ``cells``), ``tile``
         (minx, miny, maxx, maxy), ``park`` (WKB), ``epsg``, ``tolerance_m``.
@@ -154,7 +155,6 @@ def partition_tasks(geoms, park, k, epsg, tolerance_m):
     col = _bin(cx, xs)
     park_wkb = shapely.to_wkb(park)
     wkb = shapely.to_wkb(geoms)
-    tasks = []
     for c in range(nx):
         in_col = np.flatnonzero(col == c)
         ys = _edges(cy[in_col], ny, extent[1] - pad, extent[3] + pad)
@@ -170,13 +170,12 @@ def partition_tasks(geoms, park, k, epsg, tolerance_m):
                 box[2:] = np.maximum(box[2:], bounds[owned, 2:].max(axis=0))
             cells = np.flatnonzero((bounds[:, 0] <= box[2]) & (bounds[:, 2] >= box[0])
                                    & (bounds[:, 1] <= box[3]) & (bounds[:, 3] >= box[1]))
-            tasks.append({
+            yield {
                 "cells": cells, **_pack(wkb[cells]),
                 "owned": np.isin(cells, owned, assume_unique=True),
                 "tile": tuple(float(v) for v in tile), "park": park_wkb,
                 "epsg": int(epsg), "tolerance_m": float(tolerance_m),
-            })
-    return tasks
+            }
 
 
 def _pack(wkb):
