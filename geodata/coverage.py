@@ -389,6 +389,7 @@ def check_coverage(
     tolerance_m=0.01,
     gap_width_m=0.0,
     metric_epsg=None,
+    top_level=None,
 ):
     """Check that grids tile the park and that sub-grids tile their parents.
 
@@ -419,6 +420,12 @@ def check_coverage(
         Metric CRS for areas and widths.  Default
         :func:`geodata.crs.metric_epsg_for` of the park (or of the cells'
         bounding box).
+    top_level : callable, optional
+        Runs the level-1 stages of park mode (unmatched edges, overlaps, park
+        gaps and outside parts) in place of this process, e.g. on Dask
+        workers (:func:`geodata.partition.check_partitioned`).  Called as
+        ``top_level(found, idx, geoms, park)``; it appends to ``found`` like
+        the stages do and returns the cells the coverage validator flagged.
 
     Returns
     -------
@@ -467,6 +474,9 @@ def check_coverage(
         else:
             container_idx, group = np.unique(parents, return_inverse=True)
         cells_only = level == 1 and park is None
+        if level == 1 and park is not None and top_level is not None:
+            flagged_any[idx] = top_level(found, idx, geoms, park)
+            continue
         flagged = _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m)
         flagged_any[idx] = flagged
         _overlaps(found, idx, geoms, flagged, group)
@@ -591,20 +601,26 @@ def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m):
 
 def _overlaps(found, idx, geoms, flagged, group):
     """Stage 4 (per level): overlaps between same-group cells."""
+    a, b, geoms, areas = overlap_findings(found.engine, geoms, flagged, group)
+    found.overlaps += [
+        {"codes": [found.codes[idx[i]], found.codes[idx[j]]], "area_m2": float(area),
+         "geometry": geom}
+        for i, j, geom, area in zip(a, b, geoms, areas)
+    ]
+
+
+def overlap_findings(engine, geoms, flagged, group):
+    """Wide overlaps of same-group cells: (cells a, cells b, geometries, areas m²).
+
+    Pairs are ``a < b`` (indices into ``geoms``) in ascending order.
+    """
     a, b = _overlap_pairs(geoms, flagged, group)
     if not len(a):
-        return
+        return a, b, np.empty(0, dtype=object), np.empty(0)
     inter = shapely.intersection(geoms[a], geoms[b])
-    parts, areas, own = found.engine.wide_parts(inter, np.arange(len(a)))
+    parts, areas, own = engine.wide_parts(inter, np.arange(len(a)))
     pair_ids, pair_geoms, pair_areas = _group_parts(parts, areas, own)
-    found.overlaps += [
-        {
-            "codes": [found.codes[idx[a[p]]], found.codes[idx[b[p]]]],
-            "area_m2": float(area),
-            "geometry": geom,
-        }
-        for p, geom, area in zip(pair_ids, pair_geoms, pair_areas)
-    ]
+    return a[pair_ids], b[pair_ids], pair_geoms, pair_areas
 
 
 def _cells_only_gaps(found, geoms, flagged, gap_width_m):
@@ -633,17 +649,7 @@ def _park_gaps_and_outside(found, idx, geoms, flagged, park):
     """Stage 5b (level 1): park area no grid covers, and grid area outside the park."""
     engine = found.engine
     union = _union(geoms, flagged)
-    found.park_area = float(shapely.area(engine.metric(park)))
-    parts, areas, _ = engine.wide_parts(
-        [shapely.difference(park, union)], np.zeros(1, dtype=int)
-    )
-    found.gaps += [
-        {"area_m2": float(ar), "parent_code": None, "geometry": g}
-        for g, ar in zip(parts, areas)
-    ]
-    found.covered = found.park_area - float(areas.sum())
-    found.ratio = found.covered / found.park_area if found.park_area else None
-
+    park_gaps(found, park, shapely.difference(park, union))
     out_parts, _, _ = engine.wide_parts(
         [shapely.difference(union, park)], np.zeros(1, dtype=int)
     )
@@ -652,6 +658,19 @@ def _park_gaps_and_outside(found, idx, geoms, flagged, park):
         q_part, q_cell = tree.query(out_parts, predicate="intersects")
         pieces = shapely.intersection(geoms[q_cell], out_parts[q_part])
         _add_outside(found.outside, engine, pieces, q_cell, idx, found.codes)
+
+
+def park_gaps(found, park, uncovered):
+    """Level-1 gaps: the wide parts of ``uncovered`` (park area no grid covers)."""
+    engine = found.engine
+    found.park_area = float(shapely.area(engine.metric(park)))
+    parts, areas, _ = engine.wide_parts([uncovered], np.zeros(1, dtype=int))
+    found.gaps += [
+        {"area_m2": float(ar), "parent_code": None, "geometry": g}
+        for g, ar in zip(parts, areas)
+    ]
+    found.covered = found.park_area - float(areas.sum())
+    found.ratio = found.covered / found.park_area if found.park_area else None
 
 
 def _parent_gaps_and_outside(found, idx, geoms, flagged, group, containers, container_codes,

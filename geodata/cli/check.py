@@ -1,5 +1,6 @@
 """``gridmap check`` (the coverage check) and ``gridmap hidden-units``."""
 
+import contextlib
 import json
 import sys
 
@@ -23,7 +24,7 @@ def rates_text(rates):
 
 
 def _check_one(url, code, tolerance_m):
-    """Check one stored park (runs in a worker process for ``--all --workers N``)."""
+    """Check one stored park (a Dask task for ``--all --workers N`` or ``--scheduler``)."""
     from geodata.services.coverage import check_park
     from geodata.services.parks import get_park
     from geodata.storage import make_engine, session_scope
@@ -40,7 +41,10 @@ def _check_one(url, code, tolerance_m):
 @click.option("--park", "park_code", help="Check a stored park (database mode).")
 @click.option("--all", "all_parks", is_flag=True, help="Check every stored park, one line each.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Processes for --all.")
+              help="With --park or --all: Dask worker processes on this machine "
+                   "(a LocalCluster, one thread each); 1 checks in this process.")
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="With --park or --all: run on this running Dask cluster.")
 @click.option("--park-file", type=click.Path(dir_okay=False), help="Park boundary file.")
 @click.option("--grids-file", type=click.Path(dir_okay=False),
               help="Grid cells file (columns code, optional parent_code).")
@@ -55,8 +59,8 @@ def _check_one(url, code, tolerance_m):
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--require-parks", is_flag=True, help="With --all: exit 1 when there are none.")
 @pass_context
-def check(obj, park_code, all_parks, workers, park_file, grids_file, enterprises_file,
-          tolerance_m, gap_width_m, crs, fmt, out, require_parks):
+def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
+          enterprises_file, tolerance_m, gap_width_m, crs, fmt, out, require_parks):
     """Check that grids tile the park edge to edge with no overlaps (横向到边、纵向到底).
 
     Exit 0 when the coverage is valid, 1 when problems are found, 2 on bad input.
@@ -64,16 +68,24 @@ def check(obj, park_code, all_parks, workers, park_file, grids_file, enterprises
     modes = sum(map(bool, (park_code, all_parks, grids_file)))
     if modes != 1:
         raise click.UsageError("give exactly one of --park CODE, --all, or --grids-file FILE")
+    if grids_file and (workers > 1 or scheduler):
+        raise click.UsageError("--workers and --scheduler work with --park or --all")
+    if scheduler and workers > 1:
+        raise click.UsageError("give --workers N or --scheduler URL, not both")
+    if scheduler and not scheduler.startswith(("tcp://", "tls://")):
+        raise click.UsageError(f"--scheduler: expected tcp://HOST:PORT, got {scheduler!r}")
     if all_parks:
-        _check_all(obj, workers, tolerance_m, fmt, out, require_parks)
+        _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks)
     if park_code:
         from geodata.services.coverage import check_park
         from geodata.services.parks import get_park
         from geodata.storage import session_scope
 
         with session_scope(obj.ready_engine()) as session:
-            result, report = check_park(session, get_park(session, park_code),
-                                        tolerance_m=tolerance_m)
+            park = get_park(session, park_code)
+            with _dask_client(workers, scheduler) as client:
+                result, report = check_park(session, park, tolerance_m=tolerance_m,
+                                            client=client)
     else:
         result, report = _check_files(park_file, grids_file, enterprises_file, crs,
                                       tolerance_m, gap_width_m, obj.settings)
@@ -87,10 +99,37 @@ def check(obj, park_code, all_parks, workers, park_file, grids_file, enterprises
     sys.exit(0 if result["valid"] else 1)
 
 
-def _check_all(obj, workers, tolerance_m, fmt, out, require_parks):
-    """``check --all``: one line per stored park; exits 0 only when every park is valid."""
-    from concurrent.futures import ProcessPoolExecutor
+@contextlib.contextmanager
+def _dask_client(workers, scheduler):
+    """A Dask client for ``--scheduler`` or ``--workers N`` (N > 1), else None.
 
+    Without either, nothing of Dask is imported and the check runs in this
+    process.
+    """
+    if not scheduler and workers == 1:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=15)
+        except OSError as exc:
+            raise GridmapError(f"cannot connect to the Dask scheduler {scheduler}: {exc}",
+                               code="scheduler_unavailable") from exc
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks):
+    """``check --all``: one line per stored park; exits 0 only when every park is valid.
+
+    On Dask (``--workers N`` or ``--scheduler``) each park is one task.
+    """
     from geodata.services.coverage import park_codes
     from geodata.storage import session_scope
 
@@ -100,12 +139,12 @@ def _check_all(obj, workers, tolerance_m, fmt, out, require_parks):
         click.echo("no parks found")
         sys.exit(1 if require_parks else 0)
     url = obj.settings.database_url
-    if workers > 1:
-        with ProcessPoolExecutor(min(workers, len(codes))) as pool:
-            results = list(pool.map(_check_one, [url] * len(codes), codes,
-                                    [tolerance_m] * len(codes)))
-    else:
-        results = [_check_one(url, code, tolerance_m) for code in codes]
+    with _dask_client(min(workers, len(codes)), scheduler) as client:
+        if client is None:
+            results = [_check_one(url, code, tolerance_m) for code in codes]
+        else:
+            results = client.gather(client.map(_check_one, [url] * len(codes), codes,
+                                               [tolerance_m] * len(codes), pure=False))
     lines = [json.dumps({"park": r["park"], "valid": r["valid"],
                          "summary": rep.summary_line()}, ensure_ascii=False)
              if fmt != "text" else f"{r['park']}: {rep.summary_line()}"

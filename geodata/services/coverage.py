@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from geodata.coverage import check_coverage
 from geodata.creditcode import credit_code_problem
 from geodata.models import Grid, GridStaff
+from geodata.partition import check_partitioned
 from geodata.services.grids import grid_layer
 from geodata.services.parks import list_parks, park_boundary
 from geodata.services.sites import site_layer
@@ -65,8 +66,12 @@ def park_rates(session, park, enterprises=None, no_grid_codes=None):
     }
 
 
-def check_park(session, park, *, tolerance_m=0.01):
+def check_park(session, park, *, tolerance_m=0.01, client=None):
     """Check a stored park: its active grids against its boundary, and its sites.
+
+    With a Dask ``client`` (``distributed.Client``) the level-1 stages run
+    in spatial partitions on its workers (:func:`geodata.partition.check_partitioned`);
+    the findings are the same.
 
     Returns
     -------
@@ -77,10 +82,12 @@ def check_park(session, park, *, tolerance_m=0.01):
     """
     grids = grid_layer(session, park)
     enterprises = site_layer(session, park)
-    report = check_coverage(grids.geometry.to_numpy(), grids["code"].tolist(),
-                            grids["parent_code"].tolist(), park=park_boundary(park),
-                            enterprises=enterprises if len(enterprises) else None,
-                            tolerance_m=tolerance_m, metric_epsg=park.metric_epsg)
+    check, options = (check_coverage, {}) if client is None else (
+        check_partitioned, {"client": client})
+    report = check(grids.geometry.to_numpy(), grids["code"].tolist(),
+                   grids["parent_code"].tolist(), park=park_boundary(park),
+                   enterprises=enterprises if len(enterprises) else None,
+                   tolerance_m=tolerance_m, metric_epsg=park.metric_epsg, **options)
     no_grid = [e["credit_code"] for e in report.enterprises["no_grid"]]
     result = {"park": park.code, **report.to_dict(),
               "rates": park_rates(session, park, enterprises, no_grid)}
