@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 import sqlalchemy as sa
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -110,15 +110,25 @@ def test_demo_map(live_server, chrome, demo_url, request):  # noqa: F811
     chrome.execute_script("gridmap.map.setView([arguments[1], arguments[0]], 16);",
                           *target["properties"]["anchor"])
     wait_ready(chrome)
-    x, y = chrome.execute_script(
-        "const p = gridmap.map.latLngToContainerPoint([arguments[1], arguments[0]]);"
-        "return [p.x, p.y];", *target["properties"]["anchor"])
     map_div = chrome.find_element(By.CSS_SELECTOR, ".folium-map")
-    ActionChains(chrome).move_to_element_with_offset(
-        map_div, int(x - map_div.size["width"] / 2), int(y - map_div.size["height"] / 2)
-    ).click().perform()
-    # Leaflet rebuilds popup content on update, so read it in one script, never hold elements
-    wait_for(chrome, "return document.querySelector('.gm-grid-popup') !== null", 10)
+    for attempt in range(3):
+        # Leaflet's canvas renderer registers click targets when it next draws (an
+        # animation frame after the layers changed): let two frames pass, then click.
+        chrome.execute_async_script(
+            "const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(done));")
+        x, y = chrome.execute_script(
+            "const p = gridmap.map.latLngToContainerPoint([arguments[1], arguments[0]]);"
+            "return [p.x, p.y];", *target["properties"]["anchor"])
+        ActionChains(chrome).move_to_element_with_offset(
+            map_div, int(x - map_div.size["width"] / 2), int(y - map_div.size["height"] / 2)
+        ).click().perform()
+        try:
+            # Leaflet rebuilds popup content on update: read it in one script, never hold it
+            wait_for(chrome, "return document.querySelector('.gm-grid-popup') !== null", 10)
+            break
+        except TimeoutException:
+            if attempt == 2:
+                raise
     wait_ready(chrome)
 
     fields = chrome.execute_script("""
