@@ -712,17 +712,10 @@ def _parent_gaps_and_outside(found, idx, geoms, flagged, group, containers, cont
 def _whole_park_gap(found, park):
     """Stage 6: no usable level-1 grid, so the whole park is a gap.
 
-    An empty coverage is not a valid one.
+    An empty coverage is not a valid one: nothing is covered, the ratio is 0.
     """
-    engine = found.engine
-    found.park_area = float(shapely.area(engine.metric(park)))
-    parts, areas, _ = engine.wide_parts([park], np.zeros(1, dtype=int))
-    found.gaps += [
-        {"area_m2": float(ar), "parent_code": None, "geometry": g}
-        for g, ar in zip(parts, areas)
-    ]
-    found.covered = found.park_area - float(areas.sum())
-    found.ratio = found.covered / found.park_area if found.park_area else 0.0
+    park_gaps(found, park, park)
+    found.covered, found.ratio = 0.0, 0.0
 
 
 def _unreachable(found, unreachable):
