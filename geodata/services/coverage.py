@@ -13,7 +13,7 @@ from geodata.coverage import check_coverage
 from geodata.creditcode import credit_code_problem
 from geodata.models import Enterprise, Grid, GridStaff
 from geodata.models.base import to_shapes
-from geodata.services.parks import list_parks, park_boundary
+from geodata.services.parks import park_boundary
 
 #: Fields an enterprise record needs to count as complete.
 RECORD_FIELDS = ("name", "credit_code", "industry", "employees", "contact_name", "contact_phone")
@@ -128,8 +128,3 @@ def check_park(session, park, *, tolerance_m=0.01, client=None):
     result = {"park": park.code, **report.to_dict(),
               "rates": park_rates(session, park, enterprises, no_grid)}
     return result, report
-
-
-def park_codes(session):
-    """Codes of every stored park (for ``gridmap check --all``)."""
-    return [p.code for p in list_parks(session)]
