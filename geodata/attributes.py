@@ -6,18 +6,28 @@ domains expect, then applies the same domain checks as the JSON API.  Every
 error names the feature index, the file and the field.
 """
 
+import math
+import sys
 from datetime import date
-
-import pandas as pd
 
 from geodata import domains
 from geodata.errors import FeatureError
 
 
+def _pandas():
+    """Return pandas if it is loaded, else None: no pandas value exists before that.
+
+    Commands that never read a file (``gridmap check --park``) then do not
+    pay for importing pandas.
+    """
+    return sys.modules.get("pandas")
+
+
 def is_blank(value):
     """True for None, NaN, NaT and whitespace-only text: an empty cell."""
-    return value is None or (isinstance(value, float) and pd.isna(value)) or (
-        isinstance(value, str) and not value.strip()) or value is pd.NaT
+    pd = _pandas()
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and not value.strip()) or (pd is not None and value is pd.NaT)
 
 
 def text(value, *, index=None, field=None, file=None, required=True, kind="name"):
@@ -91,7 +101,7 @@ def day(value, *, index=None, field=None, file=None, required=False):
     """Return ``value`` as a date (ISO ``YYYY-MM-DD``) in the date domain, None when blank."""
     if is_blank(value):
         value = None
-    elif isinstance(value, pd.Timestamp):
+    elif _pandas() is not None and isinstance(value, _pandas().Timestamp):
         value = value.date()
     elif not isinstance(value, date):
         value = str(value).strip()[:10]

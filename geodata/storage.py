@@ -8,7 +8,10 @@ on every new connection, in WAL mode with a busy timeout so that readers
 never block the writer and a locked database turns into a clean 503.
 """
 
+import ctypes
+import importlib.util
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -16,7 +19,6 @@ from urllib.parse import quote
 # shapely, pyproj and pyogrio bundle their own GEOS, PROJ and GDAL.  They must
 # be loaded before mod_spatialite, which SQLite opens with RTLD_GLOBAL: loaded
 # later, their symbols would bind to Debian's older GEOS/PROJ and corrupt memory.
-import pyogrio  # noqa: F401
 import pyproj  # noqa: F401
 import shapely  # noqa: F401
 import sqlalchemy as sa
@@ -27,6 +29,31 @@ from sqlalchemy.orm import sessionmaker
 
 from geodata.errors import (ConfigError, DatabaseMissingError, DatabaseUnavailableError,
                             SchemaMissingError)
+
+
+def _preload_bundled_gdal():
+    """Load pyogrio's bundled GDAL (and its GEOS and PROJ) before any mod_spatialite.
+
+    Importing pyogrio would do it too, but pyogrio imports pandas and
+    geopandas on the way (a quarter of a second), which commands such as
+    ``gridmap check --park`` never need.  ctypes opens the library with
+    RTLD_NOW, as Python opens extension modules, so every symbol of it binds
+    to its own bundled copies here, before Debian's are loaded; a later
+    ``import pyogrio`` reuses the loaded library.  A pyogrio built against the
+    system's GDAL has no bundled copy and is imported instead.
+    """
+    if "pyogrio" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyogrio")
+    libs = Path(spec.origin).parent.parent / "pyogrio.libs" if spec and spec.origin else None
+    bundled = sorted(libs.glob("libgdal-*.so*")) if libs and libs.is_dir() else []
+    if bundled:
+        ctypes.CDLL(str(bundled[0]))
+    else:
+        import pyogrio  # noqa: F401
+
+
+_preload_bundled_gdal()
 
 WRITE_OPTION = "gridmap_write"
 SPATIALITE_CANDIDATES = ("mod_spatialite", "/usr/lib/x86_64-linux-gnu/mod_spatialite.so",

@@ -6,6 +6,7 @@ from datetime import date
 import geopandas as gpd
 import pytest
 import shapely
+import sqlalchemy as sa
 
 from geodata.creditcode import make_credit_code
 from geodata.models import Enterprise, Grid
@@ -205,3 +206,33 @@ def test_file_mode_refuses_codes_that_normalise_alike(runner, tmp_path):
     result = runner("check", "--grids-file", path)
     assert result.exit_code == 2
     assert "'G22b' and 'g22B' are the same code" in result.stderr
+
+
+def test_rates_count_unpublished_chiefless_and_incomplete(runner, engine):
+    """The three rates drop by exactly the grids and records made to fail them."""
+    load_demo(engine, today=date(2025, 11, 30))
+    with engine.begin() as conn:
+        level1 = conn.execute(sa.text(
+            "SELECT g.id FROM grids g JOIN parks p ON p.id = g.park_id WHERE p.code = 'FGKFQ' "
+            "AND g.level = 1 AND g.active_to IS NULL ORDER BY g.code")).scalars().all()
+        # One grid loses its chief, another publishes nobody, a third keeps one hidden contact.
+        conn.execute(sa.text("DELETE FROM grid_staff WHERE grid_id = :g AND role = 'grid_chief'"),
+                     {"g": level1[0]})
+        conn.execute(sa.text("UPDATE grid_staff SET published = :f WHERE grid_id = :g"),
+                     {"g": level1[1], "f": False})
+        one = conn.execute(sa.text("SELECT min(id) FROM grid_staff WHERE grid_id = :g"),
+                           {"g": level1[2]}).scalar()
+        conn.execute(sa.text("UPDATE grid_staff SET published = :f WHERE id = :i"),
+                     {"i": one, "f": False})
+        enterprises = conn.execute(sa.text(
+            "SELECT e.id FROM enterprises e JOIN parks p ON p.id = e.park_id "
+            "WHERE p.code = 'FGKFQ' ORDER BY e.id")).scalars().all()
+        conn.execute(sa.text("UPDATE enterprises SET industry = NULL WHERE id = :i"),
+                     {"i": enterprises[0]})
+        conn.execute(sa.text("UPDATE enterprises SET contact_phone = '' WHERE id = :i"),
+                     {"i": enterprises[1]})
+    result = runner("check", "--park", "FGKFQ", "--format", "json")
+    rates = json.loads(result.stdout)["rates"]
+    assert rates == {"enterprises_in_grid": 1.0,
+                     "grids_staffed": round((len(level1) - 3) / len(level1), 6),
+                     "records_complete": round((len(enterprises) - 2) / len(enterprises), 6)}

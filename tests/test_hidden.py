@@ -79,7 +79,7 @@ def test_cli_json_and_text(demo_url):  # noqa: F811
     text = runner.invoke(main, ["--db", demo_url, "hidden-units", "--park", "FGKFQ"])
     assert text.exit_code == 0
     lines = text.stdout.strip().splitlines()
-    assert lines[0].startswith("网格 grid\t名称 name") and len(lines) == 1 + 117
+    assert lines[0].startswith("园区 park\t网格 grid\t名称 name") and len(lines) == 1 + 117
     assert "117 hidden sub-unit candidates" in text.stderr
 
 

@@ -238,7 +238,7 @@ def test_check_park_on_a_dask_scheduler_and_two_workers(db_url, engine, dask_clu
     assert check_all("--scheduler", dask_cluster) == check_all()
     with Client(dask_cluster, timeout=60) as client:
         ran = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
-    assert "check_one" in ran  # dask drops the leading underscore of _check_one
+    assert "check_park_task" in ran
 
 
 @pytest.mark.parametrize("args, message", [
@@ -246,8 +246,11 @@ def test_check_park_on_a_dask_scheduler_and_two_workers(db_url, engine, dask_clu
     (("--park", "P1", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"), "not both"),
     (("--grids-file", "g.geojson", "--workers", "2"), "work with --park or --all"),
 ])
-def test_dask_options_refused(runner, args, message):
-    result = runner("check", *args)
+@pytest.mark.parametrize("command", [("check",), ("hidden-units",), ("hazards", "relocate")])
+def test_dask_options_refused(runner, command, args, message):
+    if "--grids-file" in args and command != ("check",):
+        args, message = ("--park", "P1", "--all"), "exactly one of --park CODE or --all"
+    result = runner(*command, *args)
     assert result.exit_code == 2 and message in result.output
 
 
@@ -256,3 +259,57 @@ def test_unreachable_scheduler_is_exit_2(runner, engine):
     result = runner("check", "--park", PARK_CODE, "--scheduler", f"tcp://127.0.0.1:{free_port()}")
     assert result.exit_code == 2
     assert "cannot connect to the Dask scheduler" in result.output
+
+
+def _cli(db_url, *args):
+    result = subprocess.run([sys.executable, "-m", "geodata.cli", "--db", db_url, *args],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_hidden_units_and_relocation_of_every_park_on_a_dask_cluster(
+        db_url, engine, dask_cluster):
+    """``hidden-units --all`` and ``hazards relocate --all`` give on Dask what they give here."""
+    import sqlalchemy as sa
+
+    load_demo(engine, seed=1, today=date(2026, 1, 15))
+    _cli(db_url, "demo", "--parks", "2", "--grids-per-park", "30")
+    here = json.loads(_cli(db_url, "hidden-units", "--all", "--format", "json"))
+    assert {u["park"] for u in here} == {PARK_CODE} and len(here) == 117
+    assert json.loads(_cli(db_url, "hidden-units", "--all", "--format", "json",
+                           "--scheduler", dask_cluster)) == here
+
+    # Forget where some hazards are, open and closed, in two parks.
+    with engine.begin() as conn:
+        stored = dict(conn.execute(sa.text("SELECT id, grid_id FROM hazards")).all())
+        open_ids = conn.execute(sa.text(
+            "SELECT h.id FROM hazards h WHERE h.status <> 'closed' AND h.grid_id IS NOT NULL "
+            "ORDER BY h.id")).scalars().all()
+        closed = conn.execute(sa.text(
+            "SELECT min(id) FROM hazards WHERE status = 'closed'")).scalar()
+        lost = open_ids[:5] + open_ids[-1:] + [closed]
+        conn.execute(sa.text("UPDATE hazards SET grid_id = NULL WHERE id IN ("
+                             + ",".join(map(str, lost)) + ")"))
+    parks = dict(engine.connect().execute(sa.text(
+        "SELECT h.id, p.code FROM hazards h JOIN parks p ON p.id = h.park_id")).all())
+    dry = json.loads(_cli(db_url, "hazards", "relocate", "--all", "--dry-run", "--format",
+                          "json", "--scheduler", dask_cluster))
+    expected = {code: sum(parks[i] == code for i in lost if i != closed)
+                for code in {p["park"] for p in dry}}
+    assert {p["park"]: p["moved"] for p in dry} == expected and sum(expected.values()) == 6
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM hazards WHERE grid_id IS NULL")
+                            ).scalar() == 7  # the dry run wrote nothing
+    done = json.loads(_cli(db_url, "hazards", "relocate", "--all", "--format", "json",
+                           "--scheduler", dask_cluster))
+    assert done == dry
+    with engine.connect() as conn:
+        now = dict(conn.execute(sa.text("SELECT id, grid_id FROM hazards")).all())
+    assert {i: g for i, g in now.items() if i != closed} == {
+        i: g for i, g in stored.items() if i != closed}
+    assert now[closed] is None  # a closed hazard keeps the grid it was closed in
+    with Client(dask_cluster, timeout=60) as client:
+        ran = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+    assert {"hidden_units_task", "relocation_task"} <= set(ran)

@@ -1,12 +1,13 @@
 """``gridmap check`` (the coverage check) and ``gridmap hidden-units``."""
 
-import contextlib
 import json
 import sys
 
 import click
 
-from geodata.cli.context import emit_table, format_option, pass_context, write_output
+from geodata.cli.context import (check_park_scope, emit_table, format_option, on_every_park,
+                                 park_scope_options, pass_context, stored_park_codes,
+                                 write_output)
 from geodata.errors import ConflictError, GridmapError
 
 #: The three 100% rates of database mode, as the text report names them.
@@ -23,28 +24,8 @@ def rates_text(rates):
             for key, value in rates.items()]
 
 
-def _check_one(url, code, tolerance_m):
-    """Check one stored park (a Dask task for ``--all --workers N`` or ``--scheduler``)."""
-    from geodata.services.coverage import check_park
-    from geodata.services.parks import get_park
-    from geodata.storage import make_engine, session_scope
-
-    engine = make_engine(url)
-    try:
-        with session_scope(engine) as session:
-            return check_park(session, get_park(session, code), tolerance_m=tolerance_m)
-    finally:
-        engine.dispose()
-
-
 @click.command("check")
-@click.option("--park", "park_code", help="Check a stored park (database mode).")
-@click.option("--all", "all_parks", is_flag=True, help="Check every stored park, one line each.")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="With --park or --all: Dask worker processes on this machine "
-                   "(a LocalCluster, one thread each); 1 checks in this process.")
-@click.option("--scheduler", metavar="tcp://HOST:PORT",
-              help="With --park or --all: run on this running Dask cluster.")
+@park_scope_options
 @click.option("--park-file", type=click.Path(dir_okay=False), help="Park boundary file.")
 @click.option("--grids-file", type=click.Path(dir_okay=False),
               help="Grid cells file (columns code, optional parent_code).")
@@ -65,25 +46,20 @@ def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
 
     Exit 0 when the coverage is valid, 1 when problems are found, 2 on bad input.
     """
-    modes = sum(map(bool, (park_code, all_parks, grids_file)))
-    if modes != 1:
-        raise click.UsageError("give exactly one of --park CODE, --all, or --grids-file FILE")
+    check_park_scope(park_code, all_parks, workers, scheduler, others=bool(grids_file))
     if grids_file and (workers > 1 or scheduler):
         raise click.UsageError("--workers and --scheduler work with --park or --all")
-    if scheduler and workers > 1:
-        raise click.UsageError("give --workers N or --scheduler URL, not both")
-    if scheduler and not scheduler.startswith(("tcp://", "tls://")):
-        raise click.UsageError(f"--scheduler: expected tcp://HOST:PORT, got {scheduler!r}")
     if all_parks:
         _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks)
     if park_code:
+        from geodata.batch import dask_client
         from geodata.services.coverage import check_park
         from geodata.services.parks import get_park
         from geodata.storage import session_scope
 
         with session_scope(obj.ready_engine()) as session:
             park = get_park(session, park_code)
-            with _dask_client(workers, scheduler) as client:
+            with dask_client(workers, scheduler) as client:
                 result, report = check_park(session, park, tolerance_m=tolerance_m,
                                             client=client)
     else:
@@ -99,52 +75,18 @@ def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
     sys.exit(0 if result["valid"] else 1)
 
 
-@contextlib.contextmanager
-def _dask_client(workers, scheduler):
-    """A Dask client for ``--scheduler`` or ``--workers N`` (N > 1), else None.
-
-    Without either, nothing of Dask is imported and the check runs in this
-    process.
-    """
-    if not scheduler and workers == 1:
-        yield None
-        return
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout=15)
-        except OSError as exc:
-            raise GridmapError(f"cannot connect to the Dask scheduler {scheduler}: {exc}",
-                               code="scheduler_unavailable") from exc
-        with client:
-            yield client
-        return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
-
-
 def _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks):
     """``check --all``: one line per stored park; exits 0 only when every park is valid.
 
     On Dask (``--workers N`` or ``--scheduler``) each park is one task.
     """
-    from geodata.services.coverage import park_codes
-    from geodata.storage import session_scope
+    from geodata.batch import check_park_task
 
-    with session_scope(obj.ready_engine()) as session:
-        codes = park_codes(session)
+    codes = stored_park_codes(obj)
     if not codes:
         click.echo("no parks found")
         sys.exit(1 if require_parks else 0)
-    url = obj.settings.database_url
-    with _dask_client(min(workers, len(codes)), scheduler) as client:
-        if client is None:
-            results = [_check_one(url, code, tolerance_m) for code in codes]
-        else:
-            results = client.gather(client.map(_check_one, [url] * len(codes), codes,
-                                               [tolerance_m] * len(codes), pure=False))
+    results = on_every_park(obj, check_park_task, codes, workers, scheduler, tolerance_m)
     lines = [json.dumps({"park": r["park"], "valid": r["valid"],
                          "summary": rep.summary_line()}, ensure_ascii=False)
              if fmt != "text" else f"{r['park']}: {rep.summary_line()}"
@@ -195,26 +137,29 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
 
 
 @click.command("hidden-units")
-@click.option("--park", "park_code", required=True, help="Park code.")
-@format_option(help="json: an array of {name, credit_code, host, grid, reason}.")
+@park_scope_options
+@format_option(help="json: an array of {park, name, credit_code, host, grid, reason}.")
 @pass_context
-def hidden_units(obj, park_code, fmt):
-    """List hidden sub-units (厂中厂/园中园): sites inside another enterprise's site."""
-    from geodata.hidden import REASONS, find_hidden_units
-    from geodata.services.parks import get_park
-    from geodata.storage import session_scope
+def hidden_units(obj, park_code, all_parks, workers, scheduler, fmt):
+    """List hidden sub-units (厂中厂/园中园): sites inside another enterprise's site.
 
-    with session_scope(obj.ready_engine()) as session:
-        units = find_hidden_units(session, get_park(session, park_code))
-    rows = [u.to_dict() for u in units]
-    for row in rows:
-        row["reason_text"] = REASONS[row["reason"]]
-    emit_table(rows, [("grid", "网格 grid"), ("name", "名称 name"),
+    With --all every stored park is searched, one Dask task per park with
+    --workers N or --scheduler URL.
+    """
+    from geodata.batch import hidden_units_task
+    from geodata.hidden import REASONS
+
+    check_park_scope(park_code, all_parks, workers, scheduler)
+    codes = stored_park_codes(obj, park_code)
+    units = [u for park in on_every_park(obj, hidden_units_task, codes, workers, scheduler)
+             for u in park]
+    rows = [{**u, "reason_text": REASONS[u["reason"]]} for u in units]
+    emit_table(rows, [("park", "园区 park"), ("grid", "网格 grid"), ("name", "名称 name"),
                       ("credit_code", "信用代码 credit code"), ("host", "所在企业 host"),
-                      ("reason_text", "依据 reason")], fmt,
-               json_value=[u.to_dict() for u in units])
+                      ("reason_text", "依据 reason")], fmt, json_value=units)
     if fmt == "text":
-        click.echo(f"{len(units)} hidden sub-unit candidates in park {park_code}", err=True)
+        click.echo(f"{len(units)} hidden sub-unit candidates in "
+                   + (f"park {park_code}" if park_code else f"{len(codes)} parks"), err=True)
 
 
 COMMANDS = (check, hidden_units)

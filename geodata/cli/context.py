@@ -150,3 +150,55 @@ def emit_table(rows, columns, fmt, *, out=None, json_value=None):
     lines += ["\t".join("-" if r.get(k) in (None, "") else str(r.get(k)) for k in keys)
               for r in rows]
     write_output("\n".join(lines), out)
+
+
+def park_scope_options(command):
+    """``--park CODE | --all`` with ``--workers N`` / ``--scheduler URL`` (Dask).
+
+    The command receives ``park_code``, ``all_parks``, ``workers`` and
+    ``scheduler``; :func:`check_park_scope` validates the combination.
+    """
+    for option in reversed([
+            click.option("--park", "park_code", help="One stored park (its code)."),
+            click.option("--all", "all_parks", is_flag=True, help="Every stored park."),
+            click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+                         help="With --park or --all: Dask worker processes on this machine "
+                              "(a LocalCluster, one thread each); 1 works in this process."),
+            click.option("--scheduler", metavar="tcp://HOST:PORT",
+                         help="With --park or --all: run on this running Dask cluster, whose "
+                              "workers must reach the same database URL.")]):
+        command = option(command)
+    return command
+
+
+def check_park_scope(park_code, all_parks, workers, scheduler, *, others=0):
+    """Refuse a bad ``--park/--all/--workers/--scheduler`` combination (exit 2).
+
+    ``others`` counts other modes the command offers (e.g. a file to check).
+    """
+    if sum(map(bool, (park_code, all_parks))) + others != 1:
+        raise click.UsageError("give exactly one of --park CODE or --all"
+                               + (" (or a file)" if others else ""))
+    if scheduler and workers > 1:
+        raise click.UsageError("give --workers N or --scheduler URL, not both")
+    if scheduler and not scheduler.startswith(("tcp://", "tls://")):
+        raise click.UsageError(f"--scheduler: expected tcp://HOST:PORT, got {scheduler!r}")
+
+
+def stored_park_codes(obj, park_code=None):
+    """Codes of the parks to work on: ``[park_code]`` (checked to exist) or every park."""
+    from geodata.services.parks import get_park, list_parks
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine()) as session:
+        if park_code:
+            return [get_park(session, park_code).code]
+        return [p.code for p in list_parks(session)]
+
+
+def on_every_park(obj, task, codes, workers, scheduler, *args):
+    """``task(url, code, *args)`` for each park code, here or on Dask (:mod:`geodata.batch`)."""
+    from geodata.batch import dask_client, map_parks
+
+    with dask_client(min(workers, max(len(codes), 1)), scheduler) as client:
+        return map_parks(task, obj.settings.database_url, codes, *args, client=client)

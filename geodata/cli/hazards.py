@@ -11,7 +11,8 @@ from datetime import date
 
 import click
 
-from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.cli.context import (check_park_scope, emit_table, format_option, on_every_park,
+                                 park_scope_options, pass_context, stored_park_codes)
 from geodata.vocabulary import STATE_NAMES
 
 
@@ -174,6 +175,37 @@ def export(obj, file, park_code, status, overdue):
         count = export_ledger(session, file, today=date.today(),
                               **_filters(session, park_code, status, overdue))
     click.echo(f"exported {count} hazards to {file}")
+
+
+@hazards.command("relocate")
+@park_scope_options
+@click.option("--dry-run", is_flag=True, help="Report the moves without writing them.")
+@format_option(help="json: one {park, moved, skipped} object per park.")
+@pass_context
+def relocate(obj, park_code, all_parks, workers, scheduler, dry_run, fmt):
+    """Re-resolve the grid and enterprise of open hazards (after grid or site changes).
+
+    Closed hazards keep the grid they were closed in.  Where each hazard
+    belongs is computed per park (on Dask with --workers N or --scheduler
+    URL); the moves are then written in one short transaction per park, and
+    a hazard changed meanwhile by someone else is skipped, not overwritten.
+    """
+    from geodata.batch import relocation_task
+    from geodata.services.ledger import apply_relocation
+    from geodata.storage import session_scope
+
+    check_park_scope(park_code, all_parks, workers, scheduler)
+    codes = stored_park_codes(obj, park_code)
+    moves = on_every_park(obj, relocation_task, codes, workers, scheduler)
+    rows = []
+    for code, park_moves in zip(codes, moves):
+        moved, skipped = len(park_moves), 0
+        if not dry_run and park_moves:
+            with session_scope(obj.engine, write=True) as session:
+                moved, skipped = apply_relocation(session, park_moves)
+        rows.append({"park": code, "moved": moved, "skipped": skipped})
+    emit_table(rows, [("park", "园区 park"), ("moved", "移动 moved"), ("skipped", "跳过 skipped")],
+               fmt)
 
 
 COMMANDS = (hazards,)

@@ -447,20 +447,53 @@ def hazard_dicts(session, hazards, *, role=None, today=None):
     return out
 
 
-def relocate(session, park):
-    """Re-resolve grid and enterprise of the park's hazards (after grid edits); return changes."""
-    hazards = session.execute(sa.select(Hazard).where(Hazard.park_id == park.id)
-                              .order_by(Hazard.id)).scalars().all()
-    if not hazards:
-        return 0
-    grid_ids, ent_ids = locate(session, park, to_shapes([h.location for h in hazards]))
-    changed = 0
-    for h, g, e in zip(hazards, grid_ids, ent_ids):
-        if (h.grid_id, h.enterprise_id) != (g, e):
-            h.grid_id, h.enterprise_id = g, e
-            changed += 1
+def relocation(session, park):
+    """Where the park's open hazards belong now (after grid or site edits); only reads.
+
+    Closed hazards keep the grid and enterprise they were handled in: the
+    ledger's record of who closed what must not move.
+
+    Returns
+    -------
+    list of dict
+        One per open hazard whose resolved grid or enterprise differs from the
+        stored one: ``id``, ``grid_id``, ``enterprise_id`` (new) and ``was``
+        (the stored ``[grid_id, enterprise_id]`` the move was computed from).
+    """
+    rows = session.execute(
+        sa.select(Hazard.id, Hazard.grid_id, Hazard.enterprise_id,
+                  sa.func.ST_AsBinary(Hazard.location))
+        .where(Hazard.park_id == park.id, Hazard.status != "closed").order_by(Hazard.id)).all()
+    if not rows:
+        return []
+    grid_ids, ent_ids = locate(session, park, to_shapes([r[3] for r in rows]))
+    return [{"id": r[0], "grid_id": g, "enterprise_id": e, "was": [r[1], r[2]]}
+            for r, g, e in zip(rows, grid_ids, ent_ids) if (r[1], r[2]) != (g, e)]
+
+
+def apply_relocation(session, moves):
+    """Write the moves of :func:`relocation`; return ``(moved, skipped)``.
+
+    A hazard whose grid or enterprise changed since the moves were computed
+    (another writer got there first) is skipped, not overwritten.
+    """
+    if not moves:
+        return 0, 0
+    by_id = {m["id"]: m for m in moves}
+    hazards = session.execute(sa.select(Hazard).where(Hazard.id.in_(by_id))).scalars().all()
+    moved = 0
+    for hazard in hazards:
+        move = by_id[hazard.id]
+        if [hazard.grid_id, hazard.enterprise_id] == move["was"]:
+            hazard.grid_id, hazard.enterprise_id = move["grid_id"], move["enterprise_id"]
+            moved += 1
     session.flush()
-    return changed
+    return moved, len(moves) - moved
+
+
+def relocate(session, park):
+    """Re-resolve the grid and enterprise of the park's open hazards; return how many moved."""
+    return apply_relocation(session, relocation(session, park))[0]
 
 
 def _complete(e):

@@ -1,6 +1,5 @@
 """Parks: create, look up, import and export."""
 
-import geopandas as gpd
 import sqlalchemy as sa
 
 from geodata import attributes as attr
@@ -87,6 +86,8 @@ def import_parks(session, gdf, *, file=None, max_vertices=20_000, checked=False)
 
 def parks_frame(session, code=None):
     """Return parks (one, or all) as a GeoDataFrame in EPSG:4326 for export."""
+    import geopandas as gpd
+
     parks = [get_park(session, code)] if code else list_parks(session)
     return gpd.GeoDataFrame(
         {"code": [p.code for p in parks], "name": [p.name for p in parks],

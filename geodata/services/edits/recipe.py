@@ -19,9 +19,10 @@ from geodata.coverage import check_coverage
 from geodata.crs import area_m2, to_metric, to_storage
 from geodata.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
 from geodata.gridcodes import grid_code, reading_order
-from geodata.models import Grid, GridEdit, GridEditItem, GridLineage, GridStaff, Hazard, Park
+from geodata.models import Grid, GridEdit, GridEditItem, GridLineage, GridStaff, Park
 from geodata.models.base import to_element, to_shapes
 from geodata.services.edits.common import EditOutcome, _Plan, Preview, _State, TOLERANCE_M
+from geodata.services.ledger import relocate
 from geodata.storage import backend_name, begin_write
 
 _PROBLEM_CODES = {"gap": "would_leave_gap", "overlap": "grid_overlap",
@@ -373,7 +374,7 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
     from geodata.services.sites import reassign_grids
 
     reassign_grids(session, park)
-    _relocate_hazards(session, park)
+    relocate(session, park)
     session.flush()
     summary = coverage_summary(after_report)
     added = [codes[n.key] for n in plan.new]
@@ -418,17 +419,3 @@ def _move_staff(session, state, retired, after_codes, after_geoms, levels, warni
         moved += 1
     if moved:
         warnings.append(f"{moved} staff moved from retired grids; check their assignments")
-
-
-def _relocate_hazards(session, park):
-    """Re-locate open hazards (closed ones keep the grid they were handled in)."""
-    from geodata.services.hazards import locate
-
-    hazards = session.execute(sa.select(Hazard).where(
-        Hazard.park_id == park.id, Hazard.status != "closed").order_by(Hazard.id)).scalars().all()
-    if not hazards:
-        return
-    grid_ids, _ = locate(session, park, to_shapes([h.location for h in hazards]))
-    for hazard, grid_id in zip(hazards, grid_ids):
-        if hazard.grid_id != grid_id:
-            hazard.grid_id = grid_id

@@ -1,0 +1,97 @@
+"""Work over many stored parks, one task per park, in this process or on Dask.
+
+``gridmap check --all``, ``gridmap hidden-units --all`` and ``gridmap hazards
+relocate --all`` run the same per-park function either one park after the
+other here, or as tasks on a ``dask.distributed`` cluster: a LocalCluster of
+``workers`` processes on this machine, or a running scheduler
+(``tcp://host:port``) whose workers reach the same database URL.
+
+Tasks only read: each opens its own engine on the URL, computes and returns
+plain data (dicts, lists).  Whatever must be written is written afterwards by
+the caller in one short transaction per park, so a cluster never holds the
+database's write lock (SpatiaLite has one writer) and a failed task leaves
+nothing half-written.
+"""
+
+import contextlib
+
+from geodata.errors import GridmapError
+
+__all__ = ["dask_client", "map_parks", "check_park_task", "hidden_units_task",
+           "relocation_task"]
+
+
+@contextlib.contextmanager
+def dask_client(workers=1, scheduler=None):
+    """Yield a Dask client for ``scheduler`` or ``workers`` > 1 processes, else None.
+
+    Without either nothing of Dask is imported and the caller works in this
+    process.  An unreachable scheduler raises :class:`GridmapError`
+    (``scheduler_unavailable``).
+    """
+    if not scheduler and workers <= 1:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=15)
+        except OSError as exc:
+            raise GridmapError(f"cannot connect to the Dask scheduler {scheduler}: {exc}",
+                               code="scheduler_unavailable") from exc
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def map_parks(task, url, codes, *args, client=None):
+    """Return ``[task(url, code, *args) for code in codes]``, on ``client``'s workers if given.
+
+    ``task`` must be a module-level function (it is pickled for the workers).
+    """
+    if client is None:
+        return [task(url, code, *args) for code in codes]
+    n = len(codes)
+    return client.gather(client.map(task, [url] * n, codes, *([a] * n for a in args),
+                                    pure=False))
+
+
+@contextlib.contextmanager
+def _park_session(url, code):
+    from geodata.services.parks import get_park
+    from geodata.storage import make_engine, session_scope
+
+    engine = make_engine(url)
+    try:
+        with session_scope(engine) as session:
+            yield session, get_park(session, code)
+    finally:
+        engine.dispose()
+
+
+def check_park_task(url, code, tolerance_m):
+    """The coverage check of one stored park: ``(result dict, CoverageReport)``."""
+    from geodata.services.coverage import check_park
+
+    with _park_session(url, code) as (session, park):
+        return check_park(session, park, tolerance_m=tolerance_m)
+
+
+def hidden_units_task(url, code):
+    """The hidden sub-unit candidates of one stored park, as dicts with ``park``."""
+    from geodata.hidden import find_hidden_units
+
+    with _park_session(url, code) as (session, park):
+        return [{"park": park.code, **u.to_dict()} for u in find_hidden_units(session, park)]
+
+
+def relocation_task(url, code):
+    """Where one park's hazards belong now: :func:`geodata.services.ledger.relocation`."""
+    from geodata.services.ledger import relocation
+
+    with _park_session(url, code) as (session, park):
+        return relocation(session, park)
