@@ -22,6 +22,7 @@ from datetime import date
 import numpy as np
 import shapely
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from geodata.errors import NotFoundError
 from geodata.hidden import find_hidden_units
@@ -98,10 +99,16 @@ def _day(value):
 
 @dataclass
 class _GridLayer:
-    """A park's active grids of one level: ids, codes and geometries, plus simplified copies."""
+    """A park's active grids of one level: ids, codes, names, parents' codes and geometries.
+
+    Plus simplified copies per zoom; the vector tiles of
+    :mod:`geodata.services.tiles` read the same layer.
+    """
 
     ids: np.ndarray
     codes: list
+    names: list
+    parent_codes: list
     geoms: np.ndarray
     tree: shapely.STRtree
     anchors: np.ndarray
@@ -143,7 +150,7 @@ def clear_cache():
         _cache.clear()
 
 
-def _grid_layer(session, park, level):
+def cached_grid_layer(session, park, level):
     """Return the cached :class:`_GridLayer`, reloaded when the park's grids changed.
 
     The cache key holds the database URL, the park, the level and a stamp of
@@ -159,11 +166,15 @@ def _grid_layer(session, park, level):
         hit = _cache.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-    rows = session.execute(sa.select(Grid.id, Grid.code, Grid.geom).where(active)
+    parent = aliased(Grid)
+    rows = session.execute(sa.select(Grid.id, Grid.code, Grid.geom, Grid.name, parent.code)
+                           .outerjoin(parent, Grid.parent_id == parent.id).where(active)
                            .order_by(Grid.code)).all()
     geoms = to_shapes([r[2] for r in rows])
     layer = _GridLayer(ids=np.array([r[0] for r in rows], dtype=np.int64),
-                       codes=[r[1] for r in rows], geoms=geoms, tree=shapely.STRtree(geoms),
+                       codes=[r[1] for r in rows], names=[r[3] for r in rows],
+                       parent_codes=[r[4] for r in rows], geoms=geoms,
+                       tree=shapely.STRtree(geoms),
                        anchors=shapely.get_coordinates(shapely.point_on_surface(geoms))
                        if len(geoms) else np.empty((0, 2)))
     with _cache_lock:
@@ -387,7 +398,7 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
         open_hazards, overdue_hazards, staff, hidden_units`` (staff: ``name,
         phone, title``; hidden_units: names; anchor: a [lon, lat] inside the grid).
     """
-    layer = _grid_layer(session, park, level)
+    layer = cached_grid_layer(session, park, level)
     if bbox is None:
         picked = np.arange(len(layer.codes))
     else:
