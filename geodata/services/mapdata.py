@@ -218,19 +218,21 @@ def hazard_counts(session, park, today=None, grid_ids=None):
         ``{grid_id: open}`` and ``{grid_id: overdue}``.
     """
     today = today or date.today()
-    parent = _parents(session, park)
     overdue_expr = sa.case((Hazard.deadline < today, 1), else_=0)
     query = (sa.select(Hazard.grid_id, sa.func.count(), sa.func.sum(overdue_expr))
              .where(Hazard.park_id == park.id, Hazard.status.in_(OPEN))
              .group_by(Hazard.grid_id))
     if grid_ids is not None:
-        wanted = set(grid_ids)
-        family = [g for g in parent if not wanted.isdisjoint(_ancestry(g, parent))]
+        # Only the wanted grids and their descendants, found level by level down the
+        # tree (a map tile's few hundred grids, not the park's 10^5 parent links).
+        parent = _descendants(session, grid_ids)
+        family = list(parent)
         rows = []
-        for start in range(0, len(family), 5000):  # stay under SQLite's variable limit
+        for start in range(0, len(family), _CHUNK):
             rows += session.execute(query.where(
-                Hazard.grid_id.in_(family[start:start + 5000]))).all()
+                Hazard.grid_id.in_(family[start:start + _CHUNK]))).all()
     else:
+        parent = _parents(session, park)
         rows = session.execute(query).all()
     open_, overdue = defaultdict(int), defaultdict(int)
     for grid_id, n, late in rows:
@@ -242,13 +244,25 @@ def hazard_counts(session, park, today=None, grid_ids=None):
     return dict(open_), dict(overdue)
 
 
-def _ancestry(gid, parent):
-    """The grid itself and its ancestors, deepest first."""
-    chain, depth = [], 0
-    while gid is not None and depth < 32:
-        chain.append(gid)
-        gid, depth = parent.get(gid), depth + 1
-    return chain
+#: Ids per ``IN (...)``: stays under SQLite's bound-variable limit.
+_CHUNK = 5000
+
+
+def _descendants(session, grid_ids):
+    """``{grid id: parent id}`` for the grids and all grids below them (None for the grids).
+
+    Walking up this map from any of them stops at a grid of ``grid_ids``.
+    """
+    parent = dict.fromkeys(grid_ids)
+    frontier, depth = list(parent), 0
+    while frontier and depth < 32:
+        found = []
+        for start in range(0, len(frontier), _CHUNK):
+            found += session.execute(sa.select(Grid.id, Grid.parent_id).where(
+                Grid.parent_id.in_(frontier[start:start + _CHUNK]))).all()
+        parent.update(found)
+        frontier, depth = [gid for gid, _ in found], depth + 1
+    return parent
 
 
 def grid_summaries(session, park, today=None, codes=None):
