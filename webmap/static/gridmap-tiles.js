@@ -49,11 +49,21 @@ document.addEventListener('DOMContentLoaded', function () {
       maxDataZoom: cfg.tiles.maxDataZoom, minZoom: cfg.tiles.minZoom, maxZoom: 20,
       bounds: [[b[1], b[0]], [b[3], b[2]]], zIndex: 10 + level
     });
-    layer.on('loading', function () { tiles.loading += 1; });
-    layer.on('load', function () { tiles.loading = Math.max(0, tiles.loading - 1); });
+    // a layer removed while loading never fires 'load': count busy layers, not events
+    var busy = function (on) {
+      return function () { layer.gmBusy = on; countBusy(); };
+    };
+    layer.on('loading', busy(true));
+    layer.on('load remove', busy(false));
     layer.on('tileload', function () { tiles.loaded += 1; });
     layer.on('tileerror', function () { tiles.errors += 1; });
     return layer;
+  }
+
+  function countBusy() {
+    tiles.loading = Object.keys(tiles.layers).filter(function (k) {
+      return tiles.layers[k].gmBusy && map.hasLayer(tiles.layers[k]);
+    }).length;
   }
 
   function addLayers() {
@@ -62,6 +72,7 @@ document.addEventListener('DOMContentLoaded', function () {
       tiles.layers[key] = makeLayer(key);
       groups[key].addLayer(tiles.layers[key]);
     });
+    countBusy();
   }
 
   // After a hazard is logged or moved the tiles' ETag changes: new layers refetch
