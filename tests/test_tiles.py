@@ -10,7 +10,8 @@ import pyproj
 import pytest
 import shapely
 
-from geodata.services import ledger
+from geodata.errors import ValidationError
+from geodata.services import ledger, tiles
 from geodata.services.demo_loader import load_province
 from geodata.services.edits import merge_grids
 from geodata.services.parks import get_park
@@ -169,4 +170,20 @@ def test_bad_tile_requests(small_park, path, status, code):
     response = client.get(path)
     assert response.status_code == status
     assert response.get_json()["error"]["code"] == code
+    assert table_counts(engine) == before
+
+
+def test_tile_with_too_many_grids_is_refused(small_park):
+    """A low-zoom tile of a huge park would be seconds of work: 422 with the cap, no write."""
+    client, engine = small_park
+    _, url = _park_tile(client, z=12)
+    z, x, y = (int(v) for v in url.rsplit("/", 3)[1:3] + [url.rsplit("/", 1)[1][:-4]])
+    before = table_counts(engine)
+    with session_scope(engine) as session:
+        park = get_park(session, "PV001")
+        assert decode(tiles.grid_tile(session, park, z, x, y, max_grids=30))
+        with pytest.raises(ValidationError) as refused:
+            tiles.grid_tile(session, park, z, x, y, max_grids=29)
+    assert refused.value.code == "tile_too_large"
+    assert refused.value.details["max_grids"] == 29
     assert table_counts(engine) == before

@@ -39,6 +39,9 @@ PROPERTIES = ("code", "name", "level", "parent_code", "open_hazards", "overdue_h
 MAX_ZOOM = 22
 #: Bumped when the encoding or the properties change, so cached tiles are refetched.
 TILE_FORMAT = 1
+#: Most grids one tile may hold: a z8 tile of a 10^5-grid park would take seconds of
+#: database or Python work and megabytes; the map page never asks for more than ~4 000.
+MAX_TILE_GRIDS = 20_000
 
 _R = 6378137.0  # EPSG:3857 sphere radius, metres
 _HALF = math.pi * _R  # half the world's width in EPSG:3857 metres
@@ -46,13 +49,16 @@ _HALF = math.pi * _R  # half the world's width in EPSG:3857 metres
 # Only the grids in the tile are touched: the GiST index finds them, a recursive
 # walk down parent_id finds their sub-grids, and a hazard counts for its own
 # (deepest) grid and every ancestor, as in the JSON summaries.
-_TILE_SQL = sa.text("""
-WITH RECURSIVE bounds AS (SELECT ST_TileEnvelope(:z, :x, :y) AS merc),
-cells AS (
+_CELLS = """
     SELECT g.id, g.code, g.name, g.level, g.parent_id, g.geom FROM grids g CROSS JOIN bounds
     WHERE g.park_id = :park AND g.level = :level AND g.active_to IS NULL
       AND g.geom && ST_Transform(ST_Expand(bounds.merc, (ST_XMax(bounds.merc)
-          - ST_XMin(bounds.merc)) * CAST(:buffer AS float8) / :extent), 4326)),
+          - ST_XMin(bounds.merc)) * CAST(:buffer AS float8) / :extent), 4326)"""
+_BOUNDS = "bounds AS (SELECT ST_TileEnvelope(:z, :x, :y) AS merc)"
+_COUNT_SQL = sa.text(f"WITH {_BOUNDS} SELECT count(*) FROM ({_CELLS} LIMIT :cap) AS cells")
+_TILE_SQL = sa.text(f"""
+WITH RECURSIVE {_BOUNDS},
+cells AS ({_CELLS}),
 down(root, id) AS (
     SELECT id, id FROM cells
     UNION ALL
@@ -106,7 +112,7 @@ def tile_etag(session, park, level=1, today=None):
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def grid_tile(session, park, z, x, y, *, level=1, today=None):
+def grid_tile(session, park, z, x, y, *, level=1, today=None, max_grids=MAX_TILE_GRIDS):
     """Return the MVT bytes of tile ``z/x/y`` (EPSG:3857) of a park's grids at ``level``.
 
     One layer, :data:`LAYER`, with :data:`PROPERTIES`; an empty body when no
@@ -116,16 +122,26 @@ def grid_tile(session, park, z, x, y, *, level=1, today=None):
     Raises
     ------
     ValidationError
-        ``invalid_tile`` when ``z`` is outside 0–22 or ``x``/``y`` outside the ``2**z`` range.
+        ``invalid_tile`` when ``z`` is outside 0–22 or ``x``/``y`` outside the ``2**z`` range;
+        ``tile_too_large`` when more than ``max_grids`` grids reach the tile (zoom in).
     """
     check_tile(z, x, y)
     today = today or date.today()
     if backend_name(session) == "postgresql":
-        tile = session.execute(_TILE_SQL, {
-            "z": z, "x": x, "y": y, "park": park.id, "level": level, "extent": EXTENT,
-            "buffer": BUFFER, "today": today}).scalar()
-        return bytes(tile or b"")
-    return _encode_tile(session, park, z, x, y, level, today)
+        params = {"z": z, "x": x, "y": y, "park": park.id, "level": level, "extent": EXTENT,
+                  "buffer": BUFFER, "today": today}
+        _check_size(session.execute(_COUNT_SQL, {**params, "cap": max_grids + 1}).scalar(),
+                    max_grids, z, x, y)
+        return bytes(session.execute(_TILE_SQL, params).scalar() or b"")
+    return _encode_tile(session, park, z, x, y, level, today, max_grids)
+
+
+def _check_size(count, max_grids, z, x, y):
+    """Refuse a tile holding more than ``max_grids`` grids (``tile_too_large``, 422)."""
+    if count > max_grids:
+        details = {"z": z, "x": x, "y": y, "max_grids": max_grids}
+        raise ValidationError(f"tile {z}/{x}/{y} holds more than {max_grids} grids: ask for "
+                              "tiles of a higher zoom", code="tile_too_large", details=details)
 
 
 def _to_tile_units(bounds):
@@ -145,7 +161,7 @@ def _lonlat(mx, my):
     return (math.degrees(mx / _R), math.degrees(2 * math.atan(math.exp(my / _R)) - math.pi / 2))
 
 
-def _encode_tile(session, park, z, x, y, level, today):
+def _encode_tile(session, park, z, x, y, level, today, max_grids):
     """The SpatiaLite path: the tile built from the cached grid layer, in Python."""
     bounds = tile_bounds(z, x, y)
     pad = (bounds[2] - bounds[0]) * BUFFER / EXTENT
@@ -154,6 +170,7 @@ def _encode_tile(session, park, z, x, y, level, today):
     layer = cached_grid_layer(session, park, level)
     picked = np.sort(layer.tree.query(shapely.box(west, south, east, north),
                                       predicate="intersects"))
+    _check_size(len(picked), max_grids, z, x, y)
     if len(picked) == 0:
         return b""
     # As ST_AsMVTGeom does: project, clip to the buffered tile, snap to whole units.
