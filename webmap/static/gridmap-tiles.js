@@ -99,7 +99,7 @@ document.addEventListener('DOMContentLoaded', function () {
       .addTo(selection);
     tiles.selected = p.code;
     var at = latlng || selection.getLayers()[0].getBounds().getCenter();
-    L.popup({maxWidth: 360}).setLatLng(at).setContent(state.gridPopup(p)).openOn(map);
+    map.openPopup(state.gridPopup(p), at, {maxWidth: 360});  // a DOM node, never a string
   }
 
   function showGrid(code, latlng) {
