@@ -13,6 +13,9 @@
 ``GRIDMAP_MAX_FILE_MB``    Size of one imported file in MB, a zip's members
                            uncompressed (default 100).
 ``GRIDMAP_TILES``          XYZ tile URL for the base map, or ``none``.
+``GRIDMAP_MAP_TILE_THRESHOLD`` Parks with more active grids (all levels) than
+                           this draw their grids from vector tiles on the
+                           map page (default 2 000; see docs/map.md).
 ``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
 ``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
                            ``10 per minute``; flask-limiter syntax).
@@ -73,6 +76,7 @@ class Settings:
     max_vertices: int = 20_000
     max_file_mb: float = 100.0
     tiles: str = "none"
+    map_tile_threshold: int = 2_000
     sqlite_busy_timeout_s: float = 5.0
     session_hours: float = 8.0
     login_rate_limit: str = "10 per minute"
@@ -127,6 +131,10 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})
+        if self.map_tile_threshold < 0:
+            raise ConfigError("GRIDMAP_MAP_TILE_THRESHOLD must be 0 or more (grids; 0 draws "
+                              "every park from vector tiles)",
+                              details={"setting": "GRIDMAP_MAP_TILE_THRESHOLD"})
         # The URI may hold a password: the message names only its scheme.
         scheme, sep, rest = self.ratelimit_storage_uri.partition("://")
         if not sep or scheme not in RATELIMIT_SCHEMES or (scheme != "memory" and not rest):

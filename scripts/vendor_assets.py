@@ -10,10 +10,11 @@ together.  ``tests/test_vendor_assets.py`` fails when the two disagree.
 
 Only the files the pages load are copied, with each package's licence, and
 ``vendor/MANIFEST.json`` records the version, licence and SHA-256 of every
-file.  The Leaflet-Geoman bundle contains its npm dependencies (Turf, lodash,
-polyclip-ts, ...), so their licences go into ``THIRD-PARTY-LICENSES.txt`` beside
-it.  Installing or running gridmap never needs npm or the network: the wheel
-carries these files.
+file.  The Leaflet-Geoman and protomaps-leaflet bundles contain their npm
+dependencies (Turf, lodash, polyclip-ts, ...; pbf, @mapbox/vector-tile, rbush,
+...), so the licences of each bundle's dependencies (read from the lock file)
+go into ``THIRD-PARTY-LICENSES.txt`` beside it.  Installing or running
+gridmap never needs npm or the network: the wheel carries these files.
 """
 
 import argparse
@@ -48,10 +49,14 @@ ASSETS = {
         "dist/leaflet-geoman.min.js": "leaflet-geoman.min.js",
         "dist/leaflet-geoman.css": "leaflet-geoman.css",
         "LICENSE": "LICENSE"}),
+    # the vector-tile layer of big parks' maps (webmap/static/gridmap-tiles.js)
+    "protomaps-leaflet": ("protomaps-leaflet", {
+        "dist/protomaps-leaflet.js": "protomaps-leaflet.js",
+        "LICENSE": "LICENSE"}),
 }
 
-#: The folder whose bundle includes every other package of the lock file.
-BUNDLER = "leaflet-geoman-free"
+#: Folders whose file bundles the package's npm dependencies.
+BUNDLERS = ("leaflet-geoman-free", "protomaps-leaflet")
 THIRD_PARTY = "THIRD-PARTY-LICENSES.txt"
 _LICENCE = re.compile(r"^(licen[cs]e|copying)", re.IGNORECASE)
 
@@ -69,21 +74,48 @@ def _npm_ci(workdir):
     return workdir / "node_modules"
 
 
-def _third_party(node_modules, lock):
-    """The licence texts of the lock's packages other than the three served ones."""
-    served = {package for package, _ in ASSETS.values()}
+def bundled(lock, package):
+    """Lock-file keys of every package ``package`` depends on, transitively (npm's lookup)."""
+    packages = lock["packages"]
+    found, todo = set(), [f"node_modules/{package}"]
+    while todo:
+        key = todo.pop()
+        for dep in packages[key].get("dependencies", {}):
+            # node resolves a dependency in the nearest node_modules up the tree
+            base = key
+            while True:
+                candidate = f"{base}/node_modules/{dep}" if base else f"node_modules/{dep}"
+                if candidate in packages or not base:
+                    break
+                base = base.rpartition("/node_modules/")[0]
+            if candidate not in found:
+                found.add(candidate)
+                todo.append(candidate)
+    return sorted(found)
+
+
+def _third_party(node_modules, lock, package):
+    """The licence texts of the packages bundled into ``package``'s file."""
     parts = []
-    for key, meta in sorted(lock["packages"].items()):
+    for key in bundled(lock, package):
+        meta = lock["packages"][key]
         name = key.rsplit("node_modules/", 1)[-1]
-        if not key or name in served:
-            continue
         folder = node_modules.parent / key
         licences = sorted(p for p in folder.iterdir() if _LICENCE.match(p.name))
-        if not licences:
-            raise SystemExit(f"{key}: no licence file to ship with the bundle")
+        if licences:
+            text = licences[0].read_text().strip()
+        elif meta.get("license"):
+            # e.g. @protomaps/basemaps: its npm package holds no licence file
+            declared = json.loads((folder / "package.json").read_text())
+            repo = declared.get("repository", {})
+            text = (f"The npm package ships no licence file; its package.json declares "
+                    f"{meta['license']} (SPDX). Source: "
+                    f"{repo.get('url', repo) if repo else declared.get('homepage', '?')}")
+        else:
+            raise SystemExit(f"{key}: no licence file or declared licence to ship with the bundle")
         parts.append(f"{'=' * 72}\n{name} {meta['version']} ({meta.get('license')})\n"
-                     f"{'=' * 72}\n\n{licences[0].read_text().strip()}\n")
-    return ("Packages bundled into leaflet-geoman.min.js by its authors, as pinned in\n"
+                     f"{'=' * 72}\n\n{text}\n")
+    return (f"Packages bundled into {package}'s file by its authors, as pinned in\n"
             "webmap/static/package-lock.json, and their licences.\n\n" + "\n".join(parts))
 
 
@@ -102,8 +134,8 @@ def vendor(node_modules):
         for source, target in files.items():
             (VENDOR / folder / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(node_modules / package / source, VENDOR / folder / target)
-        if folder == BUNDLER:
-            (VENDOR / folder / THIRD_PARTY).write_text(_third_party(node_modules, lock))
+        if folder in BUNDLERS:
+            (VENDOR / folder / THIRD_PARTY).write_text(_third_party(node_modules, lock, package))
         manifest[folder] = {
             "package": package, "version": meta["version"], "license": meta.get("license"),
             "files": {p.relative_to(VENDOR / folder).as_posix(): sha256(p)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.vendor_assets import BUNDLERS, bundled
 from webmap import create_app
 
 STATIC = Path(__file__).resolve().parents[1] / "webmap" / "static"
@@ -50,14 +51,21 @@ def test_each_package_ships_its_licence(folder):
     assert "Copyright" in (VENDOR / folder / licences[0]).read_text()
 
 
-def test_bundled_dependencies_licences():
-    """Leaflet-Geoman's bundle contains every other package of the lock file."""
-    text = (VENDOR / "leaflet-geoman-free" / "THIRD-PARTY-LICENSES.txt").read_text()
-    served = {e["package"] for e in MANIFEST.values()}
-    for key, meta in LOCK["packages"].items():
+@pytest.mark.parametrize("folder", BUNDLERS)
+def test_bundled_dependencies_licences(folder):
+    """A bundle ships the licence of every package it depends on (read from the lock)."""
+    text = (VENDOR / folder / "THIRD-PARTY-LICENSES.txt").read_text()
+    keys = bundled(LOCK, MANIFEST[folder]["package"])
+    assert keys
+    for key in keys:
         name = key.rsplit("node_modules/", 1)[-1]
-        if key and name not in served:
-            assert f"\n{name} {meta['version']} (" in text, name
+        assert f"\n{name} {LOCK['packages'][key]['version']} (" in text, name
+
+
+def test_every_locked_package_is_served_or_bundled():
+    served = {f"node_modules/{e['package']}" for e in MANIFEST.values()}
+    inside = set().union(*(bundled(LOCK, MANIFEST[f]["package"]) for f in BUNDLERS))
+    assert set(LOCK["packages"]) - {""} == served | inside
 
 
 def test_stylesheet_references_are_vendored():

@@ -167,12 +167,28 @@ def grids(code):
 
 @bp.get("/parks/<code>/tiles/grids/<int:z>/<int:x>/<int:y>.mvt")
 def grid_tile(code, z, x, y):
-    """Grids of one level as a Mapbox vector tile (PostGIS only; 501 on SpatiaLite)."""
+    """Grids of one level as a Mapbox vector tile, with an ETag; 304 on ``If-None-Match``.
+
+    ``Cache-Control: no-cache``: browsers keep the tile but revalidate it on
+    each use, so an edit or a hazard shows at once and an unchanged tile
+    costs a 304 (no tile is built).  ``private``: tiles follow the API's
+    access rules, so shared caches must not keep them.
+    """
     _allowed("level")
     session = get_session()
-    tile = tiles.grid_tile(session, get_park(session, code), z, x, y, today=today(),
-                           level=parse_int("level", single_arg("level"), 1, 9, default=1))
-    return current_app.response_class(tile, mimetype="application/vnd.mapbox-vector-tile")
+    park_ = get_park(session, code)
+    level = parse_int("level", single_arg("level"), 1, 9, default=1)
+    tiles.check_tile(z, x, y)
+    etag = tiles.tile_etag(session, park_, level, today())
+    if request.if_none_match.contains(etag):
+        response = current_app.response_class(status=304)
+    else:
+        response = current_app.response_class(
+            tiles.grid_tile(session, park_, z, x, y, today=today(), level=level),
+            mimetype="application/vnd.mapbox-vector-tile")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @bp.get("/parks/<code>/grids/<grid_code>")
@@ -406,14 +422,15 @@ def openapi_document():
     tile = [_param(n, f"Tile {n}", {"type": "integer", "minimum": 0}, "path", True)
             for n in ("z", "x", "y")]
     paths["/api/parks/{code}/tiles/grids/{z}/{x}/{y}.mvt"] = {"get": {
-        "summary": "Grids as a Mapbox vector tile (PostGIS; 501 on SpatiaLite)",
+        "summary": "Grids as a Mapbox vector tile (ETag; 304 on If-None-Match)",
         "parameters": [_PARK, *tile, _param(
             "level", "Grid level", {"type": "integer", "minimum": 1, "maximum": 9})],
         "responses": {
             "200": {"description": "MVT", "content": {"application/vnd.mapbox-vector-tile": {
                 "schema": {"type": "string", "format": "binary"}}}},
+            "304": {"description": "Not modified (If-None-Match holds the tile's ETag)"},
             **{code: {"$ref": "#/components/responses/Error"}
-               for code in ("400", "404", "422", "501")}}}}
+               for code in ("400", "404", "422")}}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "gridmap API", "version": "1",

@@ -18,6 +18,7 @@ nor running needs npm or the network; folium's CDN defaults are replaced per
 map.  Inline scripts carry the response's CSP nonce.
 """
 
+import math
 import re
 import secrets
 from pathlib import Path
@@ -45,6 +46,12 @@ MAX_ZOOM = 20
 #: Parks with more grids than this open zoomed in on their centre, not fitted whole.
 WHOLE_PARK_GRIDS = 1500
 
+#: Vector-tile grid layers (parks above ``GRIDMAP_MAP_TILE_THRESHOLD`` grids): at most about
+#: this many grids per tile (a zoom showing more shows none and asks to zoom in), and data
+#: tiles up to this zoom (deeper zooms scale the z16 tiles, whose unit is 0.15 m).
+TILE_MAX_GRIDS, TILE_MAX_DATA_ZOOM = 4000, 16
+
+
 #: Layer names shown in the layer control (static text, never user input).
 LAYERS = {
     "park": "园区边界 Park boundary",
@@ -59,6 +66,21 @@ LAYERS = {
 #: Choropleth classes of open hazards per grid: (lowest count, colour, label).
 CLASSES = [(0, "#f7fcf5", "0"), (1, "#fee08b", "1"), (2, "#fdae61", "2–3"),
            (4, "#f46d43", "4–6"), (7, "#a50026", "≥ 7")]
+
+
+def tile_min_zoom(overview, lat):
+    """The lowest map zoom at which a park's vector tiles hold at most ``TILE_MAX_GRIDS``.
+
+    Estimated from the park's mean grid area (m²) and the ground width of a
+    512-px data tile (one zoom below the map's) at latitude ``lat``.
+    """
+    count = overview["grids"] + overview["sub_grids"]
+    if count <= TILE_MAX_GRIDS:  # one tile may hold the whole park
+        return 3
+    cell = overview["area_m2"] / count
+    world = 40_075_016.7 * math.cos(math.radians(lat))  # metres around at that latitude
+    data_zoom = math.log2(world / math.sqrt(TILE_MAX_GRIDS * cell))
+    return int(min(max(math.ceil(data_zoom) + 1, 3), TILE_MAX_DATA_ZOOM))
 
 
 def csp_nonce():
@@ -204,8 +226,14 @@ def park_map(code):
     figure = m.get_root()
     user = g.get("user")
     can_log = user is not None and user.role in PERMISSIONS["create"]
+    # Big parks draw their grids from vector tiles (gridmap-tiles.js), small ones from GeoJSON.
+    tiled = (overview["grids"] + overview["sub_grids"]
+             > current_app.config["GRIDMAP"].map_tile_threshold)
     config = {
         "map": m.get_name(), "layers": layers, "park": park.code,
+        "tiles": {"url": url_for("api.park", code=park.code) + "/tiles/grids/{z}/{x}/{y}.mvt",
+                  "minZoom": tile_min_zoom(overview, m.location[0]),
+                  "maxDataZoom": TILE_MAX_DATA_ZOOM} if tiled else None,
         "api": url_for("api.park", code=park.code),
         "gridPage": url_for("maps.grid_page", code=park.code, grid_code="__GRID__"),
         "overview": overview, "classes": [[c[0], c[1]] for c in CLASSES],
@@ -227,7 +255,9 @@ def park_map(code):
         user=user, can_log=can_log, categories=CATEGORIES,
         login_url=url_for("login", next=request.path),
         config_json=htmlsafe_json_dumps(config),
-        script=url_for("static", filename="gridmap.js"))))
+        script=url_for("static", filename="gridmap.js"),
+        tile_scripts=[_vendor("protomaps-leaflet", "protomaps-leaflet.js"),
+                      url_for("static", filename="gridmap-tiles.js")] if tiled else [])))
     html = add_nonce(figure.render(), csp_nonce())
     return current_app.response_class(html, mimetype="text/html")
 

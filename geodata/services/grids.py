@@ -6,6 +6,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import flag_modified
 
 from geodata import attributes as attr
 from geodata import domains
@@ -148,6 +149,7 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
             active_to=attr.day(row.get("active_to"), field="active_to", **where))
         new[code] = grid
     session.add_all(new.values())
+    flag_modified(park, "name")  # new grids bump the park's version (the tiles' ETag)
     session.flush()
     for code, grid in new.items():
         if parents[code]:

@@ -22,6 +22,7 @@ from datetime import date
 import numpy as np
 import shapely
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 
 from geodata.errors import NotFoundError
 from geodata.hidden import find_hidden_units
@@ -98,10 +99,16 @@ def _day(value):
 
 @dataclass
 class _GridLayer:
-    """A park's active grids of one level: ids, codes and geometries, plus simplified copies."""
+    """A park's active grids of one level: ids, codes, names, parents' codes and geometries.
+
+    Plus simplified copies per zoom; the vector tiles of
+    :mod:`geodata.services.tiles` read the same layer.
+    """
 
     ids: np.ndarray
     codes: list
+    names: list
+    parent_codes: list
     geoms: np.ndarray
     tree: shapely.STRtree
     anchors: np.ndarray
@@ -143,7 +150,7 @@ def clear_cache():
         _cache.clear()
 
 
-def _grid_layer(session, park, level):
+def cached_grid_layer(session, park, level):
     """Return the cached :class:`_GridLayer`, reloaded when the park's grids changed.
 
     The cache key holds the database URL, the park, the level and a stamp of
@@ -159,11 +166,15 @@ def _grid_layer(session, park, level):
         hit = _cache.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-    rows = session.execute(sa.select(Grid.id, Grid.code, Grid.geom).where(active)
+    parent = aliased(Grid)
+    rows = session.execute(sa.select(Grid.id, Grid.code, Grid.geom, Grid.name, parent.code)
+                           .outerjoin(parent, Grid.parent_id == parent.id).where(active)
                            .order_by(Grid.code)).all()
     geoms = to_shapes([r[2] for r in rows])
     layer = _GridLayer(ids=np.array([r[0] for r in rows], dtype=np.int64),
-                       codes=[r[1] for r in rows], geoms=geoms, tree=shapely.STRtree(geoms),
+                       codes=[r[1] for r in rows], names=[r[3] for r in rows],
+                       parent_codes=[r[4] for r in rows], geoms=geoms,
+                       tree=shapely.STRtree(geoms),
                        anchors=shapely.get_coordinates(shapely.point_on_surface(geoms))
                        if len(geoms) else np.empty((0, 2)))
     with _cache_lock:
@@ -207,19 +218,21 @@ def hazard_counts(session, park, today=None, grid_ids=None):
         ``{grid_id: open}`` and ``{grid_id: overdue}``.
     """
     today = today or date.today()
-    parent = _parents(session, park)
     overdue_expr = sa.case((Hazard.deadline < today, 1), else_=0)
     query = (sa.select(Hazard.grid_id, sa.func.count(), sa.func.sum(overdue_expr))
              .where(Hazard.park_id == park.id, Hazard.status.in_(OPEN))
              .group_by(Hazard.grid_id))
     if grid_ids is not None:
-        wanted = set(grid_ids)
-        family = [g for g in parent if not wanted.isdisjoint(_ancestry(g, parent))]
+        # Only the wanted grids and their descendants, found level by level down the
+        # tree (a map tile's few hundred grids, not the park's 10^5 parent links).
+        parent = _descendants(session, grid_ids)
+        family = list(parent)
         rows = []
-        for start in range(0, len(family), 5000):  # stay under SQLite's variable limit
+        for start in range(0, len(family), _CHUNK):
             rows += session.execute(query.where(
-                Hazard.grid_id.in_(family[start:start + 5000]))).all()
+                Hazard.grid_id.in_(family[start:start + _CHUNK]))).all()
     else:
+        parent = _parents(session, park)
         rows = session.execute(query).all()
     open_, overdue = defaultdict(int), defaultdict(int)
     for grid_id, n, late in rows:
@@ -231,13 +244,25 @@ def hazard_counts(session, park, today=None, grid_ids=None):
     return dict(open_), dict(overdue)
 
 
-def _ancestry(gid, parent):
-    """The grid itself and its ancestors, deepest first."""
-    chain, depth = [], 0
-    while gid is not None and depth < 32:
-        chain.append(gid)
-        gid, depth = parent.get(gid), depth + 1
-    return chain
+#: Ids per ``IN (...)``: stays under SQLite's bound-variable limit.
+_CHUNK = 5000
+
+
+def _descendants(session, grid_ids):
+    """``{grid id: parent id}`` for the grids and all grids below them (None for the grids).
+
+    Walking up this map from any of them stops at a grid of ``grid_ids``.
+    """
+    parent = dict.fromkeys(grid_ids)
+    frontier, depth = list(parent), 0
+    while frontier and depth < 32:
+        found = []
+        for start in range(0, len(frontier), _CHUNK):
+            found += session.execute(sa.select(Grid.id, Grid.parent_id).where(
+                Grid.parent_id.in_(frontier[start:start + _CHUNK]))).all()
+        parent.update(found)
+        frontier, depth = [gid for gid, _ in found], depth + 1
+    return parent
 
 
 def grid_summaries(session, park, today=None, codes=None):
@@ -387,7 +412,7 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
         open_hazards, overdue_hazards, staff, hidden_units`` (staff: ``name,
         phone, title``; hidden_units: names; anchor: a [lon, lat] inside the grid).
     """
-    layer = _grid_layer(session, park, level)
+    layer = cached_grid_layer(session, park, level)
     if bbox is None:
         picked = np.arange(len(layer.codes))
     else:

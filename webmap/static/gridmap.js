@@ -320,8 +320,9 @@ document.addEventListener('DOMContentLoaded', function () {
     state.generation += 1;
     var g = state.generation;
     var jobs = [];
-    if (map.hasLayer(groups.grids)) { jobs.push(loadGrids('grids', 1, g)); }
-    if (map.hasLayer(groups.subgrids)) { jobs.push(loadGrids('subgrids', 2, g)); }
+    // big parks draw their grids from vector tiles instead (gridmap-tiles.js)
+    if (!cfg.tiles && map.hasLayer(groups.grids)) { jobs.push(loadGrids('grids', 1, g)); }
+    if (!cfg.tiles && map.hasLayer(groups.subgrids)) { jobs.push(loadGrids('subgrids', 2, g)); }
     if (map.hasLayer(groups.enterprises) || map.hasLayer(groups.hidden)) { jobs.push(loadSites(g)); }
     if (map.hasLayer(groups.hazards)) { jobs.push(loadHazards(g)); }
     jobs.push(loadCoverage());
@@ -348,7 +349,9 @@ document.addEventListener('DOMContentLoaded', function () {
 
   function zoomTo(result) {
     var b = result.bbox;
-    if (result.kind === 'grid') { state.pendingPopup = result.code; }
+    if (result.kind === 'grid') {
+      if (state.showGrid) { state.showGrid(result.code); } else { state.pendingPopup = result.code; }
+    }
     if (b[0] === b[2] && b[1] === b[3]) {
       map.setView([b[1], b[0]], 18);
     } else {
@@ -409,7 +412,8 @@ document.addEventListener('DOMContentLoaded', function () {
 
   function reloadLedgerLayers() {
     // the hazards layer and the grids' open-hazard counts and colours change together
-    return Promise.all([refresh(true), updateOverview()]);
+    return Promise.all([refresh(true), updateOverview(),
+                        state.reloadTiles ? state.reloadTiles() : null]);
   }
 
   var TARGET_LABELS = {rectifying: '开始整改 Start rectifying', supervising: '提交督导 Submit',
@@ -662,6 +666,11 @@ document.addEventListener('DOMContentLoaded', function () {
 
   state.map = map;
   state.groups = groups;
+  // for gridmap-tiles.js, which draws big parks' grids from vector tiles
+  state.colour = colour;
+  state.gridPopup = gridPopup;
+  state.fetchJSON = fetchJSON;
+  state.status = status;
   state.openGridPopup = function (code) {
     var layer = state.grids[code] || state.subgrids[code];
     if (layer) { openGridPopup(layer); }
