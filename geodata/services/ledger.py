@@ -25,7 +25,7 @@ from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, E
 from geodata.models.base import to_element, to_shapes
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
 from geodata.services.parks import prepared_boundary
-from geodata.storage import backend_name
+from geodata.storage import backend_name, start_write
 from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
 
@@ -115,10 +115,16 @@ def get_hazard_by_code(session, code, park=None):
 
 
 def _lock_park(session, park):
-    # Ledger numbers are max+1 per park: serialise creators per park.
-    # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
+    """Lock the park for this transaction and return its stored version.
+
+    Ledger numbers are max+1 per park, and an edit of the park's grids
+    re-locates its hazards: both serialise on the park's row lock
+    (PostgreSQL; SQLite writers hold the database's write lock already).
+    """
+    query = sa.select(Park.version).where(Park.id == park.id)
     if backend_name(session) == "postgresql":
-        session.execute(sa.select(Park.id).where(Park.id == park.id).with_for_update())
+        query = query.with_for_update()
+    return session.execute(query).scalar_one()
 
 
 def _check_grid_limit(actor, grid_id):
@@ -136,6 +142,12 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     :func:`geodata.services.hazards.locate`.  The ledger number is the next
     ``YH<year>-<seq>`` unless ``code`` is given.  The first history event
     records who logged it.
+
+    The point is placed in the caller's transaction; then
+    :func:`geodata.storage.start_write` takes the write lock (on SQLite a
+    transaction that has only read is ended first), so the lock covers only
+    numbering and inserting.  An edit that changed the park meanwhile is
+    seen by its version, and the point is placed again under the lock.
 
     Raises
     ------
@@ -160,11 +172,24 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     if found_date > date.today():
         raise ValidationError("found_date is in the future", code="invalid_date",
                               details={"field": "found_date"})
-    if not shapely.covered_by(point, prepared_boundary(park)):
-        raise ValidationError(f"the point lies outside park {park.code}", code="outside_park",
-                              details={"field": "location", "park": park.code})
-    _lock_park(session, park)
-    (grid_id,), (enterprise_id,) = locate(session, park, [point])
+
+    def place(park):
+        if not shapely.covered_by(point, prepared_boundary(park)):
+            raise ValidationError(f"the point lies outside park {park.code}",
+                                  code="outside_park",
+                                  details={"field": "location", "park": park.code})
+        (grid_id,), (enterprise_id,) = locate(session, park, [point])
+        return grid_id, enterprise_id
+
+    # Placed before the write lock, which is then held only for numbering and inserting.
+    read_version = park.version
+    grid_id, enterprise_id = place(park)
+    start_write(session)
+    if _lock_park(session, park) != read_version:
+        # An edit changed the park since it was read: place the point again, under the lock.
+        park = session.execute(sa.select(Park).where(Park.id == park.id).execution_options(
+            populate_existing=True)).scalar_one()
+        grid_id, enterprise_id = place(park)
     _check_grid_limit(actor, grid_id)
     try:
         (code,) = ledger_codes(session, park, [code], years=[found_date.year])
