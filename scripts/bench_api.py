@@ -251,9 +251,8 @@ def lock_hold(url, vertices):
 
     engine = make_engine(url, create=True)
     schema.upgrade(engine)
-    # A 2 km square park of two grids; the west one has ``vertices`` vertices along a wavy
-    # east edge shared with its neighbour.
-    n = max(vertices // 2, 4)
+    # A 2 km square park of two grids sharing a wavy edge: each has ``vertices`` vertices.
+    n = max(vertices - 3, 4)
     ys = np.linspace(34.07, 34.05, n)
     xs = 114.39 + 0.0005 * np.sin(np.linspace(0, 40 * np.pi, n))
     edge = list(zip(xs, ys))
@@ -270,7 +269,10 @@ def lock_hold(url, vertices):
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE bench_probe (id INTEGER PRIMARY KEY, at FLOAT)"))
     done, waits = threading.Event(), []
-    writer = make_engine(url)
+    writer = make_engine(url, busy_timeout_s=600)
+    # What a hazard create waits for: the park's row lock (PostgreSQL) or the write lock.
+    lock = "SELECT id FROM parks WHERE code = 'LOCK'" + (
+        " FOR UPDATE" if writer.dialect.name == "postgresql" else "")
 
     def probe():
         i = 0
@@ -280,6 +282,7 @@ def lock_hold(url, vertices):
             with writer.begin() as conn:
                 conn.execute(sa.text("INSERT INTO bench_probe (id, at) VALUES (:i, :t)"),
                              {"i": i, "t": t})
+                conn.execute(sa.text(lock))
             waits.append(time.perf_counter() - t)
             time.sleep(0.005)
 
