@@ -206,6 +206,9 @@ def bench_backend(url, clients, per_client, workers, threads):
             clients, [[create(k, j) for j in range(per_client)] for k in range(clients)])
         rows.append(_figures("gridmap: create a hazard", seconds, lat, statuses))
         ids = [[data["id"] for status, data in mine if status == 201] for mine in answers]
+        retries += sum(c.retries for c in conns)
+        # New connections: the server closes idle keep-alive ones (gunicorn after 2 s).
+        conns = [_Client(port, tokens["inspector"]) for _ in range(clients)]
         deadline = (date.today() + timedelta(days=30)).isoformat()
         moves = [[step for hid in ids[k] for step in (
             (conns[k], f"/api/hazards/{hid}/transitions",

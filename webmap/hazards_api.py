@@ -130,7 +130,10 @@ def create_hazard(code):
             level=data.get("level", "general"), description=data.get("description", ""),
             found_date=data.get("found_date"), code=data.get("code"))
 
-    return _answer(*_written(session, work), 201)
+    # Serialised after the commit: creates in one park queue on its lock for the ledger
+    # number, so the names are read outside it.
+    hazard = _commit_or_rollback(session, work)
+    return _one(session, hazard, 201)
 
 
 def _list():
