@@ -174,7 +174,7 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
                               details={"field": "found_date"})
 
     def place(park):
-        if not shapely.covered_by(point, prepared_boundary(park)):
+        if not shapely.covers(prepared_boundary(park), point):
             raise ValidationError(f"the point lies outside park {park.code}",
                                   code="outside_park",
                                   details={"field": "location", "park": park.code})

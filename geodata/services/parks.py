@@ -53,7 +53,11 @@ _prepared_lock = threading.Lock()
 
 
 def prepared_boundary(park):
-    """Return the park's boundary (EPSG:4326) as a prepared shapely geometry, cached."""
+    """Return the park's boundary (EPSG:4326) as a prepared shapely geometry, cached.
+
+    Use it as the first argument of a predicate (``shapely.covers(boundary,
+    point)``): shapely uses the preparation of the first argument only.
+    """
     key = getattr(park.boundary, "data", park.boundary)  # WKB bytes or hex text
     key = bytes(key) if isinstance(key, memoryview) else key
     with _prepared_lock:
@@ -62,6 +66,9 @@ def prepared_boundary(park):
         return hit
     geom = to_shapes([key])[0]
     shapely.prepare(geom)
+    # GEOS builds a prepared polygon's point index lazily, on the first test: build it
+    # here, once, so threads sharing the cached geometry only ever read it.
+    shapely.covers(geom, shapely.point_on_surface(geom))
     with _prepared_lock:
         if len(_PREPARED) >= _PREPARED_SIZE:
             _PREPARED.pop(next(iter(_PREPARED)))
