@@ -56,6 +56,7 @@ def _preload_bundled_gdal():
 _preload_bundled_gdal()
 
 WRITE_OPTION = "gridmap_write"
+_CHANGES = "gridmap_changes_at_begin"
 SPATIALITE_CANDIDATES = ("mod_spatialite", "/usr/lib/x86_64-linux-gnu/mod_spatialite.so",
                          "/usr/lib/aarch64-linux-gnu/mod_spatialite.so")
 
@@ -162,6 +163,8 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, **kwargs):
             # busy_timeout instead of failing later with a stale snapshot.
             write = conn.get_execution_options().get(WRITE_OPTION)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            # What start_write() compares with to tell a transaction that only read.
+            conn.info[_CHANGES] = conn.connection.dbapi_connection.total_changes
 
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -192,6 +195,36 @@ def begin_write(session):
     PostgreSQL it changes nothing (row locks are taken by the services).
     """
     session.connection(execution_options={WRITE_OPTION: True})
+
+
+def start_write(session):
+    """Make the session's transaction a writer, now, for a short write at its end.
+
+    Services that compute for long (grid edits, hazard placement) read in
+    the caller's transaction and call this just before they write, so the
+    write lock is held only for the write:
+
+    * SQLite: a transaction that has only read is ended (it holds nothing
+      worth keeping) and ``BEGIN IMMEDIATE`` starts the writer; one begun
+      as a writer (:func:`begin_write`) or that has already written goes on.
+    * PostgreSQL: nothing changes; the service takes its row locks next
+      (``SELECT ... FOR UPDATE``), and every statement reads the latest
+      committed rows (READ COMMITTED).
+
+    Whatever was read before may be stale afterwards: the caller re-checks
+    the versions it relied on once it holds the lock.
+    """
+    if backend_name(session) != "sqlite":
+        return
+    if session.new or session.dirty or session.deleted:
+        return  # the caller's pending writes belong to its transaction
+    if session.in_transaction():
+        conn = session.connection()
+        if conn.get_execution_options().get(WRITE_OPTION) or (
+                conn.connection.dbapi_connection.total_changes != conn.info.get(_CHANGES)):
+            return
+        session.commit()
+    begin_write(session)
 
 
 @contextmanager

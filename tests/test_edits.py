@@ -1,6 +1,7 @@
 """Grid edits on the demo park, on both backends: coverage kept, history kept, refusals clean."""
 
 import json
+import threading
 from datetime import date
 
 import pytest
@@ -325,3 +326,110 @@ def test_absorb_a_sliver_grid(runner, engine, tmp_path):
     assert result["retired"] == ["TP-002"] and result["reshaped"] == ["TP-001"]
     assert result["grids"]["TP-001"]["area_m2"] == pytest.approx(500.5 * 1000, abs=0.5)
     assert runner("check", "--park", "TP").exit_code == 0
+
+
+class _Paused:
+    """Wraps ``editing.split_equal_area``: the first call stops until the test says go.
+
+    It makes "while the split computes" a state the test controls, with no
+    timing: a write lock held during the computation would make the other
+    connection's write fail at once (busy timeout 0, lock timeout).
+    """
+
+    def __init__(self, monkeypatch):
+        from geodata import editing
+
+        self.real = editing.split_equal_area
+        self.computing, self.go = threading.Event(), threading.Event()
+        monkeypatch.setattr(editing, "split_equal_area", self)
+
+    def __call__(self, *args, **kwargs):
+        if not self.computing.is_set():
+            self.computing.set()
+            self.go.wait(120)  # a safety net if the test failed before saying go
+        return self.real(*args, **kwargs)
+
+    def run(self, engine, code, **kwargs):
+        """Split ``code`` in a thread, the way the API and CLI do (not a writer up front)."""
+        outcome = {}
+
+        def work():
+            try:
+                with session_scope(engine) as session:
+                    outcome["edit"] = edits.split_grid(session, get_park(session, PARK), code,
+                                                       parts=2, actor="planner-1", **kwargs)
+            except Exception as exc:  # handed to the test thread, which asserts on it
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        assert self.computing.wait(120), "the split never started computing"
+        return thread, outcome
+
+
+def _impatient_engine(engine):
+    """A second engine whose writers fail at once instead of waiting for a lock."""
+    from geodata.storage import make_engine
+
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "postgresql":
+        return make_engine(url, connect_args={"options": "-c lock_timeout=100"})
+    return make_engine(url, busy_timeout_s=0)
+
+
+def test_a_long_edit_computes_without_holding_the_write_lock(demo, monkeypatch):
+    """While a split computes, another connection logs a hazard in that grid and commits.
+
+    The split then writes, and the new hazard is re-located into a piece.
+    """
+    from geodata.models.base import to_shapes
+    from geodata.services import ledger
+    from geodata.services.grids import get_grid
+
+    engine = demo
+    with session_scope(engine) as session:
+        grid = get_grid(session, get_park(session, PARK), "FGKFQ-044")
+        spot = shapely.point_on_surface(to_shapes([grid.geom])[0])
+    paused = _Paused(monkeypatch)
+    thread, outcome = paused.run(engine, "FGKFQ-044")
+    other = _impatient_engine(engine)
+    try:
+        with session_scope(other, write=True) as session:
+            hazard_id = ledger.create_hazard(
+                session, get_park(session, PARK), point=spot, category="消防安全",
+                actor=ledger.Actor("inspector-1", "inspector"), description="拆分期间上报").id
+    finally:
+        paused.go.set()
+        thread.join(120)
+        other.dispose()
+    assert "error" not in outcome, outcome
+    added = outcome["edit"].added
+    with session_scope(engine) as session:
+        hazard = session.get(Hazard, hazard_id)
+        assert hazard.grid.active_to is None
+        assert hazard.grid.code.split("-")[:2] in [a.split("-")[:2] for a in added]
+
+
+def test_an_edit_that_conflicts_while_computing_is_409_and_writes_nothing(demo, monkeypatch):
+    """A split computed from version v; another planner splits the same grid meanwhile."""
+    engine = demo
+    version = grids(engine)["FGKFQ-044"][1]
+    paused = _Paused(monkeypatch)
+    thread, outcome = paused.run(engine, "FGKFQ-044", expected_version=version)
+    other = _impatient_engine(engine)
+    try:
+        won = edit(other, edits.split_grid, "FGKFQ-044", parts=3)
+    finally:
+        paused.go.set()
+        other.dispose()
+    snapshot = stored_snapshot(engine)
+    thread.join(120)
+    error = outcome.get("error")
+    assert isinstance(error, ConflictError) and error.http_status == 409, outcome
+    assert error.code == "stale_version" and "FGKFQ-044" in error.message
+    assert error.details == {"grid": "FGKFQ-044", "expected": version, "current": version + 1}
+    assert stored_snapshot(engine) == snapshot
+    with session_scope(engine) as session:
+        history = edits.park_history(session, get_park(session, PARK))
+        assert [h["operation"] for h in history] == ["split"]
+        assert len(won.added) == 3

@@ -169,3 +169,40 @@ def test_cli_demo_accounts(runner):
     assert "none needed" in runner("users", "demo-accounts").output
     listed = runner("users", "list").output
     assert all(f"{name}\t{role}\t" in listed for name, (role, _) in DEMO_ACCOUNTS.items())
+
+
+def test_locate_near_a_few_points_agrees_with_the_whole_layers(engine):
+    """One point at a time reads only nearby grids and sites: the same answers as all at once.
+
+    The points sit where the ranking matters: grid corners and edges shared
+    by several grids and sub-grids, enterprise corners (hidden units inside
+    their hosts), plus points inside cells and outside every site.
+    """
+    import numpy as np
+    import shapely
+
+    from geodata.models import Enterprise
+    from geodata.models.base import to_shapes
+    from geodata.services.hazards import FEW_POINTS, locate
+
+    load_demo(engine, today=date(2025, 11, 30))
+    with session_scope(engine) as session:
+        park = get_park(session, "FGKFQ")
+        cells = to_shapes(session.execute(sa.select(Grid.geom).where(
+            Grid.park_id == park.id)).scalars().all())
+        sites = to_shapes(session.execute(sa.select(Enterprise.site).where(
+            Enterprise.park_id == park.id)).scalars().all())
+        corners = shapely.get_coordinates(cells)
+        site_corners = shapely.get_coordinates(sites)
+        rng = np.random.default_rng(3)
+        xy = np.vstack([corners[rng.choice(len(corners), 80, replace=False)],
+                        site_corners[rng.choice(len(site_corners), 40, replace=False)],
+                        shapely.get_coordinates(shapely.point_on_surface(sites[:20])),
+                        shapely.get_coordinates(shapely.point_on_surface(cells[:20]))])
+        points = shapely.points(xy)
+        assert len(points) > FEW_POINTS  # all at once: the whole-layer path
+        grids_all, sites_all = locate(session, park, points)
+        one_by_one = [locate(session, park, [p]) for p in points]
+        assert [g for (g,), _ in one_by_one] == grids_all
+        assert [e for _, (e,) in one_by_one] == sites_all
+        assert len(set(grids_all)) > 20 and sum(e is not None for e in sites_all) > 40

@@ -12,7 +12,7 @@ from flask import current_app, g
 from sqlalchemy.exc import SQLAlchemyError
 
 from geodata.errors import DatabaseUnavailableError
-from geodata.storage import (begin_write, make_engine, make_session_factory, require_database,
+from geodata.storage import (make_engine, make_session_factory, require_database, start_write,
                              translate_db_error)
 
 
@@ -44,15 +44,15 @@ def _close(exc=None):
 
 
 def write_session():
-    """The request's session, switched to a fresh write transaction.
+    """The request's session, switched to a write transaction (:func:`start_write`).
 
     The authentication lookup ran in a read transaction; on SQLite a read
     snapshot cannot be upgraded to a writer, so it is ended first and the
     write starts with ``BEGIN IMMEDIATE`` (writers queue instead of failing).
+    On PostgreSQL the transaction goes on: the services take row locks.
     """
     session = get_session()
-    session.commit()
-    begin_write(session)
+    start_write(session)
     return session
 
 

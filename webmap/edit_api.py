@@ -41,7 +41,7 @@ from geodata.services.parks import get_park, park_boundary
 from geodata.workflow import PermissionDeniedError
 from webmap.auth import csrf, current_user
 from webmap.db import get_session
-from webmap.hazards_api import _body, _commit_or_rollback, _writer
+from webmap.hazards_api import _body, _commit_or_rollback
 
 bp = Blueprint("edit_api", __name__, url_prefix="/api/parks/<code>/edits")
 csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
@@ -106,7 +106,9 @@ def _edit(code, fields, call):
     data = _body(fields | {"reason"})
     reason = _text(data, "reason") or ""
     if_match = request.headers.get("If-Match") or None
-    session = _writer()
+    # Not a writer yet: the edit computes in this read transaction and takes the write
+    # lock only for its write (geodata.services.edits.recipe._run).
+    session = get_session()
 
     def work():
         park = get_park(session, code)

@@ -74,7 +74,23 @@ def _body(allowed):
 
 
 def _one(session, hazard, status=200):
-    (item,) = ledger.hazard_dicts(session, [hazard], role=g.user.role)
+    return _answer(hazard, ledger.hazard_dicts(session, [hazard], role=g.user.role)[0], status)
+
+
+def _written(session, work):
+    """Run the write ``work()`` → hazard and serialise it before the commit.
+
+    The answer's names are read in the write transaction: one query, where
+    after the commit it would take a transaction of its own.
+    """
+    def write():
+        hazard = work()
+        return hazard, ledger.hazard_dicts(session, [hazard], role=g.user.role)[0]
+
+    return _commit_or_rollback(session, write)
+
+
+def _answer(hazard, item, status=200):
     response = jsonify(item)
     response.status_code = status
     response.headers["ETag"] = f'"{hazard.version}"'
@@ -105,15 +121,17 @@ def create_hazard(code):
     actor = current_actor(session, "create")
     data = _body(CREATE_FIELDS)
     point = _point(data)
-    session = _writer()
 
     def work():
+        # The service places the point in this read transaction, then starts the write.
         park = get_park(session, code)
         return ledger.create_hazard(
             session, park, point=point, category=data.get("category"), actor=actor,
             level=data.get("level", "general"), description=data.get("description", ""),
             found_date=data.get("found_date"), code=data.get("code"))
 
+    # Serialised after the commit: creates in one park queue on its lock for the ledger
+    # number, so the names are read outside it.
     hazard = _commit_or_rollback(session, work)
     return _one(session, hazard, 201)
 
@@ -191,11 +209,10 @@ def transition(hazard_id):
         raise ValidationError("'to' must name the target state", code="unknown_status",
                               details={"field": "to"})
     session = _writer()
-    hazard = _commit_or_rollback(session, lambda: ledger.transition(
+    return _answer(*_written(session, lambda: ledger.transition(
         session, hazard_id, target, actor=actor, expected_version=version, if_match=if_match,
         note=data.get("note", ""), deadline=data.get("deadline"),
-        supervision=data.get("supervision")))
-    return _one(session, hazard)
+        supervision=data.get("supervision"))))
 
 
 @bp.post("/hazards/<int:hazard_id>/escalations")
@@ -206,10 +223,9 @@ def escalate(hazard_id):
     data = _body(ESCALATION_FIELDS)
     version, if_match = _expected_version(data)
     session = _writer()
-    hazard = _commit_or_rollback(session, lambda: ledger.escalate(
+    return _answer(*_written(session, lambda: ledger.escalate(
         session, hazard_id, data.get("to"), actor=actor, reason=data.get("reason", ""),
-        expected_version=version, if_match=if_match))
-    return _one(session, hazard)
+        expected_version=version, if_match=if_match)))
 
 
 @bp.post("/hazards/<int:hazard_id>/photos")

@@ -68,11 +68,15 @@ def _emit(outcome, fmt):
 
 
 def _edit(obj, park_code, operation, *args, **kwargs):
-    """Run edit service ``operation`` on the park in one write transaction."""
+    """Run edit service ``operation`` on the park: compute, then one short write transaction.
+
+    The session does not start as a writer, so the edit holds the write lock
+    only while it writes (see :func:`geodata.services.edits.recipe._run`).
+    """
     from geodata.services.transfer import resolve_park
     from geodata.storage import session_scope
 
-    with session_scope(obj.ready_engine(), write=True) as session:
+    with session_scope(obj.ready_engine()) as session:
         park = resolve_park(session, park_code)
         return operation(session, park, *args, **kwargs)
 

@@ -16,15 +16,37 @@ from geodata.geometry import validate_geometries
 from geodata.models import (HAZARD_LEVELS, HAZARD_STATUSES, Enterprise, Grid, Hazard,
                             HazardEvent)
 from geodata.models.base import to_element, to_shapes
-from geodata.services.grids import grid_layer
 from geodata.services.parks import park_boundary
-from geodata.services.sites import site_layer
 from geodata.spatial import assign_to_cells
+from geodata.storage import backend_name
 
 STATUS_NAMES = {**{s: s for s in HAZARD_STATUSES},
                 "排查": "found", "整改": "rectifying", "督导": "supervising", "销号": "closed"}
 LEVEL_NAMES = {**{v: v for v in HAZARD_LEVELS}, "一般": "general", "重大": "major"}
 _YEAR_CODE = re.compile(r"^YH(\d{4})-\d+$")
+
+
+#: Up to this many points, :func:`locate` reads only the grids and sites whose bounding
+#: box meets the points' (through the spatial index) instead of the park's whole layers.
+FEW_POINTS = 16
+
+
+def _near(session, model, column, box):
+    """A WHERE clause: ``column``'s bounding box meets ``box`` (minx, miny, maxx, maxy), indexed.
+
+    PostGIS answers ``&&`` from the GiST index; on SpatiaLite the R*Tree
+    ``idx_<table>_<column>`` (bounds rounded outwards to float32) gives the
+    candidate row ids.  Either way the result is a superset of the rows that
+    intersect ``box``; the exact test is left to shapely.
+    """
+    minx, miny, maxx, maxy = (float(v) for v in box)
+    if backend_name(session) == "postgresql":
+        return column.op("&&")(sa.func.ST_MakeEnvelope(minx, miny, maxx, maxy, STORAGE_SRID))
+    index = sa.table(f"idx_{model.__tablename__}_{column.key}", sa.column("pkid"),
+                     sa.column("xmin"), sa.column("xmax"), sa.column("ymin"), sa.column("ymax"))
+    return model.id.in_(sa.select(index.c.pkid).where(
+        index.c.xmin <= maxx, index.c.xmax >= minx, index.c.ymin <= maxy,
+        index.c.ymax >= miny))
 
 
 def locate(session, park, points):
@@ -34,26 +56,39 @@ def locate(session, park, points):
     shared boundary goes to the grid with the lowest code among the deepest
     candidates.  The enterprise is the site containing the point, hidden
     units (those with a host) before their hosts, then the smaller site.
+    For up to :data:`FEW_POINTS` points (a hazard logged through the API)
+    only the grids and sites near them are read; the ranking among those is
+    the same as among all, so the answer is too.
 
     Returns
     -------
     (list of int or None, list of int or None)
         Grid ids and enterprise ids, aligned with ``points``.
     """
-    grids = grid_layer(session, park)
+    points = np.asarray(points, dtype=object)
+    box = None
+    if 0 < len(points) <= FEW_POINTS and not shapely.is_empty(points).any():
+        box = shapely.total_bounds(points)
+    grids = sa.select(Grid.id, Grid.code, Grid.level, sa.func.ST_AsBinary(Grid.geom)).where(
+        Grid.park_id == park.id, Grid.active_to.is_(None))
+    sites = sa.select(Enterprise.id, Enterprise.host_id,
+                      sa.func.ST_AsBinary(Enterprise.site)).where(Enterprise.park_id == park.id)
+    if box is not None:
+        grids = grids.where(_near(session, Grid, Grid.geom, box))
+        sites = sites.where(_near(session, Enterprise, Enterprise.site, box))
+    grids = session.execute(grids.order_by(Grid.code)).all()
+    geoms = to_shapes([r[3] for r in grids])
     order = np.empty(len(grids), dtype=np.int64)
-    order[np.lexsort((grids["code"].to_numpy(), -grids["level"].to_numpy()))] = np.arange(
-        len(grids))
-    gk = assign_to_cells(points, grids.geometry.to_numpy(), order=order)
-    sites = site_layer(session, park)
-    geoms = sites.geometry.to_numpy()
+    order[np.lexsort(([r[1] for r in grids], [-r[2] for r in grids]))] = np.arange(len(grids))
+    gk = assign_to_cells(points, geoms, order=order)
+    sites = session.execute(sites.order_by(Enterprise.id)).all()
+    geoms = to_shapes([r[2] for r in sites])
     order = np.empty(len(sites), dtype=np.int64)
-    order[np.lexsort((shapely.area(geoms), sites["host_id"].isna().to_numpy()))] = np.arange(
+    order[np.lexsort((shapely.area(geoms), [r[1] is None for r in sites]))] = np.arange(
         len(sites))
     ek = assign_to_cells(points, geoms, order=order)
-    grid_ids, site_ids = grids["id"].to_numpy(), sites["id"].to_numpy()
-    return ([int(grid_ids[k]) if k >= 0 else None for k in gk],
-            [int(site_ids[k]) if k >= 0 else None for k in ek])
+    return ([grids[k][0] if k >= 0 else None for k in gk],
+            [sites[k][0] if k >= 0 else None for k in ek])
 
 
 def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000,
@@ -145,10 +180,9 @@ def ledger_codes(session, park, given, *, file=None, years=None):
         ``ledger_numbers_exhausted`` when ``YH<year>-999999`` is taken.
     """
     years = list(years) if years is not None else [date.today().year] * len(given)
-    stored = set(session.execute(sa.select(Hazard.code).where(
-        Hazard.park_id == park.id)).scalars())
     codes = [domains.ledger_code(None if attr.is_blank(c) else c, "code", index=i, file=file)
              for i, c in enumerate(given)]
+    stored = _stored_codes(session, park, codes, years)
     seen = set()
     for i, c in enumerate(codes):
         if c is not None and (c in seen or c in stored):
@@ -176,6 +210,25 @@ def ledger_codes(session, park, given, *, file=None, years=None):
                     code="ledger_numbers_exhausted", details={"field": "code", "year": year})
             codes[i] = f"YH{year}-{last[year]:04d}"
     return codes
+
+
+def _stored_codes(session, park, codes, years):
+    """The park's stored ledger numbers that ``codes`` could collide with or continue.
+
+    For a few codes (the API logs one hazard) only the given numbers and those
+    of the years to fill are read, through the ``(park_id, code)`` index, not
+    the park's whole ledger; an import reads the whole ledger once.
+    """
+    query = sa.select(Hazard.code).where(Hazard.park_id == park.id)
+    if len(codes) <= FEW_POINTS:
+        given = [c for c in codes if c is not None]
+        blank_years = sorted({y for c, y in zip(codes, years) if c is None})
+        wanted = ([Hazard.code.in_(given)] if given else []) + [
+            Hazard.code.startswith(f"YH{y}-") for y in blank_years]
+        if not wanted:
+            return set()
+        query = query.where(sa.or_(*wanted))
+    return set(session.execute(query).scalars())
 
 
 def _event(event, index, file):

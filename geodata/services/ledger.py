@@ -24,8 +24,8 @@ from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, E
                             Grid, GridStaff, Hazard, HazardEvent, Park, Photo, Supervision)
 from geodata.models.base import to_element, to_shapes
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
-from geodata.services.parks import park_boundary
-from geodata.storage import backend_name
+from geodata.services.parks import prepared_boundary
+from geodata.storage import backend_name, start_write
 from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
 
@@ -115,10 +115,16 @@ def get_hazard_by_code(session, code, park=None):
 
 
 def _lock_park(session, park):
-    # Ledger numbers are max+1 per park: serialise creators per park.
-    # (SQLite writers are already serialised by BEGIN IMMEDIATE.)
+    """Lock the park for this transaction and return its stored version.
+
+    Ledger numbers are max+1 per park, and an edit of the park's grids
+    re-locates its hazards: both serialise on the park's row lock
+    (PostgreSQL; SQLite writers hold the database's write lock already).
+    """
+    query = sa.select(Park.version).where(Park.id == park.id)
     if backend_name(session) == "postgresql":
-        session.execute(sa.select(Park.id).where(Park.id == park.id).with_for_update())
+        query = query.with_for_update()
+    return session.execute(query).scalar_one()
 
 
 def _check_grid_limit(actor, grid_id):
@@ -136,6 +142,12 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     :func:`geodata.services.hazards.locate`.  The ledger number is the next
     ``YH<year>-<seq>`` unless ``code`` is given.  The first history event
     records who logged it.
+
+    The point is placed in the caller's transaction; then
+    :func:`geodata.storage.start_write` takes the write lock (on SQLite a
+    transaction that has only read is ended first), so the lock covers only
+    numbering and inserting.  An edit that changed the park meanwhile is
+    seen by its version, and the point is placed again under the lock.
 
     Raises
     ------
@@ -160,11 +172,24 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     if found_date > date.today():
         raise ValidationError("found_date is in the future", code="invalid_date",
                               details={"field": "found_date"})
-    if not shapely.covered_by(point, park_boundary(park)):
-        raise ValidationError(f"the point lies outside park {park.code}", code="outside_park",
-                              details={"field": "location", "park": park.code})
-    _lock_park(session, park)
-    (grid_id,), (enterprise_id,) = locate(session, park, [point])
+
+    def place(park):
+        if not shapely.covers(prepared_boundary(park), point):
+            raise ValidationError(f"the point lies outside park {park.code}",
+                                  code="outside_park",
+                                  details={"field": "location", "park": park.code})
+        (grid_id,), (enterprise_id,) = locate(session, park, [point])
+        return grid_id, enterprise_id
+
+    # Placed before the write lock, which is then held only for numbering and inserting.
+    read_version = park.version
+    grid_id, enterprise_id = place(park)
+    start_write(session)
+    if _lock_park(session, park) != read_version:
+        # An edit changed the park since it was read: place the point again, under the lock.
+        park = session.execute(sa.select(Park).where(Park.id == park.id).execution_options(
+            populate_existing=True)).scalar_one()
+        grid_id, enterprise_id = place(park)
     _check_grid_limit(actor, grid_id)
     try:
         (code,) = ledger_codes(session, park, [code], years=[found_date.year])
@@ -236,9 +261,10 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
     if step.needs_deadline:
         hazard.deadline = deadline
     hazard.closed_at = datetime.now(timezone.utc) if step.target == "closed" else None
-    hazard.events.append(HazardEvent(actor=actor.name, from_status=source, to_status=step.target,
-                                     action=step.action, note=note or (
-                                         record.note if record is not None else "")))
+    # Added by id, not through hazard.events, which would first load the whole history.
+    session.add(HazardEvent(hazard_id=hazard.id, actor=actor.name, from_status=source,
+                            to_status=step.target, action=step.action,
+                            note=note or (record.note if record is not None else "")))
     session.flush()
     return hazard
 
@@ -292,9 +318,10 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
     reason = _text(reason, "reason")
     check_escalation(hazard.escalation, target, reason)
     _check_grid_limit(actor, hazard.grid_id)
-    hazard.events.append(HazardEvent(
-        actor=actor.name, from_status=hazard.status, to_status=hazard.status, action="escalate",
-        escalation=f"{hazard.escalation}>{target}", note=reason))
+    session.add(HazardEvent(
+        hazard_id=hazard.id, actor=actor.name, from_status=hazard.status,
+        to_status=hazard.status, action="escalate", escalation=f"{hazard.escalation}>{target}",
+        note=reason))
     hazard.escalation = target
     session.flush()
     return hazard
@@ -414,21 +441,20 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
 def hazard_dicts(session, hazards, *, role=None, today=None):
     """Serialise hazards for JSON/CSV: names, grid, enterprise, lon/lat, overdue, next steps."""
     today = today or date.today()
-    grid_ids = {h.grid_id for h in hazards if h.grid_id}
-    ent_ids = {h.enterprise_id for h in hazards if h.enterprise_id}
-    park_ids = {h.park_id for h in hazards}
-    grids = {g.id: g for g in session.execute(
-        sa.select(Grid).where(Grid.id.in_(grid_ids))).scalars()} if grid_ids else {}
-    ents = {e.id: e for e in session.execute(
-        sa.select(Enterprise).where(Enterprise.id.in_(ent_ids))).scalars()} if ent_ids else {}
-    parks = {p.id: p.code for p in session.execute(
-        sa.select(Park).where(Park.id.in_(park_ids))).scalars()} if park_ids else {}
+    # Only the names shown, in one query, instead of loading grid, enterprise and park rows.
+    names = {row[0]: row[1:] for row in session.execute(
+        sa.select(Hazard.id, Park.code, Grid.code, Grid.name, Enterprise.name,
+                  Enterprise.credit_code)
+        .join(Park, Park.id == Hazard.park_id)
+        .outerjoin(Grid, Grid.id == Hazard.grid_id)
+        .outerjoin(Enterprise, Enterprise.id == Hazard.enterprise_id)
+        .where(Hazard.id.in_([h.id for h in hazards])))} if hazards else {}
     points = to_shapes([h.location for h in hazards])
     out = []
     for h, p in zip(hazards, points):
-        grid, ent = grids.get(h.grid_id), ents.get(h.enterprise_id)
+        park_code, grid_code, grid_name, ent_name, credit_code = names[h.id]
         item = {
-            "id": h.id, "code": h.code, "park": parks.get(h.park_id),
+            "id": h.id, "code": h.code, "park": park_code,
             "lon": round(shapely.get_x(p), 7), "lat": round(shapely.get_y(p), 7),
             "category": h.category, "level": h.level, "description": h.description,
             "found_date": h.found_date.isoformat(),
@@ -437,8 +463,9 @@ def hazard_dicts(session, hazards, *, role=None, today=None):
             "overdue": is_overdue(h.status, h.deadline, today),
             "escalation": h.escalation,
             "closed_at": h.closed_at.isoformat() if h.closed_at else None,
-            "grid": {"code": grid.code, "name": grid.name} if grid else None,
-            "enterprise": {"name": ent.name, "credit_code": ent.credit_code} if ent else None,
+            "grid": {"code": grid_code, "name": grid_name} if h.grid_id else None,
+            "enterprise": ({"name": ent_name, "credit_code": credit_code} if h.enterprise_id
+                           else None),
             "version": h.version,
         }
         if role is not None:

@@ -1,5 +1,8 @@
 """Parks: create, look up, import and export."""
 
+import threading
+
+import shapely
 import sqlalchemy as sa
 
 from geodata import attributes as attr
@@ -38,6 +41,38 @@ def list_parks(session):
 def park_boundary(park):
     """Return a park's boundary as a shapely MultiPolygon (EPSG:4326)."""
     return to_shapes([park.boundary])[0]
+
+
+#: Prepared park boundaries by their stored WKB: a hazard's inside-the-park test neither parses
+#: nor prepares a 20,000-vertex boundary again on every request.  Keyed by the bytes, so an
+#: edited boundary can never be answered from the cache.
+_PREPARED = {}
+_PREPARED_SIZE = 32
+_prepared_lock = threading.Lock()
+
+
+def prepared_boundary(park):
+    """Return the park's boundary (EPSG:4326) as a prepared shapely geometry, cached.
+
+    Use it as the first argument of a predicate (``shapely.covers(boundary,
+    point)``): shapely uses the preparation of the first argument only.
+    """
+    key = getattr(park.boundary, "data", park.boundary)  # WKB bytes or hex text
+    key = bytes(key) if isinstance(key, memoryview) else key
+    with _prepared_lock:
+        hit = _PREPARED.get(key)
+    if hit is not None:
+        return hit
+    geom = to_shapes([key])[0]
+    shapely.prepare(geom)
+    # GEOS builds a prepared polygon's point index lazily, on the first test: build it
+    # here, once, so threads sharing the cached geometry only ever read it.
+    shapely.covers(geom, shapely.point_on_surface(geom))
+    with _prepared_lock:
+        if len(_PREPARED) >= _PREPARED_SIZE:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[key] = geom
+    return geom
 
 
 def import_parks(session, gdf, *, file=None, max_vertices=20_000, checked=False):

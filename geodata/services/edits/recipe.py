@@ -6,6 +6,7 @@ dependants that follow; see the package docstring.
 
 import json
 from datetime import date
+from typing import NamedTuple
 
 import numpy as np
 import shapely
@@ -23,7 +24,7 @@ from geodata.models import Grid, GridEdit, GridEditItem, GridLineage, GridStaff,
 from geodata.models.base import to_element, to_shapes
 from geodata.services.edits.common import EditOutcome, _Plan, Preview, _State, TOLERANCE_M
 from geodata.services.ledger import relocate
-from geodata.storage import backend_name, begin_write
+from geodata.storage import backend_name, begin_write, start_write
 
 _PROBLEM_CODES = {"gap": "would_leave_gap", "overlap": "grid_overlap",
                   "outside": "outside_park", "invalid": "invalid_geometry"}
@@ -245,9 +246,47 @@ def _make_code(park_code, seq):
         return f"{park_code}-{seq:03d}"
 
 
+class _Computed(NamedTuple):
+    """An edit planned and checked, ready to write (see :func:`_compute`)."""
+
+    state: _State
+    plan: _Plan
+    codes: dict
+    after: dict
+    new_geoms: dict
+    keep: list
+    re_codes: list
+    after_codes: list
+    after_geoms: list
+    after_report: object
+    problems: list
+
+
+def _stamp(state):
+    """What an edit was computed from: the park's version and every grid's version and state."""
+    return state.park.version, sorted((g.id, g.version, g.active_to) for g in state.every.values())
+
+
+def _stored_stamp(session, park):
+    """:func:`_stamp` of the stored park (``park`` freshly loaded under the lock)."""
+    rows = session.execute(sa.select(Grid.id, Grid.version, Grid.active_to).where(
+        Grid.park_id == park.id)).all()
+    return park.version, sorted(tuple(r) for r in rows)
+
+
 def _run(session, park, operation, build, *, actor, reason, if_match=None, expected=None,
          expected_codes=(), allow_problems=False, tolerance_m=TOLERANCE_M, dry_run=False):
-    """Lock, check versions, plan, check coverage, write: the recipe of every edit.
+    """Plan and check, then lock and write: the recipe of every edit.
+
+    The geometry is computed in the caller's transaction without a lock (a
+    snapshot on SQLite, the committed rows on PostgreSQL).  Then
+    :func:`geodata.storage.start_write` and :func:`_lock` take the write
+    lock, and the versions the plan was computed from are compared with the
+    stored ones: when another writer changed the park's grids meanwhile, the
+    edit is planned again under the lock, so it never overwrites what it did
+    not see (a stale expected version or ``if_match`` is then 409/412).  The
+    write lock is held only for the write, unless the caller's transaction
+    was already a writer (then the whole edit runs under its lock, as before).
 
     With ``dry_run`` nothing is locked or written and a :class:`Preview` is returned.
     """
@@ -256,7 +295,30 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
                               details={"field": "actor"})
     actor = domains.text(str(actor), "actor", kind="person")
     reason = domains.text(reason, "reason", kind="reason") or ""
-    park = _lock(session, park, write=not dry_run)
+    options = dict(if_match=if_match, expected=expected, expected_codes=expected_codes,
+                   allow_problems=allow_problems, tolerance_m=tolerance_m)
+    park = _lock(session, park, write=False)
+    done = _compute(session, park, build, dry_run=dry_run, **options)
+    if dry_run:
+        return done
+    seen = _stamp(done.state)
+    start_write(session)
+    park = _lock(session, park)
+    if _stored_stamp(session, park) != seen:
+        # Another writer changed the park while this edit was computed: plan it again on
+        # what it will replace, now under the lock.
+        done = _compute(session, park, build, **options)
+    return _write(session, park, done, operation, actor=actor, reason=reason,
+                  allow_problems=allow_problems)
+
+
+def _compute(session, park, build, *, if_match, expected, expected_codes, allow_problems,
+             tolerance_m, dry_run=False):
+    """Load the park's grids, check versions, plan, arrange and check coverage.
+
+    Returns a :class:`_Computed`, or a :class:`Preview` with ``dry_run``.
+    Raises what :func:`_run` raises for a refused edit; writes nothing.
+    """
     state = _State(session, park, tolerance_m)
     _check_versions(state, if_match, expected, [attr.code(c) for c in expected_codes])
     plan = _Plan(state)
@@ -311,8 +373,15 @@ def _run(session, park, operation, build, *, actor, reason, if_match=None, expec
                               **{codes[n.key]: new_geoms[n.key] for n in plan.new}})
     if problems and not allow_problems:
         _refuse(problems)
+    return _Computed(state, plan, codes, after, new_geoms, keep, re_codes, after_codes,
+                     after_geoms, after_report, problems)
 
-    # Write.
+
+def _write(session, park, done, operation, *, actor, reason, allow_problems):
+    """Write a computed edit (the caller holds the park's write lock); return its outcome."""
+    (state, plan, codes, after, new_geoms, keep, re_codes, after_codes, after_geoms,
+     after_report, problems) = done
+
     today = date.today()
     items = []  # (grid, before wkb, before active, before version)
     for code in sorted(set(after) | plan.retire):
