@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from geodata.crs import STORAGE_SRID
 from geodata.demo import DEFAULT_SEED, PARK_CODE, build_demo_park, summary
 from geodata.models import Park
+from geodata.periods import local_today
 from geodata.services.grids import import_grids
 from geodata.services.hazards import import_hazards
 from geodata.services.parks import import_parks
@@ -45,7 +46,8 @@ def load_demo(engine, seed=None, today=None):
         # One account per role; passwords in docs/ledger.md (demo only).
         create_demo_accounts(session)
         # Cadre links, patrol rules and a month of visits (docs/field.md).
-        field = load_demo_field_work(session, park, today=options["today"],
+        # (in Asia/Shanghai days unless ``today`` is given: visits are counted there)
+        field = load_demo_field_work(session, park, today=today or local_today(),
                                      seed=options.get("seed", DEFAULT_SEED))
     counts = {**summary(demo), **field}
     return (f"loaded demo park {PARK_CODE} ({demo.park['name']}): "
