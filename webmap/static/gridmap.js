@@ -349,6 +349,10 @@ document.addEventListener('DOMContentLoaded', function () {
           layer.bindPopup(function () { return fieldPopup(f.properties); });
         }
       }).addTo(groups.field);
+      state.field = {};
+      fc.features.forEach(function (f) {
+        state.field[f.properties.layer] = (state.field[f.properties.layer] || 0) + 1;
+      });
     });
   }
 
