@@ -3,9 +3,10 @@
 The HTML is rendered from package templates (``geodata/templates``) with
 autoescaping, so every stored text is shown literally; the same body
 template is included by the web page ``/parks/<code>/weekly/<week>``.  The
-PDF is that HTML through :func:`geodata.pdf.html_to_pdf` (Chinese font
-embedded).  The map of the week's open items is drawn on the server with
-matplotlib (Agg, no display) and embedded as a ``data:`` PNG.  Files are
+PDF holds the same tables, laid out by reportlab with the Chinese font of
+:func:`geodata.pdf.chinese_font` embedded.  The map of the week's open
+items is drawn on the server with matplotlib (Agg, no display) and
+embedded as a ``data:`` PNG (HTML) or an image (PDF).  Files are
 written with :func:`geodata.files.atomic_write`: whole or not at all.
 """
 
@@ -108,11 +109,9 @@ def _environment():
 
 def template_context(report, map_png):
     """What the report templates (print and web page) need."""
-    from geodata.pdf import FONT_FAMILY
-
     return {"r": report, "summary": summary_rows(report), "percent": percent,
             "grid_columns": GRID_COLUMNS, "review_columns": REVIEW_COLUMNS,
-            "assignment_columns": ASSIGNMENT_COLUMNS, "font_family": FONT_FAMILY,
+            "assignment_columns": ASSIGNMENT_COLUMNS,
             "map_url": map_data_url(map_png) if map_png else None}
 
 
@@ -174,12 +173,81 @@ def render(session, park, report, suffix):
     """The report's bytes in format ``suffix`` (``.xlsx``, ``.html`` or ``.pdf``)."""
     if suffix == ".xlsx":
         return to_xlsx(report)
-    html = to_html(report, static_map(session, park, report))
+    png = static_map(session, park, report)
     if suffix == ".html":
-        return html.encode("utf-8")
-    from geodata.pdf import html_to_pdf
+        return to_html(report, png).encode("utf-8")
+    return to_pdf(report, png)
 
-    return html_to_pdf(html)
+
+def _tables(report):
+    """The report's tables as ``(title, headers, rows of str)``, in print order."""
+    out = [("汇总 Figures", None, [[label, str(value)] for label, value in summary_rows(report)])]
+    for title, columns, rows in (("分网格 By grid", GRID_COLUMNS, report["grids"]),
+                                 ("周研判 Review list", REVIEW_COLUMNS, report["review"]),
+                                 ("周交办 Assignments", ASSIGNMENT_COLUMNS,
+                                  report.get("assignments", []))):
+        out.append((title, [h for _, h in columns],
+                    [["" if row.get(k) is None else str(row.get(k)) for k, _ in columns]
+                     for row in rows]))
+    return out
+
+
+def to_pdf(report, map_png=None):
+    """PDF bytes of the report (A4, reportlab), Noto Sans CJK SC embedded (geodata/pdf.py).
+
+    Cell text goes into reportlab Paragraphs escaped, so stored text is
+    shown literally and never read as Paragraph markup.
+    """
+    from xml.sax.saxutils import escape
+
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.platypus import (Image, Paragraph, SimpleDocTemplate, Spacer, Table,
+                                    TableStyle)
+
+    from geodata.pdf import chinese_font
+
+    tables = _tables(report)
+    title = (f"{report['park']['name']}（{report['park']['code']}）周汇报 Weekly report "
+             f"{report['week']}")
+    period = (f"{report['monday']} 至 {report['sunday']}（Asia/Shanghai）· 统计截至 as of "
+              f"{report['as_of']}")
+    legend = "本周未办结事项 Open items: 橙色圆点 隐患，蓝色方块 诉求，红色 逾期"
+    texts = [title, period, legend]
+    for name, headers, rows in tables:
+        texts += [name, *(headers or []), *(cell for row in rows for cell in row)]
+    font = chinese_font(texts)
+    bold = chinese_font(texts, bold=True)
+    body = ParagraphStyle("body", fontName=font, fontSize=8, leading=10, wordWrap="CJK")
+    head = ParagraphStyle("head", parent=body, fontName=bold)
+    h1 = ParagraphStyle("h1", fontName=bold, fontSize=14, leading=18, wordWrap="CJK")
+    h2 = ParagraphStyle("h2", fontName=bold, fontSize=11, leading=15, spaceBefore=8,
+                        spaceAfter=3)
+    story = [Paragraph(escape(title), h1), Paragraph(escape(period), body)]
+    width = A4[0] - 24 * mm
+    for i, (name, headers, rows) in enumerate(tables):
+        story.append(Paragraph(escape(name), h2))
+        data = ([[Paragraph(escape(h), head) for h in headers]] if headers else []) + [
+            [Paragraph(escape(cell), body) for cell in row] for row in rows]
+        if not data:
+            story.append(Paragraph("无 None.", body))
+        else:
+            table = Table(data, repeatRows=1 if headers else 0,
+                          colWidths=[width / len(data[0])] * len(data[0]))
+            table.setStyle(TableStyle([
+                ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#bbbbbb")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+            story.append(table)
+        if i == 0 and map_png:
+            story += [Paragraph(escape(legend), h2),
+                      Image(io.BytesIO(map_png), width=width, height=width * 5 / 7)]
+    buffer = io.BytesIO()
+    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=12 * mm, rightMargin=12 * mm,
+                      topMargin=14 * mm, bottomMargin=14 * mm, title=title,
+                      author="gridmap").build(story + [Spacer(1, 1)])
+    return buffer.getvalue()
 
 
 def write_report(session, park, report, path):

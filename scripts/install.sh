@@ -12,11 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3-venv: Debian's python3 cannot create a virtual environment without it.
-# fonts-noto-cjk + libpango: the Chinese font WeasyPrint embeds in PDF reports (geodata/pdf.py).
-packages=(libsqlite3-mod-spatialite python3-venv fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0)
+# fonts-noto-cjk: the Chinese font embedded in PDFs (grid boards, geodata/pdf.py).
+packages=(libsqlite3-mod-spatialite python3-venv fonts-noto-cjk)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  # redis-server: shared rate limits
+  # redis-server: shared rate limits (fonts-noto-cjk, above, also serves browser screenshots)
   packages+=(postgresql-15 postgresql-15-postgis-3 chromium chromium-driver redis-server)
   extras="[test]"
 fi
