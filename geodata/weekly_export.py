@@ -111,7 +111,7 @@ def template_context(report, map_png):
     """What the report templates (print and web page) need."""
     return {"r": report, "summary": summary_rows(report), "percent": percent,
             "grid_columns": GRID_COLUMNS, "review_columns": REVIEW_COLUMNS,
-            "assignment_columns": ASSIGNMENT_COLUMNS,
+            "assignment_columns": ASSIGNMENT_COLUMNS, "display": display,
             "map_url": map_data_url(map_png) if map_png else None}
 
 
@@ -121,16 +121,50 @@ def to_html(report, map_png=None):
         **template_context(report, map_png))
 
 
+def display(value):
+    """A cell's text: yes/no as 是/否, None as empty, rates as they come."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return "" if value is None else value
+
+
 def _cell(value):
     from geodata.ledger_export import _xlsx_cell
 
-    return _xlsx_cell(value)
+    return _xlsx_cell(display(value))
+
+
+def _sheet(book, title, columns, rows):
+    from openpyxl.styles import Font
+
+    sheet = book.create_sheet(title)
+    sheet.append([header for _, header in columns])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append([_cell(row.get(key)) for key, _ in columns])
+    sheet.freeze_panes = "A2"
+    return sheet
+
+
+def table_xlsx(title, columns, rows):
+    """XLSX bytes of one sheet ``title``: a bold, frozen header row of ``columns`` and ``rows``.
+
+    ``columns`` are ``(key, header)`` pairs; ``rows`` are dicts.
+    """
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    _sheet(book, title, columns, rows)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
 
 
 def to_xlsx(report):
     """XLSX bytes: sheets 周汇报 (figures), 分网格 (per grid), 周研判 and 周交办."""
     from openpyxl import Workbook
-    from openpyxl.styles import Font
 
     book = Workbook()
     sheet = book.active
@@ -147,13 +181,7 @@ def to_xlsx(report):
     for title, columns, rows in (("分网格", GRID_COLUMNS, report["grids"]),
                                  ("周研判", REVIEW_COLUMNS, report["review"]),
                                  ("周交办", ASSIGNMENT_COLUMNS, report.get("assignments", []))):
-        sheet = book.create_sheet(title)
-        sheet.append([header for _, header in columns])
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        for row in rows:
-            sheet.append([_cell(row.get(key)) for key, _ in columns])
-        sheet.freeze_panes = "A2"
+        _sheet(book, title, columns, rows)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
@@ -187,7 +215,7 @@ def _tables(report):
                                  ("周交办 Assignments", ASSIGNMENT_COLUMNS,
                                   report.get("assignments", []))):
         out.append((title, [h for _, h in columns],
-                    [["" if row.get(k) is None else str(row.get(k)) for k, _ in columns]
+                    [[str(display(row.get(k))) for k, _ in columns]
                      for row in rows]))
     return out
 
@@ -256,11 +284,20 @@ def write_report(session, park, report, path):
     Raises
     ------
     ValidationError
-        422 ``unsupported_format``; ``unwritable_output`` when the file cannot
-        be written (missing folder, no permission, full disk): the old file,
-        if any, is left as it was.
+        422 ``unsupported_format``, or ``unwritable_output`` (:func:`write_file`).
     """
-    data = render(session, park, report, check_format(path))
+    write_file(path, render(session, park, report, check_format(path)))
+
+
+def write_file(path, data):
+    """Write ``data`` (bytes) to ``path`` whole or not at all.
+
+    Raises
+    ------
+    ValidationError
+        422 ``unwritable_output`` naming the file and the reason (missing
+        folder, no permission, full disk); the old file, if any, is kept.
+    """
     try:
         with atomic_write(path) as temp:
             temp.write_bytes(data)

@@ -8,7 +8,7 @@ writes nothing; see docs/weekly.md.
 
 import click
 
-from geodata.cli.context import pass_context
+from geodata.cli.context import emit_table, format_option, pass_context
 
 
 @click.command("weekly-report")
@@ -35,4 +35,74 @@ def weekly_report(obj, park_code, week, out):
     click.echo(f"wrote {out}: {report['park']['code']} {report['week']}", err=True)
 
 
-COMMANDS = (weekly_report,)
+@click.group("weekly")
+def weekly():
+    """周研判·周交办: the week's assignments (a hazard task given to an owner with a deadline)."""
+
+
+@weekly.command("assign")
+@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--week", required=True, help="ISO week of the meeting, e.g. 2026-W48.")
+@click.option("--hazard", "hazard_ref", required=True,
+              help="The hazard to task: id or ledger code (YH2026-0012).")
+@click.option("--owner", required=True, help="User name of the person responsible.")
+@click.option("--deadline", required=True, help="YYYY-MM-DD.")
+@click.option("--note", default="", help="What is asked (交办内容).")
+@click.option("--as", "username", required=True, help="User making the assignment.")
+@pass_context
+def assign(obj, park_code, week, hazard_ref, owner, deadline, note, username):
+    """Assign a hazard task (周交办) to OWNER with a DEADLINE; prints the assignment id."""
+    from geodata.cli.hazards import _actor
+    from geodata.services import ledger
+    from geodata.services.parks import get_park
+    from geodata.services.weekly import assign as make
+    from geodata.storage import session_scope
+
+    with session_scope(obj.ready_engine(), write=True) as session:
+        park = get_park(session, park_code)
+        ref = hazard_ref.strip()
+        hazard = (ledger.get_hazard(session, int(ref)) if ref.isascii() and ref.isdigit()
+                  else ledger.get_hazard_by_code(session, ref, park))
+        item = make(session, park, week, actor=_actor(session, username), owner=owner,
+                    deadline=deadline, hazard=hazard, note=note)
+        ident = item.id
+    click.echo(ident)
+
+
+@weekly.command("assignments")
+@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--week", help="Only this ISO week's assignments.")
+@format_option(("text", "json", "csv", "xlsx"), help="xlsx needs --out.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
+@pass_context
+def assignments(obj, park_code, week, fmt, out):
+    """List (or export) the 周交办 assignments with their progress."""
+    from geodata.services.parks import get_park
+    from geodata.services.weekly import assignment_dicts, list_assignments
+    from geodata.storage import session_scope
+    from geodata.weekly_export import ASSIGNMENT_COLUMNS, display, table_xlsx, write_file
+
+    if fmt == "xlsx" and not out:
+        raise click.UsageError("--format xlsx needs --out FILE")
+    with session_scope(obj.ready_engine()) as session:
+        rows = assignment_dicts(session, list_assignments(session, get_park(session, park_code),
+                                                          week))
+    if fmt == "xlsx":
+        write_file(out, table_xlsx("周交办", ASSIGNMENT_COLUMNS, rows))
+        return
+    shown = rows if fmt == "json" else [{k: display(v) for k, v in r.items()} for r in rows]
+    _emit(shown, ASSIGNMENT_COLUMNS, fmt, out)
+
+
+def _emit(rows, columns, fmt, out):
+    """:func:`emit_table`, with an unwritable ``--out`` reported as a one-line error."""
+    from geodata.errors import ValidationError
+
+    try:
+        emit_table(rows, columns, fmt, out=out)
+    except OSError as exc:
+        raise ValidationError(f"cannot write {out}: {exc.strerror or exc}",
+                              code="unwritable_output", details={"field": "out"}) from None
+
+
+COMMANDS = (weekly_report, weekly)

@@ -28,10 +28,18 @@ from datetime import datetime, timezone
 import shapely
 import sqlalchemy as sa
 
-from geodata.models import Grid, Hazard, HazardEvent
+from geodata import domains
+from geodata.errors import ConflictError, ValidationError
+from geodata.models import Grid, Hazard, HazardEvent, User, WeeklyAssignment
 from geodata.models.base import to_shapes
 from geodata.periods import iso_week, local_day_bounds_utc, local_today, week_bounds
 from geodata.services import ledger
+from geodata.services.users import allowed_grid_ids, get_user
+from geodata.vocabulary import STATE_NAMES
+from geodata.workflow import PermissionDeniedError
+
+#: Roles that may make 周交办 assignments (the park's leadership at the weekly meeting).
+ASSIGNERS = frozenset({"supervisor", "admin"})
 
 #: The three 100% rates (三个100%) by dashboard key, with their Chinese names.
 RATES = (("enterprises_in_grid", "企业网格划分率"), ("grids_with_staff", "网格员信息公示率"),
@@ -158,6 +166,8 @@ def weekly_report(session, park, week, today=None):
         row["hazards_open"] += h["open"]
         row["hazards_overdue"] += h["overdue"]
     dashboard = ledger.dashboard(session, park, today=week.as_of)
+    assignments = assignment_dicts(session, list_assignments(session, park, week.name),
+                                   today=today or local_today())
     return {
         "park": {"code": park.code, "name": park.name},
         "week": week.name, "monday": week.monday.isoformat(), "sunday": week.sunday.isoformat(),
@@ -169,6 +179,7 @@ def weekly_report(session, park, week, today=None):
         "rates": {key: {"name": name, "value": dashboard[key]} for key, name in RATES},
         "grids": list(rows.values()),
         "review": review_list(hazards, top),
+        "assignments": assignments,
         "open_items": [{"kind": "hazard", "ref": h["code"],
                         "lon": round(shapely.get_x(h["point"]), 7),
                         "lat": round(shapely.get_y(h["point"]), 7),
@@ -189,3 +200,101 @@ def review_list(hazards, top):
                           "reason": "; ".join(reasons), "text": h["description"],
                           "deadline": h["deadline"].isoformat() if h["deadline"] else ""})
     return items
+
+
+def assign(session, park, week, *, actor, owner, deadline, hazard=None, note="", today=None):
+    """Make a 周交办 assignment: give ``hazard`` to user ``owner`` with a ``deadline``.
+
+    The assignment becomes a hazard task: it is linked to the hazard and
+    done when the hazard is closed through the ledger's workflow (see
+    :func:`assignment_dicts`).  Runs inside the caller's write transaction.
+
+    Parameters
+    ----------
+    week : str
+        The ISO week of the meeting that made the assignment.
+    actor : geodata.services.ledger.Actor
+        Who assigns (a supervisor or admin).
+    owner : str
+        User name of the person responsible; a grid member must serve the
+        hazard's grid.
+    deadline : date or str
+        ``YYYY-MM-DD``; not before the week's Monday.
+    hazard : Hazard
+        The hazard of ``park`` to task; it must be open.
+
+    Raises
+    ------
+    PermissionDeniedError
+        403 for a role that may not assign.
+    NotFoundError
+        404 ``unknown_user``.
+    ValidationError
+        422 ``invalid_week``, ``invalid_date``, ``owner_inactive``,
+        ``owner_outside_grid``, ``wrong_park``, bad text.
+    ConflictError
+        409 ``hazard_closed`` or ``duplicate_assignment`` (the hazard is
+        already assigned in that week).
+    """
+    if actor.role not in ASSIGNERS:
+        raise PermissionDeniedError(f"role {actor.role!r} may not make weekly assignments",
+                                    details={"role": actor.role, "action": "assign"})
+    week = make_week(week, today)
+    deadline = domains.day(deadline, "deadline", required=True)
+    if deadline < week.monday:
+        raise ValidationError(f"the deadline {deadline} is before week {week.name} began",
+                              code="invalid_date", details={"field": "deadline"})
+    note = domains.text(note, "note", kind="note") or ""
+    user = get_user(session, owner)
+    if not user.active:
+        raise ValidationError(f"user {owner!r} is disabled", code="owner_inactive",
+                              details={"field": "owner"})
+    if hazard is None or hazard.park_id != park.id:
+        raise ValidationError(f"name a hazard of park {park.code}", code="wrong_park",
+                              details={"field": "hazard"})
+    grid_ids = allowed_grid_ids(session, user)
+    if grid_ids is not None and hazard.grid_id not in grid_ids:
+        raise ValidationError(f"{owner} does not serve the grid of hazard {hazard.code}",
+                              code="owner_outside_grid", details={"field": "owner"})
+    if hazard.status == "closed":
+        raise ConflictError(f"hazard {hazard.code} is closed", code="hazard_closed")
+    taken = session.execute(sa.select(WeeklyAssignment.id).where(
+        WeeklyAssignment.hazard_id == hazard.id, WeeklyAssignment.week == week.name)).first()
+    if taken is not None:
+        raise ConflictError(f"hazard {hazard.code} is already assigned in {week.name} "
+                            f"(assignment {taken[0]})", code="duplicate_assignment")
+    item = WeeklyAssignment(park_id=park.id, week=week.name, hazard_id=hazard.id,
+                            owner_id=user.id, deadline=deadline, note=note,
+                            created_by=actor.name)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def list_assignments(session, park, week=None):
+    """Return the park's assignments (of ``week`` if given), oldest first."""
+    query = sa.select(WeeklyAssignment).where(WeeklyAssignment.park_id == park.id)
+    if week is not None:
+        query = query.where(WeeklyAssignment.week == make_week(week).name)
+    return session.execute(query.order_by(WeeklyAssignment.id)).scalars().all()
+
+
+def assignment_dicts(session, items, today=None):
+    """Serialise assignments with their derived progress.
+
+    ``state`` is the linked hazard's state name; ``done`` is True once it is
+    closed; ``overdue`` is True when it is not done and the deadline has
+    passed (local ``today``).
+    """
+    today = today or local_today()
+    owners = {u.id: u.username for u in session.execute(sa.select(User).where(
+        User.id.in_({a.owner_id for a in items}))).scalars()} if items else {}
+    out = []
+    for a in items:
+        done = a.hazard.status == "closed"
+        out.append({"id": a.id, "week": a.week, "kind": "hazard", "ref": a.hazard.code,
+                    "owner": owners.get(a.owner_id), "deadline": a.deadline.isoformat(),
+                    "state": STATE_NAMES[a.hazard.status], "done": done,
+                    "overdue": not done and a.deadline < today,
+                    "note": a.note, "created_by": a.created_by})
+    return out
