@@ -11,6 +11,8 @@ from geodata.models.request import RequestCategory, RequestEvent, ServiceRequest
 from geodata.models.staff import STAFF_ROLES, GridStaff
 from geodata.models.supervision import SUPERVISION_OUTCOMES, Photo, Supervision
 from geodata.models.user import USER_ROLES, ApiToken, User, UserGrid
+from geodata.models.visit import (RULE_PERIODS, VISIT_KINDS, EnterpriseLink, IdempotencyRecord,
+                                  Visit, VisitEvent, VisitRule)
 from geodata.models.weekly import ASSESSMENT_METRICS, AssessmentWeight, WeeklyAssignment
 
 __all__ = ["Base", "EDIT_OPERATIONS", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid",
@@ -18,4 +20,6 @@ __all__ = ["Base", "EDIT_OPERATIONS", "Enterprise", "ESCALATION_LEVELS", "GRID_K
            "Hazard", "HazardEvent", "Park", "RequestCategory", "RequestEvent", "ServiceRequest",
            "STAFF_ROLES", "GridStaff", "SUPERVISION_OUTCOMES",
            "Photo", "Supervision", "USER_ROLES", "ApiToken", "User", "UserGrid",
-           "ASSESSMENT_METRICS", "AssessmentWeight", "WeeklyAssignment"]
+           "RULE_PERIODS", "VISIT_KINDS", "EnterpriseLink", "IdempotencyRecord", "Visit",
+           "VisitEvent", "VisitRule", "ASSESSMENT_METRICS", "AssessmentWeight",
+           "WeeklyAssignment"]

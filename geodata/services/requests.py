@@ -193,7 +193,7 @@ def create_request(session, park, *, enterprise, category, description, source, 
     if received > today:
         raise ValidationError(f"received_date {received.isoformat()} is in the future",
                               code="invalid_date", details={"field": "received_date"})
-    _check_grid_limit(actor, firm.grid_id, "enterprise")
+    _check_grid_limit(actor, firm.grid_id, "this enterprise's grid")
     _lock_park(session, park)
     item = ServiceRequest(park_id=park.id, enterprise_id=firm.id, grid_id=firm.grid_id,
                           code=_next_code(session, park, received.year), category=category,
@@ -236,7 +236,7 @@ def transition(session, request_id, target, *, actor, expected_version, if_match
                                     department=department, deadline=deadline,
                                     responsible=responsible, satisfaction=satisfaction,
                                     today=today)
-    _check_grid_limit(actor, item.grid_id, "request")
+    _check_grid_limit(actor, item.grid_id, "this request's grid")
     events = [RequestEvent(actor=actor.name, from_status=item.status, to_status=step.target,
                            action=step.action, note=note, satisfaction=satisfaction)]
     if step.action == "assign":
