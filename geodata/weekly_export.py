@@ -25,6 +25,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 GRID_COLUMNS = [
     ("code", "网格编码"), ("name", "网格名称"), ("hazards_found", "发现隐患"),
     ("hazards_closed", "销号隐患"), ("hazards_open", "未销号隐患"), ("hazards_overdue", "逾期隐患"),
+    ("requests_received", "受理诉求"), ("requests_resolved", "办结诉求"),
+    ("requests_open", "未办结诉求"), ("requests_overdue", "逾期诉求"), ("visits", "走访记录"),
+    ("visits_done", "应走访已完成"), ("visits_due", "应走访"),
 ]
 #: (key, Chinese header) of the 周研判 review list.
 REVIEW_COLUMNS = [("kind", "类型"), ("ref", "编号"), ("grid", "网格"), ("reason", "研判事由"),
@@ -37,10 +40,19 @@ ASSIGNMENT_COLUMNS = [("id", "交办号"), ("kind", "类型"), ("ref", "事项�
 
 def summary_rows(report):
     """The report's headline figures as ``(Chinese label, value)`` pairs, in print order."""
-    h = report["hazards"]
+    h, q, v = report["hazards"], report["requests"], report["visits"]
     rows = [("发现隐患 hazards found", h["found"]), ("销号隐患 hazards closed", h["closed"]),
             ("未销号隐患 hazards open at week end", h["open"]),
-            ("逾期隐患 hazards overdue at week end", h["overdue"])]
+            ("逾期隐患 hazards overdue at week end", h["overdue"]),
+            ("受理诉求 requests received", q["received"]),
+            ("办结诉求 requests resolved", q["resolved"]),
+            ("未办结诉求 requests open at week end", q["open"]),
+            ("逾期诉求 requests overdue at week end", q["overdue"]),
+            ("回访 follow-ups", q["follow_ups"]),
+            ("满意率 satisfaction rate (满意+基本满意)/回访", percent(q["satisfaction_rate"])),
+            ("走访完成 visits done / due", f"{v['done']} / {v['due']}"),
+            ("走访覆盖率 visit coverage", percent(v["rate"])),
+            ("走访记录 visit records", v["records"])]
     for item in report["rates"].values():
         rows.append((item["name"], percent(item["value"])))
     return rows
@@ -221,7 +233,7 @@ def _tables(report):
 
 
 def to_pdf(report, map_png=None):
-    """PDF bytes of the report (A4, reportlab), Noto Sans CJK SC embedded (geodata/pdf.py).
+    """PDF bytes of the report (A4 landscape, reportlab) with Noto Sans CJK SC embedded.
 
     Cell text goes into reportlab Paragraphs escaped, so stored text is
     shown literally and never read as Paragraph markup.
@@ -229,7 +241,7 @@ def to_pdf(report, map_png=None):
     from xml.sax.saxutils import escape
 
     from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.pagesizes import A4, landscape
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
     from reportlab.platypus import (Image, Paragraph, SimpleDocTemplate, Spacer, Table,
@@ -254,7 +266,7 @@ def to_pdf(report, map_png=None):
     h2 = ParagraphStyle("h2", fontName=bold, fontSize=11, leading=15, spaceBefore=8,
                         spaceAfter=3)
     story = [Paragraph(escape(title), h1), Paragraph(escape(period), body)]
-    width = A4[0] - 24 * mm
+    width = landscape(A4)[0] - 24 * mm
     for i, (name, headers, rows) in enumerate(tables):
         story.append(Paragraph(escape(name), h2))
         data = ([[Paragraph(escape(h), head) for h in headers]] if headers else []) + [
@@ -270,9 +282,10 @@ def to_pdf(report, map_png=None):
             story.append(table)
         if i == 0 and map_png:
             story += [Paragraph(escape(legend), h2),
-                      Image(io.BytesIO(map_png), width=width, height=width * 5 / 7)]
+                      Image(io.BytesIO(map_png), width=width * 0.6,
+                            height=width * 0.6 * 5 / 7)]
     buffer = io.BytesIO()
-    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=12 * mm, rightMargin=12 * mm,
+    SimpleDocTemplate(buffer, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm,
                       topMargin=14 * mm, bottomMargin=14 * mm, title=title,
                       author="gridmap").build(story + [Spacer(1, 1)])
     return buffer.getvalue()

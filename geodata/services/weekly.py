@@ -1,76 +1,97 @@
 """The weekly routine (周汇报·周研判·周交办): one ISO week of a park, computed from the rows.
 
-A week is ISO, Monday to Sunday, in Asia/Shanghai (:mod:`geodata.periods`).
-Dates stored as dates (a hazard's ``found_date``) are local dates;
-timestamps (history events) are UTC instants and belong to the local day
-they fall on, so an event at Sunday 23:30 local (15:30 UTC) is in the week
-and one at Monday 00:30 local (Sunday 16:30 UTC) is in the next.
+A week is ISO, Monday to Sunday, in Asia/Shanghai (:mod:`geodata.periods`);
+the assessment (:mod:`geodata.services.assessment`) uses the same
+:class:`Period` for any run of local days.  Dates stored as dates (a
+hazard's ``found_date``, a request's ``received_date``) are local dates;
+timestamps (history events, visits) are UTC instants and belong to the local
+day they fall on, so an event at Sunday 23:30 local (15:30 UTC) is in the
+week and one at Monday 00:30 local (Sunday 16:30 UTC) is in the next.
 
-"At the end of the week" means at the end of ``as_of``: the week's Sunday,
-or today when the week is not over yet.  A hazard's state then is the
-target of its last history event before that instant, so a report for a
-past week gives the same figures whatever was done since.  Deadlines are
-the current ones (the ledger keeps no history of deadlines).
+"At the end of the period" means at the end of ``as_of``: the last day, or
+today when the period is not over yet.  A hazard's or request's state then
+is the target of its last history event before that instant, so a report
+for a past week gives the same figures whatever was done since.  Deadlines
+are the current ones (neither ledger keeps a history of deadlines).
 
 The figures (docs/weekly.md names each and its formula):
 
 * hazards found (``found_date`` in the week), closed (a ``closed`` event in
-  the week), overdue and open at the end of the week;
+  the week), open and overdue at the end of the week;
+* requests received (``received_date`` in the week), resolved (a 办结
+  event in the week), open and overdue at the end of the week, and the
+  satisfaction rate of the week's follow-ups (回访): (满意 + 基本满意) / 回访;
+* visits done against due: :func:`geodata.services.visits.coverage` of the
+  week (h/visits' rules), and the visit records of the week per grid;
 * the three 100% rates of the articles, as the dashboard computes them
   (:func:`geodata.services.ledger.dashboard`), at the time of the report;
 * a per-grid table over the active level-1 grids (sub-grids roll up);
 * the 周研判 review list and the week's 周交办 assignments.
 """
 
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import shapely
 import sqlalchemy as sa
 
 from geodata import domains
 from geodata.errors import ConflictError, ValidationError
-from geodata.models import Grid, Hazard, HazardEvent, User, WeeklyAssignment
+from geodata.models import (Enterprise, Grid, Hazard, HazardEvent, RequestEvent,
+                            ServiceRequest, User, Visit, WeeklyAssignment)
 from geodata.models.base import to_shapes
 from geodata.periods import iso_week, local_day_bounds_utc, local_today, week_bounds
-from geodata.services import ledger
+from geodata.request_workflow import DONE
+from geodata.services import ledger, visits
 from geodata.services.users import allowed_grid_ids, get_user
 from geodata.vocabulary import STATE_NAMES
 from geodata.workflow import PermissionDeniedError
 
 #: Roles that may make 周交办 assignments (the park's leadership at the weekly meeting).
 ASSIGNERS = frozenset({"supervisor", "admin"})
-
 #: The three 100% rates (三个100%) by dashboard key, with their Chinese names.
 RATES = (("enterprises_in_grid", "企业网格划分率"), ("grids_with_staff", "网格员信息公示率"),
          ("enterprises_complete", "基础信息建档率"))
+#: Follow-up answers that count as satisfied in the satisfaction rate.
+SATISFIED = ("satisfied", "basically_satisfied")
 
 
 @dataclass(frozen=True)
-class Week:
-    """One ISO week: its name, Monday and Sunday (local dates), UTC bounds and ``as_of``."""
+class Period:
+    """A run of local days ``first``..``last``, its UTC bounds and ``as_of`` (see module)."""
 
     name: str
-    monday: object
-    sunday: object
+    first: date
+    last: date
     start: datetime
     end: datetime
-    as_of: object
+    as_of: date
     as_of_end: datetime
 
     def holds(self, moment):
-        """True when UTC instant ``moment`` (naive means UTC) falls in the week."""
+        """True when UTC instant ``moment`` (naive means UTC) falls in the period."""
         return self.start <= _utc(moment) < self.end
+
+    def has_day(self, day):
+        """True when local date ``day`` is in the period."""
+        return self.first <= day <= self.last
+
+
+def make_period(first, last, today=None, name=None):
+    """The :class:`Period` of local days ``first``..``last`` (dates, ``first <= last``)."""
+    today = today or local_today()
+    as_of = max(first, min(last, today))
+    return Period(name=name or f"{first.isoformat()}..{last.isoformat()}", first=first,
+                  last=last, start=local_day_bounds_utc(first)[0],
+                  end=local_day_bounds_utc(last)[1], as_of=as_of,
+                  as_of_end=local_day_bounds_utc(as_of)[1])
 
 
 def make_week(week, today=None):
-    """The :class:`Week` named ``week`` (``"2026-W48"``); raises 422 ``invalid_week``."""
+    """The :class:`Period` of ISO week ``week`` (``"2026-W48"``); 422 ``invalid_week``."""
     monday, sunday = week_bounds(week)
-    today = today or local_today()
-    as_of = min(sunday, today)
-    return Week(name=iso_week(monday), monday=monday, sunday=sunday,
-                start=local_day_bounds_utc(monday)[0], end=local_day_bounds_utc(sunday)[1],
-                as_of=as_of, as_of_end=local_day_bounds_utc(as_of)[1])
+    return make_period(monday, sunday, today, name=iso_week(monday))
 
 
 def _utc(moment):
@@ -78,7 +99,8 @@ def _utc(moment):
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-def _rate(part, whole):
+def rate(part, whole):
+    """``part / whole`` rounded to 4 places, or None when ``whole`` is 0."""
     return round(part / whole, 4) if whole else None
 
 
@@ -97,43 +119,108 @@ def level1_grids(session, park):
     return level1, top
 
 
-def hazard_week(session, park, week):
-    """Return one dict per hazard of ``park`` with its week facts.
+def _states_at(events, period):
+    """From ``(item_id, at, to_status)`` rows: the last state before the end, ids per target."""
+    last, within = {}, {}
+    for item_id, at, to_status in events:
+        at = _utc(at)
+        if at < period.as_of_end:
+            last[item_id] = to_status
+        if period.holds(at):
+            within.setdefault(to_status, set()).add(item_id)
+    return last, within
 
-    Keys: ``id``, ``code``, ``grid_id``, ``found`` (found in the week),
-    ``closed`` (closed in the week), ``open`` (open at the end of the
-    week), ``overdue`` (open and past its deadline then), ``escalated``
-    (open and escalated beyond the grid), ``deadline``, ``escalation``,
-    ``status`` (at the end of the week), ``point`` (shapely, EPSG:4326).
+
+def hazard_facts(session, park, period):
+    """Return one dict per hazard of ``park`` with its facts in ``period``.
+
+    Keys: ``id``, ``code``, ``grid_id``, ``found`` (found in the period),
+    ``closed`` (closed in the period), ``open`` (open at the end),
+    ``overdue`` (open and past its deadline then), ``escalated`` (open and
+    escalated beyond the grid), ``status`` (at the end), ``deadline``,
+    ``escalation``, ``description``, ``point`` (shapely, EPSG:4326).
     """
     hazards = session.execute(sa.select(Hazard).where(Hazard.park_id == park.id)
                               .order_by(Hazard.code)).scalars().all()
-    events = session.execute(
+    last, within = _states_at(session.execute(
         sa.select(HazardEvent.hazard_id, HazardEvent.at, HazardEvent.to_status)
         .join(Hazard, Hazard.id == HazardEvent.hazard_id).where(Hazard.park_id == park.id)
-        .order_by(HazardEvent.id)).all()
-    last, closed_in_week = {}, set()
-    for hazard_id, at, to_status in events:
-        at = _utc(at)
-        if at < week.as_of_end:
-            last[hazard_id] = to_status
-        if to_status == "closed" and week.holds(at):
-            closed_in_week.add(hazard_id)
-    points = to_shapes([h.location for h in hazards])
+        .order_by(HazardEvent.id)), period)
+    closed = within.get("closed", set())
     out = []
-    for h, point in zip(hazards, points):
-        exists = h.found_date <= week.as_of
+    for h, point in zip(hazards, to_shapes([h.location for h in hazards])):
+        exists = h.found_date <= period.as_of
         status = last.get(h.id, "found") if exists else None
         is_open = exists and status != "closed"
         out.append({
             "id": h.id, "code": h.code, "grid_id": h.grid_id, "status": status,
-            "found": week.monday <= h.found_date <= week.sunday,
-            "closed": h.id in closed_in_week, "open": is_open,
-            "overdue": is_open and h.deadline is not None and h.deadline < week.as_of,
+            "found": period.has_day(h.found_date), "closed": h.id in closed, "open": is_open,
+            "overdue": is_open and h.deadline is not None and h.deadline < period.as_of,
             "escalated": is_open and h.escalation != "grid", "escalation": h.escalation,
             "deadline": h.deadline, "description": h.description, "point": point,
         })
     return out
+
+
+def request_facts(session, park, period):
+    """Return one dict per request of ``park`` with its facts in ``period``.
+
+    Keys: ``id``, ``code``, ``grid_id``, ``responsible``, ``received``
+    (received in the period), ``resolved`` (a 办结 event in the period),
+    ``open`` and ``overdue`` at the end, ``done`` (办结 or 回访 at the end),
+    ``status``, ``deadline``, ``description``, ``follow_ups`` (the
+    satisfaction answers of the period's 回访, in order), ``point`` (a point
+    of the enterprise's site, EPSG:4326).
+    """
+    items = session.execute(sa.select(ServiceRequest).where(ServiceRequest.park_id == park.id)
+                            .order_by(ServiceRequest.code)).scalars().all()
+    events = session.execute(
+        sa.select(RequestEvent.request_id, RequestEvent.at, RequestEvent.to_status,
+                  RequestEvent.action, RequestEvent.satisfaction)
+        .join(ServiceRequest, ServiceRequest.id == RequestEvent.request_id)
+        .where(ServiceRequest.park_id == park.id).order_by(RequestEvent.id)).all()
+    last, within = _states_at([(r, at, to) for r, at, to, _a, _s in events], period)
+    answers = {}
+    for request_id, at, _to, action, satisfaction in events:
+        if action == "follow_up" and satisfaction and period.holds(at):
+            answers.setdefault(request_id, []).append(satisfaction)
+    sites = dict(session.execute(sa.select(Enterprise.id, Enterprise.site).where(
+        Enterprise.id.in_({r.enterprise_id for r in items}))).all()) if items else {}
+    ids = list(sites)
+    points = dict(zip(ids, shapely.point_on_surface(to_shapes([sites[i] for i in ids]))))
+    resolved = within.get("resolved", set())
+    out = []
+    for r in items:
+        exists = r.received_date <= period.as_of
+        status = last.get(r.id, "accepted") if exists else None
+        is_open = exists and status not in DONE
+        out.append({
+            "id": r.id, "code": r.code, "grid_id": r.grid_id, "responsible": r.responsible,
+            "received": period.has_day(r.received_date), "resolved": r.id in resolved,
+            "open": is_open, "done": exists and status in DONE, "status": status,
+            "overdue": is_open and r.deadline is not None and r.deadline < period.as_of,
+            "deadline": r.deadline, "description": r.description,
+            "follow_ups": answers.get(r.id, []), "point": points[r.enterprise_id],
+        })
+    return out
+
+
+def satisfaction(facts):
+    """``(satisfied, answers)`` over the follow-ups in request ``facts`` (满意 + 基本满意)."""
+    answers = [a for f in facts for a in f["follow_ups"]]
+    return sum(a in SATISFIED for a in answers), len(answers)
+
+
+def visits_by_grid(session, park, period, top):
+    """Visit records (any kind) in ``period`` per level-1 grid code."""
+    counts = Counter()
+    for grid_id, when in session.execute(sa.select(Visit.grid_id, Visit.occurred_at).where(
+            Visit.park_id == park.id, Visit.occurred_at >= period.start,
+            Visit.occurred_at < period.end)):
+        g = top.get(grid_id)
+        if g is not None and period.holds(when):
+            counts[g.code] += 1
+    return counts
 
 
 def weekly_report(session, park, week, today=None):
@@ -151,54 +238,95 @@ def weekly_report(session, park, week, today=None):
     ValidationError
         422 ``invalid_week``.
     """
+    today = today or local_today()
     week = make_week(week, today)
     level1, top = level1_grids(session, park)
-    hazards = hazard_week(session, park, week)
-    rows = {g.code: {"code": g.code, "name": g.name, "hazards_found": 0, "hazards_closed": 0,
-                     "hazards_open": 0, "hazards_overdue": 0} for g in level1}
-    for h in hazards:
-        g = top.get(h["grid_id"])
-        row = rows.get(g.code) if g is not None else None
-        if row is None:
-            continue
-        row["hazards_found"] += h["found"]
-        row["hazards_closed"] += h["closed"]
-        row["hazards_open"] += h["open"]
-        row["hazards_overdue"] += h["overdue"]
+    hazards = hazard_facts(session, park, week)
+    requests = request_facts(session, park, week)
+    coverage = visits.coverage(session, park, week=week.name, today=today)
+    records = visits_by_grid(session, park, week, top)
+    rows = {g.code: {"code": g.code, "name": g.name, **dict.fromkeys(GRID_KEYS, 0)}
+            for g in level1}
+    for prefix, facts, keys in (("hazards", hazards, ("found", "closed", "open", "overdue")),
+                                ("requests", requests,
+                                 ("received", "resolved", "open", "overdue"))):
+        for f in facts:
+            g = top.get(f["grid_id"])
+            row = rows.get(g.code) if g is not None else None
+            for key in keys if row is not None else ():
+                row[f"{prefix}_{key}"] += f[key]
+    for code, row in rows.items():
+        cell = coverage["by_grid"].get(code, {})
+        row["visits"] = records.get(code, 0)
+        row["visits_done"] = cell.get("done", 0)
+        row["visits_due"] = cell.get("expected", 0)
+    happy, answers = satisfaction(requests)
     dashboard = ledger.dashboard(session, park, today=week.as_of)
     assignments = assignment_dicts(session, list_assignments(session, park, week.name),
-                                   today=today or local_today())
+                                   today=today)
     return {
         "park": {"code": park.code, "name": park.name},
-        "week": week.name, "monday": week.monday.isoformat(), "sunday": week.sunday.isoformat(),
+        "week": week.name, "monday": week.first.isoformat(), "sunday": week.last.isoformat(),
         "as_of": week.as_of.isoformat(),
-        "hazards": {"found": sum(h["found"] for h in hazards),
-                    "closed": sum(h["closed"] for h in hazards),
-                    "open": sum(h["open"] for h in hazards),
-                    "overdue": sum(h["overdue"] for h in hazards)},
+        "hazards": {key: sum(h[key] for h in hazards)
+                    for key in ("found", "closed", "open", "overdue")},
+        "requests": {**{key: sum(r[key] for r in requests)
+                        for key in ("received", "resolved", "open", "overdue")},
+                     "follow_ups": answers, "satisfied": happy,
+                     "satisfaction_rate": rate(happy, answers)},
+        "visits": {"records": sum(records.values()), "done": coverage["done"],
+                   "due": coverage["expected"], "rate": coverage["rate"]},
         "rates": {key: {"name": name, "value": dashboard[key]} for key, name in RATES},
         "grids": list(rows.values()),
-        "review": review_list(hazards, top),
+        "review": review_list(hazards, requests, rows, top),
         "assignments": assignments,
-        "open_items": [{"kind": "hazard", "ref": h["code"],
-                        "lon": round(shapely.get_x(h["point"]), 7),
-                        "lat": round(shapely.get_y(h["point"]), 7),
-                        "overdue": h["overdue"]} for h in hazards if h["open"]],
+        "open_items": [{"kind": kind, "ref": f["code"],
+                        "lon": round(shapely.get_x(f["point"]), 7),
+                        "lat": round(shapely.get_y(f["point"]), 7), "overdue": f["overdue"]}
+                       for kind, facts in (("hazard", hazards), ("request", requests))
+                       for f in facts if f["open"]],
     }
 
 
-def review_list(hazards, top):
-    """The 周研判 list: overdue or escalated hazards at the end of the week."""
+#: Per-grid counters of the weekly report, in column order after code and name.
+GRID_KEYS = ("hazards_found", "hazards_closed", "hazards_open", "hazards_overdue",
+             "requests_received", "requests_resolved", "requests_open", "requests_overdue",
+             "visits", "visits_done", "visits_due")
+
+
+def review_list(hazards, requests, rows, top):
+    """The 周研判 list: problem hazards, requests and grids of the week.
+
+    Hazards overdue or escalated, requests overdue or answered 不满意 at a
+    follow-up in the week, and level-1 grids with no visit record in it.
+    """
     items = []
+
+    def grid_of(f):
+        g = top.get(f["grid_id"])
+        return g.code if g is not None else ""
+
     for h in hazards:
         reasons = [r for r, flag in (("逾期 overdue", h["overdue"]),
                                      (f"上报 escalated to {h['escalation']}", h["escalated"]))
                    if flag]
         if reasons:
-            g = top.get(h["grid_id"])
-            items.append({"kind": "hazard", "ref": h["code"], "grid": g.code if g else "",
+            items.append({"kind": "hazard", "ref": h["code"], "grid": grid_of(h),
                           "reason": "; ".join(reasons), "text": h["description"],
                           "deadline": h["deadline"].isoformat() if h["deadline"] else ""})
+    for r in requests:
+        reasons = [r_ for r_, flag in (("逾期 overdue", r["overdue"]),
+                                       ("不满意 unsatisfied", "unsatisfied" in r["follow_ups"]))
+                   if flag]
+        if reasons:
+            items.append({"kind": "request", "ref": r["code"], "grid": grid_of(r),
+                          "reason": "; ".join(reasons), "text": r["description"],
+                          "deadline": r["deadline"].isoformat() if r["deadline"] else ""})
+    for code, row in rows.items():
+        if not row["visits"]:
+            items.append({"kind": "grid", "ref": code, "grid": code,
+                          "reason": "本周无走访 no visit this week", "text": row["name"],
+                          "deadline": ""})
     return items
 
 
@@ -241,7 +369,7 @@ def assign(session, park, week, *, actor, owner, deadline, hazard=None, note="",
                                     details={"role": actor.role, "action": "assign"})
     week = make_week(week, today)
     deadline = domains.day(deadline, "deadline", required=True)
-    if deadline < week.monday:
+    if deadline < week.first:
         raise ValidationError(f"the deadline {deadline} is before week {week.name} began",
                               code="invalid_date", details={"field": "deadline"})
     note = domains.text(note, "note", kind="note") or ""
