@@ -105,4 +105,87 @@ def _emit(rows, columns, fmt, out):
                               code="unwritable_output", details={"field": "out"}) from None
 
 
-COMMANDS = (weekly_report, weekly)
+#: (key, header) of the assessment table, in column order.
+ASSESSMENT_COLUMNS = [
+    ("user", "用户 user"), ("name", "姓名 name"), ("visits_done", "已走访 visits done"),
+    ("visits_due", "应走访 visits due"), ("hazards_found", "发现隐患 hazards found"),
+    ("closure_rate", "销号率 closure rate"), ("hazards_overdue", "逾期隐患 hazards overdue"),
+    ("requests", "负责诉求 requests"), ("resolution_rate", "问题解决率 resolution rate"),
+    ("requests_overdue", "逾期诉求 requests overdue"), ("follow_ups", "回访 follow-ups"),
+    ("satisfaction_rate", "企业满意度 satisfaction rate"), ("score", "考核得分 score"),
+]
+
+
+@click.command("assessment")
+@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--from", "first", required=True, help="First local day, YYYY-MM-DD.")
+@click.option("--to", "last", required=True, help="Last local day, YYYY-MM-DD.")
+@format_option(("text", "json", "xlsx"), help="xlsx needs --out.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
+@pass_context
+def assessment(obj, park_code, first, last, fmt, out):
+    """Staff assessment (考核) of PARK from FROM to TO: figures and weighted score per person."""
+    import json
+
+    from geodata.services.assessment import assessment as build, parse_period
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+    from geodata.weekly_export import percent, table_xlsx, write_file
+
+    if fmt == "xlsx" and not out:
+        raise click.UsageError("--format xlsx needs --out FILE")
+    parse_period(first, last)  # a bad period fails before the database is read
+    with session_scope(obj.ready_engine()) as session:
+        result = build(session, get_park(session, park_code), first, last)
+    if fmt == "json":
+        _write_text(json.dumps(result, ensure_ascii=False, indent=2), out)
+        return
+    rated = ("closure_rate", "resolution_rate", "satisfaction_rate")
+    rows = [{**p, **{k: percent(p[k]) for k in rated},
+             "score": "—" if p["score"] is None else p["score"]} for p in result["staff"]]
+    if fmt == "xlsx":
+        write_file(out, table_xlsx("考核", ASSESSMENT_COLUMNS, rows))
+        return
+    _emit(rows, ASSESSMENT_COLUMNS, "text", out)
+    click.echo(f"{result['park']['code']} {result['from']}..{result['to']} (as of "
+               f"{result['as_of']}); weights " + ", ".join(
+                   f"{k} {v:g}" for k, v in result["weights"].items()), err=True)
+
+
+@click.command("assessment-weights")
+@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--set", "pairs", multiple=True, metavar="METRIC=WEIGHT",
+              help="visits, closure, resolution, satisfaction (points) or overdue (points "
+                   "off per overdue item), 0..100; repeat for several.")
+@pass_context
+def assessment_weights(obj, park_code, pairs):
+    """Show (or --set) the park's assessment weights; unset ones are the documented defaults."""
+    from geodata.services.assessment import DEFAULT_WEIGHTS, set_weights, weights
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+
+    values = {}
+    for pair in pairs:
+        metric, sep, value = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set takes METRIC=WEIGHT, got {pair!r}")
+        values[metric.strip()] = value.strip()
+    with session_scope(obj.ready_engine(), write=bool(values)) as session:
+        park = get_park(session, park_code)
+        shown = set_weights(session, park, values) if values else weights(session, park)
+    for metric, weight in shown.items():
+        note = " (default)" if weight == DEFAULT_WEIGHTS[metric] else ""
+        click.echo(f"{metric}\t{weight:g}{note}")
+
+
+def _write_text(text, out):
+    """Print ``text`` or write it to ``out``; an unwritable file is a one-line error."""
+    if out:
+        from geodata.weekly_export import write_file
+
+        write_file(out, (text + "\n").encode("utf-8"))
+    else:
+        click.echo(text)
+
+
+COMMANDS = (weekly_report, weekly, assessment, assessment_weights)
