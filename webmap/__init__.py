@@ -11,7 +11,7 @@ from flask import Flask
 
 from geodata.config import Settings
 from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
-                    nav, ogcapi, security, views)
+                    nav, ogcapi, security, views, weekly)
 
 
 def create_app(test_config=None):
@@ -50,6 +50,7 @@ def create_app(test_config=None):
     app.register_blueprint(edit_api.bp)
     app.register_blueprint(editor.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(weekly.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ogcapi.bp)
     maps.init_app(app)

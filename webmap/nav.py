@@ -11,6 +11,7 @@ from flask import g, request, url_for
 
 from geodata.vocabulary import ROLES
 from webmap.edit_api import EDITORS
+from webmap.weekly import ASSESSORS
 
 #: Chinese names of the roles, shown beside the user name.
 ROLE_NAMES = {"viewer": "查看员", "inspector": "检查员", "supervisor": "督导员",
@@ -22,6 +23,8 @@ PARK_PAGES = [
     ("map", "地图", "Map", "maps.park_map", None),
     ("ledger", "隐患台账", "Ledger", "ledger_pages.ledger_page", ROLES),
     ("dashboard", "看板", "Dashboard", "ledger_pages.dashboard", ROLES),
+    ("weekly", "周汇报", "Weekly", "weekly_pages.weekly_current", ROLES),
+    ("assessment", "考核", "Assessment", "weekly_pages.assessment_page", ASSESSORS),
     ("editor", "编辑网格", "Edit grids", "editor.edit_page", EDITORS),
 ]
 

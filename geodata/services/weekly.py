@@ -294,6 +294,32 @@ GRID_KEYS = ("hazards_found", "hazards_closed", "hazards_open", "hazards_overdue
              "visits", "visits_done", "visits_due")
 
 
+def service_figures(session, park, today=None):
+    """The dashboard's request and visit figures, now (local ``today``).
+
+    * ``requests``: all requests of the park; ``requests_resolved``: 办结 or
+      回访 now; ``request_resolution_rate`` = resolved / requests (问题解决率);
+    * ``requests_overdue``: open requests past their deadline;
+    * ``follow_ups`` and ``satisfaction_rate``: every 回访 answer so far,
+      (满意 + 基本满意) / 回访 (企业满意度);
+    * ``visit_coverage``: :func:`geodata.services.visits.coverage` of this
+      ISO week (``{"week", "expected", "done", "rate", ...}``).
+    """
+    today = today or local_today()
+    period = make_period(domains.DATE_MIN, today, today, name="all")
+    requests = request_facts(session, park, period)
+    happy, answers = satisfaction(requests)
+    done = sum(r["done"] for r in requests)
+    coverage = visits.coverage(session, park, today=today)
+    return {
+        "requests": len(requests), "requests_resolved": done,
+        "request_resolution_rate": rate(done, len(requests)),
+        "requests_overdue": sum(r["overdue"] for r in requests),
+        "follow_ups": answers, "satisfaction_rate": rate(happy, answers),
+        "visit_coverage": {k: coverage[k] for k in ("week", "expected", "done", "rate")},
+    }
+
+
 def review_list(hazards, requests, rows, top):
     """The 周研判 list: problem hazards, requests and grids of the week.
 
