@@ -16,6 +16,7 @@ from datetime import date, datetime, timezone
 import pytest
 import sqlalchemy as sa
 
+from geodata.creditcode import make_credit_code
 from geodata.models import (EnterpriseLink, Enterprise, Hazard, HazardEvent, Park, RequestEvent,
                             ServiceRequest, User, Visit)
 from geodata.models.base import to_element
@@ -399,6 +400,50 @@ def test_bad_assignments_exit_2_and_store_nothing(engine, runner, args, message)
     script_week(engine)
     before = table_counts(engine)
     base = {"--park": "T", "--week": WEEK, "--deadline": "2026-12-04"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    result = runner("weekly", "assign", *[x for kv in base.items() for x in kv])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert table_counts(engine) == before
+
+
+def test_assignments_become_request_tasks(engine, runner):
+    script_week(engine)
+    base = ["weekly", "assign", "--park", "T", "--week", WEEK, "--deadline", "2026-12-04",
+            "--as", "supervisor"]
+    assert runner(*base, "--request", "SQ2026-0003", "--owner", "member").exit_code == 0
+    before = table_counts(engine)
+    made = runner(*base, "--enterprise", make_credit_code("411621", 2), "--category", "融资",
+                  "--description", "贷款到期续贷", "--owner", "inspector", "--note", "对接银行")
+    assert made.exit_code == 0, made.output
+    after = table_counts(engine)
+    assert (after["service_requests"], after["request_events"], after["weekly_assignments"]) == (
+        before["service_requests"] + 1, before["request_events"] + 1,
+        before["weekly_assignments"] + 1)
+    items = json.loads(runner("weekly", "assignments", "--park", "T", "--format",
+                              "json").output)
+    assert [(i["kind"], i["owner"], i["state"], i["done"]) for i in items] == [
+        ("request", "member", "办理", False), ("request", "inspector", "受理", False)]
+    assert items[0]["ref"] == "SQ2026-0003" and items[1]["ref"].startswith("SQ2026-")
+    assert items[1]["note"] == "对接银行"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--request", "SQ2026-0001"], "already done"),
+    (["--request", "SQ2026-0003", "--hazard", "YH2026-0003"], "one of"),
+    (["--enterprise", "91411621MA00000009", "--category", "融资", "--description", "x"],
+     "91411621MA00000009"),
+    (["--enterprise", "{ent}", "--category", "没有这类", "--description", "x"], "category"),
+    (["--enterprise", "{ent}", "--category", "融资", "--description", "x", "--as",
+      "inspector"], "may not"),
+])
+def test_bad_request_assignments_store_nothing(engine, runner, args, message):
+    script_week(engine)
+    before = table_counts(engine)
+    args = [a.replace("{ent}", make_credit_code("411621", 2)) for a in args]
+    base = {"--park": "T", "--week": WEEK, "--deadline": "2026-12-04", "--owner": "inspector",
+            "--as": "supervisor"}
     for i in range(0, len(args), 2):
         base[args[i]] = args[i + 1]
     result = runner("weekly", "assign", *[x for kv in base.items() for x in kv])

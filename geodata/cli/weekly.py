@@ -43,28 +43,53 @@ def weekly():
 @weekly.command("assign")
 @click.option("--park", "park_code", required=True, help="Park code.")
 @click.option("--week", required=True, help="ISO week of the meeting, e.g. 2026-W48.")
-@click.option("--hazard", "hazard_ref", required=True,
-              help="The hazard to task: id or ledger code (YH2026-0012).")
+@click.option("--hazard", "hazard_ref", help="A hazard to task: id or ledger code (YH2026-0012).")
+@click.option("--request", "request_ref",
+              help="A request to task: id or ledger code (SQ2026-0012).")
+@click.option("--enterprise", help="Create a request for this enterprise (credit code) and "
+                                   "task it; needs --category and --description.")
+@click.option("--category", help="The new request's category (用工, 用地, 融资 ...).")
+@click.option("--description", help="The new request's description.")
+@click.option("--source", default="visit", show_default=True,
+              help="The new request's source: visit, phone, walk_in or platform.")
 @click.option("--owner", required=True, help="User name of the person responsible.")
 @click.option("--deadline", required=True, help="YYYY-MM-DD.")
 @click.option("--note", default="", help="What is asked (交办内容).")
 @click.option("--as", "username", required=True, help="User making the assignment.")
 @pass_context
-def assign(obj, park_code, week, hazard_ref, owner, deadline, note, username):
-    """Assign a hazard task (周交办) to OWNER with a DEADLINE; prints the assignment id."""
+def assign(obj, park_code, week, hazard_ref, request_ref, enterprise, category, description,
+           source, owner, deadline, note, username):
+    """Assign a hazard or a request (周交办) to OWNER with a DEADLINE; prints the assignment id.
+
+    Name an existing hazard (--hazard) or request (--request), or create the
+    request in the same transaction (--enterprise, --category, --description).
+    """
     from geodata.cli.hazards import _actor
-    from geodata.services import ledger
+    from geodata.services import ledger, requests
     from geodata.services.parks import get_park
     from geodata.services.weekly import assign as make
     from geodata.storage import session_scope
 
+    if sum(x is not None for x in (hazard_ref, request_ref, enterprise)) != 1:
+        raise click.UsageError("give one of --hazard, --request or --enterprise")
     with session_scope(obj.ready_engine(), write=True) as session:
         park = get_park(session, park_code)
-        ref = hazard_ref.strip()
-        hazard = (ledger.get_hazard(session, int(ref)) if ref.isascii() and ref.isdigit()
-                  else ledger.get_hazard_by_code(session, ref, park))
-        item = make(session, park, week, actor=_actor(session, username), owner=owner,
-                    deadline=deadline, hazard=hazard, note=note)
+        actor = _actor(session, username)
+        hazard = request = None
+        if hazard_ref is not None:
+            ref = hazard_ref.strip()
+            hazard = (ledger.get_hazard(session, int(ref)) if ref.isascii() and ref.isdigit()
+                      else ledger.get_hazard_by_code(session, ref, park))
+        elif request_ref is not None:
+            ref = request_ref.strip()
+            request = (requests.get_request(session, int(ref)) if ref.isascii()
+                       and ref.isdigit() else requests.get_request_by_code(session, ref, park))
+        else:
+            request = requests.create_request(session, park, enterprise=enterprise,
+                                              category=category, description=description,
+                                              source=source, actor=actor)
+        item = make(session, park, week, actor=actor, owner=owner, deadline=deadline,
+                    hazard=hazard, request=request, note=note)
         ident = item.id
     click.echo(ident)
 

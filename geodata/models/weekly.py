@@ -20,14 +20,15 @@ def _utcnow():
 class WeeklyAssignment(Base):
     """One 周交办 item: a hazard task or a request given to an owner with a deadline.
 
-    The assignment is linked to exactly one hazard (the owner sees it through
-    the ledger's workflow) or one request; its progress is the linked item's
-    state, derived on reading, never stored twice.
+    The assignment is linked to exactly one hazard (a hazard task, moved
+    through the hazard ledger) or one request (moved through the request
+    ledger, possibly created by the assignment); its progress is the linked
+    item's state, derived on reading, never stored twice.
     """
 
     __tablename__ = "weekly_assignments"
     __table_args__ = (
-        CheckConstraint("hazard_id IS NOT NULL", name="target_given"),
+        CheckConstraint("(hazard_id IS NULL) <> (request_id IS NULL)", name="one_target"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -35,6 +36,8 @@ class WeeklyAssignment(Base):
     week: Mapped[str] = mapped_column(String(8))
     hazard_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("hazards.id", ondelete="RESTRICT"), index=True)
+    request_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("service_requests.id", ondelete="RESTRICT"), index=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     deadline: Mapped[date] = mapped_column(Date)
     note: Mapped[str] = mapped_column(Text, default="")
@@ -43,6 +46,7 @@ class WeeklyAssignment(Base):
 
     owner = relationship("User")
     hazard = relationship("Hazard")
+    request = relationship("ServiceRequest")
 
 
 class AssessmentWeight(Base):

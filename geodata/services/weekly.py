@@ -45,7 +45,7 @@ from geodata.periods import iso_week, local_day_bounds_utc, local_today, week_bo
 from geodata.request_workflow import DONE
 from geodata.services import ledger, visits
 from geodata.services.users import allowed_grid_ids, get_user
-from geodata.vocabulary import STATE_NAMES
+from geodata.vocabulary import REQUEST_STATE_NAMES, STATE_NAMES
 from geodata.workflow import PermissionDeniedError
 
 #: Roles that may make 周交办 assignments (the park's leadership at the weekly meeting).
@@ -356,12 +356,16 @@ def review_list(hazards, requests, rows, top):
     return items
 
 
-def assign(session, park, week, *, actor, owner, deadline, hazard=None, note="", today=None):
-    """Make a 周交办 assignment: give ``hazard`` to user ``owner`` with a ``deadline``.
+def assign(session, park, week, *, actor, owner, deadline, hazard=None, request=None, note="",
+           today=None):
+    """Make a 周交办 assignment: give ``hazard`` or ``request`` to user ``owner`` by ``deadline``.
 
-    The assignment becomes a hazard task: it is linked to the hazard and
-    done when the hazard is closed through the ledger's workflow (see
-    :func:`assignment_dicts`).  Runs inside the caller's write transaction.
+    The assignment becomes a hazard task or a request task: it is linked to
+    the item and done when the item is closed (hazard) or 办结/回访
+    (request) through its own ledger's workflow (see
+    :func:`assignment_dicts`).  A request may be created for the purpose
+    first (``gridmap weekly assign --enterprise ...``).  Runs inside the
+    caller's write transaction.
 
     Parameters
     ----------
@@ -371,11 +375,11 @@ def assign(session, park, week, *, actor, owner, deadline, hazard=None, note="",
         Who assigns (a supervisor or admin).
     owner : str
         User name of the person responsible; a grid member must serve the
-        hazard's grid.
+        item's grid.
     deadline : date or str
         ``YYYY-MM-DD``; not before the week's Monday.
-    hazard : Hazard
-        The hazard of ``park`` to task; it must be open.
+    hazard, request : Hazard or ServiceRequest
+        Exactly one: the open item of ``park`` to task.
 
     Raises
     ------
@@ -385,10 +389,10 @@ def assign(session, park, week, *, actor, owner, deadline, hazard=None, note="",
         404 ``unknown_user``.
     ValidationError
         422 ``invalid_week``, ``invalid_date``, ``owner_inactive``,
-        ``owner_outside_grid``, ``wrong_park``, bad text.
+        ``owner_outside_grid``, ``wrong_park``, ``missing_field``, bad text.
     ConflictError
-        409 ``hazard_closed`` or ``duplicate_assignment`` (the hazard is
-        already assigned in that week).
+        409 ``already_done`` (closed hazard, resolved request) or
+        ``duplicate_assignment`` (the item is already assigned that week).
     """
     if actor.role not in ASSIGNERS:
         raise PermissionDeniedError(f"role {actor.role!r} may not make weekly assignments",
@@ -399,30 +403,37 @@ def assign(session, park, week, *, actor, owner, deadline, hazard=None, note="",
         raise ValidationError(f"the deadline {deadline} is before week {week.name} began",
                               code="invalid_date", details={"field": "deadline"})
     note = domains.text(note, "note", kind="note") or ""
+    if (hazard is None) == (request is None):
+        raise ValidationError("name one hazard or one request to assign",
+                              code="missing_field", details={"field": "hazard"})
+    item = hazard if hazard is not None else request
+    if item.park_id != park.id:
+        raise ValidationError(f"{item.code} is not in park {park.code}", code="wrong_park",
+                              details={"field": "hazard" if hazard is not None else "request"})
     user = get_user(session, owner)
     if not user.active:
         raise ValidationError(f"user {owner!r} is disabled", code="owner_inactive",
                               details={"field": "owner"})
-    if hazard is None or hazard.park_id != park.id:
-        raise ValidationError(f"name a hazard of park {park.code}", code="wrong_park",
-                              details={"field": "hazard"})
     grid_ids = allowed_grid_ids(session, user)
-    if grid_ids is not None and hazard.grid_id not in grid_ids:
-        raise ValidationError(f"{owner} does not serve the grid of hazard {hazard.code}",
+    if grid_ids is not None and item.grid_id not in grid_ids:
+        raise ValidationError(f"{owner} does not serve the grid of {item.code}",
                               code="owner_outside_grid", details={"field": "owner"})
-    if hazard.status == "closed":
-        raise ConflictError(f"hazard {hazard.code} is closed", code="hazard_closed")
+    if (item.status == "closed") if hazard is not None else item.status in DONE:
+        raise ConflictError(f"{item.code} is already done ({item.status})", code="already_done")
+    column = WeeklyAssignment.hazard_id if hazard is not None else WeeklyAssignment.request_id
     taken = session.execute(sa.select(WeeklyAssignment.id).where(
-        WeeklyAssignment.hazard_id == hazard.id, WeeklyAssignment.week == week.name)).first()
+        column == item.id, WeeklyAssignment.week == week.name)).first()
     if taken is not None:
-        raise ConflictError(f"hazard {hazard.code} is already assigned in {week.name} "
+        raise ConflictError(f"{item.code} is already assigned in {week.name} "
                             f"(assignment {taken[0]})", code="duplicate_assignment")
-    item = WeeklyAssignment(park_id=park.id, week=week.name, hazard_id=hazard.id,
-                            owner_id=user.id, deadline=deadline, note=note,
-                            created_by=actor.name)
-    session.add(item)
+    row = WeeklyAssignment(park_id=park.id, week=week.name,
+                           hazard_id=hazard.id if hazard is not None else None,
+                           request_id=request.id if request is not None else None,
+                           owner_id=user.id, deadline=deadline, note=note,
+                           created_by=actor.name)
+    session.add(row)
     session.flush()
-    return item
+    return row
 
 
 def list_assignments(session, park, week=None):
@@ -436,19 +447,24 @@ def list_assignments(session, park, week=None):
 def assignment_dicts(session, items, today=None):
     """Serialise assignments with their derived progress.
 
-    ``state`` is the linked hazard's state name; ``done`` is True once it is
-    closed; ``overdue`` is True when it is not done and the deadline has
-    passed (local ``today``).
+    ``state`` is the linked item's state name; ``done`` is True once the
+    hazard is closed or the request 办结 or 回访; ``overdue`` is True when
+    it is not done and the deadline has passed (local ``today``).
     """
     today = today or local_today()
     owners = {u.id: u.username for u in session.execute(sa.select(User).where(
         User.id.in_({a.owner_id for a in items}))).scalars()} if items else {}
     out = []
     for a in items:
-        done = a.hazard.status == "closed"
-        out.append({"id": a.id, "week": a.week, "kind": "hazard", "ref": a.hazard.code,
+        if a.hazard is not None:
+            kind, ref, done = "hazard", a.hazard.code, a.hazard.status == "closed"
+            state = STATE_NAMES[a.hazard.status]
+        else:
+            kind, ref, done = "request", a.request.code, a.request.status in DONE
+            state = REQUEST_STATE_NAMES[a.request.status]
+        out.append({"id": a.id, "week": a.week, "kind": kind, "ref": ref,
                     "owner": owners.get(a.owner_id), "deadline": a.deadline.isoformat(),
-                    "state": STATE_NAMES[a.hazard.status], "done": done,
+                    "state": state, "done": done,
                     "overdue": not done and a.deadline < today,
                     "note": a.note, "created_by": a.created_by})
     return out

@@ -27,6 +27,9 @@ def upgrade():
         sa.Column("week", sa.String(8), nullable=False),
         sa.Column("hazard_id", sa.Integer, sa.ForeignKey(
             "hazards.id", ondelete="RESTRICT", name="fk_weekly_assignments_hazard_id_hazards")),
+        sa.Column("request_id", sa.Integer, sa.ForeignKey(
+            "service_requests.id", ondelete="RESTRICT",
+            name="fk_weekly_assignments_request_id_service_requests")),
         sa.Column("owner_id", sa.Integer, sa.ForeignKey(
             "users.id", ondelete="RESTRICT", name="fk_weekly_assignments_owner_id_users"),
             nullable=False),
@@ -34,10 +37,10 @@ def upgrade():
         sa.Column("note", sa.Text, nullable=False),
         sa.Column("created_by", sa.String(100), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("hazard_id IS NOT NULL",
-                           name="ck_weekly_assignments_target_given"),
+        sa.CheckConstraint("(hazard_id IS NULL) <> (request_id IS NULL)",
+                           name="ck_weekly_assignments_one_target"),
     )
-    for column in ("park_id", "hazard_id", "owner_id"):
+    for column in ("park_id", "hazard_id", "request_id", "owner_id"):
         op.create_index(f"ix_weekly_assignments_{column}", "weekly_assignments", [column])
     op.create_table(
         "assessment_weights",
