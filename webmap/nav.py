@@ -22,6 +22,7 @@ ROLE_NAMES = {"viewer": "查看员", "inspector": "检查员", "supervisor": "�
 PARK_PAGES = [
     ("map", "地图", "Map", "maps.park_map", None),
     ("ledger", "隐患台账", "Ledger", "ledger_pages.ledger_page", ROLES),
+    ("requests", "诉求台账", "Requests", "request_pages.requests_page", ROLES),
     ("dashboard", "看板", "Dashboard", "ledger_pages.dashboard", ROLES),
     ("weekly", "周汇报", "Weekly", "weekly_pages.weekly_current", ROLES),
     ("assessment", "考核", "Assessment", "weekly_pages.assessment_page", ASSESSORS),
