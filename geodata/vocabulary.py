@@ -33,3 +33,7 @@ SATISFACTION_NAMES = {"satisfied": "满意", "basically_satisfied": "基本满�
                       "unsatisfied": "不满意"}
 #: Every park's request categories; a park may add its own (``gridmap requests categories``).
 DEFAULT_REQUEST_CATEGORIES = ("用工", "用地", "融资", "政策扶持", "道路出行", "工业用燃气", "其他")
+#: Field records (:mod:`geodata.models.visit`): patrol 巡查, visit 走访, re-check 回头看.
+VISIT_KINDS = ("patrol", "visit", "recheck")
+#: Periods a visit rule counts in (Asia/Shanghai days and ISO weeks).
+RULE_PERIODS = ("day", "week")

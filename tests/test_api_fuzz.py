@@ -13,6 +13,7 @@ vector tiles on SpatiaLite).  Generation is derandomized, so a run is
 repeatable.
 """
 
+import uuid
 from datetime import date, timedelta
 
 import pytest
@@ -25,7 +26,7 @@ from geodata.creditcode import make_credit_code
 from geodata.models import Hazard, ServiceRequest
 from geodata.periods import local_today
 from geodata.request_workflow import TRANSITIONS as REQUEST_TRANSITIONS
-from geodata.services import ledger, requests
+from geodata.services import ledger, requests, visits
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from geodata.workflow import TRANSITIONS
@@ -33,7 +34,8 @@ from tests.browser import demo_url  # noqa: F401
 from tests.ledger_helpers import ACTORS, build_park, lonlat
 from webmap import create_app
 
-WRITES = r"^/api/(hazards|requests|parks/\{code\}/(hazards|requests|edits|dashboard))"
+WRITES = (r"^/api/(hazards|requests|visits|me/|parks/\{code\}/"
+          r"(hazards|requests|edits|dashboard|visits))")
 
 
 FIRM = make_credit_code("411621", 1)  # 甲公司 of park T
@@ -75,6 +77,10 @@ def write_schema(db_url, engine, tmp_path):
             for to, extra in steps:
                 requests.transition(session, item.id, to, actor=ACTORS["admin"],
                                     expected_version=item.version, note="x", **extra)
+        # A stored visit, so the generated reads and photo uploads may find one.
+        visits.create_visit(session, park, actor=ACTORS["admin"], client_id_=str(uuid.uuid4()),
+                            kind="visit", occurred_at_="2025-12-01T09:00:00+08:00",
+                            point=shapely.Point(*lonlat("T-003")))
     app = create_app({"DATABASE_URL": db_url, "TESTING": True, "PHOTO_DIR": str(tmp_path)})
     schema_ = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
     # Park T is the one that exists; other codes are 404s, which find nothing.

@@ -19,6 +19,7 @@ import io
 import json
 import re
 import unicodedata
+import uuid
 
 import geopandas as gpd
 import pytest
@@ -29,8 +30,9 @@ from markupsafe import escape
 
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
-                            Hazard, Park, ServiceRequest, Supervision, User)
-from geodata.services import ledger, mapdata
+                            Hazard, Park, ServiceRequest, Supervision, User, Visit,
+                            VisitEvent)
+from geodata.services import ledger, mapdata, visits
 from geodata.services import requests as request_service
 from geodata.services.grids import import_grids
 from geodata.services.parks import get_park
@@ -66,6 +68,8 @@ HOSTILE = {
     ("service_requests", "resolution"): "0",
     ("request_events", "actor"): "1", ("request_events", "note"): "2",
     ("request_categories", "name"): "3",
+    ("visits", "actor"): "b", ("visits", "note"): "d", ("visits", "findings"): "k",
+    ("visit_events", "actor"): "v", ("visit_events", "note"): "z",
 }
 CODES = {"K", "V"}
 
@@ -101,6 +105,14 @@ CONTROLLED = {
     ("request_events", "to_status"): "a request workflow state",
     ("request_events", "action"): "a request workflow action name",
     ("request_events", "satisfaction"): "a satisfaction level (checked by the service)",
+    ("visits", "kind"): "CHECK constraint (patrol/visit/recheck)",
+    ("visits", "client_id"): "a UUID, normalised by the server",
+    ("visit_events", "action"): "an action name written by the server (log, photo)",
+    ("visit_rules", "kind"): "CHECK constraint", ("visit_rules", "period"): "CHECK constraint",
+    ("idempotency_keys", "key"): "1-64 of A-Za-z0-9_-, checked before use",
+    ("idempotency_keys", "method_path"): "method and path of a route that answered 2xx",
+    ("idempotency_keys", "request_hash"): "hex digest",
+    ("idempotency_keys", "response"): "JSON written by the server, only replayed as JSON",
 }
 
 #: Every GET route: how to request it, and what it answers.
@@ -112,10 +124,14 @@ JSON_ROUTES = {
     "api.enterprises", "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search",
     "api.summaries", "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard",
     "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state",
-    "requests_api.list_requests", "requests_api.get_request", "requests_api.history"}
+    "requests_api.list_requests", "requests_api.get_request", "requests_api.history",
+    "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
+    "visits_api.worklist", "visits_api.due", "visits_api.layer"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
                "hazards_api.dashboard", "edit_api.history", "edit_api.state",
-               "requests_api.list_requests", "requests_api.get_request", "requests_api.history"}
+               "requests_api.list_requests", "requests_api.get_request", "requests_api.history",
+               "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
+               "visits_api.worklist", "visits_api.due", "visits_api.layer"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
 OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.collection",
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
@@ -137,7 +153,7 @@ EXPORT_SHOWS = {"ledger_pages.ledger_file": {"c", "e", "K", "l", "m", "p"},
                 "request_pages.requests_file": {"b", "c", "d", "e", "k", "z", "0"}}
 #: Tags the JSON API must return somewhere (events, photos, edits are only there).
 JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "t", "u", "V",
-              "b", "d", "k", "z", "0", "1", "2"}
+              "b", "d", "k", "z", "0", "1", "2", "v"}
 
 MARK = re.compile(r"⟦(.)(.*?)⟧", re.S)
 
@@ -210,6 +226,11 @@ def build_hostile(engine, payload, photo_dir):
                           ("followed_up", {"satisfaction": "满意"})):
             request_service.transition(session, item.id, to, actor=ledger.Actor(v["1"], "admin"),
                                        expected_version=item.version, note=v["2"], **extra)
+        visit, _ = visits.create_visit(
+            session, park, actor=ledger.Actor("admin", "admin"), client_id_=str(uuid.uuid4()),
+            kind="recheck", hazard_id=closed.id, occurred_at_="2025-12-01T09:00:00+08:00",
+            point=ledger.parse_point(*lonlat((110, 190))))
+        session.add(VisitEvent(visit_id=visit.id, actor=v["v"], action="photo", note=v["z"]))
         t4 = session.execute(sa.select(Grid).where(Grid.code == "T-004")).scalar_one()
         edit = GridEdit(park_id=park.id, actor=v["t"], operation="draw", reason=v["u"],
                         park_version=park.version, problems="")
@@ -233,6 +254,7 @@ def build_hostile(engine, payload, photo_dir):
         session.execute(sa.update(ServiceRequest).values(
             category=v["b"], description=v["d"], department=v["k"], responsible=v["z"],
             resolution=v["0"]))
+        session.execute(sa.update(Visit).values(actor=v["b"], note=v["d"], findings=v["k"]))
         # the supervisor is the acting user (the API refuses another name): stored by SQL
         session.execute(sa.update(Supervision).values(supervisor=v["p"]))
     # SQL behind the services' back: the cached grid layers cannot see it (their stamp
@@ -325,6 +347,11 @@ def urls(endpoint, ids):
         "hazards_api.history": [{"hazard_id": h} for h in ids["hazards"]],
         "hazards_api.dashboard": [{"code": code}],
         "edit_api.history": [{"code": code}], "edit_api.state": [{"code": code}],
+        "visits_api.list_visits": [{}, {"park": code}],
+        "visits_api.get_visit": [{"visit_id": i} for i in ids["visits"]],
+        "visits_api.history": [{"visit_id": i} for i in ids["visits"]],
+        "visits_api.worklist": [{"park": code}], "visits_api.due": [{"code": code}],
+        "visits_api.layer": [{"code": code}],
         "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
         "static": [{"filename": "gridmap.js"}],
         "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"},
@@ -357,6 +384,7 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                "grids": session.execute(sa.select(Grid.code)).scalars().all(),
                "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
                "requests": session.execute(sa.select(ServiceRequest.id)).scalars().all(),
+               "visits": session.execute(sa.select(Visit.id)).scalars().all(),
                "tiles": [tile_of(*lonlat("T-001"))]}
         ids["features"] = [("parks", ids["park"])] + [
             (collection, i) for collection, model in (
