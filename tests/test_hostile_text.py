@@ -31,7 +31,8 @@ from markupsafe import escape
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
                             Hazard, Park, ServiceRequest, Supervision, User, Visit,
-                            VisitEvent)
+                            VisitEvent, WeeklyAssignment)
+from geodata.periods import iso_week, local_today
 from geodata.services import ledger, mapdata, visits
 from geodata.services import requests as request_service
 from geodata.services.grids import import_grids
@@ -68,8 +69,9 @@ HOSTILE = {
     ("service_requests", "resolution"): "0",
     ("request_events", "actor"): "1", ("request_events", "note"): "2",
     ("request_categories", "name"): "3",
-    ("visits", "actor"): "b", ("visits", "note"): "d", ("visits", "findings"): "k",
-    ("visit_events", "actor"): "v", ("visit_events", "note"): "z",
+    ("visits", "actor"): "6", ("visits", "note"): "7", ("visits", "findings"): "8",
+    ("visit_events", "actor"): "v", ("visit_events", "note"): "9",
+    ("weekly_assignments", "note"): "4", ("weekly_assignments", "created_by"): "5",
 }
 CODES = {"K", "V"}
 
@@ -113,12 +115,15 @@ CONTROLLED = {
     ("idempotency_keys", "method_path"): "method and path of a route that answered 2xx",
     ("idempotency_keys", "request_hash"): "hex digest",
     ("idempotency_keys", "response"): "JSON written by the server, only replayed as JSON",
+    ("weekly_assignments", "week"): "an ISO week YYYY-Www, checked by the service",
+    ("assessment_weights", "metric"): "CHECK constraint (ASSESSMENT_METRICS)",
 }
 
 #: Every GET route: how to request it, and what it answers.
 HTML_PAGES = {"views.index", "login", "maps.park_map", "maps.grid_page", "editor.edit_page",
-              "ledger_pages.dashboard", "ledger_pages.ledger_page", "request_pages.requests_page"}
-EXPORTS = {"ledger_pages.ledger_file", "request_pages.requests_file"}
+              "ledger_pages.dashboard", "ledger_pages.ledger_page", "request_pages.requests_page",
+              "weekly_pages.weekly_page", "weekly_pages.assessment_page"}
+EXPORTS = {"ledger_pages.ledger_file", "request_pages.requests_file", "weekly_pages.weekly_file"}
 JSON_ROUTES = {
     "views.healthz", "views.readyz", "api.openapi", "api.parks", "api.park", "api.coverage",
     "api.enterprises", "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search",
@@ -148,12 +153,15 @@ PAGE_SHOWS = {
     "ledger_pages.dashboard": {"a", "c", "x"},
     "ledger_pages.ledger_page": {"a", "c", "e", "K", "l", "m", "p", "x"},
     "request_pages.requests_page": {"a", "b", "c", "d", "e", "k", "x", "z", "0", "3"},
+    "weekly_pages.weekly_page": {"a", "c", "4"},
+    "weekly_pages.assessment_page": {"a", "w", "x"},
 }
 EXPORT_SHOWS = {"ledger_pages.ledger_file": {"c", "e", "K", "l", "m", "p"},
-                "request_pages.requests_file": {"b", "c", "d", "e", "k", "z", "0"}}
+                "request_pages.requests_file": {"b", "c", "d", "e", "k", "z", "0"},
+                "weekly_pages.weekly_file": {"a", "c", "4"}}
 #: Tags the JSON API must return somewhere (events, photos, edits are only there).
 JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "t", "u", "V",
-              "b", "d", "k", "z", "0", "1", "2", "v"}
+              "b", "d", "k", "z", "0", "1", "2", "v", "6", "7", "8", "9"}
 
 MARK = re.compile(r"⟦(.)(.*?)⟧", re.S)
 
@@ -209,8 +217,8 @@ def build_hostile(engine, payload, photo_dir):
                           note=v["o"])
         ledger.transition(session, closed.id, "closed", actor=admin, expected_version=3,
                           note=v["o"], supervision={"note": v["q"]})
-        ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat("T-001")),
-                             category="其他", description="x", actor=admin)
+        open_ = ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat("T-001")),
+                                     category="其他", description="x", actor=admin)
         ledger.save_photo(session, closed.id, image_bytes("JPEG"),
                           actor=ledger.Actor(v["s"], "admin"), directory=photo_dir,
                           original_name=v["r"])
@@ -230,7 +238,12 @@ def build_hostile(engine, payload, photo_dir):
             session, park, actor=ledger.Actor("admin", "admin"), client_id_=str(uuid.uuid4()),
             kind="recheck", hazard_id=closed.id, occurred_at_="2025-12-01T09:00:00+08:00",
             point=ledger.parse_point(*lonlat((110, 190))))
-        session.add(VisitEvent(visit_id=visit.id, actor=v["v"], action="photo", note=v["z"]))
+        session.add(VisitEvent(visit_id=visit.id, actor=v["v"], action="photo", note=v["9"]))
+        # a 周交办 assignment of this week, tasking the open hazard
+        session.add(WeeklyAssignment(
+            park_id=park.id, week=iso_week(local_today()), hazard_id=open_.id,
+            owner_id=session.execute(sa.select(User.id)).scalars().first(),
+            deadline=future(), note=v["4"], created_by=v["5"]))
         t4 = session.execute(sa.select(Grid).where(Grid.code == "T-004")).scalar_one()
         edit = GridEdit(park_id=park.id, actor=v["t"], operation="draw", reason=v["u"],
                         park_version=park.version, problems="")
@@ -254,7 +267,7 @@ def build_hostile(engine, payload, photo_dir):
         session.execute(sa.update(ServiceRequest).values(
             category=v["b"], description=v["d"], department=v["k"], responsible=v["z"],
             resolution=v["0"]))
-        session.execute(sa.update(Visit).values(actor=v["b"], note=v["d"], findings=v["k"]))
+        session.execute(sa.update(Visit).values(actor=v["6"], note=v["7"], findings=v["8"]))
         # the supervisor is the acting user (the API refuses another name): stored by SQL
         session.execute(sa.update(Supervision).values(supervisor=v["p"]))
     # SQL behind the services' back: the cached grid layers cannot see it (their stamp
@@ -306,6 +319,14 @@ def check_page(html, payload):
 
 
 def check_export(fmt, body, payload):
+    if fmt == "html":
+        return check_page(body.decode("utf-8"), payload)
+    if fmt == "pdf":
+        from pypdf import PdfReader
+
+        # Table cells wrap: the extracted lines are joined before the markers are read.
+        text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages)
+        return check_text(text.replace("\n", ""), payload, html=False)
     if fmt == "csv":
         cells = [c for row in csv.reader(io.StringIO(body.decode("utf-8-sig"))) for c in row]
     else:
@@ -332,6 +353,11 @@ def urls(endpoint, ids):
         "request_pages.requests_page": [{"code": code}, {"code": code, "status": "followed_up"}],
         "request_pages.requests_file": [{"code": code, "fmt": "csv"},
                                         {"code": code, "fmt": "xlsx"}],
+        "weekly_pages.weekly_page": [{"code": code},
+                                     {"code": code, "week": iso_week(local_today())}],
+        "weekly_pages.weekly_file": [{"code": code, "week": iso_week(local_today()), "fmt": f}
+                                     for f in ("xlsx", "html", "pdf")],
+        "weekly_pages.assessment_page": [{"code": code}],
         "requests_api.list_requests": [{}],
         "requests_api.get_request": [{"request_id": r} for r in ids["requests"]],
         "requests_api.history": [{"request_id": r} for r in ids["requests"]],

@@ -46,8 +46,8 @@ def test_weekly_page_shows_the_report_and_its_files(client):
     assert "weekly-T-2026-W48.pdf" in pdf.headers["Content-Disposition"]
     xlsx = client.get(f"/parks/T/weekly/{WEEK}.xlsx")
     assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
-    current = client.get("/parks/T/weekly")
-    assert current.headers["Location"].endswith(f"/parks/T/weekly/{iso_week(local_today())}")
+    current = client.get("/parks/T/weekly").get_data(as_text=True)
+    assert f"周汇报 Weekly report {iso_week(local_today())}" in current
 
 
 @pytest.mark.parametrize("url, status", [

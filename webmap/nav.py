@@ -24,7 +24,7 @@ PARK_PAGES = [
     ("ledger", "隐患台账", "Ledger", "ledger_pages.ledger_page", ROLES),
     ("requests", "诉求台账", "Requests", "request_pages.requests_page", ROLES),
     ("dashboard", "看板", "Dashboard", "ledger_pages.dashboard", ROLES),
-    ("weekly", "周汇报", "Weekly", "weekly_pages.weekly_current", ROLES),
+    ("weekly", "周汇报", "Weekly", "weekly_pages.weekly_page", ROLES),
     ("assessment", "考核", "Assessment", "weekly_pages.assessment_page", ASSESSORS),
     ("editor", "编辑网格", "Edit grids", "editor.edit_page", EDITORS),
 ]

@@ -3,9 +3,10 @@
 ``/parks/<code>/weekly/<week>`` shows the same report as ``gridmap
 weekly-report`` (the same template, ``geodata/templates/weekly_body.html``,
 with the server-drawn map as a ``data:`` image) and links its ``.xlsx``,
-``.html`` and ``.pdf`` files.  ``/parks/<code>/assessment?from=&to=`` is the
-assessment table.  Every page needs a login; the assessment (people's
-scores) is for supervisors, planners and admins.  Templates autoescape, and
+``.html`` and ``.pdf`` files; ``/parks/<code>/weekly`` is this week's.
+``/parks/<code>/assessment?from=&to=`` is the assessment table.  Every
+page needs a login; the assessment (people's scores) is for supervisors,
+planners and admins.  Templates autoescape, and
 the CSP forbids scripts, so stored text is inert.
 """
 
@@ -13,7 +14,7 @@ import io
 import re
 from datetime import timedelta
 
-from flask import Blueprint, abort, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, render_template, request, send_file
 
 from geodata.periods import iso_week, local_today, week_bounds
 from geodata.services import weekly
@@ -41,24 +42,16 @@ def _headers(response):
     return response
 
 
-@bp.get("/parks/<code>/weekly")
-def weekly_current(code):
-    """Redirect to this week's report."""
-    user, login = login_page_or_user()
-    if login:
-        return login
-    return redirect(url_for("weekly_pages.weekly_page", code=code, week=iso_week(local_today())))
-
-
+@bp.get("/parks/<code>/weekly", defaults={"week": None})
 @bp.get("/parks/<code>/weekly/<week>")
 def weekly_page(code, week):
-    """The week's report with its map, review list, assignments and download links."""
+    """The week's report (default: this week) with its map, lists and download links."""
     user, login = login_page_or_user()
     if login:
         return login
     session = get_session()
     park = get_park(session, code)
-    report = weekly.weekly_report(session, park, week)
+    report = weekly.weekly_report(session, park, week or iso_week(local_today()))
     monday = week_bounds(report["week"])[0]
     return render_template(
         "weekly.html", **template_context(report, static_map(session, park, report)),
@@ -90,11 +83,12 @@ def assessment_page(code):
     if login:
         return login
     if user.role not in ASSESSORS:
-        abort(403)
+        return render_template("assessment.html", a=None, park=get_park(get_session(), code),
+                               forbidden=True), 403
     today = local_today()
     first = request.args.get("from") or week_bounds(iso_week(today))[0].isoformat()
     last = request.args.get("to") or today.isoformat()
     parse_period(first, last, today)
     session = get_session()
     result = assessment(session, get_park(session, code), first, last, today=today)
-    return render_template("assessment.html", a=result, percent=percent)
+    return render_template("assessment.html", a=result, percent=percent, forbidden=False)
