@@ -25,6 +25,8 @@ PAGES = {
     "ledger": f"/parks/{PARK}/ledger",
     "requests": f"/parks/{PARK}/requests",
     "dashboard": f"/parks/{PARK}/dashboard",
+    "weekly": f"/parks/{PARK}/weekly",
+    "assessment": f"/parks/{PARK}/assessment",
     "editor": f"/parks/{PARK}/edit",
     "ogcapi": "/ogcapi/",
     "login": "/login",
@@ -32,10 +34,10 @@ PAGES = {
 #: Nav bar entries (link ids) each role sees on a park page.
 NAV_BY_ROLE = {
     None: {"nav-map", "nav-login"},
-    "viewer": {"nav-map", "nav-ledger", "nav-requests", "nav-dashboard", "nav-user",
-               "nav-logout"},
-    "admin": {"nav-map", "nav-ledger", "nav-requests", "nav-dashboard", "nav-editor",
-              "nav-user", "nav-logout"},
+    "viewer": {"nav-map", "nav-ledger", "nav-requests", "nav-dashboard", "nav-weekly",
+               "nav-user", "nav-logout"},
+    "admin": {"nav-map", "nav-ledger", "nav-requests", "nav-dashboard", "nav-weekly",
+              "nav-assessment", "nav-editor", "nav-user", "nav-logout"},
 }
 
 
