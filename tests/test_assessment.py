@@ -15,7 +15,7 @@ from tests.test_weekly import TODAY, script_week
 def _people(engine, first="2026-11-23", last="2026-11-29"):
     with session_scope(engine) as session:
         result = assessment(session, get_park(session, "T"), first, last, today=TODAY)
-    return result, {p["user"]: p for p in result["staff"]}
+    return result, {p["user"] or p["name"]: p for p in result["staff"]}
 
 
 def test_one_person_by_hand(engine):
@@ -44,6 +44,14 @@ def test_one_person_by_hand(engine):
     assert (inspector["visits_done"], inspector["visits_due"]) == (0, 1)
     # 100 * (30*0 + 20*0.5) / 50 = 20, minus 2 points for each of 2 overdue items.
     assert inspector["score"] == 16.0
+    # 王一 is T-001's grid chief without an account: T-001's hazards are theirs.  H1
+    # (found and closed in W48) -> 1/1; H2 overdue at week end: 100 * 20*1 / 20 - 2.
+    chief = people["王一"]
+    assert (chief["kind"], chief["user"], chief["visits_due"], chief["hazards_found"]) == (
+        "staff", "", 0, 0)
+    assert (chief["closure_rate"], chief["hazards_overdue"], chief["score"]) == (1.0, 1, 98.0)
+    # 王二 (T-002): H3 found in W48 and still open -> 0/1, nothing overdue.
+    assert (people["王二"]["closure_rate"], people["王二"]["score"]) == (0.0, 0.0)
     assert result["weights"] == {"visits": 30.0, "closure": 20.0, "resolution": 25.0,
                                  "satisfaction": 25.0, "overdue": 2.0}
 

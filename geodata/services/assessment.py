@@ -1,7 +1,8 @@
 """Staff assessment (考核): per-person figures over a run of local days and a weighted score.
 
 The articles assess grid members on enterprise satisfaction and the problem
-resolution rate (企业满意度、问题解决率).  For each person (user) and the
+resolution rate (企业满意度、问题解决率).  For each person (a user, or a grid
+staff member without an account, matched by name: see :func:`assessment`) and the
 local days ``first``..``last`` (Asia/Shanghai; "the end" is the end of the
 last day, or of today while the period runs):
 
@@ -48,7 +49,7 @@ import sqlalchemy as sa
 from geodata import domains, periods
 from geodata.errors import ValidationError
 from geodata.models import (ASSESSMENT_METRICS, AssessmentWeight, Enterprise, EnterpriseLink,
-                            Grid, Hazard, HazardEvent, User)
+                            Grid, GridStaff, Hazard, HazardEvent, User)
 from geodata.services import visits
 from geodata.services.users import allowed_grid_ids
 from geodata.services.weekly import SATISFIED, hazard_facts, make_period, rate, request_facts
@@ -152,13 +153,51 @@ def _visit_schedule(session, park, period, today):
     return out
 
 
+def _people(session, park):
+    """Who is assessed: ``(kind, user or None, display name, names, grid ids or None)``.
+
+    Active users (``grid ids`` None: no grid limit), then the park's grid
+    staff (网格员) who are not users, each with the grids they serve and
+    their sub-grids.  A staff member whose name is a user's user name or
+    display name is that user.
+    """
+    users = session.execute(sa.select(User).where(User.active.is_(True))
+                            .order_by(User.username)).scalars().all()
+    out, taken = [], set()
+    for user in users:
+        names = {user.username, user.display_name} - {""}
+        taken |= names
+        out.append(("user", user, user.display_name or user.username, names,
+                    allowed_grid_ids(session, user)))
+    grids = session.execute(sa.select(Grid.id, Grid.parent_id).where(
+        Grid.park_id == park.id)).all()
+    children = defaultdict(list)
+    for gid, parent in grids:
+        children[parent].append(gid)
+    served = defaultdict(set)
+    for name, gid in session.execute(sa.select(GridStaff.name, GridStaff.grid_id).join(
+            Grid, Grid.id == GridStaff.grid_id).where(Grid.park_id == park.id)):
+        todo = [gid]
+        while todo:
+            g = todo.pop()
+            served[name].add(g)
+            todo.extend(children[g])
+    for name in sorted(set(served) - taken):
+        out.append(("staff", None, name, {name}, served[name]))
+    return out
+
+
 def assessment(session, park, first, last, today=None):
     """Return the assessment of ``park`` over local days ``first``..``last``.
 
     ``{"park", "from", "to", "as_of", "weights", "staff": [per person]}``;
-    each person's dict holds the figures of the module docstring, their
-    rates and ``score``, ordered by user name.  People are the active users
-    with grids or linked enterprises in the park, and anyone with a figure.
+    each person's dict holds ``kind`` (``user`` or ``staff``: a grid staff
+    member who has no account, matched by name), ``user`` (the user name,
+    "" for staff), ``name``, the figures of the module docstring, their
+    rates and ``score``.  Users come first by user name, then staff by name;
+    a person is listed when they serve grids or enterprises of the park or
+    have a figure.  Visits are logged by users, so staff without an account
+    have none due.
 
     Raises
     ------
@@ -168,8 +207,6 @@ def assessment(session, park, first, last, today=None):
     today = today or periods.local_today()
     period = parse_period(first, last, today)
     w = weights(session, park)
-    users = session.execute(sa.select(User).where(User.active.is_(True))
-                            .order_by(User.username)).scalars().all()
     hazards = hazard_facts(session, park, period)
     requests = request_facts(session, park, period)
     loggers = dict(session.execute(
@@ -183,18 +220,18 @@ def assessment(session, park, first, last, today=None):
     park_grids = set(session.execute(sa.select(Grid.id).where(
         Grid.park_id == park.id)).scalars())
     staff = []
-    for user in users:
-        grids = allowed_grid_ids(session, user)
-        names = {user.username, user.display_name} - {""}
-        logged = [h for h in hazards if loggers.get(h["id"]) == user.username]
+    for kind, user, name, names, grids in _people(session, park):
+        # The ledgers record a user by user name and a staff member by name.
+        logged = [h for h in hazards
+                  if loggers.get(h["id"]) == (user.username if user else name)]
         mine = logged if grids is None else [h for h in hazards if h["grid_id"] in grids]
         found_mine = [h for h in mine if h["found"]]
         theirs = [r for r in requests if r["responsible"] in names]
         received = [r for r in theirs if r["received"]]
         answers = [a for r in theirs for a in r["follow_ups"]]
-        done, due = schedule.get(user.id, (0, 0))
+        done, due = schedule.get(user.id, (0, 0)) if user else (0, 0)
         person = {
-            "user": user.username, "name": user.display_name or user.username,
+            "kind": kind, "user": user.username if user else "", "name": name,
             "visits_done": done, "visits_due": due,
             "hazards_found": sum(h["found"] for h in logged),
             "hazards_closed": sum(h["status"] == "closed" for h in found_mine),
@@ -208,7 +245,8 @@ def assessment(session, park, first, last, today=None):
             "follow_ups": len(answers),
             "satisfaction_rate": rate(sum(a in SATISFIED for a in answers), len(answers)),
         }
-        involved = (user.id in linked or (grids is not None and grids & park_grids)
+        involved = ((user is not None and user.id in linked)
+                    or (grids is not None and grids & park_grids)
                     or any(person[k] for k in ("visits_done", "visits_due", "hazards_found",
                                                "hazards_overdue", "requests",
                                                "requests_overdue", "follow_ups")))
