@@ -21,6 +21,7 @@ from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from tests.conftest import stored_snapshot, table_counts
 from tests.ledger_helpers import ACTORS, build_park
+from tests.test_migrations import fresh_url  # noqa: F401 -- the fixture
 from webmap import create_app
 
 FIRM_A = make_credit_code("411621", 1)  # 甲公司, in grid T-003 (the member's grid)
@@ -532,3 +533,26 @@ def test_demo_has_a_month_of_requests_like_the_seeds(engine):
     assert 2 <= sum(r["overdue"] for r in rows) <= 0.1 * total
     assert actions["reopen"] >= 2 and actions["accept"] == total
     assert any(r["satisfaction"] == "unsatisfied" and r["status"] == "in_progress" for r in rows)
+
+
+def test_0004_database_with_data_upgrades_to_the_request_ledger(fresh_url):  # noqa: F811
+    """Migration 0007 only adds tables: an older park takes requests after the upgrade."""
+    from geodata import schema
+    from geodata.storage import make_engine
+
+    engine = make_engine(fresh_url, create=True)
+    try:
+        schema.upgrade(engine, "0004")
+        tokens = build_park(engine, users=False)  # noqa: F841 -- park T, stored before 0007
+        schema.upgrade(engine)
+        assert schema.current_revision(engine) == schema.head_revision()
+        with session_scope(engine, write=True) as session:
+            item = service.create_request(session, get_park(session, "T"), enterprise=FIRM_B,
+                                          category="工业用燃气", description="管网压力不足",
+                                          source="phone", actor=ACTORS["inspector"])
+            assert (item.code[:2], item.grid.code) == ("SQ", "T-002")
+        with pytest.raises(sa.exc.DBAPIError):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM request_events")
+    finally:
+        engine.dispose()
