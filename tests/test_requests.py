@@ -54,10 +54,10 @@ def api(db_url, engine):
             return (client or app.test_client()).open(url, method=method, headers=headers,
                                                       **kwargs)
 
-        def create(self, firm=FIRM_A, role="inspector", **fields):
+        def create(self, firm=FIRM_A, role="inspector", client=None, **fields):
             body = {"enterprise": firm, "category": "用工", "description": "急需招聘缝纫工30名",
                     "source": "visit", **fields}
-            return self.call("POST", "/api/parks/T/requests", role, body)
+            return self.call("POST", "/api/parks/T/requests", role, body, client=client)
 
         def move(self, rid, to, version, role="supervisor", **fields):
             return self.call("POST", f"/api/requests/{rid}/transitions", role,
@@ -377,6 +377,26 @@ def test_two_clients_move_the_same_request_at_once(api, engine, mode):
     assert sorted(r.status_code for r in results) == [200, loser], [r.json for r in results]
     _, items, events = request_state(engine)
     assert events == events_before + 1 and items[0][1:3] == ("assigned", 2)
+
+
+def test_clients_taking_requests_at_once_get_distinct_ledger_numbers(api, engine):
+    barrier = threading.Barrier(4)
+    results = [None] * 4
+
+    def worker(i):
+        client = api.app.test_client()
+        barrier.wait()
+        results[i] = api.create(client=client, description=f"客户端{i}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [201] * 4, [r.json for r in results]
+    year = local_today().year
+    assert sorted(r.json["code"] for r in results) == [f"SQ{year}-{n:04d}" for n in range(1, 5)]
+    assert table_counts(engine)["request_events"] == 4
 
 
 def test_history_is_append_only(api, engine):
