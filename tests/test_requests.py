@@ -315,7 +315,7 @@ def test_filters_that_name_nothing_match_nothing(api):
 
 def test_overdue_turns_at_midnight_in_shanghai(db_url, engine):
     """Deadline 2026-11-29: not overdue at 23:59:59 in Shanghai, overdue one second later."""
-    build_park(engine, users=False)
+    tokens = build_park(engine)
     deadline = date(2026, 11, 29)
     with session_scope(engine, write=True) as session:
         item = service.create_request(session, get_park(session, "T"), enterprise=FIRM_A,
@@ -332,11 +332,17 @@ def test_overdue_turns_at_midnight_in_shanghai(db_url, engine):
             (shown,) = service.request_dicts(session, service.list_requests(
                 session, today=today)[0], today=today)
         assert (total, shown["overdue"]) == (int(late), late), moment
+        # the API and the page decide on the same local day
         app = create_app({"DATABASE_URL": db_url, "TESTING": True, "TODAY": today})
         try:
-            with app.test_request_context():
-                from webmap.requests_api import today as app_today
-                assert app_today() == today
+            client = app.test_client()
+            auth = {"Authorization": f"Bearer {tokens['viewer']}"}
+            listed = client.get("/api/requests?overdue=true", headers=auth).json
+            assert listed["total"] == int(late), moment
+            one = client.get(f"/api/requests/{item.id}", headers=auth).json
+            assert one["overdue"] is late
+            page = client.get("/parks/T/requests", headers=auth).get_data(as_text=True)
+            assert (f"逾期 overdue {int(late)}" in page) and (('<tr class="late">' in page) is late)
         finally:
             app.extensions["gridmap.engine"].dispose()
     # resolving ends it being overdue
