@@ -117,8 +117,7 @@ def test_local_today_turns_at_midnight_in_shanghai():
     deadline = date(2026, 11, 29)
     assert not is_overdue("in_progress", deadline, local_today(before))
     assert is_overdue("in_progress", deadline, local_today(before + timedelta(seconds=1)))
-    with pytest.raises(ValueError):
-        local_today(datetime(2026, 11, 29, 12))
+    assert local_today(datetime(2026, 11, 29, 16)) == date(2026, 11, 30)  # naive is UTC
 
 
 def test_weeks_are_iso_monday_to_sunday():
@@ -131,3 +130,11 @@ def test_weeks_are_iso_monday_to_sunday():
     for bad in ("2026-48", "2026-W54", "W48", ""):
         with pytest.raises(ValidationError):
             week_bounds(bad)
+
+
+def test_export_shows_resolution_times_in_beijing_time():
+    from geodata.request_export import _local
+
+    assert _local("2026-11-29T16:30:00") == "2026-11-30 00:30"  # SQLite: naive UTC
+    assert _local("2026-11-29T16:30:00+00:00") == "2026-11-30 00:30"
+    assert _local(None) == ""

@@ -21,6 +21,7 @@ from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from tests.conftest import stored_snapshot, table_counts
 from tests.ledger_helpers import ACTORS, build_park
+from tests.test_migrations import fresh_url  # noqa: F401 -- the fixture
 from webmap import create_app
 
 FIRM_A = make_credit_code("411621", 1)  # 甲公司, in grid T-003 (the member's grid)
@@ -53,10 +54,10 @@ def api(db_url, engine):
             return (client or app.test_client()).open(url, method=method, headers=headers,
                                                       **kwargs)
 
-        def create(self, firm=FIRM_A, role="inspector", **fields):
+        def create(self, firm=FIRM_A, role="inspector", client=None, **fields):
             body = {"enterprise": firm, "category": "用工", "description": "急需招聘缝纫工30名",
                     "source": "visit", **fields}
-            return self.call("POST", "/api/parks/T/requests", role, body)
+            return self.call("POST", "/api/parks/T/requests", role, body, client=client)
 
         def move(self, rid, to, version, role="supervisor", **fields):
             return self.call("POST", f"/api/requests/{rid}/transitions", role,
@@ -314,7 +315,7 @@ def test_filters_that_name_nothing_match_nothing(api):
 
 def test_overdue_turns_at_midnight_in_shanghai(db_url, engine):
     """Deadline 2026-11-29: not overdue at 23:59:59 in Shanghai, overdue one second later."""
-    build_park(engine, users=False)
+    tokens = build_park(engine)
     deadline = date(2026, 11, 29)
     with session_scope(engine, write=True) as session:
         item = service.create_request(session, get_park(session, "T"), enterprise=FIRM_A,
@@ -331,11 +332,17 @@ def test_overdue_turns_at_midnight_in_shanghai(db_url, engine):
             (shown,) = service.request_dicts(session, service.list_requests(
                 session, today=today)[0], today=today)
         assert (total, shown["overdue"]) == (int(late), late), moment
+        # the API and the page decide on the same local day
         app = create_app({"DATABASE_URL": db_url, "TESTING": True, "TODAY": today})
         try:
-            with app.test_request_context():
-                from webmap.requests_api import today as app_today
-                assert app_today() == today
+            client = app.test_client()
+            auth = {"Authorization": f"Bearer {tokens['viewer']}"}
+            listed = client.get("/api/requests?overdue=true", headers=auth).json
+            assert listed["total"] == int(late), moment
+            one = client.get(f"/api/requests/{item.id}", headers=auth).json
+            assert one["overdue"] is late
+            page = client.get("/parks/T/requests", headers=auth).get_data(as_text=True)
+            assert (f"逾期 overdue {int(late)}" in page) and (('<tr class="late">' in page) is late)
         finally:
             app.extensions["gridmap.engine"].dispose()
     # resolving ends it being overdue
@@ -376,6 +383,26 @@ def test_two_clients_move_the_same_request_at_once(api, engine, mode):
     assert sorted(r.status_code for r in results) == [200, loser], [r.json for r in results]
     _, items, events = request_state(engine)
     assert events == events_before + 1 and items[0][1:3] == ("assigned", 2)
+
+
+def test_clients_taking_requests_at_once_get_distinct_ledger_numbers(api, engine):
+    barrier = threading.Barrier(4)
+    results = [None] * 4
+
+    def worker(i):
+        client = api.app.test_client()
+        barrier.wait()
+        results[i] = api.create(client=client, description=f"客户端{i}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [201] * 4, [r.json for r in results]
+    year = local_today().year
+    assert sorted(r.json["code"] for r in results) == [f"SQ{year}-{n:04d}" for n in range(1, 5)]
+    assert table_counts(engine)["request_events"] == 4
 
 
 def test_history_is_append_only(api, engine):
@@ -532,3 +559,26 @@ def test_demo_has_a_month_of_requests_like_the_seeds(engine):
     assert 2 <= sum(r["overdue"] for r in rows) <= 0.1 * total
     assert actions["reopen"] >= 2 and actions["accept"] == total
     assert any(r["satisfaction"] == "unsatisfied" and r["status"] == "in_progress" for r in rows)
+
+
+def test_0004_database_with_data_upgrades_to_the_request_ledger(fresh_url):  # noqa: F811
+    """Migration 0007 only adds tables: an older park takes requests after the upgrade."""
+    from geodata import schema
+    from geodata.storage import make_engine
+
+    engine = make_engine(fresh_url, create=True)
+    try:
+        schema.upgrade(engine, "0004")
+        tokens = build_park(engine, users=False)  # noqa: F841 -- park T, stored before 0007
+        schema.upgrade(engine)
+        assert schema.current_revision(engine) == schema.head_revision()
+        with session_scope(engine, write=True) as session:
+            item = service.create_request(session, get_park(session, "T"), enterprise=FIRM_B,
+                                          category="工业用燃气", description="管网压力不足",
+                                          source="phone", actor=ACTORS["inspector"])
+            assert (item.code[:2], item.grid.code) == ("SQ", "T-002")
+        with pytest.raises(sa.exc.DBAPIError):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM request_events")
+    finally:
+        engine.dispose()
