@@ -54,7 +54,7 @@ def dashboard(code):
     park = get_park(session, code)
     figures = {**ledger.dashboard(session, park), **weekly.service_figures(session, park)}
     return render_template("dashboard.html", d=figures, states=STATE_NAMES,
-                           escalations=ESCALATION_NAMES)
+                           escalations=ESCALATION_NAMES, cov=figures["visit_coverage"])
 
 
 @bp.get("/parks/<code>/ledger")

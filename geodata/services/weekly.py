@@ -303,7 +303,7 @@ def service_figures(session, park, today=None):
     * ``follow_ups`` and ``satisfaction_rate``: every 回访 answer so far,
       (满意 + 基本满意) / 回访 (企业满意度);
     * ``visit_coverage``: :func:`geodata.services.visits.coverage` of this
-      ISO week (``{"week", "expected", "done", "rate", ...}``).
+      ISO week (``{"week", "expected", "done", "rate", "by_grid"}``).
     """
     today = today or local_today()
     period = make_period(domains.DATE_MIN, today, today, name="all")
@@ -316,7 +316,10 @@ def service_figures(session, park, today=None):
         "request_resolution_rate": rate(done, len(requests)),
         "requests_overdue": sum(r["overdue"] for r in requests),
         "follow_ups": answers, "satisfaction_rate": rate(happy, answers),
-        "visit_coverage": {k: coverage[k] for k in ("week", "expected", "done", "rate")},
+        # Enterprises in no grid count under "" (JSON keys are strings, sorted).
+        "visit_coverage": {**{k: coverage[k] for k in ("week", "expected", "done", "rate")},
+                           "by_grid": {code or "": cell
+                                       for code, cell in coverage["by_grid"].items()}},
     }
 
 
