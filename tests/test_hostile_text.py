@@ -148,7 +148,7 @@ ASSETS = {"static", "maps.vendor"}  # files of this app, no stored text
 PAGE_SHOWS = {
     "views.index": {"a"},
     "maps.park_map": {"a"},
-    "maps.grid_page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m", "b", "d", "k"},
+    "maps.grid_page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m", "6", "7", "8"},
     "editor.edit_page": {"a"},
     "ledger_pages.dashboard": {"a", "c", "x"},
     "ledger_pages.ledger_page": {"a", "c", "e", "K", "l", "m", "p", "x"},
