@@ -9,6 +9,7 @@ script, and against a rebuild from the raw rows (plain SELECTs and Python
 with the week's UTC instants written out here, not geodata's code path).
 """
 
+import io
 import json
 import uuid
 from datetime import date, datetime, timezone
@@ -473,3 +474,19 @@ def test_park_model_is_unchanged_by_reports(engine, runner, tmp_path):
     assert table_counts(engine) == before
     with session_scope(engine) as session:
         assert session.execute(sa.select(Park.version)).scalar() == version
+
+
+def test_two_pdfs_in_one_process_keep_their_own_chinese_text(engine):
+    """Each PDF embeds a subset of the font for its own text (geodata/pdf.py)."""
+    from pypdf import PdfReader
+
+    from geodata.weekly_export import to_pdf
+
+    script_week(engine)
+    with session_scope(engine) as session:
+        report = weekly_report(session, get_park(session, "T"), WEEK, today=TODAY)
+    texts = []
+    for name in ("测试园区", "鑫磊精密铸造园"):
+        pdf = to_pdf({**report, "park": {"code": "T", "name": name}})
+        texts.append("".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages))
+    assert "测试园区（T）周汇报" in texts[0] and "鑫磊精密铸造园（T）周汇报" in texts[1]
