@@ -12,7 +12,7 @@ from flask import Blueprint, render_template, request, send_file
 
 from geodata.errors import ValidationError
 from geodata.ledger_export import COLUMNS, ledger_rows, to_csv, to_xlsx
-from geodata.services import ledger, visits
+from geodata.services import ledger, weekly
 from geodata.services.parks import get_park
 from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
 from webmap.auth import login_page_or_user
@@ -46,15 +46,15 @@ def _filters():
 
 @bp.get("/parks/<code>/dashboard")
 def dashboard(code):
-    """Hazard counts, closure, overdue, the three 100% rates and this week's visit coverage."""
+    """Hazard counts, closure, overdue, the three 100% rates; requests and visit coverage."""
     user, redirect = login_page_or_user()
     if redirect:
         return redirect
     session = get_session()
     park = get_park(session, code)
-    figures = ledger.dashboard(session, park)
+    figures = {**ledger.dashboard(session, park), **weekly.service_figures(session, park)}
     return render_template("dashboard.html", d=figures, states=STATE_NAMES,
-                           escalations=ESCALATION_NAMES, cov=visits.coverage(session, park))
+                           escalations=ESCALATION_NAMES, cov=figures["visit_coverage"])
 
 
 @bp.get("/parks/<code>/ledger")
@@ -85,12 +85,17 @@ def ledger_file(code, fmt):
     session = get_session()
     park = get_park(session, code)
     rows = ledger_rows(session, park=park, **_filters())
-    body = to_csv(rows) if fmt == "csv" else to_xlsx(rows)
+    return send_export(to_csv(rows) if fmt == "csv" else to_xlsx(rows), fmt, "hazard-ledger",
+                       park)
+
+
+def send_export(body, fmt, name, park):
+    """The download response for an exported ledger (``.csv`` or ``.xlsx``) of ``park``."""
     # The park code is stored text: only letters, digits, '-' and '_' of it reach the
     # header, and send_file quotes the name (RFC 6266, filename* for non-ASCII).
     code = re.sub(r"[^\w-]+", "_", park.code)
     response = send_file(io.BytesIO(body), as_attachment=True,
-                         download_name=f"hazard-ledger-{code}-{date.today().isoformat()}.{fmt}",
+                         download_name=f"{name}-{code}-{date.today().isoformat()}.{fmt}",
                          mimetype="text/csv; charset=utf-8" if fmt == "csv" else XLSX)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -33,7 +33,7 @@ from wtforms.validators import ValidationError as CSRFValidationError
 from geodata import domains
 from geodata.errors import BadRequestError, GridmapError, ValidationError
 from geodata.geometry import parse_json
-from geodata.services import ledger
+from geodata.services import ledger, weekly
 from geodata.services.parks import get_park
 from webmap.api import parse_int
 from webmap.auth import csrf, current_actor
@@ -296,7 +296,8 @@ def history(hazard_id):
 
 @bp.get("/parks/<code>/dashboard")
 def dashboard(code):
-    """The park's dashboard figures as JSON."""
+    """The park's dashboard figures as JSON (hazards, requests, visit coverage)."""
     session = get_session()
     current_actor(session, "read")
-    return jsonify(ledger.dashboard(session, get_park(session, code)))
+    park = get_park(session, code)
+    return jsonify({**ledger.dashboard(session, park), **weekly.service_figures(session, park)})

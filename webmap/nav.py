@@ -11,6 +11,7 @@ from flask import g, request, url_for
 
 from geodata.vocabulary import ROLES
 from webmap.edit_api import EDITORS
+from webmap.weekly import ASSESSORS
 
 #: Chinese names of the roles, shown beside the user name.
 ROLE_NAMES = {"viewer": "查看员", "inspector": "检查员", "supervisor": "督导员",
@@ -21,7 +22,10 @@ ROLE_NAMES = {"viewer": "查看员", "inspector": "检查员", "supervisor": "�
 PARK_PAGES = [
     ("map", "地图", "Map", "maps.park_map", None),
     ("ledger", "隐患台账", "Ledger", "ledger_pages.ledger_page", ROLES),
+    ("requests", "诉求台账", "Requests", "request_pages.requests_page", ROLES),
     ("dashboard", "看板", "Dashboard", "ledger_pages.dashboard", ROLES),
+    ("weekly", "周汇报", "Weekly", "weekly_pages.weekly_page", ROLES),
+    ("assessment", "考核", "Assessment", "weekly_pages.assessment_page", ASSESSORS),
     ("editor", "编辑网格", "Edit grids", "editor.edit_page", EDITORS),
 ]
 

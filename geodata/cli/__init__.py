@@ -7,15 +7,17 @@ that says what to fix; ``--debug`` shows the traceback instead.
 Modules: :mod:`~geodata.cli.database` (``init-db``, ``demo``),
 :mod:`~geodata.cli.layers` (``import``, ``export``), :mod:`~geodata.cli.check`
 (``check``, ``hidden-units``), :mod:`~geodata.cli.serve`,
-:mod:`~geodata.cli.hazards`, :mod:`~geodata.cli.users`,
+:mod:`~geodata.cli.hazards`, :mod:`~geodata.cli.requests`, :mod:`~geodata.cli.users`,
 :mod:`~geodata.cli.edit` (``edit ...``, ``propose-grids``, ``import grids
---diff|--apply``) and :mod:`~geodata.cli.visits` (``visits ...``); shared
-parts in :mod:`~geodata.cli.context`.
+--diff|--apply``), :mod:`~geodata.cli.visits` (``visits ...``) and
+:mod:`~geodata.cli.weekly` (``weekly-report``, ``weekly ...``, ``assessment``);
+shared parts in :mod:`~geodata.cli.context`.
 """
 
 import click
 
-from geodata.cli import check, database, edit, hazards, layers, serve, users, visits
+from geodata.cli import (check, database, edit, hazards, layers, requests, serve, users,
+                         visits, weekly)
 from geodata.cli.context import ErrorExitGroup, make_context
 
 
@@ -34,6 +36,6 @@ def main(ctx, database_url, debug):
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (database, layers, check, serve, hazards, users, edit, visits):
+for _module in (database, layers, check, serve, hazards, requests, users, edit, visits, weekly):
     for _command in _module.COMMANDS:
         main.add_command(_command)
