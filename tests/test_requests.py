@@ -582,3 +582,35 @@ def test_0004_database_with_data_upgrades_to_the_request_ledger(fresh_url):  # n
                 conn.exec_driver_sql("DELETE FROM request_events")
     finally:
         engine.dispose()
+
+
+def test_open_requests_follow_their_enterprise_through_a_grid_edit(engine):
+    """Merging T-003 into a new grid moves 甲公司's open request; a resolved one stays."""
+    from geodata.models import Grid
+    from geodata.services import edits
+
+    build_park(engine, users=False)
+    admin = ACTORS["admin"]
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, "T")
+        ids = []
+        for _ in range(2):
+            item = service.create_request(session, park, enterprise=FIRM_A, category="用工",
+                                          description="招工", source="visit", actor=admin)
+            ids.append(item.id)
+        for to, extra in (("assigned", {"department": "x", "responsible": "y",
+                                        "deadline": local_today()}),
+                          ("in_progress", {}), ("resolved", {"note": "已解决"})):
+            service.transition(session, ids[1], to, actor=admin,
+                               expected_version=service.get_request(session, ids[1]).version,
+                               **extra)
+    with session_scope(engine, write=True) as session:
+        out = edits.merge_grids(session, get_park(session, "T"), ["T-003", "T-004"],
+                                actor="planner", reason="合并")
+    (merged,) = out.added
+    with session_scope(engine) as session:
+        grid_of = {r.id: (r.grid.code, r.version) for r in session.execute(
+            sa.select(ServiceRequest).order_by(ServiceRequest.id)).scalars()}
+        assert session.execute(sa.select(Grid.active_to).where(
+            Grid.code == "T-003")).scalar() is not None
+    assert grid_of == {ids[0]: (merged, 2), ids[1]: ("T-003", 4)}

@@ -8,6 +8,7 @@ pages send the hazard ledger's Content-Security-Policy (no script at all).
 from flask import Blueprint, render_template, request
 
 from geodata.errors import ValidationError
+from geodata.ledger_export import to_csv, to_xlsx
 from geodata.request_export import COLUMNS, TITLE, WIDTHS, request_rows
 from geodata.services import requests as service
 from geodata.services.parks import get_park
@@ -64,8 +65,6 @@ def requests_file(code, fmt):
         return redirect
     if fmt not in ("csv", "xlsx"):
         raise ValidationError("the ledger exports as .csv or .xlsx", code="unsupported_format")
-    from geodata.ledger_export import to_csv, to_xlsx
-
     session = get_session()
     park = get_park(session, code)
     rows = request_rows(session, park=park, today=today(), **_filters())

@@ -24,9 +24,10 @@ class ServiceRequest(Base):
 
     ``code`` is the ledger number (``SQ<year>-<seq>``, the year of
     ``received_date``), unique per park.  ``grid_id`` is the enterprise's
-    grid when the request was taken (企业有格: the matter is handled in that
-    grid).  ``department`` (交办单位), ``deadline`` and ``responsible`` are set
-    when it is handed over (交办); ``resolution`` is the latest 办结 note and
+    grid (企业有格: the matter is handled in that grid); grid edits move open
+    requests with their enterprise, done ones keep theirs.  ``department``
+    (交办单位), ``deadline`` and ``responsible`` are set when it is handed
+    over (交办); ``resolution`` is the latest 办结 note and
     ``satisfaction`` the latest 回访 answer.  Overdue is derived, never stored.
     """
 

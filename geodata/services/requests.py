@@ -260,6 +260,25 @@ def transition(session, request_id, target, *, actor, expected_version, if_match
     return item
 
 
+def follow_enterprises(session, park):
+    """Give ``park``'s open requests their enterprise's current grid (after grid edits).
+
+    An open request is handled in its enterprise's grid (事在格办), so when a
+    grid edit moves the enterprise, the request moves with it (and its
+    version steps).  Resolved and followed-up requests keep the grid they
+    were handled in, as closed hazards do.  Returns the number moved.
+    """
+    rows = session.execute(
+        sa.select(ServiceRequest, Enterprise.grid_id).join(
+            Enterprise, Enterprise.id == ServiceRequest.enterprise_id)
+        .where(ServiceRequest.park_id == park.id, ServiceRequest.status.not_in(DONE),
+               ServiceRequest.grid_id.is_distinct_from(Enterprise.grid_id))
+        .order_by(ServiceRequest.id)).all()
+    for item, grid_id in rows:
+        item.grid_id = grid_id
+    return len(rows)
+
+
 def history(session, request_id):
     """Return a request's events, oldest first."""
     get_request(session, request_id)

@@ -440,10 +440,12 @@ def _write(session, park, done, operation, *, actor, reason, allow_problems):
               + [state.every[c].level for c in re_codes])
     _move_staff(session, state, plan.retire, after_codes, after_geoms, levels, warnings)
     session.flush()
+    from geodata.services.requests import follow_enterprises
     from geodata.services.sites import reassign_grids
 
     reassign_grids(session, park)
     relocate(session, park)
+    follow_enterprises(session, park)  # open requests follow their enterprise's grid
     session.flush()
     summary = coverage_summary(after_report)
     added = [codes[n.key] for n in plan.new]
