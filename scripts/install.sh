@@ -12,12 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # python3-venv: Debian's python3 cannot create a virtual environment without it.
-packages=(libsqlite3-mod-spatialite python3-venv)
+# fonts-noto-cjk: the Chinese font embedded in PDFs (grid boards, geodata/pdf.py).
+packages=(libsqlite3-mod-spatialite python3-venv fonts-noto-cjk)
 extras=""
 if [[ "${1:-}" == "--test" ]]; then
-  # fonts-noto-cjk: Chinese text in browser screenshots; redis-server: shared rate limits
-  packages+=(postgresql-15 postgresql-15-postgis-3 chromium chromium-driver fonts-noto-cjk
-             redis-server)
+  # redis-server: shared rate limits (fonts-noto-cjk, above, also serves browser screenshots)
+  packages+=(postgresql-15 postgresql-15-postgis-3 chromium chromium-driver redis-server)
   extras="[test]"
 fi
 missing=()
