@@ -84,7 +84,7 @@ def chinese_font(texts, *, bold=False):
             from reportlab.pdfbase.ttfonts import TTFont
 
             pdfmetrics.registerFont(TTFont(name, io.BytesIO(_truetype_subset(
-                font_file(weight), chars))))
+                font_file(weight), chars, name))))
             _registered[name] = True
     return name
 
@@ -101,16 +101,20 @@ def _face_index(path):
                       details={"setting": FONT_PACKAGE, "file": str(path)})
 
 
-def _truetype_subset(path, chars):
+def _truetype_subset(path, chars, postscript_name):
     """The glyphs of ``chars`` from the CFF collection ``path`` as TrueType font bytes."""
     from fontTools.ttLib import TTFont
 
     with TTFont(str(path), fontNumber=_face_index(path)) as font:
-        return _convert(font, chars)
+        return _convert(font, chars, postscript_name)
 
 
-def _convert(font, chars):
-    """Subset ``font`` (changed in place) to ``chars`` and return it as TrueType bytes."""
+def _convert(font, chars, postscript_name):
+    """Subset ``font`` (changed in place) to ``chars`` and return it as TrueType bytes.
+
+    The font gets ``postscript_name``: reportlab keys fonts by it, and hands
+    an earlier font of the same name (with other glyphs) to a later one.
+    """
     from fontTools import subset
     from fontTools.pens.cu2quPen import Cu2QuPen
     from fontTools.pens.ttGlyphPen import TTGlyphPen
@@ -153,6 +157,10 @@ def _convert(font, chars):
     post.extraNames, post.mapping = [], {}
     post.glyphOrder = order
     font.sfntVersion = "\0\1\0\0"
+    names = font["name"]
+    names.names = [n for n in names.names if n.nameID != 6]
+    names.setName(postscript_name, 6, 1, 0, 0)
+    names.setName(postscript_name, 6, 3, 1, 0x409)
     out = io.BytesIO()
     font.save(out)
     return out.getvalue()

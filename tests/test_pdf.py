@@ -29,9 +29,16 @@ def test_chinese_text_is_embedded_and_extractable(bold):
     reader = pypdf.PdfReader(io.BytesIO(data))
     assert reader.pages[0].extract_text().splitlines() == lines
     fonts = [f.get_object() for f in reader.pages[0]["/Resources"]["/Font"].values()]
-    noto = [f for f in fonts if "NotoSansCJKsc" in f["/BaseFont"]]
+    noto = [f for f in fonts if "NotoSansSC" in f["/BaseFont"]]
     assert noto  # embedded: each subset carries its TrueType glyphs (FontFile2)
     assert all("/FontFile2" in f["/FontDescriptor"].get_object() for f in noto)
+
+
+def test_documents_with_other_characters_get_their_own_glyphs():
+    """reportlab shares fonts of one PostScript name: each cut font must have its own."""
+    for lines in (["网格长"], ["测试园区网格"], ["服务热线 喆"]):
+        text = pypdf.PdfReader(io.BytesIO(_pdf(lines))).pages[0].extract_text()
+        assert text.splitlines() == lines
 
 
 def test_same_characters_reuse_one_font():
