@@ -19,3 +19,8 @@ ESCALATION_LEVELS = ("grid", "park", "county", "city", "province")
 STATE_NAMES = {"found": "排查", "rectifying": "整改", "supervising": "督导", "closed": "销号"}
 ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "city": "市级",
                     "province": "省级"}
+
+#: Field records (:mod:`geodata.models.visit`): patrol 巡查, visit 走访, re-check 回头看.
+VISIT_KINDS = ("patrol", "visit", "recheck")
+#: Periods a visit rule counts in (Asia/Shanghai days and ISO weeks).
+RULE_PERIODS = ("day", "week")

@@ -9,13 +9,15 @@ Modules: :mod:`~geodata.cli.database` (``init-db``, ``demo``),
 (``check``, ``hidden-units``), :mod:`~geodata.cli.serve`,
 :mod:`~geodata.cli.hazards`, :mod:`~geodata.cli.users`,
 :mod:`~geodata.cli.edit` (``edit ...``, ``propose-grids``, ``import grids
---diff|--apply``) and :mod:`~geodata.cli.boards` (``boards``); shared
+--diff|--apply``), :mod:`~geodata.cli.visits` (``visits ...``) and
+:mod:`~geodata.cli.boards` (``boards``); shared
 parts in :mod:`~geodata.cli.context`.
 """
 
 import click
 
-from geodata.cli import boards, check, database, edit, hazards, layers, serve, users
+from geodata.cli import (boards, check, database, edit, hazards, layers, serve, users,
+                         visits)
 from geodata.cli.context import ErrorExitGroup, make_context
 
 
@@ -34,6 +36,6 @@ def main(ctx, database_url, debug):
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (database, layers, check, serve, hazards, users, edit, boards):
+for _module in (database, layers, check, serve, hazards, users, edit, visits, boards):
     for _command in _module.COMMANDS:
         main.add_command(_command)
