@@ -19,8 +19,9 @@ Codes (parks, grids, enterprises' credit codes, ledger numbers)
     :data:`PARK_CODE_MAX` (32, the column) characters, grid codes
     :data:`GRID_CODE_MAX` (64).
 Ledger numbers (台账编号)
-    ``YH<year>-<seq>``: a 4-digit year in the date range below and a sequence
-    number of 1 to 6 digits, 1..:data:`LEDGER_SEQ_MAX`.  Generated numbers
+    ``<prefix><year>-<seq>`` (``YH`` hazards, ``SQ`` requests): a 4-digit
+    year in the date range below and a sequence number of 1 to 6 digits,
+    1..:data:`LEDGER_SEQ_MAX`.  Generated numbers
     are the park's highest number of that year plus one, and never go past
     :data:`LEDGER_SEQ_MAX` (409 ``ledger_numbers_exhausted`` instead), so the
     next number always fits the 32-character column.
@@ -46,7 +47,7 @@ import re
 import unicodedata
 from datetime import date, datetime, time, timezone
 
-from geodata.errors import FeatureError
+from geodata.errors import ConflictError, FeatureError
 
 INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 #: Row ids: PostgreSQL ``INTEGER`` primary keys.
@@ -79,7 +80,9 @@ TEXT_MAX = {
 MULTILINE = frozenset({"note", "reason"})
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9._-]*$")
-_LEDGER = re.compile(r"^YH(\d{4})-(\d{1,6})$")
+#: Ledger number prefixes: hazards (隐患) and requests (诉求).
+LEDGER_PREFIXES = ("YH", "SQ")
+_LEDGER = {p: re.compile(rf"^{p}(\d{{4}})-(\d{{1,6}})$") for p in LEDGER_PREFIXES}
 # C0 and C1 controls, DEL, lone surrogates, bidi embeddings/overrides/isolates.
 _BAD_ANY = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069"
 _FORBIDDEN = re.compile(f"[{_BAD_ANY}]")
@@ -165,8 +168,8 @@ def is_code(value, kind="grid"):
     return True
 
 
-def ledger_code(value, field="code", **where):
-    """Return a normalised ledger number ``YH<year>-<seq>``, or None when blank.
+def ledger_code(value, field="code", *, prefix="YH", **where):
+    """Return a normalised ledger number ``<prefix><year>-<seq>``, or None when blank.
 
     Raises
     ------
@@ -177,22 +180,41 @@ def ledger_code(value, field="code", **where):
     raw = code(value, field, required=False, **where)
     if raw is None:
         return None
-    match = _LEDGER.match(raw)
-    domain = (f"ledger number YH<year {DATE_MIN.year}-{DATE_MAX.year}>-<1 to 6 digits, "
+    match = _LEDGER[prefix].match(raw)
+    domain = (f"ledger number {prefix}<year {DATE_MIN.year}-{DATE_MAX.year}>-<1 to 6 digits, "
               f"1..{LEDGER_SEQ_MAX}>")
     if not match or not DATE_MIN.year <= int(match.group(1)) <= DATE_MAX.year or not (
             1 <= int(match.group(2)) <= LEDGER_SEQ_MAX):
-        _fail(f"{raw!r} is not a ledger number ({domain}, e.g. YH2025-0001)", field, domain,
-              **where)
+        _fail(f"{raw!r} is not a ledger number ({domain}, e.g. {prefix}2025-0001)", field,
+              domain, **where)
     return raw
 
 
-def ledger_sequence(code_, year):
+def ledger_sequence(code_, year, prefix="YH"):
     """Return the sequence number of ``code_`` if it is a ledger number of ``year``, else None."""
-    match = _LEDGER.match(code_ or "")
+    match = _LEDGER[prefix].match(code_ or "")
     if match and int(match.group(1)) == year:
         return int(match.group(2))
     return None
+
+
+def ledger_number(prefix, year, seq, park_code):
+    """Format the generated ledger number ``<prefix><year>-<seq>`` (at least 4 digits).
+
+    Generated numbers are the park's highest of the year plus one, for
+    hazards and requests alike; this is where they stop.
+
+    Raises
+    ------
+    ConflictError
+        409 ``ledger_numbers_exhausted`` when ``seq`` is past :data:`LEDGER_SEQ_MAX`.
+    """
+    if seq > LEDGER_SEQ_MAX:
+        raise ConflictError(
+            f"ledger numbers of {year} are used up in park {park_code} ({prefix}{year}-"
+            f"{LEDGER_SEQ_MAX} is taken); give the ledger number explicitly",
+            code="ledger_numbers_exhausted", details={"field": "code", "year": year})
+    return f"{prefix}{year}-{seq:04d}"
 
 
 def integer(value, field, *, minimum=INT64_MIN, maximum=INT64_MAX, **where):

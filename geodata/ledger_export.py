@@ -3,6 +3,9 @@
 CSV is UTF-8 with a byte-order mark so that Excel (and WPS) detect the
 encoding; XLSX is written with openpyxl, one sheet ``隐患台账`` with a frozen
 header row.  Both hold every hazard matching the filters, in ledger order.
+The writers (:func:`to_csv`, :func:`to_xlsx`, :func:`write_export`) take the
+columns, so the request ledger (:mod:`geodata.request_export`) uses them too,
+formula neutralising included.
 """
 
 import csv
@@ -80,13 +83,13 @@ def _safe_cell(value):
     return value
 
 
-def to_csv(rows):
-    """Return the ledger as CSV bytes (UTF-8 with BOM)."""
+def to_csv(rows, columns=COLUMNS):
+    """Return the ledger as CSV bytes (UTF-8 with BOM); ``columns`` are (header, key) pairs."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(HEADERS)
+    writer.writerow([h for h, _ in columns])
     for row in rows:
-        writer.writerow([_safe_cell(row[k]) for _, k in COLUMNS])
+        writer.writerow([_safe_cell(row[k]) for _, k in columns])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
@@ -100,25 +103,49 @@ def _xlsx_cell(value):
     return _safe_cell(value)
 
 
-def to_xlsx(rows, title="隐患台账"):
-    """Return the ledger as XLSX bytes (one sheet, frozen header)."""
+def to_xlsx(rows, title="隐患台账", columns=COLUMNS, widths=(6, 14, 8, 14, 12, 24, 22, 10, 8, 30)):
+    """Return the ledger as XLSX bytes (one sheet, frozen header; column widths in characters)."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
     book = Workbook()
     sheet = book.active
     sheet.title = title[:31]
-    sheet.append(HEADERS)
+    sheet.append([h for h, _ in columns])
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in rows:
-        sheet.append([_xlsx_cell(row[k]) for _, k in COLUMNS])
+        sheet.append([_xlsx_cell(row[k]) for _, k in columns])
     sheet.freeze_panes = "A2"
-    for letter, width in zip("ABCDEFGHIJKLMNOPQRST", (6, 14, 8, 14, 12, 24, 22, 10, 8, 30)):
+    for letter, width in zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", widths):
         sheet.column_dimensions[letter].width = width
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def export_suffix(path):
+    """Return ``.csv`` or ``.xlsx`` for ``path``; checked before any row is read.
+
+    Raises
+    ------
+    ValidationError
+        422 ``unsupported_format`` for another extension.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise ValidationError(f"export to .csv or .xlsx, not {suffix or 'no extension'!r}",
+                              code="unsupported_format")
+    return suffix
+
+
+def write_export(path, rows, *, columns=COLUMNS, title="隐患台账", **xlsx):
+    """Write ``rows`` to ``path`` (``.csv`` or ``.xlsx``, replaced atomically); return the count."""
+    suffix = export_suffix(path)
+    with atomic_write(Path(path)) as temp:
+        temp.write_bytes(to_csv(rows, columns) if suffix == ".csv"
+                         else to_xlsx(rows, title, columns, **xlsx))
+    return len(rows)
 
 
 def export_ledger(session, path, **filters):
@@ -129,12 +156,5 @@ def export_ledger(session, path, **filters):
     ValidationError
         422 ``unsupported_format`` for another extension.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".xlsx"):
-        raise ValidationError(f"export to .csv or .xlsx, not {suffix or 'no extension'!r}",
-                              code="unsupported_format")
-    rows = ledger_rows(session, **filters)
-    with atomic_write(path) as temp:
-        temp.write_bytes(to_csv(rows) if suffix == ".csv" else to_xlsx(rows))
-    return len(rows)
+    export_suffix(path)
+    return write_export(path, ledger_rows(session, **filters))

@@ -24,3 +24,16 @@ ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "cit
 VISIT_KINDS = ("patrol", "visit", "recheck")
 #: Periods a visit rule counts in (Asia/Shanghai days and ISO weeks).
 RULE_PERIODS = ("day", "week")
+#: The request ledger (诉求台账): 受理 → 交办 → 办理 → 办结 → 回访.
+REQUEST_STATUSES = ("accepted", "assigned", "in_progress", "resolved", "followed_up")
+REQUEST_STATE_NAMES = {"accepted": "受理", "assigned": "交办", "in_progress": "办理",
+                       "resolved": "办结", "followed_up": "回访"}
+#: How a request reached the park: 走访 (a grid visit), 电话, 上门, 平台 (e.g. 周企通).
+REQUEST_SOURCES = ("visit", "phone", "walk_in", "platform")
+SOURCE_NAMES = {"visit": "走访", "phone": "电话", "walk_in": "上门", "platform": "平台"}
+#: The enterprise's answer at 回访; ``unsatisfied`` reopens the request.
+SATISFACTION_LEVELS = ("satisfied", "basically_satisfied", "unsatisfied")
+SATISFACTION_NAMES = {"satisfied": "满意", "basically_satisfied": "基本满意",
+                      "unsatisfied": "不满意"}
+#: Every park's request categories; a park may add its own (``gridmap requests categories``).
+DEFAULT_REQUEST_CATEGORIES = ("用工", "用地", "融资", "政策扶持", "道路出行", "工业用燃气", "其他")

@@ -104,6 +104,53 @@ def require(role, action):
                                     details={"role": role, "action": action})
 
 
+def check_step(transitions, names, state, target, role, noun):
+    """Return the :class:`Transition` from ``state`` to ``target`` that ``role`` may take.
+
+    The checks every ledger's workflow shares; ``names`` maps states to their
+    Chinese names, which are accepted for ``target`` too.
+
+    Raises
+    ------
+    ValidationError
+        422 ``unknown_status``.
+    ConflictError
+        409 ``illegal_transition``.
+    PermissionDeniedError
+        403 ``forbidden``.
+    """
+    target = {v: k for k, v in names.items()}.get(target, target)
+    states = tuple(names)
+    if target not in states:
+        raise ValidationError(f"unknown status {target!r}; expected one of {', '.join(states)}",
+                              code="unknown_status", details={"field": "to", "allowed": states})
+    step = transitions.get((state, target))
+    if step is None:
+        raise ConflictError(
+            f"a {state} {noun} cannot move to {target}", code="illegal_transition",
+            details={"from": state, "to": target,
+                     "allowed": [t for (s, t) in transitions if s == state]})
+    if role not in step.roles:
+        raise PermissionDeniedError(
+            f"role {role!r} may not {step.action} a {noun} ({state} → {target})",
+            details={"role": role, "action": step.action, "roles": sorted(step.roles)})
+    return step
+
+
+def check_deadline(deadline, today, action, what="a deadline"):
+    """422 ``deadline_required`` when ``deadline`` is None, ``deadline_in_past`` before ``today``.
+
+    ``today`` defaults to the server's date; the request ledger passes the
+    Asia/Shanghai date (:func:`geodata.periods.local_today`).
+    """
+    if deadline is None:
+        raise ValidationError(f"{action} needs {what}", code="deadline_required",
+                              details={"field": "deadline"})
+    if deadline < (today or date.today()):
+        raise ValidationError(f"deadline {deadline.isoformat()} is in the past",
+                              code="deadline_in_past", details={"field": "deadline"})
+
+
 def plan_transition(state, target, role, *, note="", deadline=None, supervision=None,
                     today=None):
     """Check one step and return its :class:`Transition`; nothing is changed.
@@ -134,31 +181,12 @@ def plan_transition(state, target, role, *, note="", deadline=None, supervision=
     PermissionDeniedError
         403 when the role may not take the step.
     """
-    target = {v: k for k, v in STATE_NAMES.items()}.get(target, target)
-    if target not in STATES:
-        raise ValidationError(f"unknown status {target!r}; expected one of {', '.join(STATES)}",
-                              code="unknown_status", details={"field": "to", "allowed": STATES})
-    step = TRANSITIONS.get((state, target))
-    if step is None:
-        raise ConflictError(
-            f"a {state} hazard cannot move to {target}", code="illegal_transition",
-            details={"from": state, "to": target,
-                     "allowed": [t for (s, t) in TRANSITIONS if s == state]})
-    if role not in step.roles:
-        raise PermissionDeniedError(
-            f"role {role!r} may not {step.action} a hazard ({state} → {target})",
-            details={"role": role, "action": step.action,
-                     "roles": sorted(step.roles)})
+    step = check_step(TRANSITIONS, STATE_NAMES, state, target, role, "hazard")
     if step.needs_note and not (note or "").strip():
         raise ValidationError(f"{step.action} needs a note saying why", code="note_required",
                               details={"field": "note"})
     if step.needs_deadline:
-        if deadline is None:
-            raise ValidationError(f"{step.action} needs a rectification deadline",
-                                  code="deadline_required", details={"field": "deadline"})
-        if deadline < (today or date.today()):
-            raise ValidationError(f"deadline {deadline.isoformat()} is in the past",
-                                  code="deadline_in_past", details={"field": "deadline"})
+        check_deadline(deadline, today, step.action, "a rectification deadline")
     if step.action == "close" and not supervision:
         raise ValidationError("closing (销号) needs a supervision record: who checked, when "
                               "and a note", code="supervision_required",

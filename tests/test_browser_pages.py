@@ -23,6 +23,7 @@ PAGES = {
     "map": f"/parks/{PARK}/map",
     "grid": f"/parks/{PARK}/grids/{PARK}-001",
     "ledger": f"/parks/{PARK}/ledger",
+    "requests": f"/parks/{PARK}/requests",
     "dashboard": f"/parks/{PARK}/dashboard",
     "editor": f"/parks/{PARK}/edit",
     "ogcapi": "/ogcapi/",
@@ -31,9 +32,10 @@ PAGES = {
 #: Nav bar entries (link ids) each role sees on a park page.
 NAV_BY_ROLE = {
     None: {"nav-map", "nav-login"},
-    "viewer": {"nav-map", "nav-ledger", "nav-dashboard", "nav-user", "nav-logout"},
-    "admin": {"nav-map", "nav-ledger", "nav-dashboard", "nav-editor", "nav-user",
-              "nav-logout"},
+    "viewer": {"nav-map", "nav-ledger", "nav-requests", "nav-dashboard", "nav-user",
+               "nav-logout"},
+    "admin": {"nav-map", "nav-ledger", "nav-requests", "nav-dashboard", "nav-editor",
+              "nav-user", "nav-logout"},
 }
 
 
@@ -102,7 +104,7 @@ def test_nav_shows_each_page_to_the_roles_that_may_open_it(browser, live_server,
     base = live_server.url.rstrip("/")
     if role:
         log_in(browser, base, role)
-    for name in ("map", "grid", "ledger", "dashboard", "editor"):
+    for name in ("map", "grid", "ledger", "requests", "dashboard", "editor"):
         if role is None and name not in ("map", "grid"):
             browser.get(base + PAGES[name])
             # pages that need a login send the visitor to the login form, with the bar

@@ -11,7 +11,8 @@ from flask import Flask
 
 from geodata.config import Settings
 from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
-                    nav, ogcapi, security, views, visits_api)
+                    nav, ogcapi, requests_api, requests_pages, security, views,
+                    visits_api)
 
 
 def create_app(test_config=None):
@@ -48,6 +49,8 @@ def create_app(test_config=None):
     auth.init_app(app)
     app.register_blueprint(hazards_api.bp)
     app.register_blueprint(visits_api.bp)
+    app.register_blueprint(requests_api.bp)
+    app.register_blueprint(requests_pages.bp)
     app.register_blueprint(edit_api.bp)
     app.register_blueprint(editor.bp)
     app.register_blueprint(dashboard.bp)

@@ -430,6 +430,38 @@ def _visit_paths(hazard):
     }
 
 
+def _request_paths():
+    """The request ledger routes (bearer token; see webmap/requests_api.py)."""
+    from geodata.vocabulary import (DEFAULT_REQUEST_CATEGORIES, REQUEST_SOURCES,
+                                    REQUEST_STATUSES, SATISFACTION_LEVELS)
+
+    item = _param("request_id", "Request id", _INT, "path")
+    new = _object({
+        "enterprise": _TEXT, "category": {"type": "string",
+                                          "enum": list(DEFAULT_REQUEST_CATEGORIES)},
+        "description": _TEXT, "source": {"type": "string", "enum": list(REQUEST_SOURCES)},
+        "received_date": {"type": "string", "format": "date"}})
+    return {
+        "/api/parks/{code}/requests": _json_op("Take an enterprise's request (受理)", [_PARK],
+                                               new, ok="201"),
+        "/api/requests": _json_op("The request ledger, filtered and paged", [
+            _param(n, n, _TEXT) for n in ("park", "status", "category", "grid", "enterprise",
+                                          "source", "overdue")] + [
+            _param("limit", "Page size (1-1000)", _INT),
+            _param("offset", "Page start", _INT)], None, method="get"),
+        "/api/requests/{request_id}": _json_op("One request", [item], None, method="get"),
+        "/api/requests/{request_id}/history": _json_op("Its events", [item], None,
+                                                       method="get"),
+        "/api/requests/{request_id}/transitions": _json_op(
+            "Move it: 受理 → 交办 → 办理 → 办结 → 回访", [item], _object({
+                "to": {"type": "string", "enum": list(REQUEST_STATUSES)}, "note": _TEXT,
+                "department": _TEXT, "responsible": _TEXT,
+                "deadline": {"type": "string", "format": "date"},
+                "satisfaction": {"type": "string", "enum": list(SATISFACTION_LEVELS)},
+                "version": _INT}, ["to"])),
+    }
+
+
 def openapi_document():
     """Return the OpenAPI 3.0 document (a dict) describing every ``/api`` route."""
     paths = {
@@ -452,6 +484,7 @@ def openapi_document():
         "/api/parks/{code}/search": _get("Grids and enterprises matching q", [
             _PARK, _param("q", "Grid code or name, or enterprise name", _TEXT)], "array"),
         **_write_paths(),
+        **_request_paths(),
     }
     if mapdata.coverage_available():
         paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK])

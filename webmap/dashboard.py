@@ -84,12 +84,17 @@ def ledger_file(code, fmt):
     session = get_session()
     park = get_park(session, code)
     rows = ledger_rows(session, park=park, **_filters())
-    body = to_csv(rows) if fmt == "csv" else to_xlsx(rows)
+    return send_export(to_csv(rows) if fmt == "csv" else to_xlsx(rows), fmt, "hazard-ledger",
+                       park)
+
+
+def send_export(body, fmt, name, park):
+    """The download response for an exported ledger (``.csv`` or ``.xlsx``) of ``park``."""
     # The park code is stored text: only letters, digits, '-' and '_' of it reach the
     # header, and send_file quotes the name (RFC 6266, filename* for non-ASCII).
     code = re.sub(r"[^\w-]+", "_", park.code)
     response = send_file(io.BytesIO(body), as_attachment=True,
-                         download_name=f"hazard-ledger-{code}-{date.today().isoformat()}.{fmt}",
+                         download_name=f"{name}-{code}-{date.today().isoformat()}.{fmt}",
                          mimetype="text/csv; charset=utf-8" if fmt == "csv" else XLSX)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

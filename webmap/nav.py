@@ -21,6 +21,7 @@ ROLE_NAMES = {"viewer": "查看员", "inspector": "检查员", "supervisor": "�
 PARK_PAGES = [
     ("map", "地图", "Map", "maps.park_map", None),
     ("ledger", "隐患台账", "Ledger", "ledger_pages.ledger_page", ROLES),
+    ("requests", "诉求台账", "Requests", "request_pages.requests_page", ROLES),
     ("dashboard", "看板", "Dashboard", "ledger_pages.dashboard", ROLES),
     ("editor", "编辑网格", "Edit grids", "editor.edit_page", EDITORS),
 ]

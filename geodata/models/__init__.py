@@ -7,6 +7,7 @@ from geodata.models.grid import GRID_KINDS, Grid
 from geodata.models.hazard import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Hazard,
                                    HazardEvent)
 from geodata.models.park import Park
+from geodata.models.request import RequestCategory, RequestEvent, ServiceRequest
 from geodata.models.staff import STAFF_ROLES, GridStaff
 from geodata.models.supervision import SUPERVISION_OUTCOMES, Photo, Supervision
 from geodata.models.user import USER_ROLES, ApiToken, User, UserGrid
@@ -15,7 +16,8 @@ from geodata.models.visit import (RULE_PERIODS, VISIT_KINDS, EnterpriseLink, Ide
 
 __all__ = ["Base", "EDIT_OPERATIONS", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid",
            "GridEdit", "GridEditItem", "GridLineage", "HAZARD_LEVELS", "HAZARD_STATUSES",
-           "Hazard", "HazardEvent", "Park", "STAFF_ROLES", "GridStaff", "SUPERVISION_OUTCOMES",
+           "Hazard", "HazardEvent", "Park", "RequestCategory", "RequestEvent", "ServiceRequest",
+           "STAFF_ROLES", "GridStaff", "SUPERVISION_OUTCOMES",
            "Photo", "Supervision", "USER_ROLES", "ApiToken", "User", "UserGrid",
            "RULE_PERIODS", "VISIT_KINDS", "EnterpriseLink", "IdempotencyRecord", "Visit",
            "VisitEvent", "VisitRule"]

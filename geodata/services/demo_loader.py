@@ -11,6 +11,7 @@ from geodata.models import Park
 from geodata.services.grids import import_grids
 from geodata.services.hazards import import_hazards
 from geodata.services.parks import import_parks
+from geodata.services.requests import import_requests
 from geodata.services.sites import import_enterprises
 from geodata.services.staff import import_staff
 from geodata.services.users import create_demo_accounts
@@ -41,11 +42,38 @@ def load_demo(engine, seed=None, today=None):
                            file="demo")
         import_staff(session, park, demo.staff, file="demo")
         import_hazards(session, park, demo.hazards, file="demo")
+        import_requests(session, park, demo_requests(session, park, options["today"],
+                                                     seed=options.get("seed")))
         # One account per role; passwords in docs/ledger.md (demo only).
         create_demo_accounts(session)
     counts = summary(demo)
     return (f"loaded demo park {PARK_CODE} ({demo.park['name']}): "
             + ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, int)))
+
+
+def demo_requests(session, park, today, seed=None):
+    """A month of requests for the demo park's stored enterprises (:mod:`geodata.demo_requests`).
+
+    Built from what was imported (enterprises by credit code with their
+    grids, each grid's chief and first full-time member), so it follows the
+    demo park's seed.
+    """
+    from geodata.demo_requests import build_requests
+    from geodata.models import Enterprise, Grid, GridStaff
+
+    firms = session.execute(
+        sa.select(Enterprise.credit_code, Grid.code, Enterprise.contact_name)
+        .join(Grid, Grid.id == Enterprise.grid_id).where(Enterprise.park_id == park.id)
+        .order_by(Enterprise.credit_code)).all()
+    people = {}
+    for grid, role, name in session.execute(
+            sa.select(Grid.code, GridStaff.role, GridStaff.name).join(Grid)
+            .where(Grid.park_id == park.id).order_by(GridStaff.id)):
+        people.setdefault(grid, {}).setdefault(role, name)
+    staff = {g: (p["grid_chief"], p.get("full_time", p["grid_chief"]))
+             for g, p in people.items() if "grid_chief" in p}
+    options = {} if seed is None else {"seed": seed}
+    return build_requests([tuple(f) for f in firms], staff, today, **options)
 
 
 def load_province(engine, parks, grids_per_park, seed=None, progress=None):

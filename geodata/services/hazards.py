@@ -169,12 +169,7 @@ def ledger_codes(session, park, given, *, file=None, years=None):
                 last[year] = max({domains.ledger_sequence(t, year) for t in stored | seen}
                                  - {None}, default=0)
             last[year] += 1
-            if last[year] > domains.LEDGER_SEQ_MAX:
-                raise ConflictError(
-                    f"ledger numbers of {year} are used up in park {park.code} (YH{year}-"
-                    f"{domains.LEDGER_SEQ_MAX} is taken); give the ledger number explicitly",
-                    code="ledger_numbers_exhausted", details={"field": "code", "year": year})
-            codes[i] = f"YH{year}-{last[year]:04d}"
+            codes[i] = domains.ledger_number("YH", year, last[year], park.code)
     return codes
 
 

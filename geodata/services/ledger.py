@@ -181,14 +181,15 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     return hazard
 
 
-def _check_version(hazard, expected, if_match):
+def _check_version(hazard, expected, if_match, what="hazard"):
+    # Shared with the request ledger: ``hazard`` is any row with ``code`` and ``version``.
     if expected is None:
         raise ValidationError("send the version you read (body 'version' or If-Match)",
                               code="version_required", http_status=428,
                               details={"field": "version"})
     if expected != hazard.version:
         error = PreconditionFailedError if if_match else ConflictError
-        raise error(f"hazard {hazard.code} changed since you read it (version {expected}, now "
+        raise error(f"{what} {hazard.code} changed since you read it (version {expected}, now "
                     f"{hazard.version}); reload and try again",
                     code="precondition_failed" if if_match else "stale_version",
                     details={"expected": expected, "current": hazard.version})
@@ -372,6 +373,19 @@ def _choice(value, names, field, code):
     return got
 
 
+def grid_ids_query(grid, park=None):
+    """SQL selecting the ids of grid code ``grid`` and its sub-grids (in ``park`` if given).
+
+    A code outside the grid-code domain names no stored grid: nothing matches.
+    """
+    code = domains.code(grid, "grid") if domains.is_code(grid) else ""
+    ids = sa.select(Grid.id).where(sa.or_(
+        Grid.code == code, Grid.code.startswith(code + "-", autoescape=True)))
+    if park is not None:
+        ids = ids.where(Grid.park_id == park.id)
+    return ids
+
+
 def list_hazards(session, *, park=None, status=None, level=None, escalation=None, grid=None,
                  category=None, overdue=None, limit=100, offset=0, today=None):
     """Return ``(hazards, total)`` matching the filters, by ledger number.
@@ -402,13 +416,7 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
     if category:
         query = query.where(Hazard.category == category)
     if grid is not None:
-        # A code outside the grid-code domain names no stored grid: nothing matches.
-        code = domains.code(grid, "grid") if domains.is_code(grid) else ""
-        ids = sa.select(Grid.id).where(sa.or_(
-            Grid.code == code, Grid.code.startswith(code + "-", autoescape=True)))
-        if park is not None:
-            ids = ids.where(Grid.park_id == park.id)
-        query = query.where(Hazard.grid_id.in_(ids))
+        query = query.where(Hazard.grid_id.in_(grid_ids_query(grid, park)))
     if overdue is not None:
         late = sa.and_(Hazard.status != "closed", Hazard.deadline.is_not(None),
                        Hazard.deadline < today)

@@ -1,0 +1,80 @@
+"""Export the request ledger (诉求台账) as CSV or XLSX with Chinese headers.
+
+The writers are the hazard ledger's (:mod:`geodata.ledger_export`): UTF-8
+CSV with a byte-order mark, one XLSX sheet ``诉求台账`` with a frozen header,
+cells that a spreadsheet would run as a formula prefixed with ``'``.
+"""
+
+from datetime import datetime, timezone
+
+from geodata.ledger_export import export_suffix, write_export
+from geodata.periods import ZONE, local_today
+from geodata.services import requests as service
+from geodata.vocabulary import REQUEST_STATE_NAMES, SATISFACTION_NAMES, SOURCE_NAMES
+
+#: (header, key) in column order.
+COLUMNS = [
+    ("序号", "seq"), ("诉求编号", "code"), ("园区", "park"), ("所属网格", "grid_code"),
+    ("网格名称", "grid_name"), ("企业名称", "enterprise"), ("统一社会信用代码", "credit_code"),
+    ("诉求类别", "category"), ("诉求内容", "description"), ("受理日期", "received_date"),
+    ("诉求来源", "source"), ("交办单位", "department"), ("责任人", "responsible"),
+    ("办理期限", "deadline"), ("当前状态", "status"), ("是否逾期", "overdue"),
+    ("办理结果", "resolution"), ("办结时间", "resolved_at"), ("回访满意度", "satisfaction"),
+]
+TITLE = "诉求台账"
+WIDTHS = (6, 14, 8, 14, 12, 24, 22, 10, 30, 12, 8, 16, 10, 12, 8, 8, 30, 16, 10)
+
+
+def _local(moment):
+    # Stored in UTC (SQLite returns it without an offset); the ledger reads Beijing time.
+    if not moment:
+        return ""
+    value = datetime.fromisoformat(moment)
+    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value.astimezone(ZONE).strftime("%Y-%m-%d %H:%M")
+
+
+def request_rows(session, *, today=None, **filters):
+    """Return the ledger rows (dicts keyed as :data:`COLUMNS`) for the filters.
+
+    ``filters`` are those of :func:`geodata.services.requests.list_requests`.
+    """
+    today = today or local_today()
+    items, offset = [], 0
+    while True:
+        page, total = service.list_requests(session, limit=service.MAX_PAGE, offset=offset,
+                                            today=today, **filters)
+        items.extend(page)
+        offset += len(page)
+        if not page or offset >= total:
+            break
+    rows = []
+    for seq, item in enumerate(service.request_dicts(session, items, today=today), 1):
+        grid = item["grid"] or {}
+        rows.append({
+            "seq": seq, "code": item["code"], "park": item["park"],
+            "grid_code": grid.get("code", ""), "grid_name": grid.get("name", ""),
+            "enterprise": item["enterprise"]["name"],
+            "credit_code": item["enterprise"]["credit_code"],
+            "category": item["category"], "description": item["description"],
+            "received_date": item["received_date"], "source": SOURCE_NAMES[item["source"]],
+            "department": item["department"] or "", "responsible": item["responsible"] or "",
+            "deadline": item["deadline"] or "", "status": REQUEST_STATE_NAMES[item["status"]],
+            "overdue": "是" if item["overdue"] else "否", "resolution": item["resolution"],
+            "resolved_at": _local(item["resolved_at"]),
+            "satisfaction": SATISFACTION_NAMES.get(item["satisfaction"], ""),
+        })
+    return rows
+
+
+def export_requests(session, path, **filters):
+    """Write the request ledger to ``path`` (``.csv`` or ``.xlsx``); return the number of rows.
+
+    Raises
+    ------
+    ValidationError
+        422 ``unsupported_format`` for another extension.
+    """
+    export_suffix(path)
+    return write_export(path, request_rows(session, **filters), columns=COLUMNS, title=TITLE,
+                        widths=WIDTHS)

@@ -1,0 +1,73 @@
+"""The request ledger page (诉求台账) and its exports, server-rendered like the hazard ledger.
+
+Every page needs a logged-in user (any role); without one it redirects to
+the login form.  Templates are autoescaped, so request text is inert, and the
+pages send the hazard ledger's Content-Security-Policy (no script at all).
+"""
+
+from flask import Blueprint, render_template, request
+
+from geodata.errors import ValidationError
+from geodata.request_export import COLUMNS, TITLE, WIDTHS, request_rows
+from geodata.services import requests as service
+from geodata.services.parks import get_park
+from geodata.vocabulary import REQUEST_STATE_NAMES, SOURCE_NAMES
+from webmap.auth import login_page_or_user
+from webmap.dashboard import CSP, send_export
+from webmap.db import get_session
+from webmap.requests_api import today
+
+bp = Blueprint("request_pages", __name__)
+
+#: The page's filters; the export links repeat exactly these.
+FILTERS = ("status", "category", "source", "overdue")
+
+
+@bp.after_request
+def _headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+def _filters():
+    values = {k: request.args.get(k) or None for k in FILTERS}
+    if values["overdue"] not in (None, "true", "false"):
+        raise ValidationError("overdue must be true or false", code="invalid_value",
+                              details={"field": "overdue"})
+    values["overdue"] = {"true": True, "false": False}.get(values["overdue"])
+    return values
+
+
+@bp.get("/parks/<code>/requests")
+def requests_page(code):
+    """The request ledger as an HTML table with filters, overdue marks and export links."""
+    user, redirect = login_page_or_user()
+    if redirect:
+        return redirect
+    session = get_session()
+    park = get_park(session, code)
+    filters = _filters()
+    rows = request_rows(session, park=park, today=today(), **filters)
+    export_args = {k: request.args[k] for k in FILTERS if request.args.get(k)}
+    return render_template("requests.html", park=park, rows=rows, columns=COLUMNS,
+                           states=REQUEST_STATE_NAMES, sources=SOURCE_NAMES,
+                           categories=service.categories(session, park), filters=filters,
+                           export_args=export_args)
+
+
+@bp.get("/parks/<code>/requests.<fmt>")
+def requests_file(code, fmt):
+    """Download the request ledger as ``.csv`` or ``.xlsx`` (诉求台账)."""
+    user, redirect = login_page_or_user()
+    if redirect:
+        return redirect
+    if fmt not in ("csv", "xlsx"):
+        raise ValidationError("the ledger exports as .csv or .xlsx", code="unsupported_format")
+    from geodata.ledger_export import to_csv, to_xlsx
+
+    session = get_session()
+    park = get_park(session, code)
+    rows = request_rows(session, park=park, today=today(), **_filters())
+    body = to_csv(rows, COLUMNS) if fmt == "csv" else to_xlsx(rows, TITLE, COLUMNS, WIDTHS)
+    return send_export(body, fmt, "request-ledger", park)
