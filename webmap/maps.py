@@ -208,6 +208,7 @@ def park_map(code):
         "map": m.get_name(), "layers": layers, "park": park.code,
         "api": url_for("api.park", code=park.code),
         "gridPage": url_for("maps.grid_page", code=park.code, grid_code="__GRID__"),
+        "enterprisePage": url_for("enterprises.page", code=park.code, credit_code="__CODE__"),
         "overview": overview, "classes": [[c[0], c[1]] for c in CLASSES],
         "bbox": list(park_boundary(park).bounds),
         # the hazard ledger: who is looking, and where to log and move hazards
