@@ -91,15 +91,16 @@ CONTROLLED = {
 
 #: Every GET route: how to request it, and what it answers.
 HTML_PAGES = {"views.index", "login", "maps.park_map", "maps.grid_page", "editor.edit_page",
-              "ledger_pages.dashboard", "ledger_pages.ledger_page"}
+              "ledger_pages.dashboard", "ledger_pages.ledger_page", "enterprises.page"}
 EXPORTS = {"ledger_pages.ledger_file"}
 JSON_ROUTES = {
     "views.healthz", "views.readyz", "api.openapi", "api.parks", "api.park", "api.coverage",
     "api.enterprises", "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search",
     "api.summaries", "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard",
-    "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+    "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state",
+    "enterprises.api"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
-               "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+               "hazards_api.dashboard", "edit_api.history", "edit_api.state", "enterprises.api"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
 OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.collection",
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
@@ -115,6 +116,8 @@ PAGE_SHOWS = {
     "editor.edit_page": {"a"},
     "ledger_pages.dashboard": {"a", "c", "x"},
     "ledger_pages.ledger_page": {"a", "c", "e", "K", "l", "m", "p", "x"},
+    # the file of the enterprise holding the closed hazard: grid, staff, hazard history
+    "enterprises.page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m", "n", "o"},
 }
 EXPORT_SHOWS = {"c", "e", "K", "l", "m", "p"}
 #: Tags the JSON API must return somewhere (events, photos, edits are only there).
@@ -271,6 +274,8 @@ def urls(endpoint, ids):
         "maps.park_map": [{"code": code}],
         "maps.grid_page": [{"code": code, "grid_code": g} for g in ids["grids"]],
         "editor.edit_page": [{"code": code}], "ledger_pages.dashboard": [{"code": code}],
+        "enterprises.page": [{"code": code, "credit_code": c} for c in ids["enterprises"]],
+        "enterprises.api": [{"code": code, "credit_code": c} for c in ids["enterprises"]],
         "ledger_pages.ledger_page": [{"code": code}, {"code": code, "status": "closed"}],
         "ledger_pages.ledger_file": [{"code": code, "fmt": "csv"}, {"code": code, "fmt": "xlsx"}],
         "views.healthz": [{}], "views.readyz": [{}], "api.openapi": [{}], "api.parks": [{}],
@@ -316,6 +321,7 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
         ids = {"park": session.execute(sa.select(Park.code)).scalar_one(),
                "grids": session.execute(sa.select(Grid.code)).scalars().all(),
                "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
+               "enterprises": session.execute(sa.select(Enterprise.credit_code)).scalars().all(),
                "tiles": [tile_of(*lonlat("T-001"))]}
         ids["features"] = [("parks", ids["park"])] + [
             (collection, i) for collection, model in (
