@@ -158,3 +158,26 @@ def test_the_park_is_drawn_once_and_shared_by_every_page(runner, engine, tmp_pat
     images = {ref.idnum for page in reader.pages
               for ref in page["/Resources"]["/XObject"].values()}
     assert len(reader.pages) == 5 and len(images) == 1
+
+
+def test_the_qr_page_shows_a_visitor_only_the_published_staff(db_url, engine):
+    """The board's QR code opens the grid page on any phone: anonymous, it shows the board."""
+    from webmap import create_app
+
+    make_park(engine)
+    with session_scope(engine, write=True) as session:
+        from geodata.services.users import add_user, create_token
+
+        add_user(session, "viewer", "viewer-pass-123", "viewer")
+        token, _ = create_token(session, "viewer", "tests")
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        visitor = client.get("/parks/T/grids/T-001").get_data(as_text=True)
+        assert "王一" in visitor and "李喆堃" in visitor and "13700000011" in visitor
+        assert "赵秘密" not in visitor and "13700000012" not in visitor
+        viewer = client.get("/parks/T/grids/T-001", headers={
+            "Authorization": f"Bearer {token}"}).get_data(as_text=True)
+        assert "赵秘密" in viewer and "13700000012" in viewer  # staff see their colleagues
+    finally:
+        app.extensions["gridmap.engine"].dispose()

@@ -235,7 +235,14 @@ def park_map(code):
 
 @bp.get("/parks/<code>/grids/<grid_code>")
 def grid_page(code, grid_code):
-    """One grid: its staff, enterprises (hidden units marked) and hazard table."""
+    """One grid: its staff, enterprises (hidden units marked) and hazard table.
+
+    This is the page the QR code of the grid's board (公示牌) opens on any
+    phone: a visitor who is not logged in sees only the staff whose contact
+    is published on the board, as the board itself shows.
+    """
     session = get_session()
     data = mapdata.grid_page(session, get_park(session, code), grid_code, today())
+    if g.get("user") is None:
+        data["grid"]["staff"] = [s for s in data["grid"]["staff"] if s["published"]]
     return render_template("grid.html", **data)
