@@ -181,3 +181,27 @@ def test_the_qr_page_shows_a_visitor_only_the_published_staff(db_url, engine):
         assert "赵秘密" in viewer and "13700000012" in viewer  # staff see their colleagues
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+def test_the_demo_parks_boards_keep_their_chinese_text(runner, engine, tmp_path):
+    """Done-when of issue 12: the demo park's PDF opens with its Chinese text intact."""
+    from geodata.models import GridStaff
+
+    assert runner("demo").exit_code == 0
+    out = tmp_path / "demo-boards.pdf"
+    result = runner("boards", "--park", "FGKFQ", "--out", out, "--service-line", LINE,
+                    "--base-url", BASE)
+    assert result.exit_code == 0, result.output
+    with session_scope(engine) as session:
+        grids = session.execute(sa.select(Grid.code, Grid.name).where(
+            Grid.active_to.is_(None)).order_by(Grid.code)).all()
+        staff = session.execute(sa.select(Grid.code, GridStaff.name, GridStaff.phone).join(
+            Grid, GridStaff.grid_id == Grid.id).where(GridStaff.published.is_(True))).all()
+    reader = pypdf.PdfReader(out)
+    assert len(reader.pages) == len(grids) == 85
+    texts = {code: page.extract_text() for (code, _), page in zip(grids, reader.pages)}
+    for code, name in grids:
+        assert code in texts[code] and name in texts[code] and "扶沟县先进制造业开发区" in texts[code]
+    for code, name, phone in staff:
+        assert name in texts[code] and phone in texts[code], (code, name)
+    assert "\x00" not in "".join(texts.values()) and "\ufffd" not in "".join(texts.values())
