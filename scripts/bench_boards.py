@@ -75,8 +75,9 @@ def naive_render(chosen, out):
         png = io.BytesIO()
         figure.savefig(png, format="png", dpi=boards.MAP_DPI)
         png.seek(0)
-        boards._page(pdf, fonts, chosen, board, layout, ImageReader(png), number,
-                     len(chosen.boards))
+        image = ImageReader(png)
+        boards._page(pdf, fonts, chosen, board, layout, number, len(chosen.boards),
+                     lambda pdf, origin: pdf.drawImage(image, *origin, *layout.size))
         pdf.showPage()
     pdf.save()
 
