@@ -6,8 +6,8 @@ file.  Both ways write the same A4 boards with the same text and QR codes;
 only the map differs in how it is made:
 
 * **gridmap**: the park is rendered once by matplotlib; every page shows
-  that one image (stored once in the PDF) and draws its grid over it as a
-  vector path.
+  that one image (one form XObject in the PDF) and draws its grid over it
+  as a vector path.
 * **naive**: what one would write first, one matplotlib figure per grid
   (park, every grid line, the grid highlighted), saved as a PNG and
   embedded in its page.
