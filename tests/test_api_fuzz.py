@@ -13,6 +13,7 @@ vector tiles on SpatiaLite).  Generation is derandomized, so a run is
 repeatable.
 """
 
+import uuid
 from datetime import date
 
 import pytest
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
 from geodata.models import Hazard
-from geodata.services import ledger
+from geodata.services import ledger, visits
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from geodata.workflow import TRANSITIONS
@@ -30,7 +31,7 @@ from tests.browser import demo_url  # noqa: F401
 from tests.ledger_helpers import ACTORS, build_park, lonlat
 from webmap import create_app
 
-WRITES = r"^/api/(hazards|parks/\{code\}/(hazards|edits|dashboard))"
+WRITES = r"^/api/(hazards|visits|me/|parks/\{code\}/(hazards|edits|dashboard|visits))"
 
 
 @pytest.fixture
@@ -53,6 +54,10 @@ def write_schema(db_url, engine, tmp_path):
                 ledger.transition(session, hazard.id, to, actor=ACTORS["admin"],
                                   expected_version=hazard.version,
                                   supervision={"note": "ok"} if to == "closed" else None)
+        # A stored visit, so the generated reads and photo uploads may find one.
+        visits.create_visit(session, park, actor=ACTORS["admin"], client_id_=str(uuid.uuid4()),
+                            kind="visit", occurred_at_="2025-12-01T09:00:00+08:00",
+                            point=shapely.Point(*lonlat("T-003")))
     app = create_app({"DATABASE_URL": db_url, "TESTING": True, "PHOTO_DIR": str(tmp_path)})
     schema_ = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
     # Park T is the one that exists; other codes are 404s, which find nothing.

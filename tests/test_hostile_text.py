@@ -19,6 +19,7 @@ import io
 import json
 import re
 import unicodedata
+import uuid
 
 import geopandas as gpd
 import pytest
@@ -29,8 +30,8 @@ from markupsafe import escape
 
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
-                            Hazard, Park, Supervision, User)
-from geodata.services import ledger, mapdata
+                            Hazard, Park, Supervision, User, Visit, VisitEvent)
+from geodata.services import ledger, mapdata, visits
 from geodata.services.grids import import_grids
 from geodata.services.parks import get_park
 from geodata.services.sites import import_enterprises
@@ -60,6 +61,8 @@ HOSTILE = {
     ("grid_edit_items", "code"): "V",
     ("users", "username"): "w", ("users", "display_name"): "x",
     ("api_tokens", "name"): "y",
+    ("visits", "actor"): "b", ("visits", "note"): "d", ("visits", "findings"): "k",
+    ("visit_events", "actor"): "v", ("visit_events", "note"): "z",
 }
 CODES = {"K", "V"}
 
@@ -87,6 +90,14 @@ CONTROLLED = {
     ("grid_lineage", "relation"): "an operation name",
     ("users", "role"): "CHECK constraint", ("users", "password_hash"): "scrypt hash",
     ("api_tokens", "token_hash"): "hex digest",
+    ("visits", "kind"): "CHECK constraint (patrol/visit/recheck)",
+    ("visits", "client_id"): "a UUID, normalised by the server",
+    ("visit_events", "action"): "an action name written by the server (log, photo)",
+    ("visit_rules", "kind"): "CHECK constraint", ("visit_rules", "period"): "CHECK constraint",
+    ("idempotency_keys", "key"): "1-64 of A-Za-z0-9_-, checked before use",
+    ("idempotency_keys", "method_path"): "method and path of a route that answered 2xx",
+    ("idempotency_keys", "request_hash"): "hex digest",
+    ("idempotency_keys", "response"): "JSON written by the server, only replayed as JSON",
 }
 
 #: Every GET route: how to request it, and what it answers.
@@ -98,9 +109,12 @@ JSON_ROUTES = {
     "api.enterprises", "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search",
     "api.summaries", "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard",
     "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state",
-    "enterprises.api"}
+    "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
+    "visits_api.worklist", "visits_api.due", "visits_api.layer", "enterprises.api"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
-               "hazards_api.dashboard", "edit_api.history", "edit_api.state", "enterprises.api"}
+               "hazards_api.dashboard", "edit_api.history", "edit_api.state",
+               "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
+               "visits_api.worklist", "visits_api.due", "visits_api.layer", "enterprises.api"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
 OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.collection",
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
@@ -112,7 +126,7 @@ ASSETS = {"static", "maps.vendor"}  # files of this app, no stored text
 PAGE_SHOWS = {
     "views.index": {"a"},
     "maps.park_map": {"a"},
-    "maps.grid_page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m"},
+    "maps.grid_page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m", "b", "d", "k"},
     "editor.edit_page": {"a"},
     "ledger_pages.dashboard": {"a", "c", "x"},
     "ledger_pages.ledger_page": {"a", "c", "e", "K", "l", "m", "p", "x"},
@@ -121,7 +135,8 @@ PAGE_SHOWS = {
 }
 EXPORT_SHOWS = {"c", "e", "K", "l", "m", "p"}
 #: Tags the JSON API must return somewhere (events, photos, edits are only there).
-JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "t", "u", "V"}
+JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "t", "u", "V",
+              "b", "d", "k", "v", "z"}
 
 MARK = re.compile(r"⟦(.)(.*?)⟧", re.S)
 
@@ -182,6 +197,11 @@ def build_hostile(engine, payload, photo_dir):
         ledger.save_photo(session, closed.id, image_bytes("JPEG"),
                           actor=ledger.Actor(v["s"], "admin"), directory=photo_dir,
                           original_name=v["r"])
+        visit, _ = visits.create_visit(
+            session, park, actor=ledger.Actor("admin", "admin"), client_id_=str(uuid.uuid4()),
+            kind="recheck", hazard_id=closed.id, occurred_at_="2025-12-01T09:00:00+08:00",
+            point=ledger.parse_point(*lonlat((110, 190))))
+        session.add(VisitEvent(visit_id=visit.id, actor=v["v"], action="photo", note=v["z"]))
         t4 = session.execute(sa.select(Grid).where(Grid.code == "T-004")).scalar_one()
         edit = GridEdit(park_id=park.id, actor=v["t"], operation="draw", reason=v["u"],
                         park_version=park.version, problems="")
@@ -202,6 +222,7 @@ def build_hostile(engine, payload, photo_dir):
         session.execute(sa.update(User).values(
             username=sa.literal(v["w"]) + sa.cast(User.id, sa.String), display_name=v["x"]))
         session.execute(sa.update(ApiToken).values(name=v["y"]))
+        session.execute(sa.update(Visit).values(actor=v["b"], note=v["d"], findings=v["k"]))
         # the supervisor is the acting user (the API refuses another name): stored by SQL
         session.execute(sa.update(Supervision).values(supervisor=v["p"]))
     # SQL behind the services' back: the cached grid layers cannot see it (their stamp
@@ -290,6 +311,11 @@ def urls(endpoint, ids):
         "hazards_api.history": [{"hazard_id": h} for h in ids["hazards"]],
         "hazards_api.dashboard": [{"code": code}],
         "edit_api.history": [{"code": code}], "edit_api.state": [{"code": code}],
+        "visits_api.list_visits": [{}, {"park": code}],
+        "visits_api.get_visit": [{"visit_id": i} for i in ids["visits"]],
+        "visits_api.history": [{"visit_id": i} for i in ids["visits"]],
+        "visits_api.worklist": [{"park": code}], "visits_api.due": [{"code": code}],
+        "visits_api.layer": [{"code": code}],
         "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
         "static": [{"filename": "gridmap.js"}],
         "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"},
@@ -322,6 +348,7 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                "grids": session.execute(sa.select(Grid.code)).scalars().all(),
                "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
                "enterprises": session.execute(sa.select(Enterprise.credit_code)).scalars().all(),
+               "visits": session.execute(sa.select(Visit.id)).scalars().all(),
                "tiles": [tile_of(*lonlat("T-001"))]}
         ids["features"] = [("parks", ids["park"])] + [
             (collection, i) for collection, model in (

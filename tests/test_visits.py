@@ -139,13 +139,21 @@ def test_recheck_is_due_after_the_parks_delay_until_logged(park_t):
         visits.set_rule(session, park, "recheck", after_days=7)
         hazard = ledger.create_hazard(session, park, point=shapely.Point(*lonlat((150, 150))),
                                       category="消防安全", actor=ACTORS["admin"])
-        for to in ("supervising", "closed"):
+        for to in ("rectifying", "supervising", "closed"):
             ledger.transition(session, hazard.id, to, actor=ACTORS["admin"],
-                              expected_version=hazard.version,
+                              expected_version=hazard.version, deadline=date(2100, 1, 1),
                               supervision={"note": "ok"} if to == "closed" else None)
         # Closed at 23:00 local on 1 December (15:00 UTC).
         hazard.closed_at = datetime(2025, 12, 1, 15, 0, tzinfo=timezone.utc)
         hid = hazard.id
+        # Fixed on the spot (立行立改, no deadline): nothing to re-check.
+        spot = ledger.create_hazard(session, park, point=shapely.Point(*lonlat((150, 150))),
+                                    category="消防安全", actor=ACTORS["admin"])
+        for to in ("supervising", "closed"):
+            ledger.transition(session, spot.id, to, actor=ACTORS["admin"],
+                              expected_version=spot.version,
+                              supervision={"note": "ok"} if to == "closed" else None)
+        spot.closed_at = hazard.closed_at
 
     def due(on):
         with session_scope(park_t) as session:
@@ -269,3 +277,27 @@ def test_visits_for_enterprise_newest_first(park_t):
             Enterprise.credit_code == JIA)).scalar_one()
         assert [v["id"] for v in visits.visits_for_enterprise(session, ent)] == [second, first]
         assert session.execute(sa.select(sa.func.count()).select_from(Visit)).scalar() == 3
+
+
+def test_demo_has_links_patrols_and_something_due(engine):
+    from geodata.services.demo_loader import load_demo
+
+    today = date(2025, 11, 30)  # a Sunday: this week is W48, last week W47
+    load_demo(engine, today=today)
+    with session_scope(engine) as session:
+        park = get_park(session, "FGKFQ")
+        assert len(visits.links(session, park)) == 9
+        entries = visits.schedule(session, park, today=today)
+        due = [e for e in entries if e["status"] == "overdue"]
+        patrols = [e for e in entries if e["kind"] == "patrol"]
+        cov = visits.coverage(session, park, week="2025-W47", today=today)
+        kinds = dict(session.execute(sa.select(Visit.kind, sa.func.count()).group_by(
+            Visit.kind)).all())
+        first = session.execute(sa.select(Visit.client_id).order_by(Visit.id)).scalar()
+    assert {e["user"] for e in due if e["kind"] == "visit"} == {"inspector", "supervisor"}
+    assert all(e["previous"] == "2025-W47" for e in due if e["kind"] == "visit")
+    assert len(patrols) == 3 and all(e["times"] == 2 for e in patrols)
+    assert 0.5 < cov["rate"] < 1 and cov["expected"] == 9 + 3 * 2 * 7
+    assert kinds["patrol"] > 100 and kinds["visit"] > 20 and kinds["recheck"] > 0
+    # Deterministic: the default seed always gives the same records.
+    assert first == "72d1f46b-a653-4548-8945-e8f4adf8da78"

@@ -301,3 +301,52 @@ def test_visit_text_round_trips(api):  # noqa: F811
     assert (v["note"], v["findings"]) == (text, text)
     stored = api.call("GET", f"/api/visits/{v['id']}", "viewer").json
     assert (stored["note"], stored["findings"]) == (text, text)
+
+
+def test_two_retries_racing_with_one_key_make_one_hazard(api, engine):  # noqa: F811
+    import threading
+
+    barrier = threading.Barrier(2)
+    results = [None, None]
+    lon, lat = lonlat("T-004")
+
+    def worker(i):
+        client = api.client()
+        barrier.wait()
+        results[i] = client.post("/api/parks/T/hazards", json={
+            "lon": lon, "lat": lat, "category": "消防安全"}, headers={
+            "Authorization": f"Bearer {api.tokens['inspector']}", "Idempotency-Key": "race"})
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [201, 201]
+    assert results[0].json == results[1].json
+    counts = table_counts(engine)
+    assert (counts["hazards"], counts["hazard_events"], counts["idempotency_keys"]) == (1, 1, 1)
+
+
+def test_the_loser_of_a_key_race_is_rolled_back_and_replays(api, engine, monkeypatch):  # noqa: F811
+    """Force the race: the second request does not see the stored key before it writes."""
+    from webmap import idempotency as decorator
+
+    body = visit_body()
+    first = log(api, body=body, key="race-2")
+    before = table_counts(engine)
+    real_find, calls = decorator.idempotency.find, []
+
+    def blind_first_look(session, user_id, key):
+        calls.append(key)
+        return None if len(calls) == 1 else real_find(session, user_id, key)
+
+    monkeypatch.setattr(decorator.idempotency, "find", blind_first_look)
+    # A different client_id: without the key this would be a second visit.
+    again = log(api, body={**body, "client_id": str(uuid.uuid4())}, key="race-2")
+    assert len(calls) == 2  # looked, wrote, lost on UNIQUE(user_id, key), looked again
+    assert again.status_code == 422  # the stored request had another body
+    assert table_counts(engine) == before
+    monkeypatch.undo()
+    replay = log(api, body=body, key="race-2")
+    assert replay.json == first.json and table_counts(engine) == before
