@@ -5,10 +5,10 @@ CSV with a byte-order mark, one XLSX sheet ``诉求台账`` with a frozen header
 cells that a spreadsheet would run as a formula prefixed with ``'``.
 """
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from geodata.ledger_export import export_suffix, write_export
-from geodata.periods import ZONE, local_today
+from geodata.periods import local_now, local_today
 from geodata.services import requests as service
 from geodata.vocabulary import REQUEST_STATE_NAMES, SATISFACTION_NAMES, SOURCE_NAMES
 
@@ -26,12 +26,8 @@ WIDTHS = (6, 14, 8, 14, 12, 24, 22, 10, 30, 12, 8, 16, 10, 12, 8, 8, 30, 16, 10)
 
 
 def _local(moment):
-    # Stored in UTC (SQLite returns it without an offset); the ledger reads Beijing time.
-    if not moment:
-        return ""
-    value = datetime.fromisoformat(moment)
-    value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return value.astimezone(ZONE).strftime("%Y-%m-%d %H:%M")
+    # Stored in UTC; the ledger reads Beijing time.
+    return local_now(datetime.fromisoformat(moment)).strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
 def request_rows(session, *, today=None, **filters):

@@ -14,7 +14,7 @@ repeatable.
 """
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 import schemathesis
@@ -22,8 +22,11 @@ import shapely
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
-from geodata.models import Hazard
-from geodata.services import ledger, visits
+from geodata.creditcode import make_credit_code
+from geodata.models import Hazard, ServiceRequest
+from geodata.periods import local_today
+from geodata.request_workflow import TRANSITIONS as REQUEST_TRANSITIONS
+from geodata.services import ledger, requests, visits
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from geodata.workflow import TRANSITIONS
@@ -31,7 +34,19 @@ from tests.browser import demo_url  # noqa: F401
 from tests.ledger_helpers import ACTORS, build_park, lonlat
 from webmap import create_app
 
-WRITES = r"^/api/(hazards|visits|me/|parks/\{code\}/(hazards|edits|dashboard|visits))"
+WRITES = (r"^/api/(hazards|visits|me/|requests|"
+          r"parks/\{code\}/(hazards|requests|edits|dashboard|visits))")
+
+
+FIRM = make_credit_code("411621", 1)  # 甲公司 of park T
+_ASSIGN = ("assigned", {"department": "县人社局", "responsible": "李四",
+                        "deadline": local_today() + timedelta(days=30)})
+#: Stored requests: accepted, assigned, in progress, resolved (twice) and followed up.
+REQUEST_STEPS = [(), (_ASSIGN,), (_ASSIGN, ("in_progress", {})),
+                 (_ASSIGN, ("in_progress", {}), ("resolved", {})),
+                 (_ASSIGN, ("in_progress", {}), ("resolved", {})),
+                 (_ASSIGN, ("in_progress", {}), ("resolved", {}),
+                  ("followed_up", {"satisfaction": "满意"}))]
 
 
 @pytest.fixture
@@ -58,6 +73,14 @@ def write_schema(db_url, engine, tmp_path):
         visits.create_visit(session, park, actor=ACTORS["admin"], client_id_=str(uuid.uuid4()),
                             kind="visit", occurred_at_="2025-12-01T09:00:00+08:00",
                             point=shapely.Point(*lonlat("T-003")))
+        # Requests in each state, for the generated request transitions.
+        for steps in REQUEST_STEPS:
+            item = requests.create_request(session, park, enterprise=FIRM, category="用工",
+                                           description="招工", source="visit",
+                                           actor=ACTORS["admin"])
+            for to, extra in steps:
+                requests.transition(session, item.id, to, actor=ACTORS["admin"],
+                                    expected_version=item.version, note="x", **extra)
     app = create_app({"DATABASE_URL": db_url, "TESTING": True, "PHOTO_DIR": str(tmp_path)})
     schema_ = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
     # Park T is the one that exists; other codes are 404s, which find nothing.
@@ -93,28 +116,36 @@ def test_generated_requests_never_cause_server_errors(case):
 def _steer(case, engine):
     """Aim some generated writes at things that exist, so their other values get stored.
 
-    Random lon/lat almost never fall inside park T and random hazard ids and
-    versions almost never match, so without this the codes, dates, notes and
-    supervision records would all stop at 422/404/409.  Even hazard ids are
-    mapped onto stored hazards in a state the step can leave (with their current
-    version in the body); odd
-    ones, huge ones included, are sent as generated.
+    Random lon/lat almost never fall inside park T, random credit codes name
+    no enterprise and random hazard and request ids and versions almost never
+    match, so without this the codes, dates, notes, supervision records and
+    request fields would all stop at 422/404/409.  Even hazard and request ids
+    are mapped onto stored rows in a state the step can leave (with their
+    current version in the body); odd ones, huge ones included, are sent as
+    generated.
     """
     body = case.body if isinstance(case.body, dict) else {}
     if "lon" in body:
         body.pop("location", None)  # which would win over lon/lat
         body["lon"], body["lat"] = lonlat("T-004")
-    hid = str((case.path_parameters or {}).get("hazard_id"))
-    if hid.isdigit() and int(hid) % 2 == 0:
-        hid = int(hid)
+    if "enterprise" in body and isinstance(body.get("description"), str):
+        # the park's enterprise, and some text (the generator mostly sends ''), so the
+        # dates, sources and descriptions get as far as being stored
+        body["enterprise"] = FIRM
+        body["description"] = body["description"] or "招工"
+    for key, model, table in (("hazard_id", Hazard, TRANSITIONS),
+                              ("request_id", ServiceRequest, REQUEST_TRANSITIONS)):
+        ref = str((case.path_parameters or {}).get(key))
+        if not (ref.isdigit() and int(ref) % 2 == 0):
+            continue
         with session_scope(engine) as session:
-            stored = session.execute(sa.select(Hazard.id, Hazard.version, Hazard.status)
-                                     .order_by(Hazard.id)).all()
-        # Prefer a hazard the generated step can leave, so the step's checks all run.
+            stored = session.execute(sa.select(model.id, model.version, model.status)
+                                     .order_by(model.id)).all()
+        # Prefer a row the generated step can leave, so the step's checks all run.
         to = body.get("to") if isinstance(body.get("to"), str) else None
-        movable = [r for r in stored if (r.status, to) in TRANSITIONS] or stored
+        movable = [r for r in stored if (r.status, to) in table] or stored
         if movable:
-            case.path_parameters["hazard_id"], version, _ = movable[(hid // 2) % len(movable)]
+            case.path_parameters[key], version, _ = movable[(int(ref) // 2) % len(movable)]
             if isinstance(case.body, dict):
                 body["version"] = version
 
