@@ -26,6 +26,10 @@
 ``GRIDMAP_RATELIMIT_STORAGE_URI`` Where rate-limit counters live (default
                            ``memory://``, per process; ``redis://host:6379/0``
                            shares them between worker processes).
+``GRIDMAP_PUBLIC_URL``     The service's public address as phones reach it
+                           (e.g. ``https://gridmap.example.cn``): the QR codes
+                           of grid boards point below it (``gridmap boards
+                           --base-url`` overrides it).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
 
@@ -82,6 +86,7 @@ class Settings:
     login_rate_limit: str = "10 per minute"
     secure_cookies: bool = False
     ratelimit_storage_uri: str = "memory://"
+    public_url: str = ""
 
     def __post_init__(self):
         # A relative GRIDMAP_DATA_DIR is taken once, against the folder it was given in.

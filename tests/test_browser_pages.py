@@ -22,6 +22,7 @@ PAGES = {
     "parks": "/",
     "map": f"/parks/{PARK}/map",
     "grid": f"/parks/{PARK}/grids/{PARK}-001",
+    "enterprise": f"/parks/{PARK}/enterprises/9141162149432352X9",  # in grid 001, a host
     "ledger": f"/parks/{PARK}/ledger",
     "requests": f"/parks/{PARK}/requests",
     "dashboard": f"/parks/{PARK}/dashboard",
@@ -63,6 +64,9 @@ def open_page(driver, base, name):
     driver.get(base + PAGES[name])
     if name == "map":
         wait_ready(driver)
+    elif name == "enterprise":
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+            "return document.getElementById('ent-map').dataset.ready"))
     elif name == "editor":
         WebDriverWait(driver, 60).until(lambda d: d.execute_script(
             "return !!(window.gridEditor && window.gridEditor.idle())"))
@@ -134,6 +138,8 @@ def test_nav_reaches_every_page_from_every_page(browser, live_server):  # noqa: 
 
     def page_of(path):
         path = path.split("?")[0]
+        if path.startswith(f"/parks/{PARK}/enterprises/"):
+            return "enterprise"
         return "grid" if path.startswith(f"/parks/{PARK}/grids/") else by_path.get(path)
 
     for start in PAGES:

@@ -123,7 +123,7 @@ CONTROLLED = {
 #: Every GET route: how to request it, and what it answers.
 HTML_PAGES = {"views.index", "login", "maps.park_map", "maps.grid_page", "editor.edit_page",
               "ledger_pages.dashboard", "ledger_pages.ledger_page", "request_pages.requests_page",
-              "weekly_pages.weekly_page", "weekly_pages.assessment_page"}
+              "weekly_pages.weekly_page", "weekly_pages.assessment_page", "enterprises.page"}
 EXPORTS = {"ledger_pages.ledger_file", "request_pages.requests_file", "weekly_pages.weekly_file"}
 JSON_ROUTES = {
     "views.healthz", "views.readyz", "api.openapi", "api.parks", "api.park", "api.coverage",
@@ -132,12 +132,13 @@ JSON_ROUTES = {
     "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state",
     "requests_api.list_requests", "requests_api.get_request", "requests_api.history",
     "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
-    "visits_api.worklist", "visits_api.due", "visits_api.layer"}
+    "visits_api.worklist", "visits_api.due", "visits_api.layer", "enterprises.api"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
                "hazards_api.dashboard", "edit_api.history", "edit_api.state",
                "requests_api.list_requests", "requests_api.get_request", "requests_api.history",
                "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
-               "visits_api.worklist", "visits_api.due", "visits_api.layer"}
+               "visits_api.worklist", "visits_api.due", "visits_api.layer",
+               "enterprises.api"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
 OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.collection",
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
@@ -154,6 +155,10 @@ PAGE_SHOWS = {
     "ledger_pages.dashboard": {"a", "c", "x"},
     "ledger_pages.ledger_page": {"a", "c", "e", "K", "l", "m", "p", "x"},
     "request_pages.requests_page": {"a", "b", "c", "d", "e", "k", "x", "z", "0", "3"},
+    # the file of the enterprise holding the closed hazard, the request and the re-check:
+    # grid, staff, hazard history, request and its history, the visit
+    "enterprises.page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m", "n", "o",
+                         "6", "7", "8", "b", "d", "k", "z", "1", "2"},
     "weekly_pages.weekly_page": {"a", "c", "4"},
     "weekly_pages.assessment_page": {"a", "w", "x"},
 }
@@ -352,6 +357,8 @@ def urls(endpoint, ids):
         "ledger_pages.ledger_page": [{"code": code}, {"code": code, "status": "closed"}],
         "ledger_pages.ledger_file": [{"code": code, "fmt": "csv"}, {"code": code, "fmt": "xlsx"}],
         "request_pages.requests_page": [{"code": code}, {"code": code, "status": "followed_up"}],
+        "enterprises.page": [{"code": code, "credit_code": c} for c in ids["enterprises"]],
+        "enterprises.api": [{"code": code, "credit_code": c} for c in ids["enterprises"]],
         "request_pages.requests_file": [{"code": code, "fmt": "csv"},
                                         {"code": code, "fmt": "xlsx"}],
         "weekly_pages.weekly_page": [{"code": code},
@@ -411,6 +418,7 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                "grids": session.execute(sa.select(Grid.code)).scalars().all(),
                "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
                "requests": session.execute(sa.select(ServiceRequest.id)).scalars().all(),
+               "enterprises": session.execute(sa.select(Enterprise.credit_code)).scalars().all(),
                "visits": session.execute(sa.select(Visit.id)).scalars().all(),
                "tiles": [tile_of(*lonlat("T-001"))]}
         ids["features"] = [("parks", ids["park"])] + [

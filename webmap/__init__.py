@@ -10,9 +10,9 @@ from datetime import timedelta
 from flask import Flask
 
 from geodata.config import Settings
-from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
-                    nav, ogcapi, requests_api, requests_pages, security, views, visits_api,
-                    weekly)
+from webmap import (api, auth, dashboard, db, edit_api, editor, enterprises, errors,
+                    hazards_api, maps, nav, ogcapi, requests_api, requests_pages, security,
+                    views, visits_api, weekly)
 
 
 def create_app(test_config=None):
@@ -57,6 +57,7 @@ def create_app(test_config=None):
     app.register_blueprint(weekly.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ogcapi.bp)
+    app.register_blueprint(enterprises.bp)
     maps.init_app(app)
     nav.init_app(app)
     return app

@@ -498,6 +498,11 @@ def openapi_document():
             _PARK, _BBOX, _param("hidden", "Only hidden units (true) or only others (false)",
                                  {"type": "boolean"})]),
         "/api/parks/{code}/hidden-units": _get("Hidden sub-unit candidates", [_PARK], "array"),
+        "/api/parks/{code}/enterprises/{credit_code}": _json_op(
+            "One file per enterprise (一企一档): site, grid and staff, hidden units or host, "
+            "hazards, requests and visits with history, satisfaction (webmap/enterprises.py)",
+            [_PARK, _param("credit_code", "Unified social credit code (GB 32100-2015)", _TEXT,
+                           "path")], None, method="get"),
         "/api/parks/{code}/search": _get("Grids and enterprises matching q", [
             _PARK, _param("q", "Grid code or name, or enterprise name", _TEXT)], "array"),
         **_write_paths(),

@@ -240,6 +240,7 @@ def park_map(code):
                   "maxDataZoom": TILE_MAX_DATA_ZOOM} if tiled else None,
         "api": url_for("api.park", code=park.code),
         "gridPage": url_for("maps.grid_page", code=park.code, grid_code="__GRID__"),
+        "enterprisePage": url_for("enterprises.page", code=park.code, credit_code="__CODE__"),
         "overview": overview, "classes": [[c[0], c[1]] for c in CLASSES],
         "bbox": list(park_boundary(park).bounds),
         # the hazard ledger: who is looking, and where to log and move hazards
@@ -269,7 +270,12 @@ def park_map(code):
 
 @bp.get("/parks/<code>/grids/<grid_code>")
 def grid_page(code, grid_code):
-    """One grid: its staff, enterprises (hidden units marked), hazards and visits."""
+    """One grid: its staff, enterprises (hidden units marked), hazards and visits.
+
+    This is the page the QR code of the grid's board (公示牌) opens on any
+    phone: a visitor who is not logged in sees only the staff whose contact
+    is published on the board, as the board itself shows.
+    """
     session = get_session()
     park = get_park(session, code)
     data = mapdata.grid_page(session, park, grid_code, today())
@@ -279,4 +285,6 @@ def grid_page(code, grid_code):
         rows, total = visits.list_visits(session, park=park, grid=data["grid"]["code"],
                                          limit=50)
         field = {"total": total, "visits": visits.visit_dicts(session, rows)}
+    else:
+        data["grid"]["staff"] = [s for s in data["grid"]["staff"] if s["published"]]
     return render_template("grid.html", field=field, **data)

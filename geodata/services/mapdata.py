@@ -273,8 +273,8 @@ def grid_summaries(session, park, today=None, codes=None):
     dict
         ``{grid code: {code, name, level, parent_code, kind, area_m2, staff,
         chief, enterprise_count, hidden_units, hidden_count, open_hazards,
-        overdue_hazards}}``.  ``staff`` lists ``{name, phone, role, title}``
-        with the chief first; ``hidden_units`` lists ``{name, credit_code,
+        overdue_hazards}}``.  ``staff`` lists ``{name, phone, role, title,
+        published}`` with the chief first; ``hidden_units`` lists ``{name, credit_code,
         host, reason}``.  Level-1 grids count the enterprises assigned to
         them; sub-grids count the sites lying mostly in them.
     """
@@ -295,7 +295,8 @@ def grid_summaries(session, park, today=None, codes=None):
             GridStaff.grid_id.in_(list(by_id))).order_by(GridStaff.id)).scalars()
         for s in sorted(rows, key=lambda s: (role_rank.get(s.role, 9), s.id)):
             staff[s.grid_id].append({"name": s.name, "phone": s.phone, "role": s.role,
-                                     "title": STAFF_ROLES.get(s.role, s.role)})
+                                     "title": STAFF_ROLES.get(s.role, s.role),
+                                     "published": s.published})
     enterprise_count = defaultdict(int)
     hidden = defaultdict(list)
     units = {u.enterprise_id: u for u in find_hidden_units(session, park)}

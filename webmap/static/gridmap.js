@@ -135,6 +135,12 @@ document.addEventListener('DOMContentLoaded', function () {
       row(t, '原因 Reason', p.reason, 'reason');
     }
     box.appendChild(t);
+    if (p.credit_code) {  // 一企一档: the enterprise's file (needs a login)
+      var file = link(cfg.enterprisePage.replace('__CODE__', encodeURIComponent(p.credit_code)),
+                      '一企一档 Enterprise file →');
+      file.className = 'gm-enterprise-link';
+      box.appendChild(file);
+    }
     return box;
   }
 

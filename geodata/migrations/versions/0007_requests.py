@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"  # re-chained in the merge into h/boards (one head)
 branch_labels = None
 depends_on = None
 
