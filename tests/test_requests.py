@@ -614,3 +614,56 @@ def test_open_requests_follow_their_enterprise_through_a_grid_edit(engine):
         assert session.execute(sa.select(Grid.active_to).where(
             Grid.code == "T-003")).scalar() is not None
     assert grid_of == {ids[0]: (merged, 2), ids[1]: ("T-003", 4)}
+
+
+def test_a_request_raised_on_a_visit_keeps_the_visit(api, engine):
+    """走访发现诉求: a request names its visit; source and enterprise follow from it."""
+    from tests.test_visits_api import visit_body
+
+    visit = api.call("POST", "/api/parks/T/visits", "inspector", visit_body(where=(150, 150)))
+    assert visit.status_code == 201 and visit.json["enterprise"]["credit_code"] == FIRM_A
+    raised = api.call("POST", "/api/parks/T/requests", "inspector", {
+        "visit": visit.json["client_id"].upper(), "category": "融资",
+        "description": "流动资金紧张"})
+    assert raised.status_code == 201, raised.json
+    r = raised.json
+    assert (r["visit"], r["source"], r["enterprise"]["credit_code"]) == (
+        visit.json["client_id"], "visit", FIRM_A)
+    assert api.call("GET", f"/api/requests/{r['id']}", "viewer").json["visit"] == r["visit"]
+    with session_scope(engine) as session:
+        assert session.get(ServiceRequest, r["id"]).visit_id == visit.json["id"]
+
+    before = request_state(engine)
+    for body, code in (({"visit": "not-a-uuid"}, "unknown_visit"),
+                       ({"visit": "0b7e6a52-7f2c-4d5e-9a41-1c2d3e4f5a6b"}, "unknown_visit"),
+                       ({"visit": visit.json["client_id"], "source": "phone"}, "unknown_source")):
+        refused = api.call("POST", "/api/parks/T/requests", "inspector",
+                           {"category": "融资", "description": "x", **body})
+        assert refused.status_code == 422, refused.json
+        assert refused.json["error"]["code"] == code
+        assert refused.json["error"]["details"]["field"] in ("visit", "source")
+    assert request_state(engine) == before
+
+
+def test_request_writes_are_idempotent(api, engine):
+    """A retried create or step with the same Idempotency-Key is answered, not redone."""
+    body = {"enterprise": FIRM_A, "category": "用工", "description": "招工", "source": "phone"}
+    first = api.call("POST", "/api/parks/T/requests", "inspector", body,
+                     headers={"Idempotency-Key": "req-1"})
+    again = api.call("POST", "/api/parks/T/requests", "inspector", body,
+                     headers={"Idempotency-Key": "req-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json and again.headers["Idempotent-Replayed"] == "true"
+    rid = first.json["id"]
+    step = {"to": "assigned", "department": "县人社局", "responsible": "李四",
+            "deadline": soon()}
+    moves = [api.call("POST", f"/api/requests/{rid}/transitions", "supervisor", step,
+                      headers={"If-Match": '"1"', "Idempotency-Key": "req-2"})
+             for _ in range(2)]
+    assert [m.status_code for m in moves] == [200, 200] and moves[0].json == moves[1].json
+    with session_scope(engine) as session:
+        assert session.execute(sa.select(sa.func.count()).select_from(ServiceRequest)).scalar() == 1
+        assert session.execute(sa.select(sa.func.count()).select_from(RequestEvent)).scalar() == 2
+    other = api.call("POST", "/api/parks/T/requests", "inspector", {**body, "description": "另"},
+                     headers={"Idempotency-Key": "req-1"})
+    assert other.status_code == 422 and other.json["error"]["code"] == "idempotency_key_reused"

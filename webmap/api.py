@@ -405,7 +405,8 @@ def _request_paths():
         "enterprise": _TEXT, "category": {"type": "string",
                                           "enum": list(DEFAULT_REQUEST_CATEGORIES)},
         "description": _TEXT, "source": {"type": "string", "enum": list(REQUEST_SOURCES)},
-        "received_date": {"type": "string", "format": "date"}},
+        "received_date": {"type": "string", "format": "date"},
+        "visit": {"type": "string", "format": "uuid"}},
         ["enterprise", "category", "description", "source"])
     return {
         "/api/parks/{code}/requests": _json_op("Take an enterprise's request (受理)", [_PARK],

@@ -17,7 +17,10 @@ The conventions are the hazard ledger's (:mod:`webmap.hazards_api`, whose
 body and version readers these routes share): ``application/json`` bodies
 only (415), unknown fields or parameters 422 ``unknown_property``, a write
 with neither ``If-Match`` nor ``version`` 428.  "Today" (for overdue and
-deadlines) is the date in Asia/Shanghai.
+deadlines) is the date in Asia/Shanghai.  Both writes accept
+``Idempotency-Key`` (:mod:`webmap.idempotency`).  A create may name the visit
+it was raised on (``visit``: the visit's ``client_id``); its source is then
+``visit`` and its enterprise, when not given, the visit's.
 """
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
@@ -31,11 +34,12 @@ from webmap.api import parse_bool, parse_int, single_arg
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
 from webmap.hazards_api import _body, _expected_version
+from webmap.idempotency import idempotent
 
 bp = Blueprint("requests_api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
 
-CREATE_FIELDS = {"enterprise", "category", "description", "received_date", "source"}
+CREATE_FIELDS = {"enterprise", "category", "description", "received_date", "source", "visit"}
 TRANSITION_FIELDS = {"to", "note", "department", "deadline", "responsible", "satisfaction",
                      "version"}
 LIST_PARAMS = ("park", "status", "category", "grid", "enterprise", "overdue", "source", "limit",
@@ -58,6 +62,7 @@ def _one(session, item, status=200):
 
 
 @bp.post("/parks/<code>/requests")
+@idempotent
 def create_request(code):
     """Take an enterprise's request (受理); its grid is the enterprise's."""
     session = get_session()
@@ -70,7 +75,7 @@ def create_request(code):
         return service.create_request(
             session, park, enterprise=data.get("enterprise"), category=data.get("category"),
             description=data.get("description"), source=data.get("source"), actor=actor,
-            received_date=data.get("received_date"), today=today())
+            received_date=data.get("received_date"), today=today(), visit=data.get("visit"))
 
     item = commit_or_rollback(session, work)
     return _one(session, item, 201)
@@ -113,6 +118,7 @@ def get_request(request_id):
 
 
 @bp.post("/requests/<int:request_id>/transitions")
+@idempotent
 def transition(request_id):
     """Move a request through 受理 → 交办 → 办理 → 办结 → 回访 (see geodata.request_workflow)."""
     session = get_session()

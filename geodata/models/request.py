@@ -29,6 +29,7 @@ class ServiceRequest(Base):
     (交办单位), ``deadline`` and ``responsible`` are set when it is handed
     over (交办); ``resolution`` is the latest 办结 note and
     ``satisfaction`` the latest 回访 answer.  Overdue is derived, never stored.
+    ``visit_id`` is the visit (走访) the request was raised on, if any.
     """
 
     __tablename__ = "service_requests"
@@ -46,6 +47,8 @@ class ServiceRequest(Base):
         ForeignKey("enterprises.id", ondelete="RESTRICT"), index=True)
     grid_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("grids.id", ondelete="RESTRICT"), index=True)
+    visit_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("visits.id", ondelete="RESTRICT"), index=True)
     code: Mapped[str] = mapped_column(String(32))
     category: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(Text, default="")

@@ -14,12 +14,14 @@ import sqlalchemy as sa
 
 from geodata import domains
 from geodata.errors import ConflictError, FeatureError, NotFoundError, ValidationError
-from geodata.models import Enterprise, Grid, Park, RequestCategory, RequestEvent, ServiceRequest
+from geodata.models import (Enterprise, Grid, Park, RequestCategory, RequestEvent, ServiceRequest,
+                            Visit)
 from geodata.periods import local_today
 from geodata.request_workflow import DONE, REOPEN, allowed_targets, is_overdue, plan_transition
 from geodata.request_workflow import satisfaction_level
 from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, _check_version, _choice,
                                      _lock_park, _text, grid_ids_query)
+from geodata.services.visits import client_id as visit_client_id
 from geodata.vocabulary import (DEFAULT_REQUEST_CATEGORIES, REQUEST_SOURCES, REQUEST_STATE_NAMES,
                                 REQUEST_STATUSES, SATISFACTION_NAMES, SOURCE_NAMES)
 from geodata.workflow import require
@@ -157,8 +159,22 @@ def _source(value):
 
 # --- writes -----------------------------------------------------------------------------------
 
+def _visit_of(session, park, client_id):
+    """The visit of ``park`` with this ``client_id``; 422 ``unknown_visit`` otherwise."""
+    try:
+        cid = visit_client_id(client_id)
+    except ValidationError:
+        cid = None
+    visit = session.execute(sa.select(Visit).where(
+        Visit.client_id == cid, Visit.park_id == park.id)).scalar_one_or_none() if cid else None
+    if visit is None:
+        raise ValidationError(f"no visit {str(client_id)[:40]!r} in park {park.code}",
+                              code="unknown_visit", details={"field": "visit"})
+    return visit
+
+
 def create_request(session, park, *, enterprise, category, description, source, actor,
-                   received_date=None, today=None):
+                   received_date=None, today=None, visit=None):
     """Take an enterprise's request (受理) in ``park``; return it (status ``accepted``).
 
     Parameters
@@ -172,12 +188,17 @@ def create_request(session, park, *, enterprise, category, description, source, 
         ``visit``, ``phone``, ``walk_in``, ``platform`` (or 走访/电话/上门/平台).
     received_date : date or str, optional
         Default local today; never after it.
+    visit : str, optional
+        The ``client_id`` of the visit (走访) in this park the request was
+        raised on.  The source is then ``visit``; the enterprise, when not
+        given, is the visit's.
 
     Raises
     ------
     ValidationError
         422 naming the field: ``unknown_enterprise``, ``unknown_category``,
-        ``unknown_source``, ``missing_field``, ``invalid_date``, bad text.
+        ``unknown_source``, ``missing_field``, ``invalid_date``, ``unknown_visit``,
+        bad text.
     PermissionDeniedError
         403 for a role that may not take requests, or outside a grid member's grids.
     ConflictError
@@ -185,10 +206,19 @@ def create_request(session, park, *, enterprise, category, description, source, 
     """
     require(actor.role, "create")
     today = today or local_today()
+    raised_on = None
+    if visit is not None:
+        raised_on = _visit_of(session, park, visit)
+        source = "visit" if source is None else source
+        if enterprise is None and raised_on.enterprise_id is not None:
+            enterprise = session.get(Enterprise, raised_on.enterprise_id).credit_code
     firm = find_enterprise(session, park, enterprise)
     category = _category(session, park, category)
     description = _text(description, "description", required=True)
     source = _source(source)
+    if raised_on is not None and source != "visit":
+        raise ValidationError(f"a request raised on a visit has source 'visit', not {source!r}",
+                              code="unknown_source", details={"field": "source"})
     received = domains.day(received_date, "received_date") or today
     if received > today:
         raise ValidationError(f"received_date {received.isoformat()} is in the future",
@@ -196,6 +226,7 @@ def create_request(session, park, *, enterprise, category, description, source, 
     _check_grid_limit(actor, firm.grid_id, "this enterprise's grid")
     _lock_park(session, park)
     item = ServiceRequest(park_id=park.id, enterprise_id=firm.id, grid_id=firm.grid_id,
+                          visit_id=raised_on.id if raised_on is not None else None,
                           code=_next_code(session, park, received.year), category=category,
                           description=description, received_date=received, source=source,
                           status="accepted", resolution="")
@@ -350,6 +381,7 @@ def request_dicts(session, items, *, role=None, today=None):
     grids = by_id(Grid, (r.grid_id for r in items))
     firms = by_id(Enterprise, (r.enterprise_id for r in items))
     parks = by_id(Park, (r.park_id for r in items))
+    visits = by_id(Visit, (r.visit_id for r in items))
     out = []
     for r in items:
         grid, firm = grids.get(r.grid_id), firms[r.enterprise_id]
@@ -360,6 +392,7 @@ def request_dicts(session, items, *, role=None, today=None):
             "category": r.category, "description": r.description,
             "received_date": r.received_date.isoformat(),
             "source": r.source, "source_name": SOURCE_NAMES[r.source],
+            "visit": visits[r.visit_id].client_id if r.visit_id is not None else None,
             "department": r.department, "responsible": r.responsible,
             "deadline": r.deadline.isoformat() if r.deadline else None,
             "status": r.status, "status_name": REQUEST_STATE_NAMES[r.status],

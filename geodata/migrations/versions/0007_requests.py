@@ -35,6 +35,7 @@ def upgrade():
         sa.Column("enterprise_id", sa.Integer, _fk(table, "enterprise_id", "enterprises"),
                   nullable=False),
         sa.Column("grid_id", sa.Integer, _fk(table, "grid_id", "grids")),
+        sa.Column("visit_id", sa.Integer, _fk(table, "visit_id", "visits")),
         sa.Column("code", sa.String(32), nullable=False),
         sa.Column("category", sa.String(100), nullable=False),
         sa.Column("description", sa.Text, nullable=False),
@@ -55,7 +56,7 @@ def upgrade():
                            name="ck_service_requests_satisfaction_known"),
         sa.UniqueConstraint("park_id", "code", name="uq_service_requests_park_id_code"),
     )
-    for column in ("park_id", "enterprise_id", "grid_id"):
+    for column in ("park_id", "enterprise_id", "grid_id", "visit_id"):
         op.create_index(f"ix_service_requests_{column}", table, [column])
     op.create_table(
         "request_events",

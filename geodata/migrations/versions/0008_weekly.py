@@ -1,7 +1,7 @@
 """The weekly routine: assignments (周交办) and per-park assessment weights (考核权重).
 
 Revision ID: 0008
-Revises: 0005, 0007 (both branch from 0004 until the lead chains them)
+Revises: 0007
 Create Date: 2026-11-29
 """
 
@@ -9,9 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-# A merge point of the visits (0005) and requests (0007) migrations, which this
-# one's tables refer to; the lead re-chains the round's migrations in order.
-down_revision = ("0005", "0007")
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
