@@ -23,6 +23,12 @@
 ``GRIDMAP_RATELIMIT_STORAGE_URI`` Where rate-limit counters live (default
                            ``memory://``, per process; ``redis://host:6379/0``
                            shares them between worker processes).
+``GRIDMAP_FAULTS_ENABLED`` ``true`` arms the test-only fault switch below
+                           outside tests (default ``false``).
+``GRIDMAP_FAULT_DROP_RESPONSE_RATE`` Share (0..1) of ``POST /api/...``
+                           answers dropped after commit (502, no body);
+                           test-only, see :mod:`webmap.faults` (default 0).
+``GRIDMAP_FAULT_SEED``     Seed of the fault switch's draws (default 0).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
 
@@ -78,6 +84,9 @@ class Settings:
     login_rate_limit: str = "10 per minute"
     secure_cookies: bool = False
     ratelimit_storage_uri: str = "memory://"
+    faults_enabled: bool = False
+    fault_drop_response_rate: float = 0.0
+    fault_seed: int = 0
 
     def __post_init__(self):
         # A relative GRIDMAP_DATA_DIR is taken once, against the folder it was given in.
@@ -127,6 +136,9 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})
+        if not 0 <= self.fault_drop_response_rate <= 1:
+            raise ConfigError("GRIDMAP_FAULT_DROP_RESPONSE_RATE must be between 0 and 1",
+                              details={"setting": "GRIDMAP_FAULT_DROP_RESPONSE_RATE"})
         # The URI may hold a password: the message names only its scheme.
         scheme, sep, rest = self.ratelimit_storage_uri.partition("://")
         if not sep or scheme not in RATELIMIT_SCHEMES or (scheme != "memory" and not rest):

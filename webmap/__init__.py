@@ -10,8 +10,8 @@ from datetime import timedelta
 from flask import Flask
 
 from geodata.config import Settings
-from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
-                    nav, ogcapi, security, views)
+from webmap import (api, auth, dashboard, db, edit_api, editor, errors, faults, field,
+                    hazards_api, maps, nav, ogcapi, security, views)
 
 
 def create_app(test_config=None):
@@ -54,4 +54,7 @@ def create_app(test_config=None):
     app.register_blueprint(ogcapi.bp)
     maps.init_app(app)
     nav.init_app(app)
+    app.register_blueprint(field.bp)
+    # Last registered, so its hook runs first and sees the view's own answer.
+    faults.init_app(app)
     return app
