@@ -10,8 +10,12 @@ from geodata.models.park import Park
 from geodata.models.staff import STAFF_ROLES, GridStaff
 from geodata.models.supervision import SUPERVISION_OUTCOMES, Photo, Supervision
 from geodata.models.user import USER_ROLES, ApiToken, User, UserGrid
+from geodata.models.visit import (RULE_PERIODS, VISIT_KINDS, EnterpriseLink, IdempotencyRecord,
+                                  Visit, VisitEvent, VisitRule)
 
 __all__ = ["Base", "EDIT_OPERATIONS", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid",
            "GridEdit", "GridEditItem", "GridLineage", "HAZARD_LEVELS", "HAZARD_STATUSES",
            "Hazard", "HazardEvent", "Park", "STAFF_ROLES", "GridStaff", "SUPERVISION_OUTCOMES",
-           "Photo", "Supervision", "USER_ROLES", "ApiToken", "User", "UserGrid"]
+           "Photo", "Supervision", "USER_ROLES", "ApiToken", "User", "UserGrid",
+           "RULE_PERIODS", "VISIT_KINDS", "EnterpriseLink", "IdempotencyRecord", "Visit",
+           "VisitEvent", "VisitRule"]
