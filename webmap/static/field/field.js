@@ -29,6 +29,8 @@
     points: {hazard: null, visit: null}, syncing: false, syncs: 0, timer: null,
     // Backoff after a failed attempt: base * 2^(attempts-1) ms, capped, with +-20 % jitter.
     backoff: {base: 1000, max: 60000},
+    // Requests sent by the queue, and those that got no usable answer (retried later).
+    stats: {sent: 0, lost: 0, replayed: 0},
     lastError: null,
   };
   window.gridfield = app;
@@ -215,13 +217,30 @@
         body: JSON.stringify(item.body)});
     }
     // A photo goes to the hazard or visit its parent item created.
-    const form = new FormData();
-    form.append("photo", item.blob, item.name || "photo.jpg");
-    form.append("tag", item.tag);
     const owner = parent.kind === "hazard" ? "hazards" : "visits";
     return call(`/api/${owner}/${parent.serverId}/photos`, {
-      method: "POST", headers: {...headers, "X-CSRFToken": (app.session || {}).csrf || ""},
-      body: form});
+      method: "POST", headers: {...headers, "X-CSRFToken": (app.session || {}).csrf || "",
+                                "Content-Type": `multipart/form-data; boundary=${boundary(item)}`},
+      body: multipart(item)});
+  }
+
+  function boundary(item) {
+    return `gridmap-${item.id}`;
+  }
+
+  /** The photo's multipart body, byte for byte the same on every retry.
+   *
+   * FormData picks a new random boundary per request, so a retried upload would be a
+   * different body under the same Idempotency-Key (which the server refuses as a reused
+   * key); the boundary here is derived from the item's id instead.
+   */
+  function multipart(item) {
+    const b = boundary(item);
+    return new Blob([
+      `--${b}\r\nContent-Disposition: form-data; name="tag"\r\n\r\n${item.tag}\r\n`,
+      `--${b}\r\nContent-Disposition: form-data; name="photo"; filename="photo.jpg"\r\n`,
+      `Content-Type: ${item.blob.type || "image/jpeg"}\r\n\r\n`,
+      item.blob, `\r\n--${b}--\r\n`]);
   }
 
   function retryable(got) {
@@ -243,6 +262,8 @@
       got = await send(item, parent);
     }
     item.attempts += 1;
+    app.stats.sent += 1;
+    app.stats.replayed += got.replayed ? 1 : 0;
     if (got.ok) {
       item.state = "done";
       item.serverId = got.body && got.body.id;
@@ -255,6 +276,7 @@
       await queuePut(item);
       return false;
     } else if (retryable(got)) {
+      app.stats.lost += 1;
       item.nextAt = Date.now() + backoffDelay(item.attempts);
       item.error = {status: got.status, code: got.network ? "offline" : "server",
                     message: got.network ? "无网络" : `服务器暂不可用 (${got.status})`};
@@ -352,8 +374,7 @@
   async function photoItems(input, parent, tag) {
     for (const file of Array.from(input.files || [])) {
       const blob = await downscale(file);
-      await enqueue("photo", {parent: parent.id, blob, tag, name: "photo.jpg",
-                              originalSize: file.size});
+      await enqueue("photo", {parent: parent.id, blob, tag, originalSize: file.size});
     }
   }
 
@@ -557,11 +578,16 @@
     const dueList = $("fm-due");
     dueList.replaceChildren();
     for (const d of due) {
-      const li = card(d.name || d.enterprise_name || d.credit_code,
-                      [d.credit_code || "", d.last_visit ? `上次 ${d.last_visit}` : "本期未走访"]);
+      const ent = d.enterprise || {};
+      const late = d.status === "overdue";
+      const li = card(ent.name || ent.credit_code, [
+        late ? el("span", "逾期", "fm-tag fm-late") : "",
+        el("span", d.kind_name || KINDS[d.kind] || d.kind, "fm-tag"),
+        `${d.current}：${d.done}/${d.times}`, ent.grid ? `网格 ${ent.grid}` : ""],
+        late ? "fm-overdue" : "");
       const actions = el("div", null, "fm-actions");
-      actions.append(button("走访", () => openVisit({enterprise: d.credit_code,
-                                                     kind: d.kind || "visit"})));
+      actions.append(button(KINDS[d.kind] || "走访",
+                            () => openVisit({enterprise: ent.credit_code, kind: d.kind})));
       li.append(actions);
       dueList.append(li);
     }
@@ -571,8 +597,9 @@
     const recheckList = $("fm-rechecks");
     recheckList.replaceChildren();
     for (const r of rechecks) {
-      const li = card(`${r.code || ""} ${r.category || ""}`,
-                      [r.closed_at ? `销号 ${String(r.closed_at).slice(0, 10)}` : ""]);
+      const li = card(`${r.code} ${r.category}`, [
+        `应于 ${r.recheck_due_on} 回头看`, r.grid ? `网格 ${r.grid.code}` : "",
+        r.enterprise ? r.enterprise.name : ""]);
       const actions = el("div", null, "fm-actions");
       actions.append(button("回头看", () => openVisit({kind: "recheck", hazard: r})));
       li.append(actions);
@@ -765,13 +792,17 @@
     app.layers.grids.clearLayers();
     app.layers.hazards.clearLayers();
     if (bundle.grids) {
-      L.geoJSON(bundle.grids, {interactive: !app.picking ? true : false, style: {
+      L.geoJSON(bundle.grids, {style: {
         color: "#1f3a93", weight: 2, fillOpacity: 0.08}}).eachLayer((layer) => {
         const p = layer.feature.properties || {};
         // tooltips get DOM nodes, never HTML strings
         layer.bindTooltip(el("span", `${p.code || ""} ${p.name || ""}`));
         app.layers.grids.addLayer(layer);
       });
+    }
+    for (const e of bundle.enterprises || []) {
+      L.circleMarker([e.lat, e.lon], {radius: 4, color: "#555", weight: 1,
+                                      interactive: false}).addTo(app.layers.hazards);
     }
     for (const h of bundle.hazards || []) {
       L.circleMarker([h.lat, h.lon], {radius: 6, color: h.overdue ? "#c0392b" : "#e67e22",
