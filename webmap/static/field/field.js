@@ -487,6 +487,7 @@
   }
 
   async function afterCapture() {
+    app.captured += 1;  // the item and its photos are in IndexedDB now
     showView("list");
     await renderQueue();
     renderStatus();
