@@ -358,6 +358,7 @@ def _write_paths():
             hazard], _object({"to": _TEXT, "reason": _TEXT, **version}, ["to"])),
         "/api/parks/{code}/dashboard": _json_op("The park's ledger figures", [_PARK], None,
                                                 method="get"),
+        **_visit_paths(hazard),
         edit: _json_op("The park's grid edits", [_PARK], None, method="get"),
         f"{edit}/state": _json_op("Grids, versions and coverage for the editor", [_PARK],
                                   None, method="get"),
@@ -375,6 +376,57 @@ def _write_paths():
             ["codes"])),
         f"{edit}/retire": _json_op("Retire a grid", [_PARK], _object(
             {"code": _TEXT, "to": _TEXT, **edit_base}, ["code"])),
+    }
+
+
+def _visit_paths(hazard):
+    """The field-work routes (webmap/visits_api.py); writes accept ``Idempotency-Key``."""
+    visit = _param("visit_id", "Visit id", _INT, "path")
+    key = _param("Idempotency-Key", "1-64 of A-Za-z0-9_-: a retry is answered, not redone",
+                 _TEXT, "header")
+    photo = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "properties": {
+            "photo": {"type": "string", "format": "binary"}}, "required": ["photo"]}}}}}
+    photos = {
+        "/api/hazards/{hazard_id}/photos": _json_op("Add a JPEG/PNG photo", [hazard, key],
+                                                    None, ok="201"),
+        "/api/visits/{visit_id}/photos": _json_op("Add a JPEG/PNG photo", [visit, key], None,
+                                                  ok="201"),
+    }
+    for path in photos.values():
+        path["post"].update(photo)
+    return {
+        "/api/parks/{code}/visits": _json_op("Log a patrol, visit or re-check", [_PARK, key],
+                                             _object({
+                                                 "client_id": {"type": "string",
+                                                               "format": "uuid"},
+                                                 "kind": {"type": "string", "enum": [
+                                                     "patrol", "visit", "recheck"]},
+                                                 "occurred_at": {"type": "string",
+                                                                 "format": "date-time"},
+                                                 "lon": {"type": "number"},
+                                                 "lat": {"type": "number"},
+                                                 "location": _GEOMETRY,
+                                                 "accuracy_m": {"type": "number"},
+                                                 "enterprise": _TEXT, "hazard_id": _INT,
+                                                 "note": _TEXT, "findings": _TEXT},
+                                                 ["client_id", "kind", "occurred_at"]),
+                                             ok="201"),
+        "/api/visits": _json_op("Visits, filtered and paged", [
+            _param(n, n, _TEXT) for n in ("park", "grid", "enterprise", "kind")] + [
+            _param("from", "occurred_at from (ISO date-time)", _TEXT),
+            _param("to", "occurred_at before (ISO date-time)", _TEXT),
+            _param("limit", "Page size (1-1000)", _INT),
+            _param("offset", "Page start", _INT)], None, method="get"),
+        "/api/visits/{visit_id}": _json_op("One visit", [visit], None, method="get"),
+        "/api/visits/{visit_id}/history": _json_op("Its events", [visit], None, method="get"),
+        **photos,
+        "/api/me/worklist": _json_op("My work list and offline bundle", [
+            _param("park", "Park code", _TEXT)], None, method="get"),
+        "/api/parks/{code}/visits/due": _json_op("Visits and re-checks due, coverage", [
+            _PARK, _param("week", "ISO week, e.g. 2026-W48", _TEXT)], None, method="get"),
+        "/api/parks/{code}/visits/layer": _json_op("Overdue enterprises, grids not patrolled "
+                                                   "today", [_PARK], None, method="get"),
     }
 
 

@@ -57,10 +57,18 @@ def write_session():
 
 
 def commit_or_rollback(session, work):
-    """Run ``work()`` and commit; roll back on any error (then re-raise)."""
+    """Run ``work()`` and commit; roll back on any error (then re-raise).
+
+    Under an ``Idempotency-Key`` (:mod:`webmap.idempotency`) the commit is
+    left to the decorator, which stores the answer in the same transaction.
+    """
     try:
         result = work()
-        session.commit()
+        pending = g.get("idempotency")
+        if pending is not None:
+            pending.session = session
+        else:
+            session.commit()
         return result
     except BaseException:
         session.rollback()

@@ -42,6 +42,7 @@ from geodata.workflow import PermissionDeniedError
 from webmap.auth import csrf, current_user
 from webmap.db import get_session
 from webmap.hazards_api import _body, _commit_or_rollback, _writer
+from webmap.idempotency import idempotent
 
 bp = Blueprint("edit_api", __name__, url_prefix="/api/parks/<code>/edits")
 csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
@@ -119,6 +120,7 @@ def _edit(code, fields, call):
 
 
 @bp.post("/draw")
+@idempotent
 def draw(code):
     """Draw a new level-1 grid over uncovered ground."""
     def call(session, park, data, **kw):
@@ -128,6 +130,7 @@ def draw(code):
 
 
 @bp.post("/reshape")
+@idempotent
 def reshape(code):
     """Give a grid a new shape; its neighbours give or take the same ground."""
     def call(session, park, data, **kw):
@@ -140,6 +143,7 @@ def reshape(code):
 
 
 @bp.post("/split")
+@idempotent
 def split(code):
     """Split a grid by a line or into N parts of about equal area."""
     def call(session, park, data, **kw):
@@ -157,6 +161,7 @@ def split(code):
 
 
 @bp.post("/merge")
+@idempotent
 def merge(code):
     """Merge two or more adjacent grids into a new one."""
     def call(session, park, data, **kw):
@@ -172,6 +177,7 @@ def merge(code):
 
 
 @bp.post("/retire")
+@idempotent
 def retire(code):
     """Retire a grid; its ground goes to ``to`` or the neighbours."""
     def call(session, park, data, **kw):

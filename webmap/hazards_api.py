@@ -15,6 +15,8 @@ GET      /api/hazards/<id>/history              events and supervision records
 GET      /api/parks/<code>/dashboard            the dashboard figures
 =======  =====================================  =========================================
 
+Every POST accepts ``Idempotency-Key`` (:mod:`webmap.idempotency`): a retry
+is answered from the stored answer, never done twice.
 Bodies must be ``application/json`` (415 otherwise); unparseable JSON is
 400 ``invalid_json``; ``NaN``/``Infinity`` are 422 ``invalid_coordinate``;
 unknown fields or query parameters are 422 ``unknown_property``.
@@ -38,6 +40,7 @@ from webmap.auth import csrf, current_actor
 # edit_api imports these two under their old private names from here.
 from webmap.db import commit_or_rollback as _commit_or_rollback, get_session
 from webmap.db import write_session as _writer
+from webmap.idempotency import idempotent
 
 bp = Blueprint("hazards_api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
@@ -99,6 +102,7 @@ def _point(data):
 
 
 @bp.post("/parks/<code>/hazards")
+@idempotent
 def create_hazard(code):
     """Log a hazard at a point; its grid and enterprise are resolved spatially."""
     session = get_session()
@@ -180,6 +184,7 @@ def _expected_version(data):
 
 
 @bp.post("/hazards/<int:hazard_id>/transitions")
+@idempotent
 def transition(hazard_id):
     """Move a hazard through the workflow (see :mod:`geodata.workflow`)."""
     session = get_session()
@@ -199,6 +204,7 @@ def transition(hazard_id):
 
 
 @bp.post("/hazards/<int:hazard_id>/escalations")
+@idempotent
 def escalate(hazard_id):
     """Raise a hazard's escalation level with a reason."""
     session = get_session()
@@ -213,11 +219,25 @@ def escalate(hazard_id):
 
 
 @bp.post("/hazards/<int:hazard_id>/photos")
+@idempotent
 def upload_photo(hazard_id):
     """Store a JPEG/PNG photo (multipart field ``photo``); returns its id for ``supervision``.
 
     A browser session must send its CSRF token in ``X-CSRFToken`` (a
     multipart form could come from another site); API tokens need none.
+    """
+    actor, data, filename = read_photo_upload()
+    session = _writer()
+    photo = _commit_or_rollback(session, lambda: ledger.save_photo(
+        session, hazard_id, data, actor=actor,
+        directory=current_app.config["GRIDMAP"].photo_dir, original_name=filename))
+    return photo_response(photo)
+
+
+def read_photo_upload():
+    """Return ``(actor, bytes, file name)`` of the multipart field ``photo``.
+
+    Checks the role (create) and, for a browser session, the CSRF token.
     """
     session = get_session()
     actor = current_actor(session, "create")
@@ -230,12 +250,11 @@ def upload_photo(hazard_id):
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
-    data = upload.read()
-    session = _writer()
-    photo = _commit_or_rollback(session, lambda: ledger.save_photo(
-        session, hazard_id, data, actor=actor,
-        directory=current_app.config["GRIDMAP"].photo_dir,
-        original_name=(upload.filename or "")[:200]))
+    return actor, upload.read(), (upload.filename or "")[:200]
+
+
+def photo_response(photo):
+    """201 with the stored photo's id, type, size and digest."""
     response = jsonify({"id": photo.id, "content_type": photo.content_type, "size": photo.size,
                         "sha256": photo.sha256})
     response.status_code = 201

@@ -230,17 +230,23 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
     return visit, True
 
 
-def get_visit(session, visit_id):
-    """Return the visit with ``visit_id``, or raise 404 ``visit_not_found``."""
+def get_visit(session, visit_id, actor=None):
+    """Return the visit with ``visit_id``; 404 ``visit_not_found``.
+
+    With ``actor``, a grid member outside the visit's grid gets 403
+    ``outside_your_grids``.
+    """
     visit = session.get(Visit, visit_id) if domains.is_id(visit_id) else None
     if visit is None:
         raise NotFoundError(f"no visit {str(visit_id)[:20]}", code="visit_not_found")
+    if actor is not None:
+        _check_grid_limit(actor, visit.grid_id, what="the visit's grid")
     return visit
 
 
-def history(session, visit_id):
-    """Return a visit's events, oldest first."""
-    get_visit(session, visit_id)
+def history(session, visit_id, actor=None):
+    """Return a visit's events, oldest first (``actor`` as in :func:`get_visit`)."""
+    get_visit(session, visit_id, actor)
     return session.execute(sa.select(VisitEvent).where(VisitEvent.visit_id == visit_id)
                            .order_by(VisitEvent.id)).scalars().all()
 
@@ -252,8 +258,7 @@ def save_visit_photo(session, visit_id, data, *, actor, directory, original_name
     ``visit_not_found`` and 403 outside a grid member's grids.
     """
     require(actor.role, "create")
-    visit = get_visit(session, visit_id)
-    _check_grid_limit(actor, visit.grid_id, what="the visit's grid")
+    visit = get_visit(session, visit_id, actor)
     photo = store_photo(session, data, actor=actor, directory=directory,
                         original_name=original_name, visit_id=visit.id)
     session.add(VisitEvent(visit_id=visit.id, actor=actor.name, action="photo",
@@ -267,11 +272,12 @@ def _moment_filter(value, field):
 
 
 def list_visits(session, *, park=None, grid=None, enterprise=None, kind=None, from_=None,
-                to=None, limit=100, offset=0):
+                to=None, limit=100, offset=0, grid_ids=None):
     """Return ``(visits, total)``, newest first.
 
     ``grid`` is a grid code (its sub-grids included), ``enterprise`` a credit
-    code, ``from_``/``to`` ISO date-times (``to`` exclusive) on ``occurred_at``.
+    code, ``from_``/``to`` ISO date-times (``to`` exclusive) on ``occurred_at``;
+    ``grid_ids`` (a grid member's grids) keeps only visits in those grids.
 
     Raises
     ------
@@ -281,6 +287,8 @@ def list_visits(session, *, park=None, grid=None, enterprise=None, kind=None, fr
     query = sa.select(Visit)
     if park is not None:
         query = query.where(Visit.park_id == park.id)
+    if grid_ids is not None:
+        query = query.where(Visit.grid_id.in_(grid_ids))
     if kind is not None:
         query = query.where(Visit.kind == _kind(kind))
     if grid is not None:
@@ -744,3 +752,30 @@ def worklist(session, park, user, *, today=None):
         "visits_due": visits_due,
         "rechecks_due": rechecks_due(session, park, today=today, grid_ids=grid_ids),
     }
+
+
+def field_layer(session, park, *, today=None):
+    """Return the desk's field-work map layer as a GeoJSON FeatureCollection (EPSG:4326).
+
+    Features with ``layer`` ``overdue_enterprise`` (the site of each
+    enterprise with a due entry, and which entries) and ``no_patrol_today``
+    (each active level-1 grid without a patrol on ``today``, local).
+    """
+    today = today or periods.local_today()
+    overdue = defaultdict(list)
+    for entry in due(session, park, today=today):
+        overdue[entry["enterprise"]["credit_code"]].append(
+            {k: entry[k] for k in ("kind", "kind_name", "user", "period", "times", "previous",
+                                   "previous_done")})
+    ents = session.execute(sa.select(Enterprise).where(
+        Enterprise.park_id == park.id, Enterprise.credit_code.in_(list(overdue)))
+        .order_by(Enterprise.credit_code)).scalars().all() if overdue else []
+    grids = grids_without_patrol(session, park, today=today)
+    features = [{"type": "Feature", "geometry": shapely.geometry.mapping(shape),
+                 "properties": {"layer": "overdue_enterprise", "name": e.name,
+                                "credit_code": e.credit_code, "due": overdue[e.credit_code]}}
+                for e, shape in zip(ents, to_shapes([e.site for e in ents]))]
+    features += [{"type": "Feature", "geometry": shapely.geometry.mapping(shape),
+                  "properties": {"layer": "no_patrol_today", "code": g.code, "name": g.name}}
+                 for g, shape in zip(grids, to_shapes([g.geom for g in grids]))]
+    return {"type": "FeatureCollection", "today": today.isoformat(), "features": features}
