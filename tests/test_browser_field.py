@@ -74,8 +74,12 @@ class Phone:
         self.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {
             "enabled": True, "maxTouchPoints": 5})
         self.network = Network(self.driver)
+        self.running = True
 
     def quit(self):
+        if not self.running:
+            return
+        self.running = False
         try:
             self.network.close()
         finally:
@@ -94,10 +98,7 @@ def phones(tmp_path):
 
     yield make
     for phone in made:
-        try:
-            phone.quit()
-        except Exception:  # already quit by the test (a browser restart)
-            pass
+        phone.quit()
 
 
 # ---- helpers -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@
 
   const app = {
     session: null, park: null, bundle: null, map: null, layers: null, picking: null,
-    points: {hazard: null, visit: null}, syncing: false, syncs: 0, timer: null,
+    points: {hazard: null, visit: null}, syncing: false, syncs: 0, captured: 0, timer: null,
     // Backoff after a failed attempt: base * 2^(attempts-1) ms, capped, with +-20 % jitter.
     backoff: {base: 1000, max: 60000},
     // Requests sent by the queue, and those that got no usable answer (retried later).
@@ -217,30 +217,13 @@
         body: JSON.stringify(item.body)});
     }
     // A photo goes to the hazard or visit its parent item created.
+    const form = new FormData();
+    form.append("tag", item.tag);
+    form.append("photo", item.blob, "photo.jpg");
     const owner = parent.kind === "hazard" ? "hazards" : "visits";
     return call(`/api/${owner}/${parent.serverId}/photos`, {
-      method: "POST", headers: {...headers, "X-CSRFToken": (app.session || {}).csrf || "",
-                                "Content-Type": `multipart/form-data; boundary=${boundary(item)}`},
-      body: multipart(item)});
-  }
-
-  function boundary(item) {
-    return `gridmap-${item.id}`;
-  }
-
-  /** The photo's multipart body, byte for byte the same on every retry.
-   *
-   * FormData picks a new random boundary per request, so a retried upload would be a
-   * different body under the same Idempotency-Key (which the server refuses as a reused
-   * key); the boundary here is derived from the item's id instead.
-   */
-  function multipart(item) {
-    const b = boundary(item);
-    return new Blob([
-      `--${b}\r\nContent-Disposition: form-data; name="tag"\r\n\r\n${item.tag}\r\n`,
-      `--${b}\r\nContent-Disposition: form-data; name="photo"; filename="photo.jpg"\r\n`,
-      `Content-Type: ${item.blob.type || "image/jpeg"}\r\n\r\n`,
-      item.blob, `\r\n--${b}--\r\n`]);
+      method: "POST", headers: {...headers, "X-CSRFToken": (app.session || {}).csrf || ""},
+      body: form});
   }
 
   function retryable(got) {
@@ -404,7 +387,7 @@
       showPoint(kind);
     }, (err) => {
       out.textContent = `无法定位（${err.message || err.code}），请在地图上选点`;
-    }, {enableHighAccuracy: true, timeout: 15000, maximumAge: 60000});
+    }, {enableHighAccuracy: true, timeout: 15000, maximumAge: 0});
   }
 
   function pick(kind) {
