@@ -23,7 +23,6 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from geodata.models import Hazard, HazardEvent, Photo, Visit, VisitEvent
-from geodata.storage import make_engine
 from tests.browser import ARTIFACTS, CHROME_ARGS, CHROMEDRIVER, CHROMIUM, LiveServer
 from tests.cdp import Network
 from tests.ledger_helpers import PASSWORDS, build_park, lonlat
