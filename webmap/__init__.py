@@ -11,7 +11,7 @@ from flask import Flask
 
 from geodata.config import Settings
 from webmap import (api, auth, dashboard, db, edit_api, editor, errors, hazards_api, maps,
-                    nav, ogcapi, security, views)
+                    nav, ogcapi, photos_api, security, views)
 
 
 def create_app(test_config=None):
@@ -47,6 +47,7 @@ def create_app(test_config=None):
     app.register_blueprint(views.bp)
     auth.init_app(app)
     app.register_blueprint(hazards_api.bp)
+    app.register_blueprint(photos_api.bp)
     app.register_blueprint(edit_api.bp)
     app.register_blueprint(editor.bp)
     app.register_blueprint(dashboard.bp)
