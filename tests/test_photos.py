@@ -3,6 +3,7 @@ thumbnail exists, the download routes check role and grid, and a park may requir
 after-photo before a major hazard is closed."""
 
 import io
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -322,3 +323,24 @@ def test_refused_upload_of_a_good_photo_leaves_nothing(api, engine, tmp_path):
     response = upload(api, other, image_bytes()[:-5] + b"XXXXX", tag="after")
     assert (response.status_code, response.json["error"]["code"]) == (422, "invalid_photo")
     assert stored(tmp_path) == [] and table_counts(engine) == before
+
+
+def test_ledger_and_grid_pages_show_the_thumbnails_the_user_may_see(api):
+    own = api.create("T-003", description="<img src=x onerror=alert(1)>").json
+    other = api.create("T-001").json
+    mine, theirs = upload(api, own["id"], tag="after").json, upload(api, other["id"]).json
+
+    def thumbs(url, role):
+        page = api.call("GET", url, role)
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        return {int(i) for i in re.findall(r'<img src="/api/photos/(\d+)/thumbnail"', html)}, html
+
+    shown, html = thumbs("/parks/T/ledger", "viewer")
+    assert shown == {mine["id"], theirs["id"]}
+    assert f'href="/api/photos/{mine["id"]}"' in html and "整改后 after 1" in html
+    assert thumbs("/parks/T/ledger", "member")[0] == {mine["id"]}
+    assert thumbs("/parks/T/grids/T-003", "member")[0] == {mine["id"]}
+    assert thumbs("/parks/T/grids/T-001", "member")[0] == set()
+    assert thumbs("/parks/T/grids/T-001", "viewer")[0] == {theirs["id"]}
+    assert thumbs("/parks/T/grids/T-003", None)[0] == set()  # anonymous: no photos

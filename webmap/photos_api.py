@@ -14,7 +14,7 @@ the browser revalidates, so access is checked on every view) and an ``ETag``
 from the stored file's SHA-256: ``If-None-Match`` gives 304 without the body.
 """
 
-from flask import Blueprint, current_app, send_file, url_for
+from flask import Blueprint, current_app, request, url_for
 
 from geodata.photos import FORMATS
 from geodata.services import photos
@@ -47,9 +47,12 @@ def _send(photo_id, thumbnail):
     # identifies it as well.
     kind = "image/jpeg" if thumbnail else photo.content_type
     name = f"photo-{photo.id}{'-thumbnail' if thumbnail else ''}{_EXTENSIONS.get(kind, '')}"
-    response = send_file(path, mimetype=kind, as_attachment=False, download_name=name,
-                         conditional=True,
-                         etag=f"{photo.sha256}{'-thumbnail' if thumbnail else ''}")
+    # Read whole (at most a few MB, capped by MAX_SIDE) rather than streamed: no file
+    # handle outlives the request, whatever the client does with the answer.
+    response = current_app.response_class(path.read_bytes(), mimetype=kind)
+    response.headers["Content-Disposition"] = f"inline; filename={name}"
+    response.set_etag(f"{photo.sha256}{'-thumbnail' if thumbnail else ''}")
+    response.make_conditional(request)
     response.headers["Cache-Control"] = "private, no-cache"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
