@@ -52,8 +52,15 @@ def photo_type(data):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns about a damaged EXIF block (read for the DPI) and carries on:
+            # the block is never stored, so that is no reason to refuse the photo.
+            warnings.simplefilter("ignore", UserWarning)
             with Image.open(io.BytesIO(data), formats=tuple(FORMATS)) as image:
-                kind, (width, height) = image.format, image.size
+                # A JPEG with a multi-picture (MPF) segment, as some phones write for
+                # depth or motion photos, opens as "MPO": it is a JPEG, and its first
+                # picture is the photo.
+                kind = "JPEG" if image.format == "MPO" else image.format
+                width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise Image.DecompressionBombError(f"{width} x {height}")
                 image.verify()
@@ -84,6 +91,14 @@ class Prepared:
     height: int
     content_type: str = "image/jpeg"
     extension: str = ".jpg"
+
+
+def _upright(image):
+    """``image`` turned by its EXIF orientation; a damaged EXIF block leaves it as it is."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (TypeError, ValueError, KeyError, IndexError, SyntaxError, OSError, struct.error):
+        return image  # e.g. an orientation stored as a float: keep the pixels as they are
 
 
 def _to_srgb(image):
@@ -128,11 +143,13 @@ def prepare(data):
     """
     photo_type(data)
     try:
-        with Image.open(io.BytesIO(data), formats=tuple(FORMATS)) as image:
-            # draft() picks the smallest JPEG scale still at least this big (a 48 MP
-            # photo decodes at half size); both sides, as EXIF may turn it.
-            image.draft("RGB", (MAX_SIDE, MAX_SIDE))
-            photo = _to_srgb(ImageOps.exif_transpose(image))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # damaged EXIF, as in photo_type
+            with Image.open(io.BytesIO(data), formats=tuple(FORMATS)) as image:
+                # draft() picks the smallest JPEG scale still at least this big (a 48 MP
+                # photo decodes at half size); both sides, as EXIF may turn it.
+                image.draft("RGB", (MAX_SIDE, MAX_SIDE))
+                photo = _to_srgb(_upright(image))
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
         raise ValidationError(f"the photo is damaged or truncated ({str(exc)[:100]})",
                               code="invalid_photo", details={"field": "photo"}) from None

@@ -344,3 +344,41 @@ def test_ledger_and_grid_pages_show_the_thumbnails_the_user_may_see(api):
     assert thumbs("/parks/T/grids/T-001", "member")[0] == set()
     assert thumbs("/parks/T/grids/T-001", "viewer")[0] == {theirs["id"]}
     assert thumbs("/parks/T/grids/T-003", None)[0] == set()  # anonymous: no photos
+
+
+def test_multi_picture_jpeg_is_a_jpeg(api):
+    # Phones write depth and motion photos with an MPF segment; Pillow calls them MPO
+    # (this was a KeyError, a 500, before).
+    first, second = Image.new("RGB", (64, 48), RED), Image.new("RGB", (64, 48), BLUE)
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    hid = api.create().json["id"]
+    response = upload(api, hid, buffer.getvalue())
+    assert response.status_code == 201, response.json
+    with Image.open(io.BytesIO(fetch(api, response.json["url"]).data)) as image:
+        assert image.format == "JPEG" and _near(image.convert("RGB").getpixel((5, 5)), RED)
+
+
+def test_damaged_exif_never_breaks_an_upload():
+    # Seeded byte changes in the EXIF block: each photo is stored (unturned, if the
+    # orientation is unreadable) or refused with a 4xx, never an exception; Pillow's
+    # "Corrupt EXIF" warnings are errors under this suite, so they are checked too.
+    from random import Random
+
+    from geodata.errors import GridmapError
+    from geodata.photos import prepare
+
+    data = phone_jpeg((64, 48))
+    start, rng, stored_ = data.index(b"Exif"), Random(1), 0
+    for _ in range(400):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            damaged[start + rng.randrange(6, 200)] = rng.randrange(256)
+        try:
+            prepared = prepare(bytes(damaged))
+        except GridmapError as exc:
+            assert exc.http_status in (415, 422)
+            continue
+        stored_ += 1
+        assert app_segments(prepared.data) == [0xE0]
+    assert stored_ > 200
