@@ -19,3 +19,7 @@ ESCALATION_LEVELS = ("grid", "park", "county", "city", "province")
 STATE_NAMES = {"found": "排查", "rectifying": "整改", "supervising": "督导", "closed": "销号"}
 ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "city": "市级",
                     "province": "省级"}
+
+#: Photo tags: before rectification (整改前), after it (整改后), taken on a visit (走访).
+PHOTO_TAGS = ("before", "after", "visit")
+PHOTO_TAG_NAMES = {"before": "整改前", "after": "整改后", "visit": "走访"}

@@ -21,16 +21,16 @@ import shapely
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
-from geodata.models import Hazard
+from geodata.models import Hazard, Photo
 from geodata.services import ledger
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from geodata.workflow import TRANSITIONS
 from tests.browser import demo_url  # noqa: F401
-from tests.ledger_helpers import ACTORS, build_park, lonlat
+from tests.ledger_helpers import ACTORS, build_park, image_bytes, lonlat
 from webmap import create_app
 
-WRITES = r"^/api/(hazards|parks/\{code\}/(hazards|edits|dashboard))"
+WRITES = r"^/api/(hazards|photos|parks/\{code\}/(hazards|edits|dashboard))"
 
 
 @pytest.fixture
@@ -53,7 +53,11 @@ def write_schema(db_url, engine, tmp_path):
                 ledger.transition(session, hazard.id, to, actor=ACTORS["admin"],
                                   expected_version=hazard.version,
                                   supervision={"note": "ok"} if to == "closed" else None)
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "PHOTO_DIR": str(tmp_path)})
+        # a stored photo, for the generated photo downloads
+        ledger.save_photo(session, hazard.id, image_bytes("JPEG", (64, 48)),
+                          actor=ACTORS["admin"], directory=tmp_path / "data" / "photos")
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True,
+                      "DATA_DIR": str(tmp_path / "data")})
     schema_ = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
     # Park T is the one that exists; other codes are 404s, which find nothing.
     schema_.config.parameters = {"code": "T"}
@@ -88,17 +92,21 @@ def test_generated_requests_never_cause_server_errors(case):
 def _steer(case, engine):
     """Aim some generated writes at things that exist, so their other values get stored.
 
-    Random lon/lat almost never fall inside park T and random hazard ids and
+    Random lon/lat almost never fall inside park T and random hazard and photo ids and
     versions almost never match, so without this the codes, dates, notes and
     supervision records would all stop at 422/404/409.  Even hazard ids are
     mapped onto stored hazards in a state the step can leave (with their current
-    version in the body); odd
+    version in the body), even photo ids onto the stored photo; odd
     ones, huge ones included, are sent as generated.
     """
     body = case.body if isinstance(case.body, dict) else {}
     if "lon" in body:
         body.pop("location", None)  # which would win over lon/lat
         body["lon"], body["lat"] = lonlat("T-004")
+    pid = str((case.path_parameters or {}).get("photo_id"))
+    if pid.isdigit() and int(pid) % 2 == 0:
+        with session_scope(engine) as session:
+            case.path_parameters["photo_id"] = session.execute(sa.select(Photo.id)).scalar()
     hid = str((case.path_parameters or {}).get("hazard_id"))
     if hid.isdigit() and int(hid) % 2 == 0:
         hid = int(hid)

@@ -29,7 +29,7 @@ from markupsafe import escape
 
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
-                            Hazard, Park, Supervision, User)
+                            Hazard, Park, Photo, Supervision, User)
 from geodata.services import ledger, mapdata
 from geodata.services.grids import import_grids
 from geodata.services.parks import get_park
@@ -79,7 +79,10 @@ CONTROLLED = {
     ("hazard_events", "action"): "a workflow action name",
     ("hazard_events", "escalation"): "two escalation levels, e.g. grid>park",
     ("hazard_photos", "stored_name"): "random hex name made by the server",
-    ("hazard_photos", "content_type"): "detected from the bytes: image/jpeg or image/png",
+    ("hazard_photos", "content_type"): "image/jpeg (re-encoded by the server), or image/png "
+                                       "for a photo stored before revision 0006",
+    ("hazard_photos", "thumbnail_name"): "random hex name made by the server",
+    ("hazard_photos", "tag"): "one of PHOTO_TAGS (geodata/services/photos.py photo_tag)",
     ("hazard_photos", "sha256"): "hex digest",
     ("supervisions", "outcome"): "CHECK constraint",
     ("grid_edits", "operation"): "one of EDIT_OPERATIONS",
@@ -97,9 +100,13 @@ JSON_ROUTES = {
     "views.healthz", "views.readyz", "api.openapi", "api.parks", "api.park", "api.coverage",
     "api.enterprises", "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search",
     "api.summaries", "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard",
-    "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+    "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state",
+    "hazards_api.list_photos"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
-               "hazards_api.dashboard", "edit_api.history", "edit_api.state"}
+               "hazards_api.dashboard", "edit_api.history", "edit_api.state",
+               "hazards_api.list_photos"}
+#: Photo files: images re-encoded by the server, behind a login, under a server-made name.
+PHOTOS = {"photos_api.photo", "photos_api.thumbnail"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
 OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.collection",
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
@@ -118,7 +125,8 @@ PAGE_SHOWS = {
 }
 EXPORT_SHOWS = {"c", "e", "K", "l", "m", "p"}
 #: Tags the JSON API must return somewhere (events, photos, edits are only there).
-JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "t", "u", "V"}
+JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "r", "s", "t",
+              "u", "V"}
 
 MARK = re.compile(r"⟦(.)(.*?)⟧", re.S)
 
@@ -284,6 +292,9 @@ def urls(endpoint, ids):
         "hazards_api.get_hazard": [{"hazard_id": h} for h in ids["hazards"]],
         "hazards_api.history": [{"hazard_id": h} for h in ids["hazards"]],
         "hazards_api.dashboard": [{"code": code}],
+        "hazards_api.list_photos": [{"hazard_id": h} for h in ids["hazards"]],
+        "photos_api.photo": [{"photo_id": i} for i in ids["photos"]],
+        "photos_api.thumbnail": [{"photo_id": i} for i in ids["photos"]],
         "edit_api.history": [{"code": code}], "edit_api.state": [{"code": code}],
         "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
         "static": [{"filename": "gridmap.js"}],
@@ -316,7 +327,8 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
         ids = {"park": session.execute(sa.select(Park.code)).scalar_one(),
                "grids": session.execute(sa.select(Grid.code)).scalars().all(),
                "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
-               "tiles": [tile_of(*lonlat("T-001"))]}
+               "tiles": [tile_of(*lonlat("T-001"))],
+               "photos": session.execute(sa.select(Photo.id)).scalars().all()}
         ids["features"] = [("parks", ids["park"])] + [
             (collection, i) for collection, model in (
                 ("grids", Grid), ("enterprises", Enterprise), ("hazards", Hazard))
@@ -325,10 +337,11 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
         for (table, column), tag in HOSTILE.items():
             values = session.execute(sa.text(f"SELECT {column} FROM {table}")).scalars().all()
             assert any(stored(tag, payload) in value for value in values), column
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    # the photos were stored under tmp_path/photos: the app's photo folder
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "DATA_DIR": str(tmp_path)})
     try:
         routes = {r.endpoint for r in app.url_map.iter_rules() if "GET" in r.methods}
-        assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | OGC | BINARY | ASSETS, (
+        assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | OGC | BINARY | ASSETS | PHOTOS, (
             "a GET route is new: request it in this test (urls()) and say what it answers")
         client = app.test_client()
         shown = {"admin": {}, "viewer": {}, None: {}}
@@ -368,6 +381,13 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                         assert response.status_code == expected, (where, response.get_json())
                         assert response.is_json, where  # JSON or GeoJSON
                         seen |= check_json(response.get_json(), payload)
+                    elif endpoint in PHOTOS:
+                        assert response.status_code == (401 if role is None else 200), where
+                        if role is not None:
+                            assert response.mimetype == "image/jpeg", where
+                            assert response.headers["X-Content-Type-Options"] == "nosniff"
+                            assert re.fullmatch(r"inline; filename=photo-\d+(-thumbnail)?\.jpg",
+                                                response.headers["Content-Disposition"]), where
                     elif endpoint in OGC:
                         # anonymous clients see open hazards only: a closed one is a 404
                         assert response.status_code == 200 or (

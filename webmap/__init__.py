@@ -11,7 +11,7 @@ from flask import Flask
 
 from geodata.config import Settings
 from webmap import (api, auth, dashboard, db, edit_api, editor, errors, faults, field,
-                    hazards_api, maps, nav, ogcapi, security, views, visits_api)
+                    hazards_api, maps, nav, ogcapi, photos_api, security, views, visits_api)
 
 
 def create_app(test_config=None):
@@ -48,6 +48,7 @@ def create_app(test_config=None):
     auth.init_app(app)
     app.register_blueprint(hazards_api.bp)
     app.register_blueprint(visits_api.bp)
+    app.register_blueprint(photos_api.bp)
     app.register_blueprint(edit_api.bp)
     app.register_blueprint(editor.bp)
     app.register_blueprint(dashboard.bp)

@@ -33,8 +33,11 @@ from jinja2.utils import htmlsafe_json_dumps
 from geodata.services import mapdata
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, park_boundary
+from geodata.services.photos import visible_photos
+from geodata.vocabulary import PHOTO_TAG_NAMES
 from geodata.workflow import ESCALATION_NAMES, PERMISSIONS, STATE_NAMES
 from webmap.api import today
+from webmap.auth import current_actor
 from webmap.db import get_session
 
 bp = Blueprint("maps", __name__)
@@ -215,7 +218,7 @@ def park_map(code):
         "canLog": can_log,
         "hazardsApi": url_for("hazards_api.create_hazard", code=park.code),
         "hazardApi": url_for("hazards_api.list_hazards") + "/",
-        "states": STATE_NAMES, "escalations": ESCALATION_NAMES,
+        "states": STATE_NAMES, "escalations": ESCALATION_NAMES, "photoTags": PHOTO_TAG_NAMES,
         "today": today().isoformat(),
         # photo uploads are multipart: a browser session sends its CSRF token
         "csrf": generate_csrf() if can_log else None,
@@ -234,7 +237,15 @@ def park_map(code):
 
 @bp.get("/parks/<code>/grids/<grid_code>")
 def grid_page(code, grid_code):
-    """One grid: its staff, enterprises (hidden units marked) and hazard table."""
+    """One grid: its staff, enterprises (hidden units marked) and hazard table.
+
+    A logged-in user also sees the thumbnails of the hazards' photos they may
+    see (:func:`geodata.services.photos.visible_photos`); anonymous visitors none.
+    """
     session = get_session()
     data = mapdata.grid_page(session, get_park(session, code), grid_code, today())
-    return render_template("grid.html", **data)
+    photos = {}
+    if g.get("user") is not None:
+        photos = visible_photos(session, [h["id"] for h in data["hazards"]],
+                                current_actor(session))
+    return render_template("grid.html", **data, photos=photos, tag_names=PHOTO_TAG_NAMES)
