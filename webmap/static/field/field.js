@@ -169,6 +169,7 @@
       app.bundle = got.body;
       await kvPut("bundle:" + app.park, got.body);
       renderAll();
+      app.loadedAt = app.loadedAt || performance.now();  // first work list from the network
     } else if (got.status === 401) {
       app.loggedOut = true;
       renderStatus();
@@ -918,6 +919,7 @@
   }
 
   app.syncNow = syncNow;
+  app.enqueue = enqueue;
   app.queueAll = queueAll;
   app.loadBundle = loadBundle;
   if (document.readyState === "loading") {
