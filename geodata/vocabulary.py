@@ -23,3 +23,7 @@ ESCALATION_NAMES = {"grid": "网格", "park": "园区", "county": "县级", "cit
 #: Photo tags: before rectification (整改前), after it (整改后), taken on a visit (走访).
 PHOTO_TAGS = ("before", "after", "visit")
 PHOTO_TAG_NAMES = {"before": "整改前", "after": "整改后", "visit": "走访"}
+#: Field records (:mod:`geodata.models.visit`): patrol 巡查, visit 走访, re-check 回头看.
+VISIT_KINDS = ("patrol", "visit", "recheck")
+#: Periods a visit rule counts in (Asia/Shanghai days and ISO weeks).
+RULE_PERIODS = ("day", "week")

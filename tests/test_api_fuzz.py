@@ -13,6 +13,7 @@ vector tiles on SpatiaLite).  Generation is derandomized, so a run is
 repeatable.
 """
 
+import uuid
 from datetime import date
 
 import pytest
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
 from geodata.models import Hazard, Photo
-from geodata.services import ledger
+from geodata.services import ledger, visits
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from geodata.workflow import TRANSITIONS
@@ -30,7 +31,7 @@ from tests.browser import demo_url  # noqa: F401
 from tests.ledger_helpers import ACTORS, build_park, image_bytes, lonlat
 from webmap import create_app
 
-WRITES = r"^/api/(hazards|photos|parks/\{code\}/(hazards|edits|dashboard))"
+WRITES = r"^/api/(hazards|photos|visits|me/|parks/\{code\}/(hazards|edits|dashboard|visits))"
 
 
 @pytest.fixture
@@ -56,6 +57,10 @@ def write_schema(db_url, engine, tmp_path):
         # a stored photo, for the generated photo downloads
         ledger.save_photo(session, hazard.id, image_bytes("JPEG", (64, 48)),
                           actor=ACTORS["admin"], directory=tmp_path / "data" / "photos")
+        # A stored visit, so the generated reads and photo uploads may find one.
+        visits.create_visit(session, park, actor=ACTORS["admin"], client_id_=str(uuid.uuid4()),
+                            kind="visit", occurred_at_="2025-12-01T09:00:00+08:00",
+                            point=shapely.Point(*lonlat("T-003")))
     app = create_app({"DATABASE_URL": db_url, "TESTING": True,
                       "DATA_DIR": str(tmp_path / "data")})
     schema_ = schemathesis.openapi.from_wsgi("/api/openapi.json", app)

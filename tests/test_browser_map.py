@@ -287,3 +287,39 @@ def test_hostile_text_renders_as_text(db_url, chrome, backend):  # noqa: F811
     finally:
         chrome.delete_all_cookies()
         server.stop()
+
+
+def test_field_work_layer_for_a_logged_in_user(live_server, chrome, demo_url):  # noqa: F811
+    from geodata.services import visits
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+
+    chrome.get(live_server.url + "/parks/FGKFQ/map")
+    wait_ready(chrome)
+    assert not any("Field work" in k for k in overlay_labels(chrome))  # not public
+    chrome.get_log("browser")
+    log_in(chrome, live_server.url, "inspector", "inspector-demo-2025", "/parks/FGKFQ/map")
+    wait_ready(chrome)
+    toggle(chrome, "Field work")
+    field = wait_for(chrome, "return gridmap.loads === 0 && gridmap.field")
+    engine = make_engine(demo_url)
+    try:
+        with session_scope(engine) as session:
+            layer = visits.field_layer(session, get_park(session, "FGKFQ"))
+    finally:
+        engine.dispose()
+    expected = {}
+    for f in layer["features"]:
+        expected[f["properties"]["layer"]] = expected.get(f["properties"]["layer"], 0) + 1
+    assert field == expected and expected["overdue_enterprise"] >= 2
+    names = {f["properties"]["name"] for f in layer["features"]
+             if f["properties"]["layer"] == "overdue_enterprise"}
+    shown = chrome.execute_script("""
+        var found = null;
+        gridmap.groups.field.eachLayer(function (g) {
+          g.eachLayer(function (l) { if (!found && l.getPopup()) { found = l; } });
+        });
+        found.openPopup();
+        return document.querySelector('.leaflet-popup-content h3').textContent;""")
+    assert shown in names
+    assert injected(chrome) == 0 and severe_console_errors(chrome) == []

@@ -19,6 +19,7 @@ import io
 import json
 import re
 import unicodedata
+import uuid
 
 import geopandas as gpd
 import pytest
@@ -29,8 +30,8 @@ from markupsafe import escape
 
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
-                            Hazard, Park, Photo, Supervision, User)
-from geodata.services import ledger, mapdata
+                            Hazard, Park, Photo, Supervision, User, Visit, VisitEvent)
+from geodata.services import ledger, mapdata, visits
 from geodata.services.grids import import_grids
 from geodata.services.parks import get_park
 from geodata.services.sites import import_enterprises
@@ -60,6 +61,8 @@ HOSTILE = {
     ("grid_edit_items", "code"): "V",
     ("users", "username"): "w", ("users", "display_name"): "x",
     ("api_tokens", "name"): "y",
+    ("visits", "actor"): "b", ("visits", "note"): "d", ("visits", "findings"): "k",
+    ("visit_events", "actor"): "v", ("visit_events", "note"): "z",
 }
 CODES = {"K", "V"}
 
@@ -90,21 +93,33 @@ CONTROLLED = {
     ("grid_lineage", "relation"): "an operation name",
     ("users", "role"): "CHECK constraint", ("users", "password_hash"): "scrypt hash",
     ("api_tokens", "token_hash"): "hex digest",
+    ("visits", "kind"): "CHECK constraint (patrol/visit/recheck)",
+    ("visits", "client_id"): "a UUID, normalised by the server",
+    ("visit_events", "action"): "an action name written by the server (log, photo)",
+    ("visit_rules", "kind"): "CHECK constraint", ("visit_rules", "period"): "CHECK constraint",
+    ("idempotency_keys", "key"): "1-64 of A-Za-z0-9_-, checked before use",
+    ("idempotency_keys", "method_path"): "method and path of a route that answered 2xx",
+    ("idempotency_keys", "request_hash"): "hex digest",
+    ("idempotency_keys", "response"): "JSON written by the server, only replayed as JSON",
 }
 
 #: Every GET route: how to request it, and what it answers.
 HTML_PAGES = {"views.index", "login", "maps.park_map", "maps.grid_page", "editor.edit_page",
-              "ledger_pages.dashboard", "ledger_pages.ledger_page"}
+              "ledger_pages.dashboard", "ledger_pages.ledger_page", "field.shell"}
 EXPORTS = {"ledger_pages.ledger_file"}
 JSON_ROUTES = {
     "views.healthz", "views.readyz", "api.openapi", "api.parks", "api.park", "api.coverage",
     "api.enterprises", "api.grids", "api.grid", "api.hazards", "api.hidden_units", "api.search",
     "api.summaries", "api.summary", "hazards_api.list_hazards", "hazards_api.get_hazard",
     "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state",
-    "hazards_api.list_photos"}
+    "hazards_api.list_photos", "visits_api.list_visits", "visits_api.get_visit",
+    "visits_api.history", "visits_api.worklist", "visits_api.due", "visits_api.layer",
+    "field.session_info", "field.manifest"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
                "hazards_api.dashboard", "edit_api.history", "edit_api.state",
-               "hazards_api.list_photos"}
+               "hazards_api.list_photos", "visits_api.list_visits", "visits_api.get_visit",
+               "visits_api.history", "visits_api.worklist", "visits_api.due",
+               "visits_api.layer", "field.session_info"}
 #: Photo files: images re-encoded by the server, behind a login, under a server-made name.
 PHOTOS = {"photos_api.photo", "photos_api.thumbnail"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
@@ -112,13 +127,14 @@ OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.col
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
 OGC_COLLECTIONS = ("parks", "grids", "enterprises", "hazards")
 BINARY = {"api.grid_tile"}  # Mapbox vector tiles: protobuf, never parsed as HTML
-ASSETS = {"static", "maps.vendor"}  # files of this app, no stored text
+#: Files of this app, no stored text (the field app's service worker and static files too).
+ASSETS = {"static", "maps.vendor", "field.static", "field.service_worker"}
 
 #: Tags each page must show (beyond the rest being correct): the page's own user text.
 PAGE_SHOWS = {
     "views.index": {"a"},
     "maps.park_map": {"a"},
-    "maps.grid_page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m"},
+    "maps.grid_page": {"a", "c", "e", "f", "g", "h", "i", "j", "K", "l", "m", "b", "d", "k"},
     "editor.edit_page": {"a"},
     "ledger_pages.dashboard": {"a", "c", "x"},
     "ledger_pages.ledger_page": {"a", "c", "e", "K", "l", "m", "p", "x"},
@@ -126,7 +142,7 @@ PAGE_SHOWS = {
 EXPORT_SHOWS = {"c", "e", "K", "l", "m", "p"}
 #: Tags the JSON API must return somewhere (events, photos, edits are only there).
 JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "r", "s", "t",
-              "u", "V"}
+              "u", "V", "b", "d", "k", "v", "z"}
 
 MARK = re.compile(r"⟦(.)(.*?)⟧", re.S)
 
@@ -187,6 +203,11 @@ def build_hostile(engine, payload, photo_dir):
         ledger.save_photo(session, closed.id, image_bytes("JPEG"),
                           actor=ledger.Actor(v["s"], "admin"), directory=photo_dir,
                           original_name=v["r"])
+        visit, _ = visits.create_visit(
+            session, park, actor=ledger.Actor("admin", "admin"), client_id_=str(uuid.uuid4()),
+            kind="recheck", hazard_id=closed.id, occurred_at_="2025-12-01T09:00:00+08:00",
+            point=ledger.parse_point(*lonlat((110, 190))))
+        session.add(VisitEvent(visit_id=visit.id, actor=v["v"], action="photo", note=v["z"]))
         t4 = session.execute(sa.select(Grid).where(Grid.code == "T-004")).scalar_one()
         edit = GridEdit(park_id=park.id, actor=v["t"], operation="draw", reason=v["u"],
                         park_version=park.version, problems="")
@@ -207,6 +228,7 @@ def build_hostile(engine, payload, photo_dir):
         session.execute(sa.update(User).values(
             username=sa.literal(v["w"]) + sa.cast(User.id, sa.String), display_name=v["x"]))
         session.execute(sa.update(ApiToken).values(name=v["y"]))
+        session.execute(sa.update(Visit).values(actor=v["b"], note=v["d"], findings=v["k"]))
         # the supervisor is the acting user (the API refuses another name): stored by SQL
         session.execute(sa.update(Supervision).values(supervisor=v["p"]))
     # SQL behind the services' back: the cached grid layers cannot see it (their stamp
@@ -296,8 +318,15 @@ def urls(endpoint, ids):
         "photos_api.photo": [{"photo_id": i} for i in ids["photos"]],
         "photos_api.thumbnail": [{"photo_id": i} for i in ids["photos"]],
         "edit_api.history": [{"code": code}], "edit_api.state": [{"code": code}],
+        "visits_api.list_visits": [{}, {"park": code}],
+        "visits_api.get_visit": [{"visit_id": i} for i in ids["visits"]],
+        "visits_api.history": [{"visit_id": i} for i in ids["visits"]],
+        "visits_api.worklist": [{"park": code}], "visits_api.due": [{"code": code}],
+        "visits_api.layer": [{"code": code}],
         "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
         "static": [{"filename": "gridmap.js"}],
+        "field.shell": [{}], "field.session_info": [{}], "field.manifest": [{}],
+        "field.service_worker": [{}], "field.static": [{"filename": "field.js"}],
         "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"},
                         {"package": "leaflet-geoman-free", "filename": "leaflet-geoman.min.js"}],
         "ogcapi.landing": [{}], "ogcapi.conformance": [{}], "ogcapi.collections": [{}],
@@ -327,6 +356,7 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
         ids = {"park": session.execute(sa.select(Park.code)).scalar_one(),
                "grids": session.execute(sa.select(Grid.code)).scalars().all(),
                "hazards": session.execute(sa.select(Hazard.id)).scalars().all(),
+               "visits": session.execute(sa.select(Visit.id)).scalars().all(),
                "tiles": [tile_of(*lonlat("T-001"))],
                "photos": session.execute(sa.select(Photo.id)).scalars().all()}
         ids["features"] = [("parks", ids["park"])] + [

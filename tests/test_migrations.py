@@ -156,3 +156,37 @@ def test_0004_photos_upgrade_with_tags_and_the_park_setting(fresh_url):
         assert park in (False, 0)
     finally:
         engine.dispose()
+
+
+def test_0004_photos_of_supervisions_survive_the_visits_migration(fresh_url):
+    """0005 copies hazard_photos on SQLite; supervision records keep their photo."""
+    engine = make_engine(fresh_url, create=True)
+    try:
+        schema.upgrade(engine, "0004")
+        with engine.begin() as conn:
+            for statement in ROWS_0001[:3]:
+                conn.exec_driver_sql(statement)
+            conn.exec_driver_sql(
+                "INSERT INTO hazard_photos (id, hazard_id, stored_name, original_name, "
+                "content_type, size, sha256, uploaded_by, uploaded_at) VALUES (7, 1, "
+                "'ab.jpg', '现场.jpg', 'image/jpeg', 10, 'ff', '老李', "
+                "'2025-01-20 08:00:00+00:00')")
+            conn.exec_driver_sql(
+                "INSERT INTO supervisions (hazard_id, supervisor, checked_at, outcome, note, "
+                "photo_id) VALUES (1, '老李', '2025-01-20 08:00:00+00:00', 'passed', '合格', 7)")
+        schema.upgrade(engine)
+        assert schema.current_revision(engine) == schema.head_revision()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT photo_id FROM supervisions")).scalar() == 7
+            photo = conn.execute(sa.text(
+                "SELECT id, hazard_id, visit_id, original_name FROM hazard_photos")).one()
+        assert tuple(photo) == (7, 1, None, "现场.jpg")
+        # The photo is still referenced: deleting it is refused, as before.
+        with pytest.raises(sa.exc.IntegrityError):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM hazard_photos")
+        with pytest.raises(sa.exc.IntegrityError):  # a photo of nothing
+            with engine.begin() as conn:
+                conn.exec_driver_sql("UPDATE hazard_photos SET hazard_id = NULL")
+    finally:
+        engine.dispose()

@@ -12,7 +12,7 @@ from flask import Blueprint, render_template, request, send_file
 
 from geodata.errors import ValidationError
 from geodata.ledger_export import COLUMNS, ledger_rows, to_csv, to_xlsx
-from geodata.services import ledger
+from geodata.services import ledger, visits
 from geodata.services.parks import get_park
 from geodata.services.photos import visible_photos
 from geodata.vocabulary import PHOTO_TAG_NAMES
@@ -48,14 +48,15 @@ def _filters():
 
 @bp.get("/parks/<code>/dashboard")
 def dashboard(code):
-    """Counts by state, level, grid and month; closure and overdue; the three 100% rates."""
+    """Hazard counts, closure, overdue, the three 100% rates and this week's visit coverage."""
     user, redirect = login_page_or_user()
     if redirect:
         return redirect
     session = get_session()
-    figures = ledger.dashboard(session, get_park(session, code))
+    park = get_park(session, code)
+    figures = ledger.dashboard(session, park)
     return render_template("dashboard.html", d=figures, states=STATE_NAMES,
-                           escalations=ESCALATION_NAMES)
+                           escalations=ESCALATION_NAMES, cov=visits.coverage(session, park))
 
 
 @bp.get("/parks/<code>/ledger")

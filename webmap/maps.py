@@ -30,7 +30,7 @@ from flask_wtf.csrf import generate_csrf
 from folium.plugins import MarkerCluster
 from jinja2.utils import htmlsafe_json_dumps
 
-from geodata.services import mapdata
+from geodata.services import mapdata, visits
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, park_boundary
 from geodata.services.photos import visible_photos
@@ -57,6 +57,7 @@ LAYERS = {
     "hidden": "厂中厂/园中园 Hidden units",
     "hazards": "未销号隐患 Open hazards",
     "coverage": "覆盖问题 Coverage problems",
+    "field": "走访巡查 Field work: overdue visits, no patrol today",
 }
 
 #: Choropleth classes of open hazards per grid: (lowest count, colour, label).
@@ -154,11 +155,12 @@ class Verbatim(folium.Element):
         return self.html
 
 
-def build_map(park, overview, tiles="none"):
+def build_map(park, overview, tiles="none", field=False):
     """Build the folium map of a park; return ``(folium.Map, layer variable names)``.
 
     The boundary (EPSG:4326, holes kept) is drawn from its geometry alone;
-    every other layer is an empty group that ``gridmap.js`` fills.
+    every other layer is an empty group that ``gridmap.js`` fills.  ``field``
+    adds the field-work layer (logged-in users only: visits are not public).
     """
     boundary = park_boundary(park)
     minx, miny, maxx, maxy = boundary.bounds
@@ -190,6 +192,8 @@ def build_map(park, overview, tiles="none"):
     groups["hazards"] = cluster.add_to(m)
     if mapdata.coverage_available():
         groups["coverage"] = folium.FeatureGroup(name=LAYERS["coverage"], show=False).add_to(m)
+    if field:
+        groups["field"] = folium.FeatureGroup(name=LAYERS["field"], show=False).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     if not big:  # a big park opens at zoom 16 on its centre, not with every grid in view
         m.fit_bounds([[miny, minx], [maxy, maxx]])
@@ -203,9 +207,9 @@ def park_map(code):
     park = get_park(session, code)
     overview = mapdata.park_overview(session, park, today())
     tiles = current_app.config["GRIDMAP"].tiles
-    m, layers = build_map(park, overview, tiles)
-    figure = m.get_root()
     user = g.get("user")
+    m, layers = build_map(park, overview, tiles, field=user is not None)
+    figure = m.get_root()
     can_log = user is not None and user.role in PERMISSIONS["create"]
     config = {
         "map": m.get_name(), "layers": layers, "park": park.code,
@@ -218,6 +222,7 @@ def park_map(code):
         "canLog": can_log,
         "hazardsApi": url_for("hazards_api.create_hazard", code=park.code),
         "hazardApi": url_for("hazards_api.list_hazards") + "/",
+        "fieldApi": url_for("visits_api.layer", code=park.code) if user is not None else None,
         "states": STATE_NAMES, "escalations": ESCALATION_NAMES, "photoTags": PHOTO_TAG_NAMES,
         "today": today().isoformat(),
         # photo uploads are multipart: a browser session sends its CSRF token
@@ -237,15 +242,21 @@ def park_map(code):
 
 @bp.get("/parks/<code>/grids/<grid_code>")
 def grid_page(code, grid_code):
-    """One grid: its staff, enterprises (hidden units marked) and hazard table.
+    """One grid: its staff, enterprises (hidden units marked), hazards and visits.
 
-    A logged-in user also sees the thumbnails of the hazards' photos they may
-    see (:func:`geodata.services.photos.visible_photos`); anonymous visitors none.
+    A logged-in user also sees the grid's latest visits and the thumbnails of
+    the hazards' photos they may see
+    (:func:`geodata.services.photos.visible_photos`); anonymous visitors neither.
     """
     session = get_session()
-    data = mapdata.grid_page(session, get_park(session, code), grid_code, today())
-    photos = {}
+    park = get_park(session, code)
+    data = mapdata.grid_page(session, park, grid_code, today())
+    photos, field = {}, None
     if g.get("user") is not None:
         photos = visible_photos(session, [h["id"] for h in data["hazards"]],
                                 current_actor(session))
-    return render_template("grid.html", **data, photos=photos, tag_names=PHOTO_TAG_NAMES)
+        rows, total = visits.list_visits(session, park=park, grid=data["grid"]["code"],
+                                         limit=50)
+        field = {"total": total, "visits": visits.visit_dicts(session, rows)}
+    return render_template("grid.html", **data, field=field, photos=photos,
+                           tag_names=PHOTO_TAG_NAMES)

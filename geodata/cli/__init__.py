@@ -8,14 +8,14 @@ Modules: :mod:`~geodata.cli.database` (``init-db``, ``demo``),
 :mod:`~geodata.cli.layers` (``import``, ``export``), :mod:`~geodata.cli.check`
 (``check``, ``hidden-units``), :mod:`~geodata.cli.serve`,
 :mod:`~geodata.cli.hazards`, :mod:`~geodata.cli.users`,
-:mod:`~geodata.cli.parks` (``parks set``) and :mod:`~geodata.cli.edit`
-(``edit ...``, ``propose-grids``, ``import grids --diff|--apply``); shared parts
-in :mod:`~geodata.cli.context`.
+:mod:`~geodata.cli.parks` (``parks set``), :mod:`~geodata.cli.edit` (``edit ...``,
+``propose-grids``, ``import grids --diff|--apply``) and :mod:`~geodata.cli.visits`
+(``visits ...``); shared parts in :mod:`~geodata.cli.context`.
 """
 
 import click
 
-from geodata.cli import check, database, edit, hazards, layers, parks, serve, users
+from geodata.cli import check, database, edit, hazards, layers, parks, serve, users, visits
 from geodata.cli.context import ErrorExitGroup, make_context
 
 
@@ -34,6 +34,6 @@ def main(ctx, database_url, debug):
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (database, layers, check, serve, hazards, users, edit, parks):
+for _module in (database, layers, check, serve, hazards, users, edit, parks, visits):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -19,11 +19,7 @@ from sqlalchemy import (CheckConstraint, DateTime, Float, ForeignKey, Integer, S
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from geodata.models.base import Base, geometry_column
-
-#: Kinds of field record: 巡查, 走访, 回头看.
-VISIT_KINDS = ("patrol", "visit", "recheck")
-#: Periods a rule counts visits in (Asia/Shanghai days and ISO weeks).
-RULE_PERIODS = ("day", "week")
+from geodata.vocabulary import RULE_PERIODS, VISIT_KINDS  # noqa: F401  (re-exported)
 
 
 def _utcnow():

@@ -6,14 +6,16 @@ import geopandas as gpd
 import sqlalchemy as sa
 
 from geodata.crs import STORAGE_SRID
-from geodata.demo import PARK_CODE, build_demo_park, summary
+from geodata.demo import DEFAULT_SEED, PARK_CODE, build_demo_park, summary
 from geodata.models import Park
+from geodata.periods import local_today
 from geodata.services.grids import import_grids
 from geodata.services.hazards import import_hazards
 from geodata.services.parks import import_parks
 from geodata.services.sites import import_enterprises
 from geodata.services.staff import import_staff
 from geodata.services.users import create_demo_accounts
+from geodata.services.visits import load_demo_field_work
 from geodata.storage import session_scope
 
 
@@ -43,7 +45,11 @@ def load_demo(engine, seed=None, today=None):
         import_hazards(session, park, demo.hazards, file="demo")
         # One account per role; passwords in docs/ledger.md (demo only).
         create_demo_accounts(session)
-    counts = summary(demo)
+        # Cadre links, patrol rules and a month of visits (docs/field.md).
+        # (in Asia/Shanghai days unless ``today`` is given: visits are counted there)
+        field = load_demo_field_work(session, park, today=today or local_today(),
+                                     seed=options.get("seed", DEFAULT_SEED))
+    counts = {**summary(demo), **field}
     return (f"loaded demo park {PARK_CODE} ({demo.park['name']}): "
             + ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, int)))
 

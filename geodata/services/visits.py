@@ -22,7 +22,8 @@ Schedules
     * ``patrol`` (巡查): no default.  An enterprise rule (e.g. 2 per day,
       每日2次巡查) is met by anyone's patrols at that enterprise; a park rule
       applies to every linked enterprise.
-    * ``recheck`` (回头看): a closed hazard is due for a re-check
+    * ``recheck`` (回头看): a closed hazard that was rectified against a
+      deadline (整改, not fixed on the spot) is due for a re-check
       ``after_days`` (default :data:`DEFAULT_RECHECK_DAYS`) local days after
       the day it was closed, until a ``recheck`` visit naming the hazard is
       logged after the closing.  A park rule sets the delay; an enterprise
@@ -46,15 +47,15 @@ import math
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import shapely
 import sqlalchemy as sa
 
 from geodata import domains, periods
 from geodata.errors import ConflictError, NotFoundError, ValidationError
-from geodata.models import (Enterprise, EnterpriseLink, Grid, Hazard, Park, Photo, User, Visit,
-                            VisitEvent, VisitRule)
+from geodata.models import (Enterprise, EnterpriseLink, Grid, Hazard, HazardEvent, Park, Photo,
+                            User, Visit, VisitEvent, VisitRule)
 from geodata.models.base import to_element, to_shapes
 from geodata.services.hazards import locate
 from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, hazard_dicts, store_photo)
@@ -603,13 +604,22 @@ def _recheck_days(session, park):
 def rechecks_due(session, park, *, today=None, grid_ids=None):
     """Return closed hazards due for a re-check (回头看) on ``today``, longest waiting first.
 
+    Only hazards that were rectified against a deadline count (one fixed
+    on the spot, 立行立改, has nothing to relapse into a rectification).
     ``grid_ids`` (a set) keeps only hazards in those grids.
     """
     today = today or periods.local_today()
     days = _recheck_days(session, park)
-    hazards = session.execute(sa.select(Hazard).where(
+    # An imported ledger may have no closed_at: its last closing event says when.
+    closing = (sa.select(HazardEvent.hazard_id, sa.func.max(HazardEvent.at).label("at"))
+               .where(HazardEvent.to_status == "closed").group_by(HazardEvent.hazard_id)
+               .subquery())
+    rows = session.execute(sa.select(Hazard, closing.c.at).outerjoin(
+        closing, closing.c.hazard_id == Hazard.id).where(
         Hazard.park_id == park.id, Hazard.status == "closed",
-        Hazard.closed_at.is_not(None))).scalars().all()
+        Hazard.deadline.is_not(None))).all()
+    closed_at = {h.id: _utc(h.closed_at or at) for h, at in rows if (h.closed_at or at)}
+    hazards = [h for h, _at in rows if h.id in closed_at]
     if grid_ids is not None:
         hazards = [h for h in hazards if h.grid_id in grid_ids]
     checked = defaultdict(list)
@@ -619,7 +629,7 @@ def rechecks_due(session, park, *, today=None, grid_ids=None):
             checked[hid].append(_utc(when))
     out = []
     for h in hazards:
-        closed = _utc(h.closed_at)
+        closed = closed_at[h.id]
         due_on = periods.local_date(closed) + timedelta(
             days=days.get(h.enterprise_id, days[None]))
         if due_on > today or any(w >= closed for w in checked[h.id]):
@@ -779,3 +789,94 @@ def field_layer(session, park, *, today=None):
                   "properties": {"layer": "no_patrol_today", "code": g.code, "name": g.name}}
                  for g, shape in zip(grids, to_shapes([g.geom for g in grids]))]
     return {"type": "FeatureCollection", "today": today.isoformat(), "features": features}
+
+
+def load_demo_field_work(session, park, *, today, seed, now=None):
+    """Give ``park`` cadre links, patrol rules and a past month of field work; return counts.
+
+    Deterministic for a ``seed``.  The demo accounts ``inspector`` (5
+    enterprises) and ``supervisor`` (4) are linked cadres (每名干部包联2—5家企业)
+    who visit weekly but miss some weeks (one link each missed last week and this one, so
+    something is due); three dyeing works (印染, chemicals and boilers) with the most
+    employees are patrolled twice a day (每日2次巡查), missing a few rounds;
+    half of the hazards closed over 30 days ago were re-checked (回头看).
+    Nothing is dated after ``now`` (default: the clock).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    now = now or datetime.now(timezone.utc)
+    users = {u.username: u for u in session.execute(sa.select(User).where(
+        User.username.in_(("inspector", "supervisor")))).scalars()}
+    ents = session.execute(sa.select(Enterprise).where(
+        Enterprise.park_id == park.id, Enterprise.host_id.is_(None),
+        Enterprise.grid_id.is_not(None)).order_by(Enterprise.credit_code)).scalars().all()
+    picked = [ents[i] for i in rng.choice(len(ents), size=9, replace=False)]
+    since = datetime.combine(today - timedelta(days=60), datetime.min.time(), timezone.utc)
+    cadres = [("inspector", picked[:5]), ("supervisor", picked[5:])]
+    for name, mine in cadres:
+        for ent in mine:
+            session.add(EnterpriseLink(user_id=users[name].id, enterprise_id=ent.id,
+                                       created_at=since))
+    patrolled = sorted(ents, key=lambda e: (e.industry != "纺织印染", -(e.employees or 0),
+                                            e.credit_code))[:3]
+    for ent in patrolled:
+        session.add(VisitRule(park_id=park.id, enterprise_id=ent.id, kind="patrol",
+                              period="day", times=2, created_at=since))
+    spots = dict(zip([e.id for e in ents], shapely.point_on_surface(
+        to_shapes([e.site for e in ents]))))
+    planned = []  # (kind, user, enterprise, local datetime, hazard id, note)
+    this_week = periods.iso_week(today)
+    weeks = [periods.iso_week(today - timedelta(days=7 * k)) for k in range(4, -1, -1)]
+    for name, mine in cadres:
+        for i, ent in enumerate(mine):
+            for week in weeks:
+                # Each cadre's first link missed last week and this one: it is due.
+                missed = rng.random() < 0.15 or (
+                    i < 1 and week in (this_week, periods.previous_period(this_week, "week")))
+                if missed:
+                    continue
+                monday = periods.week_bounds(week)[0]
+                day = monday + timedelta(days=int(rng.integers(0, 5)))
+                planned.append(("visit", name, ent, day, int(rng.integers(9 * 60, 17 * 60)),
+                                None, "走访：了解生产经营和安全生产情况"))
+    for ent in patrolled:
+        for back in range(28, -1, -1):
+            day = today - timedelta(days=back)
+            for minute in (8 * 60 + 30, 16 * 60 + 30):
+                if rng.random() < 0.08:
+                    continue
+                planned.append(("patrol", "inspector", ent, day,
+                                minute + int(rng.integers(-20, 20)), None, "巡查：消防通道、动火作业"))
+    for item in rechecks_due(session, park, today=today):
+        if rng.random() < 0.5:
+            hazard = session.get(Hazard, item["id"])
+            day = date.fromisoformat(item["recheck_due_on"]) + timedelta(
+                days=int(rng.integers(0, 5)))
+            ent = session.get(Enterprise, hazard.enterprise_id) if hazard.enterprise_id else None
+            planned.append(("recheck", "supervisor", ent, min(day, today),
+                            int(rng.integers(9 * 60, 17 * 60)), hazard, "回头看：整改未反弹"))
+    count = Counter()
+    for kind, name, ent, day, minute, hazard, note in planned:
+        local = datetime.combine(day, datetime.min.time(), periods.ZONE) + timedelta(
+            minutes=minute)
+        when = local.astimezone(timezone.utc)
+        if when > now:
+            continue
+        point = spots[ent.id] if ent is not None and ent.id in spots else to_shapes(
+            [hazard.location])[0]
+        visit = Visit(park_id=park.id, grid_id=ent.grid_id if ent is not None else hazard.grid_id,
+                      enterprise_id=ent.id if ent is not None else None,
+                      hazard_id=hazard.id if hazard is not None else None,
+                      user_id=users[name].id, actor=name, kind=kind, occurred_at=when,
+                      recorded_at=when + timedelta(minutes=int(rng.integers(1, 90))),
+                      location=to_element(point), accuracy_m=float(rng.integers(3, 30)),
+                      note=note, findings="",
+                      client_id=str(uuid.UUID(bytes=rng.bytes(16), version=4)))
+        visit.events.append(VisitEvent(actor=name, action="log", note=note,
+                                       at=visit.recorded_at))
+        session.add(visit)
+        count[kind] += 1
+    session.flush()
+    return {"links": len(picked), "patrol_rules": len(patrolled),
+            **{f"{k}s": v for k, v in sorted(count.items())}}

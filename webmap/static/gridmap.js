@@ -350,6 +350,53 @@ document.addEventListener('DOMContentLoaded', function () {
     });
   }
 
+  var fieldLoaded = false;
+
+  function fieldPopup(p) {
+    var box = el('div', null, 'gm-popup');
+    box.appendChild(el('h3', p.name));
+    box.appendChild(el('p', p.credit_code));
+    var list = el('ul');
+    (p.due || []).forEach(function (d) {
+      // e.g. 走访 2025-W47: 0/1 (inspector)
+      list.appendChild(el('li', d.kind_name + ' ' + d.previous + ': ' + d.previous_done + '/' +
+                                d.times + (d.user ? ' (' + d.user + ')' : '')));
+    });
+    box.appendChild(list);
+    return box;
+  }
+
+  // Enterprises overdue for a visit (orange) and grids without a patrol today (dashed, not
+  // clickable, so grid popups stay reachable).  Logged-in users only.
+  function loadField() {
+    if (!groups.field || fieldLoaded || !map.hasLayer(groups.field) || !cfg.fieldApi) {
+      return Promise.resolve();
+    }
+    fieldLoaded = true;
+    return fetchJSON(cfg.fieldApi).then(function (fc) {
+      L.geoJSON(fc, {
+        filter: function (f) { return f.properties.layer === 'no_patrol_today'; },
+        interactive: false,
+        style: {color: '#6a1b9a', weight: 2, dashArray: '6 4', fill: false}
+      }).addTo(groups.field);
+      L.geoJSON(fc, {
+        filter: function (f) { return f.properties.layer === 'overdue_enterprise'; },
+        style: {color: '#e65100', weight: 2, fillColor: '#ff9800', fillOpacity: 0.6},
+        pointToLayer: function (_f, latlng) {
+          return L.circleMarker(latlng, {radius: 7, color: '#e65100', fillColor: '#ff9800',
+                                         fillOpacity: 0.8});
+        },
+        onEachFeature: function (f, layer) {
+          layer.bindPopup(function () { return fieldPopup(f.properties); });
+        }
+      }).addTo(groups.field);
+      state.field = {};
+      fc.features.forEach(function (f) {
+        state.field[f.properties.layer] = (state.field[f.properties.layer] || 0) + 1;
+      });
+    });
+  }
+
   function refresh(force) {
     state.scheduled = false;
     // small pans (a popup's auto-pan, say) inside the area already fetched reload nothing
@@ -366,6 +413,7 @@ document.addEventListener('DOMContentLoaded', function () {
     if (map.hasLayer(groups.enterprises) || map.hasLayer(groups.hidden)) { jobs.push(loadSites(g)); }
     if (map.hasLayer(groups.hazards)) { jobs.push(loadHazards(g)); }
     jobs.push(loadCoverage());
+    jobs.push(loadField());
     return Promise.all(jobs).then(function () {
       if (g === state.generation) {
         if (!state.ready) { state.readyAt = performance.now(); }
