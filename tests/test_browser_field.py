@@ -457,6 +457,7 @@ def test_stale_transition_is_shown_and_the_desk_change_stands(park, server, phon
 
 
 def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
+    """Work list, map and writes of a grid member, on the API and the phone; a shared phone."""
     engine = park["engine"]
     tokens = park["tokens"]
     made = {}
@@ -502,3 +503,18 @@ def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
     assert rows(engine, sa.select(Hazard.description).where(
         Hazard.description == "本网格上报"))
     assert count(engine, Hazard) == before + 1
+
+    # a shared phone: what the member captured is sent only by the member's session
+    phone.network.offline()
+    log_hazard(phone, server, "交班前记录", [], lonlat("T-003"))
+    d.execute_cdp_cmd("Network.clearBrowserCookies", {})  # the member's session ends
+    phone.network.online()
+    wait(d, lambda d: js(d, "return gridfield.loggedOut === true"))
+    login(phone, server, "inspector")
+    syncs = js(d, "return gridfield.syncs")
+    wait(d, lambda d: js(d, "return gridfield.syncs") >= syncs + 3)
+    waiting = [i for i in queue(phone) if (i["body"] or {}).get("description") == "交班前记录"]
+    assert waiting and waiting[0]["state"] == "pending" and waiting[0]["attempts"] == 0
+    assert count(engine, Hazard) == before + 1
+    tab(phone, "queue")
+    assert "由 member 记录" in d.find_element(By.ID, "fm-queue").text

@@ -180,10 +180,15 @@
 
   let seq = Date.now();
 
+  function userName() {
+    return ((app.session || {}).user || {}).name || null;
+  }
+
   async function enqueue(kind, fields) {
-    const item = {id: uuid(), seq: seq++, kind, park: app.park, state: "pending", attempts: 0,
-                  nextAt: 0, error: null, serverId: null, createdAt: new Date().toISOString(),
-                  ...fields};
+    // The item remembers who captured it: on a shared phone, only they may send it.
+    const item = {id: uuid(), seq: seq++, kind, park: app.park, user: userName(),
+                  state: "pending", attempts: 0, nextAt: 0, error: null, serverId: null,
+                  createdAt: new Date().toISOString(), ...fields};
     await queuePut(item);
     return item;
   }
@@ -293,7 +298,8 @@
         let progress = true;
         while (progress) {  // a parent that syncs lets its photos go in the same pass
           progress = false;
-          const items = (await queueAll()).filter((i) => i.state === "pending")
+          const items = (await queueAll())
+            .filter((i) => i.state === "pending" && i.user === userName())
             .sort((a, b) => a.seq - b.seq);
           for (const item of items) {
             if (item.nextAt > Date.now() || app.loggedOut) {
@@ -696,6 +702,9 @@
         img.onload = () => URL.revokeObjectURL(img.src);
         thumbs.append(img);
         li.append(thumbs);
+      }
+      if (item.user !== userName()) {
+        li.append(el("div", `由 ${item.user} 记录：${item.user} 登录后才会上传`, "fm-meta"));
       }
       if (item.error && item.state !== "pending") {
         const lead = item.state === "conflict" ?
