@@ -350,3 +350,16 @@ def test_the_loser_of_a_key_race_is_rolled_back_and_replays(api, engine, monkeyp
     monkeypatch.undo()
     replay = log(api, body=body, key="race-2")
     assert replay.json == first.json and table_counts(engine) == before
+
+
+def test_old_idempotency_keys_are_pruned(api, engine, runner):  # noqa: F811
+    assert log(api, key="old").status_code == 201
+    assert log(api, key="new").status_code == 201
+    with session_scope(engine, write=True) as session:
+        session.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.key == "old")
+                        .values(created_at=datetime(2020, 1, 1, tzinfo=timezone.utc)))
+    result = runner("prune-idempotency-keys", "--days", "30")
+    assert result.exit_code == 0 and "deleted 1 " in result.output
+    with session_scope(engine) as session:
+        assert session.execute(sa.select(IdempotencyRecord.key)).scalars().all() == ["new"]
+    assert runner("prune-idempotency-keys", "--days", "0").exit_code == 2

@@ -1,4 +1,4 @@
-"""``gridmap init-db``, ``gridmap demo`` and ``gridmap info``: the database itself."""
+"""``gridmap init-db``, ``demo``, ``info`` and ``prune-idempotency-keys``: the database itself."""
 
 import json
 import sys
@@ -72,4 +72,21 @@ def info(obj, fmt):
         sys.exit(2)
 
 
-COMMANDS = (init_db, demo, info)
+@click.command("prune-idempotency-keys")
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="Keep the answers of the last DAYS days.")
+@pass_context
+def prune_idempotency_keys(obj, days):
+    """Delete stored Idempotency-Key answers older than --days (a retry after that is new)."""
+    from datetime import datetime, timedelta, timezone
+
+    from geodata.services import idempotency
+    from geodata.storage import session_scope
+
+    cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+    with session_scope(obj.ready_engine(), write=True) as session:
+        count = idempotency.prune(session, cutoff)
+    click.echo(f"deleted {count} idempotency keys older than {days} days")
+
+
+COMMANDS = (init_db, demo, info, prune_idempotency_keys)

@@ -12,7 +12,9 @@ stored or neither is.  A retry by the same user with the same key:
 
 Keys are per user: another user's request with the same key is a new
 request.  Only successful answers are stored; a refused request wrote
-nothing and may be retried as it is.  Two requests racing with one key are
+nothing and may be retried as it is.  Stored answers are kept until
+:func:`prune` (``gridmap prune-idempotency-keys``) removes old ones: a phone's
+queue retries within hours or days, so 30 days is plenty.  Two requests racing with one key are
 settled by ``UNIQUE(user_id, key)``: the loser's transaction is rolled back
 and it answers with the winner's stored response.
 """
@@ -82,3 +84,10 @@ def remember(session, user_id, key, method_path, digest, status, body, headers):
         status=status, response=json.dumps({"body": body, "headers": kept},
                                            ensure_ascii=False)))
     session.flush()
+
+
+def prune(session, older_than):
+    """Delete stored answers created before ``older_than`` (aware datetime); return how many."""
+    result = session.execute(sa.delete(IdempotencyRecord).where(
+        IdempotencyRecord.created_at < older_than))
+    return result.rowcount
