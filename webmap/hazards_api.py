@@ -33,6 +33,7 @@ from wtforms.validators import ValidationError as CSRFValidationError
 from geodata import domains
 from geodata.errors import BadRequestError, GridmapError, ValidationError
 from geodata.geometry import parse_json
+from geodata.photos import prepare
 from geodata.services import ledger, photos
 from geodata.services.parks import get_park
 from webmap.api import parse_int
@@ -234,8 +235,10 @@ def upload_photo(hazard_id):
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
-    tag = request.form.get("tag")
-    data = upload.read()
+    tag = photos.photo_tag(request.form.get("tag"))
+    # Decoded and re-encoded before the write transaction: it can take a second, and
+    # SQLite's single write lock would be held meanwhile.
+    data = prepare(upload.read())
     session = _writer()
     photo = _commit_or_rollback(session, lambda: ledger.save_photo(
         session, hazard_id, data, actor=actor,

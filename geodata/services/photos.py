@@ -18,7 +18,7 @@ from geodata import domains
 from geodata.errors import GridmapError, NotFoundError, ValidationError
 from geodata.files import write_on_commit
 from geodata.models import Hazard, Photo
-from geodata.photos import prepare
+from geodata.photos import Prepared, prepare
 from geodata.services.ledger import _check_grid_limit
 from geodata.vocabulary import PHOTO_TAG_NAMES, PHOTO_TAGS
 from geodata.workflow import require
@@ -57,6 +57,10 @@ def new_photo(session, data, *, tag, uploaded_by, directory, original_name="", *
     rollback leaves no file and no row.  ``size`` and ``sha256`` describe the
     stored file (the download's ETag), not the upload.
 
+    ``data`` is the uploaded bytes, or their :class:`~geodata.photos.Prepared`
+    form made before the write transaction began: decoding and re-encoding a
+    large photo takes up to a second, and SQLite has a single writer.
+
     Raises
     ------
     ValidationError
@@ -65,7 +69,7 @@ def new_photo(session, data, *, tag, uploaded_by, directory, original_name="", *
     """
     tag = photo_tag(tag)
     original_name = domains.text(original_name, "filename", kind="name") or ""
-    prepared = prepare(data)
+    prepared = data if isinstance(data, Prepared) else prepare(data)
     name = secrets.token_hex(16)
     photo = Photo(stored_name=name + prepared.extension,
                   thumbnail_name=f"{name}.thumb{prepared.extension}",
