@@ -252,20 +252,33 @@ def test_photo_of_a_visit_follows_the_visits_grid(api):
     assert refused.status_code == 403 and refused.json["error"]["code"] == "outside_your_grids"
 
 
-def test_missing_files_are_404_not_500(api, engine, tmp_path):
+def test_photo_stored_before_0006_is_cleaned_as_it_is_sent(api, engine, tmp_path):
+    # Before revision 0006 the upload itself was stored, EXIF and GPS included, with no
+    # thumbnail: the routes send it re-encoded, never as stored.
     hid = api.create().json["id"]
     photo = upload(api, hid).json
+    raw = phone_jpeg()
     with session_scope(engine, write=True) as session:
         row = session.get(Photo, photo["id"])
-        (tmp_path / "data" / "photos" / row.thumbnail_name).unlink()
-        row.thumbnail_name = None  # as a photo stored before revision 0006
-    got = fetch(api, photo["thumbnail_url"])
-    assert got.status_code == 404 and got.json["error"]["code"] == "thumbnail_missing"
+        folder = tmp_path / "data" / "photos"
+        (folder / row.thumbnail_name).unlink()
+        (folder / row.stored_name).write_bytes(raw)
+        row.thumbnail_name = row.width = row.height = None
+        stored_name = row.stored_name
     listed = fetch(api, f"/api/hazards/{hid}/photos").json["photos"]
-    assert listed[0]["thumbnail_url"] is None
-    (tmp_path / "data" / "photos" / row.stored_name).unlink()
-    got = fetch(api, photo["url"])
-    assert got.status_code == 404 and got.json["error"]["code"] == "photo_file_missing"
+    assert listed[0]["thumbnail_url"] == photo["thumbnail_url"]
+    for url, size in ((photo["url"], (200, 400)), (photo["thumbnail_url"], (160, 320))):
+        got = fetch(api, url)
+        assert got.status_code == 200 and got.mimetype == "image/jpeg"
+        assert app_segments(got.data) == [0xE0] and b"PhoneMaker" not in got.data
+        with Image.open(io.BytesIO(got.data)) as image:
+            assert image.size == size
+        again = fetch(api, url, headers={"If-None-Match": got.headers["ETag"]})
+        assert again.status_code == 304
+    (folder / stored_name).unlink()
+    for url in (photo["url"], photo["thumbnail_url"]):
+        got = fetch(api, url)
+        assert got.status_code == 404 and got.json["error"]["code"] == "photo_file_missing"
 
 
 def _park_setting(engine):

@@ -35,6 +35,7 @@ from wtforms.validators import ValidationError as CSRFValidationError
 from geodata import domains
 from geodata.errors import BadRequestError, GridmapError, ValidationError
 from geodata.geometry import parse_json
+from geodata.photos import prepare
 from geodata.services import ledger, photos
 from geodata.services.parks import get_park
 from webmap.api import parse_int
@@ -231,18 +232,21 @@ def upload_photo(hazard_id):
     another site); API tokens need none.
     """
     actor, data, filename = read_photo_upload()
+    tag = photos.photo_tag(request.form.get("tag"))
     session = _writer()
     photo = _commit_or_rollback(session, lambda: ledger.save_photo(
         session, hazard_id, data, actor=actor,
-        directory=current_app.config["GRIDMAP"].photo_dir, original_name=filename,
-        tag=request.form.get("tag")))
+        directory=current_app.config["GRIDMAP"].photo_dir, original_name=filename, tag=tag))
     return photo_response(photo)
 
 
 def read_photo_upload():
-    """Return ``(actor, bytes, file name)`` of the multipart field ``photo``.
+    """Return ``(actor, prepared photo, file name)`` of the multipart field ``photo``.
 
-    Checks the role (create) and, for a browser session, the CSRF token.
+    Checks the role (create) and, for a browser session, the CSRF token; the
+    image is decoded and re-encoded (:func:`geodata.photos.prepare`) here,
+    before any write transaction: it can take a second, and SQLite's single
+    write lock would be held meanwhile.
     """
     session = get_session()
     actor = current_actor(session, "create")
@@ -255,7 +259,7 @@ def read_photo_upload():
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
-    return actor, upload.read(), (upload.filename or "")[:200]
+    return actor, prepare(upload.read()), (upload.filename or "")[:200]
 
 
 def photo_response(photo):

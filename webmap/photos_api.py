@@ -12,6 +12,8 @@ the uploader's name never reaches a header), ``X-Content-Type-Options:
 nosniff``, ``Cache-Control: private, no-cache`` (shared caches keep nothing;
 the browser revalidates, so access is checked on every view) and an ``ETag``
 from the stored file's SHA-256: ``If-None-Match`` gives 304 without the body.
+A photo stored before revision 0006 (the upload itself) is cleaned as it is
+sent (:func:`geodata.services.photos.photo_content`).
 """
 
 from flask import Blueprint, current_app, request, url_for
@@ -33,8 +35,7 @@ def photo_json(photo):
             "width": photo.width, "height": photo.height, "original_name": photo.original_name,
             "uploaded_by": photo.uploaded_by, "uploaded_at": photo.uploaded_at.isoformat(),
             "url": url_for("photos_api.photo", photo_id=photo.id),
-            "thumbnail_url": url_for("photos_api.thumbnail", photo_id=photo.id)
-            if photo.thumbnail_name else None}
+            "thumbnail_url": url_for("photos_api.thumbnail", photo_id=photo.id)}
 
 
 def _send(photo_id, thumbnail):
@@ -42,16 +43,17 @@ def _send(photo_id, thumbnail):
     actor = current_actor(session, "read")
     photo = photos.get_photo(session, photo_id)
     photos.photo_access(session, photo, actor)
-    path = photos.photo_file(photo, current_app.config["GRIDMAP"].photo_dir, thumbnail=thumbnail)
-    # A thumbnail is made once, from the photo, when it is stored: the photo's digest
-    # identifies it as well.
-    kind = "image/jpeg" if thumbnail else photo.content_type
-    name = f"photo-{photo.id}{'-thumbnail' if thumbnail else ''}{_EXTENSIONS.get(kind, '')}"
-    # Read whole (at most a few MB, capped by MAX_SIDE) rather than streamed: no file
+    # Whole bytes (at most a few MB, capped by MAX_SIDE) rather than a stream: no file
     # handle outlives the request, whatever the client does with the answer.
-    response = current_app.response_class(path.read_bytes(), mimetype=kind)
+    data, kind = photos.photo_content(photo, current_app.config["GRIDMAP"].photo_dir,
+                                      thumbnail=thumbnail)
+    name = f"photo-{photo.id}{'-thumbnail' if thumbnail else ''}{_EXTENSIONS.get(kind, '')}"
+    response = current_app.response_class(data, mimetype=kind)
     response.headers["Content-Disposition"] = f"inline; filename={name}"
-    response.set_etag(f"{photo.sha256}{'-thumbnail' if thumbnail else ''}")
+    # The thumbnail is made from the photo once (or, for an old photo, the same way on
+    # every request): the photo's digest identifies it as well.
+    variant = ("-thumbnail" if thumbnail else "") + ("-clean" if not photo.thumbnail_name else "")
+    response.set_etag(photo.sha256 + variant)
     response.make_conditional(request)
     response.headers["Cache-Control"] = "private, no-cache"
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -325,6 +325,9 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
 def save_photo(session, hazard_id, data, *, actor, directory, original_name="", tag=None):
     """Store a JPEG or PNG photo of a hazard under ``directory``; return the Photo row.
 
+    ``data`` is the uploaded bytes or their :class:`~geodata.photos.Prepared`
+    form (see :func:`geodata.services.photos.new_photo`).
+
     Role and grid limit are checked first; then
     :func:`geodata.services.photos.new_photo` checks the tag (default
     ``before``), the name and the image, and stores the re-encoded photo

@@ -18,7 +18,7 @@ from geodata import domains
 from geodata.errors import GridmapError, NotFoundError, ValidationError
 from geodata.files import write_on_commit
 from geodata.models import Hazard, Photo
-from geodata.photos import prepare
+from geodata.photos import Prepared, prepare
 from geodata.services.ledger import _check_grid_limit
 from geodata.vocabulary import PHOTO_TAG_NAMES, PHOTO_TAGS
 from geodata.workflow import require
@@ -57,6 +57,10 @@ def new_photo(session, data, *, tag, uploaded_by, directory, original_name="", *
     rollback leaves no file and no row.  ``size`` and ``sha256`` describe the
     stored file (the download's ETag), not the upload.
 
+    ``data`` is the uploaded bytes, or their :class:`~geodata.photos.Prepared`
+    form made before the write transaction began: decoding and re-encoding a
+    large photo takes up to a second, and SQLite has a single writer.
+
     Raises
     ------
     ValidationError
@@ -65,7 +69,7 @@ def new_photo(session, data, *, tag, uploaded_by, directory, original_name="", *
     """
     tag = photo_tag(tag)
     original_name = domains.text(original_name, "filename", kind="name") or ""
-    prepared = prepare(data)
+    prepared = data if isinstance(data, Prepared) else prepare(data)
     name = secrets.token_hex(16)
     photo = Photo(stored_name=name + prepared.extension,
                   thumbnail_name=f"{name}.thumb{prepared.extension}",
@@ -159,21 +163,26 @@ def hazard_photos(session, hazard_id, actor):
                            .order_by(Photo.id)).scalars().all()
 
 
-def photo_file(photo, directory, *, thumbnail=False):
-    """The path of a photo's file (or its thumbnail) under ``directory``.
+def photo_content(photo, directory, *, thumbnail=False):
+    """The bytes to send for a photo (or its thumbnail) and their content type.
+
+    A photo stored before revision 0006 is the uploaded file itself, EXIF
+    and all, with no thumbnail: it is cleaned on the way out
+    (:func:`geodata.photos.prepare`), so no stored file is ever sent with
+    its metadata.
 
     Raises
     ------
     NotFoundError
-        404 ``thumbnail_missing`` for a photo stored before thumbnails were
-        made; 404 ``photo_file_missing`` when the file is not on disk.
+        404 ``photo_file_missing`` when the file is not on disk.
     """
-    name = photo.thumbnail_name if thumbnail else photo.stored_name
-    if name is None:
-        raise NotFoundError(f"photo {photo.id} was stored without a thumbnail",
-                            code="thumbnail_missing")
+    legacy = photo.thumbnail_name is None
+    name = photo.thumbnail_name if thumbnail and not legacy else photo.stored_name
     path = Path(directory) / name
     if not path.is_file():
         raise NotFoundError(f"the file of photo {photo.id} is missing",
                             code="photo_file_missing")
-    return path
+    if legacy:
+        prepared = prepare(path.read_bytes())
+        return (prepared.thumbnail if thumbnail else prepared.data), prepared.content_type
+    return path.read_bytes(), "image/jpeg" if thumbnail else photo.content_type

@@ -141,14 +141,10 @@ document.addEventListener('DOMContentLoaded', function () {
             a.rel = 'noopener';
             a.dataset.photo = ph.id;
             a.dataset.tag = ph.tag;
-            if (ph.thumbnail_url) {
-              var img = document.createElement('img');
-              img.setAttribute('alt', code + ' ' + label);
-              img.src = ph.thumbnail_url;
-              a.appendChild(img);
-            } else {
-              a.textContent = label;
-            }
+            var img = document.createElement('img');
+            img.setAttribute('alt', code + ' ' + label);
+            img.src = ph.thumbnail_url;
+            a.appendChild(img);
             div.appendChild(a);
           });
         });
