@@ -31,7 +31,7 @@
     backoff: {base: 1000, max: 60000},
     // Requests sent by the queue, and those that got no usable answer (retried later).
     stats: {sent: 0, lost: 0, replayed: 0},
-    lastError: null,
+    lastError: null, problems: 0,
   };
   window.gridfield = app;
 
@@ -95,8 +95,9 @@
     return node;
   }
 
-  function message(text, isError) {
+  function message(text, isError, kind) {
     const box = $("fm-msg");
+    box.dataset.kind = kind || "";
     box.textContent = text || "";
     box.hidden = !text;
     box.classList.toggle("fm-error", Boolean(isError));
@@ -724,9 +725,15 @@
     }
     const open = items.filter((i) => i.state !== "done").length;
     $("fm-pending").textContent = open;
-    const problems = items.filter((i) => i.state === "conflict" || i.state === "failed");
-    if (problems.length) {
-      message(`${problems.length} 条记录未能同步（冲突或被拒绝），请在「队列」中处理`, true);
+    // Said once per change, so a later message (e.g. about a retry) is not overwritten.
+    const problems = items.filter((i) => i.state === "conflict" || i.state === "failed").length;
+    if (problems !== app.problems) {
+      app.problems = problems;
+      if (problems) {
+        message(`${problems} 条记录未能同步（冲突或被拒绝），请在「队列」中处理`, true, "queue");
+      } else if ($("fm-msg").dataset.kind === "queue") {
+        message("");
+      }
     }
   }
 
