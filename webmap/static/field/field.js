@@ -683,6 +683,14 @@
 
   async function renderQueue() {
     const items = (await queueAll()).sort((a, b) => a.seq - b.seq);
+    // Redrawn only when something changed: sync runs every second, and a button must not
+    // be replaced under the user's finger.
+    const signature = JSON.stringify([userName(), items.map(
+      (i) => [i.id, i.state, i.attempts, i.error && i.error.code])]);
+    if (signature === app.queueSignature) {
+      return;
+    }
+    app.queueSignature = signature;
     const list = $("fm-queue");
     list.replaceChildren();
     for (const item of items) {
