@@ -30,6 +30,12 @@
                            (e.g. ``https://gridmap.example.cn``): the QR codes
                            of grid boards point below it (``gridmap boards
                            --base-url`` overrides it).
+``GRIDMAP_FAULTS_ENABLED`` ``true`` arms the test-only fault switch below
+                           outside tests (default ``false``).
+``GRIDMAP_FAULT_DROP_RESPONSE_RATE`` Share (0..1) of ``POST /api/...``
+                           answers dropped after commit (502, no body);
+                           test-only, see :mod:`webmap.faults` (default 0).
+``GRIDMAP_FAULT_SEED``     Seed of the fault switch's draws (default 0).
 ``SPATIALITE_LIBRARY_PATH`` Where ``mod_spatialite`` lives (default: search).
 =========================  ==================================================
 
@@ -87,6 +93,9 @@ class Settings:
     secure_cookies: bool = False
     ratelimit_storage_uri: str = "memory://"
     public_url: str = ""
+    faults_enabled: bool = False
+    fault_drop_response_rate: float = 0.0
+    fault_seed: int = 0
 
     def __post_init__(self):
         # A relative GRIDMAP_DATA_DIR is taken once, against the folder it was given in.
@@ -140,6 +149,9 @@ class Settings:
             raise ConfigError("GRIDMAP_MAP_TILE_THRESHOLD must be 0 or more (grids; 0 draws "
                               "every park from vector tiles)",
                               details={"setting": "GRIDMAP_MAP_TILE_THRESHOLD"})
+        if not 0 <= self.fault_drop_response_rate <= 1:
+            raise ConfigError("GRIDMAP_FAULT_DROP_RESPONSE_RATE must be between 0 and 1",
+                              details={"setting": "GRIDMAP_FAULT_DROP_RESPONSE_RATE"})
         # The URI may hold a password: the message names only its scheme.
         scheme, sep, rest = self.ratelimit_storage_uri.partition("://")
         if not sep or scheme not in RATELIMIT_SCHEMES or (scheme != "memory" and not rest):

@@ -36,7 +36,7 @@ HEADERS = [h for h, _ in COLUMNS]
 
 
 def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
-    """Return the ledger rows (dicts keyed as :data:`COLUMNS`) for the filters."""
+    """Return the ledger rows (dicts keyed as :data:`COLUMNS`, plus the hazard ``id``)."""
     today = today or date.today()
     hazards, offset = [], 0
     while True:
@@ -56,6 +56,7 @@ def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
     for seq, item in enumerate(items, 1):
         record = passed.get(item["id"]) if item["status"] == "closed" else None
         rows.append({
+            "id": item["id"],  # not a column: the ledger page finds the hazard's photos by it
             "seq": seq, "code": item["code"], "park": item["park"],
             "grid_code": (item["grid"] or {}).get("code", ""),
             "grid_name": (item["grid"] or {}).get("name", ""),

@@ -33,6 +33,9 @@ SATISFACTION_NAMES = {"satisfied": "满意", "basically_satisfied": "基本满�
                       "unsatisfied": "不满意"}
 #: Every park's request categories; a park may add its own (``gridmap requests categories``).
 DEFAULT_REQUEST_CATEGORIES = ("用工", "用地", "融资", "政策扶持", "道路出行", "工业用燃气", "其他")
+#: Photo tags: before rectification (整改前), after it (整改后), taken on a visit (走访).
+PHOTO_TAGS = ("before", "after", "visit")
+PHOTO_TAG_NAMES = {"before": "整改前", "after": "整改后", "visit": "走访"}
 #: Field records (:mod:`geodata.models.visit`): patrol 巡查, visit 走访, re-check 回头看.
 VISIT_KINDS = ("patrol", "visit", "recheck")
 #: Periods a visit rule counts in (Asia/Shanghai days and ISO weeks).

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
 from geodata.creditcode import make_credit_code
-from geodata.models import Hazard, ServiceRequest
+from geodata.models import Hazard, Photo, ServiceRequest
 from geodata.periods import local_today
 from geodata.request_workflow import TRANSITIONS as REQUEST_TRANSITIONS
 from geodata.services import ledger, requests, visits
@@ -30,10 +30,10 @@ from geodata.services.parks import get_park
 from geodata.storage import session_scope
 from geodata.workflow import TRANSITIONS
 from tests.browser import demo_url  # noqa: F401
-from tests.ledger_helpers import ACTORS, build_park, lonlat
+from tests.ledger_helpers import ACTORS, build_park, image_bytes, lonlat
 from webmap import create_app
 
-WRITES = (r"^/api/(hazards|requests|visits|me/|parks/\{code\}/"
+WRITES = (r"^/api/(hazards|photos|requests|visits|me/|parks/\{code\}/"
           r"(hazards|requests|edits|dashboard|visits))")
 
 
@@ -76,11 +76,15 @@ def write_schema(db_url, engine, tmp_path):
             for to, extra in steps:
                 requests.transition(session, item.id, to, actor=ACTORS["admin"],
                                     expected_version=item.version, note="x", **extra)
+        # a stored photo, for the generated photo downloads
+        ledger.save_photo(session, hazard.id, image_bytes("JPEG", (64, 48)),
+                          actor=ACTORS["admin"], directory=tmp_path / "data" / "photos")
         # A stored visit, so the generated reads and photo uploads may find one.
         visits.create_visit(session, park, actor=ACTORS["admin"], client_id_=str(uuid.uuid4()),
                             kind="visit", occurred_at_="2025-12-01T09:00:00+08:00",
                             point=shapely.Point(*lonlat("T-003")))
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "PHOTO_DIR": str(tmp_path)})
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True,
+                      "DATA_DIR": str(tmp_path / "data")})
     schema_ = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
     # Park T is the one that exists; other codes are 404s, which find nothing.
     schema_.config.parameters = {"code": "T"}
@@ -114,17 +118,21 @@ def _steer(case, engine):
     """Aim some generated writes at things that exist, so their other values get stored.
 
     Random lon/lat almost never fall inside park T, random credit codes name
-    no enterprise and random hazard and request ids and versions almost never
-    match, so without this the codes, dates, notes, supervision records and
+    no enterprise and random hazard, request and photo ids and versions almost
+    never match, so without this the codes, dates, notes, supervision records and
     request fields would all stop at 422/404/409.  Even hazard and request ids
     are mapped onto stored rows in a state the step can leave (with their
-    current version in the body); odd ones, huge ones included, are sent as
-    generated.
+    current version in the body), even photo ids onto the stored photo; odd
+    ones, huge ones included, are sent as generated.
     """
     body = case.body if isinstance(case.body, dict) else {}
     if "lon" in body:
         body.pop("location", None)  # which would win over lon/lat
         body["lon"], body["lat"] = lonlat("T-004")
+    pid = str((case.path_parameters or {}).get("photo_id"))
+    if pid.isdigit() and int(pid) % 2 == 0:
+        with session_scope(engine) as session:
+            case.path_parameters["photo_id"] = session.execute(sa.select(Photo.id)).scalar()
     if "enterprise" in body and isinstance(body.get("description"), str):
         # the park's enterprise, and some text (the generator mostly sends ''), so the
         # dates, sources and descriptions get as far as being stored

@@ -7,6 +7,7 @@ click on the map and checked in the database, the ledger API and page, the
 map API's grid counts and the dashboard.
 """
 
+import io
 import json
 import urllib.error
 import urllib.request
@@ -235,7 +236,9 @@ def test_inspector_logs_a_hazard_on_the_map(ledger_server, ledger_url, browser, 
                       target)
     assert (item["lon"], item["lat"]) == pytest.approx(picked, abs=1e-6)
     assert events == [("inspector", "log")]
-    assert photos == [("image/png", len(PNG))] and logged["photo"]["size"] == len(PNG)
+    # stored re-encoded as JPEG (tests/test_photos.py), tagged 整改前 by default
+    assert photos == [("image/jpeg", logged["photo"]["size"])]
+    assert logged["photo"]["tag"] == "before"
 
     # the ledger API, the map API, the dashboard and the ledger page
     listed = get_json(server, f"/api/hazards?park={PARK}&status=found&limit=1000", driver)
@@ -383,3 +386,97 @@ def test_create_refused_without_login(ledger_server, ledger_url):
     err.value.close()  # the error holds the response's socket
     assert err.value.code == 401
     assert count_hazards(ledger_url) == before
+
+
+def upload_photo(server, token, hazard_id, data, tag):
+    """POST a photo as a phone app would: multipart, with an API token."""
+    body = (f'--b0undary\r\nContent-Disposition: form-data; name="tag"\r\n\r\n{tag}\r\n'
+            '--b0undary\r\nContent-Disposition: form-data; name="photo"; filename="p.jpg"\r\n'
+            'Content-Type: image/jpeg\r\n\r\n').encode() + data + b"\r\n--b0undary--\r\n"
+    req = urllib.request.Request(
+        f"{server.url}/api/hazards/{hazard_id}/photos", data=body, method="POST",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                 "Content-Type": "multipart/form-data; boundary=b0undary"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 201
+        return json.load(r)
+
+
+LOADED = """
+    const img = document.querySelector(arguments[0]);
+    if (img !== null) { img.scrollIntoView(); }  // thumbnails load lazily, when in view
+    return img !== null && img.complete && img.naturalWidth > 0;"""
+FETCH = """
+    const done = arguments[arguments.length - 1];
+    fetch(arguments[0], {credentials: 'same-origin'})
+      .then(r => done([r.status, r.headers.get('Content-Type')]));"""
+
+
+def test_photo_thumbnails_on_the_desk(ledger_server, ledger_url, browser, request):
+    from PIL import Image
+
+    from geodata.services.users import add_user, create_token
+
+    backend = request.node.callspec.params["ledger_url"]
+    server, driver = ledger_server, browser
+    grid, (lon, lat) = a_grid(server, index=7)
+    other_grid, _ = a_grid(server, index=0)
+    engine = make_engine(ledger_url)
+    try:
+        with session_scope(engine, write=True) as session:
+            park = get_park(session, PARK)
+            hazard = ledger.create_hazard(session, park, point=shapely.Point(lon, lat),
+                                          category="消防安全", description="照片测试",
+                                          actor=ledger.Actor("inspector", "inspector"))
+            hazard_id, code = hazard.id, hazard.code
+            token, _ = create_token(session, "inspector", f"photos-{backend}")
+            add_user(session, "photo.member", "photo-member-pass-1", "inspector",
+                     grid_codes=[other_grid], park=park)
+    finally:
+        engine.dispose()
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (30, 120, 200)).save(buffer, "JPEG")
+    photo = upload_photo(server, token, hazard_id, buffer.getvalue(), "after")
+    thumb = f"a.gm-thumb[data-photo='{photo['id']}'] img"
+
+    # the ledger page: a thumbnail that loads, linking to the full photo
+    login(driver, server, "viewer", "viewer-demo-2025", f"/parks/{PARK}/ledger")
+    wait_for(driver, LOADED, thumb)
+    image = driver.find_element(By.CSS_SELECTOR, thumb)
+    assert code in image.get_attribute("alt") and "after" in image.get_attribute("alt")
+    link = image.find_element(By.XPATH, "..").get_attribute("href")
+    assert urlsplit(link).path == photo["url"]
+    assert driver.execute_async_script(FETCH, link) == [200, "image/jpeg"]
+    width = driver.execute_script("return document.querySelector(arguments[0]).naturalWidth",
+                                  thumb)
+    assert width == 320  # the thumbnail, not the 640 px photo
+
+    # the map popup of the hazard
+    driver.get(server.url + MAP)
+    wait_ready(driver, WAIT)
+    driver.get_log("browser")
+    driver.execute_script("gridmap.map.setView([arguments[1], arguments[0]], 19);", lon, lat)
+    wait_ready(driver, WAIT)
+    open_popup = """
+        const m = gridmap.groups.hazards.getLayers().find(x => x.hazardId === arguments[0]);
+        if (!m) { return false; }
+        gridmap.map.addLayer(m); m.openPopup(); return true;"""
+    assert driver.execute_script(open_popup, hazard_id)
+    wait_for(driver, LOADED, ".gm-hazard-popup " + thumb)
+    screenshot(driver, f"hazard-popup-photo-{backend}")
+    assert page_errors(driver) == []
+
+    # a grid member of another grid: 403 for the URL, no thumbnail in the popup
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    login(driver, server, "photo.member", "photo-member-pass-1")
+    wait_ready(driver, WAIT)
+    driver.get_log("browser")
+    for url in (photo["url"], photo["thumbnail_url"]):
+        assert driver.execute_async_script(FETCH, url)[0] == 403
+    driver.execute_script("gridmap.map.setView([arguments[1], arguments[0]], 19);", lon, lat)
+    wait_ready(driver, WAIT)
+    assert driver.execute_script(open_popup, hazard_id)
+    wait_for(driver, "const p = document.querySelector('.gm-hazard-popup .gm-hz-photos');"
+                     "return p && /No access/.test(p.textContent);")
+    assert driver.find_elements(By.CSS_SELECTOR, ".gm-hazard-popup img") == []
+    assert page_errors(driver, allowed=(403,)) == []

@@ -261,9 +261,11 @@ def test_photo_upload_and_close_with_it(api, tmp_path):
     uploaded = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
                         data={"photo": (io.BytesIO(png), "../../etc/passwd.png")})
     assert uploaded.status_code == 201, uploaded.json
-    stored = list((tmp_path / "data" / "photos").iterdir())
-    assert len(stored) == 1 and stored[0].read_bytes() == png and ".." not in stored[0].name
-    assert stored[0].suffix == ".png"
+    stored = sorted((tmp_path / "data" / "photos").iterdir(), key=lambda p: len(p.name))
+    # the server's re-encoded JPEG and its thumbnail (tests/test_photos.py), under its names
+    assert len(stored) == 2 and all(".." not in p.name and p.suffix == ".jpg" for p in stored)
+    assert stored[1].name == stored[0].stem + ".thumb.jpg"
+    assert uploaded.json["original_name"] == "../../etc/passwd.png"
     closed = api.move(hid, "closed", 2, "supervisor",
                       supervision={"note": "已复核", "photo_id": uploaded.json["id"]})
     assert closed.status_code == 200
@@ -302,8 +304,7 @@ def test_refused_photo_uploads_leave_no_file_and_no_row(api, engine, tmp_path):
     accepted = api.call("POST", f"/api/hazards/{own}/photos", "member", **multipart(JPEG))
     assert accepted.status_code == 201, accepted.json
     assert accepted.json["content_type"] == "image/jpeg"
-    (name,) = photo_files(tmp_path)
-    assert name.endswith(".jpg") and (tmp_path / "data" / "photos" / name).read_bytes() == JPEG
+    assert [n.endswith(".jpg") for n in photo_files(tmp_path)] == [True, True]
     assert table_counts(engine) == {**before, "hazard_photos": before["hazard_photos"] + 1}
 
 
@@ -313,13 +314,15 @@ def test_photo_is_moved_into_place_only_when_the_transaction_commits(api, engine
     with pytest.raises(RuntimeError):
         with session_scope(engine, write=True) as session:
             ledger.save_photo(session, hid, JPEG, actor=ACTORS["inspector"], directory=folder)
-            assert len(list(folder.iterdir())) == 1  # the temporary file, before the commit
+            # the temporary files of the photo and its thumbnail, before the commit
+            assert len(list(folder.iterdir())) == 2
             raise RuntimeError("something after the photo failed")
     assert list(folder.iterdir()) == [] and table_counts(engine)["hazard_photos"] == 0
     with session_scope(engine, write=True) as session:
         photo = ledger.save_photo(session, hid, JPEG, actor=ACTORS["inspector"],
                                   directory=folder)
-    assert [p.name for p in folder.iterdir()] == [photo.stored_name]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [photo.stored_name, photo.thumbnail_name])
 
 
 @pytest.mark.parametrize("mode", ["if_match", "body_version"])

@@ -31,7 +31,7 @@ from markupsafe import escape
 
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
-                            Hazard, Park, ServiceRequest, Supervision, User, Visit,
+                            Hazard, Park, Photo, ServiceRequest, Supervision, User, Visit,
                             VisitEvent, WeeklyAssignment)
 from geodata.periods import iso_week, local_today
 from geodata.services import ledger, mapdata, visits
@@ -92,7 +92,10 @@ CONTROLLED = {
     ("hazard_events", "action"): "a workflow action name",
     ("hazard_events", "escalation"): "two escalation levels, e.g. grid>park",
     ("hazard_photos", "stored_name"): "random hex name made by the server",
-    ("hazard_photos", "content_type"): "detected from the bytes: image/jpeg or image/png",
+    ("hazard_photos", "content_type"): "image/jpeg (re-encoded by the server), or image/png "
+                                       "for a photo stored before revision 0006",
+    ("hazard_photos", "thumbnail_name"): "random hex name made by the server",
+    ("hazard_photos", "tag"): "one of PHOTO_TAGS (geodata/services/photos.py photo_tag)",
     ("hazard_photos", "sha256"): "hex digest",
     ("supervisions", "outcome"): "CHECK constraint",
     ("grid_edits", "operation"): "one of EDIT_OPERATIONS",
@@ -123,7 +126,8 @@ CONTROLLED = {
 #: Every GET route: how to request it, and what it answers.
 HTML_PAGES = {"views.index", "login", "maps.park_map", "maps.grid_page", "editor.edit_page",
               "ledger_pages.dashboard", "ledger_pages.ledger_page", "request_pages.requests_page",
-              "weekly_pages.weekly_page", "weekly_pages.assessment_page", "enterprises.page"}
+              "weekly_pages.weekly_page", "weekly_pages.assessment_page", "enterprises.page",
+              "field.shell"}
 EXPORTS = {"ledger_pages.ledger_file", "request_pages.requests_file", "weekly_pages.weekly_file"}
 JSON_ROUTES = {
     "views.healthz", "views.readyz", "api.openapi", "api.parks", "api.park", "api.coverage",
@@ -132,19 +136,23 @@ JSON_ROUTES = {
     "hazards_api.history", "hazards_api.dashboard", "edit_api.history", "edit_api.state",
     "requests_api.list_requests", "requests_api.get_request", "requests_api.history",
     "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
-    "visits_api.worklist", "visits_api.due", "visits_api.layer", "enterprises.api"}
+    "visits_api.worklist", "visits_api.due", "visits_api.layer", "enterprises.api",
+    "hazards_api.list_photos", "field.session_info", "field.manifest"}
 NEEDS_LOGIN = {"hazards_api.list_hazards", "hazards_api.get_hazard", "hazards_api.history",
                "hazards_api.dashboard", "edit_api.history", "edit_api.state",
                "requests_api.list_requests", "requests_api.get_request", "requests_api.history",
                "visits_api.list_visits", "visits_api.get_visit", "visits_api.history",
                "visits_api.worklist", "visits_api.due", "visits_api.layer",
-               "enterprises.api"}
+               "enterprises.api", "hazards_api.list_photos", "field.session_info"}
+#: Photo files: images re-encoded by the server, behind a login, under a server-made name.
+PHOTOS = {"photos_api.photo", "photos_api.thumbnail"}
 #: OGC API – Features: each requested as GeoJSON/JSON (f=json) and as HTML (f=html).
 OGC = {"ogcapi.landing", "ogcapi.conformance", "ogcapi.collections", "ogcapi.collection",
        "ogcapi.items", "ogcapi.item", "ogcapi.openapi"}
 OGC_COLLECTIONS = ("parks", "grids", "enterprises", "hazards")
 BINARY = {"api.grid_tile"}  # Mapbox vector tiles: protobuf, never parsed as HTML
-ASSETS = {"static", "maps.vendor"}  # files of this app, no stored text
+#: Files of this app, no stored text (the field app's service worker and static files too).
+ASSETS = {"static", "maps.vendor", "field.static", "field.service_worker"}
 
 #: Tags each page must show (beyond the rest being correct): the page's own user text.
 PAGE_SHOWS = {
@@ -167,7 +175,7 @@ EXPORT_SHOWS = {"ledger_pages.ledger_file": {"c", "e", "K", "l", "m", "p"},
                 "weekly_pages.weekly_file": {"a", "c", "4"}}
 #: Tags the JSON API must return somewhere (events, photos, edits are only there).
 JSON_SHOWS = {"a", "c", "e", "f", "i", "j", "K", "l", "m", "n", "o", "p", "q", "t", "u", "V",
-              "b", "d", "k", "z", "0", "1", "2", "v", "6", "7", "8", "9"}
+              "b", "d", "k", "z", "0", "1", "2", "v", "6", "7", "8", "9", "r", "s"}
 
 MARK = re.compile(r"⟦(.)(.*?)⟧", re.S)
 
@@ -380,6 +388,9 @@ def urls(endpoint, ids):
         "hazards_api.get_hazard": [{"hazard_id": h} for h in ids["hazards"]],
         "hazards_api.history": [{"hazard_id": h} for h in ids["hazards"]],
         "hazards_api.dashboard": [{"code": code}],
+        "hazards_api.list_photos": [{"hazard_id": h} for h in ids["hazards"]],
+        "photos_api.photo": [{"photo_id": i} for i in ids["photos"]],
+        "photos_api.thumbnail": [{"photo_id": i} for i in ids["photos"]],
         "edit_api.history": [{"code": code}], "edit_api.state": [{"code": code}],
         "visits_api.list_visits": [{}, {"park": code}],
         "visits_api.get_visit": [{"visit_id": i} for i in ids["visits"]],
@@ -388,6 +399,8 @@ def urls(endpoint, ids):
         "visits_api.layer": [{"code": code}],
         "api.grid_tile": [{"code": code, "z": z, "x": x, "y": y} for z, x, y in ids["tiles"]],
         "static": [{"filename": "gridmap.js"}],
+        "field.shell": [{}], "field.session_info": [{}], "field.manifest": [{}],
+        "field.service_worker": [{}], "field.static": [{"filename": "field.js"}],
         "maps.vendor": [{"package": "leaflet", "filename": "leaflet.js"},
                         {"package": "leaflet-geoman-free", "filename": "leaflet-geoman.min.js"}],
         "ogcapi.landing": [{}], "ogcapi.conformance": [{}], "ogcapi.collections": [{}],
@@ -420,7 +433,8 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                "requests": session.execute(sa.select(ServiceRequest.id)).scalars().all(),
                "enterprises": session.execute(sa.select(Enterprise.credit_code)).scalars().all(),
                "visits": session.execute(sa.select(Visit.id)).scalars().all(),
-               "tiles": [tile_of(*lonlat("T-001"))]}
+               "tiles": [tile_of(*lonlat("T-001"))],
+               "photos": session.execute(sa.select(Photo.id)).scalars().all()}
         ids["features"] = [("parks", ids["park"])] + [
             (collection, i) for collection, model in (
                 ("grids", Grid), ("enterprises", Enterprise), ("hazards", Hazard))
@@ -429,10 +443,11 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
         for (table, column), tag in HOSTILE.items():
             values = session.execute(sa.text(f"SELECT {column} FROM {table}")).scalars().all()
             assert any(stored(tag, payload) in value for value in values), column
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    # the photos were stored under tmp_path/photos: the app's photo folder
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "DATA_DIR": str(tmp_path)})
     try:
         routes = {r.endpoint for r in app.url_map.iter_rules() if "GET" in r.methods}
-        assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | OGC | BINARY | ASSETS, (
+        assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | OGC | BINARY | ASSETS | PHOTOS, (
             "a GET route is new: request it in this test (urls()) and say what it answers")
         client = app.test_client()
         shown = {"admin": {}, "viewer": {}, None: {}}
@@ -469,6 +484,13 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                         assert response.status_code == expected, (where, response.get_json())
                         assert response.is_json, where  # JSON or GeoJSON
                         seen |= check_json(response.get_json(), payload)
+                    elif endpoint in PHOTOS:
+                        assert response.status_code == (401 if role is None else 200), where
+                        if role is not None:
+                            assert response.mimetype == "image/jpeg", where
+                            assert response.headers["X-Content-Type-Options"] == "nosniff"
+                            assert re.fullmatch(r"inline; filename=photo-\d+(-thumbnail)?\.jpg",
+                                                response.headers["Content-Disposition"]), where
                     elif endpoint in OGC:
                         # anonymous clients see open hazards only: a closed one is a 404
                         assert response.status_code == 200 or (

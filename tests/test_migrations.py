@@ -129,6 +129,35 @@ def test_0003_accounts_upgrade_to_server_side_sessions(fresh_url):
         engine.dispose()
 
 
+def test_0004_photos_upgrade_with_tags_and_the_park_setting(fresh_url):
+    engine = make_engine(fresh_url, create=True)
+    try:
+        schema.upgrade(engine, "0004")
+        with engine.begin() as conn:
+            for statement in ROWS_0001[:3]:
+                conn.exec_driver_sql(statement)
+            for i in (1, 2):
+                conn.execute(sa.text(
+                    "INSERT INTO hazard_photos (id, hazard_id, stored_name, original_name, "
+                    "content_type, size, sha256, uploaded_by, uploaded_at) VALUES (:i, 1, :n, "
+                    "'a.jpg', 'image/jpeg', 10, :h, '老王', '2025-01-02 00:00:00+00:00')"),
+                    {"i": i, "n": f"{i:032x}.jpg", "h": "0" * 64})
+            conn.execute(sa.text(
+                "INSERT INTO supervisions (hazard_id, supervisor, checked_at, outcome, note, "
+                "photo_id) VALUES (1, '老李', '2025-01-20 00:00:00+00:00', 'passed', '', 2)"))
+        schema.upgrade(engine)
+        assert schema.current_revision(engine) == schema.head_revision()
+        with engine.connect() as conn:
+            photos = conn.execute(sa.text(
+                "SELECT id, tag, thumbnail_name, width FROM hazard_photos ORDER BY id")).all()
+            park = conn.execute(sa.text("SELECT require_after_photo FROM parks")).scalar_one()
+        # the photo cited as proof of closing is an after-photo; old photos have no thumbnail
+        assert [tuple(p) for p in photos] == [(1, "before", None, None), (2, "after", None, None)]
+        assert park in (False, 0)
+    finally:
+        engine.dispose()
+
+
 def test_0004_photos_of_supervisions_survive_the_visits_migration(fresh_url):
     """0005 copies hazard_photos on SQLite; supervision records keep their photo."""
     engine = make_engine(fresh_url, create=True)

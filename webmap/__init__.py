@@ -10,9 +10,9 @@ from datetime import timedelta
 from flask import Flask
 
 from geodata.config import Settings
-from webmap import (api, auth, dashboard, db, edit_api, editor, enterprises, errors,
-                    hazards_api, maps, nav, ogcapi, requests_api, requests_pages, security,
-                    views, visits_api, weekly)
+from webmap import (api, auth, dashboard, db, edit_api, editor, enterprises, errors, faults,
+                    field, hazards_api, maps, nav, ogcapi, photos_api, requests_api,
+                    requests_pages, security, views, visits_api, weekly)
 
 
 def create_app(test_config=None):
@@ -51,6 +51,7 @@ def create_app(test_config=None):
     app.register_blueprint(requests_api.bp)
     app.register_blueprint(requests_pages.bp)
     app.register_blueprint(visits_api.bp)
+    app.register_blueprint(photos_api.bp)
     app.register_blueprint(edit_api.bp)
     app.register_blueprint(editor.bp)
     app.register_blueprint(dashboard.bp)
@@ -60,4 +61,7 @@ def create_app(test_config=None):
     app.register_blueprint(enterprises.bp)
     maps.init_app(app)
     nav.init_app(app)
+    app.register_blueprint(field.bp)
+    # Last registered, so its hook runs first and sees the view's own answer.
+    faults.init_app(app)
     return app

@@ -318,6 +318,31 @@ def _json_op(summary, params, body, *, method="post", ok="200", secured=True):
     return {method: operation}
 
 
+def _upload_op(summary, params):
+    """A multipart photo upload: ``photo`` (JPEG or PNG) and an optional ``tag``."""
+    operation = _json_op(summary, params, None, ok="201")
+    operation["post"]["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+        "schema": _object({"photo": {"type": "string", "format": "binary"},
+                           "tag": {"type": "string", "description": "before, after or visit "
+                                   "(整改前/整改后/走访); default before"}}, ["photo"])}}}
+    operation["post"]["responses"]["413"] = {"$ref": "#/components/responses/Error"}
+    return operation
+
+
+def _image_op(summary):
+    """A GET answering an image (or 304 for a matching ``If-None-Match``) or the error body."""
+    return {"get": {
+        "summary": summary, "security": [{"bearer": []}],
+        "parameters": [_param("photo_id", "Photo id", _INT, "path"),
+                       _param("If-None-Match", "The ETag already held", _TEXT, "header")],
+        "responses": {
+            "200": {"description": "The image", "content": {"image/jpeg": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            "304": {"description": "Not modified"},
+            **{code: {"$ref": "#/components/responses/Error"}
+               for code in ("401", "403", "404")}}}}
+
+
 def _object(properties, required=()):
     # No additionalProperties: false, so the fuzzer also sends unknown members.
     return {"type": "object", "properties": properties, "required": list(required)}
@@ -372,6 +397,12 @@ def _write_paths():
                               **version}, ["to"])),
         "/api/hazards/{hazard_id}/escalations": _json_op("Raise its escalation level", [
             hazard], _object({"to": _TEXT, "reason": _TEXT, **version}, ["to"])),
+        "/api/hazards/{hazard_id}/photos": {
+            **_json_op("Its photos, with their URLs", [hazard], None, method="get"),
+            **_upload_op("Upload a photo (JPEG/PNG; stored re-encoded without metadata)",
+                         [hazard])},
+        "/api/photos/{photo_id}": _image_op("One photo (same access as its hazard)"),
+        "/api/photos/{photo_id}/thumbnail": _image_op("A photo's thumbnail"),
         "/api/parks/{code}/dashboard": _json_op("The park's ledger figures", [_PARK], None,
                                                 method="get"),
         **_visit_paths(hazard),

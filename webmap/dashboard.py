@@ -14,8 +14,10 @@ from geodata.errors import ValidationError
 from geodata.ledger_export import COLUMNS, ledger_rows, to_csv, to_xlsx
 from geodata.services import ledger, weekly
 from geodata.services.parks import get_park
+from geodata.services.photos import visible_photos
+from geodata.vocabulary import PHOTO_TAG_NAMES
 from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
-from webmap.auth import login_page_or_user
+from webmap.auth import current_actor, login_page_or_user
 from webmap.db import get_session
 
 bp = Blueprint("ledger_pages", __name__)
@@ -59,7 +61,11 @@ def dashboard(code):
 
 @bp.get("/parks/<code>/ledger")
 def ledger_page(code):
-    """The ledger as an HTML table with status/overdue filters and export links."""
+    """The ledger as an HTML table with status/overdue filters, export links and thumbnails.
+
+    Each hazard's photos the user may see (:func:`geodata.services.photos.visible_photos`)
+    show as thumbnails linking to the full photo; the page needs no script.
+    """
     user, redirect = login_page_or_user()
     if redirect:
         return redirect
@@ -70,8 +76,10 @@ def ledger_page(code):
     # The export links repeat the known filters only: url_for reads _external, _scheme
     # and _anchor from its keywords, and a second ``code`` raised a TypeError (a 500).
     export_args = {k: request.args[k] for k in ("status", "overdue") if request.args.get(k)}
+    photos = visible_photos(session, [r["id"] for r in rows], current_actor(session))
     return render_template("ledger.html", park=park, rows=rows, columns=COLUMNS,
-                           states=STATE_NAMES, filters=filters, export_args=export_args)
+                           states=STATE_NAMES, filters=filters, export_args=export_args,
+                           photos=photos, tag_names=PHOTO_TAG_NAMES)
 
 
 @bp.get("/parks/<code>/ledger.<fmt>")

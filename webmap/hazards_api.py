@@ -10,7 +10,9 @@ POST     /api/hazards/<id>/transitions          ``{to, note, deadline?, supervis
                                                 version?}`` with ``If-Match`` (412) or
                                                 body ``version`` (409)
 POST     /api/hazards/<id>/escalations          ``{to, reason, version?}``, same rules
-POST     /api/hazards/<id>/photos               multipart ``photo`` (JPEG/PNG) → 201
+POST     /api/hazards/<id>/photos               multipart ``photo`` (JPEG/PNG) and ``tag``
+                                                (before|after|visit, default before) → 201
+GET      /api/hazards/<id>/photos               its photos with their URLs (see photos_api)
 GET      /api/hazards/<id>/history              events and supervision records
 GET      /api/parks/<code>/dashboard            the dashboard figures
 =======  =====================================  =========================================
@@ -33,7 +35,8 @@ from wtforms.validators import ValidationError as CSRFValidationError
 from geodata import domains
 from geodata.errors import BadRequestError, GridmapError, ValidationError
 from geodata.geometry import parse_json
-from geodata.services import ledger, weekly
+from geodata.photos import prepare
+from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
 from webmap.api import parse_int
 from webmap.auth import csrf, current_actor
@@ -41,6 +44,7 @@ from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback as _commit_or_rollback, get_session
 from webmap.db import write_session as _writer
 from webmap.idempotency import idempotent
+from webmap.photos_api import photo_json
 
 bp = Blueprint("hazards_api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # JSON only (415 otherwise); see webmap.auth
@@ -237,23 +241,28 @@ def escalate(hazard_id):
 @bp.post("/hazards/<int:hazard_id>/photos")
 @idempotent
 def upload_photo(hazard_id):
-    """Store a JPEG/PNG photo (multipart field ``photo``); returns its id for ``supervision``.
+    """Store a JPEG/PNG photo (multipart ``photo``, optional ``tag``); returns it with its URLs.
 
-    A browser session must send its CSRF token in ``X-CSRFToken`` (a
-    multipart form could come from another site); API tokens need none.
+    The id goes into ``supervision.photo_id``.  A browser session must send
+    its CSRF token in ``X-CSRFToken`` (a multipart form could come from
+    another site); API tokens need none.
     """
     actor, data, filename = read_photo_upload()
+    tag = photos.photo_tag(request.form.get("tag"))
     session = _writer()
     photo = _commit_or_rollback(session, lambda: ledger.save_photo(
         session, hazard_id, data, actor=actor,
-        directory=current_app.config["GRIDMAP"].photo_dir, original_name=filename))
+        directory=current_app.config["GRIDMAP"].photo_dir, original_name=filename, tag=tag))
     return photo_response(photo)
 
 
 def read_photo_upload():
-    """Return ``(actor, bytes, file name)`` of the multipart field ``photo``.
+    """Return ``(actor, prepared photo, file name)`` of the multipart field ``photo``.
 
-    Checks the role (create) and, for a browser session, the CSRF token.
+    Checks the role (create) and, for a browser session, the CSRF token; the
+    image is decoded and re-encoded (:func:`geodata.photos.prepare`) here,
+    before any write transaction: it can take a second, and SQLite's single
+    write lock would be held meanwhile.
     """
     session = get_session()
     actor = current_actor(session, "create")
@@ -266,15 +275,24 @@ def read_photo_upload():
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
-    return actor, upload.read(), (upload.filename or "")[:200]
+    return actor, prepare(upload.read()), (upload.filename or "")[:200]
 
 
 def photo_response(photo):
-    """201 with the stored photo's id, type, size and digest."""
-    response = jsonify({"id": photo.id, "content_type": photo.content_type, "size": photo.size,
-                        "sha256": photo.sha256})
+    """201 with the stored photo as :func:`webmap.photos_api.photo_json` describes it."""
+    response = jsonify(photo_json(photo))
     response.status_code = 201
+    response.headers["Location"] = url_for("photos_api.photo", photo_id=photo.id)
     return response
+
+
+@bp.get("/hazards/<int:hazard_id>/photos")
+def list_photos(hazard_id):
+    """The hazard's photos, oldest first, for a user who may see them."""
+    session = get_session()
+    actor = current_actor(session, "read")
+    return jsonify({"hazard": hazard_id, "photos": [
+        photo_json(p) for p in photos.hazard_photos(session, hazard_id, actor)]})
 
 
 @bp.get("/hazards/<int:hazard_id>/history")

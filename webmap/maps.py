@@ -34,8 +34,11 @@ from jinja2.utils import htmlsafe_json_dumps
 from geodata.services import mapdata, visits
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, park_boundary
+from geodata.services.photos import visible_photos
+from geodata.vocabulary import PHOTO_TAG_NAMES
 from geodata.workflow import ESCALATION_NAMES, PERMISSIONS, STATE_NAMES
 from webmap.api import today
+from webmap.auth import current_actor
 from webmap.db import get_session
 
 bp = Blueprint("maps", __name__)
@@ -249,7 +252,7 @@ def park_map(code):
         "hazardsApi": url_for("hazards_api.create_hazard", code=park.code),
         "hazardApi": url_for("hazards_api.list_hazards") + "/",
         "fieldApi": url_for("visits_api.layer", code=park.code) if user is not None else None,
-        "states": STATE_NAMES, "escalations": ESCALATION_NAMES,
+        "states": STATE_NAMES, "escalations": ESCALATION_NAMES, "photoTags": PHOTO_TAG_NAMES,
         "today": today().isoformat(),
         # photo uploads are multipart: a browser session sends its CSRF token
         "csrf": generate_csrf() if can_log else None,
@@ -275,16 +278,22 @@ def grid_page(code, grid_code):
     This is the page the QR code of the grid's board (公示牌) opens on any
     phone: a visitor who is not logged in sees only the staff whose contact
     is published on the board, as the board itself shows.
+
+    A logged-in user also sees the grid's latest visits and the thumbnails of
+    the hazards' photos they may see
+    (:func:`geodata.services.photos.visible_photos`); anonymous visitors neither.
     """
     session = get_session()
     park = get_park(session, code)
     data = mapdata.grid_page(session, park, grid_code, today())
-    # Field records are not public: logged-in users see the grid's latest visits.
-    field = None
+    photos, field = {}, None
     if g.get("user") is not None:
+        photos = visible_photos(session, [h["id"] for h in data["hazards"]],
+                                current_actor(session))
         rows, total = visits.list_visits(session, park=park, grid=data["grid"]["code"],
                                          limit=50)
         field = {"total": total, "visits": visits.visit_dicts(session, rows)}
     else:
         data["grid"]["staff"] = [s for s in data["grid"]["staff"] if s["published"]]
-    return render_template("grid.html", field=field, **data)
+    return render_template("grid.html", **data, field=field, photos=photos,
+                           tag_names=PHOTO_TAG_NAMES)

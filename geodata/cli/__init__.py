@@ -8,16 +8,17 @@ Modules: :mod:`~geodata.cli.database` (``init-db``, ``demo``),
 :mod:`~geodata.cli.layers` (``import``, ``export``), :mod:`~geodata.cli.check`
 (``check``, ``hidden-units``), :mod:`~geodata.cli.serve`,
 :mod:`~geodata.cli.hazards`, :mod:`~geodata.cli.requests`, :mod:`~geodata.cli.users`,
-:mod:`~geodata.cli.edit` (``edit ...``, ``propose-grids``, ``import grids
---diff|--apply``), :mod:`~geodata.cli.visits` (``visits ...``) and
-:mod:`~geodata.cli.weekly` (``weekly-report``, ``weekly ...``, ``assessment``) and
-:mod:`~geodata.cli.boards` (``boards``); shared parts in :mod:`~geodata.cli.context`.
+:mod:`~geodata.cli.parks` (``parks set``), :mod:`~geodata.cli.edit` (``edit ...``,
+``propose-grids``, ``import grids --diff|--apply``), :mod:`~geodata.cli.visits`
+(``visits ...``), :mod:`~geodata.cli.weekly` (``weekly-report``, ``weekly ...``,
+``assessment``) and :mod:`~geodata.cli.boards` (``boards``); shared parts in
+:mod:`~geodata.cli.context`.
 """
 
 import click
 
-from geodata.cli import (boards, check, database, edit, hazards, layers, requests, serve,
-                         users, visits, weekly)
+from geodata.cli import (boards, check, database, edit, hazards, layers, parks, requests,
+                         serve, users, visits, weekly)
 from geodata.cli.context import ErrorExitGroup, make_context
 
 
@@ -36,7 +37,7 @@ def main(ctx, database_url, debug):
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (database, layers, check, serve, hazards, requests, users, edit, visits, weekly,
-                boards):
+for _module in (database, layers, check, serve, hazards, requests, users, edit, parks, visits,
+                weekly, boards):
     for _command in _module.COMMANDS:
         main.add_command(_command)

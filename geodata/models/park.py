@@ -2,7 +2,7 @@
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, Float, Integer, String
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geodata.models.base import Base, geometry_column
@@ -15,6 +15,8 @@ class Park(Base):
     excluded land).  ``metric_epsg`` is the projected CRS in which its areas
     and tolerances are measured (CGCS2000 3-degree Gauss-Krüger by longitude,
     see :mod:`geodata.crs`); ``area_m2`` is the boundary's area there.
+    ``require_after_photo``: a major (重大) hazard of this park is closed only
+    once it has a photo tagged ``after`` (整改后), see ``gridmap parks set``.
     """
 
     __tablename__ = "parks"
@@ -29,5 +31,7 @@ class Park(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=lambda: datetime.now(timezone.utc))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    require_after_photo: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                      server_default=false())
 
     __mapper_args__ = {"version_id_col": version}

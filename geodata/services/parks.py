@@ -33,6 +33,24 @@ def get_park(session, code, *, lock=False):
     return park
 
 
+def set_park_settings(session, code, *, require_after_photo=None):
+    """Change a park's settings; an argument left None keeps its value.  Return the park.
+
+    ``require_after_photo``: closing a major (重大) hazard needs a photo
+    tagged ``after`` (整改后) (:func:`geodata.services.ledger.transition`).
+
+    Raises
+    ------
+    NotFoundError
+        For an unknown park code.
+    """
+    park = get_park(session, code, lock=True)
+    if require_after_photo is not None:
+        park.require_after_photo = bool(require_after_photo)
+    session.flush()
+    return park
+
+
 def list_parks(session):
     """Return all parks ordered by code."""
     return session.execute(sa.select(Park).order_by(Park.code)).scalars().all()

@@ -107,12 +107,49 @@ document.addEventListener('DOMContentLoaded', function () {
     if (p.grid) { row(t, '网格 Grid', link(gridPage(p.grid) + '#hazards', p.grid), 'grid'); }
     box.appendChild(t);
     if (cfg.user && p.id) {
+      var shots = el('div', null, 'gm-hz-photos');
+      box.appendChild(shots);
+      loadPhotos(shots, p.id, p.code);
       var actions = el('div', null, 'gm-hz-actions');
       actions.dataset.hazardId = p.id;
       box.appendChild(actions);
       loadActions(box, p.id, '');
     }
     return box;
+  }
+
+  // The hazard's photos as thumbnails that open the full photo; the server decides
+  // which the user may see (a grid member gets 403 for another grid's hazard).
+  function loadPhotos(div, id, code) {
+    state.loads += 1;
+    return fetch(cfg.hazardApi + id + '/photos', {headers: {Accept: 'application/json'},
+                                                  credentials: 'same-origin'})
+      .then(function (r) {
+        return r.json().then(function (body) {
+          state.loads -= 1;
+          div.replaceChildren();
+          if (!r.ok) {
+            div.appendChild(el('p', r.status === 403 ? '无权查看照片 No access to the photos'
+                                                     : apiError(r, body), 'gm-hz-none'));
+            return;
+          }
+          (body.photos || []).forEach(function (ph, i) {
+            var label = (cfg.photoTags[ph.tag] || '') + ' ' + ph.tag + ' ' + (i + 1);
+            var a = link(ph.url);
+            a.className = 'gm-thumb';
+            a.target = '_blank';
+            a.rel = 'noopener';
+            a.dataset.photo = ph.id;
+            a.dataset.tag = ph.tag;
+            var img = document.createElement('img');
+            img.setAttribute('alt', code + ' ' + label);
+            img.src = ph.thumbnail_url;
+            a.appendChild(img);
+            div.appendChild(a);
+          });
+        });
+      })
+      .catch(function (err) { state.loads = Math.max(0, state.loads - 1); status(String(err)); });
   }
 
   function statusText(status, overdue) {

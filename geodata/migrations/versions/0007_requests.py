@@ -4,7 +4,7 @@ Only creates tables.  ``request_events`` gets the same UPDATE/DELETE-refusing
 triggers as ``hazard_events`` on both backends.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-29
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"  # re-chained in the merge into h/boards (one head)
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
