@@ -135,7 +135,7 @@ def test_cli_hazards_walk(runner, engine):
     (("users", "add", "viewer", "--role", "viewer", "--password", "longenough"), "exists"),
     (("users", "set-role", "nobody", "admin"), "no user"),
     (("users", "token", "viewer", "--days", "0"), "1<=x"),
-    (("hazards", "show", "YH1999-0001"), "no hazard with ledger code"),
+    (("hazards", "show", "YH1999-0001"), "no hazard with ledger number"),
 ])
 def test_cli_errors_exit_2_and_change_nothing(runner, engine, args, message):
     _cli_hazard(engine)

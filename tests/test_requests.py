@@ -561,14 +561,14 @@ def test_demo_has_a_month_of_requests_like_the_seeds(engine):
     assert any(r["satisfaction"] == "unsatisfied" and r["status"] == "in_progress" for r in rows)
 
 
-def test_0004_database_with_data_upgrades_to_the_request_ledger(fresh_url):  # noqa: F811
+def test_0006_database_with_data_upgrades_to_the_request_ledger(fresh_url):  # noqa: F811
     """Migration 0007 only adds tables: an older park takes requests after the upgrade."""
     from geodata import schema
     from geodata.storage import make_engine
 
     engine = make_engine(fresh_url, create=True)
     try:
-        schema.upgrade(engine, "0004")
+        schema.upgrade(engine, "0006")  # the revision before the request ledger
         tokens = build_park(engine, users=False)  # noqa: F841 -- park T, stored before 0007
         schema.upgrade(engine)
         assert schema.current_revision(engine) == schema.head_revision()

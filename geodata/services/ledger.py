@@ -80,16 +80,43 @@ def get_hazard(session, hazard_id, *, lock=False):
     NotFoundError
         404 ``hazard_not_found``.
     """
-    if not domains.is_id(hazard_id):
-        raise NotFoundError(f"no hazard {hazard_id!r}", code="hazard_not_found")
-    query = sa.select(Hazard).where(Hazard.id == hazard_id).execution_options(
+    return entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard")
+
+
+def entry_by_id(session, model, entry_id, *, lock=False, what):
+    """The ledger entry (hazard, request) ``entry_id`` of ``model``; 404 ``<what>_not_found``.
+
+    Re-read from the database (``populate_existing``); ``lock`` takes its row
+    lock (PostgreSQL).
+    """
+    if not domains.is_id(entry_id):
+        raise NotFoundError(f"no {what} {entry_id!r}", code=f"{what}_not_found")
+    query = sa.select(model).where(model.id == entry_id).execution_options(
         populate_existing=True)
     if lock:
         query = query.with_for_update()
-    hazard = session.execute(query).scalar_one_or_none()
-    if hazard is None:
-        raise NotFoundError(f"no hazard {hazard_id}", code="hazard_not_found")
-    return hazard
+    found = session.execute(query).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"no {what} {entry_id}", code=f"{what}_not_found")
+    return found
+
+
+def entry_by_code(session, model, code, park=None, *, what):
+    """The ledger entry of ``model`` numbered ``code``, in ``park`` if given.
+
+    404 ``<what>_not_found`` when none has it; 422 ``ambiguous_code`` when
+    several parks use it and no park is given.
+    """
+    query = sa.select(model).where(model.code == code)
+    if park is not None:
+        query = query.where(model.park_id == park.id)
+    found = session.execute(query.limit(2)).scalars().all()
+    if not found:
+        raise NotFoundError(f"no {what} with ledger number {code!r}", code=f"{what}_not_found")
+    if len(found) > 1:
+        raise ValidationError(f"ledger number {code!r} is used in several parks: give --park",
+                              code="ambiguous_code")
+    return found[0]
 
 
 def get_hazard_by_code(session, code, park=None):
@@ -102,16 +129,7 @@ def get_hazard_by_code(session, code, park=None):
     ValidationError
         422 ``ambiguous_code`` when several parks use it and no park is given.
     """
-    query = sa.select(Hazard).where(Hazard.code == code)
-    if park is not None:
-        query = query.where(Hazard.park_id == park.id)
-    found = session.execute(query.limit(2)).scalars().all()
-    if not found:
-        raise NotFoundError(f"no hazard with ledger code {code!r}", code="hazard_not_found")
-    if len(found) > 1:
-        raise ValidationError(f"ledger code {code!r} is used in several parks: give --park",
-                              code="ambiguous_code")
-    return found[0]
+    return entry_by_code(session, Hazard, code, park, what="hazard")
 
 
 def _lock_park(session, park):

@@ -13,14 +13,15 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from geodata import domains
-from geodata.errors import ConflictError, FeatureError, NotFoundError, ValidationError
+from geodata.errors import ConflictError, FeatureError, ValidationError
 from geodata.models import (Enterprise, Grid, Park, RequestCategory, RequestEvent, ServiceRequest,
                             Visit)
 from geodata.periods import local_today
 from geodata.request_workflow import DONE, REOPEN, allowed_targets, is_overdue, plan_transition
 from geodata.request_workflow import satisfaction_level
 from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, _check_version, _choice,
-                                     _lock_park, _text, grid_ids_query)
+                                     _lock_park, _text, entry_by_code, entry_by_id,
+                                     grid_ids_query)
 from geodata.services.visits import client_id as visit_client_id
 from geodata.vocabulary import (DEFAULT_REQUEST_CATEGORIES, REQUEST_SOURCES, REQUEST_STATE_NAMES,
                                 REQUEST_STATUSES, SATISFACTION_NAMES, SOURCE_NAMES)
@@ -86,16 +87,7 @@ def get_request(session, request_id, *, lock=False):
     NotFoundError
         404 ``request_not_found``.
     """
-    if not domains.is_id(request_id):
-        raise NotFoundError(f"no request {request_id!r}", code="request_not_found")
-    query = sa.select(ServiceRequest).where(ServiceRequest.id == request_id).execution_options(
-        populate_existing=True)
-    if lock:
-        query = query.with_for_update()
-    found = session.execute(query).scalar_one_or_none()
-    if found is None:
-        raise NotFoundError(f"no request {request_id}", code="request_not_found")
-    return found
+    return entry_by_id(session, ServiceRequest, request_id, lock=lock, what="request")
 
 
 def get_request_by_code(session, code, park=None):
@@ -108,16 +100,7 @@ def get_request_by_code(session, code, park=None):
     ValidationError
         422 ``ambiguous_code`` when several parks use it and no park is given.
     """
-    query = sa.select(ServiceRequest).where(ServiceRequest.code == code.strip().upper())
-    if park is not None:
-        query = query.where(ServiceRequest.park_id == park.id)
-    found = session.execute(query.limit(2)).scalars().all()
-    if not found:
-        raise NotFoundError(f"no request with ledger number {code!r}", code="request_not_found")
-    if len(found) > 1:
-        raise ValidationError(f"ledger number {code!r} is used in several parks: give --park",
-                              code="ambiguous_code")
-    return found[0]
+    return entry_by_code(session, ServiceRequest, code.strip().upper(), park, what="request")
 
 
 def find_enterprise(session, park, credit_code, field="enterprise"):
