@@ -205,6 +205,15 @@ def _expected_version(data):
     return version, False
 
 
+def target_state(data):
+    """The ``to`` of a transition body: a state name (checked by the workflow), else 422."""
+    target = data.get("to")
+    if not isinstance(target, str):
+        raise ValidationError("'to' must name the target state", code="unknown_status",
+                              details={"field": "to"})
+    return target
+
+
 @bp.post("/hazards/<int:hazard_id>/transitions")
 @idempotent
 def transition(hazard_id):
@@ -213,10 +222,7 @@ def transition(hazard_id):
     actor = current_actor(session, "move")
     data = _body(TRANSITION_FIELDS)
     version, if_match = _expected_version(data)
-    target = data.get("to")
-    if not isinstance(target, str):
-        raise ValidationError("'to' must name the target state", code="unknown_status",
-                              details={"field": "to"})
+    target = target_state(data)
     session = _writer()
     return _answer(*_written(session, lambda: ledger.transition(
         session, hazard_id, target, actor=actor, expected_version=version, if_match=if_match,

@@ -33,7 +33,7 @@ from geodata.services.parks import get_park
 from webmap.api import parse_bool, parse_int, single_arg
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
-from webmap.hazards_api import _body, _expected_version
+from webmap.hazards_api import _body, _expected_version, target_state
 from webmap.idempotency import idempotent
 
 bp = Blueprint("requests_api", __name__, url_prefix="/api")
@@ -125,10 +125,7 @@ def transition(request_id):
     actor = current_actor(session, "move")
     data = _body(TRANSITION_FIELDS)
     version, if_match = _expected_version(data)
-    target = data.get("to")
-    if not isinstance(target, str):
-        raise ValidationError("'to' must name the target state", code="unknown_status",
-                              details={"field": "to"})
+    target = target_state(data)
     session = write_session()
     item = commit_or_rollback(session, lambda: service.transition(
         session, request_id, target, actor=actor, expected_version=version, if_match=if_match,
