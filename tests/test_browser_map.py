@@ -69,6 +69,12 @@ def test_demo_map(live_server, chrome, demo_url, request):  # noqa: F811
     labels = overlay_labels(chrome)
     for part in ("Grids", "Sub-grids", "Hidden units", "Open hazards", "Enterprises"):
         assert any(part in k for k in labels), labels.keys()
+    # An idle map repaints nothing: no endless CSS or Web animation (a pulse on the 117
+    # hidden-unit pins kept a core busy, on phones too).
+    endless = chrome.execute_script(
+        "return document.getAnimations().filter(a => a.effect && "
+        "a.effect.getComputedTiming().iterations === Infinity).length")
+    assert endless == 0
     state = "return [gridmap.map.hasLayer(gridmap.groups.subgrids), " \
             "Object.keys(gridmap.subgrids).length]"
     assert chrome.execute_script(state) == [False, 0]
