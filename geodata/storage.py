@@ -227,6 +227,26 @@ def start_write(session):
     begin_write(session)
 
 
+def fetch_rows(session, statement):
+    """The rows of a Core ``statement`` as plain tuples, straight from the DBAPI cursor.
+
+    At 10^5 rows SQLAlchemy's result processing costs as much as the query
+    itself.  Values come back as the driver gives them, without SQLAlchemy's
+    type processing, so this is only for plain columns and WKB (bytes or
+    memoryview), in the session's transaction.
+    """
+    conn = session.connection()
+    compiled = statement.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args = [params[name] for name in compiled.positiontup] if compiled.positional else params
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 @contextmanager
 def session_scope(engine, write=False):
     """Yield a session in one transaction: commit on success, roll back on any error.

@@ -72,11 +72,13 @@ print(json.dumps({"imports": t1 - t0, "connect": t2 - t1, "read": t3 - t2, "floo
 """
 
 
-def store_park(url, grids, env):
-    """Store one generated park of ``grids`` grids at ``url`` (once)."""
+def store_park(url, grids, env, *, stored=False):
+    """Store one generated park of ``grids`` grids at ``url``; upgrade the schema if ``stored``."""
     env = {**env, "GRIDMAP_DATABASE_URL": url}
     subprocess.run([sys.executable, "-m", "geodata.cli", "init-db"], check=True, env=env,
                    cwd=ROOT, capture_output=True)
+    if stored:
+        return
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "geodata.cli", "demo", "--parks", "1",
                     "--grids-per-park", str(grids)], check=True, env=env, cwd=ROOT,
@@ -138,8 +140,7 @@ def main(argv=None):
             if backend == "spatialite":
                 path = workdir / f"park-{args.grids}.sqlite"
                 url = f"sqlite:///{path}"
-                if not path.exists():
-                    store_park(url, args.grids, env)
+                store_park(url, args.grids, env, stored=path.exists())
             else:
                 from geodata.pgcluster import ThrowawayCluster
 

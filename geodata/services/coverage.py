@@ -14,6 +14,7 @@ from geodata.creditcode import credit_code_problem
 from geodata.models import Enterprise, Grid, GridStaff
 from geodata.models.base import to_shapes
 from geodata.services.parks import park_boundary
+from geodata.storage import fetch_rows
 
 #: Fields an enterprise record needs to count as complete.
 RECORD_FIELDS = ("name", "credit_code", "industry", "employees", "contact_name", "contact_phone")
@@ -28,11 +29,10 @@ def grid_cells(session, park):
     as the reading itself.
     """
     parent = sa.orm.aliased(Grid)
-    rows = session.execute(
-        sa.select(Grid.code, parent.code, sa.func.ST_AsBinary(Grid.geom))
-        .outerjoin(parent, Grid.parent_id == parent.id)
-        .where(Grid.park_id == park.id, Grid.active_to.is_(None))
-        .order_by(Grid.code)).all()
+    rows = fetch_rows(session, sa.select(Grid.code, parent.code, sa.func.ST_AsBinary(Grid.geom))
+                      .outerjoin(parent, Grid.parent_id == parent.id)
+                      .where(Grid.park_id == park.id, Grid.active_to.is_(None))
+                      .order_by(Grid.code))
     return (to_shapes([r[2] for r in rows]), [r[0] for r in rows], [r[1] for r in rows])
 
 
