@@ -10,7 +10,6 @@ formula neutralising included.
 
 import csv
 import io
-from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from geodata.errors import ValidationError
 from geodata.files import atomic_write
 from geodata.models import Supervision
+from geodata.periods import local_today
 from geodata.services import ledger
 from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
 
@@ -37,7 +37,7 @@ HEADERS = [h for h, _ in COLUMNS]
 
 def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
     """Return the ledger rows (dicts keyed as :data:`COLUMNS`, plus the hazard ``id``)."""
-    today = today or date.today()
+    today = today or local_today()
     hazards, offset = [], 0
     while True:
         page, total = ledger.list_hazards(session, park=park, status=status, overdue=overdue,

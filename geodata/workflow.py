@@ -28,9 +28,9 @@ anything is written.
 """
 
 from dataclasses import dataclass
-from datetime import date
 
 from geodata.errors import ConflictError, GridmapError, ValidationError
+from geodata.periods import local_today
 from geodata.vocabulary import (  # noqa: F401  (re-exported)
     ESCALATION_LEVELS, ESCALATION_NAMES, HAZARD_STATUSES, ROLES, STATE_NAMES)
 
@@ -146,7 +146,7 @@ def check_deadline(deadline, today, action, what="a deadline"):
     if deadline is None:
         raise ValidationError(f"{action} needs {what}", code="deadline_required",
                               details={"field": "deadline"})
-    if deadline < (today or date.today()):
+    if deadline < (today or local_today()):
         raise ValidationError(f"deadline {deadline.isoformat()} is in the past",
                               code="deadline_in_past", details={"field": "deadline"})
 
@@ -220,4 +220,4 @@ def check_escalation(current, target, reason):
 
 def is_overdue(status, deadline, today=None):
     """True when an open hazard's deadline has passed (derived, never stored)."""
-    return status != "closed" and deadline is not None and deadline < (today or date.today())
+    return status != "closed" and deadline is not None and deadline < (today or local_today())

@@ -8,7 +8,6 @@ allowed).  Unknown parks and grids are 404s.
 """
 
 import math
-from datetime import date
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -16,6 +15,7 @@ from geodata import domains
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import find_hidden_units
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
+from geodata.periods import local_today
 from geodata.services import mapdata, tiles
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, list_parks
@@ -30,7 +30,7 @@ MAX_GRID_LIMIT = 20_000
 
 def today():
     """The reference date for "overdue" (``app.config["TODAY"]`` in tests, else today)."""
-    return current_app.config.get("TODAY") or date.today()
+    return current_app.config.get("TODAY") or local_today()
 
 
 def _allowed(*names):

@@ -6,12 +6,12 @@ the login form.  Templates are autoescaped, so hazard text is inert.
 
 import io
 import re
-from datetime import date
 
 from flask import Blueprint, render_template, request, send_file
 
 from geodata.errors import ValidationError
 from geodata.ledger_export import COLUMNS, ledger_rows, to_csv, to_xlsx
+from geodata.periods import local_today
 from geodata.services import ledger, weekly
 from geodata.services.parks import get_park
 from geodata.services.photos import visible_photos
@@ -103,7 +103,7 @@ def send_export(body, fmt, name, park):
     # header, and send_file quotes the name (RFC 6266, filename* for non-ASCII).
     code = re.sub(r"[^\w-]+", "_", park.code)
     response = send_file(io.BytesIO(body), as_attachment=True,
-                         download_name=f"{name}-{code}-{date.today().isoformat()}.{fmt}",
+                         download_name=f"{name}-{code}-{local_today().isoformat()}.{fmt}",
                          mimetype="text/csv; charset=utf-8" if fmt == "csv" else XLSX)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

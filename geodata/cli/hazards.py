@@ -7,12 +7,12 @@ hazard is named by its id or its ledger code (``YH2026-0012``).
 """
 
 import json
-from datetime import date
 
 import click
 
 from geodata.cli.context import (check_park_scope, emit_table, format_option, on_every_park,
                                  park_scope_options, pass_context, stored_park_codes)
+from geodata.periods import local_today
 from geodata.vocabulary import STATE_NAMES
 
 
@@ -172,7 +172,7 @@ def export(obj, file, park_code, status, overdue):
     from geodata.storage import session_scope
 
     with session_scope(obj.ready_engine()) as session:
-        count = export_ledger(session, file, today=date.today(),
+        count = export_ledger(session, file, today=local_today(),
                               **_filters(session, park_code, status, overdue))
     click.echo(f"exported {count} hazards to {file}")
 

@@ -1,6 +1,5 @@
 """Load the deterministic demo park (:mod:`geodata.demo`) through the import services."""
 
-from datetime import date
 
 import geopandas as gpd
 import sqlalchemy as sa
@@ -31,7 +30,7 @@ def load_demo(engine, seed=None, today=None):
     with session_scope(engine) as session:
         if session.execute(sa.select(Park.id).where(Park.code == PARK_CODE)).first():
             return f"demo park {PARK_CODE} is already loaded; nothing changed"
-    options = {"today": today or date.today()}
+    options = {"today": today or local_today()}
     if seed is not None:
         options["seed"] = seed
     demo = build_demo_park(**options)

@@ -10,7 +10,6 @@ satisfaction history (the enterprise's answers at 回访).
 """
 
 import json
-from datetime import date
 
 import shapely
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from geodata.errors import NotFoundError, ValidationError
 from geodata.hidden import find_hidden_units
 from geodata.models import STAFF_ROLES, Enterprise, Grid, GridStaff, Hazard, ServiceRequest
 from geodata.models.base import to_shapes
+from geodata.periods import local_today
 from geodata.services import ledger, requests, visits
 from geodata.vocabulary import SATISFACTION_NAMES
 from geodata.workflow import PermissionDeniedError
@@ -170,7 +170,7 @@ def enterprise_file(session, park, credit_code, *, actor=None, today=None):
     PermissionDeniedError
         403 ``outside_your_grids``.
     """
-    today = today or date.today()
+    today = today or local_today()
     firm = get_enterprise(session, park, credit_code, actor)
     shape, site = _site(firm)
     host, units = _hidden(session, park, firm)

@@ -1,6 +1,5 @@
 """Grids and sub-grids: import, look up and export."""
 
-from datetime import date
 
 import geopandas as gpd
 import numpy as np
@@ -15,6 +14,7 @@ from geodata.errors import ConflictError, FeatureError, NotFoundError, Validatio
 from geodata.geometry import validate_geometries
 from geodata.models import GRID_KINDS, Grid
 from geodata.models.base import to_element, to_shapes
+from geodata.periods import local_today
 
 
 def active_grids(session, park, level=None):
@@ -145,7 +145,7 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
                              default="area" if levels[code] == 1 else "workshop", **where),
             geom=to_element(geoms[i]), area_m2=float(areas[i]),
             active_from=attr.day(row.get("active_from"), field="active_from", **where)
-            or date.today(),
+            or local_today(),
             active_to=attr.day(row.get("active_to"), field="active_to", **where))
         new[code] = grid
     session.add_all(new.values())

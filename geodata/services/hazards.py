@@ -1,7 +1,6 @@
 """Hazards (隐患): spatial resolution, import with history, export."""
 
 import re
-from datetime import date
 
 import geopandas as gpd
 import numpy as np
@@ -16,6 +15,7 @@ from geodata.geometry import validate_geometries
 from geodata.models import (HAZARD_LEVELS, HAZARD_STATUSES, Enterprise, Grid, Hazard,
                             HazardEvent)
 from geodata.models.base import to_element, to_shapes
+from geodata.periods import local_today
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
 from geodata.storage import backend_name
@@ -122,7 +122,7 @@ def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertice
     histories = gdf["history"].tolist() if "history" in gdf else [None] * len(gdf)
     rows = list(attr.records(gdf.drop(columns=["history"], errors="ignore")))
     found = [attr.day(row.get("found_date"), field="found_date", index=i, file=file)
-             or date.today() for i, row in rows]
+             or local_today() for i, row in rows]
     codes = ledger_codes(session, park, gdf.get("code", [None] * len(gdf)), file=file,
                          years=[d.year for d in found])
     new = []
@@ -179,7 +179,7 @@ def ledger_codes(session, park, given, *, file=None, years=None):
         ``duplicate_hazard_code`` in the input or against the park's ledger;
         ``ledger_numbers_exhausted`` when ``YH<year>-999999`` is taken.
     """
-    years = list(years) if years is not None else [date.today().year] * len(given)
+    years = list(years) if years is not None else [local_today().year] * len(given)
     codes = [domains.ledger_code(None if attr.is_blank(c) else c, "code", index=i, file=file)
              for i, c in enumerate(given)]
     stored = _stored_codes(session, park, codes, years)
@@ -243,7 +243,7 @@ def _event(event, index, file):
 
 def is_overdue(hazard, today=None):
     """True when an open hazard's deadline has passed (derived, never stored)."""
-    today = today or date.today()
+    today = today or local_today()
     return hazard.status != "closed" and hazard.deadline is not None and hazard.deadline < today
 
 
@@ -255,7 +255,7 @@ def hazards_frame(session, park):
         .outerjoin(Enterprise, Hazard.enterprise_id == Enterprise.id)
         .where(Hazard.park_id == park.id).order_by(Hazard.id)).all()
     hazards = [r[0] for r in rows]
-    today = date.today()
+    today = local_today()
     return gpd.GeoDataFrame({
         "code": [h.code for h in hazards],
         "category": [h.category for h in hazards],

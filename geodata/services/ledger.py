@@ -11,7 +11,7 @@ when it sent ``If-Match``).  Nothing is written before every check passed.
 import math
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Optional
 
 import shapely
@@ -23,6 +23,7 @@ from geodata.errors import (ConflictError, FeatureError, NotFoundError,
 from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Enterprise,
                             Grid, GridStaff, Hazard, HazardEvent, Park, Photo, Supervision)
 from geodata.models.base import to_element, to_shapes
+from geodata.periods import local_today
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
 from geodata.services.parks import prepared_boundary
 from geodata.storage import backend_name, start_write
@@ -187,8 +188,8 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
                               f"{', '.join(HAZARD_LEVELS)}", code="unknown_level",
                               details={"field": "level", "allowed": HAZARD_LEVELS})
     description = _text(description, "description")
-    found_date = domains.day(found_date, "found_date") or date.today()
-    if found_date > date.today():
+    found_date = domains.day(found_date, "found_date") or local_today()
+    if found_date > local_today():
         raise ValidationError("found_date is in the future", code="invalid_date",
                               details={"field": "found_date"})
 
@@ -460,7 +461,7 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
     ValidationError
         422 for an unknown status, level, escalation or category, or a bad page.
     """
-    today = today or date.today()
+    today = today or local_today()
     query = sa.select(Hazard)
     if park is not None:
         query = query.where(Hazard.park_id == park.id)
@@ -493,7 +494,7 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
 
 def hazard_dicts(session, hazards, *, role=None, today=None):
     """Serialise hazards for JSON/CSV: names, grid, enterprise, lon/lat, overdue, next steps."""
-    today = today or date.today()
+    today = today or local_today()
     # Only the names shown, in one query, instead of loading grid, enterprise and park rows.
     names = {row[0]: row[1:] for row in session.execute(
         sa.select(Hazard.id, Park.code, Grid.code, Grid.name, Enterprise.name,
@@ -608,7 +609,7 @@ def dashboard(session, park, today=None):
         social credit code, industry, employee count, contact name and
         contact phone are all filled in and the enterprise is in a grid.
     """
-    today = today or date.today()
+    today = today or local_today()
     # The closing time comes from the history, so imported ledgers count too.
     closed = (sa.select(HazardEvent.hazard_id, sa.func.max(HazardEvent.at).label("at"))
               .where(HazardEvent.to_status == "closed").group_by(HazardEvent.hazard_id)

@@ -17,7 +17,6 @@ park's grids change.  The authoritative geometry is one request away
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
 
 import numpy as np
 import shapely
@@ -28,6 +27,7 @@ from geodata.errors import NotFoundError
 from geodata.hidden import find_hidden_units
 from geodata.models import STAFF_ROLES, Enterprise, Grid, GridStaff, Hazard
 from geodata.models.base import to_shapes
+from geodata.periods import local_today
 from geodata.services.grids import get_grid
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
@@ -217,7 +217,7 @@ def hazard_counts(session, park, today=None, grid_ids=None):
     (dict, dict)
         ``{grid_id: open}`` and ``{grid_id: overdue}``.
     """
-    today = today or date.today()
+    today = today or local_today()
     overdue_expr = sa.case((Hazard.deadline < today, 1), else_=0)
     query = (sa.select(Hazard.grid_id, sa.func.count(), sa.func.sum(overdue_expr))
              .where(Hazard.park_id == park.id, Hazard.status.in_(OPEN))
@@ -359,7 +359,7 @@ def grid_summary(session, park, code, today=None):
 
 def park_overview(session, park, today=None):
     """Headline counts of a park: grids per level, enterprises, hidden units, hazards."""
-    today = today or date.today()
+    today = today or local_today()
     levels = dict(session.execute(sa.select(Grid.level, sa.func.count()).where(
         Grid.park_id == park.id, Grid.active_to.is_(None)).group_by(Grid.level)).all())
     open_q = sa.select(sa.func.count()).where(Hazard.park_id == park.id,
@@ -498,7 +498,7 @@ def hazard_layer(session, park, query=None, today=None):
         ``grid`` is not a grid of the park.
     """
     query = query or HazardQuery()
-    today = today or date.today()
+    today = today or local_today()
     where = [Hazard.park_id == park.id]
     if query.status:
         where.append(Hazard.status.in_(query.status))

@@ -17,7 +17,6 @@ written or moved; the day, for "overdue"), so clients revalidate with
 
 import hashlib
 import math
-from datetime import date
 
 import mapbox_vector_tile
 import numpy as np
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 
 from geodata.errors import ValidationError
 from geodata.models import Hazard, HazardEvent
+from geodata.periods import local_today
 from geodata.services.mapdata import cached_grid_layer, hazard_counts
 from geodata.storage import backend_name
 
@@ -108,7 +108,7 @@ def tile_etag(session, park, level=1, today=None):
         sa.select(sa.func.max(HazardEvent.id)).scalar_subquery())).one()
     created = park.created_at.isoformat() if park.created_at else ""
     key = (f"{TILE_FORMAT}|{park.id}|{created}|{park.version}|{level}|{newest[0]}|{newest[1]}"
-           f"|{today or date.today()}")
+           f"|{today or local_today()}")
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -126,7 +126,7 @@ def grid_tile(session, park, z, x, y, *, level=1, today=None, max_grids=MAX_TILE
         ``tile_too_large`` when more than ``max_grids`` grids reach the tile (zoom in).
     """
     check_tile(z, x, y)
-    today = today or date.today()
+    today = today or local_today()
     if backend_name(session) == "postgresql":
         params = {"z": z, "x": x, "y": y, "park": park.id, "level": level, "extent": EXTENT,
                   "buffer": BUFFER, "today": today}

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -23,6 +23,7 @@ from geodata import attributes as attr
 from geodata import domains
 from geodata.errors import ConflictError, FeatureError, NotFoundError, ValidationError
 from geodata.models import ApiToken, Grid, User, UserGrid
+from geodata.periods import local_today
 from geodata.workflow import ROLES, AuthenticationRequiredError
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -251,7 +252,7 @@ def create_token(session, username, name="", *, days=None):
     if days is not None:
         # The expiry must be a storable date-time (geodata.domains).
         days = domains.integer(days, "days", minimum=1,
-                               maximum=(domains.DATE_MAX - date.today()).days)
+                               maximum=(domains.DATE_MAX - local_today()).days)
     token = "gm_" + secrets.token_urlsafe(32)
     expires = datetime.now(timezone.utc) + timedelta(days=days) if days else None
     row = ApiToken(user=user, name=name, token_hash=token_hash(token), expires_at=expires)

@@ -5,7 +5,6 @@ dependants that follow; see the package docstring.
 """
 
 import json
-from datetime import date
 from typing import NamedTuple
 
 import numpy as np
@@ -22,6 +21,7 @@ from geodata.errors import ConflictError, NotFoundError, PreconditionFailedError
 from geodata.gridcodes import grid_code, reading_order
 from geodata.models import Grid, GridEdit, GridEditItem, GridLineage, GridStaff, Park
 from geodata.models.base import to_element, to_shapes
+from geodata.periods import local_today
 from geodata.services.edits.common import EditOutcome, _Plan, Preview, _State, TOLERANCE_M
 from geodata.services.ledger import relocate
 from geodata.storage import backend_name, begin_write, start_write
@@ -382,7 +382,7 @@ def _write(session, park, done, operation, *, actor, reason, allow_problems):
     (state, plan, codes, after, new_geoms, keep, re_codes, after_codes, after_geoms,
      after_report, problems) = done
 
-    today = date.today()
+    today = local_today()
     items = []  # (grid, before wkb, before active, before version)
     for code in sorted(set(after) | plan.retire):
         grid = state.by_code[code]
