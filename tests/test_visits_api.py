@@ -278,6 +278,19 @@ def test_worklist_of_a_grid_member_and_of_an_unlimited_user(api, engine):  # noq
     everyone = api.call("GET", "/api/me/worklist?park=T", "inspector").json
     assert len(everyone["grids"]["features"]) == 4 and len(everyone["hazards"]) == 3
     assert everyone["user"]["limited"] is False
+    assert all(h["photos"] == [] for h in everyone["hazards"])
+
+    # The phone shows a hazard's photos: thumbnails it can fetch with the same login.
+    photo = api.call("POST", f"/api/hazards/{late['id']}/photos", "inspector",
+                     data={"photo": (io.BytesIO(image_bytes("JPEG", (64, 48))), "现场.jpg"),
+                           "tag": "before"}, content_type="multipart/form-data")
+    assert photo.status_code == 201, photo.json
+    mine = api.call("GET", "/api/me/worklist?park=T", "member").json
+    (shown,) = mine["hazards"][0]["photos"]
+    assert (shown["id"], shown["tag"], shown["hazard_id"]) == (
+        photo.json["id"], "before", late["id"])
+    thumb = api.call("GET", shown["thumbnail_url"], "member")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
 
 
 def test_due_and_layer_routes(api, engine):  # noqa: F811

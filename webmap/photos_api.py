@@ -30,7 +30,8 @@ _EXTENSIONS = dict(FORMATS.values())
 
 def photo_json(photo):
     """What the API says about a photo: tag, size, who and when, and its two URLs."""
-    return {"id": photo.id, "hazard_id": photo.hazard_id, "tag": photo.tag,
+    return {"id": photo.id, "hazard_id": photo.hazard_id, "visit_id": photo.visit_id,
+            "tag": photo.tag,
             "content_type": photo.content_type, "size": photo.size, "sha256": photo.sha256,
             "width": photo.width, "height": photo.height, "original_name": photo.original_name,
             "uploaded_by": photo.uploaded_by, "uploaded_at": photo.uploaded_at.isoformat(),

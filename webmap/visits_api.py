@@ -29,11 +29,13 @@ from geodata import domains, periods
 from geodata.errors import ValidationError
 from geodata.services import visits
 from geodata.services.parks import get_park
+from geodata.services.photos import visible_photos
 from webmap.api import parse_int, single_arg
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
 from webmap.hazards_api import _body, _point, photo_response, read_photo_upload
 from webmap.idempotency import idempotent
+from webmap.photos_api import photo_json
 
 bp = Blueprint("visits_api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # JSON only (415 otherwise); photo uploads check the token themselves
@@ -138,12 +140,17 @@ def worklist():
     """The logged-in user's work list for one park (the phone's offline bundle)."""
     args = _allowed(("park",))
     session = get_session()
-    current_actor(session, "read")
+    actor = current_actor(session, "read")
     code = args["park"]
     if not code:
         raise ValidationError("give the park: /api/me/worklist?park=CODE", code="missing_field",
                               details={"parameter": "park"})
-    return jsonify(visits.worklist(session, get_park(session, code), g.user))
+    work = visits.worklist(session, get_park(session, code), g.user)
+    # The phone shows each open hazard's photos, the ones this user may see.
+    shown = visible_photos(session, [h["id"] for h in work["hazards"]], actor)
+    for hazard in work["hazards"]:
+        hazard["photos"] = [photo_json(p) for p in shown.get(hazard["id"], [])]
+    return jsonify(work)
 
 
 @bp.get("/parks/<code>/visits/due")

@@ -21,6 +21,7 @@
                   loginUrl: script.dataset.login};
   const DB_NAME = "gridmap-field";
   const KINDS = {patrol: "巡查", visit: "走访", recheck: "回头看"};
+  const PHOTO_TAGS = {before: "整改前", after: "整改后", visit: "走访"};
   const STATE_TEXT = {pending: "待同步", conflict: "冲突", failed: "被拒绝", done: "已同步"};
   const LEVELS = {general: "一般", major: "重大"};
 
@@ -535,6 +536,25 @@
     return li;
   }
 
+  // The hazard's photos as thumbnails linking to the full photo (same-origin, behind the
+  // login); the tag (整改前/整改后/走访) is the image's alt text, set as an attribute.
+  function photoStrip(photos) {
+    const strip = el("div", null, "fm-photos");
+    for (const p of photos) {
+      const link = document.createElement("a");
+      link.href = p.url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      const img = document.createElement("img");
+      img.src = p.thumbnail_url;
+      img.alt = PHOTO_TAGS[p.tag] || p.tag;
+      img.loading = "lazy";
+      link.append(img);
+      strip.append(link);
+    }
+    return strip;
+  }
+
   function renderList() {
     const bundle = app.bundle || {};
     const hazards = bundle.hazards || [];
@@ -556,6 +576,9 @@
       li.dataset.hazard = h.id;
       if (h.description) {
         li.append(el("div", h.description, "fm-meta"));
+      }
+      if ((h.photos || []).length) {
+        li.append(photoStrip(h.photos));
       }
       const actions = el("div", null, "fm-actions");
       if ((h.allowed_transitions || []).length) {
