@@ -20,7 +20,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from geodata.models import Hazard, HazardEvent, Photo, Visit, VisitEvent
+from geodata.creditcode import make_credit_code
+from geodata.models import Hazard, HazardEvent, Photo, ServiceRequest, Visit, VisitEvent
 from tests.browser import ARTIFACTS, CHROME_ARGS, CHROMEDRIVER, CHROMIUM, LiveServer
 from tests.cdp import Network
 from tests.ledger_helpers import PASSWORDS, build_park, lonlat
@@ -190,14 +191,25 @@ def log_hazard(phone, server, description, photos, where):
     submit(phone, form)
 
 
+def tap(phone, element):
+    """Scroll ``element`` to the middle of the screen, as a thumb would, and tap it.
+
+    A button just above the bottom edge is "in view" for the driver but under
+    the fixed tab bar.
+    """
+    js(phone.driver, "arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
 def submit(phone, form):
     """Submit a capture form and wait until its items are in the queue."""
     captured = js(phone.driver, "return gridfield.captured")
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    tap(phone, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     wait(phone.driver, lambda d: js(d, "return gridfield.captured") == captured + 1)
 
 
-def log_visit(phone, kind, note, photos, where, enterprise=None):
+def log_visit(phone, kind, note, photos, where, enterprise=None, request=None):
+    """Log a visit on the phone; ``request`` = (category, text) raises a request on it."""
     d = phone.driver
     tab(phone, "visit")
     form = d.find_element(By.ID, "fm-visit-form")
@@ -205,9 +217,12 @@ def log_visit(phone, kind, note, photos, where, enterprise=None):
     if enterprise:
         Select(form.find_element(By.NAME, "enterprise")).select_by_value(enterprise)
     form.find_element(By.NAME, "note").send_keys(note)
+    if request:
+        Select(form.find_element(By.NAME, "request_category")).select_by_value(request[0])
+        form.find_element(By.NAME, "request_text").send_keys(request[1])
     if photos:
         form.find_element(By.NAME, "photo").send_keys("\n".join(str(p) for p in photos))
-    form.find_element(By.CSS_SELECTOR, ".fm-pick").click()  # no GPS: pick on the map
+    tap(phone, form.find_element(By.CSS_SELECTOR, ".fm-pick"))  # no GPS: pick on the map
     pick_on_map(phone, *where)
     wait(d, lambda d: not d.find_element(By.ID, "fm-view-visit").get_attribute("hidden"))
     assert "地图选点" in form.find_element(By.CSS_SELECTOR, ".fm-point").text
@@ -256,7 +271,8 @@ def test_offline_round_trip(park, server, phones, tmp_path, request):
     d = phone.driver
     assert js(d, "return window.innerWidth") == 375
     assert js(d, "return navigator.maxTouchPoints") >= 1
-    counts = {m: count(engine, m) for m in (Hazard, Visit, Photo, HazardEvent, VisitEvent)}
+    counts = {m: count(engine, m) for m in (Hazard, Visit, Photo, HazardEvent, VisitEvent,
+                                            ServiceRequest)}
 
     # offline for the page and its service worker
     assert phone.network.offline() == {"page", "service_worker"}
@@ -266,11 +282,13 @@ def test_offline_round_trip(park, server, phones, tmp_path, request):
     descriptions = [f"{HOSTILE} 灭火器过期 {i}" for i in range(3)]
     for i, (text, where) in enumerate(zip(descriptions, points.values())):
         log_hazard(phone, server, text, [big[i]], where)
-    log_visit(phone, "patrol", "巡查 东门 ✓", [big[3]], lonlat("T-003"))
+    log_visit(phone, "patrol", "巡查 东门 ✓", [big[3]], lonlat("T-003"),
+              enterprise=make_credit_code("411621", 1), request=("融资", f"贷款 {HOSTILE}"))
     log_visit(phone, "visit", f"走访 {HOSTILE}", [big[4]], lonlat("T-004"))
     items = queue(phone)
     assert [i["kind"] for i in items if not i["parent"]] == ["hazard"] * 3 + ["visit"] * 2
     assert sum(i["kind"] == "photo" for i in items) == 5
+    assert sum(i["kind"] == "request" for i in items) == 1
     assert all(i["state"] == "pending" for i in items)
     for item in items:
         if item["kind"] == "photo":  # downscaled on the phone: a JPEG smaller than the file
@@ -326,6 +344,11 @@ def test_offline_round_trip(park, server, phones, tmp_path, request):
         photo_ids = rows(engine, sa.select(Photo.id).where(Photo.visit_id == visit_id))
         assert len(photo_ids) == 1
         check_photo(server, token, {"id": photo_ids[0][0]})
+    # the request raised on the patrol: stored once, on that visit, for 甲公司, text as typed
+    assert count(engine, ServiceRequest) == counts[ServiceRequest] + 1
+    (raised,) = rows(engine, sa.select(ServiceRequest.visit_id, ServiceRequest.source,
+                                       ServiceRequest.description, ServiceRequest.category))
+    assert raised == (by_client[visit_items[0]["id"]][0], "visit", f"贷款 {HOSTILE}", "融资")
     # the work list now shows the three hazards, as text
     wait(d, lambda d: all(t in d.find_element(By.ID, "fm-hazards").text for t in descriptions))
     assert not d.find_elements(By.CSS_SELECTOR, "#fm-hazards img[src=x]")

@@ -26,7 +26,7 @@ from flask_wtf.csrf import generate_csrf
 
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import list_parks
-from geodata.vocabulary import STATE_NAMES
+from geodata.vocabulary import DEFAULT_REQUEST_CATEGORIES, STATE_NAMES
 from webmap.auth import current_user, login_page_or_user
 from webmap.db import get_session
 from webmap.maps import content_security_policy, csp_nonce
@@ -95,6 +95,7 @@ def session_info():
                              "display_name": user.display_name},
                     "grid_limited": bool(grid_parks), "parks": parks,
                     "categories": list(CATEGORIES), "states": STATE_NAMES,
+                    "request_categories": list(DEFAULT_REQUEST_CATEGORIES),
                     "csrf": generate_csrf(), "version": shell_version()})
 
 

@@ -218,6 +218,12 @@
         method: "POST", headers: {...headers, "Content-Type": "application/json"},
         body: JSON.stringify({client_id: item.id, ...item.body})});
     }
+    if (item.kind === "request") {
+      // The visit is named by its client id, the id of the parent item.
+      return call(`/api/parks/${encodeURIComponent(item.park)}/requests`, {
+        method: "POST", headers: {...headers, "Content-Type": "application/json"},
+        body: JSON.stringify({visit: parent.id, ...item.body})});
+    }
     if (item.kind === "transition") {
       return call(`/api/hazards/${item.hazardId}/transitions`, {
         method: "POST", headers: {...headers, "Content-Type": "application/json",
@@ -450,6 +456,11 @@
     }
     const item = await enqueue("visit", {body});
     await photoItems(form.photo, item, "visit");
+    if (form.request_category.value && form.request_text.value.trim()) {
+      // 走访发现诉求: a request on this visit, sent once the visit is stored.
+      await enqueue("request", {parent: item.id, body: {
+        category: form.request_category.value, description: form.request_text.value}});
+    }
     form.reset();
     form.hazard_id.value = "";
     document.querySelector(".fm-recheck-of").hidden = true;
@@ -652,6 +663,12 @@
       option.value = c;
       select.append(option);
     }
+    const asked = document.querySelector("#fm-visit-form select[name=request_category]");
+    for (const c of app.session.request_categories || []) {
+      const option = el("option", c);
+      option.value = c;
+      asked.append(option);
+    }
   }
 
   function openVisit({enterprise, kind, hazard}) {
@@ -696,6 +713,9 @@
     }
     if (item.kind === "visit") {
       return `${KINDS[item.body.kind] || item.body.kind}`;
+    }
+    if (item.kind === "request") {
+      return `诉求 ${item.body.category}`;
     }
     if (item.kind === "transition") {
       const states = (app.session || {}).states || {};
