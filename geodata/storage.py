@@ -227,6 +227,17 @@ def start_write(session):
     begin_write(session)
 
 
+def refresh_statistics(engine):
+    """Update the query planner's statistics after a bulk load (``ANALYZE``).
+
+    PostgreSQL's autovacuum gets there eventually; until then a freshly
+    loaded table counts as nearly empty and joins over it may be planned as
+    nested loops.  SQLite's planner uses them too (``sqlite_stat1``).
+    """
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
+
+
 def fetch_rows(session, statement):
     """The rows of a Core ``statement`` as plain tuples, straight from the DBAPI cursor.
 

@@ -16,7 +16,7 @@ from geodata.services.sites import import_enterprises
 from geodata.services.staff import import_staff
 from geodata.services.users import create_demo_accounts
 from geodata.services.visits import load_demo_field_work
-from geodata.storage import session_scope
+from geodata.storage import refresh_statistics, session_scope
 
 
 def load_demo(engine, seed=None, today=None):
@@ -51,6 +51,7 @@ def load_demo(engine, seed=None, today=None):
         # (in Asia/Shanghai days unless ``today`` is given: visits are counted there)
         field = load_demo_field_work(session, park, today=today or local_today(),
                                      seed=options.get("seed", DEFAULT_SEED))
+    refresh_statistics(engine)
     counts = {**summary(demo), **field}
     return (f"loaded demo park {PARK_CODE} ({demo.park['name']}): "
             + ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, int)))
@@ -116,5 +117,7 @@ def load_province(engine, parks, grids_per_park, seed=None, progress=None):
         if progress:
             progress(f"loaded park {code}: {len(generated.grids)} grids, "
                      f"{len(generated.enterprises)} enterprises, {len(generated.hazards)} hazards")
+    if loaded:
+        refresh_statistics(engine)
     return (f"province: {loaded} parks loaded, {skipped} already stored, "
             f"{grids_per_park} grids each")

@@ -21,7 +21,7 @@ from geodata.services.hazards import hazards_frame, import_hazards
 from geodata.services.parks import get_park, import_parks, parks_frame
 from geodata.services.sites import enterprises_frame, import_enterprises
 from geodata.services.staff import import_staff, staff_frame
-from geodata.storage import session_scope
+from geodata.storage import refresh_statistics, session_scope
 from geodata.vocabulary import LAYERS  # noqa: F401  (re-exported)
 
 _IMPORTERS = {"grids": import_grids, "enterprises": import_enterprises, "staff": import_staff,
@@ -88,6 +88,8 @@ def import_file(engine, layer, path, *, park_code=None, crs=None, dry_run=False,
                               len(rows), dry_run, sorted(set(warnings) | set(more)))
         if dry_run:
             session.rollback()
+    if not dry_run and len(rows) >= 1000:  # a bulk load: the planner needs to know
+        refresh_statistics(engine)
     return report
 
 
