@@ -20,7 +20,7 @@ from geodata.services.parks import get_park, import_parks
 from geodata.services.sites import import_enterprises
 from geodata.storage import session_scope
 from tests.conftest import metric_box, table_counts
-from tests.ledger_helpers import build_park, lonlat
+from tests.ledger_helpers import build_park, image_bytes, lonlat
 from tests.test_hazards_api import api  # noqa: F401  (the hazard API fixture)
 
 RING = [[114.0, 34.0], [114.001, 34.0], [114.001, 34.001], [114.0, 34.0]]
@@ -230,11 +230,13 @@ def _all_reads_succeed(api):  # noqa: F811
 def test_photo_with_a_bad_file_name_leaves_no_file(api, engine, tmp_path):  # noqa: F811
     hid = api.create().json["id"]
     before = table_counts(engine)
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    # a real image, so that the name is what is refused (a damaged one is 415 first)
     response = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
-                        data={"photo": (io.BytesIO(png), "a\x1bb.png")})
+                        data={"photo": (io.BytesIO(image_bytes("PNG")), "a\x1bb.png")})
     assert response.status_code == 422 and response.json["error"]["code"] == "invalid_text"
-    assert list(tmp_path.glob("*.png")) == [] and table_counts(engine) == before
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert table_counts(engine) == before
 
 
 # -- the edit API: GeoJSON with empty or short parts, bodies nested too deeply ---------------
