@@ -173,12 +173,18 @@ def test_the_qr_page_shows_a_visitor_only_the_published_staff(db_url, engine):
     app = create_app({"DATABASE_URL": db_url, "TESTING": True})
     try:
         client = app.test_client()
-        visitor = client.get("/parks/T/grids/T-001").get_data(as_text=True)
-        assert "王一" in visitor and "李喆堃" in visitor and "13700000011" in visitor
-        assert "赵秘密" not in visitor and "13700000012" not in visitor
-        viewer = client.get("/parks/T/grids/T-001", headers={
-            "Authorization": f"Bearer {token}"}).get_data(as_text=True)
-        assert "赵秘密" in viewer and "13700000012" in viewer  # staff see their colleagues
+        # Every public view that lists staff: the page, the map's popups and layers.
+        for url in ("/parks/T/grids/T-001", "/api/parks/T/summaries",
+                    "/api/parks/T/summaries/T-001", "/api/parks/T/grids",
+                    "/api/parks/T/grids/T-001"):
+            response = client.get(url)
+            assert response.status_code == 200, url
+            visitor = response.get_data(as_text=True)
+            assert "王一" in visitor and "李喆堃" in visitor and "13700000011" in visitor, url
+            assert "赵秘密" not in visitor and "13700000012" not in visitor, url
+            viewer = client.get(url, headers={
+                "Authorization": f"Bearer {token}"}).get_data(as_text=True)
+            assert "赵秘密" in viewer and "13700000012" in viewer, url  # staff see colleagues
     finally:
         app.extensions["gridmap.engine"].dispose()
 

@@ -9,7 +9,7 @@ allowed).  Unknown parks and grids are 404s.
 
 import math
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
 from geodata import domains
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
@@ -127,6 +127,15 @@ def parse_choices(name, text, allowed):
     return values
 
 
+def published_only():
+    """True for a visitor who is not logged in: staff lists show only published contacts.
+
+    Unpublished phones (公示 withheld) are for logged-in users; the grid
+    boards and everything public show only what is published.
+    """
+    return g.get("user") is None
+
+
 def _geojson(payload):
     response = jsonify(payload)
     response.mimetype = "application/geo+json"
@@ -162,7 +171,8 @@ def grids(code):
         session, park_, level=parse_int("level", single_arg("level"), 1, 9, default=1),
         bbox=parse_bbox(single_arg("bbox")),
         zoom=parse_int("zoom", single_arg("zoom"), 0, MAX_ZOOM),
-        limit=parse_int("limit", single_arg("limit"), 1, MAX_GRID_LIMIT), today=today()))
+        limit=parse_int("limit", single_arg("limit"), 1, MAX_GRID_LIMIT), today=today(),
+        published_only=published_only()))
 
 
 @bp.get("/parks/<code>/tiles/grids/<int:z>/<int:x>/<int:y>.mvt")
@@ -197,7 +207,7 @@ def grid(code, grid_code):
     _allowed()
     session = get_session()
     return _geojson(mapdata.grid_feature(session, get_park(session, code), grid_code,
-                                         today=today()))
+                                         today=today(), published_only=published_only()))
 
 
 @bp.get("/parks/<code>/summaries")
@@ -205,7 +215,8 @@ def summaries(code):
     """Per-grid summaries of every active grid, keyed by grid code."""
     _allowed()
     session = get_session()
-    return jsonify(mapdata.grid_summaries(session, get_park(session, code), today=today()))
+    return jsonify(mapdata.grid_summaries(session, get_park(session, code), today=today(),
+                                          published_only=published_only()))
 
 
 @bp.get("/parks/<code>/summaries/<grid_code>")
@@ -214,7 +225,7 @@ def summary(code, grid_code):
     _allowed()
     session = get_session()
     return jsonify(mapdata.grid_summary(session, get_park(session, code), grid_code,
-                                        today=today()))
+                                        today=today(), published_only=published_only()))
 
 
 @bp.get("/parks/<code>/enterprises")

@@ -37,7 +37,7 @@ from geodata.services.parks import get_park, park_boundary
 from geodata.services.photos import visible_photos
 from geodata.vocabulary import PHOTO_TAG_NAMES
 from geodata.workflow import ESCALATION_NAMES, PERMISSIONS, STATE_NAMES
-from webmap.api import today
+from webmap.api import published_only, today
 from webmap.auth import current_actor
 from webmap.db import get_session
 
@@ -285,7 +285,8 @@ def grid_page(code, grid_code):
     """
     session = get_session()
     park = get_park(session, code)
-    data = mapdata.grid_page(session, park, grid_code, today())
+    data = mapdata.grid_page(session, park, grid_code, today(),
+                             published_only=published_only())
     photos, field = {}, None
     if g.get("user") is not None:
         photos = visible_photos(session, [h["id"] for h in data["hazards"]],
@@ -293,7 +294,5 @@ def grid_page(code, grid_code):
         rows, total = visits.list_visits(session, park=park, grid=data["grid"]["code"],
                                          limit=50)
         field = {"total": total, "visits": visits.visit_dicts(session, rows)}
-    else:
-        data["grid"]["staff"] = [s for s in data["grid"]["staff"] if s["published"]]
     return render_template("grid.html", **data, field=field, photos=photos,
                            tag_names=PHOTO_TAG_NAMES)

@@ -265,8 +265,11 @@ def _descendants(session, grid_ids):
     return parent
 
 
-def grid_summaries(session, park, today=None, codes=None):
+def grid_summaries(session, park, today=None, codes=None, *, published_only=False):
     """Per-grid figures for every active grid (or the grids in ``codes``).
+
+    ``published_only`` lists only staff whose contact is published on the grid's
+    board (公示): what anyone may see without logging in.
 
     Returns
     -------
@@ -294,6 +297,8 @@ def grid_summaries(session, park, today=None, codes=None):
         rows = session.execute(sa.select(GridStaff).where(
             GridStaff.grid_id.in_(list(by_id))).order_by(GridStaff.id)).scalars()
         for s in sorted(rows, key=lambda s: (role_rank.get(s.role, 9), s.id)):
+            if published_only and not s.published:
+                continue
             staff[s.grid_id].append({"name": s.name, "phone": s.phone, "role": s.role,
                                      "title": STAFF_ROLES.get(s.role, s.role),
                                      "published": s.published})
@@ -341,7 +346,7 @@ def grid_summaries(session, park, today=None, codes=None):
     return result
 
 
-def grid_summary(session, park, code, today=None):
+def grid_summary(session, park, code, today=None, *, published_only=False):
     """The summary of one grid (see :func:`grid_summaries`).
 
     Raises
@@ -350,7 +355,8 @@ def grid_summary(session, park, code, today=None):
         No active grid with that code in the park.
     """
     grid = get_grid(session, park, code)
-    summary = grid_summaries(session, park, today, codes=[grid.code]).get(grid.code)
+    summary = grid_summaries(session, park, today, codes=[grid.code],
+                             published_only=published_only).get(grid.code)
     if summary is None:
         raise NotFoundError(f"grid {code!r} of park {park.code} is retired",
                             details={"park": park.code, "grid": code})
@@ -390,7 +396,8 @@ def park_feature(session, park, zoom=None, today=None):
     return _features([boundary], [props])[0]
 
 
-def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limit=None):
+def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limit=None,
+               published_only=False):
     """A park's active grids of one level as a FeatureCollection.
 
     Parameters
@@ -422,7 +429,8 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
     if limit is not None:
         picked = picked[:limit]
     codes = [layer.codes[i] for i in picked]
-    summaries = grid_summaries(session, park, today, codes=codes) if codes else {}
+    summaries = grid_summaries(session, park, today, codes=codes,
+                               published_only=published_only) if codes else {}
     props = []
     for i, c in zip(picked, codes):
         s = summaries[c]
@@ -438,10 +446,10 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
                                   zoom is not None and tolerance_for_zoom(zoom)))
 
 
-def grid_feature(session, park, code, today=None):
+def grid_feature(session, park, code, today=None, *, published_only=False):
     """One grid with its authoritative geometry and full summary, as a GeoJSON Feature."""
     grid = get_grid(session, park, code)
-    summary = grid_summary(session, park, grid.code, today)
+    summary = grid_summary(session, park, grid.code, today, published_only=published_only)
     return _features(to_shapes([grid.geom]), [summary], ids=[grid.code])[0]
 
 
@@ -571,10 +579,10 @@ def search(session, park, q, limit=20):
     return results
 
 
-def grid_page(session, park, code, today=None):
+def grid_page(session, park, code, today=None, *, published_only=False):
     """Everything the grid page shows: summary, staff, enterprises and hazards."""
     grid = get_grid(session, park, code)
-    summary = grid_summary(session, park, grid.code, today)
+    summary = grid_summary(session, park, grid.code, today, published_only=published_only)
     subs = session.execute(sa.select(Grid.code, Grid.name).where(
         Grid.parent_id == grid.id, Grid.active_to.is_(None)).order_by(Grid.code)).all()
     hidden = {u.credit_code: u for u in find_hidden_units(session, park)}
