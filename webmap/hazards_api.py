@@ -182,11 +182,16 @@ def get_hazard(hazard_id):
     session = get_session()
     current_actor(session, "read")
     hazard = ledger.get_hazard(session, hazard_id)
-    if request.if_none_match and f"{hazard.version}" in request.if_none_match:
+    return not_modified(hazard.version) or _one(session, hazard)
+
+
+def not_modified(version):
+    """A 304 when ``If-None-Match`` names this ledger entry's version, else None."""
+    if request.if_none_match and f"{version}" in request.if_none_match:
         response = current_app.response_class(status=304)
-        response.headers["ETag"] = f'"{hazard.version}"'
+        response.headers["ETag"] = f'"{version}"'
         return response
-    return _one(session, hazard)
+    return None
 
 
 def _expected_version(data):

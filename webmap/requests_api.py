@@ -33,7 +33,7 @@ from geodata.services.parks import get_park
 from webmap.api import parse_bool, parse_int, single_arg
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
-from webmap.hazards_api import _body, _expected_version, target_state
+from webmap.hazards_api import _body, _expected_version, not_modified, target_state
 from webmap.idempotency import idempotent
 
 bp = Blueprint("requests_api", __name__, url_prefix="/api")
@@ -110,11 +110,7 @@ def get_request(request_id):
     session = get_session()
     current_actor(session, "read")
     item = service.get_request(session, request_id)
-    if request.if_none_match and f"{item.version}" in request.if_none_match:
-        response = current_app.response_class(status=304)
-        response.headers["ETag"] = f'"{item.version}"'
-        return response
-    return _one(session, item)
+    return not_modified(item.version) or _one(session, item)
 
 
 @bp.post("/requests/<int:request_id>/transitions")
