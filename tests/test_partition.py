@@ -292,8 +292,9 @@ def test_hidden_units_and_relocation_of_every_park_on_a_dask_cluster(
         lost = open_ids[:5] + open_ids[-1:] + [closed]
         conn.execute(sa.text("UPDATE hazards SET grid_id = NULL WHERE id IN ("
                              + ",".join(map(str, lost)) + ")"))
-    parks = dict(engine.connect().execute(sa.text(
-        "SELECT h.id, p.code FROM hazards h JOIN parks p ON p.id = h.park_id")).all())
+    with engine.connect() as conn:
+        parks = dict(conn.execute(sa.text(
+            "SELECT h.id, p.code FROM hazards h JOIN parks p ON p.id = h.park_id")).all())
     dry = json.loads(_cli(db_url, "hazards", "relocate", "--all", "--dry-run", "--format",
                           "json", "--scheduler", dask_cluster))
     expected = {code: sum(parks[i] == code for i in lost if i != closed)
