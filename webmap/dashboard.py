@@ -85,16 +85,27 @@ def ledger_page(code):
 @bp.get("/parks/<code>/ledger.<fmt>")
 def ledger_file(code, fmt):
     """Download the ledger as ``.csv`` or ``.xlsx`` (隐患台账)."""
-    user, redirect = login_page_or_user()
+    redirect = export_allowed(fmt)
     if redirect:
         return redirect
-    if fmt not in ("csv", "xlsx"):
-        raise ValidationError("the ledger exports as .csv or .xlsx", code="unsupported_format")
     session = get_session()
     park = get_park(session, code)
     rows = ledger_rows(session, park=park, **_filters())
     return send_export(to_csv(rows) if fmt == "csv" else to_xlsx(rows), fmt, "hazard-ledger",
                        park)
+
+
+def export_allowed(fmt):
+    """The login page's redirect for an anonymous visitor; 422 for a format other than csv/xlsx.
+
+    None when the logged-in user may download the export in ``fmt``.
+    """
+    _, redirect = login_page_or_user()
+    if redirect:
+        return redirect
+    if fmt not in ("csv", "xlsx"):
+        raise ValidationError("the ledger exports as .csv or .xlsx", code="unsupported_format")
+    return None
 
 
 def send_export(body, fmt, name, park):

@@ -14,7 +14,7 @@ from geodata.services import requests as service
 from geodata.services.parks import get_park
 from geodata.vocabulary import REQUEST_STATE_NAMES, SOURCE_NAMES
 from webmap.auth import login_page_or_user
-from webmap.dashboard import CSP, send_export
+from webmap.dashboard import CSP, export_allowed, send_export
 from webmap.db import get_session
 from webmap.requests_api import today
 
@@ -60,11 +60,9 @@ def requests_page(code):
 @bp.get("/parks/<code>/requests.<fmt>")
 def requests_file(code, fmt):
     """Download the request ledger as ``.csv`` or ``.xlsx`` (诉求台账)."""
-    user, redirect = login_page_or_user()
+    redirect = export_allowed(fmt)
     if redirect:
         return redirect
-    if fmt not in ("csv", "xlsx"):
-        raise ValidationError("the ledger exports as .csv or .xlsx", code="unsupported_format")
     session = get_session()
     park = get_park(session, code)
     rows = request_rows(session, park=park, today=today(), **_filters())

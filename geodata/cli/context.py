@@ -106,6 +106,14 @@ def format_option(choices=TABLE_FORMATS, default="text", help=None):
                         show_default=True, help=help)
 
 
+def echo_moved(result, fmt):
+    """Print a ledger entry's new state after a transition: JSON, or one line of text."""
+    if fmt == "json":
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        click.echo(f"{result['code']}: {result['status']} (version {result['version']})")
+
+
 def write_output(text, out=None):
     """Print ``text``, or write it to ``out`` (UTF-8) when a file is given."""
     if out:

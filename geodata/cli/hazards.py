@@ -10,8 +10,9 @@ import json
 
 import click
 
-from geodata.cli.context import (check_park_scope, emit_table, format_option, on_every_park,
-                                 park_scope_options, pass_context, stored_park_codes)
+from geodata.cli.context import (check_park_scope, echo_moved, emit_table, format_option,
+                                 on_every_park, park_scope_options, pass_context,
+                                 stored_park_codes)
 from geodata.periods import local_today
 from geodata.vocabulary import STATE_NAMES
 
@@ -154,10 +155,7 @@ def transition(obj, hazard, target, username, version, note, deadline, supervisi
                                   supervision=supervision)
         result = {"id": moved.id, "code": moved.code, "status": moved.status,
                   "version": moved.version}
-    if fmt == "json":
-        click.echo(json.dumps(result, ensure_ascii=False))
-    else:
-        click.echo(f"{result['code']}: {result['status']} (version {result['version']})")
+    echo_moved(result, fmt)
 
 
 @hazards.command("export")

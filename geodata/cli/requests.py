@@ -10,7 +10,7 @@ import json
 
 import click
 
-from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.cli.context import echo_moved, emit_table, format_option, pass_context
 from geodata.cli.hazards import _actor
 from geodata.vocabulary import (REQUEST_SOURCES, REQUEST_STATE_NAMES, REQUEST_STATUSES,
                                 SATISFACTION_LEVELS, SATISFACTION_NAMES, SOURCE_NAMES)
@@ -158,10 +158,7 @@ def transition(obj, ref, target, username, version, note, department, responsibl
             deadline=deadline.date() if deadline else None, satisfaction=satisfaction)
         result = {"id": moved.id, "code": moved.code, "status": moved.status,
                   "version": moved.version}
-    if fmt == "json":
-        click.echo(json.dumps(result, ensure_ascii=False))
-    else:
-        click.echo(f"{result['code']}: {result['status']} (version {result['version']})")
+    echo_moved(result, fmt)
 
 
 @requests.command("export")
