@@ -245,6 +245,16 @@ def api(server, path, token, method="GET", body=None, headers=None):
     return status, raw, got
 
 
+def desk_hazard(server, park, grid, description, category="消防安全"):
+    """A hazard logged at the desk by the inspector in ``grid``; its JSON."""
+    lon, lat = lonlat(grid)
+    status, body, _ = api(server, "/api/parks/T/hazards", park["tokens"]["inspector"], "POST",
+                          {"lon": lon, "lat": lat, "category": category,
+                           "description": description})
+    assert status == 201, body
+    return body
+
+
 def rows(engine, query):
     with engine.connect() as conn:
         return conn.execute(query).all()
@@ -418,11 +428,7 @@ def count_where(engine, model, condition):
 def test_stale_transition_is_shown_and_the_desk_change_stands(park, server, phones):
     engine = park["engine"]
     tokens = park["tokens"]
-    lon, lat = lonlat("T-004")
-    status, hazard, _ = api(server, "/api/parks/T/hazards", tokens["inspector"], "POST",
-                            {"lon": lon, "lat": lat, "category": "用电安全",
-                             "description": "配电箱门未关"})
-    assert status == 201, hazard
+    hazard = desk_hazard(server, park, "T-004", "配电箱门未关", "用电安全")
     phone = phones()
     login(phone, server, "inspector")
     d = phone.driver
@@ -481,12 +487,7 @@ def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
     tokens = park["tokens"]
     made = {}
     for grid in ("T-003", "T-004"):
-        lon, lat = lonlat(grid)
-        status, body, _ = api(server, "/api/parks/T/hazards", tokens["inspector"], "POST",
-                              {"lon": lon, "lat": lat, "category": "消防安全",
-                               "description": f"隐患 {grid}"})
-        assert status == 201
-        made[grid] = body
+        made[grid] = desk_hazard(server, park, grid, f"隐患 {grid}")
     # through the API
     status, listing, _ = api(server, "/api/me/worklist?park=T", tokens["member"])
     assert status == 200
@@ -537,3 +538,76 @@ def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
     assert count(engine, Hazard) == before + 1
     tab(phone, "queue")
     assert "由 member 记录" in d.find_element(By.ID, "fm-queue").text
+
+
+def kv_keys(phone):
+    return js_async(phone.driver, """
+        const req = indexedDB.open("gridmap-field");
+        req.onsuccess = () => {
+          const keys = req.result.transaction("kv").objectStore("kv").getAllKeys();
+          keys.onsuccess = () => done(keys.result.map(String));
+        };""")
+
+
+def session_status(phone):
+    """What the server says of the phone's cookie: 200 logged in, 401 not."""
+    return js_async(phone.driver, "fetch('/m/session.json', {cache: 'no-store'})"
+                                  ".then((r) => done(r.status), () => done(0));")
+
+
+def test_logout_on_a_shared_phone_leaves_no_work_list(park, server, phones):
+    """Logging out (offline or online) drops the cached work list; the queue keeps its items
+    for their user without showing their content to the next one."""
+    engine = park["engine"]
+    made = desk_hazard(server, park, "T-003", "仓库通道堵塞")
+    lon, lat = lonlat("T-003")
+    before = count(engine, Hazard)
+    phone = phones()
+    d = phone.driver
+    login(phone, server, "member")
+    assert made["code"] in d.find_element(By.ID, "fm-hazards").text
+    assert any(k.startswith("bundle:member:") for k in kv_keys(phone))
+
+    # offline logout: forgotten at once; the capture waits for the member's next session
+    phone.network.offline()
+    log_hazard(phone, server, "交班前的私人记录", [], (lon, lat))
+    tab(phone, "list")
+    tap(phone, d.find_element(By.ID, "fm-logout"))
+    wait(d, lambda d: "已退出登录" in d.find_element(By.ID, "fm-msg").text)
+    keys = kv_keys(phone)
+    assert "logout" in keys and not [k for k in keys if k.startswith("bundle:") or k == "session"]
+    assert made["code"] not in d.find_element(By.ID, "fm-hazards").text
+
+    # the next holder opens the app offline: the shell, no list, the queue without content
+    d.get(f"{server.url}/m/")
+    wait_app(phone)
+    assert d.find_element(By.ID, "fm-hazards").text == ""
+    tab(phone, "queue")
+    listed = d.find_element(By.ID, "fm-queue").text
+    assert "由 member 记录" in listed and "交班前的私人记录" not in listed
+
+    # back online, the app ends the member's server session before anything else
+    phone.network.online()
+    d.get(f"{server.url}/m/")
+    wait(d, lambda d: "/login" in d.current_url or js(d, "return Boolean(window.gridfield && "
+                                                         "gridfield.ready)"))
+    wait(d, lambda d: session_status(phone) == 401)
+    assert "logout" not in kv_keys(phone)
+    assert count(engine, Hazard) == before
+
+    # another user logs in: their own list; the member's item waits, unsent and unread
+    login(phone, server, "inspector")
+    assert made["code"] in d.find_element(By.ID, "fm-hazards").text
+    tab(phone, "queue")
+    assert "交班前的私人记录" not in d.find_element(By.ID, "fm-queue").text
+    waiting = [i for i in queue(phone) if i["body"]["description"] == "交班前的私人记录"]
+    assert waiting and waiting[0]["state"] == "pending" and waiting[0]["attempts"] == 0
+
+    # online logout: the server session ends at once and no list stays
+    tab(phone, "list")
+    tap(phone, d.find_element(By.ID, "fm-logout"))
+    wait(d, lambda d: "已退出登录" in d.find_element(By.ID, "fm-msg").text)
+    assert session_status(phone) == 401
+    assert not [k for k in kv_keys(phone) if k.startswith("bundle:") or k == "session"]
+    assert made["code"] not in d.find_element(By.ID, "fm-hazards").text
+    assert count(engine, Hazard) == before

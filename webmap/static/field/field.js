@@ -1,8 +1,12 @@
 /* The field app (我的网格): work list, capture forms, offline queue and sync.
  *
  * Data model (IndexedDB "gridmap-field"):
- *   kv     key -> value: "session" (user, parks, CSRF token), "bundle:<park>" (the work list
- *          and offline bundle of GET /api/me/worklist), "park" (the chosen park).
+ *   kv     key -> value: "session" (user, parks, CSRF token), "bundle:<user>:<park>" (the
+ *          work list and offline bundle of GET /api/me/worklist), "park" (the chosen park),
+ *          "logout" (the user who logged out offline: the server is told when back online).
+ * The session and the bundles are dropped when the user logs out or the server answers 401,
+ * so a shared phone never shows one user's work list to the next holder; the queue stays
+ * (sent by its own user's next session) but shows other users' items without their content.
  *   queue  one record per captured thing, keyed by its client id (a UUID):
  *          {id, seq, kind: hazard|visit|transition|photo, park, body, blob?, parent?,
  *           state: pending|conflict|failed|done, attempts, nextAt, error, serverId}
@@ -69,6 +73,8 @@
 
   const kvGet = (key) => store("kv", "readonly", (s) => s.get(key));
   const kvPut = (key, value) => store("kv", "readwrite", (s) => s.put(value, key));
+  const kvDelete = (key) => store("kv", "readwrite", (s) => s.delete(key));
+  const kvKeys = () => store("kv", "readonly", (s) => s.getAllKeys());
   const queueAll = () => store("queue", "readonly", (s) => s.getAll());
   const queueGet = (id) => store("queue", "readonly", (s) => s.get(id));
   const queuePut = (item) => store("queue", "readwrite", (s) => s.put(item));
@@ -150,14 +156,64 @@
   }
 
   async function refreshSession() {
-    const got = await call(CONFIG.scope + "session.json", {headers: {Accept: "application/json"}});
+    let got = await call(CONFIG.scope + "session.json", {headers: {Accept: "application/json"}});
+    const leaving = await kvGet("logout");
+    if (got.ok && leaving) {
+      await kvDelete("logout");
+      if (got.body.user.name === leaving) {  // logged out offline: end it on the server now
+        await endServerSession(got.body.csrf);
+        got = {ok: false, status: 401, body: null, network: false};
+      }
+    }
     if (got.ok) {
       app.session = got.body;
       await kvPut("session", got.body);
     } else if (got.status === 401) {
-      app.loggedOut = true;
+      await signedOut();
     }
     return got;
+  }
+
+  function bundleKey(park) {
+    return `bundle:${userName()}:${park}`;
+  }
+
+  /** No one is logged in any more: drop the cached session and every cached work list. */
+  async function signedOut() {
+    app.loggedOut = true;
+    app.session = null;
+    app.bundle = null;
+    await kvDelete("session");
+    for (const key of await kvKeys()) {
+      if (String(key).startsWith("bundle:")) {
+        await kvDelete(key);
+      }
+    }
+    if (app.ready) {
+      renderAll();
+    }
+  }
+
+  async function endServerSession(csrf) {
+    return call("/logout", {method: "POST", headers: {"X-CSRFToken": csrf || ""},
+                            credentials: "same-origin", redirect: "manual"});
+  }
+
+  /** The logout button: forget this user's data here, end the session (now or once online). */
+  async function logout() {
+    const name = userName();
+    const csrf = (app.session || {}).csrf;
+    await signedOut();
+    if (name && !navigator.onLine) {
+      await kvPut("logout", name);
+    } else if (name) {
+      const got = await endServerSession(csrf);
+      if (got.network) {
+        await kvPut("logout", name);
+      }
+    }
+    app.leftByUser = true;
+    renderStatus();
   }
 
   async function loadBundle() {
@@ -169,11 +225,11 @@
     if (got.ok) {
       got.body.fetched_at = new Date().toISOString();
       app.bundle = got.body;
-      await kvPut("bundle:" + app.park, got.body);
+      await kvPut(bundleKey(app.park), got.body);
       renderAll();
       app.loadedAt = app.loadedAt || performance.now();  // first work list from the network
     } else if (got.status === 401) {
-      app.loggedOut = true;
+      await signedOut();
       renderStatus();
     }
   }
@@ -268,7 +324,7 @@
       item.error = null;
       item.doneAt = new Date().toISOString();
     } else if (got.status === 401) {
-      app.loggedOut = true;  // stays pending: sent again after the user logs in
+      await signedOut();  // the item stays pending: sent again after its user logs in
       item.attempts -= 1;
       await queuePut(item);
       return false;
@@ -636,6 +692,7 @@
       `数据更新于 ${new Date(bundle.fetched_at).toLocaleString()}` : "尚无离线数据，请联网打开一次";
     const user = (app.session || {}).user;
     $("fm-who").textContent = user ? `${user.display_name || user.name}（${user.role}）` : "";
+    $("fm-logout").hidden = !user;
   }
 
   function fillEnterprises() {
@@ -742,11 +799,12 @@
                       "fm-state-" + item.state);
       li.dataset.id = item.id;
       li.dataset.state = item.state;
-      const text = item.body && (item.body.description || item.body.note);
+      const mine = item.user === userName();
+      const text = mine && item.body && (item.body.description || item.body.note);
       if (text) {
         li.append(el("div", text, "fm-meta"));
       }
-      if (item.kind === "photo" && item.blob) {
+      if (mine && item.kind === "photo" && item.blob) {
         const thumbs = el("div", null, "fm-thumbs");
         const img = el("img");
         img.alt = "待上传照片";
@@ -755,10 +813,10 @@
         thumbs.append(img);
         li.append(thumbs);
       }
-      if (item.user !== userName()) {
+      if (!mine) {
         li.append(el("div", `由 ${item.user} 记录：${item.user} 登录后才会上传`, "fm-meta"));
       }
-      if (item.error && item.state !== "pending") {
+      if (mine && item.error && item.state !== "pending") {
         const lead = item.state === "conflict" ?
           "冲突：桌面端已修改此隐患，其修改保留；您的输入保存在此。" : "服务器拒绝：";
         li.append(el("div", `${lead}${item.error.message}`, "fm-error-text"));
@@ -795,8 +853,10 @@
     net.classList.toggle("fm-offline", !online || Boolean(app.loggedOut));
     if (app.loggedOut) {
       const box = $("fm-msg");
-      box.replaceChildren(document.createTextNode("登录已过期，记录仍保存在本机。"));
-      const link = el("a", "重新登录");
+      box.replaceChildren(document.createTextNode(app.leftByUser ?
+        "已退出登录。您未上传的记录仍保存在本机，下次登录后上传。" :
+        "登录已过期，记录仍保存在本机。"));
+      const link = el("a", app.leftByUser ? "登录" : "重新登录");
       link.href = CONFIG.loginUrl;
       box.append(link);
       box.hidden = false;
@@ -911,6 +971,7 @@
     $("fm-visit-form").addEventListener("submit", (e) => run(submitVisit(e)));
     $("fm-move-form").addEventListener("submit", (e) => run(submitMove(e)));
     $("fm-move-form").to.addEventListener("change", toggleDeadline);
+    $("fm-logout").addEventListener("click", () => run(logout()));
     $("fm-sync").addEventListener("click", async () => {
       for (const item of await queueAll()) {
         if (item.state === "pending") {
@@ -924,7 +985,7 @@
       app.park = e.target.value;
       app.fitted = false;
       await kvPut("park", app.park);
-      app.bundle = (await kvGet("bundle:" + app.park)) || null;
+      app.bundle = (await kvGet(bundleKey(app.park))) || null;
       renderAll();
       loadBundle();
     });
@@ -946,7 +1007,7 @@
       await kvPut("park", app.park);
     }
     if (app.park) {
-      app.bundle = (await kvGet("bundle:" + app.park)) || null;
+      app.bundle = (await kvGet(bundleKey(app.park))) || null;
     }
     renderParks();
     renderAll();
