@@ -240,13 +240,8 @@ def check_partition(task):
     uncovered = shapely.difference(shapely.intersection(park, tile),
                                    coverage._union(geoms[near], flagged[near]))
 
-    # Cells crossing the park's boundary or lying outside it; a prepared
-    # covered_by would cost as much as the coverage validation.
-    edge = shapely.boundary(park)
-    shapely.prepare(park)
-    shapely.prepare(edge)
-    out = np.flatnonzero(owned & (shapely.intersects(edge, geoms)
-                                  | ~shapely.intersects(park, geoms)))
+    out = np.flatnonzero(owned)
+    out = out[_may_stick_out(park, geoms[out])]
     parts, areas, own = engine.wide_parts(shapely.difference(geoms[out], park), out)
     out_cells, out_geoms, out_areas = coverage._group_parts(parts, areas, own)
     return {
@@ -258,6 +253,25 @@ def check_partition(task):
                     for c, g, area in zip(out_cells, out_geoms, out_areas)],
         "uncovered": shapely.to_wkb(uncovered),
     }
+
+
+def _may_stick_out(park, geoms):
+    """Mask of the cells (EPSG:4326) that may have area outside ``park``.
+
+    A prepared ``covered_by`` would cost as much as the coverage validation.
+    A polygon that does not meet the park's boundary is connected, so it
+    lies wholly inside or wholly outside the park; the parts of a
+    multipolygon are looked at one by one, since one part may lie inside
+    and another outside without either meeting the boundary.
+    """
+    edge = shapely.boundary(park)
+    shapely.prepare(park)
+    shapely.prepare(edge)
+    maybe = shapely.intersects(edge, geoms) | ~shapely.intersects(park, geoms)
+    multi = np.flatnonzero(~maybe & (shapely.get_num_geometries(geoms) > 1))
+    parts, owner = shapely.get_parts(geoms[multi], return_index=True)
+    maybe[multi[owner[~shapely.intersects(park, parts)]]] = True
+    return maybe
 
 
 def _merge(found, idx, park, results):

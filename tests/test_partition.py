@@ -174,6 +174,25 @@ def test_partitioned_check_needs_a_park():
         check_partitioned(cells, codes)
 
 
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_a_multipolygon_cell_with_a_detached_part_outside_the_park(partitions):
+    """One part tiles the park, the other lies outside; neither meets the boundary.
+
+    Both checks report the outside part of that cell (the partitions once
+    kept only cells meeting the park's boundary or missing it altogether).
+    """
+    cells, codes, park = lattice(4, 4, 5)
+    inner = codes.index("G001-001")
+    away = crs.to_storage(shapely.box(X0 + 6 * SIDE, Y0, X0 + 7 * SIDE, Y0 + SIDE), EPSG)
+    cells[inner] = shapely.MultiPolygon([cells[inner], away])
+    single = check_coverage(cells, codes, park=park, metric_epsg=EPSG)
+    merged = check_partitioned(cells, codes, park=park, metric_epsg=EPSG,
+                               partitions=partitions)
+    assert [o["code"] for o in single.outside_park] == ["G001-001"]
+    assert single.outside_park[0]["area_m2"] == pytest.approx(SIDE * SIDE, rel=1e-3)
+    assert_same(single.to_dict(), merged.to_dict())
+
+
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A real ``dask scheduler`` and two ``dask worker`` processes; yields the address."""
