@@ -17,8 +17,8 @@ import contextlib
 
 from geodata.errors import GridmapError
 
-__all__ = ["dask_client", "map_parks", "check_park_task", "hidden_units_task",
-           "relocation_task"]
+__all__ = ["dask_client", "local_cluster_options", "map_parks", "check_park_task",
+           "hidden_units_task", "relocation_task"]
 
 
 @contextlib.contextmanager
@@ -43,9 +43,19 @@ def dask_client(workers=1, scheduler=None):
         with client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(**local_cluster_options(workers)) as cluster, Client(cluster) as client:
         yield client
+
+
+def local_cluster_options(workers):
+    """``LocalCluster`` keywords: ``workers`` single-threaded processes, loopback, no dashboard.
+
+    The scheduler serves its health routes over HTTP even without a
+    dashboard, on port 8787 unless told otherwise; a free port avoids a
+    clash (and a warning) when another Dask runs on the machine.
+    """
+    return dict(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
 
 def map_parks(task, url, codes, *args, client=None):

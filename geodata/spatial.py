@@ -127,6 +127,8 @@ def _best_positions_dask(points, cells, position, workers):
     """``_best_positions`` in ``workers`` strips of points on Dask; see ``assign_to_cells``."""
     from distributed import Client, LocalCluster, default_client
 
+    from geodata.batch import local_cluster_options
+
     xy = shapely.get_coordinates(points)
     # Strips of about equal point counts along x (cut at quantiles, no full
     # sort): each task gets only the cells whose bounds reach its strip, so
@@ -159,17 +161,6 @@ def _best_positions_dask(points, cells, position, workers):
         return run(client)
     with LocalCluster(**local_cluster_options(workers)) as cluster, Client(cluster) as client:
         return run(client)
-
-
-def local_cluster_options(workers):
-    """``LocalCluster`` keywords: ``workers`` single-threaded processes, loopback, no dashboard.
-
-    The scheduler serves its health routes over HTTP even without a
-    dashboard, on port 8787 unless told otherwise; a free port avoids a
-    clash (and a warning) when another Dask runs on the machine.
-    """
-    return dict(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
 
 def _assign_general(geoms, cells, position):

@@ -40,9 +40,9 @@ import shapely
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from geodata.batch import local_cluster_options  # noqa: E402
 from geodata.province import build_province  # noqa: E402
-from geodata.spatial import (  # noqa: E402
-    _assign_general, assign_to_cells, local_cluster_options)
+from geodata.spatial import _assign_general, assign_to_cells  # noqa: E402
 
 
 def lattice(n_grids, size=0.0005, x0=114.3, y0=34.0):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import shapely
 
-from geodata.spatial import assign_to_cells, local_cluster_options
+from geodata.batch import local_cluster_options
+from geodata.spatial import assign_to_cells
 
 
 def reference_assign(geoms, cells, order=None):
