@@ -133,16 +133,19 @@ def get_hazard_by_code(session, code, park=None):
     return entry_by_code(session, Hazard, code, park, what="hazard")
 
 
-def _lock_park(session, park):
+def _lock_park(session, park, *, shared=False):
     """Lock the park for this transaction and return its stored version.
 
-    Ledger numbers are max+1 per park, and an edit of the park's grids
-    re-locates its hazards: both serialise on the park's row lock
-    (PostgreSQL; SQLite writers hold the database's write lock already).
+    An edit of the park's grids re-locates its hazards and requests under
+    the exclusive lock (``FOR UPDATE``); creates take the ``shared`` one
+    (``FOR SHARE``), so they run side by side but never beside an edit, and
+    their ledger numbers come from the counters
+    (:mod:`geodata.services.numbering`).  PostgreSQL only: SQLite writers
+    hold the database's write lock already.
     """
     query = sa.select(Park.version).where(Park.id == park.id)
     if backend_name(session) == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(read=shared)
     return session.execute(query).scalar_one()
 
 
@@ -166,8 +169,11 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     The point is placed in the caller's transaction; then
     :func:`geodata.storage.start_write` takes the write lock (on SQLite a
     transaction that has only read is ended first), so the lock covers only
-    numbering and inserting.  An edit that changed the park meanwhile is
-    seen by its version, and the point is placed again under the lock.
+    numbering and inserting.  On PostgreSQL the park's row is locked shared
+    (creates run side by side, grid edits wait), and the number's counter
+    row (:mod:`geodata.services.numbering`) is taken last, just before the
+    inserts.  An edit that changed the park meanwhile is seen by its
+    version, and the point is placed again under the lock.
 
     Raises
     ------
@@ -205,22 +211,23 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     read_version = park.version
     grid_id, enterprise_id = place(park)
     start_write(session)
-    if _lock_park(session, park) != read_version:
+    if _lock_park(session, park, shared=True) != read_version:
         # An edit changed the park since it was read: place the point again, under the lock.
         park = session.execute(sa.select(Park).where(Park.id == park.id).execution_options(
             populate_existing=True)).scalar_one()
         grid_id, enterprise_id = place(park)
     _check_grid_limit(actor, grid_id)
-    try:
-        (code,) = ledger_codes(session, park, [code], years=[found_date.year])
-    except FeatureError as exc:
-        raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
-    hazard = Hazard(park_id=park.id, code=code, grid_id=grid_id, enterprise_id=enterprise_id,
+    hazard = Hazard(park_id=park.id, grid_id=grid_id, enterprise_id=enterprise_id,
                     location=to_element(point), category=category, level=LEVEL_NAMES[level],
                     description=description, found_date=found_date, status="found",
                     escalation="grid")
     hazard.events.append(HazardEvent(actor=actor.name, from_status=None, to_status="found",
                                      action="log", note=description))
+    # Numbered last: the counter's row lock is then held only for the inserts and the commit.
+    try:
+        (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
+    except FeatureError as exc:
+        raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
     session.add(hazard)
     session.flush()
     return hazard
