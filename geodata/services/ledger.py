@@ -73,29 +73,42 @@ def parse_point(lon, lat):
     return shapely.Point(float(lon), float(lat))
 
 
-def get_hazard(session, hazard_id, *, lock=False):
+#: What :func:`hazard_dicts` shows of a hazard's park, grid and enterprise, loaded with the
+#: hazard in one statement (a transition reads them with its row lock, not in a query of
+#: their own).
+_ANSWER_NAMES = (sa.orm.joinedload(Hazard.park).load_only(Park.code),
+                 sa.orm.joinedload(Hazard.grid).load_only(Grid.code, Grid.name),
+                 sa.orm.joinedload(Hazard.enterprise).load_only(Enterprise.name,
+                                                                Enterprise.credit_code))
+
+
+def get_hazard(session, hazard_id, *, lock=False, names=False):
     """Return the hazard with ``hazard_id``; ``lock`` takes a row lock (PostgreSQL).
+
+    ``names`` loads, in the same statement, what :func:`hazard_dicts` shows of
+    its park, grid and enterprise.
 
     Raises
     ------
     NotFoundError
         404 ``hazard_not_found``.
     """
-    return entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard")
+    return entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard",
+                       options=_ANSWER_NAMES if names else ())
 
 
-def entry_by_id(session, model, entry_id, *, lock=False, what):
+def entry_by_id(session, model, entry_id, *, lock=False, what, options=()):
     """The ledger entry (hazard, request) ``entry_id`` of ``model``; 404 ``<what>_not_found``.
 
     Re-read from the database (``populate_existing``); ``lock`` takes its row
-    lock (PostgreSQL).
+    lock (PostgreSQL; only the entry's row, not the rows ``options`` join).
     """
     if not domains.is_id(entry_id):
         raise NotFoundError(f"no {what} {entry_id!r}", code=f"{what}_not_found")
-    query = sa.select(model).where(model.id == entry_id).execution_options(
+    query = sa.select(model).where(model.id == entry_id).options(*options).execution_options(
         populate_existing=True)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(of=model)
     found = session.execute(query).scalar_one_or_none()
     if found is None:
         raise NotFoundError(f"no {what} {entry_id}", code=f"{what}_not_found")
@@ -275,7 +288,7 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
         422 ``after_photo_required`` to close a major hazard without a photo
         tagged ``after`` in a park that requires one (``parks.require_after_photo``).
     """
-    hazard = get_hazard(session, hazard_id, lock=True)
+    hazard = get_hazard(session, hazard_id, lock=True, names=True)
     _check_version(hazard, expected_version, if_match)
     note = _text(note, "note")
     deadline = domains.day(deadline, "deadline")
@@ -363,7 +376,7 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
     level that is not higher.
     """
     require(actor.role, "escalate")
-    hazard = get_hazard(session, hazard_id, lock=True)
+    hazard = get_hazard(session, hazard_id, lock=True, names=True)
     _check_version(hazard, expected_version, if_match)
     reason = _text(reason, "reason")
     check_escalation(hazard.escalation, target, reason)
@@ -502,14 +515,16 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
 def hazard_dicts(session, hazards, *, role=None, today=None):
     """Serialise hazards for JSON/CSV: names, grid, enterprise, lon/lat, overdue, next steps."""
     today = today or local_today()
-    # Only the names shown, in one query, instead of loading grid, enterprise and park rows.
-    names = {row[0]: row[1:] for row in session.execute(
-        sa.select(Hazard.id, Park.code, Grid.code, Grid.name, Enterprise.name,
-                  Enterprise.credit_code)
-        .join(Park, Park.id == Hazard.park_id)
-        .outerjoin(Grid, Grid.id == Hazard.grid_id)
-        .outerjoin(Enterprise, Enterprise.id == Hazard.enterprise_id)
-        .where(Hazard.id.in_([h.id for h in hazards])))} if hazards else {}
+    names = _loaded_names(hazards)
+    if names is None:
+        # Only the names shown, in one query, instead of loading grid, enterprise and park rows.
+        names = {row[0]: row[1:] for row in session.execute(
+            sa.select(Hazard.id, Park.code, Grid.code, Grid.name, Enterprise.name,
+                      Enterprise.credit_code)
+            .join(Park, Park.id == Hazard.park_id)
+            .outerjoin(Grid, Grid.id == Hazard.grid_id)
+            .outerjoin(Enterprise, Enterprise.id == Hazard.enterprise_id)
+            .where(Hazard.id.in_([h.id for h in hazards])))}
     points = to_shapes([h.location for h in hazards])
     out = []
     for h, p in zip(hazards, points):
@@ -533,6 +548,22 @@ def hazard_dicts(session, hazards, *, role=None, today=None):
             item["allowed_transitions"] = allowed_targets(h.status, role)
         out.append(item)
     return out
+
+
+def _loaded_names(hazards):
+    """The names :func:`hazard_dicts` shows, if every hazard was read with them, else None.
+
+    ``get_hazard(names=True)`` reads them; a hazard loaded any other way has
+    its park, grid and enterprise unloaded, and the caller queries them.
+    """
+    names = {}
+    for h in hazards:
+        if {"park", "grid", "enterprise"} & sa.inspect(h).unloaded:
+            return None
+        grid, firm = h.grid, h.enterprise
+        names[h.id] = (h.park.code, grid and grid.code, grid and grid.name,
+                       firm and firm.name, firm and firm.credit_code)
+    return names
 
 
 def relocation(session, park):
