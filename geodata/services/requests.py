@@ -414,7 +414,9 @@ def import_requests(session, park, rows, *, file="demo"):
     firms = {e.credit_code: e for e in session.execute(
         sa.select(Enterprise).where(Enterprise.park_id == park.id)).scalars()}
     allowed = categories(session, park)
-    _lock_park(session, park, shared=True)
+    # Exclusive, as a file import holds its park: rows take their years' counters in row
+    # order, not sorted, so two loads into one park must not interleave.
+    _lock_park(session, park)
     for i, row in enumerate(rows):
         where = {"index": i, "file": file}
 
