@@ -1,6 +1,6 @@
 """Ledger counters (台账编号计数): the highest number given out per park, ledger and year."""
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geodata.models.base import Base
@@ -17,6 +17,10 @@ class LedgerCounter(Base):
     """
 
     __tablename__ = "ledger_counters"
+    __table_args__ = (
+        CheckConstraint("ledger IN ('YH', 'SQ')", name="ledger_known"),
+        CheckConstraint("last >= 0", name="last_not_negative"),
+    )
 
     park_id: Mapped[int] = mapped_column(ForeignKey("parks.id", ondelete="RESTRICT"),
                                          primary_key=True)

@@ -34,6 +34,8 @@ def upgrade():
         sa.Column("year", sa.Integer, nullable=False),
         sa.Column("last", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("park_id", "ledger", "year", name="pk_ledger_counters"),
+        sa.CheckConstraint("ledger IN ('YH', 'SQ')", name="ck_ledger_counters_ledger_known"),
+        sa.CheckConstraint("last >= 0", name="ck_ledger_counters_last_not_negative"),
     )
     bind = op.get_bind()
     last = {}
