@@ -1,7 +1,8 @@
 """Benchmark the hazard API against the framework's floor, on SpatiaLite and on PostGIS.
 
-In one run, per backend, three servers are driven by the same concurrent
-clients (threads with keep-alive ``http.client`` connections):
+In one run, per backend, two servers (running side by side) are driven by
+the same concurrent clients (threads with keep-alive ``http.client``
+connections), in three phases that take turns ``--rounds`` times:
 
 * **floor**: a bare Flask + SQLAlchemy app (in this file) whose one endpoint
   inserts one row into the same database, through the same engine setup
@@ -24,7 +25,7 @@ writes is the lock's hold time (see docs/scaling.md, "Write locks").
 
 Usage::
 
-    python scripts/bench_api.py [--clients 8] [--per-client 40] [--workers 2]
+    python scripts/bench_api.py [--clients 8] [--per-client 40] [--rounds 1] [--workers 2]
         [--threads 4] [--backends spatialite,postgis] [--lock-hold] [--vertices 20000]
 """
 
@@ -163,8 +164,26 @@ def _figures(name, seconds, latencies, statuses):
             "statuses": statuses}
 
 
-def bench_backend(url, clients, per_client, workers, threads):
-    """Floor, creates and transitions on one database; return (rows of figures, checks)."""
+def _pooled(name, parts):
+    """One row of figures from a phase's rounds: pooled counts and latencies, per-round times."""
+    seconds = sum(p[0] for p in parts)
+    latencies = [x for p in parts for x in p[1]]
+    statuses = {}
+    for p in parts:
+        for status, count in p[2].items():
+            statuses[status] = statuses.get(status, 0) + count
+    row = _figures(name, seconds, latencies, statuses)
+    row["round_ms"] = [p[0] / len(p[1]) * 1000 for p in parts]
+    return row
+
+
+def bench_backend(url, clients, per_client, workers, threads, rounds=1):
+    """Floor, creates and transitions on one database; return (rows of figures, checks).
+
+    Both servers run at once and the three phases take turns, ``rounds`` times
+    (floor, create, transition, floor, ...), so a change in the machine's load
+    hits all three alike; each round's ratios are kept (``round_ms``).
+    """
     engine, tokens = _setup_database(url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE {FLOOR_TABLE} (id INTEGER PRIMARY KEY "
@@ -175,59 +194,69 @@ def bench_backend(url, clients, per_client, workers, threads):
              str(workers), "--threads", str(threads)]
     floor = [sys.executable, str(Path(__file__).resolve()), "--serve-floor", url,
              "--workers", str(workers), "--threads", str(threads)]
-    rows, retries = [], 0
+    retries, phases = 0, {"floor": [], "create": [], "transition": []}
+    rng = np.random.default_rng(1)
+    spots = rng.uniform([114.3805, 34.0505], [114.3995, 34.0695],
+                        (rounds, clients, per_client + 1, 2))
+    deadline = (date.today() + timedelta(days=30)).isoformat()
     floor_process, floor_port = _start(floor)
+    process = None
     try:
-        conns = [_Client(floor_port, "") for _ in range(clients)]
-        jobs = [[(conns[k], "/rows", {"note": f"floor {k}-{j}"}) for j in range(per_client)]
-                for k in range(clients)]
-        _drive(clients, [[job[0]] for job in jobs])  # warm-up: one request per connection
-        seconds, lat, statuses, _ = _drive(clients, jobs)
-        rows.append(_figures("floor: Flask + SQLAlchemy, insert one row", seconds, lat,
-                             statuses))
-        retries += sum(c.retries for c in conns)
-    finally:
-        _stop(floor_process)
-    process, port = _start(serve)
-    try:
-        rng = np.random.default_rng(1)
-        spots = rng.uniform([114.3805, 34.0505], [114.3995, 34.0695],
-                            (clients * (per_client + 1), 2))
-        conns = [_Client(port, tokens["inspector"]) for _ in range(clients)]
+        process, port = _start(serve)
 
-        def create(k, j):
-            lon, lat = spots[k * (per_client + 1) + j]
-            return (conns[k], "/api/parks/BENCH/hazards", {
+        def clients_of(server_port, token):
+            # New connections per phase: servers close idle keep-alive ones (gunicorn: 2 s).
+            return [_Client(server_port, token) for _ in range(clients)]
+
+        def create(conn, r, k, j):
+            lon, lat = spots[r, k, j]
+            return (conn, "/api/parks/BENCH/hazards", {
                 "lon": float(lon), "lat": float(lat), "category": "消防安全",
-                "description": f"压测 {k}-{j}"})
+                "description": f"压测 {r}-{k}-{j}"})
 
-        _drive(clients, [[create(k, per_client)] for k in range(clients)])  # warm-up
-        seconds, lat, statuses, answers = _drive(
-            clients, [[create(k, j) for j in range(per_client)] for k in range(clients)])
-        rows.append(_figures("gridmap: create a hazard", seconds, lat, statuses))
-        ids = [[data["id"] for status, data in mine if status == 201] for mine in answers]
-        retries += sum(c.retries for c in conns)
-        # New connections: the server closes idle keep-alive ones (gunicorn after 2 s).
-        conns = [_Client(port, tokens["inspector"]) for _ in range(clients)]
-        deadline = (date.today() + timedelta(days=30)).isoformat()
-        moves = [[step for hid in ids[k] for step in (
-            (conns[k], f"/api/hazards/{hid}/transitions",
-             {"to": "rectifying", "version": 1, "deadline": deadline}),
-            (conns[k], f"/api/hazards/{hid}/transitions", {"to": "supervising", "version": 2}))]
-            for k in range(clients)]
-        seconds, lat, move_statuses, _ = _drive(clients, moves)
-        rows.append(_figures("gridmap: transition a hazard", seconds, lat, move_statuses))
-        retries += sum(c.retries for c in conns)
+        for r in range(rounds):
+            conns = clients_of(floor_port, "")
+            if r == 0:  # warm-up: one request per connection
+                _drive(clients, [[(c, "/rows", {"note": "warm-up"})] for c in conns])
+            seconds, lat, statuses, _ = _drive(clients, [
+                [(conns[k], "/rows", {"note": f"floor {r}-{k}-{j}"}) for j in range(per_client)]
+                for k in range(clients)])
+            phases["floor"].append((seconds, lat, statuses))
+            retries += sum(c.retries for c in conns)
+
+            conns = clients_of(port, tokens["inspector"])
+            if r == 0:
+                _drive(clients, [[create(conns[k], r, k, per_client)] for k in range(clients)])
+            seconds, lat, statuses, answers = _drive(clients, [
+                [create(conns[k], r, k, j) for j in range(per_client)] for k in range(clients)])
+            phases["create"].append((seconds, lat, statuses))
+            ids = [[data["id"] for status, data in mine if status == 201] for mine in answers]
+            retries += sum(c.retries for c in conns)
+
+            conns = clients_of(port, tokens["inspector"])
+            seconds, lat, statuses, _ = _drive(clients, [[step for hid in ids[k] for step in (
+                (conns[k], f"/api/hazards/{hid}/transitions",
+                 {"to": "rectifying", "version": 1, "deadline": deadline}),
+                (conns[k], f"/api/hazards/{hid}/transitions",
+                 {"to": "supervising", "version": 2}))]
+                for k in range(clients)])
+            phases["transition"].append((seconds, lat, statuses))
+            retries += sum(c.retries for c in conns)
     finally:
-        _stop(process)
+        if process is not None:
+            _stop(process)
+        _stop(floor_process)
+    rows = [_pooled("floor: Flask + SQLAlchemy, insert one row", phases["floor"]),
+            _pooled("gridmap: create a hazard", phases["create"]),
+            _pooled("gridmap: transition a hazard", phases["transition"])]
     with engine.connect() as conn:
         floor_rows = conn.execute(sa.text(f"SELECT count(*) FROM {FLOOR_TABLE}")).scalar()
         hazards = conn.execute(sa.text("SELECT count(*) FROM hazards")).scalar()
         events = conn.execute(sa.text("SELECT count(*) FROM hazard_events")).scalar()
     engine.dispose()
-    ok_floor = rows[0]["statuses"].get(201, 0) + clients
+    ok_floor = rows[0]["statuses"].get(201, 0) + clients  # + the warm-up rows
     ok_creates = rows[1]["statuses"].get(201, 0) + clients  # + the warm-up creates
-    ok_moves = move_statuses.get(200, 0)
+    ok_moves = rows[2]["statuses"].get(200, 0)
     checks = {
         "floor rows": (floor_rows, ok_floor), "hazards": (hazards, ok_creates),
         "history events": (events, ok_creates + ok_moves),
@@ -273,9 +302,10 @@ def lock_hold(url, vertices):
         conn.execute(sa.text("CREATE TABLE bench_probe (id INTEGER PRIMARY KEY, at FLOAT)"))
     done, waits = threading.Event(), []
     writer = make_engine(url, busy_timeout_s=600)
-    # What a hazard create waits for: the park's row lock (PostgreSQL) or the write lock.
+    # What a hazard create waits for: the park's row lock, shared (PostgreSQL), which an
+    # edit's FOR UPDATE excludes, or the write lock (SQLite).
     lock = "SELECT id FROM parks WHERE code = 'LOCK'" + (
-        " FOR UPDATE" if writer.dialect.name == "postgresql" else "")
+        " FOR SHARE" if writer.dialect.name == "postgresql" else "")
 
     def probe():
         i = 0
@@ -324,6 +354,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="Floor, create and transition take turns this many times")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--backends", default="spatialite,postgis")
@@ -342,16 +374,19 @@ def main(argv=None):
     ok = True
     for name, url in _backends(args.backends.split(",")):
         if not args.only_lock_hold:
+            load = os.getloadavg()[0]
             rows, checks = bench_backend(url, args.clients, args.per_client, args.workers,
-                                         args.threads)
+                                         args.threads, args.rounds)
             floor = rows[0]["per_request_ms"]
-            print(f"\n## {name}: {args.clients} clients, {server}, load average "
-                  f"{os.getloadavg()[0]:.1f}\n")
+            print(f"\n## {name}: {args.clients} clients, {server}, {args.rounds} round(s), "
+                  f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after\n")
             print("| endpoint | requests | requests/s | p50 ms | p95 ms | time per request "
-                  "vs floor |\n|---|---:|---:|---:|---:|---:|")
+                  "vs floor | each round vs its floor |\n|---|---:|---:|---:|---:|---:|---|")
             for r in rows:
+                each = " ".join(f"{ms / f:.2f}" for ms, f in zip(r["round_ms"],
+                                                                 rows[0]["round_ms"]))
                 print(f"| {r['name']} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
-                      f"{r['p95_ms']:.1f} | {r['per_request_ms'] / floor:.2f}x |")
+                      f"{r['p95_ms']:.1f} | {r['per_request_ms'] / floor:.2f}x | {each} |")
             print()
             for what, (got, want) in checks.items():
                 print(f"- {what}: {got} (expected {want})")

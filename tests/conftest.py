@@ -152,11 +152,18 @@ def table_counts(engine):
 
 
 def stored_snapshot(engine):
-    """Counts plus the WKB of every stored geometry, to prove nothing changed."""
-    from geodata.models import Enterprise, Grid, Hazard, Park
+    """Counts, the WKB of every stored geometry and the ledger counters, to prove nothing changed.
+
+    A refused create must not advance a ledger counter either: the next number would skip one.
+    """
+    from geodata.models import Enterprise, Grid, Hazard, LedgerCounter, Park
 
     snapshot = table_counts(engine)
     with session_scope(engine) as session:
+        snapshot["ledger_counters_rows"] = session.execute(
+            sa.select(LedgerCounter.park_id, LedgerCounter.ledger, LedgerCounter.year,
+                      LedgerCounter.last).order_by(LedgerCounter.park_id, LedgerCounter.ledger,
+                                                   LedgerCounter.year)).all()
         for model, column in ((Park, Park.boundary), (Grid, Grid.geom),
                               (Enterprise, Enterprise.site), (Hazard, Hazard.location)):
             rows = session.execute(sa.select(model.id, sa.func.ST_AsBinary(column))

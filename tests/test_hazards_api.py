@@ -5,6 +5,7 @@ import json
 import threading
 
 import pytest
+import sqlalchemy as sa
 
 from geodata.services import ledger
 from geodata.storage import session_scope
@@ -373,3 +374,26 @@ def test_cjk_emoji_and_markup_round_trip(api):
     assert created.status_code == 201
     assert api.call("GET", f"/api/hazards/{created.json['id']}", "viewer").json[
         "description"] == text
+
+
+@pytest.mark.parametrize("where", [(150, 150), "T-002"])  # in 甲公司's site (T-003); in none
+def test_write_answers_name_what_a_fresh_read_names(api, engine, where):
+    """A create answers with names read in its write transaction, a transition and an
+    escalation with those read beside the hazard's row lock: each equals a later GET."""
+    created = api.create(where)
+    assert created.status_code == 201, created.json
+    hid = created.json["id"]
+    assert created.json == api.call("GET", f"/api/hazards/{hid}").json
+    assert (created.json["enterprise"] or {}).get("name") == ("甲公司" if where != "T-002"
+                                                              else None)
+    with engine.begin() as conn:  # renamed meanwhile: the next answer shows the new name
+        conn.execute(sa.text("UPDATE grids SET name = '改名网格' WHERE code = :code"),
+                     {"code": created.json["grid"]["code"]})
+    moved = api.move(hid, "rectifying", 1, deadline=future().isoformat())
+    assert moved.status_code == 200, moved.json
+    assert moved.json["grid"]["name"] == "改名网格"
+    assert moved.json == api.call("GET", f"/api/hazards/{hid}").json
+    escalated = api.call("POST", f"/api/hazards/{hid}/escalations", "inspector",
+                         {"to": "county", "reason": "整改不到位", "version": 2})
+    assert escalated.status_code == 200, escalated.json
+    assert escalated.json == api.call("GET", f"/api/hazards/{hid}").json

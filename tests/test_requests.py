@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from geodata.creditcode import make_credit_code
-from geodata.models import RequestEvent, ServiceRequest
+from geodata.models import LedgerCounter, RequestEvent, ServiceRequest
 from geodata.periods import local_today
 from geodata.request_export import COLUMNS
 from geodata.services import requests as service
@@ -144,15 +144,18 @@ def test_ledger_numbers_follow_the_received_year(api, engine):
     codes = [api.create(received_date=f"{year - 1}-12-30").json["code"],
              api.create().json["code"], api.create(received_date=f"{year - 1}-12-31").json["code"]]
     assert codes == [f"SQ{year - 1}-0001", f"SQ{year}-0001", f"SQ{year - 1}-0002"]
-    # the last number of a year taken: the next one is a 409, nothing is written
+    # the last number of a year taken (the number and the park's counter of that year, as
+    # a service leaves them): the next one is a 409, nothing is written
     with session_scope(engine, write=True) as session:
         session.execute(sa.update(ServiceRequest).where(ServiceRequest.code == f"SQ{year}-0001")
                         .values(code=f"SQ{year}-999999"))
-    before = request_state(engine)
+        session.execute(sa.update(LedgerCounter).where(
+            LedgerCounter.ledger == "SQ", LedgerCounter.year == year).values(last=999999))
+    before = request_state(engine), stored_snapshot(engine)
     refused = api.create()
     assert refused.status_code == 409
     assert refused.json["error"]["code"] == "ledger_numbers_exhausted"
-    assert request_state(engine) == before
+    assert (request_state(engine), stored_snapshot(engine)) == before
 
 
 def _create_body(**change):

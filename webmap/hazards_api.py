@@ -88,7 +88,10 @@ def _written(session, work):
     """Run the write ``work()`` → hazard and serialise it before the commit.
 
     The answer's names are read in the write transaction: one query, where
-    after the commit it would take a transaction of its own.
+    after the commit it would take a transaction of its own (a pool check-out
+    with its ping, ``BEGIN``, the query and the rollback).  For a create this
+    query runs while the ledger counter's row is locked, which is short:
+    creates no longer queue on the park (:mod:`geodata.services.numbering`).
     """
     def write():
         hazard = work()
@@ -138,10 +141,7 @@ def create_hazard(code):
             level=data.get("level", "general"), description=data.get("description", ""),
             found_date=data.get("found_date"), code=data.get("code"))
 
-    # Serialised after the commit: creates in one park queue on its lock for the ledger
-    # number, so the names are read outside it.
-    hazard = _commit_or_rollback(session, work)
-    return _one(session, hazard, 201)
+    return _answer(*_written(session, work), 201)
 
 
 def _list():

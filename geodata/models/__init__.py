@@ -1,6 +1,7 @@
 """The gridmap data model (SQLAlchemy 2 + GeoAlchemy2), one module per concept."""
 
 from geodata.models.base import Base
+from geodata.models.counter import LedgerCounter
 from geodata.models.edit import EDIT_OPERATIONS, GridEdit, GridEditItem, GridLineage
 from geodata.models.enterprise import Enterprise
 from geodata.models.grid import GRID_KINDS, Grid
@@ -17,7 +18,8 @@ from geodata.models.weekly import ASSESSMENT_METRICS, AssessmentWeight, WeeklyAs
 
 __all__ = ["Base", "EDIT_OPERATIONS", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid",
            "GridEdit", "GridEditItem", "GridLineage", "HAZARD_LEVELS", "HAZARD_STATUSES",
-           "Hazard", "HazardEvent", "Park", "RequestCategory", "RequestEvent", "ServiceRequest",
+           "Hazard", "HazardEvent", "LedgerCounter", "Park", "RequestCategory", "RequestEvent",
+           "ServiceRequest",
            "STAFF_ROLES", "GridStaff", "SUPERVISION_OUTCOMES",
            "Photo", "Supervision", "USER_ROLES", "ApiToken", "User", "UserGrid",
            "RULE_PERIODS", "VISIT_KINDS", "EnterpriseLink", "IdempotencyRecord", "Visit",

@@ -53,6 +53,7 @@ class Hazard(Base):
     escalation: Mapped[str] = mapped_column(String(16), default="grid")
     closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
+    park = relationship("Park")
     grid = relationship("Grid")
     enterprise = relationship("Enterprise")
     events = relationship("HazardEvent", order_by="HazardEvent.id", back_populates="hazard")

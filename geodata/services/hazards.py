@@ -1,6 +1,7 @@
 """Hazards (隐患): spatial resolution, import with history, export."""
 
 import re
+from collections import Counter
 
 import geopandas as gpd
 import numpy as np
@@ -16,6 +17,7 @@ from geodata.models import (HAZARD_LEVELS, HAZARD_STATUSES, Enterprise, Grid, Ha
                             HazardEvent)
 from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
+from geodata.services.numbering import reserve
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
 from geodata.storage import backend_name
@@ -170,6 +172,11 @@ def ledger_codes(session, park, given, *, file=None, years=None):
     contradicts its found date.  Given numbers must be in the ledger-number
     domain (:func:`geodata.domains.ledger_code`).
 
+    The park's counters of those years (:mod:`geodata.services.numbering`)
+    are raised past the given numbers and advanced by the blanks first: their
+    row locks make a concurrent create with the same number wait, so the
+    duplicate check that follows sees it.
+
     Raises
     ------
     FeatureError
@@ -182,7 +189,19 @@ def ledger_codes(session, park, given, *, file=None, years=None):
     years = list(years) if years is not None else [local_today().year] * len(given)
     codes = [domains.ledger_code(None if attr.is_blank(c) else c, "code", index=i, file=file)
              for i, c in enumerate(given)]
-    stored = _stored_codes(session, park, codes, years)
+    highest, blanks = {}, Counter()  # year -> highest given number; year -> blanks to fill
+    for i, c in enumerate(codes):
+        match = _YEAR_CODE.match(c or "")
+        if match:
+            year = int(match.group(1))
+            highest[year] = max(highest.get(year, 0), domains.ledger_sequence(c, year))
+        elif c is None:
+            blanks[years[i]] += 1
+    # Years in order, so two writers never wait for each other's counters crosswise.
+    last = {year: reserve(session, park, "YH", year, count=blanks[year],
+                          at_least=highest.get(year, 0))
+            for year in sorted(set(highest) | set(blanks))}
+    stored = _stored_codes(session, park, [c for c in codes if c is not None])
     seen = set()
     for i, c in enumerate(codes):
         if c is not None and (c in seen or c in stored):
@@ -195,34 +214,28 @@ def ledger_codes(session, park, given, *, file=None, years=None):
                                f"found in {years[i]}", code="code_year_mismatch", index=i,
                                field="code", file=file)
         seen.add(c)
-    last = {}  # year -> highest number used so far
+    taken = Counter()
     for i, c in enumerate(codes):
         if c is None:
             year = years[i]
-            if year not in last:
-                last[year] = max({domains.ledger_sequence(t, year) for t in stored | seen}
-                                 - {None}, default=0)
-            last[year] += 1
-            codes[i] = domains.ledger_number("YH", year, last[year], park.code)
+            taken[year] += 1
+            codes[i] = domains.ledger_number("YH", year, last[year] - blanks[year] + taken[year],
+                                             park.code)
     return codes
 
 
-def _stored_codes(session, park, codes, years):
-    """The park's stored ledger numbers that ``codes`` could collide with or continue.
+def _stored_codes(session, park, given):
+    """The park's stored ledger numbers among ``given``.
 
-    For a few codes (the API logs one hazard) only the given numbers and those
-    of the years to fill are read, through the ``(park_id, code)`` index, not
-    the park's whole ledger; an import reads the whole ledger once.
+    For a few codes (the API logs one hazard) only those are looked up,
+    through the ``(park_id, code)`` index; an import reads the park's whole
+    ledger once.
     """
+    if not given:
+        return set()
     query = sa.select(Hazard.code).where(Hazard.park_id == park.id)
-    if len(codes) <= FEW_POINTS:
-        given = [c for c in codes if c is not None]
-        blank_years = sorted({y for c, y in zip(codes, years) if c is None})
-        wanted = ([Hazard.code.in_(given)] if given else []) + [
-            Hazard.code.startswith(f"YH{y}-") for y in blank_years]
-        if not wanted:
-            return set()
-        query = query.where(sa.or_(*wanted))
+    if len(given) <= FEW_POINTS:
+        query = query.where(Hazard.code.in_(given))
     return set(session.execute(query).scalars())
 
 

@@ -73,29 +73,42 @@ def parse_point(lon, lat):
     return shapely.Point(float(lon), float(lat))
 
 
-def get_hazard(session, hazard_id, *, lock=False):
+#: What :func:`hazard_dicts` shows of a hazard's park, grid and enterprise, loaded with the
+#: hazard in one statement (a transition reads them with its row lock, not in a query of
+#: their own).
+_ANSWER_NAMES = (sa.orm.joinedload(Hazard.park).load_only(Park.code),
+                 sa.orm.joinedload(Hazard.grid).load_only(Grid.code, Grid.name),
+                 sa.orm.joinedload(Hazard.enterprise).load_only(Enterprise.name,
+                                                                Enterprise.credit_code))
+
+
+def get_hazard(session, hazard_id, *, lock=False, names=False):
     """Return the hazard with ``hazard_id``; ``lock`` takes a row lock (PostgreSQL).
+
+    ``names`` loads, in the same statement, what :func:`hazard_dicts` shows of
+    its park, grid and enterprise.
 
     Raises
     ------
     NotFoundError
         404 ``hazard_not_found``.
     """
-    return entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard")
+    return entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard",
+                       options=_ANSWER_NAMES if names else ())
 
 
-def entry_by_id(session, model, entry_id, *, lock=False, what):
+def entry_by_id(session, model, entry_id, *, lock=False, what, options=()):
     """The ledger entry (hazard, request) ``entry_id`` of ``model``; 404 ``<what>_not_found``.
 
     Re-read from the database (``populate_existing``); ``lock`` takes its row
-    lock (PostgreSQL).
+    lock (PostgreSQL; only the entry's row, not the rows ``options`` join).
     """
     if not domains.is_id(entry_id):
         raise NotFoundError(f"no {what} {entry_id!r}", code=f"{what}_not_found")
-    query = sa.select(model).where(model.id == entry_id).execution_options(
+    query = sa.select(model).where(model.id == entry_id).options(*options).execution_options(
         populate_existing=True)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(of=model)
     found = session.execute(query).scalar_one_or_none()
     if found is None:
         raise NotFoundError(f"no {what} {entry_id}", code=f"{what}_not_found")
@@ -133,16 +146,19 @@ def get_hazard_by_code(session, code, park=None):
     return entry_by_code(session, Hazard, code, park, what="hazard")
 
 
-def _lock_park(session, park):
+def _lock_park(session, park, *, shared=False):
     """Lock the park for this transaction and return its stored version.
 
-    Ledger numbers are max+1 per park, and an edit of the park's grids
-    re-locates its hazards: both serialise on the park's row lock
-    (PostgreSQL; SQLite writers hold the database's write lock already).
+    An edit of the park's grids re-locates its hazards and requests under
+    the exclusive lock (``FOR UPDATE``); creates take the ``shared`` one
+    (``FOR SHARE``), so they run side by side but never beside an edit, and
+    their ledger numbers come from the counters
+    (:mod:`geodata.services.numbering`).  PostgreSQL only: SQLite writers
+    hold the database's write lock already.
     """
     query = sa.select(Park.version).where(Park.id == park.id)
     if backend_name(session) == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(read=shared)
     return session.execute(query).scalar_one()
 
 
@@ -166,8 +182,11 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     The point is placed in the caller's transaction; then
     :func:`geodata.storage.start_write` takes the write lock (on SQLite a
     transaction that has only read is ended first), so the lock covers only
-    numbering and inserting.  An edit that changed the park meanwhile is
-    seen by its version, and the point is placed again under the lock.
+    numbering and inserting.  On PostgreSQL the park's row is locked shared
+    (creates run side by side, grid edits wait), and the number's counter
+    row (:mod:`geodata.services.numbering`) is taken last, just before the
+    inserts.  An edit that changed the park meanwhile is seen by its
+    version, and the point is placed again under the lock.
 
     Raises
     ------
@@ -205,22 +224,23 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     read_version = park.version
     grid_id, enterprise_id = place(park)
     start_write(session)
-    if _lock_park(session, park) != read_version:
+    if _lock_park(session, park, shared=True) != read_version:
         # An edit changed the park since it was read: place the point again, under the lock.
         park = session.execute(sa.select(Park).where(Park.id == park.id).execution_options(
             populate_existing=True)).scalar_one()
         grid_id, enterprise_id = place(park)
     _check_grid_limit(actor, grid_id)
-    try:
-        (code,) = ledger_codes(session, park, [code], years=[found_date.year])
-    except FeatureError as exc:
-        raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
-    hazard = Hazard(park_id=park.id, code=code, grid_id=grid_id, enterprise_id=enterprise_id,
+    hazard = Hazard(park_id=park.id, grid_id=grid_id, enterprise_id=enterprise_id,
                     location=to_element(point), category=category, level=LEVEL_NAMES[level],
                     description=description, found_date=found_date, status="found",
                     escalation="grid")
     hazard.events.append(HazardEvent(actor=actor.name, from_status=None, to_status="found",
                                      action="log", note=description))
+    # Numbered last: the counter's row lock is then held only for the inserts and the commit.
+    try:
+        (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
+    except FeatureError as exc:
+        raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
     session.add(hazard)
     session.flush()
     return hazard
@@ -268,7 +288,7 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
         422 ``after_photo_required`` to close a major hazard without a photo
         tagged ``after`` in a park that requires one (``parks.require_after_photo``).
     """
-    hazard = get_hazard(session, hazard_id, lock=True)
+    hazard = get_hazard(session, hazard_id, lock=True, names=True)
     _check_version(hazard, expected_version, if_match)
     note = _text(note, "note")
     deadline = domains.day(deadline, "deadline")
@@ -356,7 +376,7 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
     level that is not higher.
     """
     require(actor.role, "escalate")
-    hazard = get_hazard(session, hazard_id, lock=True)
+    hazard = get_hazard(session, hazard_id, lock=True, names=True)
     _check_version(hazard, expected_version, if_match)
     reason = _text(reason, "reason")
     check_escalation(hazard.escalation, target, reason)
@@ -495,14 +515,16 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
 def hazard_dicts(session, hazards, *, role=None, today=None):
     """Serialise hazards for JSON/CSV: names, grid, enterprise, lon/lat, overdue, next steps."""
     today = today or local_today()
-    # Only the names shown, in one query, instead of loading grid, enterprise and park rows.
-    names = {row[0]: row[1:] for row in session.execute(
-        sa.select(Hazard.id, Park.code, Grid.code, Grid.name, Enterprise.name,
-                  Enterprise.credit_code)
-        .join(Park, Park.id == Hazard.park_id)
-        .outerjoin(Grid, Grid.id == Hazard.grid_id)
-        .outerjoin(Enterprise, Enterprise.id == Hazard.enterprise_id)
-        .where(Hazard.id.in_([h.id for h in hazards])))} if hazards else {}
+    names = _loaded_names(hazards)
+    if names is None:
+        # Only the names shown, in one query, instead of loading grid, enterprise and park rows.
+        names = {row[0]: row[1:] for row in session.execute(
+            sa.select(Hazard.id, Park.code, Grid.code, Grid.name, Enterprise.name,
+                      Enterprise.credit_code)
+            .join(Park, Park.id == Hazard.park_id)
+            .outerjoin(Grid, Grid.id == Hazard.grid_id)
+            .outerjoin(Enterprise, Enterprise.id == Hazard.enterprise_id)
+            .where(Hazard.id.in_([h.id for h in hazards])))}
     points = to_shapes([h.location for h in hazards])
     out = []
     for h, p in zip(hazards, points):
@@ -526,6 +548,22 @@ def hazard_dicts(session, hazards, *, role=None, today=None):
             item["allowed_transitions"] = allowed_targets(h.status, role)
         out.append(item)
     return out
+
+
+def _loaded_names(hazards):
+    """The names :func:`hazard_dicts` shows, if every hazard was read with them, else None.
+
+    ``get_hazard(names=True)`` reads them; a hazard loaded any other way has
+    its park, grid and enterprise unloaded, and the caller queries them.
+    """
+    names = {}
+    for h in hazards:
+        if {"park", "grid", "enterprise"} & sa.inspect(h).unloaded:
+            return None
+        grid, firm = h.grid, h.enterprise
+        names[h.id] = (h.park.code, grid and grid.code, grid and grid.name,
+                       firm and firm.name, firm and firm.credit_code)
+    return names
 
 
 def relocation(session, park):

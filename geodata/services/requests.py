@@ -22,6 +22,7 @@ from geodata.request_workflow import satisfaction_level
 from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, _check_version, _choice,
                                      _lock_park, _text, entry_by_code, entry_by_id,
                                      grid_ids_query)
+from geodata.services.numbering import next_number
 from geodata.services.visits import client_id as visit_client_id
 from geodata.vocabulary import (DEFAULT_REQUEST_CATEGORIES, REQUEST_SOURCES, REQUEST_STATE_NAMES,
                                 REQUEST_STATUSES, SATISFACTION_NAMES, SOURCE_NAMES)
@@ -121,15 +122,6 @@ def find_enterprise(session, park, credit_code, field="enterprise"):
     return found
 
 
-def _next_code(session, park, year):
-    # The year's highest number plus one, as for hazards (domains.ledger_number).
-    stored = session.execute(sa.select(ServiceRequest.code).where(
-        ServiceRequest.park_id == park.id,
-        ServiceRequest.code.startswith(f"{PREFIX}{year}-"))).scalars()
-    last = max({domains.ledger_sequence(c, year, PREFIX) for c in stored} - {None}, default=0)
-    return domains.ledger_number(PREFIX, year, last + 1, park.code)
-
-
 def _source(value):
     key = SOURCE_KEYS.get(value) if isinstance(value, str) else None
     if key is None:
@@ -189,6 +181,9 @@ def create_request(session, park, *, enterprise, category, description, source, 
     """
     require(actor.role, "create")
     today = today or local_today()
+    # Shared: creates run side by side, while a grid edit (which moves enterprises and their
+    # open requests) waits, and is waited for, so the enterprise's grid read below is current.
+    _lock_park(session, park, shared=True)
     raised_on = None
     if visit is not None:
         raised_on = _visit_of(session, park, visit)
@@ -207,12 +202,12 @@ def create_request(session, park, *, enterprise, category, description, source, 
         raise ValidationError(f"received_date {received.isoformat()} is in the future",
                               code="invalid_date", details={"field": "received_date"})
     _check_grid_limit(actor, firm.grid_id, "this enterprise's grid")
-    _lock_park(session, park)
     item = ServiceRequest(park_id=park.id, enterprise_id=firm.id, grid_id=firm.grid_id,
                           visit_id=raised_on.id if raised_on is not None else None,
-                          code=_next_code(session, park, received.year), category=category,
-                          description=description, received_date=received, source=source,
-                          status="accepted", resolution="")
+                          category=category, description=description, received_date=received,
+                          source=source, status="accepted", resolution="")
+    # Numbered last: the counter's row lock is then held only for the inserts and the commit.
+    item.code = next_number(session, park, PREFIX, received.year)
     item.events.append(RequestEvent(actor=actor.name, from_status=None, to_status="accepted",
                                     action="accept", note=description))
     session.add(item)
@@ -419,6 +414,8 @@ def import_requests(session, park, rows, *, file="demo"):
     firms = {e.credit_code: e for e in session.execute(
         sa.select(Enterprise).where(Enterprise.park_id == park.id)).scalars()}
     allowed = categories(session, park)
+    # Exclusive, as a file import holds its park: rows take their years' counters in row
+    # order, not sorted, so two loads into one park must not interleave.
     _lock_park(session, park)
     for i, row in enumerate(rows):
         where = {"index": i, "file": file}
@@ -437,7 +434,7 @@ def import_requests(session, park, rows, *, file="demo"):
         received = domains.day(row["received_date"], "received_date", required=True, **where)
         item = ServiceRequest(
             park_id=park.id, enterprise_id=firm.id, grid_id=firm.grid_id,
-            code=_next_code(session, park, received.year), category=row["category"],
+            code=next_number(session, park, PREFIX, received.year), category=row["category"],
             description=domains.text(row["description"], "description", kind="note",
                                      required=True, **where),
             received_date=received, source=row["source"],
@@ -464,6 +461,5 @@ def import_requests(session, park, rows, *, file="demo"):
                 note=domains.text(event.get("note"), "history.note", kind="note", **where) or "",
                 satisfaction=event.get("satisfaction")))
         session.add(item)
-        # each number is the year's highest plus one: the previous row must be visible
-        session.flush()
+    session.flush()
     return len(rows)
