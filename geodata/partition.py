@@ -240,42 +240,27 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
     if stored is None:
-        cells, codes, parent_codes = coverage._arguments(cells, codes, parent_codes)
+        cells = coverage._as_array(cells)
         source = _MemoryCells(cells)
     else:
-        cells, codes, parent_codes = coverage._arguments(
-            np.full(len(stored.ids), None, dtype=object), codes, parent_codes)
+        cells = np.full(len(stored.ids), None, dtype=object)
         source = stored
-    parent_idx = coverage._parent_index(codes, parent_codes)
     epsg = int(coverage._choose_epsg(metric_epsg, park, None, None))
-    # Level-1 cells with an envelope go to the workers; the rest is read here.
-    remote = (parent_idx == -1) & np.isfinite(source.envelopes).all(axis=1)
     sites = None if enterprises is None else coverage._site_table(enterprises)
-    tasks = partition_tasks(source, np.flatnonzero(remote), park,
-                            np.empty(0, dtype=object) if sites is None else sites[2],
-                            partitions, epsg, tolerance_m)
-    if client is None:
-        def collect():
-            return [check_partition(task) for task in tasks]
-    else:
-        # Each partition is sent as soon as it is cut, so the workers start
-        # while the next is cut.  Scattered (random keys), a task's geometry
-        # or database URL goes straight to a worker, never into the task
-        # graph the scheduler holds and its dashboard shows.
-        futures = [client.submit(check_partition, client.scatter([task], hash=False)[0],
-                                 pure=False) for task in tasks]
-
-        def collect():
-            return client.gather(futures)
-
-    has_children = np.zeros(len(cells), dtype=bool)
-    has_children[parent_idx[parent_idx >= 0]] = True
-    here = np.flatnonzero(~remote | has_children)
-    if stored is not None:
-        cells[here] = stored.geometries(here)
     merged = {}
 
     def prepare(cells, codes, parent_codes, parent_idx):
+        # Level-1 cells with an envelope go to the workers; the rest is read here.
+        remote = (parent_idx == -1) & np.isfinite(source.envelopes).all(axis=1)
+        collect = _submit(client, partition_tasks(
+            source, np.flatnonzero(remote), park,
+            np.empty(0, dtype=object) if sites is None else sites[2],
+            partitions, epsg, tolerance_m))
+        has_children = np.zeros(len(cells), dtype=bool)
+        has_children[parent_idx[parent_idx >= 0]] = True
+        if stored is not None:
+            here = np.flatnonzero(~remote | has_children)
+            cells[here] = stored.geometries(here)  # check_coverage's own array
         work = np.full(len(cells), None, dtype=object)
         use = np.zeros(len(cells), dtype=bool)
         central = np.flatnonzero(~remote)
@@ -287,8 +272,7 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
         work[parents] = coverage._prepare_cells(
             cells[parents], [codes[i] for i in parents], [None] * len(parents),
             np.full(len(parents), -1))[0]
-        results = collect()
-        merged.update(_collect(source, results, np.flatnonzero(remote)))
+        merged.update(_collect(source, collect(), np.flatnonzero(remote)), codes=codes)
         use[remote] = True
         use[merged["unusable"]] = False
         # Invalid cells in cell order, then orphans (as _prepare_cells lists them).
@@ -309,8 +293,21 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
     report = check_coverage(cells, codes, parent_codes, park=park, tolerance_m=tolerance_m,
                             metric_epsg=epsg, top_level=top_level, prepare=prepare)
     if sites is not None:
-        report.enterprises = _merge_sites(merged, sites, codes)
+        report.enterprises = _merge_sites(merged, sites, merged["codes"])
     return report
+
+
+def _submit(client, tasks):
+    """Start the tasks; return a function that waits for their results."""
+    if client is None:
+        return lambda: [check_partition(task) for task in tasks]
+    # Each partition is sent as soon as it is cut, so the workers start
+    # while the next is cut.  Scattered (random keys), a task's geometry or
+    # database URL goes straight to a worker, never into the task graph the
+    # scheduler holds and its dashboard shows.
+    futures = [client.submit(check_partition, client.scatter([task], hash=False)[0],
+                             pure=False) for task in tasks]
+    return lambda: client.gather(futures)
 
 
 def partition_tasks(source, remote, park, sites, k, epsg, tolerance_m):

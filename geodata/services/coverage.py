@@ -49,6 +49,7 @@ def _envelope(session, column):
 
 
 def _float_rows(rows, width):
+    """Rows of numbers (None for NULL) as an (n, width) float array, NaN for NULL."""
     return np.array(rows, dtype=float).reshape(-1, width)
 
 
@@ -65,8 +66,9 @@ def grid_layout(session, park):
                       .outerjoin(parent, Grid.parent_id == parent.id)
                       .where(Grid.park_id == park.id, Grid.active_to.is_(None))
                       .order_by(Grid.code))
-    return (np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows],
-            [r[2] for r in rows], _float_rows([r[3:] for r in rows], 4))
+    ids, codes, parents, *box = zip(*rows) if rows else ([], [], [], [], [], [], [])
+    return (np.array(ids, dtype=np.int64), list(codes), list(parents),
+            _float_rows(list(zip(*box)), 4))
 
 
 def grid_geometries(session, ids):
@@ -107,8 +109,9 @@ def level1_grids_in_box(session, park_id, version, box):
                       .where(Grid.park_id == park_id, Grid.parent_id.is_(None),
                              Grid.active_to.is_(None), bbox_filter(session, Grid, Grid.geom, box))
                       .order_by(Grid.code))
-    return (np.array([r[0] for r in rows], dtype=np.int64),
-            _float_rows([r[1:5] for r in rows], 4), to_shapes([r[5] for r in rows]))
+    ids, *box, wkb = zip(*rows) if rows else ([], [], [], [], [], [])
+    return (np.array(ids, dtype=np.int64), _float_rows(list(zip(*box)), 4),
+            to_shapes(list(wkb)))
 
 
 def enterprise_sites(session, park):
