@@ -21,10 +21,11 @@ Cluster start-up is not timed (a running cluster is the normal case: the
 workers have imported gridmap and run one small check).  Each figure is the
 shortest of ``--repeat`` runs (the floor gets one more).  Every
 partitioned run must give the single-process counts of findings.  Then, for
-the largest size, where the time of ``db-2`` goes: this process's reads, the
-CPU seconds of the workers' tasks (Dask's task stream), and what the same
-work costs on one core (reading all level-1 cells as a worker does,
-validating them, the floor).
+the largest size (``--stages``), where the time of ``db-2`` goes: this
+process's reads, the workers' compute time (Dask's task stream), and the CPU
+seconds the same work costs on one core (reading all level-1 cells as a
+worker does, validating them, the floor, the whole check with its
+partitions in turn), which bound what two cores can do.
 
 Usage::
 
@@ -51,6 +52,7 @@ from geodata import coverage  # noqa: E402
 from geodata.batch import StoredGrids  # noqa: E402
 from geodata.partition import check_partitioned  # noqa: E402
 from geodata.services import coverage as stored_coverage  # noqa: E402
+from geodata.services.parks import get_park, park_boundary  # noqa: E402
 from geodata.storage import make_engine, session_scope  # noqa: E402
 
 PARK = "PV001"
@@ -117,8 +119,17 @@ def counts(report):
             len(report.enterprises["no_grid"]), len(report.enterprises["multi_grid"]))
 
 
+def cpu(fn):
+    """CPU seconds of this process spent in ``fn()``, and its result."""
+    start = time.process_time()
+    result = fn()
+    return time.process_time() - start, result
+
+
 def where_the_time_goes(url, session, park, client, cells):
-    """Print the stages of one ``db-2`` run: this process, the workers, one core."""
+    """Print the stages of one ``db-2`` run, and the CPU seconds of its work on one core."""
+    from geodata.partition import StoredCells
+
     client.get_task_stream(count=1)  # the scheduler records the task stream from now on
     started = time.time()
     wall, _ = timed(lambda: stored_coverage.check_park(session, park, client=client))
@@ -127,26 +138,35 @@ def where_the_time_goes(url, session, park, client, cells):
              and min(s["start"] for s in t["startstops"]) >= started}
     compute = [sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
                for t in tasks.values()]
-    layout_s, _ = timed(lambda: stored_coverage.grid_layout(session, park))
-    sites_s, _ = timed(lambda: stored_coverage.enterprise_sites(session, park))
-    rates_s, _ = timed(lambda: stored_coverage.park_rates(session, park))
+    layout_s, layout = cpu(lambda: stored_coverage.grid_layout(session, park))
+    sites_s, sites = cpu(lambda: stored_coverage.enterprise_sites(session, park))
+    rates_s, _ = cpu(lambda: stored_coverage.park_rates(session, park))
     reader = StoredGrids(url, park.id, park.version)
-    read_s, (_, _, raw) = timed(lambda: reader.read((-180, -90, 180, 90)))
+    read_s, (_, _, raw) = cpu(lambda: reader.read((-180, -90, 180, 90)))
     n = len(raw)
-    prep_s, (work, *_) = timed(lambda: coverage._prepare_cells(
+    prep_s, _ = cpu(lambda: coverage._prepare_cells(
         raw, list(range(n)), [None] * n, np.full(n, -1)))
-    floor_s, _ = timed(lambda: shapely.coverage_invalid_edges(cells))
-    print(f"\n# where the time of db-2 goes ({wall:.2f} s wall, {len(tasks)} partitions)")
+    floor_s, _ = cpu(lambda: shapely.coverage_invalid_edges(cells))
+    ids, codes, parents, envelopes = layout
+    stored = StoredCells(ids, envelopes, lambda i: stored_coverage.grid_geometries(session, i),
+                         reader)
+    whole_s, _ = cpu(lambda: check_partitioned(
+        None, codes, parents, park=park_boundary(park), metric_epsg=park.metric_epsg,
+        enterprises=[(e["name"], e["credit_code"], e["site"]) for e in sites], stored=stored,
+        partitions=len(tasks)))
+    print(f"\n# where the time of db-2 goes ({wall:.2f} s wall, {len(tasks)} partitions, "
+          f"load {os.getloadavg()[0]:.1f})")
     print("| step | s |\n|---|---|")
     for name, value in [
-            ("gridmap process: codes, parents, envelopes (grid_layout)", layout_s),
-            ("gridmap process: enterprise sites", sites_s),
-            ("gridmap process: the three rates", rates_s),
-            ("workers: partitions, CPU seconds in all", sum(compute)),
-            ("workers: slowest partition", max(compute, default=0.0)),
-            ("one core: reading every level-1 cell as the workers do", read_s),
-            ("one core: validating and repairing every cell (_prepare_cells)", prep_s),
-            ("one core: the floor, coverage_invalid_edges", floor_s)]:
+            ("gridmap process: codes, parents, envelopes (grid_layout), CPU", layout_s),
+            ("gridmap process: enterprise sites, CPU", sites_s),
+            ("gridmap process: the three rates, CPU", rates_s),
+            ("workers: compute time of all partitions, wall", sum(compute)),
+            ("workers: the slowest partition, wall", max(compute, default=0.0)),
+            ("one core: reading every level-1 cell as the workers do, CPU", read_s),
+            ("one core: validating and repairing every cell, CPU", prep_s),
+            ("one core: the floor (coverage_invalid_edges), CPU", floor_s),
+            ("one core: the whole DB-reading check, partitions in turn, CPU", whole_s)]:
         print(f"| {name} | {value:.2f} |")
 
 
@@ -173,8 +193,6 @@ def main():
         url = store(workdir / f"cells-{n}.sqlite", n)
         engine = make_engine(url)
         with session_scope(engine) as session:
-            from geodata.services.parks import get_park, park_boundary
-
             park = get_park(session, PARK)
             boundary = park_boundary(park)
             cells, codes, parents = stored_coverage.grid_cells(session, park)
