@@ -36,7 +36,7 @@ from geodata.services.coverage import (check_park, enterprise_sites, grid_cells,
                                        grid_geometries, grid_layout)
 from geodata.services.demo_loader import load_demo
 from geodata.services.parks import get_park, park_boundary
-from geodata.storage import session_scope
+from geodata.storage import make_engine, session_scope
 from tests.browser import free_port
 
 EPSG = 4547
@@ -278,6 +278,22 @@ def test_a_park_edited_during_the_check_is_refused(db_url, engine):
                              StoredGrids(engine.url, park.id, park.version - 1))
         with pytest.raises(ConflictError, match="changed during the check"):
             check_partitioned(None, codes, parents, park=park_boundary(park), stored=stored)
+
+
+def test_workers_open_the_database_read_only(db_url, engine):
+    """The engine the workers read with answers queries and refuses every write."""
+    load_demo(engine, seed=1, today=date(2026, 1, 15))
+    reader = make_engine(db_url, read_only=True)
+    try:
+        with reader.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM grids")).scalar() > 80
+        with pytest.raises(sa.exc.DBAPIError, match="read-only|readonly"):
+            with reader.begin() as conn:
+                conn.execute(sa.text("UPDATE parks SET name = 'x'"))
+    finally:
+        reader.dispose()
+    with engine.connect() as conn:
+        assert "x" not in conn.execute(sa.text("SELECT name FROM parks")).scalars().all()
 
 
 def test_stored_grids_never_show_the_password():
