@@ -18,7 +18,7 @@ import contextlib
 from geodata.errors import GridmapError
 
 __all__ = ["dask_client", "local_cluster_options", "map_parks", "check_park_task",
-           "hidden_units_task", "relocation_task"]
+           "hidden_units_task", "relocation_task", "StoredGrids"]
 
 
 @contextlib.contextmanager
@@ -105,3 +105,59 @@ def relocation_task(url, code):
 
     with _park_session(url, code) as (session, park):
         return relocation(session, park)
+
+
+class StoredGrids:
+    """Where a worker reads a stored park's level-1 grids for one partition.
+
+    Sent with each task of :func:`geodata.partition.check_partitioned`
+    (scattered to the worker, so it is not in the scheduler's task graph).
+    The database URL, password included, is never shown: ``repr`` (what Dask
+    logs when a task fails) and error messages hide the password.
+
+    Parameters
+    ----------
+    url : str or sqlalchemy.engine.URL
+        The database; a SpatiaLite file is opened read-only.
+    park_id : int
+    version : int
+        The park's version when the check began: a worker that reads
+        another one raises ``park_changed`` (every grid edit bumps it).
+    """
+
+    def __init__(self, url, park_id, version):
+        from sqlalchemy.engine import make_url
+
+        from geodata.storage import sqlite_file
+
+        url = make_url(url)
+        path = sqlite_file(url)
+        if path is not None:  # workers may run in another folder
+            url = url.set(database=str(path.absolute()))
+        self._url = url.render_as_string(hide_password=False)
+        self.park_id, self.version = int(park_id), int(version)
+
+    def __repr__(self):
+        from geodata.storage import safe_url
+
+        return f"StoredGrids({safe_url(self._url)!r}, park_id={self.park_id})"
+
+    def read(self, box):
+        """``(ids, envelopes, geometries)`` of the park's level-1 grids meeting ``box``.
+
+        See :func:`geodata.services.coverage.level1_grids_in_box`.
+        """
+        from geodata.services.coverage import level1_grids_in_box
+        from geodata.storage import make_engine, session_scope, translate_db_error
+
+        engine = make_engine(self._url, read_only=True)
+        try:
+            with session_scope(engine) as session:
+                return level1_grids_in_box(session, self.park_id, self.version, box)
+        except Exception as exc:
+            error = translate_db_error(exc, self._url)
+            if error is None:
+                raise
+            raise error from None
+        finally:
+            engine.dispose()

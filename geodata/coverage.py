@@ -391,6 +391,7 @@ def check_coverage(
     gap_width_m=0.0,
     metric_epsg=None,
     top_level=None,
+    prepare=None,
 ):
     """Check that grids tile the park and that sub-grids tile their parents.
 
@@ -427,6 +428,11 @@ def check_coverage(
         workers (:func:`geodata.partition.check_partitioned`).  Called as
         ``top_level(found, idx, geoms, park)``; it appends to ``found`` like
         the stages do and returns the cells the coverage validator flagged.
+    prepare : callable, optional
+        Validates and repairs the cells in place of this process (with
+        ``top_level``, where the workers validate the level-1 cells they
+        own).  Called as ``prepare(cells, codes, parent_codes, parent_idx)``;
+        returns what the internal ``_prepare_cells`` returns for all cells.
 
     Returns
     -------
@@ -458,7 +464,8 @@ def check_coverage(
     """
     cells, codes, parent_codes = _arguments(cells, codes, parent_codes)
     parent_idx = _parent_index(codes, parent_codes)
-    work, use, invalid, invalid_geoms = _prepare_cells(cells, codes, parent_codes, parent_idx)
+    prepare = prepare or _prepare_cells
+    work, use, invalid, invalid_geoms = prepare(cells, codes, parent_codes, parent_idx)
     engine = _Engine(int(_choose_epsg(metric_epsg, park, work, use)), float(tolerance_m))
     found = _Findings(engine, np.asarray(codes, dtype=object))
     top = np.empty(0, dtype=int)
@@ -761,6 +768,10 @@ def _check_enterprises(enterprises, grids, grid_codes, engine):
         return result
     tree = shapely.STRtree(grids)
     q_site, q_grid = tree.query(sites, predicate="intersects")
+    # In grid order per site (the tree's order is its own), so equal shares
+    # keep the grids' order however the grids were split (geodata.partition).
+    order = np.lexsort((q_grid, q_site))
+    q_site, q_grid = q_site[order], q_grid[order]
     is_point = np.isin(shapely.get_type_id(sites), _POINTS)
 
     # Points: any intersecting grid (a point on a shared edge hits two) means "in a grid".

@@ -9,15 +9,40 @@ process (the same code path, for tests).
 Partitions
 ----------
 The plane is cut into ``k`` rectangular tiles: columns at quantiles of the
-cells' envelope centres, then rows at quantiles within each column, so each
-tile *owns* about ``n / k`` cells (those whose envelope centre it holds,
-half-open intervals: exactly one owner per cell).  The outer tiles reach
-past the park and the cells, so the tiles cover the whole park.  A partition
-is its tile, its owned cells and a *halo*: every cell whose envelope meets
-the box around the tile and the owned cells' envelopes.
+level-1 cells' envelope centres, then rows at quantiles within each column,
+so each tile *owns* about ``n / k`` cells (those whose envelope centre it
+holds, half-open intervals: exactly one owner per cell).  The outer tiles
+reach past the park and the cells, so the tiles cover the whole park.  A
+partition is its tile, its owned cells and a *halo*: every cell whose
+envelope meets the *halo box*, the box around the tile, the owned cells'
+envelopes and the owned enterprise sites' envelopes.
+
+Where the cells come from
+-------------------------
+Only envelopes are needed to cut tiles.  In memory (:func:`check_partitioned`
+with ``cells``) each task carries its halo cells as one WKB buffer.  From a
+database (``stored``, see :class:`StoredCells` and
+:class:`geodata.batch.StoredGrids`) a task carries the halo box and the
+park's id, and the worker reads the level-1 cells whose envelope meets the
+box itself, through the spatial index.  Either way the worker gets the
+*stored* geometry and validates and repairs it as
+:func:`geodata.coverage.check_coverage` does (``_prepare_cells``, a per-cell
+function, so the same cell gets the same repair everywhere); each partition
+reports the invalid cells it owns.  The envelope that decides ownership is the
+same number on both sides (``shapely.bounds`` in memory; one SQL expression
+from the database).  An index may give cells whose envelope misses the box
+(SpatiaLite rounds its R*Tree outwards to float32); the worker drops them.
+A repaired cell lies inside its stored envelope, so the halo holds every
+cell that matters to an owned cell.
+
+This process reads codes, parent codes and envelopes, and the geometry of the
+few cells it needs: sub-grids, level-1 parents of sub-grids, and cells with
+no envelope (empty), which cannot be placed in a tile.
 
 What each partition computes, and why the merge is exact
 --------------------------------------------------------
+* **Validity** of its owned cells: invalid reasons and the repair, as in one
+  process; cells that are not usable (empty, not polygonal) come back by id.
 * **Unmatched edges and flags** of its owned cells.  The GEOS coverage
   validator checks a cell against the cells whose envelopes meet its own,
   and the halo holds all of those, so an owned cell gets the same invalid
@@ -39,34 +64,142 @@ What each partition computes, and why the merge is exact
   gap findings (width filter, areas, coverage ratio) are computed from that
   union centrally, as in one process, so a gap crossing a tile edge stays
   one gap.
+* **Enterprise sites** it owns (envelope centre in the tile): the grids a
+  site meets have envelopes meeting the site's, inside the halo box, so the
+  site gets the same grids and shares as against all level-1 grids.
 
-Computed centrally (cheap or needing the whole park): cell validation and
-repair, the metric CRS, sub-grid levels (against the level-1 flags the
-partitions return), unreachable cells and enterprise sites.
+Computed centrally: the metric CRS, sub-grid levels (against the level-1
+flags the partitions return), unreachable cells.
 
-Findings come back in the single-process order (unmatched edges, overlaps
-and outside parts by cell index), except gaps, which come in the order of the
-merged union.  Geometries are equal as point sets; gaps that cross a tile
-edge carry the extra vertices where the edge cut them, and outside parts may
-differ from the single-process ones in the last bits of their coordinates.
+Findings come back in the single-process order (invalid grids, unmatched
+edges, overlaps and outside parts by cell index, sites by site index),
+except gaps, which come in the order of the merged union.  Geometries are
+equal as point sets; gaps that cross a tile edge carry the extra vertices
+where the edge cut them, and outside parts may differ from the
+single-process ones in the last bits of their coordinates.
 
 Geometry travels to and from the workers as WKB.
 """
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import shapely
 
 from geodata import coverage
 from geodata.coverage import check_coverage
+from geodata.errors import ConflictError
 
-__all__ = ["check_partitioned", "check_partition", "partition_tasks"]
+__all__ = ["check_partitioned", "check_partition", "partition_tasks", "StoredCells"]
 
 #: Partitions per worker thread: enough to even out tiles of unequal cost.
 PARTITIONS_PER_WORKER = 4
 
 
+@dataclass
+class StoredCells:
+    """A stored park's cells, as :func:`check_partitioned` reads them from a database.
+
+    Attributes
+    ----------
+    ids : ndarray of int
+        Row id of each cell, aligned with the ``codes`` of the check.
+    envelopes : ndarray of float, shape (n, 4)
+        ``minx, miny, maxx, maxy`` (EPSG:4326 degrees) of each stored cell,
+        NaN for a cell without one (empty); the same numbers ``reader``
+        returns for the cell.
+    load : callable
+        ``load(ids)`` returns the stored geometries of those cells (shapely,
+        EPSG:4326), in this process.
+    reader : object
+        Sent to the workers: ``reader.read(box)`` returns ``(ids,
+        envelopes, geometries)`` of the level-1 cells whose envelope meets
+        ``box``, in the order of the codes (e.g.
+        :class:`geodata.batch.StoredGrids`).
+    """
+
+    ids: np.ndarray
+    envelopes: np.ndarray
+    load: Callable
+    reader: Any
+    _sorter: np.ndarray = field(default=None, init=False, repr=False)
+
+    def geometries(self, index):
+        """Stored geometries of the cells at ``index``."""
+        return self.load(self.ids[index]) if len(index) else np.empty(0, dtype=object)
+
+    def task_cells(self, index, box):
+        """What a task carries to read the cells at ``index``: the halo box."""
+        return _BoxRead(self.reader, tuple(float(v) for v in box))
+
+    def index_of(self, keys):
+        """Cell index of each id a worker returns."""
+        if self._sorter is None:
+            self._sorter = np.argsort(self.ids, kind="stable")
+        sorter = self._sorter
+        return sorter[np.searchsorted(self.ids, keys, sorter=sorter)]
+
+
+@dataclass
+class _BoxRead:
+    """A worker reads its cells from the database (``reader``) by halo box."""
+
+    reader: Any
+    box: tuple
+
+    def read(self):
+        ids, envelopes, geoms = self.reader.read(self.box)
+        return np.asarray(ids, dtype=np.int64), envelopes, geoms
+
+
+class _MemoryCells:
+    """Cells passed in: each task carries its halo cells as one WKB buffer."""
+
+    def __init__(self, cells):
+        self.cells = cells
+        self.envelopes = shapely.bounds(cells)
+        self._wkb = None
+
+    def geometries(self, index):
+        return self.cells[index]
+
+    def task_cells(self, index, box):
+        if self._wkb is None:
+            self._wkb = shapely.to_wkb(self.cells)
+        return _Packed(index, self.envelopes[index], **_pack(self._wkb[index]))
+
+    def index_of(self, keys):
+        return np.asarray(keys, dtype=int)
+
+
+@dataclass
+class _Packed:
+    """Cells as one WKB buffer: their indices, envelopes and where each WKB ends.
+
+    Pickled, an array of a million small ``bytes`` costs seconds; one buffer
+    and an integer array cost a copy.
+    """
+
+    keys: np.ndarray
+    envelopes: np.ndarray
+    wkb: bytes
+    ends: np.ndarray
+
+    def read(self):
+        ends = self.ends.tolist()
+        geoms = shapely.from_wkb([self.wkb[a:b] for a, b in zip([0] + ends[:-1], ends)])
+        return self.keys, self.envelopes, np.asarray(geoms, dtype=object)
+
+
+def _pack(wkb):
+    """WKB strings as one buffer and their end offsets."""
+    return {"wkb": b"".join(wkb), "ends": np.cumsum([len(w) for w in wkb], dtype=np.int64)}
+
+
 def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=None, *,
-                      tolerance_m=0.01, metric_epsg=None, client=None, partitions=None):
+                      tolerance_m=0.01, metric_epsg=None, client=None, partitions=None,
+                      stored=None):
     """Run :func:`geodata.coverage.check_coverage` with the level-1 stages partitioned.
 
     Parameters
@@ -74,12 +207,16 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
     cells, codes, parent_codes, park, enterprises, tolerance_m, metric_epsg
         As :func:`geodata.coverage.check_coverage` (EPSG:4326, metres).
         ``park`` is required: without a park there is no area to tile.
+        ``cells`` is None when ``stored`` is given.
     client : distributed.Client, optional
         Runs the partitions on this cluster's workers.  Default: one after
         the other in this process.
     partitions : int, optional
         Number of spatial partitions (default :data:`PARTITIONS_PER_WORKER`
         per worker thread of ``client``, or 4 without one).
+    stored : StoredCells, optional
+        The cells are in a database: the workers read and validate the
+        level-1 cells of their partitions themselves.
 
     Returns
     -------
@@ -92,6 +229,8 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
     ValueError
         If ``park`` is None or ``partitions`` is below 1, and as
         :func:`geodata.coverage.check_coverage`.
+    ConflictError
+        ``park_changed``: the stored cells changed while the workers read them.
     """
     if park is None:
         raise ValueError("the partitioned coverage check needs a park boundary")
@@ -100,33 +239,89 @@ def check_partitioned(cells, codes, parent_codes=None, park=None, enterprises=No
         partitions = PARTITIONS_PER_WORKER * max(threads, 1)
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
+    if stored is None:
+        cells = coverage._as_array(cells)
+        source = _MemoryCells(cells)
+    else:
+        cells = np.full(len(stored.ids), None, dtype=object)
+        source = stored
+    epsg = int(coverage._choose_epsg(metric_epsg, park, None, None))
+    sites = None if enterprises is None else coverage._site_table(enterprises)
+    merged = {}
+
+    def prepare(cells, codes, parent_codes, parent_idx):
+        # Level-1 cells with an envelope go to the workers; the rest is read here.
+        remote = (parent_idx == -1) & np.isfinite(source.envelopes).all(axis=1)
+        collect = _submit(client, partition_tasks(
+            source, np.flatnonzero(remote), park,
+            np.empty(0, dtype=object) if sites is None else sites[2],
+            partitions, epsg, tolerance_m))
+        has_children = np.zeros(len(cells), dtype=bool)
+        has_children[parent_idx[parent_idx >= 0]] = True
+        if stored is not None:
+            here = np.flatnonzero(~remote | has_children)
+            cells[here] = stored.geometries(here)  # check_coverage's own array
+        work = np.full(len(cells), None, dtype=object)
+        use = np.zeros(len(cells), dtype=bool)
+        central = np.flatnonzero(~remote)
+        work[central], use[central], invalid, invalid_geoms = coverage._prepare_cells(
+            cells[central], [codes[i] for i in central], [parent_codes[i] for i in central],
+            parent_idx[central])
+        # Level-1 parents: their repair is the containers of the next level.
+        parents = np.flatnonzero(remote & has_children)
+        work[parents] = coverage._prepare_cells(
+            cells[parents], [codes[i] for i in parents], [None] * len(parents),
+            np.full(len(parents), -1))[0]
+        merged.update(_collect(source, collect(), np.flatnonzero(remote)), codes=codes)
+        use[remote] = True
+        use[merged["unusable"]] = False
+        # Invalid cells in cell order, then orphans (as _prepare_cells lists them).
+        orphans = int((parent_idx[central] == -2).sum())
+        split = len(invalid) - orphans
+        at = {codes[i]: i for i in central}
+        bad = [(at[item["code"]], item, g)
+               for item, g in zip(invalid[:split], invalid_geoms[:split])]
+        bad += [(i, {"code": codes[i], "reason": reason}, g)
+                for i, reason, g in merged["invalid"]]
+        bad.sort(key=lambda b: b[0])
+        return (work, use, [b[1] for b in bad] + invalid[split:],
+                [b[2] for b in bad] + invalid_geoms[split:])
 
     def top_level(found, idx, geoms, park):
-        tasks = partition_tasks(geoms, park, partitions, found.engine.epsg,
-                                found.engine.tol)
-        if client is None:
-            results = [check_partition(task) for task in tasks]
-        else:
-            # Each partition is sent as soon as it is cut, so the workers start
-            # while the next is cut.  Scattered, the geometry goes straight to
-            # the workers rather than into the task graph the scheduler holds.
-            results = client.gather([client.submit(check_partition, client.scatter([task])[0],
-                                                   pure=False) for task in tasks])
-        return _merge(found, idx, park, results)
+        return _merge(found, idx, park, merged)
 
-    return check_coverage(cells, codes, parent_codes, park=park, enterprises=enterprises,
-                          tolerance_m=tolerance_m, metric_epsg=metric_epsg,
-                          top_level=top_level)
+    report = check_coverage(cells, codes, parent_codes, park=park, tolerance_m=tolerance_m,
+                            metric_epsg=epsg, top_level=top_level, prepare=prepare)
+    if sites is not None:
+        report.enterprises = _merge_sites(merged, sites, merged["codes"])
+    return report
 
 
-def partition_tasks(geoms, park, k, epsg, tolerance_m):
+def _submit(client, tasks):
+    """Start the tasks; return a function that waits for their results."""
+    if client is None:
+        return lambda: [check_partition(task) for task in tasks]
+    # Each partition is sent as soon as it is cut, so the workers start
+    # while the next is cut.  Scattered (random keys), a task's geometry or
+    # database URL goes straight to a worker, never into the task graph the
+    # scheduler holds and its dashboard shows.
+    futures = [client.submit(check_partition, client.scatter([task], hash=False)[0],
+                             pure=False) for task in tasks]
+    return lambda: client.gather(futures)
+
+
+def partition_tasks(source, remote, park, sites, k, epsg, tolerance_m):
     """Cut level-1 cells into about ``k`` partitions; yield one task dict each.
 
     Parameters
     ----------
-    geoms : ndarray of Polygon or MultiPolygon, EPSG:4326
-        Usable level-1 cells (repaired, non-empty).
+    source : StoredCells or _MemoryCells
+        Envelopes of all cells, and how a task reads its cells.
+    remote : ndarray of int
+        Indices of the level-1 cells with an envelope, ascending.
     park : Polygon or MultiPolygon, EPSG:4326
+    sites : ndarray of shapely geometries, EPSG:4326
+        Enterprise sites (may be empty).
     k : int
         Wanted number of partitions.
     epsg : int
@@ -137,14 +332,18 @@ def partition_tasks(geoms, park, k, epsg, tolerance_m):
     Yields
     ------
     dict
-        One per partition, with keys ``cells`` (indices into ``geoms``, ascending), ``wkb`` and
-        ``ends`` (their geometry: WKB strings end to end, and where each
-        ends), ``owned`` (mask over ``cells``), ``tile``
-        (minx, miny, maxx, maxy), ``park`` (WKB), ``epsg``, ``tolerance_m``.
+        One per partition, with keys ``cells`` (an object whose ``read()``
+        gives the cells whose envelope meets the halo box: keys, envelopes,
+        stored geometries), ``tile`` and ``halo`` (minx, miny, maxx, maxy),
+        ``park`` (WKB), ``sites`` (owned site indices and their WKB), ``epsg``,
+        ``tolerance_m``.
     """
-    bounds = shapely.bounds(geoms)
+    bounds = source.envelopes[remote]
     cx = (bounds[:, 0] + bounds[:, 2]) / 2
     cy = (bounds[:, 1] + bounds[:, 3]) / 2
+    site_bounds = shapely.bounds(sites).reshape(-1, 4)
+    scx = (site_bounds[:, 0] + site_bounds[:, 2]) / 2
+    scy = (site_bounds[:, 1] + site_bounds[:, 3]) / 2
     extent = np.r_[np.minimum(bounds[:, :2].min(axis=0, initial=np.inf), park.bounds[:2]),
                    np.maximum(bounds[:, 2:].max(axis=0, initial=-np.inf), park.bounds[2:])]
     # The outer tile edges lie a degree beyond everything, so the tiles hold the park.
@@ -152,45 +351,37 @@ def partition_tasks(geoms, park, k, epsg, tolerance_m):
     nx = int(np.ceil(np.sqrt(k)))
     ny = int(np.ceil(k / nx))
     xs = _edges(cx, nx, extent[0] - pad, extent[2] + pad)
-    col = _bin(cx, xs)
+    col, site_col = _bin(cx, xs), _bin(scx, xs)
     park_wkb = shapely.to_wkb(park)
-    wkb = shapely.to_wkb(geoms)
     for c in range(nx):
         in_col = np.flatnonzero(col == c)
+        sites_in_col = np.flatnonzero(site_col == c)
         ys = _edges(cy[in_col], ny, extent[1] - pad, extent[3] + pad)
-        row = _bin(cy[in_col], ys)
+        row, site_row = _bin(cy[in_col], ys), _bin(scy[sites_in_col], ys)
         for r in range(ny):
             tile = (xs[c], ys[r], xs[c + 1], ys[r + 1])
-            if tile[0] >= tile[2] or tile[1] >= tile[3]:
+            owned_sites = sites_in_col[site_row == r]
+            if (tile[0] >= tile[2] or tile[1] >= tile[3]) and not len(owned_sites):
                 continue
             owned = in_col[row == r]
             box = np.array(tile)
-            if len(owned):
-                box[:2] = np.minimum(box[:2], bounds[owned, :2].min(axis=0))
-                box[2:] = np.maximum(box[2:], bounds[owned, 2:].max(axis=0))
-            cells = np.flatnonzero((bounds[:, 0] <= box[2]) & (bounds[:, 2] >= box[0])
-                                   & (bounds[:, 1] <= box[3]) & (bounds[:, 3] >= box[1]))
+            # fmin/fmax: an empty site has no envelope (NaN).
+            for b in (bounds[owned], site_bounds[owned_sites]):
+                box[:2] = np.fmin(box[:2], b[:, :2].min(axis=0, initial=np.inf))
+                box[2:] = np.fmax(box[2:], b[:, 2:].max(axis=0, initial=-np.inf))
+            halo = remote[_meets(bounds, box)]
             yield {
-                "cells": cells, **_pack(wkb[cells]),
-                "owned": np.isin(cells, owned, assume_unique=True),
+                "cells": source.task_cells(halo, box), "halo": tuple(float(v) for v in box),
                 "tile": tuple(float(v) for v in tile), "park": park_wkb,
+                "sites": (owned_sites, shapely.to_wkb(sites[owned_sites])),
                 "epsg": int(epsg), "tolerance_m": float(tolerance_m),
             }
 
 
-def _pack(wkb):
-    """WKB strings as one buffer and their end offsets.
-
-    Pickled, an array of a million small ``bytes`` costs seconds; one buffer
-    and an integer array cost a copy.
-    """
-    return {"wkb": b"".join(wkb), "ends": np.cumsum([len(w) for w in wkb], dtype=np.int64)}
-
-
-def _unpack(task):
-    """The geometries of :func:`_pack`."""
-    buf, ends = task["wkb"], task["ends"].tolist()
-    return shapely.from_wkb([buf[a:b] for a, b in zip([0] + ends[:-1], ends)])
+def _meets(bounds, box):
+    """Mask of the envelopes (rows of ``bounds``) that meet ``box``."""
+    return ((bounds[:, 0] <= box[2]) & (bounds[:, 2] >= box[0])
+            & (bounds[:, 1] <= box[3]) & (bounds[:, 3] >= box[1]))
 
 
 def _edges(values, n, low, high):
@@ -218,14 +409,34 @@ def check_partition(task):
     Returns
     -------
     dict
-        ``flagged`` (cell indices of the owned cells the validator flagged)
-        and ``edges`` (their invalid edges, WKB); ``overlaps``: list of
-        ``(cell a, cell b, area m², WKB)``; ``outside``: list of ``(cell,
-        area m², WKB)``; ``uncovered``: WKB of the park area inside the tile
-        that no cell covers.  Cell indices are those of the task's ``cells``.
+        Cells are named by their keys (cell index in memory, row id from a
+        database).  ``owned``: keys of the cells this partition owns;
+        ``invalid``: ``(key, reason, stored WKB)`` of its owned invalid
+        cells; ``unusable``: keys of its owned cells left out of the
+        analysis; ``flagged`` (keys of the owned cells the validator
+        flagged) and ``edges`` (their invalid edges, WKB); ``overlaps``:
+        list of ``(key a, key b, area m², WKB)``; ``outside``: list of
+        ``(key, area m², WKB)``; ``uncovered``: WKB of the park area inside
+        the tile that no cell covers; ``sites``: the owned sites' findings as
+        :func:`geodata.coverage.check_coverage` gives them, with site indices
+        for names and keys for grid codes.
     """
-    geoms = _unpack(task)
-    cells, owned = task["cells"], task["owned"]
+    keys, envelopes, raw = task["cells"].read()
+    # A spatial index may give cells whose envelope misses the box.
+    near = _meets(envelopes, task["halo"])
+    keys, envelopes, raw = keys[near], envelopes[near], raw[near]
+    x0, y0, x1, y1 = task["tile"]
+    cx = (envelopes[:, 0] + envelopes[:, 2]) / 2
+    cy = (envelopes[:, 1] + envelopes[:, 3]) / 2
+    owned_all = (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
+    n = len(keys)
+    work, use, invalid, invalid_geoms = coverage._prepare_cells(
+        raw, keys.tolist(), [None] * n, np.full(n, -1))
+    owned_keys = set(keys[owned_all].tolist())
+    mine_invalid = [(item["code"], item["reason"], shapely.to_wkb(g))
+                    for item, g in zip(invalid, invalid_geoms) if item["code"] in owned_keys]
+    cells, owned, geoms = keys[use], owned_all[use], work[use]
+
     engine = coverage._Engine(task["epsg"], task["tolerance_m"])
     park = shapely.from_wkb(task["park"])
     tile = shapely.box(*task["tile"])
@@ -244,7 +455,17 @@ def check_partition(task):
     out = out[_may_stick_out(park, geoms[out])]
     parts, areas, own = engine.wide_parts(shapely.difference(geoms[out], park), out)
     out_cells, out_geoms, out_areas = coverage._group_parts(parts, areas, own)
+
+    site_idx, site_wkb = task["sites"]
+    # The check of the owned sites against the usable cells here, with the
+    # site index as name and the cell key as grid code (mapped back centrally).
+    sites = coverage._check_enterprises(
+        [(int(i), None, g) for i, g in zip(site_idx, shapely.from_wkb(site_wkb))],
+        geoms, cells, engine) if len(site_idx) else {"no_grid": [], "multi_grid": []}
     return {
+        "owned": keys[owned_all],
+        "invalid": mine_invalid,
+        "unusable": keys[owned_all & ~use],
         "flagged": cells[mine],
         "edges": shapely.to_wkb(edges[mine]),
         "overlaps": [(int(cells[i]), int(cells[j]), float(area), shapely.to_wkb(g))
@@ -252,6 +473,7 @@ def check_partition(task):
         "outside": [(int(cells[c]), float(area), shapely.to_wkb(g))
                     for c, g, area in zip(out_cells, out_geoms, out_areas)],
         "uncovered": shapely.to_wkb(uncovered),
+        "sites": sites,
     }
 
 
@@ -274,18 +496,51 @@ def _may_stick_out(park, geoms):
     return maybe
 
 
-def _merge(found, idx, park, results):
-    """Add the partitions' findings to ``found``; return the level-1 flags."""
-    flagged = np.zeros(len(idx), dtype=bool)
-    edges, overlaps, outside, uncovered = {}, {}, {}, []
-    for result in results:
-        flagged[result["flagged"]] = True
-        edges.update(zip(result["flagged"].tolist(), result["edges"]))
+def _collect(source, results, remote):
+    """The partitions' results with cell indices for keys; checks one owner per cell.
+
+    Raises
+    ------
+    ConflictError
+        ``park_changed`` when the owned cells are not the level-1 cells this
+        process read (the stored grids changed in between).
+    """
+    owned = np.sort(np.concatenate([source.index_of(r["owned"]) for r in results]
+                                   or [np.empty(0, dtype=int)]))
+    if not np.array_equal(owned, remote):
+        raise ConflictError("the park's grids changed during the check; run it again",
+                            code="park_changed")
+    merged = {"invalid": [], "unusable": [], "flagged": [], "edges": [], "overlaps": {},
+              "outside": {}, "uncovered": [], "sites": {"no_grid": [], "multi_grid": []}}
+    for r in results:
+        index = source.index_of
+        merged["invalid"] += [(int(i), reason, shapely.from_wkb(g)) for i, (_, reason, g) in
+                              zip(index([k for k, _, _ in r["invalid"]]), r["invalid"])]
+        merged["unusable"] += index(r["unusable"]).tolist()
+        merged["flagged"] += index(r["flagged"]).tolist()
+        merged["edges"] += list(r["edges"])
         # A pair of flagged cells owned by two partitions comes twice, the same.
-        overlaps.update({(a, b): (area, g) for a, b, area, g in result["overlaps"]})
-        outside.update({c: (area, g) for c, area, g in result["outside"]})
-        uncovered.append(result["uncovered"])
-    code = found.codes[idx]
+        if r["overlaps"]:
+            ab = index(np.array([(a, b) for a, b, _, _ in r["overlaps"]]).ravel()).reshape(-1, 2)
+            merged["overlaps"].update({(int(a), int(b)): (area, g) for (a, b), (_, _, area, g)
+                                       in zip(ab, r["overlaps"])})
+        if r["outside"]:
+            cells = index([c for c, _, _ in r["outside"]])
+            merged["outside"].update({int(c): (area, g)
+                                      for c, (_, area, g) in zip(cells, r["outside"])})
+        merged["uncovered"].append(r["uncovered"])
+        for key in ("no_grid", "multi_grid"):
+            merged["sites"][key] += r["sites"][key]
+    merged["index_of"] = source.index_of
+    return merged
+
+
+def _merge(found, idx, park, merged):
+    """Add the partitions' findings to ``found``; return the level-1 flags over ``idx``."""
+    flagged = np.zeros(len(found.codes), dtype=bool)
+    flagged[merged["flagged"]] = True
+    edges = dict(zip(merged["flagged"], merged["edges"]))
+    overlaps, outside, code = merged["overlaps"], merged["outside"], found.codes
     found.unmatched += [{"code": code[c], "geometry": shapely.from_wkb(edges[c])}
                         for c in sorted(edges)]
     found.overlaps += [{"codes": [code[a], code[b]], "area_m2": overlaps[a, b][0],
@@ -294,5 +549,25 @@ def _merge(found, idx, park, results):
     found.outside += [{"code": code[c], "area_m2": outside[c][0],
                        "geometry": shapely.from_wkb(outside[c][1])}
                       for c in sorted(outside)]
-    coverage.park_gaps(found, park, shapely.union_all(shapely.from_wkb(uncovered)))
-    return flagged
+    coverage.park_gaps(found, park, shapely.union_all(shapely.from_wkb(merged["uncovered"])))
+    return flagged[idx]
+
+
+def _merge_sites(merged, sites, codes):
+    """The partitions' site findings with names, credit codes and grid codes, in site order."""
+    names, credit, _ = sites
+    index_of = merged["index_of"]
+
+    def named(item):
+        return {"name": names[item["name"]], "credit_code": credit[item["name"]]}
+
+    multi = sorted(merged["sites"]["multi_grid"], key=lambda item: item["name"])
+    grids = [index_of([g["code"] for g in item["grids"]]) for item in multi]
+    return {
+        "no_grid": [named(item) for item in
+                    sorted(merged["sites"]["no_grid"], key=lambda item: item["name"])],
+        "multi_grid": [
+            {**named(item), "grids": [{"code": codes[c], "share": g["share"]}
+                                      for c, g in zip(cells, item["grids"])]}
+            for item, cells in zip(multi, grids)],
+    }

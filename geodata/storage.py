@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
+from geodata.crs import STORAGE_SRID
 from geodata.errors import (ConfigError, DatabaseMissingError, DatabaseUnavailableError,
                             SchemaMissingError)
 
@@ -70,7 +71,7 @@ def _sqlite_dbapi():
     return dbapi2
 
 
-def _load_spatialite(dbapi_conn, busy_timeout_s):
+def _load_spatialite(dbapi_conn, busy_timeout_s, read_only=False):
     dbapi_conn.enable_load_extension(True)
     paths = [os.environ["SPATIALITE_LIBRARY_PATH"]] if os.environ.get(
         "SPATIALITE_LIBRARY_PATH") else SPATIALITE_CANDIDATES
@@ -90,6 +91,11 @@ def _load_spatialite(dbapi_conn, busy_timeout_s):
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     cur.execute("PRAGMA foreign_keys = ON")
+    if read_only:
+        # A reader neither switches the journal mode nor creates metadata:
+        # both would write, and the file is opened read-only.
+        cur.close()
+        return
     cur.execute("PRAGMA journal_mode = WAL")
     if cur.execute("SELECT CheckSpatialMetaData()").fetchone()[0] < 1:
         # Only EPSG:4326 is stored; loading all 5000+ EPSG rows would cost seconds.
@@ -119,7 +125,7 @@ def require_database(url):
             details={"path": str(path)})
 
 
-def make_engine(url, busy_timeout_s=5.0, *, create=False, **kwargs):
+def make_engine(url, busy_timeout_s=5.0, *, create=False, read_only=False, **kwargs):
     """Create an engine for a SpatiaLite or PostGIS URL.
 
     Parameters
@@ -129,6 +135,12 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, **kwargs):
         Without it a missing file raises :class:`DatabaseMissingError` on
         connect and is never created, so commands that only read leave no
         empty database behind.
+    read_only : bool
+        An engine that cannot write, for tasks that only read (Dask
+        workers): a SpatiaLite file is opened ``mode=ro``; PostgreSQL
+        sessions are ``default_transaction_read_only`` and ``REPEATABLE
+        READ``, so the statements of one transaction read one snapshot, as
+        they do on SQLite.
 
     Raises
     ------
@@ -147,12 +159,13 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, **kwargs):
             def _existing_file_only(_dialect, _record, cargs, cparams):
                 # sqlite3 creates a missing file on connect; mode=rw opens only an existing one.
                 require_database(parsed)
-                cargs[0] = f"file:{quote(str(path.absolute()))}?mode=rw"
+                mode = "ro" if read_only else "rw"
+                cargs[0] = f"file:{quote(str(path.absolute()))}?mode={mode}"
                 cparams["uri"] = True
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
-            _load_spatialite(dbapi_conn, busy_timeout_s)
+            _load_spatialite(dbapi_conn, busy_timeout_s, read_only)
             # pysqlite's implicit BEGIN breaks SAVEPOINT and BEGIN IMMEDIATE;
             # SQLAlchemy emits BEGIN itself below.
             dbapi_conn.isolation_level = None
@@ -168,6 +181,10 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, **kwargs):
 
         return engine
     if parsed.get_backend_name() == "postgresql":
+        if read_only:
+            kwargs = {"isolation_level": "REPEATABLE READ", **kwargs, "connect_args": {
+                "options": "-c default_transaction_read_only=on",
+                **kwargs.get("connect_args", {})}}
         return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
     raise ConfigError(f"unsupported database URL scheme {parsed.drivername!r}",
                       details={"setting": "GRIDMAP_DATABASE_URL"})
@@ -176,6 +193,24 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, **kwargs):
 def safe_url(url):
     """Return the URL as text with the password hidden, for messages."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def bbox_filter(session, model, column, box):
+    """A WHERE clause: ``column``'s bounding box meets ``box`` (minx, miny, maxx, maxy), indexed.
+
+    PostGIS answers ``&&`` from the GiST index; on SpatiaLite the R*Tree
+    ``idx_<table>_<column>`` (bounds rounded outwards to float32) gives the
+    candidate row ids.  Either way the result is a superset of the rows that
+    intersect ``box``; the exact test is left to shapely.
+    """
+    minx, miny, maxx, maxy = (float(v) for v in box)
+    if backend_name(session) == "postgresql":
+        return column.op("&&")(sa.func.ST_MakeEnvelope(minx, miny, maxx, maxy, STORAGE_SRID))
+    index = sa.table(f"idx_{model.__tablename__}_{column.key}", sa.column("pkid"),
+                     sa.column("xmin"), sa.column("xmax"), sa.column("ymin"), sa.column("ymax"))
+    return model.id.in_(sa.select(index.c.pkid).where(
+        index.c.xmin <= maxx, index.c.xmax >= minx, index.c.ymin <= maxy,
+        index.c.ymax >= miny))
 
 
 def backend_name(bind):

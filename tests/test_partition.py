@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
+import sqlalchemy as sa
 from distributed import Client, LocalCluster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,8 +27,16 @@ import geodata
 from geodata import crs
 from geodata.coverage import check_coverage
 from geodata.demo import PARK_CODE
-from geodata.partition import check_partitioned
+from geodata.errors import ConflictError
+from geodata.batch import StoredGrids, local_cluster_options
+from geodata.models import Enterprise, Grid, Park
+from geodata.models.base import to_element, to_shapes
+from geodata.partition import StoredCells, check_partitioned
+from geodata.services.coverage import (check_park, enterprise_sites, grid_cells,
+                                       grid_geometries, grid_layout)
 from geodata.services.demo_loader import load_demo
+from geodata.services.parks import get_park, park_boundary
+from geodata.storage import make_engine, session_scope
 from tests.browser import free_port
 
 EPSG = 4547
@@ -41,6 +50,7 @@ SIDE = 50.0
 AREA_TOL_M2 = 1e-2
 AREA_REL_TOL = 1e-6
 M2_PER_DEG2 = 1.03e10  # at 34°N
+DEMO_REL_TOL = 1e-5  # see test_stored_park_read_by_the_workers_gives_the_single_process_report
 ROOT = Path(geodata.__file__).resolve().parents[1]
 
 
@@ -78,18 +88,20 @@ def lattice(nx, ny, seed, *, removed=(), shrunk=(), grown=(), bowties=(), row_ga
     return crs.to_storage(np.array(cells), EPSG), codes, crs.to_storage(park, EPSG)
 
 
-def assert_same(single, merged):
+def assert_same(single, merged, rel_tol=AREA_REL_TOL):
     """Assert two report dicts (``to_dict()``, JSON) hold the same findings.
 
     Geometries must be the same point sets (extra vertices do not count);
     gaps, which the merge lists in another order, are ordered by place.
+    Areas, and the symmetric difference of polygons, agree to 0.01 m² +
+    ``rel_tol`` of the area.
     """
     merged, single = dict(merged), dict(single)
     park_area = single["park_area_m2"]
     assert merged.pop("covered_area_m2") == pytest.approx(
-        single.pop("covered_area_m2"), rel=AREA_REL_TOL, abs=AREA_TOL_M2)
+        single.pop("covered_area_m2"), rel=rel_tol, abs=AREA_TOL_M2)
     assert merged.pop("coverage_ratio") == pytest.approx(
-        single.pop("coverage_ratio"), rel=AREA_REL_TOL, abs=AREA_TOL_M2 / park_area)
+        single.pop("coverage_ratio"), rel=rel_tol, abs=AREA_TOL_M2 / park_area)
     for key, name in (("unmatched_edges", "code"), ("overlaps", "codes"),
                       ("outside_park", "code"), ("gaps", None)):
         ms, ss = merged.pop(key), single.pop(key)
@@ -100,10 +112,10 @@ def assert_same(single, merged):
         for m, s in zip(ms, ss):
             assert {k: v for k, v in m.items() if k not in ("area_m2", "geometry")} == {
                 k: v for k, v in s.items() if k not in ("area_m2", "geometry")}, key
+            tol = AREA_TOL_M2 + rel_tol * s.get("area_m2", 0.0)
             if "area_m2" in s:
-                tol = AREA_TOL_M2 + AREA_REL_TOL * s["area_m2"]
                 assert m["area_m2"] == pytest.approx(s["area_m2"], abs=tol), key
-            assert same_place(shape(m["geometry"]), shape(s["geometry"])), key
+            assert same_place(shape(m["geometry"]), shape(s["geometry"]), area_m2=tol), key
     assert merged == single  # everything else: validity, invalid grids, sites, counts
 
 
@@ -160,12 +172,24 @@ def test_partitions_on_a_local_cluster_give_the_single_process_findings():
                                  bowties={120}, row_gap=(6, 2, 9), park_offset=-7.0)
     single = check_coverage(cells, codes, park=park, metric_epsg=EPSG)
     assert single.gaps and single.overlaps and single.outside_park and single.invalid_grids
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(**local_cluster_options(2)) as cluster, Client(cluster) as client:
         merged = check_partitioned(cells, codes, park=park, metric_epsg=EPSG, client=client)
         ran = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
     assert "check_partition" in ran
     assert_same(single.to_dict(), merged.to_dict())
+
+
+def test_every_local_cluster_takes_the_shared_options():
+    """A LocalCluster asks for port 8787 unless told otherwise, and warns (an error under
+    this suite's settings) when another Dask holds it: every one gridmap starts, in the
+    package, its scripts and its tests, takes ``local_cluster_options``."""
+    sources = [p for folder in ("geodata", "scripts", "tests")
+               for p in (ROOT / folder).rglob("*.py")]
+    calls = [(p.name, line.strip()) for p in sources
+             for line in p.read_text(encoding="utf-8").splitlines()
+             if "LocalCluster(" in line and "def " not in line and '"' not in line]
+    assert len(calls) >= 4
+    assert [c for c in calls if "local_cluster_options(" not in c[1]] == []
 
 
 def test_partitioned_check_needs_a_park():
@@ -191,6 +215,121 @@ def test_a_multipolygon_cell_with_a_detached_part_outside_the_park(partitions):
     assert [o["code"] for o in single.outside_park] == ["G001-001"]
     assert single.outside_park[0]["area_m2"] == pytest.approx(SIDE * SIDE, rel=1e-3)
     assert_same(single.to_dict(), merged.to_dict())
+
+
+def plant_problems(engine):
+    """Store problems in the demo park, past the services' checks (as an old import might).
+
+    A grown level-1 grid (overlaps), a level-1 grid with sub-grids retired
+    (a gap, and its sub-grids' parent is gone), a bow-tie level-1 grid
+    (invalid, repaired for the analysis), a grown sub-grid (outside its
+    parent) and two sites: one across a shared grid edge (split), one out
+    of the park (in no grid).
+    """
+    with session_scope(engine) as session:
+        park = session.scalars(sa.select(Park).where(Park.code == PARK_CODE)).one()
+        grids = session.scalars(sa.select(Grid).where(Grid.park_id == park.id)
+                                .order_by(Grid.code)).all()
+        top = [g for g in grids if g.parent_id is None]
+        subs = [g for g in grids if g.parent_id is not None]
+        shapes = dict(zip([g.id for g in grids], to_shapes([g.geom for g in grids])))
+        parents = {g.parent_id for g in subs}
+
+        def store(grid, geom):
+            grid.geom = to_element(shapely.MultiPolygon([geom]))
+
+        grown, bowtie = top[3], top[len(top) // 2]
+        store(grown, shapely.affinity.scale(shapes[grown.id].geoms[0], 1.1, 1.1))
+        x0, y0, x1, y1 = shapes[bowtie.id].bounds
+        store(bowtie, shapely.Polygon([(x0, y0), (x1, y1), (x1, y0), (x0, y1)]))
+        next(g for g in top if g.id in parents).active_to = date(2026, 1, 10)
+        sub = subs[-1]
+        store(sub, shapely.affinity.scale(shapes[sub.id].geoms[0], 1.3, 1.3))
+        a, b = next((a, b) for a in top[5:] for b in top[5:] if a.id < b.id and shapely.length(
+            shapely.intersection(shapes[a.id], shapes[b.id])) > 0)
+        edge = shapely.intersection(shapes[a.id], shapes[b.id])
+        sites = session.scalars(sa.select(Enterprise).where(Enterprise.park_id == park.id)
+                                .order_by(Enterprise.id)).all()
+        sites[0].site = to_element(shapely.buffer(
+            shapely.line_interpolate_point(edge, 0.5, normalized=True), 2e-4))
+        sites[1].site = to_element(shapely.Point(shapes[a.id].bounds[0] - 0.05, 34.0))
+
+
+def test_stored_park_read_by_the_workers_gives_the_single_process_report(db_url, engine):
+    """The DB-reading path (workers read and validate their cells) matches ``check_coverage``.
+
+    On the demo park with planted problems, through 1 to 9 partitions in
+    this process, and the in-memory path on the same cells.  The demo's
+    grids have straight edges of ~300 m: a tile edge that cuts the retired
+    grid's gap adds a vertex, and in metres the two chords enclose up to
+    ~4 ppm more or less than the one (a sagitta of ~2 mm); hence 1e-5.
+    """
+    load_demo(engine, seed=1, today=date(2026, 1, 15))
+    plant_problems(engine)
+    with session_scope(engine) as session:
+        park = get_park(session, PARK_CODE)
+        single, report = check_park(session, park)
+        assert len(single["invalid_grids"]) >= 2 and single["gaps"] and single["overlaps"]
+        assert single["outside_park"] and single["enterprises"]["no_grid"]
+        assert single["enterprises"]["multi_grid"] and single["unmatched_edges"]
+        ids, codes, parents, envelopes = grid_layout(session, park)
+        sites = [(e["name"], e["credit_code"], e["site"]) for e in enterprise_sites(session, park)]
+        options = {"park": park_boundary(park), "enterprises": sites,
+                   "metric_epsg": park.metric_epsg}
+        reads = []
+
+        class Counting(StoredGrids):
+            def read(self, box):
+                found = super().read(box)
+                reads.append(len(found[0]))
+                return found
+
+        for partitions in (1, 4, 9):
+            stored = StoredCells(ids, envelopes, lambda ids: grid_geometries(session, ids),
+                                 Counting(engine.url, park.id, park.version))
+            merged = check_partitioned(None, codes, parents, stored=stored,
+                                       partitions=partitions, **options)
+            assert_same(single, {"park": park.code, **merged.to_dict(),
+                                 "rates": single["rates"]}, rel_tol=DEMO_REL_TOL)
+        # Each partition read its own cells, not the park's.
+        assert len(reads) == 14 and max(reads[1:]) < reads[0]
+        cells, codes, parents = grid_cells(session, park)
+        merged = check_partitioned(cells, codes, parents, partitions=4, **options)
+        assert_same(single, {"park": park.code, **merged.to_dict(), "rates": single["rates"]},
+                    rel_tol=DEMO_REL_TOL)
+
+
+def test_a_park_edited_during_the_check_is_refused(db_url, engine):
+    """A worker that reads another version of the park raises ``park_changed``."""
+    load_demo(engine, seed=1, today=date(2026, 1, 15))
+    with session_scope(engine) as session:
+        park = get_park(session, PARK_CODE)
+        ids, codes, parents, envelopes = grid_layout(session, park)
+        stored = StoredCells(ids, envelopes, lambda ids: grid_geometries(session, ids),
+                             StoredGrids(engine.url, park.id, park.version - 1))
+        with pytest.raises(ConflictError, match="changed during the check"):
+            check_partitioned(None, codes, parents, park=park_boundary(park), stored=stored)
+
+
+def test_workers_open_the_database_read_only(db_url, engine):
+    """The engine the workers read with answers queries and refuses every write."""
+    load_demo(engine, seed=1, today=date(2026, 1, 15))
+    reader = make_engine(db_url, read_only=True)
+    try:
+        with reader.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM grids")).scalar() > 80
+        with pytest.raises(sa.exc.DBAPIError, match="read-only|readonly"):
+            with reader.begin() as conn:
+                conn.execute(sa.text("UPDATE parks SET name = 'x'"))
+    finally:
+        reader.dispose()
+    with engine.connect() as conn:
+        assert "x" not in conn.execute(sa.text("SELECT name FROM parks")).scalars().all()
+
+
+def test_stored_grids_never_show_the_password():
+    grids = StoredGrids("postgresql+psycopg://gridmap:s3cret@db.example:5432/gm", 7, 1)
+    assert "s3cret" not in repr(grids) and "db.example" in repr(grids)
 
 
 @pytest.fixture
@@ -224,8 +363,13 @@ def dask_cluster(tmp_path):
 
 
 def test_check_park_on_a_dask_scheduler_and_two_workers(db_url, engine, dask_cluster):
-    """``gridmap check --park CODE --scheduler URL`` gives the single-process JSON."""
+    """``gridmap check --park CODE --scheduler URL`` gives the single-process JSON.
+
+    The workers read their grids from the database, on the demo park with
+    planted problems.
+    """
     load_demo(engine, seed=1, today=date(2026, 1, 15))
+    plant_problems(engine)
 
     def check(*extra):
         result = subprocess.run(
@@ -243,7 +387,8 @@ def test_check_park_on_a_dask_scheduler_and_two_workers(db_url, engine, dask_clu
         ran = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
         workers = client.scheduler_info()["workers"]
     assert "check_partition" in ran and len(workers) == 2
-    assert_same(single, distributed)
+    assert single["invalid_grids"] and single["gaps"] and single["enterprises"]["multi_grid"]
+    assert_same(single, distributed, rel_tol=DEMO_REL_TOL)
 
     # --all: one task per park, each checked whole on a worker: the same lines.
     def check_all(*extra):

@@ -36,9 +36,16 @@ def to_shapes(values):
     import numpy as np
     import shapely
 
-    raw = [getattr(v, "data", v) for v in values]
-    raw = [bytes(v) if isinstance(v, memoryview) else v for v in raw]
-    return shapely.from_wkb(np.array(raw, dtype=object)) if raw else np.array([], dtype=object)
+    if len(values) == 0:
+        return np.array([], dtype=object)
+    try:
+        # Plain bytes (what the DBAPI cursors give): no per-value Python work,
+        # which cost three times the decoding at 10^5 grids.
+        return shapely.from_wkb(np.array(values, dtype=object))
+    except TypeError:
+        raw = [getattr(v, "data", v) for v in values]
+        raw = [bytes(v) if isinstance(v, memoryview) else v for v in raw]
+        return shapely.from_wkb(np.array(raw, dtype=object))
 
 
 def to_element(geometry):

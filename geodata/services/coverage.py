@@ -7,6 +7,7 @@ published contacts (格中有人), and enterprises with complete basic records
 (一表在手、情况全有).
 """
 
+import numpy as np
 import sqlalchemy as sa
 
 from geodata.coverage import check_coverage
@@ -14,7 +15,7 @@ from geodata.creditcode import credit_code_problem
 from geodata.models import Enterprise, Grid, GridStaff
 from geodata.models.base import to_shapes
 from geodata.services.parks import park_boundary
-from geodata.storage import fetch_rows
+from geodata.storage import backend_name, bbox_filter, fetch_rows
 
 #: Fields an enterprise record needs to count as complete.
 RECORD_FIELDS = ("name", "credit_code", "industry", "employees", "contact_name", "contact_phone")
@@ -34,6 +35,83 @@ def grid_cells(session, park):
                       .where(Grid.park_id == park.id, Grid.active_to.is_(None))
                       .order_by(Grid.code))
     return (to_shapes([r[2] for r in rows]), [r[0] for r in rows], [r[1] for r in rows])
+
+
+def _envelope(session, column):
+    """``minx, miny, maxx, maxy`` of a geometry column as SQL (NULL for an empty geometry).
+
+    SpatiaLite reads them from the blob's header; both ends of a partitioned
+    check use this one expression, so they agree on every number.
+    """
+    names = (("ST_XMin", "ST_YMin", "ST_XMax", "ST_YMax") if backend_name(session) == "postgresql"
+             else ("MbrMinX", "MbrMinY", "MbrMaxX", "MbrMaxY"))
+    return [getattr(sa.func, name)(column) for name in names]
+
+
+def _float_rows(rows, width):
+    """Rows of numbers (None for NULL) as an (n, width) float array, NaN for NULL."""
+    return np.array(rows, dtype=float).reshape(-1, width)
+
+
+def grid_layout(session, park):
+    """A park's active grids without their geometry: (ids, codes, parent codes, envelopes), by code.
+
+    ``envelopes`` is an (n, 4) array of ``minx, miny, maxx, maxy`` in
+    EPSG:4326 degrees, NaN for an empty geometry: what the partitioned check
+    (:func:`geodata.partition.check_partitioned`) cuts its tiles from.
+    """
+    parent = sa.orm.aliased(Grid)
+    rows = fetch_rows(session, sa.select(Grid.id, Grid.code, parent.code,
+                                         *_envelope(session, Grid.geom))
+                      .outerjoin(parent, Grid.parent_id == parent.id)
+                      .where(Grid.park_id == park.id, Grid.active_to.is_(None))
+                      .order_by(Grid.code))
+    ids, codes, parents, *box = zip(*rows) if rows else ([], [], [], [], [], [], [])
+    return (np.array(ids, dtype=np.int64), list(codes), list(parents),
+            _float_rows(list(zip(*box)), 4))
+
+
+def grid_geometries(session, ids):
+    """The stored geometries (shapely, EPSG:4326) of the grids ``ids``, in that order."""
+    ids = [int(i) for i in ids]
+    found = {}
+    # Bounded IN lists: SQLite caps the number of bound parameters.
+    for start in range(0, len(ids), 10_000):
+        chunk = ids[start:start + 10_000]
+        found.update(session.execute(sa.select(Grid.id, sa.func.ST_AsBinary(Grid.geom))
+                                     .where(Grid.id.in_(chunk))).all())
+    return to_shapes([found[i] for i in ids])
+
+
+def level1_grids_in_box(session, park_id, version, box):
+    """A park's active level-1 grids whose envelope meets ``box``: (ids, envelopes, geometries).
+
+    In code order; ``box`` is (minx, miny, maxx, maxy) in EPSG:4326 and the
+    spatial index answers it (:func:`geodata.storage.bbox_filter`), so the
+    rows may include a few whose envelope misses it.  ``envelopes`` are those
+    of :func:`grid_layout`.  Read in one transaction, which also reads the
+    park's version: every grid edit bumps it.
+
+    Raises
+    ------
+    ConflictError
+        ``park_changed`` when the park's version is not ``version``.
+    """
+    from geodata.errors import ConflictError
+    from geodata.models import Park
+
+    now = session.execute(sa.select(Park.version).where(Park.id == park_id)).scalar()
+    if now != version:
+        raise ConflictError("the park's grids changed during the check; run it again",
+                            code="park_changed")
+    rows = fetch_rows(session, sa.select(Grid.id, *_envelope(session, Grid.geom),
+                                         sa.func.ST_AsBinary(Grid.geom))
+                      .where(Grid.park_id == park_id, Grid.parent_id.is_(None),
+                             Grid.active_to.is_(None), bbox_filter(session, Grid, Grid.geom, box))
+                      .order_by(Grid.code))
+    ids, *box, wkb = zip(*rows) if rows else ([], [], [], [], [], [])
+    return (np.array(ids, dtype=np.int64), _float_rows(list(zip(*box)), 4),
+            to_shapes(list(wkb)))
 
 
 def enterprise_sites(session, park):
@@ -100,8 +178,10 @@ def check_park(session, park, *, tolerance_m=0.01, client=None):
     """Check a stored park: its active grids against its boundary, and its sites.
 
     With a Dask ``client`` (``distributed.Client``) the level-1 stages run
-    in spatial partitions on its workers (:func:`geodata.partition.check_partitioned`);
-    the findings are the same.
+    in spatial partitions on its workers (:func:`geodata.partition.check_partitioned`),
+    which read and validate their partitions' grids from this session's
+    database themselves (:class:`geodata.batch.StoredGrids`); the findings
+    are the same.
 
     Returns
     -------
@@ -110,14 +190,20 @@ def check_park(session, park, *, tolerance_m=0.01, client=None):
     CoverageReport
         The report itself (for text and GeoJSON output).
     """
-    cells, codes, parent_codes = grid_cells(session, park)
     enterprises = enterprise_sites(session, park)
     if client is None:
+        cells, codes, parent_codes = grid_cells(session, park)
         check, options = check_coverage, {}
     else:
-        from geodata.partition import check_partitioned
+        from geodata.batch import StoredGrids
+        from geodata.partition import StoredCells, check_partitioned
 
-        check, options = check_partitioned, {"client": client}
+        ids, codes, parent_codes, envelopes = grid_layout(session, park)
+        cells, check = None, check_partitioned
+        url = session.get_bind().url
+        options = {"client": client, "stored": StoredCells(
+            ids, envelopes, lambda ids: grid_geometries(session, ids),
+            StoredGrids(url, park.id, park.version))}
     sites = [(e["name"], e["credit_code"], e["site"]) for e in enterprises]
     report = check(cells, codes, parent_codes, park=park_boundary(park),
                    enterprises=sites or None, tolerance_m=tolerance_m,

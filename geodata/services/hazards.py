@@ -20,7 +20,7 @@ from geodata.periods import local_today
 from geodata.services.numbering import reserve
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
-from geodata.storage import backend_name
+from geodata.storage import bbox_filter
 
 STATUS_NAMES = {**{s: s for s in HAZARD_STATUSES},
                 "排查": "found", "整改": "rectifying", "督导": "supervising", "销号": "closed"}
@@ -31,24 +31,6 @@ _YEAR_CODE = re.compile(r"^YH(\d{4})-\d+$")
 #: Up to this many points, :func:`locate` reads only the grids and sites whose bounding
 #: box meets the points' (through the spatial index) instead of the park's whole layers.
 FEW_POINTS = 16
-
-
-def _near(session, model, column, box):
-    """A WHERE clause: ``column``'s bounding box meets ``box`` (minx, miny, maxx, maxy), indexed.
-
-    PostGIS answers ``&&`` from the GiST index; on SpatiaLite the R*Tree
-    ``idx_<table>_<column>`` (bounds rounded outwards to float32) gives the
-    candidate row ids.  Either way the result is a superset of the rows that
-    intersect ``box``; the exact test is left to shapely.
-    """
-    minx, miny, maxx, maxy = (float(v) for v in box)
-    if backend_name(session) == "postgresql":
-        return column.op("&&")(sa.func.ST_MakeEnvelope(minx, miny, maxx, maxy, STORAGE_SRID))
-    index = sa.table(f"idx_{model.__tablename__}_{column.key}", sa.column("pkid"),
-                     sa.column("xmin"), sa.column("xmax"), sa.column("ymin"), sa.column("ymax"))
-    return model.id.in_(sa.select(index.c.pkid).where(
-        index.c.xmin <= maxx, index.c.xmax >= minx, index.c.ymin <= maxy,
-        index.c.ymax >= miny))
 
 
 def locate(session, park, points):
@@ -76,8 +58,8 @@ def locate(session, park, points):
     sites = sa.select(Enterprise.id, Enterprise.host_id,
                       sa.func.ST_AsBinary(Enterprise.site)).where(Enterprise.park_id == park.id)
     if box is not None:
-        grids = grids.where(_near(session, Grid, Grid.geom, box))
-        sites = sites.where(_near(session, Enterprise, Enterprise.site, box))
+        grids = grids.where(bbox_filter(session, Grid, Grid.geom, box))
+        sites = sites.where(bbox_filter(session, Enterprise, Enterprise.site, box))
     grids = session.execute(grids.order_by(Grid.code)).all()
     geoms = to_shapes([r[3] for r in grids])
     order = np.empty(len(grids), dtype=np.int64)
