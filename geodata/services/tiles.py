@@ -38,7 +38,7 @@ PROPERTIES = ("code", "name", "level", "parent_code", "open_hazards", "overdue_h
 #: Deepest zoom served (the map's own limit is 20; PostGIS accepts up to 22 here).
 MAX_ZOOM = 22
 #: Bumped when the encoding or the properties change, so cached tiles are refetched.
-TILE_FORMAT = 1
+TILE_FORMAT = 2
 #: Most grids one tile may hold: a z8 tile of a 10^5-grid park would take seconds of
 #: database or Python work and megabytes; the map page never asks for more than ~4 000.
 MAX_TILE_GRIDS = 20_000
