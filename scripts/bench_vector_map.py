@@ -1,7 +1,8 @@
 """Benchmark the vector-tile map on the 10^5-grid park: first load, long tasks, tile p95.
 
     python scripts/bench_vector_map.py [--grids 100000] [--backends spatialite,postgis]
-                                       [--data-dir DIR] [--rounds 3]
+                                       [--data-dir DIR] [--rounds 3] [--cpu-throttle 1]
+                                       [--pages tiles,bbox]
 
 Generates the province park ``PV001`` (``gridmap demo --parks 1 --grids-per-park N``)
 once into a SpatiaLite file under ``--data-dir`` (reused by later runs) and into a
@@ -13,7 +14,12 @@ throwaway PostGIS cluster, then for each backend, side by side in one run:
   (goal: ≤ 1 MB) and every long task (``PerformanceObserver('longtask')``, goal: none
   over 200 ms) during a scripted walk of pans and zooms;
 * over HTTP, each z14 tile around the park centre as MVT and the same area as the bbox
-  GeoJSON layer (``zoom=14``), interleaved, cold (no ``If-None-Match``): median and p95.
+  GeoJSON layer (``zoom=14``), interleaved, cold (no ``If-None-Match``): median and p95
+  (``--rounds 0`` skips this).
+
+``--cpu-throttle 4`` slows the page's CPU four times (DevTools
+``Emulation.setCPUThrottlingRate``): a loaded machine, reproducibly, for the long tasks.
+``--pages tiles`` skips the GeoJSON page.
 
 Not a test: the machine is shared, so figures move between runs.  Needs Debian
 ``chromium`` + ``chromium-driver``.
@@ -84,13 +90,15 @@ def serve(url, threshold=None):
     raise SystemExit("gridmap serve did not start")
 
 
-def browse(base):
+def browse(base, throttle=1):
     """First-load bytes and time, then long tasks during the scripted walk."""
     driver = chrome()
     try:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": LONGTASKS})
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+        if throttle > 1:
+            driver.execute_cdp_cmd("Emulation.setCPUThrottlingRate", {"rate": throttle})
         t = time.perf_counter()
         driver.get(f"{base}/parks/{CODE}/map")
         wait(driver, SETTLED)
@@ -151,15 +159,17 @@ def z14_tiles(base, rounds):
             for kind, v in times.items()}
 
 
-def bench(url, rounds):
+def bench(url, rounds, throttle=1, pages=("tiles", "bbox")):
     """Every figure for one database."""
     row = {}
     for label, threshold in (("tiles", None), ("bbox", 10**9)):
+        if label not in pages:
+            continue
         proc, base = serve(url, threshold)
         try:
             fetch(f"{base}/parks/{CODE}/map")  # warm the server's caches once
-            row[label] = browse(base)
-            if label == "tiles":
+            row[label] = browse(base, throttle)
+            if label == "tiles" and rounds:
                 row["z14"] = z14_tiles(base, rounds)
         finally:
             proc.terminate()
@@ -167,12 +177,16 @@ def bench(url, rounds):
     return row
 
 
-def report(backend, row, load_s):
+def report(backend, row, load_s, throttle=1):
     print(f"\n### {backend}: {CODE}, {load_s:.0f} s to load, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+          f"load average {os.getloadavg()[0]:.1f}, CPU throttling {throttle}x\n")
     print("| measure | vector tiles | bbox GeoJSON |")
     print("|---|---|---|")
-    t, b = row["tiles"], row["bbox"]
+    # a page not measured (--pages) shows as n/a
+    empty = {"first_bytes": "n/a", "first_s": math.nan, "first_tiles": "n/a",
+             "first_bbox_requests": "n/a", "walk_s": math.nan, "first_longtasks": [],
+             "walk_longtasks": []}
+    t, b = row.get("tiles", empty), row.get("bbox", empty)
     for key, label in (("first_bytes", "first load, bytes transferred"),
                        ("first_s", "first load until drawn, s"),
                        ("first_tiles", "MVT requests in the first load"),
@@ -185,6 +199,8 @@ def report(backend, row, load_s):
         print(f"| {label} | {max(t[key], default=0)} max, {len(t[key])} tasks, "
               f"{sum(d > 200 for d in t[key])} > 200 ms | {max(b[key], default=0)} max, "
               f"{len(b[key])} tasks, {sum(d > 200 for d in b[key])} > 200 ms |")
+    if "z14" not in row:
+        return
     z = row["z14"]
     print(f"\nz14 tiles around the centre, cold, {z['mvt']['n']} requests each:\n")
     print("| path | median ms | p95 ms | median bytes |")
@@ -200,18 +216,21 @@ def main(argv=None):
     parser.add_argument("--backends", default="spatialite,postgis")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/gridmap-bench-vector"))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cpu-throttle", type=float, default=1)
+    parser.add_argument("--pages", default="tiles,bbox")
     args = parser.parse_args(argv)
     backends = args.backends.split(",")
+    options = {"throttle": args.cpu_throttle, "pages": args.pages.split(",")}
     if "spatialite" in backends:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{args.data_dir / f'province-{args.grids}.sqlite'}"
         load_s = load(url, args.grids)
-        report("SpatiaLite", bench(url, args.rounds), load_s)
+        report("SpatiaLite", bench(url, args.rounds, **options), load_s, args.cpu_throttle)
     if "postgis" in backends:
         with ThrowawayCluster() as cluster:
             url = cluster.create_database("vector_map")
             load_s = load(url, args.grids)
-            report("PostGIS", bench(url, args.rounds), load_s)
+            report("PostGIS", bench(url, args.rounds, **options), load_s, args.cpu_throttle)
     return 0
 
 

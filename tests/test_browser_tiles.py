@@ -101,6 +101,9 @@ def test_big_park_map_draws_from_tiles(tiled_server, chrome, request):  # noqa: 
     assert any("/api/parks/FGKFQ/tiles/grids/" in u and u.endswith(".mvt") for u in loaded)
     assert not any("/grids?" in u for u in loaded), "the page asked for bbox GeoJSON grids"
     assert chrome.execute_script("return Object.keys(gridmap.grids).length") == 0
+    # No fade-in on tiled maps (it kept the compositor busy on every frame after a tile).
+    assert chrome.execute_script(
+        "return gridmap.map.options.fadeAnimation === false && !gridmap.map._fadeAnimated")
 
     # Only the grids' own layer: enterprises, hidden units and hazards would catch clicks.
     for name in ("Enterprises", "Hidden units", "Open hazards"):

@@ -177,12 +177,13 @@ class Verbatim(folium.Element):
         return self.html
 
 
-def build_map(park, overview, tiles="none", field=False):
+def build_map(park, overview, tiles="none", field=False, tiled=False):
     """Build the folium map of a park; return ``(folium.Map, layer variable names)``.
 
     The boundary (EPSG:4326, holes kept) is drawn from its geometry alone;
     every other layer is an empty group that ``gridmap.js`` fills.  ``field``
     adds the field-work layer (logged-in users only: visits are not public).
+    ``tiled`` (grids from vector tiles) turns Leaflet's tile fade-in off.
     """
     boundary = park_boundary(park)
     minx, miny, maxx, maxy = boundary.bounds
@@ -191,7 +192,11 @@ def build_map(park, overview, tiles="none", field=False):
                    zoom_start=16 if big else 14, control_scale=True, prefer_canvas=True,
                    # Leaflet.markercluster loops for ever on a map without a maxZoom, and
                    # with no tile layer (GRIDMAP_TILES=none) nothing else sets one.
-                   maxZoom=MAX_ZOOM, minZoom=3)
+                   maxZoom=MAX_ZOOM, minZoom=3,
+                   # Fading tiles in re-composites every tile canvas on each frame for
+                   # 200 ms after each tile arrives: the longest main-thread tasks of a
+                   # tiled map's pans and zooms (scaling.md, vector tiles).
+                   fade_animation=not tiled)
     m.default_js = [("leaflet", _vendor("leaflet", "leaflet.js"))]
     m.default_css = [("leaflet_css", _vendor("leaflet", "leaflet.css"))]
     if tile_origin(tiles):
@@ -230,12 +235,12 @@ def park_map(code):
     overview = mapdata.park_overview(session, park, today())
     tiles = current_app.config["GRIDMAP"].tiles
     user = g.get("user")
-    m, layers = build_map(park, overview, tiles, field=user is not None)
-    figure = m.get_root()
-    can_log = user is not None and user.role in PERMISSIONS["create"]
     # Big parks draw their grids from vector tiles (gridmap-tiles.js), small ones from GeoJSON.
     tiled = (overview["grids"] + overview["sub_grids"]
              > current_app.config["GRIDMAP"].map_tile_threshold)
+    m, layers = build_map(park, overview, tiles, field=user is not None, tiled=tiled)
+    figure = m.get_root()
+    can_log = user is not None and user.role in PERMISSIONS["create"]
     config = {
         "map": m.get_name(), "layers": layers, "park": park.code,
         "tiles": {"url": url_for("api.park", code=park.code) + "/tiles/grids/{z}/{x}/{y}.mvt",

@@ -38,7 +38,7 @@ PROPERTIES = ("code", "name", "level", "parent_code", "open_hazards", "overdue_h
 #: Deepest zoom served (the map's own limit is 20; PostGIS accepts up to 22 here).
 MAX_ZOOM = 22
 #: Bumped when the encoding or the properties change, so cached tiles are refetched.
-TILE_FORMAT = 1
+TILE_FORMAT = 2
 #: Most grids one tile may hold: a z8 tile of a 10^5-grid park would take seconds of
 #: database or Python work and megabytes; the map page never asks for more than ~4 000.
 MAX_TILE_GRIDS = 20_000
@@ -173,8 +173,13 @@ def _encode_tile(session, park, z, x, y, level, today, max_grids):
     _check_size(len(picked), max_grids, z, x, y)
     if len(picked) == 0:
         return b""
-    # As ST_AsMVTGeom does: project, clip to the buffered tile, snap to whole units.
-    geoms = shapely.transform(layer.geoms[picked], _to_tile_units(bounds))
+    # As ST_AsMVTGeom does, in its order: project, snap the vertices to whole units, clip
+    # to the buffered tile, then snap again keeping the result valid (a part that collapses
+    # is dropped).  Clipping before the first snap gives other slivers along the buffer.
+    # (The first snap rounds the coordinates only: set_precision would tag the geometries
+    # with the 1.0 grid, and GEOS then skips the second, validating snap as a no-op.)
+    project = _to_tile_units(bounds)
+    geoms = shapely.transform(layer.geoms[picked], lambda coords: np.rint(project(coords)))
     geoms = shapely.clip_by_rect(geoms, -BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
     geoms = shapely.set_precision(geoms, 1.0)
     keep = ~shapely.is_empty(geoms) & (shapely.area(geoms) > 0)

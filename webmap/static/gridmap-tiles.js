@@ -49,6 +49,14 @@ document.addEventListener('DOMContentLoaded', function () {
       maxDataZoom: cfg.tiles.maxDataZoom, minZoom: cfg.tiles.minZoom, maxZoom: 20,
       bounds: [[b[1], b[0]], [b[3], b[2]]], zIndex: 10 + level
     });
+    // Leaflet's zoom and pan steps create every new tile in one task, and each tile's fetch()
+    // starts inside it; start each fetch in a task of its own so that step stays short.
+    var source = layer.views.get('').tileCache.source;
+    var get = source.get;
+    source.get = function (coords, size) {
+      return new Promise(function (resolve) { setTimeout(resolve, 0); })
+        .then(function () { return get.call(source, coords, size); });
+    };
     // a layer removed while loading never fires 'load': count busy layers, not events
     var busy = function (on) {
       return function () { layer.gmBusy = on; countBusy(); };
