@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import shapely
 import sqlalchemy as sa
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, get_task_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -389,6 +389,16 @@ def test_check_park_on_a_dask_scheduler_and_two_workers(db_url, engine, dask_clu
     assert "check_partition" in ran and len(workers) == 2
     assert single["invalid_grids"] and single["gaps"] and single["enterprises"]["multi_grid"]
     assert_same(single, distributed, rel_tol=DEMO_REL_TOL)
+    # On a LocalCluster (--workers) this process reads the grids and sends the cells.
+    local_code, local = check("--workers", "2")
+    assert local_code == code
+    assert_same(single, local, rel_tol=DEMO_REL_TOL)
+    with session_scope(engine) as session, Client(dask_cluster, timeout=60) as client, \
+            get_task_stream(client) as tasks:
+        sent, _ = check_park(session, park=get_park(session, PARK_CODE), client=client,
+                             workers_read=False)
+    assert any(str(t["key"]).startswith("check_partition") for t in tasks.data)
+    assert_same(single, sent, rel_tol=DEMO_REL_TOL)
 
     # --all: one task per park, each checked whole on a worker: the same lines.
     def check_all(*extra):

@@ -174,14 +174,16 @@ def park_rates(session, park, enterprises=None, no_grid_codes=None):
     }
 
 
-def check_park(session, park, *, tolerance_m=0.01, client=None):
+def check_park(session, park, *, tolerance_m=0.01, client=None, workers_read=True):
     """Check a stored park: its active grids against its boundary, and its sites.
 
     With a Dask ``client`` (``distributed.Client``) the level-1 stages run
-    in spatial partitions on its workers (:func:`geodata.partition.check_partitioned`),
-    which read and validate their partitions' grids from this session's
-    database themselves (:class:`geodata.batch.StoredGrids`); the findings
-    are the same.
+    in spatial partitions on its workers (:func:`geodata.partition.check_partitioned`);
+    the findings are the same.  With ``workers_read`` the workers read
+    their partitions' grids from this session's database themselves
+    (:class:`geodata.batch.StoredGrids`) and nothing but envelopes passes
+    through this process; without it this process reads the grids and sends
+    each partition its cells.
 
     Returns
     -------
@@ -191,9 +193,13 @@ def check_park(session, park, *, tolerance_m=0.01, client=None):
         The report itself (for text and GeoJSON output).
     """
     enterprises = enterprise_sites(session, park)
-    if client is None:
+    if client is None or not workers_read:
         cells, codes, parent_codes = grid_cells(session, park)
         check, options = check_coverage, {}
+        if client is not None:
+            from geodata.partition import check_partitioned
+
+            check, options = check_partitioned, {"client": client}
     else:
         from geodata.batch import StoredGrids
         from geodata.partition import StoredCells, check_partitioned
