@@ -11,11 +11,11 @@ from tests.test_hazards_api import api  # noqa: F401 -- the fixture
 
 #: Per backend: the statements' first words, in order.
 CREATE = {
-    "sqlite": ["BEGIN", "SELECT api_tokens", "SELECT parks", "SELECT grids",
-               "SELECT enterprises", "BEGIN IMMEDIATE", "SELECT parks.version",
+    "sqlite": ["BEGIN", "SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids, sites
+               "BEGIN IMMEDIATE", "SELECT parks.version",
                "UPDATE ledger_counters", "INSERT INTO hazards", "INSERT INTO hazard_events",
                "SELECT hazards"],
-    "postgresql": ["SELECT api_tokens", "SELECT parks", "SELECT grids", "SELECT enterprises",
+    "postgresql": ["SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids and sites
                    "UPDATE ledger_counters", "INSERT INTO hazards",
                    "INSERT INTO hazard_events", "SELECT hazards"],
 }
