@@ -13,11 +13,10 @@ from tests.test_hazards_api import api  # noqa: F401 -- the fixture
 CREATE = {
     "sqlite": ["BEGIN", "SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids, sites
                "BEGIN IMMEDIATE", "SELECT parks.version",
-               "UPDATE ledger_counters", "INSERT INTO hazards", "INSERT INTO hazard_events",
-               "SELECT hazards"],
+               "UPDATE ledger_counters", "INSERT INTO hazards", "INSERT INTO hazard_events"],
     "postgresql": ["SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids and sites
                    "UPDATE ledger_counters", "INSERT INTO hazards",
-                   "INSERT INTO hazard_events", "SELECT hazards"],
+                   "INSERT INTO hazard_events"],
 }
 TRANSITION = {
     "sqlite": ["BEGIN", "SELECT api_tokens", "BEGIN IMMEDIATE", "SELECT hazards",
@@ -57,3 +56,37 @@ def test_a_create_and_a_transition_send_these_statements(api):  # noqa: F811
         created.json["id"], "rectifying", 1, deadline=future().isoformat()))
     assert len(sent) == len(TRANSITION[backend]) and not _starts(sent, TRANSITION[backend]), sent
     assert moved.json["status"] == "rectifying" and moved.json["version"] == 2
+
+
+def test_a_create_answers_the_names_a_read_shows(api):  # noqa: F811
+    """The create's answer takes its names from the placement, not from a query: the
+    same as a read of the hazard shows, with an enterprise and without one."""
+    for where, grid, firm in (((150, 150), "T-003", "甲公司"), ("T-004", "T-004", None)):
+        created = api.create(where)
+        assert created.status_code == 201, created.json
+        read = api.call("GET", f"/api/hazards/{created.json['id']}")
+        assert created.json == read.json and created.headers["ETag"] == read.headers["ETag"]
+        assert created.json["grid"] == {"code": grid, "name": f"第{grid[-1]}网格"}
+        assert (created.json["enterprise"] or {}).get("name") == firm
+
+
+def test_names_kept_from_the_placement_are_not_shown_once_the_hazard_moved(engine):
+    """A created hazard moved to another grid in the same session shows the new grid's
+    names (queried), not those it was placed with."""
+    from geodata.models import Grid
+    from geodata.services import ledger
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+    from tests.ledger_helpers import ACTORS, build_park, lonlat
+
+    build_park(engine, users=False)
+    with session_scope(engine) as session:
+        hazard = ledger.create_hazard(session, get_park(session, "T"),
+                                      point=ledger.parse_point(*lonlat("T-001")),
+                                      category="其他", actor=ACTORS["inspector"])
+        assert ledger.hazard_dicts(session, [hazard])[0]["grid"]["code"] == "T-001"
+        hazard.grid_id = session.execute(sa.select(Grid.id).where(
+            Grid.code == "T-002")).scalar_one()
+        session.flush()
+        shown = ledger.hazard_dicts(session, [hazard])[0]["grid"]
+        assert shown == {"code": "T-002", "name": "第2网格"}

@@ -34,6 +34,8 @@ from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_target
 CATEGORIES = ("消防安全", "用电安全", "安全通道", "特种设备", "危化品", "有限空间", "粉尘防爆",
               "劳动防护", "其他")
 MAX_PAGE = 1000
+#: ``InstanceState.info`` key of a created hazard: ((park, grid, enterprise ids), names shown).
+_NAMES = "gridmap.names"
 
 
 @dataclass
@@ -226,18 +228,19 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
             raise ValidationError(f"the point lies outside park {park.code}",
                                   code="outside_park",
                                   details={"field": "location", "park": park.code})
-        (grid_id,), (enterprise_id,) = locate(session, park, [point])
-        return grid_id, enterprise_id
+        (grid,), (firm,) = locate(session, park, [point], names=True)
+        return grid, firm
 
     # Placed before the write lock, which is then held only for numbering and inserting.
     read_version = park.version
-    grid_id, enterprise_id = place(park)
+    grid, firm = place(park)
     start_write(session)
     if _lock_park(session, park, shared=True) != read_version:
         # An edit changed the park since it was read: place the point again, under the lock.
         park = session.execute(sa.select(Park).where(Park.id == park.id).execution_options(
             populate_existing=True)).scalar_one()
-        grid_id, enterprise_id = place(park)
+        grid, firm = place(park)
+    grid_id, enterprise_id = grid and grid[0], firm and firm[0]
     _check_grid_limit(actor, grid_id)
     hazard = Hazard(park_id=park.id, grid_id=grid_id, enterprise_id=enterprise_id,
                     location=to_element(point), category=category, level=LEVEL_NAMES[level],
@@ -252,6 +255,9 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
         raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
     session.add(hazard)
     session.flush()
+    # The answer's names were read with the placement: hazard_dicts needs no query for them.
+    sa.inspect(hazard).info[_NAMES] = ((park.id, grid_id, enterprise_id), (
+        park.code, grid and grid[1], grid and grid[2], firm and firm[1], firm and firm[2]))
     return hazard
 
 
@@ -562,12 +568,19 @@ def hazard_dicts(session, hazards, *, role=None, today=None):
 def _loaded_names(hazards):
     """The names :func:`hazard_dicts` shows, if every hazard was read with them, else None.
 
-    ``get_hazard(names=True)`` reads them; a hazard loaded any other way has
-    its park, grid and enterprise unloaded, and the caller queries them.
+    ``get_hazard(names=True)`` reads them, and :func:`create_hazard` keeps
+    those it placed the hazard with (while the hazard is still in that park,
+    grid and enterprise); a hazard loaded any other way has its park, grid
+    and enterprise unloaded, and the caller queries them.
     """
     names = {}
     for h in hazards:
-        if {"park", "grid", "enterprise"} & sa.inspect(h).unloaded:
+        state = sa.inspect(h)
+        known = state.info.get(_NAMES)
+        if known is not None and known[0] == (h.park_id, h.grid_id, h.enterprise_id):
+            names[h.id] = known[1]  # read by create_hazard with the placement
+            continue
+        if {"park", "grid", "enterprise"} & state.unloaded:
             return None
         grid, firm = h.grid, h.enterprise
         names[h.id] = (h.park.code, grid and grid.code, grid and grid.name,
