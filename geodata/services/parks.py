@@ -58,7 +58,9 @@ def held_park_lock(session, park_id):
 
     Only locks taken through :func:`get_park` or
     :func:`geodata.services.ledger._lock_park` are known; a lock ends with its
-    transaction, and so does what is remembered of it.
+    transaction, and so does what is remembered of it.  A savepoint rolled
+    back would release a lock taken inside it on PostgreSQL without this
+    knowing: no code locks a park inside one (``begin_nested`` is not used).
     """
     held = session.info.get(_PARK_LOCKS)
     if held is None or held[0] is not session.get_transaction() or park_id not in held[1]:
