@@ -67,10 +67,14 @@ def test_connection_lost_between_insert_and_commit_stores_nothing(app, engine):
     before = table_counts(engine)
     lost = []
 
-    @sa.event.listens_for(app.extensions["gridmap.sessions"], "after_flush")
-    def _kill(session, _context):
-        if not lost:
-            lost.append(True)
+    # Before the commit that follows the inserts (the ORM's flush on SQLite, one
+    # ``WITH ... INSERT`` statement on PostgreSQL), seen by the new row in the transaction;
+    # an earlier commit (SQLite ends the read transaction before writing) is let through.
+    @sa.event.listens_for(app.extensions["gridmap.sessions"], "before_commit")
+    def _kill(session):
+        events = session.execute(sa.text("SELECT count(*) FROM hazard_events")).scalar()
+        if not lost and events > before["hazard_events"]:
+            lost.append(events)
             _lose_connection(session, engine)
 
     from tests.ledger_helpers import lonlat
@@ -79,10 +83,10 @@ def test_connection_lost_between_insert_and_commit_stores_nothing(app, engine):
     response = app.test_client().post(
         "/api/parks/T/hazards", json={"lon": lon, "lat": lat, "category": "消防安全"},
         headers={"Authorization": f"Bearer {app.tokens['inspector']}"})
-    assert lost, "the create never flushed"
+    assert lost == [before["hazard_events"] + 1], "the create never inserted"
     _is_json_503(response)
     assert table_counts(engine) == before
-    sa.event.remove(app.extensions["gridmap.sessions"], "after_flush", _kill)
+    sa.event.remove(app.extensions["gridmap.sessions"], "before_commit", _kill)
     retry = app.test_client().post(
         "/api/parks/T/hazards", json={"lon": lon, "lat": lat, "category": "消防安全"},
         headers={"Authorization": f"Bearer {app.tokens['inspector']}"})

@@ -278,3 +278,35 @@ def test_the_counters_migration_continues_the_stored_numbers(fresh_url):  # noqa
             assert next_number(session, park, "SQ", 2025) == "SQ2025-0001"
     finally:
         engine.dispose()
+
+
+def test_a_create_that_read_the_park_locked_keeps_an_edit_waiting(engine):
+    """A create that read the park ``lock="share"`` (as the API does) needs no second
+    look at its version: on PostgreSQL a grid edit waits for the create to commit, then
+    moves the new hazard into the piece that holds it; SQLite's one writer orders them
+    either way, and the outcome is the same."""
+    from geodata.services import edits
+
+    build_park(engine, users=False)
+    with session_scope(engine) as create:
+        park = get_park(create, "T", lock="share")
+
+        def edit():
+            with session_scope(engine) as session:
+                return edits.split_grid(session, get_park(session, "T"), "T-001", parts=2,
+                                        actor="planner")
+
+        thread, outcome = _in_thread(edit)
+        _wait_until_blocked(engine)
+        if engine.dialect.name == "postgresql":
+            assert thread.is_alive() and not outcome  # the edit waits for the shared lock
+        code = ledger.create_hazard(create, park, point=ledger.parse_point(*lonlat("T-001")),
+                                    category="其他", actor=ACTORS["inspector"],
+                                    found_date=FOUND).code
+    thread.join(120)
+    assert "error" not in outcome, outcome
+    with session_scope(engine) as session:
+        hazard = session.execute(sa.select(Hazard)).scalar_one()
+        grid = session.get(Grid, hazard.grid_id)
+        assert grid.active_to is None and grid.code in outcome["value"].added
+    assert code == f"YH{YEAR}-0001"

@@ -134,8 +134,10 @@ def create_hazard(code):
     point = _point(data)
 
     def work():
-        # The service places the point in this read transaction, then starts the write.
-        park = get_park(session, code)
+        # The service places the point in this read transaction, then starts the write.  On
+        # PostgreSQL the park is read locked shared, as the create needs it: no statement to
+        # lock it later (grid edits wait; creates do not wait for each other).
+        park = get_park(session, code, lock="share")
         return ledger.create_hazard(
             session, park, point=point, category=data.get("category"), actor=actor,
             level=data.get("level", "general"), description=data.get("description", ""),

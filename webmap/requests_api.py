@@ -71,7 +71,8 @@ def create_request(code):
     session = write_session()
 
     def work():
-        park = get_park(session, code)
+        # Read locked shared, as create_request needs it: no statement to lock it again.
+        park = get_park(session, code, lock="share")
         return service.create_request(
             session, park, enterprise=data.get("enterprise"), category=data.get("category"),
             description=data.get("description"), source=data.get("source"), actor=actor,

@@ -33,7 +33,7 @@ _YEAR_CODE = re.compile(r"^YH(\d{4})-\d+$")
 FEW_POINTS = 16
 
 
-def locate(session, park, points):
+def locate(session, park, points, *, names=False):
     """Resolve grids and enterprises for hazard points (EPSG:4326), vectorised.
 
     The grid is the deepest active grid containing the point; a point on a
@@ -47,32 +47,52 @@ def locate(session, park, points):
     Returns
     -------
     (list of int or None, list of int or None)
-        Grid ids and enterprise ids, aligned with ``points``.
+        Grid ids and enterprise ids, aligned with ``points``; with ``names``,
+        ``(id, code, name)`` of the grid and ``(id, name, credit_code)`` of
+        the enterprise instead of the ids (read in the same statement).
     """
     points = np.asarray(points, dtype=object)
     box = None
     if 0 < len(points) <= FEW_POINTS and not shapely.is_empty(points).any():
         box = shapely.total_bounds(points)
-    grids = sa.select(Grid.id, Grid.code, Grid.level, sa.func.ST_AsBinary(Grid.geom)).where(
-        Grid.park_id == park.id, Grid.active_to.is_(None))
-    sites = sa.select(Enterprise.id, Enterprise.host_id,
-                      sa.func.ST_AsBinary(Enterprise.site)).where(Enterprise.park_id == park.id)
-    if box is not None:
-        grids = grids.where(bbox_filter(session, Grid, Grid.geom, box))
-        sites = sites.where(bbox_filter(session, Enterprise, Enterprise.site, box))
-    grids = session.execute(grids.order_by(Grid.code)).all()
+    grids, sites = _layers_near(session, park, box)
     geoms = to_shapes([r[3] for r in grids])
     order = np.empty(len(grids), dtype=np.int64)
     order[np.lexsort(([r[1] for r in grids], [-r[2] for r in grids]))] = np.arange(len(grids))
     gk = assign_to_cells(points, geoms, order=order)
-    sites = session.execute(sites.order_by(Enterprise.id)).all()
     geoms = to_shapes([r[2] for r in sites])
     order = np.empty(len(sites), dtype=np.int64)
     order[np.lexsort((shapely.area(geoms), [r[1] is None for r in sites]))] = np.arange(
         len(sites))
     ek = assign_to_cells(points, geoms, order=order)
+    if names:
+        return ([(grids[k][0], grids[k][1], grids[k][4]) if k >= 0 else None for k in gk],
+                [(sites[k][0], sites[k][3], sites[k][4]) if k >= 0 else None for k in ek])
     return ([grids[k][0] if k >= 0 else None for k in gk],
             [sites[k][0] if k >= 0 else None for k in ek])
+
+
+def _layers_near(session, park, box):
+    """The park's active grids ``(id, code, level, wkb, name)`` by code and its sites
+    ``(id, host_id, wkb, name, credit_code)`` by id, only those whose bounding box
+    meets ``box`` if given.
+
+    One statement (``UNION ALL``) reads both layers: one round trip per hazard logged.
+    """
+    grids = sa.select(sa.literal(0).label("layer"), Grid.id, Grid.code.label("code"),
+                      Grid.level.label("number"), sa.func.ST_AsBinary(Grid.geom).label("wkb"),
+                      Grid.name.label("name"), sa.null().label("credit_code")
+                      ).where(Grid.park_id == park.id, Grid.active_to.is_(None))
+    sites = sa.select(sa.literal(1), Enterprise.id, sa.null(), Enterprise.host_id,
+                      sa.func.ST_AsBinary(Enterprise.site), Enterprise.name,
+                      Enterprise.credit_code).where(Enterprise.park_id == park.id)
+    if box is not None:
+        grids = grids.where(bbox_filter(session, Grid, Grid.geom, box))
+        sites = sites.where(bbox_filter(session, Enterprise, Enterprise.site, box))
+    both = sa.union_all(grids, sites).subquery()
+    rows = session.execute(sa.select(both).order_by(both.c.layer, both.c.code, both.c.id)).all()
+    return ([(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0] == 0],
+            [(r[1], r[3], r[4], r[5], r[6]) for r in rows if r[0] == 1])
 
 
 def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000,

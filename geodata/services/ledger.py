@@ -25,7 +25,7 @@ from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, E
 from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
-from geodata.services.parks import prepared_boundary
+from geodata.services.parks import held_park_lock, note_park_lock, prepared_boundary
 from geodata.storage import backend_name, start_write
 from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
@@ -34,6 +34,8 @@ from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_target
 CATEGORIES = ("消防安全", "用电安全", "安全通道", "特种设备", "危化品", "有限空间", "粉尘防爆",
               "劳动防护", "其他")
 MAX_PAGE = 1000
+#: ``InstanceState.info`` key of a created hazard: ((park, grid, enterprise ids), names shown).
+_NAMES = "gridmap.names"
 
 
 @dataclass
@@ -154,12 +156,21 @@ def _lock_park(session, park, *, shared=False):
     (``FOR SHARE``), so they run side by side but never beside an edit, and
     their ledger numbers come from the counters
     (:mod:`geodata.services.numbering`).  PostgreSQL only: SQLite writers
-    hold the database's write lock already.
+    hold the database's write lock already.  A park read with the lock in
+    this transaction (``get_park(lock=...)``) cannot have changed since, so
+    its version is returned without a statement.
     """
+    postgres = backend_name(session) == "postgresql"
+    held = held_park_lock(session, park.id) if postgres else None
+    if held == "update" or (held and shared):
+        return park.version
     query = sa.select(Park.version).where(Park.id == park.id)
-    if backend_name(session) == "postgresql":
+    if postgres:
         query = query.with_for_update(read=shared)
-    return session.execute(query).scalar_one()
+    version = session.execute(query).scalar_one()
+    if postgres:
+        note_park_lock(session, park.id, shared=shared)
+    return version
 
 
 def _check_grid_limit(actor, grid_id, what="this hazard's grid"):
@@ -217,33 +228,67 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
             raise ValidationError(f"the point lies outside park {park.code}",
                                   code="outside_park",
                                   details={"field": "location", "park": park.code})
-        (grid_id,), (enterprise_id,) = locate(session, park, [point])
-        return grid_id, enterprise_id
+        (grid,), (firm,) = locate(session, park, [point], names=True)
+        return grid, firm
 
     # Placed before the write lock, which is then held only for numbering and inserting.
     read_version = park.version
-    grid_id, enterprise_id = place(park)
+    grid, firm = place(park)
     start_write(session)
     if _lock_park(session, park, shared=True) != read_version:
         # An edit changed the park since it was read: place the point again, under the lock.
         park = session.execute(sa.select(Park).where(Park.id == park.id).execution_options(
             populate_existing=True)).scalar_one()
-        grid_id, enterprise_id = place(park)
+        grid, firm = place(park)
+    grid_id, enterprise_id = grid and grid[0], firm and firm[0]
     _check_grid_limit(actor, grid_id)
     hazard = Hazard(park_id=park.id, grid_id=grid_id, enterprise_id=enterprise_id,
                     location=to_element(point), category=category, level=LEVEL_NAMES[level],
                     description=description, found_date=found_date, status="found",
                     escalation="grid")
-    hazard.events.append(HazardEvent(actor=actor.name, from_status=None, to_status="found",
-                                     action="log", note=description))
+    first = {"actor": actor.name, "from_status": None, "to_status": "found", "action": "log",
+             "note": description}
     # Numbered last: the counter's row lock is then held only for the inserts and the commit.
     try:
         (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
-    session.add(hazard)
-    session.flush()
+    if backend_name(session) == "postgresql":
+        _insert_with_first_event(session, hazard, first)
+    else:
+        hazard.events.append(HazardEvent(**first))
+        session.add(hazard)
+        session.flush()
+    # The answer's names were read with the placement: hazard_dicts needs no query for them.
+    sa.inspect(hazard).info[_NAMES] = ((park.id, grid_id, enterprise_id), (
+        park.code, grid and grid[1], grid and grid[2], firm and firm[1], firm and firm[2]))
     return hazard
+
+
+def _insert_with_first_event(session, hazard, event):
+    """PostgreSQL: insert the new ``hazard`` and its first history ``event`` in one statement.
+
+    ``WITH inserted AS (INSERT INTO hazards ... RETURNING id) INSERT INTO
+    hazard_events ... SELECT id ... FROM inserted``: one round trip where the
+    ORM's flush sends two.  The hazard is then added to the session as
+    loaded (persistent, its version 1), so later changes to it are flushed
+    and version-checked as usual; its events are read when asked for.
+    """
+    now = datetime.now(timezone.utc)
+    hazard.created_at, hazard.version = now, 1
+    table, events = Hazard.__table__, HazardEvent.__table__
+    row = {column.key: getattr(hazard, column.key) for column in table.c if column.key != "id"}
+    for key, value in row.items():
+        setattr(hazard, key, value)  # those left unset (None) become loaded too, not expired
+    inserted = table.insert().values(row).returning(table.c.id).cte("inserted")
+    values = {"at": now, **event}
+    statement = events.insert().from_select(
+        ["hazard_id", *values],
+        sa.select(inserted.c.id, *(sa.literal(v, events.c[k].type) for k, v in values.items()))
+    ).add_cte(inserted).returning(events.c.hazard_id)
+    hazard.id = session.execute(statement).scalar_one()
+    sa.orm.make_transient_to_detached(hazard)
+    session.add(hazard)
 
 
 def _check_version(hazard, expected, if_match, what="hazard"):
@@ -553,12 +598,19 @@ def hazard_dicts(session, hazards, *, role=None, today=None):
 def _loaded_names(hazards):
     """The names :func:`hazard_dicts` shows, if every hazard was read with them, else None.
 
-    ``get_hazard(names=True)`` reads them; a hazard loaded any other way has
-    its park, grid and enterprise unloaded, and the caller queries them.
+    ``get_hazard(names=True)`` reads them, and :func:`create_hazard` keeps
+    those it placed the hazard with (while the hazard is still in that park,
+    grid and enterprise); a hazard loaded any other way has its park, grid
+    and enterprise unloaded, and the caller queries them.
     """
     names = {}
     for h in hazards:
-        if {"park", "grid", "enterprise"} & sa.inspect(h).unloaded:
+        state = sa.inspect(h)
+        known = state.info.get(_NAMES)
+        if known is not None and known[0] == (h.park_id, h.grid_id, h.enterprise_id):
+            names[h.id] = known[1]  # read by create_hazard with the placement
+            continue
+        if {"park", "grid", "enterprise"} & state.unloaded:
             return None
         grid, firm = h.grid, h.enterprise
         names[h.id] = (h.park.code, grid and grid.code, grid and grid.name,

@@ -1,0 +1,123 @@
+"""The SQL statements one hazard create and one transition send, pinned by count.
+
+A change that adds a round trip to either path fails here (count, not time; see
+docs/scaling.md, "API throughput").  The commit is not a statement.
+"""
+
+import sqlalchemy as sa
+
+from tests.ledger_helpers import future
+from tests.test_hazards_api import api  # noqa: F401 -- the fixture
+
+#: Per backend: the statements' first words, in order.
+CREATE = {
+    "sqlite": ["BEGIN", "SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids, sites
+               "BEGIN IMMEDIATE", "SELECT parks.version",
+               "UPDATE ledger_counters", "INSERT INTO hazards", "INSERT INTO hazard_events"],
+    "postgresql": ["SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids and sites
+                   "UPDATE ledger_counters", "WITH inserted AS (INSERT INTO hazards"],
+}
+TRANSITION = {
+    "sqlite": ["BEGIN", "SELECT api_tokens", "BEGIN IMMEDIATE", "SELECT hazards",
+               "UPDATE hazards", "INSERT INTO hazard_events"],
+    "postgresql": ["SELECT api_tokens", "SELECT hazards", "UPDATE hazards",
+                   "INSERT INTO hazard_events"],
+}
+
+
+def _statements(api, call):  # noqa: F811
+    engine = api.app.extensions["gridmap.engine"]
+    sent = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code in (200, 201), response.json
+    return response, sent
+
+
+def _starts(sent, expected):
+    return [s for s, e in zip(sent, expected) if not " ".join(s.split()).startswith(e)]
+
+
+def test_a_create_and_a_transition_send_these_statements(api):  # noqa: F811
+    backend = api.app.extensions["gridmap.engine"].dialect.name
+    api.create("T-001")  # warm: the first request of a process also reads the schema state
+    created, sent = _statements(api, lambda: api.create("T-004"))
+    assert len(sent) == len(CREATE[backend]) and not _starts(sent, CREATE[backend]), sent
+    assert created.json["grid"]["code"] == "T-004" and created.json["code"].startswith("YH")
+    moved, sent = _statements(api, lambda: api.move(
+        created.json["id"], "rectifying", 1, deadline=future().isoformat()))
+    assert len(sent) == len(TRANSITION[backend]) and not _starts(sent, TRANSITION[backend]), sent
+    assert moved.json["status"] == "rectifying" and moved.json["version"] == 2
+
+
+def test_a_create_answers_the_names_a_read_shows(api):  # noqa: F811
+    """The create's answer takes its names from the placement, not from a query: the
+    same as a read of the hazard shows, with an enterprise and without one."""
+    for where, grid, firm in (((150, 150), "T-003", "甲公司"), ("T-004", "T-004", None)):
+        created = api.create(where)
+        assert created.status_code == 201, created.json
+        read = api.call("GET", f"/api/hazards/{created.json['id']}")
+        assert created.json == read.json and created.headers["ETag"] == read.headers["ETag"]
+        assert created.json["grid"] == {"code": grid, "name": f"第{grid[-1]}网格"}
+        assert (created.json["enterprise"] or {}).get("name") == firm
+
+
+def test_names_kept_from_the_placement_are_not_shown_once_the_hazard_moved(engine):
+    """A created hazard moved to another grid in the same session shows the new grid's
+    names (queried), not those it was placed with."""
+    from geodata.models import Grid
+    from geodata.services import ledger
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+    from tests.ledger_helpers import ACTORS, build_park, lonlat
+
+    build_park(engine, users=False)
+    with session_scope(engine) as session:
+        hazard = ledger.create_hazard(session, get_park(session, "T"),
+                                      point=ledger.parse_point(*lonlat("T-001")),
+                                      category="其他", actor=ACTORS["inspector"])
+        assert ledger.hazard_dicts(session, [hazard])[0]["grid"]["code"] == "T-001"
+        hazard.grid_id = session.execute(sa.select(Grid.id).where(
+            Grid.code == "T-002")).scalar_one()
+        session.flush()
+        shown = ledger.hazard_dicts(session, [hazard])[0]["grid"]
+        assert shown == {"code": "T-002", "name": "第2网格"}
+
+
+def test_a_created_hazard_is_stored_with_its_first_event_and_moves_on(engine):
+    """The hazard and its first event (one statement on PostgreSQL, the ORM's flush on
+    SQLite) are stored alike on both backends, and the hazard object goes on in the same
+    transaction like any loaded one: its history reads, a transition is version-checked."""
+    from geodata.models import Hazard, HazardEvent
+    from geodata.services import ledger
+    from geodata.services.parks import get_park
+    from geodata.storage import session_scope
+    from tests.ledger_helpers import ACTORS, build_park, lonlat
+
+    build_park(engine, users=False)
+    with session_scope(engine) as session:
+        hazard = ledger.create_hazard(session, get_park(session, "T", lock="share"),
+                                      point=ledger.parse_point(*lonlat((150, 150))),
+                                      category="其他", actor=ACTORS["inspector"],
+                                      description="消防通道堵塞")
+        assert [(e.actor, e.from_status, e.to_status, e.action, e.note) for e in hazard.events
+                ] == [(ACTORS["inspector"].name, None, "found", "log", "消防通道堵塞")]
+        moved = ledger.transition(session, hazard.id, "rectifying", actor=ACTORS["inspector"],
+                                  expected_version=1, deadline=future().isoformat())
+        assert moved is hazard and hazard.version == 2
+    with session_scope(engine) as session:
+        stored = session.execute(sa.select(Hazard)).scalar_one()
+        assert (stored.version, stored.status, stored.level, stored.escalation,
+                stored.description, stored.enterprise.name) == (
+            2, "rectifying", "general", "grid", "消防通道堵塞", "甲公司")
+        assert stored.created_at is not None and stored.closed_at is None
+        assert [(e.from_status, e.to_status, e.action) for e in session.execute(
+            sa.select(HazardEvent).order_by(HazardEvent.id)).scalars()] == [
+            (None, "found", "log"), ("found", "rectifying", "start")]
