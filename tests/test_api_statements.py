@@ -15,7 +15,8 @@ CREATE = {
                "BEGIN IMMEDIATE", "SELECT parks.version",
                "UPDATE ledger_counters", "INSERT INTO hazards", "INSERT INTO hazard_events"],
     "postgresql": ["SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids and sites
-                   "UPDATE ledger_counters", "WITH inserted AS (INSERT INTO hazards"],
+                   "UPDATE ledger_counters", "INSERT INTO hazards",
+                   "INSERT INTO hazard_events"],
 }
 TRANSITION = {
     "sqlite": ["BEGIN", "SELECT api_tokens", "BEGIN IMMEDIATE", "SELECT hazards",
@@ -42,7 +43,7 @@ def _statements(api, call):  # noqa: F811
 
 
 def _starts(sent, expected):
-    return [s for s, e in zip(sent, expected) if not " ".join(s.split()).startswith(e)]
+    return [s for s, e in zip(sent, expected) if not s.lstrip().startswith(e)]
 
 
 def test_a_create_and_a_transition_send_these_statements(api):  # noqa: F811
@@ -89,35 +90,3 @@ def test_names_kept_from_the_placement_are_not_shown_once_the_hazard_moved(engin
         session.flush()
         shown = ledger.hazard_dicts(session, [hazard])[0]["grid"]
         assert shown == {"code": "T-002", "name": "第2网格"}
-
-
-def test_a_created_hazard_is_stored_with_its_first_event_and_moves_on(engine):
-    """The hazard and its first event (one statement on PostgreSQL, the ORM's flush on
-    SQLite) are stored alike on both backends, and the hazard object goes on in the same
-    transaction like any loaded one: its history reads, a transition is version-checked."""
-    from geodata.models import Hazard, HazardEvent
-    from geodata.services import ledger
-    from geodata.services.parks import get_park
-    from geodata.storage import session_scope
-    from tests.ledger_helpers import ACTORS, build_park, lonlat
-
-    build_park(engine, users=False)
-    with session_scope(engine) as session:
-        hazard = ledger.create_hazard(session, get_park(session, "T", lock="share"),
-                                      point=ledger.parse_point(*lonlat((150, 150))),
-                                      category="其他", actor=ACTORS["inspector"],
-                                      description="消防通道堵塞")
-        assert [(e.actor, e.from_status, e.to_status, e.action, e.note) for e in hazard.events
-                ] == [(ACTORS["inspector"].name, None, "found", "log", "消防通道堵塞")]
-        moved = ledger.transition(session, hazard.id, "rectifying", actor=ACTORS["inspector"],
-                                  expected_version=1, deadline=future().isoformat())
-        assert moved is hazard and hazard.version == 2
-    with session_scope(engine) as session:
-        stored = session.execute(sa.select(Hazard)).scalar_one()
-        assert (stored.version, stored.status, stored.level, stored.escalation,
-                stored.description, stored.enterprise.name) == (
-            2, "rectifying", "general", "grid", "消防通道堵塞", "甲公司")
-        assert stored.created_at is not None and stored.closed_at is None
-        assert [(e.from_status, e.to_status, e.action) for e in session.execute(
-            sa.select(HazardEvent).order_by(HazardEvent.id)).scalars()] == [
-            (None, "found", "log"), ("found", "rectifying", "start")]

@@ -246,49 +246,19 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
                     location=to_element(point), category=category, level=LEVEL_NAMES[level],
                     description=description, found_date=found_date, status="found",
                     escalation="grid")
-    first = {"actor": actor.name, "from_status": None, "to_status": "found", "action": "log",
-             "note": description}
+    hazard.events.append(HazardEvent(actor=actor.name, from_status=None, to_status="found",
+                                     action="log", note=description))
     # Numbered last: the counter's row lock is then held only for the inserts and the commit.
     try:
         (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
-    if backend_name(session) == "postgresql":
-        _insert_with_first_event(session, hazard, first)
-    else:
-        hazard.events.append(HazardEvent(**first))
-        session.add(hazard)
-        session.flush()
+    session.add(hazard)
+    session.flush()
     # The answer's names were read with the placement: hazard_dicts needs no query for them.
     sa.inspect(hazard).info[_NAMES] = ((park.id, grid_id, enterprise_id), (
         park.code, grid and grid[1], grid and grid[2], firm and firm[1], firm and firm[2]))
     return hazard
-
-
-def _insert_with_first_event(session, hazard, event):
-    """PostgreSQL: insert the new ``hazard`` and its first history ``event`` in one statement.
-
-    ``WITH inserted AS (INSERT INTO hazards ... RETURNING id) INSERT INTO
-    hazard_events ... SELECT id ... FROM inserted``: one round trip where the
-    ORM's flush sends two.  The hazard is then added to the session as
-    loaded (persistent, its version 1), so later changes to it are flushed
-    and version-checked as usual; its events are read when asked for.
-    """
-    now = datetime.now(timezone.utc)
-    hazard.created_at, hazard.version = now, 1
-    table, events = Hazard.__table__, HazardEvent.__table__
-    row = {column.key: getattr(hazard, column.key) for column in table.c if column.key != "id"}
-    for key, value in row.items():
-        setattr(hazard, key, value)  # those left unset (None) become loaded too, not expired
-    inserted = table.insert().values(row).returning(table.c.id).cte("inserted")
-    values = {"at": now, **event}
-    statement = events.insert().from_select(
-        ["hazard_id", *values],
-        sa.select(inserted.c.id, *(sa.literal(v, events.c[k].type) for k, v in values.items()))
-    ).add_cte(inserted).returning(events.c.hazard_id)
-    hazard.id = session.execute(statement).scalar_one()
-    sa.orm.make_transient_to_detached(hazard)
-    session.add(hazard)
 
 
 def _check_version(hazard, expected, if_match, what="hazard"):
