@@ -51,13 +51,19 @@ def fresh_url(backend, tmp_path, request):
     admin.dispose()
 
 
+def database_at_0001(url, *more_rows):
+    """An engine on a new database at revision 0001 holding ``ROWS_0001`` and ``more_rows``."""
+    engine = make_engine(url, create=True)
+    schema.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        for statement in (*ROWS_0001, *more_rows):
+            conn.exec_driver_sql(statement)
+    return engine
+
+
 def test_0001_database_with_data_upgrades_to_head(fresh_url):
-    engine = make_engine(fresh_url, create=True)
+    engine = database_at_0001(fresh_url)
     try:
-        schema.upgrade(engine, "0001")
-        with engine.begin() as conn:
-            for statement in ROWS_0001:
-                conn.exec_driver_sql(statement)
         schema.upgrade(engine)
         assert schema.current_revision(engine) == schema.head_revision()
         with engine.connect() as conn:

@@ -29,7 +29,7 @@ from geodata.services.parks import get_park
 from geodata.storage import make_engine, session_scope
 from tests.conftest import stored_snapshot
 from tests.ledger_helpers import ACTORS, build_park, lonlat
-from tests.test_migrations import ROWS_0001, fresh_url  # noqa: F401 -- the fixture
+from tests.test_migrations import database_at_0001, fresh_url  # noqa: F401 -- the fixture
 
 YEAR = 2025
 FOUND = date(YEAR, 3, 1)
@@ -258,18 +258,13 @@ def test_a_missing_counter_starts_after_the_stored_numbers(engine):
 
 
 def test_the_counters_migration_continues_the_stored_numbers(fresh_url):  # noqa: F811
-    engine = make_engine(fresh_url, create=True)
+    engine = database_at_0001(
+        fresh_url,
+        "INSERT INTO hazards (id, park_id, grid_id, enterprise_id, code, location, "
+        "category, level, description, found_date, status, created_at, version) VALUES "
+        "(2, 1, 1, NULL, 'YH2025-0009', ST_GeomFromText('POINT(114.005 34.005)', 4326), "
+        "'消防安全', 'general', '', '2025-02-02', 'found', '2025-02-02 00:00:00+00:00', 1)")
     try:
-        schema.upgrade(engine, "0001")
-        with engine.begin() as conn:
-            for statement in ROWS_0001:
-                conn.exec_driver_sql(statement)
-            conn.exec_driver_sql(
-                "INSERT INTO hazards (id, park_id, grid_id, enterprise_id, code, location, "
-                "category, level, description, found_date, status, created_at, version) VALUES "
-                "(2, 1, 1, NULL, 'YH2025-0009', ST_GeomFromText('POINT(114.005 34.005)', 4326), "
-                "'消防安全', 'general', '', '2025-02-02', 'found', '2025-02-02 00:00:00+00:00', "
-                "1)")
         schema.upgrade(engine)
         assert _counters(engine) == [("YH", 2025, 9)]
         with session_scope(engine, write=True) as session:
