@@ -25,7 +25,7 @@ from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, E
 from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
-from geodata.services.parks import held_park_lock, note_park_lock, prepared_boundary
+from geodata.services.parks import prepared_boundary
 from geodata.storage import backend_name, start_write
 from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
@@ -156,21 +156,12 @@ def _lock_park(session, park, *, shared=False):
     (``FOR SHARE``), so they run side by side but never beside an edit, and
     their ledger numbers come from the counters
     (:mod:`geodata.services.numbering`).  PostgreSQL only: SQLite writers
-    hold the database's write lock already.  A park read with the lock in
-    this transaction (``get_park(lock=...)``) cannot have changed since, so
-    its version is returned without a statement.
+    hold the database's write lock already.
     """
-    postgres = backend_name(session) == "postgresql"
-    held = held_park_lock(session, park.id) if postgres else None
-    if held == "update" or (held and shared):
-        return park.version
     query = sa.select(Park.version).where(Park.id == park.id)
-    if postgres:
+    if backend_name(session) == "postgresql":
         query = query.with_for_update(read=shared)
-    version = session.execute(query).scalar_one()
-    if postgres:
-        note_park_lock(session, park.id, shared=shared)
-    return version
+    return session.execute(query).scalar_one()
 
 
 def _check_grid_limit(actor, grid_id, what="this hazard's grid"):

@@ -12,7 +12,6 @@ from geodata.errors import ConflictError, FeatureError, NotFoundError
 from geodata.geometry import validate_geometries
 from geodata.models import Park
 from geodata.models.base import to_element, to_shapes
-from geodata.storage import backend_name
 
 
 def get_park(session, code, *, lock=False):
@@ -23,8 +22,7 @@ def get_park(session, code, *, lock=False):
     PostgreSQL; SQLite writers already hold the database's write lock), so
     writers into one park queue instead of both passing their checks;
     ``lock="share"`` takes it shared (``FOR SHARE``: ledger creates run side by
-    side, grid edits wait).  The lock is remembered (:func:`held_park_lock`),
-    so a service that needs it later sends no statement of its own.
+    side, grid edits wait).
     """
     park = None
     if domains.is_code(code, kind="park"):
@@ -35,37 +33,7 @@ def get_park(session, code, *, lock=False):
         park = session.execute(query).scalar_one_or_none()
     if park is None:
         raise NotFoundError(f"no park with code {code!r}", details={"park": code})
-    if lock and backend_name(session) == "postgresql":
-        note_park_lock(session, park.id, shared=lock == "share")
     return park
-
-
-#: ``session.info`` key: (the transaction, {park id: shared?}) of the park row locks it holds.
-_PARK_LOCKS = "gridmap.park_locks"
-
-
-def note_park_lock(session, park_id, *, shared):
-    """Remember that this session's transaction holds ``park_id``'s row lock."""
-    transaction = session.get_transaction()
-    held = session.info.get(_PARK_LOCKS)
-    if held is None or held[0] is not transaction:
-        held = session.info[_PARK_LOCKS] = (transaction, {})
-    held[1][park_id] = shared and held[1].get(park_id, True)
-
-
-def held_park_lock(session, park_id):
-    """``"share"`` or ``"update"`` when this transaction holds the park's row lock, else None.
-
-    Only locks taken through :func:`get_park` or
-    :func:`geodata.services.ledger._lock_park` are known; a lock ends with its
-    transaction, and so does what is remembered of it.  A savepoint rolled
-    back would release a lock taken inside it on PostgreSQL without this
-    knowing: no code locks a park inside one (``begin_nested`` is not used).
-    """
-    held = session.info.get(_PARK_LOCKS)
-    if held is None or held[0] is not session.get_transaction() or park_id not in held[1]:
-        return None
-    return "share" if held[1][park_id] else "update"
 
 
 def set_park_settings(session, code, *, require_after_photo=None):
