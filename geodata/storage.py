@@ -195,16 +195,19 @@ def safe_url(url):
     return make_url(url).render_as_string(hide_password=True)
 
 
-def bbox_filter(session, model, column, box):
+def bbox_filter(bind, model, column, box):
     """A WHERE clause: ``column``'s bounding box meets ``box`` (minx, miny, maxx, maxy), indexed.
 
     PostGIS answers ``&&`` from the GiST index; on SpatiaLite the R*Tree
     ``idx_<table>_<column>`` (bounds rounded outwards to float32) gives the
     candidate row ids.  Either way the result is a superset of the rows that
-    intersect ``box``; the exact test is left to shapely.
+    intersect ``box``; the exact test is left to shapely.  ``bind`` is an
+    engine, connection or session, or the backend's name (:func:`backend_name`);
+    the bounds are numbers or SQL expressions (bound parameters of a statement
+    built once).
     """
-    minx, miny, maxx, maxy = (float(v) for v in box)
-    if backend_name(session) == "postgresql":
+    minx, miny, maxx, maxy = (v if isinstance(v, sa.ColumnElement) else float(v) for v in box)
+    if backend_name(bind) == "postgresql":
         return column.op("&&")(sa.func.ST_MakeEnvelope(minx, miny, maxx, maxy, STORAGE_SRID))
     index = sa.table(f"idx_{model.__tablename__}_{column.key}", sa.column("pkid"),
                      sa.column("xmin"), sa.column("xmax"), sa.column("ymin"), sa.column("ymax"))
@@ -215,6 +218,8 @@ def bbox_filter(session, model, column, box):
 
 def backend_name(bind):
     """Return ``"sqlite"`` or ``"postgresql"`` for an engine, connection or session."""
+    if isinstance(bind, str):
+        return bind
     return bind.get_bind().dialect.name if hasattr(bind, "get_bind") else bind.dialect.name
 
 

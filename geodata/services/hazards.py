@@ -1,5 +1,6 @@
 """Hazards (隐患): spatial resolution, import with history, export."""
 
+import functools
 import re
 from collections import Counter
 
@@ -20,7 +21,7 @@ from geodata.periods import local_today
 from geodata.services.numbering import reserve
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
-from geodata.storage import bbox_filter
+from geodata.storage import backend_name, bbox_filter
 
 STATUS_NAMES = {**{s: s for s in HAZARD_STATUSES},
                 "排查": "found", "整改": "rectifying", "督导": "supervising", "销号": "closed"}
@@ -79,20 +80,39 @@ def _layers_near(session, park, box):
 
     One statement (``UNION ALL``) reads both layers: one round trip per hazard logged.
     """
+    backend = backend_name(session)
+    params = {"park_id": park.id}
+    if box is not None:
+        params.update(zip(_BOX, (float(v) for v in box)))
+    rows = session.execute(_layers_statement(backend, box is not None), params).all()
+    return ([(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0] == 0],
+            [(r[1], r[3], r[4], r[5], r[6]) for r in rows if r[0] == 1])
+
+
+_BOX = ("minx", "miny", "maxx", "maxy")
+
+
+@functools.cache
+def _layers_statement(backend, near):
+    """The statement of :func:`_layers_near` on ``backend``, with or without the box.
+
+    Built once with bound parameters (``park_id`` and the box's): building it
+    cost more CPU than the database spends running it, on every hazard logged.
+    """
+    park_id = sa.bindparam("park_id", type_=sa.Integer)
     grids = sa.select(sa.literal(0).label("layer"), Grid.id, Grid.code.label("code"),
                       Grid.level.label("number"), sa.func.ST_AsBinary(Grid.geom).label("wkb"),
                       Grid.name.label("name"), sa.null().label("credit_code")
-                      ).where(Grid.park_id == park.id, Grid.active_to.is_(None))
+                      ).where(Grid.park_id == park_id, Grid.active_to.is_(None))
     sites = sa.select(sa.literal(1), Enterprise.id, sa.null(), Enterprise.host_id,
                       sa.func.ST_AsBinary(Enterprise.site), Enterprise.name,
-                      Enterprise.credit_code).where(Enterprise.park_id == park.id)
-    if box is not None:
-        grids = grids.where(bbox_filter(session, Grid, Grid.geom, box))
-        sites = sites.where(bbox_filter(session, Enterprise, Enterprise.site, box))
+                      Enterprise.credit_code).where(Enterprise.park_id == park_id)
+    if near:
+        box = [sa.bindparam(name, type_=sa.Float) for name in _BOX]
+        grids = grids.where(bbox_filter(backend, Grid, Grid.geom, box))
+        sites = sites.where(bbox_filter(backend, Enterprise, Enterprise.site, box))
     both = sa.union_all(grids, sites).subquery()
-    rows = session.execute(sa.select(both).order_by(both.c.layer, both.c.code, both.c.id)).all()
-    return ([(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0] == 0],
-            [(r[1], r[3], r[4], r[5], r[6]) for r in rows if r[0] == 1])
+    return sa.select(both).order_by(both.c.layer, both.c.code, both.c.id)
 
 
 def import_hazards(session, park, gdf, *, file=None, actor="import", max_vertices=20_000,

@@ -8,6 +8,7 @@ the second one sees the new version and gets 409 ``stale_version`` (or 412
 when it sent ``If-Match``).  Nothing is written before every check passed.
 """
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -158,10 +159,17 @@ def _lock_park(session, park, *, shared=False):
     (:mod:`geodata.services.numbering`).  PostgreSQL only: SQLite writers
     hold the database's write lock already.
     """
-    query = sa.select(Park.version).where(Park.id == park.id)
-    if backend_name(session) == "postgresql":
+    return session.execute(_park_version_statement(backend_name(session), shared),
+                           {"park_id": park.id}).scalar_one()
+
+
+@functools.cache
+def _park_version_statement(backend, shared):
+    # Built once: every create and every grid edit runs it.
+    query = sa.select(Park.version).where(Park.id == sa.bindparam("park_id", type_=sa.Integer))
+    if backend == "postgresql":
         query = query.with_for_update(read=shared)
-    return session.execute(query).scalar_one()
+    return query
 
 
 def _check_grid_limit(actor, grid_id, what="this hazard's grid"):

@@ -34,21 +34,33 @@ def reserve(session, park, prefix, year, *, count=1, at_least=0):
     transaction ends; a missing row (a new year) starts from the highest
     number of that year already stored.
     """
-    last = _COUNTERS.c.last
-    update = (_COUNTERS.update()
-              .where(_COUNTERS.c.park_id == park.id, _COUNTERS.c.ledger == prefix,
-                     _COUNTERS.c.year == year)
-              .values(last=sa.case((last >= at_least, last), else_=at_least) + count)
-              .returning(last))
-    got = session.execute(update).scalar()
+    key = {"park_id": park.id, "ledger": prefix, "year": year}
+    params = {"the_park": park.id, "the_ledger": prefix, "the_year": year, "at_least": at_least,
+              "count": count}
+    got = session.execute(_TAKE, params).scalar()
     if got is None:
         # ON CONFLICT: a concurrent create of the same new year inserted the row first.
         insert = (postgresql if backend_name(session) == "postgresql" else sqlite).insert
         session.execute(insert(_COUNTERS).values(
-            park_id=park.id, ledger=prefix, year=year,
-            last=stored_highest(session, park, prefix, year)).on_conflict_do_nothing())
-        got = session.execute(update).scalar_one()
+            **key, last=stored_highest(session, park, prefix, year)).on_conflict_do_nothing())
+        got = session.execute(_TAKE, params).scalar_one()
     return got
+
+
+def _take():
+    # Built once (every create runs it): raise ``last`` to ``at_least``, add ``count``.
+    c = _COUNTERS.c
+    at_least = sa.bindparam("at_least", type_=sa.Integer)
+    return (_COUNTERS.update()
+            .where(c.park_id == sa.bindparam("the_park", type_=sa.Integer),
+                   c.ledger == sa.bindparam("the_ledger", type_=sa.String),
+                   c.year == sa.bindparam("the_year", type_=sa.Integer))
+            .values(last=sa.case((c.last >= at_least, c.last), else_=at_least)
+                    + sa.bindparam("count", type_=sa.Integer))
+            .returning(c.last))
+
+
+_TAKE = _take()
 
 
 def stored_highest(session, park, prefix, year):

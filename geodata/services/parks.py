@@ -1,5 +1,6 @@
 """Parks: create, look up, import and export."""
 
+import functools
 import threading
 
 import shapely
@@ -26,14 +27,21 @@ def get_park(session, code, *, lock=False):
     """
     park = None
     if domains.is_code(code, kind="park"):
-        query = sa.select(Park).where(Park.code == attr.code(code, kind="park"))
-        if lock:
-            query = query.with_for_update(read=lock == "share").execution_options(
-                populate_existing=True)
-        park = session.execute(query).scalar_one_or_none()
+        park = session.execute(_park_statement(lock), {
+            "code": attr.code(code, kind="park")}).scalar_one_or_none()
     if park is None:
         raise NotFoundError(f"no park with code {code!r}", details={"park": code})
     return park
+
+
+@functools.cache
+def _park_statement(lock):
+    # Built once: every API request into a park starts with it.
+    query = sa.select(Park).where(Park.code == sa.bindparam("code", type_=sa.String))
+    if lock:
+        query = query.with_for_update(read=lock == "share").execution_options(
+            populate_existing=True)
+    return query
 
 
 def set_park_settings(session, code, *, require_after_photo=None):
