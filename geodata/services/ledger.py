@@ -245,19 +245,37 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
                     location=to_element(point), category=category, level=LEVEL_NAMES[level],
                     description=description, found_date=found_date, status="found",
                     escalation="grid")
-    hazard.events.append(HazardEvent(actor=actor.name, from_status=None, to_status="found",
-                                     action="log", note=description))
     # Numbered last: the counter's row lock is then held only for the inserts and the commit.
     try:
         (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
     session.add(hazard)
-    session.flush()
+    append_event(session, hazard, actor=actor.name, from_status=None, to_status="found",
+                 action="log", note=description)
     # The answer's names were read with the placement: hazard_dicts needs no query for them.
     sa.inspect(hazard).info[_NAMES] = ((park.id, grid_id, enterprise_id), (
         park.code, grid and grid[1], grid and grid[2], firm and firm[1], firm and firm[2]))
     return hazard
+
+
+def append_event(session, hazard, *, actor, from_status, to_status, action, note,
+                 escalation=None):
+    """Flush ``hazard``'s changes and append one event to its history (``hazard_events``).
+
+    The event is inserted by a statement built once, not added to the session:
+    the write paths never load a hazard's history (``hazard.events`` would read
+    it all first), and the unit of work for a second object cost more CPU than
+    the insert itself.
+    """
+    session.flush()
+    session.execute(_APPEND_EVENT, {
+        "hazard_id": hazard.id, "at": datetime.now(timezone.utc), "actor": actor,
+        "from_status": from_status, "to_status": to_status, "action": action, "note": note,
+        "escalation": escalation})
+
+
+_APPEND_EVENT = HazardEvent.__table__.insert()
 
 
 def _check_version(hazard, expected, if_match, what="hazard"):
@@ -320,11 +338,8 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
     if step.needs_deadline:
         hazard.deadline = deadline
     hazard.closed_at = datetime.now(timezone.utc) if step.target == "closed" else None
-    # Added by id, not through hazard.events, which would first load the whole history.
-    session.add(HazardEvent(hazard_id=hazard.id, actor=actor.name, from_status=source,
-                            to_status=step.target, action=step.action,
-                            note=note or (record.note if record is not None else "")))
-    session.flush()
+    append_event(session, hazard, actor=actor.name, from_status=source, to_status=step.target,
+                 action=step.action, note=note or (record.note if record is not None else ""))
     return hazard
 
 
@@ -395,12 +410,10 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
     reason = _text(reason, "reason")
     check_escalation(hazard.escalation, target, reason)
     _check_grid_limit(actor, hazard.grid_id)
-    session.add(HazardEvent(
-        hazard_id=hazard.id, actor=actor.name, from_status=hazard.status,
-        to_status=hazard.status, action="escalate", escalation=f"{hazard.escalation}>{target}",
-        note=reason))
+    step = f"{hazard.escalation}>{target}"
     hazard.escalation = target
-    session.flush()
+    append_event(session, hazard, actor=actor.name, from_status=hazard.status,
+                 to_status=hazard.status, action="escalate", escalation=step, note=reason)
     return hazard
 
 
