@@ -108,14 +108,20 @@ def entry_by_id(session, model, entry_id, *, lock=False, what, options=()):
     """
     if not domains.is_id(entry_id):
         raise NotFoundError(f"no {what} {entry_id!r}", code=f"{what}_not_found")
-    query = sa.select(model).where(model.id == entry_id).options(*options).execution_options(
-        populate_existing=True)
-    if lock:
-        query = query.with_for_update(of=model)
-    found = session.execute(query).scalar_one_or_none()
+    found = session.execute(_entry_statement(model, lock, options),
+                            {"entry_id": entry_id}).scalar_one_or_none()
     if found is None:
         raise NotFoundError(f"no {what} {entry_id}", code=f"{what}_not_found")
     return found
+
+
+@functools.cache
+def _entry_statement(model, lock, options):
+    # Built once per kind: every transition and escalation starts with it.
+    query = sa.select(model).where(
+        model.id == sa.bindparam("entry_id", type_=sa.Integer)).options(
+            *options).execution_options(populate_existing=True)
+    return query.with_for_update(of=model) if lock else query
 
 
 def entry_by_code(session, model, code, park=None, *, what):
