@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from geodata.errors import ValidationError
 from geodata.files import atomic_write
-from geodata.models import Supervision
+from geodata.models import Hazard, Supervision
 from geodata.periods import local_today
 from geodata.services import ledger
 from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
@@ -49,8 +49,14 @@ def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
     items = ledger.hazard_dicts(session, hazards, today=today)
     passed = {}
     if hazards:
-        for record in session.execute(sa.select(Supervision).where(
-                Supervision.outcome == "passed").order_by(Supervision.id)).scalars():
+        # Only the listed hazards' records (the last passed one counts): a park's ledger
+        # must not read every park's supervision history.
+        query = sa.select(Supervision).where(Supervision.outcome == "passed").order_by(
+            Supervision.id)
+        if park is not None:
+            query = query.join(Hazard, Hazard.id == Supervision.hazard_id).where(
+                Hazard.park_id == park.id)
+        for record in session.execute(query).scalars():
             passed[record.hazard_id] = record
     rows = []
     for seq, item in enumerate(items, 1):

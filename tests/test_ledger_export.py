@@ -5,15 +5,16 @@ import io
 from datetime import date
 
 import openpyxl
+import shapely
 import sqlalchemy as sa
 
-from geodata.ledger_export import HEADERS
-from geodata.models import Hazard
+from geodata.ledger_export import HEADERS, ledger_rows
+from geodata.models import Hazard, Supervision
 from geodata.services import ledger
 from geodata.services.demo_loader import load_demo
-from geodata.services.parks import get_park
+from geodata.services.parks import get_park, park_boundary
 from geodata.storage import session_scope
-from tests.ledger_helpers import ACTORS, build_park, lonlat
+from tests.ledger_helpers import ACTORS, build_park, future, lonlat
 from webmap import create_app
 
 TODAY = date(2025, 11, 30)
@@ -78,3 +79,38 @@ def test_csv_xlsx_over_http_and_formula_injection(db_url, engine, tmp_path):
     assert page.status_code == 200 and "危化品" in page.get_data(as_text=True)
     assert client.get("/parks/T/ledger.pdf", headers=auth).status_code == 422
     app.extensions["gridmap.engine"].dispose()
+
+
+def _closed_with_record(session, park, point, note):
+    hazard = ledger.create_hazard(session, park, point=point, category="用电安全",
+                                  description="配电箱未上锁", actor=ACTORS["inspector"])
+    for target, kwargs in (("rectifying", {"deadline": future()}), ("supervising", {}),
+                           ("closed", {"supervision": {"note": note}})):
+        actor = ACTORS["supervisor" if target == "closed" else "inspector"]
+        hazard = ledger.transition(session, hazard.id, target, actor=actor,
+                                   expected_version=hazard.version, **kwargs)
+    return hazard.id
+
+
+def test_a_parks_ledger_reads_only_its_own_supervision_records(engine):
+    """The closed hazards' supervisors come from the park's records, not every park's."""
+    load_demo(engine, today=TODAY)
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        demo = get_park(session, "FGKFQ")
+        other = _closed_with_record(session, demo, shapely.point_on_surface(park_boundary(demo)),
+                                    "别的园区")
+        mine = _closed_with_record(session, get_park(session, "T"),
+                                   ledger.parse_point(*lonlat("T-002")), "已上锁")
+    loaded = []
+    with session_scope(engine) as session:
+        listen = sa.event.listens_for(Supervision, "load")(
+            lambda record, context: loaded.append(record.hazard_id))
+        try:
+            (row,) = ledger_rows(session, park=get_park(session, "T"))
+            demo_rows = ledger_rows(session, park=get_park(session, "FGKFQ"), status="closed")
+        finally:
+            sa.event.remove(Supervision, "load", listen)
+    assert row["status"] == "销号" and row["supervisor"] == "supervisor"
+    assert [r["supervisor"] for r in demo_rows if r["id"] == other] == ["supervisor"]
+    assert loaded == [mine, other]
