@@ -9,6 +9,7 @@ formula neutralising included.
 """
 
 import csv
+import functools
 import io
 from pathlib import Path
 
@@ -35,17 +36,42 @@ COLUMNS = [
 HEADERS = [h for h, _ in COLUMNS]
 
 
-def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
-    """Return the ledger rows (dicts keyed as :data:`COLUMNS`, plus the hazard ``id``)."""
-    today = today or local_today()
-    hazards, offset = [], 0
+def listed(list_page, window=None):
+    """Entries of a ledger list function, all of them or one ``window``.
+
+    ``list_page(limit=, offset=)`` returns ``(entries, total)``
+    (:func:`geodata.services.ledger.list_hazards`,
+    :func:`geodata.services.requests.list_requests`).  ``window`` is
+    ``(offset, limit)`` for one page of a table; without it every entry is
+    read, a thousand at a time (an export holds the whole ledger).
+
+    Returns ``(entries, total, first)``: ``first`` is the ledger's row number
+    (序号) of the first entry.
+    """
+    if window is not None:
+        offset, limit = window
+        entries, total = list_page(limit=limit, offset=offset)
+        return entries, total, offset + 1
+    entries, offset = [], 0
     while True:
-        page, total = ledger.list_hazards(session, park=park, status=status, overdue=overdue,
-                                          limit=ledger.MAX_PAGE, offset=offset, today=today)
-        hazards.extend(page)
+        page, total = list_page(limit=ledger.MAX_PAGE, offset=offset)
+        entries.extend(page)
         offset += len(page)
         if not page or offset >= total:
-            break
+            return entries, total, 1
+
+
+def ledger_rows(session, *, park=None, status=None, overdue=None, code=None, today=None,
+                window=None):
+    """Return ``(rows, total)``: the ledger rows matching the filters.
+
+    Rows are dicts keyed as :data:`COLUMNS`, plus the hazard ``id``: all of
+    them, or one ``window`` (:func:`listed`).
+    """
+    today = today or local_today()
+    hazards, total, first = listed(functools.partial(
+        ledger.list_hazards, session, park=park, status=status, overdue=overdue, code=code,
+        today=today), window)
     items = ledger.hazard_dicts(session, hazards, today=today)
     passed = {}
     if hazards:
@@ -59,7 +85,7 @@ def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
         for record in session.execute(query).scalars():
             passed[record.hazard_id] = record
     rows = []
-    for seq, item in enumerate(items, 1):
+    for seq, item in enumerate(items, first):
         record = passed.get(item["id"]) if item["status"] == "closed" else None
         rows.append({
             "id": item["id"],  # not a column: the ledger page finds the hazard's photos by it
@@ -78,7 +104,7 @@ def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
             "closed_at": (item["closed_at"] or "")[:16].replace("T", " "),
             "lon": item["lon"], "lat": item["lat"],
         })
-    return rows
+    return rows, total
 
 
 def _safe_cell(value):
@@ -164,4 +190,4 @@ def export_ledger(session, path, **filters):
         422 ``unsupported_format`` for another extension.
     """
     export_suffix(path)
-    return write_export(path, ledger_rows(session, **filters))
+    return write_export(path, ledger_rows(session, **filters)[0])

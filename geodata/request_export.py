@@ -5,9 +5,10 @@ CSV with a byte-order mark, one XLSX sheet ``诉求台账`` with a frozen header
 cells that a spreadsheet would run as a formula prefixed with ``'``.
 """
 
+import functools
 from datetime import datetime
 
-from geodata.ledger_export import export_suffix, write_export
+from geodata.ledger_export import export_suffix, listed, write_export
 from geodata.periods import local_now, local_today
 from geodata.services import requests as service
 from geodata.vocabulary import REQUEST_STATE_NAMES, SATISFACTION_NAMES, SOURCE_NAMES
@@ -30,22 +31,17 @@ def _local(moment):
     return local_now(datetime.fromisoformat(moment)).strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
-def request_rows(session, *, today=None, **filters):
-    """Return the ledger rows (dicts keyed as :data:`COLUMNS`) for the filters.
+def request_rows(session, *, today=None, window=None, **filters):
+    """Return ``(rows, total)``: the ledger rows (dicts keyed as :data:`COLUMNS`) for the
+    filters, all of them or one ``window`` (:func:`geodata.ledger_export.listed`).
 
     ``filters`` are those of :func:`geodata.services.requests.list_requests`.
     """
     today = today or local_today()
-    items, offset = [], 0
-    while True:
-        page, total = service.list_requests(session, limit=service.MAX_PAGE, offset=offset,
-                                            today=today, **filters)
-        items.extend(page)
-        offset += len(page)
-        if not page or offset >= total:
-            break
+    items, total, first = listed(functools.partial(service.list_requests, session, today=today,
+                                                   **filters), window)
     rows = []
-    for seq, item in enumerate(service.request_dicts(session, items, today=today), 1):
+    for seq, item in enumerate(service.request_dicts(session, items, today=today), first):
         grid = item["grid"] or {}
         rows.append({
             "seq": seq, "code": item["code"], "park": item["park"],
@@ -60,7 +56,7 @@ def request_rows(session, *, today=None, **filters):
             "resolved_at": _local(item["resolved_at"]),
             "satisfaction": SATISFACTION_NAMES.get(item["satisfaction"], ""),
         })
-    return rows
+    return rows, total
 
 
 def export_requests(session, path, **filters):
@@ -72,5 +68,5 @@ def export_requests(session, path, **filters):
         422 ``unsupported_format`` for another extension.
     """
     export_suffix(path)
-    return write_export(path, request_rows(session, **filters), columns=COLUMNS, title=TITLE,
+    return write_export(path, request_rows(session, **filters)[0], columns=COLUMNS, title=TITLE,
                         widths=WIDTHS)

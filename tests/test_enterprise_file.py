@@ -1,5 +1,6 @@
 """One file per enterprise (一企一档): page and JSON on both backends, roles, bad codes, links."""
 
+import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -99,7 +100,11 @@ def test_the_page_shows_the_same_file_with_links(site):
         assert text in html, text
     assert 'href="/parks/T/grids/T-003"' in html
     assert f'href="/parks/T/enterprises/{BING}"' in html
-    assert 'href="/parks/T/ledger#hazard-' in html and 'href="/parks/T/requests"' in html
+    assert 'href="/parks/T/requests"' in html
+    # the hazard's link opens the ledger filtered to its number, whichever page it is on
+    link = re.search(r'href="(/parks/T/ledger\?number=(YH\d{4}-\d+))#hazard-\2"', html)
+    ledger = site.get(link.group(1), headers=auth(site, "viewer")).get_data(as_text=True)
+    assert f'id="hazard-{link.group(2)}"' in ledger and "1 条 rows" in ledger
     assert 'id="ent-config"' in html and "/static/enterprise.js" in html
     unit = site.get(f"/parks/T/enterprises/{BING}", headers=auth(site, "viewer")).get_data(
         as_text=True)

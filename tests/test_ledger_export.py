@@ -107,8 +107,8 @@ def test_a_parks_ledger_reads_only_its_own_supervision_records(engine):
         listen = sa.event.listens_for(Supervision, "load")(
             lambda record, context: loaded.append(record.hazard_id))
         try:
-            (row,) = ledger_rows(session, park=get_park(session, "T"))
-            demo_rows = ledger_rows(session, park=get_park(session, "FGKFQ"), status="closed")
+            (row,), _ = ledger_rows(session, park=get_park(session, "T"))
+            demo_rows, _ = ledger_rows(session, park=get_park(session, "FGKFQ"), status="closed")
         finally:
             sa.event.remove(Supervision, "load", listen)
     assert row["status"] == "销号" and row["supervisor"] == "supervisor"

@@ -9,6 +9,7 @@ import re
 
 from flask import Blueprint, render_template, request, send_file
 
+from geodata import domains
 from geodata.errors import ValidationError
 from geodata.ledger_export import COLUMNS, ledger_rows, to_csv, to_xlsx
 from geodata.periods import local_today
@@ -17,6 +18,7 @@ from geodata.services.parks import get_park
 from geodata.services.photos import visible_photos
 from geodata.vocabulary import PHOTO_TAG_NAMES
 from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
+from webmap.api import parse_int
 from webmap.auth import current_actor, login_page_or_user
 from webmap.db import get_session
 
@@ -37,13 +39,31 @@ def _headers(response):
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+#: Rows per page of the ledger tables (the exports hold every row).
+PAGE_ROWS = 200
+
+
+def table_page():
+    """The ``page`` asked for (1 first; 400/422 otherwise) and its ``(offset, limit)`` window."""
+    page = parse_int("page", request.args.get("page"), 1, domains.OFFSET_MAX // PAGE_ROWS,
+                     default=1)
+    return page, ((page - 1) * PAGE_ROWS, PAGE_ROWS)
+
+
+def pages(total):
+    """How many pages of :data:`PAGE_ROWS` rows ``total`` rows fill (at least one)."""
+    return max(1, -(-total // PAGE_ROWS))
+
+
 def _filters():
     status = request.args.get("status") or None
     overdue = request.args.get("overdue")
     if overdue not in (None, "", "true", "false"):
         raise ValidationError("overdue must be true or false", code="invalid_value",
                               details={"field": "overdue"})
-    return {"status": status, "overdue": {"true": True, "false": False}.get(overdue)}
+    return {"status": status, "overdue": {"true": True, "false": False}.get(overdue),
+            # ``number``, not ``code``: the park's code is the path's.
+            "code": request.args.get("number", "").strip() or None}
 
 
 @bp.get("/parks/<code>/dashboard")
@@ -72,14 +92,17 @@ def ledger_page(code):
     session = get_session()
     park = get_park(session, code)
     filters = _filters()
-    rows = ledger_rows(session, park=park, **filters)
-    # The export links repeat the known filters only: url_for reads _external, _scheme
-    # and _anchor from its keywords, and a second ``code`` raised a TypeError (a 500).
-    export_args = {k: request.args[k] for k in ("status", "overdue") if request.args.get(k)}
+    page, window = table_page()
+    rows, total = ledger_rows(session, park=park, window=window, **filters)
+    # The export and page links repeat the known filters only: url_for reads _external,
+    # _scheme and _anchor from its keywords, and a second ``code`` raised a TypeError (a 500).
+    export_args = {k: request.args[k] for k in ("status", "overdue", "number")
+                   if request.args.get(k)}
     photos = visible_photos(session, [r["id"] for r in rows], current_actor(session))
-    return render_template("ledger.html", park=park, rows=rows, columns=COLUMNS,
-                           states=STATE_NAMES, filters=filters, export_args=export_args,
-                           photos=photos, tag_names=PHOTO_TAG_NAMES)
+    return render_template("ledger.html", park=park, rows=rows, total=total, page=page,
+                           pages=pages(total), columns=COLUMNS, states=STATE_NAMES,
+                           filters=filters, export_args=export_args, photos=photos,
+                           tag_names=PHOTO_TAG_NAMES)
 
 
 @bp.get("/parks/<code>/ledger.<fmt>")
@@ -90,7 +113,7 @@ def ledger_file(code, fmt):
         return redirect
     session = get_session()
     park = get_park(session, code)
-    rows = ledger_rows(session, park=park, **_filters())
+    rows, _ = ledger_rows(session, park=park, **_filters())
     return send_export(to_csv(rows) if fmt == "csv" else to_xlsx(rows), fmt, "hazard-ledger",
                        park)
 

@@ -503,16 +503,18 @@ def grid_ids_query(grid, park=None):
 
 
 def list_hazards(session, *, park=None, status=None, level=None, escalation=None, grid=None,
-                 category=None, overdue=None, limit=100, offset=0, today=None):
+                 category=None, overdue=None, code=None, limit=100, offset=0, today=None):
     """Return ``(hazards, total)`` matching the filters, by ledger number.
 
     Filters are allow-listed values bound as parameters; ``grid`` is a grid
-    code and matches the grid and its sub-grids.
+    code and matches the grid and its sub-grids; ``code`` is one ledger
+    number (``YH2026-0012``, normalised as stored codes are).
 
     Raises
     ------
     ValidationError
-        422 for an unknown status, level, escalation or category, or a bad page.
+        422 for an unknown status, level, escalation or category, a bad page or
+        a ``code`` that is no ledger number.
     """
     today = today or local_today()
     query = sa.select(Hazard)
@@ -533,6 +535,8 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
         query = query.where(Hazard.category == category)
     if grid is not None:
         query = query.where(Hazard.grid_id.in_(grid_ids_query(grid, park)))
+    if code is not None:
+        query = query.where(Hazard.code == domains.ledger_code(code, "code"))
     if overdue is not None:
         late = sa.and_(Hazard.status != "closed", Hazard.deadline.is_not(None),
                        Hazard.deadline < today)
