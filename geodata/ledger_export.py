@@ -35,13 +35,17 @@ COLUMNS = [
 HEADERS = [h for h, _ in COLUMNS]
 
 
-def ledger_rows(session, *, park=None, status=None, overdue=None, today=None):
-    """Return the ledger rows (dicts keyed as :data:`COLUMNS`, plus the hazard ``id``)."""
+def ledger_rows(session, *, park=None, status=None, overdue=None, today=None, grid_ids=None):
+    """Return the ledger rows (dicts keyed as :data:`COLUMNS`, plus the hazard ``id``).
+
+    ``grid_ids`` (a grid member's) keeps only hazards in those grids.
+    """
     today = today or local_today()
     hazards, offset = [], 0
     while True:
         page, total = ledger.list_hazards(session, park=park, status=status, overdue=overdue,
-                                          limit=ledger.MAX_PAGE, offset=offset, today=today)
+                                          limit=ledger.MAX_PAGE, offset=offset, today=today,
+                                          grid_ids=grid_ids)
         hazards.extend(page)
         offset += len(page)
         if not page or offset >= total:

@@ -72,11 +72,12 @@ def ledger_page(code):
     session = get_session()
     park = get_park(session, code)
     filters = _filters()
-    rows = ledger_rows(session, park=park, **filters)
+    actor = current_actor(session)
+    rows = ledger_rows(session, park=park, grid_ids=actor.grid_ids, **filters)
     # The export links repeat the known filters only: url_for reads _external, _scheme
     # and _anchor from its keywords, and a second ``code`` raised a TypeError (a 500).
     export_args = {k: request.args[k] for k in ("status", "overdue") if request.args.get(k)}
-    photos = visible_photos(session, [r["id"] for r in rows], current_actor(session))
+    photos = visible_photos(session, [r["id"] for r in rows], actor)
     return render_template("ledger.html", park=park, rows=rows, columns=COLUMNS,
                            states=STATE_NAMES, filters=filters, export_args=export_args,
                            photos=photos, tag_names=PHOTO_TAG_NAMES)
@@ -90,7 +91,8 @@ def ledger_file(code, fmt):
         return redirect
     session = get_session()
     park = get_park(session, code)
-    rows = ledger_rows(session, park=park, **_filters())
+    rows = ledger_rows(session, park=park, grid_ids=current_actor(session).grid_ids,
+                       **_filters())
     return send_export(to_csv(rows) if fmt == "csv" else to_xlsx(rows), fmt, "hazard-ledger",
                        park)
 

@@ -13,7 +13,7 @@ from geodata.request_export import COLUMNS, TITLE, WIDTHS, request_rows
 from geodata.services import requests as service
 from geodata.services.parks import get_park
 from geodata.vocabulary import REQUEST_STATE_NAMES, SOURCE_NAMES
-from webmap.auth import login_page_or_user
+from webmap.auth import current_actor, login_page_or_user
 from webmap.dashboard import CSP, export_allowed, send_export
 from webmap.db import get_session
 from webmap.requests_api import today
@@ -49,7 +49,8 @@ def requests_page(code):
     session = get_session()
     park = get_park(session, code)
     filters = _filters()
-    rows = request_rows(session, park=park, today=today(), **filters)
+    rows = request_rows(session, park=park, today=today(),
+                        grid_ids=current_actor(session).grid_ids, **filters)
     export_args = {k: request.args[k] for k in FILTERS if request.args.get(k)}
     return render_template("requests.html", park=park, rows=rows, columns=COLUMNS,
                            states=REQUEST_STATE_NAMES, sources=SOURCE_NAMES,
@@ -65,6 +66,7 @@ def requests_file(code, fmt):
         return redirect
     session = get_session()
     park = get_park(session, code)
-    rows = request_rows(session, park=park, today=today(), **_filters())
+    rows = request_rows(session, park=park, today=today(),
+                        grid_ids=current_actor(session).grid_ids, **_filters())
     body = to_csv(rows, COLUMNS) if fmt == "csv" else to_xlsx(rows, TITLE, COLUMNS, WIDTHS)
     return send_export(body, fmt, "request-ledger", park)

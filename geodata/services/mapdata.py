@@ -579,8 +579,13 @@ def search(session, park, q, limit=20):
     return results
 
 
-def grid_page(session, park, code, today=None, *, published_only=False):
-    """Everything the grid page shows: summary, staff, enterprises and hazards."""
+def grid_page(session, park, code, today=None, *, published_only=False, grid_ids=None):
+    """Everything the grid page shows: summary, staff, enterprises and hazards.
+
+    Enterprise contacts are for logged-in users, as in the OGC API: a visitor
+    (``published_only``) gets none, a grid member (``grid_ids``) only those in
+    their grids.
+    """
     grid = get_grid(session, park, code)
     summary = grid_summary(session, park, grid.code, today, published_only=published_only)
     subs = session.execute(sa.select(Grid.code, Grid.name).where(
@@ -595,8 +600,13 @@ def grid_page(session, park, code, today=None, *, published_only=False):
         where = assign_to_cells(to_shapes([e.site for e in all_ents]),
                                 to_shapes([grid.geom])) if all_ents else []
         ents = [e for e, k in zip(all_ents, where) if k == 0]
+
+    def shown(e):
+        return not published_only and (grid_ids is None or e.grid_id in grid_ids)
+
     enterprises = [{"name": e.name, "credit_code": e.credit_code, "industry": e.industry,
-                    "contact_name": e.contact_name, "contact_phone": e.contact_phone,
+                    "contact_name": e.contact_name if shown(e) else None,
+                    "contact_phone": e.contact_phone if shown(e) else None,
                     "hidden": e.credit_code in hidden,
                     "host": hidden[e.credit_code].host if e.credit_code in hidden else None}
                    for e in ents]

@@ -588,9 +588,23 @@ def schedule(session, park, *, today=None):
     return out
 
 
-def due(session, park, *, today=None):
-    """Return the entries that are due: their previous period passed without the visits."""
-    return [e for e in schedule(session, park, today=today) if e["status"] == "overdue"]
+def due(session, park, *, today=None, user=None):
+    """Return the entries that are due: their previous period passed without the visits.
+
+    For a grid member ``user``: only entries given to them or of enterprises
+    they serve (in their grids, or linked to them, 包联).
+    """
+    entries = [e for e in schedule(session, park, today=today) if e["status"] == "overdue"]
+    grid_ids = allowed_grid_ids(session, user) if user is not None else None
+    if grid_ids is None:
+        return entries
+    served = set(session.execute(sa.select(Enterprise.credit_code).where(
+        Enterprise.park_id == park.id, sa.or_(
+            Enterprise.grid_id.in_(sorted(grid_ids)),
+            Enterprise.id.in_(sa.select(EnterpriseLink.enterprise_id).where(
+                EnterpriseLink.user_id == user.id))))).scalars())
+    return [e for e in entries
+            if e["user"] == user.username or e["enterprise"]["credit_code"] in served]
 
 
 def _recheck_days(session, park):
