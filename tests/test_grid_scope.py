@@ -21,13 +21,19 @@ route fails the test until it is added to the tables below.
 import io
 import re
 import uuid
+from datetime import datetime, timezone
 
 import mapbox_vector_tile
 import openpyxl
 import pypdf
+import sqlalchemy as sa
 from flask import url_for
 
+from geodata.models import VisitRule
 from geodata.periods import iso_week, local_today
+from geodata.services import visits
+from geodata.services.parks import get_park
+from geodata.storage import session_scope
 from tests.conftest import stored_snapshot
 from tests.ledger_helpers import image_bytes, lonlat
 from tests.scope_helpers import U_X, build_scopes
@@ -190,5 +196,34 @@ def test_a_grid_member_sees_and_changes_nothing_outside_their_grids(db_url, engi
         assert checked > 150
         assert stored_snapshot(engine) == before
         assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == photos_before
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+def test_visits_due_show_a_grid_member_only_the_enterprises_they_serve(db_url, engine, tmp_path):
+    tokens, ids = build_scopes(engine, tmp_path / "photos")
+    with session_scope(engine, write=True) as session:
+        for s in ids.values():  # a daily patrol for each enterprise: all are overdue today
+            visits.set_rule(session, get_park(session, s["park"]), "patrol",
+                            enterprise=s["enterprise"], period="day", times=1)
+        # ruled since long ago, so yesterday's missing patrol is owed
+        session.execute(sa.update(VisitRule).values(
+            created_at=datetime(2025, 1, 1, tzinfo=timezone.utc)))
+    app = create_app({"DATABASE_URL": db_url, "DATA_DIR": str(tmp_path)})
+    try:
+        client = app.test_client()
+
+        def due(role, park):
+            auth = {"Authorization": f"Bearer {tokens[role]}"}
+            listed = client.get(f"/api/parks/{park}/visits/due", headers=auth).get_json()
+            layer = client.get(f"/api/parks/{park}/visits/layer", headers=auth).get_json()
+            return ({e["enterprise"]["credit_code"] for e in listed["visits_due"]},
+                    {f["properties"]["credit_code"] for f in layer["features"]
+                     if f["properties"]["layer"] == "overdue_enterprise"})
+
+        own, other = ids["own"]["enterprise"], ids["grid"]["enterprise"]
+        assert due("admin", "T") == ({own, other}, {own, other})
+        assert due("member", "T") == ({own}, {own})
+        assert due("member", "U") == (set(), set())
     finally:
         app.extensions["gridmap.engine"].dispose()

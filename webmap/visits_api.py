@@ -172,6 +172,6 @@ def layer(code):
     _allowed(())
     session = get_session()
     current_actor(session, "read")
-    response = jsonify(visits.field_layer(session, get_park(session, code)))
+    response = jsonify(visits.field_layer(session, get_park(session, code), user=g.user))
     response.mimetype = "application/geo+json"
     return response

@@ -778,16 +778,17 @@ def worklist(session, park, user, *, today=None):
     }
 
 
-def field_layer(session, park, *, today=None):
+def field_layer(session, park, *, today=None, user=None):
     """Return the desk's field-work map layer as a GeoJSON FeatureCollection (EPSG:4326).
 
     Features with ``layer`` ``overdue_enterprise`` (the site of each
-    enterprise with a due entry, and which entries) and ``no_patrol_today``
+    enterprise with a due entry, and which entries; for a grid member
+    ``user``, those :func:`due` shows them) and ``no_patrol_today``
     (each active level-1 grid without a patrol on ``today``, local).
     """
     today = today or periods.local_today()
     overdue = defaultdict(list)
-    for entry in due(session, park, today=today):
+    for entry in due(session, park, today=today, user=user):
         overdue[entry["enterprise"]["credit_code"]].append(
             {k: entry[k] for k in ("kind", "kind_name", "user", "period", "times", "previous",
                                    "previous_done")})
