@@ -227,3 +227,35 @@ def test_visits_due_show_a_grid_member_only_the_enterprises_they_serve(db_url, e
         assert due("member", "U") == (set(), set())
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+def test_a_grid_member_names_in_a_visit_only_what_they_serve(db_url, engine, tmp_path):
+    """A visit in the member's grid cannot re-check another grid's hazard or visit its firm."""
+    tokens, ids = build_scopes(engine, tmp_path / "photos")
+    app = create_app({"DATABASE_URL": db_url, "DATA_DIR": str(tmp_path)})
+    try:
+        client = app.test_client()
+        lon, lat = lonlat(POINTS["own"])
+
+        def visit(role="member", **fields):
+            return client.post("/api/parks/T/visits", headers={
+                "Authorization": f"Bearer {tokens[role]}"}, json={
+                "client_id": str(uuid.uuid4()), "lon": lon, "lat": lat,
+                "occurred_at": "2025-12-01T09:00:00+08:00", **fields})
+
+        before = stored_snapshot(engine)
+        other = ids["grid"]
+        for fields in ({"kind": "recheck", "hazard_id": other["closed"]},
+                       {"kind": "visit", "enterprise": other["enterprise"]}):
+            refused = visit(**fields)
+            assert refused.status_code == 403, fields
+            assert refused.get_json()["error"]["code"] == "outside_your_grids"
+        assert stored_snapshot(engine) == before
+        # the same in their own grid, by an admin, or for an enterprise linked to them (包联)
+        assert visit(kind="recheck", hazard_id=ids["own"]["closed"]).status_code == 201
+        assert visit("admin", kind="recheck", hazard_id=other["closed"]).status_code == 201
+        with session_scope(engine, write=True) as session:
+            visits.link(session, get_park(session, "T"), "member", other["enterprise"])
+        assert visit(kind="visit", enterprise=other["enterprise"]).status_code == 201
+    finally:
+        app.extensions["gridmap.engine"].dispose()

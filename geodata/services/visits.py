@@ -182,7 +182,9 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
         enterprise or hazard, ``outside_park``, ``hazard_required``.
     PermissionDeniedError
         403 for a role that may not log (viewer, planner) or
-        ``outside_your_grids`` for a grid member.
+        ``outside_your_grids`` for a grid member whose grids do not hold the
+        point, the re-checked hazard or the named enterprise (unless they are
+        linked to it, 包联).
     ConflictError
         409 ``duplicate_client_id`` when the id belongs to another record.
     """
@@ -217,10 +219,19 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
         raise ValidationError(f"the point lies outside park {park.code}", code="outside_park",
                               details={"field": "location", "park": park.code})
     (grid_id,), (enterprise_id,) = locate(session, park, [point])
-    if enterprise is not None:
-        enterprise_id = get_enterprise(session, park, enterprise).id
     _check_grid_limit(actor, grid_id, what="the visit's grid")
     user = _user_of(session, actor)
+    # What the visit names must be the member's too: a re-check counts for its hazard
+    # (rechecks_due), and a visit for its enterprise's schedule and file.
+    if hazard is not None:
+        _check_grid_limit(actor, hazard.grid_id, what="the re-checked hazard's grid")
+    if enterprise is not None:
+        firm = get_enterprise(session, park, enterprise)
+        linked = session.execute(sa.select(EnterpriseLink.id).where(
+            EnterpriseLink.user_id == user.id, EnterpriseLink.enterprise_id == firm.id)).first()
+        if linked is None:
+            _check_grid_limit(actor, firm.grid_id, what="this enterprise's grid")
+        enterprise_id = firm.id
     visit = Visit(park_id=park.id, grid_id=grid_id, enterprise_id=enterprise_id,
                   hazard_id=hazard.id if hazard else None, user_id=user.id, actor=actor.name,
                   kind=kind, occurred_at=when, location=to_element(point), accuracy_m=accuracy_m,
