@@ -5,7 +5,8 @@ Park T comes from :func:`tests.ledger_helpers.build_park` (the grid member
 park U (another park) gets a hazard with history and a photo, an enterprise,
 a service request and a visit, whose text holds a marker (``SECRET-…``)
 that must reach the member no more than a visitor.  Park and grid names are
-public (the map shows them to everyone): they carry no marker.
+public (the map shows them to everyone): they carry no marker.  Park U's
+grid chief is not published on the board (公示): their name is a marker too.
 """
 
 import uuid
@@ -83,7 +84,7 @@ def build_scopes(engine, photo_dir):
               "contact_name": "SECRET-contact-U", "contact_phone": "13700000007"}],
             geometry=[metric_box(U_X + 100, 100, U_X + 200, 200)], crs=4326))
         import_staff(session, park, pd.DataFrame([
-            {"grid_code": "U-001", "name": "王九", "phone": "13900000009",
+            {"grid_code": "U-001", "name": "SECRET-staff-U", "phone": "13900000009",
              "role": "grid_chief", "published": False}]))
         park_t = get_park(session, "T")
         ids = {

@@ -293,8 +293,7 @@ def grid_page(code, grid_code):
     park = get_park(session, code)
     actor = current_actor(session) if g.get("user") is not None else None
     data = mapdata.grid_page(session, park, grid_code, today(),
-                             published_only=published_only(),
-                             grid_ids=actor.grid_ids if actor else None)
+                             published_only=published_only())
     photos, field = {}, None
     if actor is not None:
         photos = visible_photos(session, [h["id"] for h in data["hazards"]], actor)
