@@ -62,16 +62,17 @@ def listed(list_page, window=None):
 
 
 def ledger_rows(session, *, park=None, status=None, overdue=None, code=None, today=None,
-                window=None):
+                grid_ids=None, window=None):
     """Return ``(rows, total)``: the ledger rows matching the filters.
 
     Rows are dicts keyed as :data:`COLUMNS`, plus the hazard ``id``: all of
-    them, or one ``window`` (:func:`listed`).
+    them, or one ``window`` (:func:`listed`).  ``grid_ids`` (a grid member's)
+    keeps only hazards in those grids.
     """
     today = today or local_today()
     hazards, total, first = listed(functools.partial(
         ledger.list_hazards, session, park=park, status=status, overdue=overdue, code=code,
-        today=today), window)
+        today=today, grid_ids=grid_ids), window)
     items = ledger.hazard_dicts(session, hazards, today=today)
     passed = {}
     if hazards:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from geodata.cli import main
 from geodata.config import Settings
+from geodata.creditcode import make_credit_code
 from geodata.errors import ConfigError, ValidationError
 from geodata.models import ApiToken, Supervision, User
 from geodata.services import ledger
@@ -438,3 +439,26 @@ def test_api_post_with_session_cookie_needs_json(site):
     created = client.post("/api/parks/T/hazards", json={"lon": lon, "lat": lat,
                                                         "category": "其他"})
     assert created.status_code == 201 and created.json["grid"]["code"] == "T-002"
+
+
+@pytest.mark.parametrize("command", [
+    ("hazards", "transition", "1", "supervising", "--as", "inspector"),
+    ("requests", "transition", "1", "assigned", "--as", "inspector", "--department", "x",
+     "--responsible", "x", "--deadline", "2099-01-01"),
+    ("weekly", "assign", "--park", "T", "--week", "2099-W01", "--hazard", "1", "--owner",
+     "admin", "--deadline", "2099-01-01", "--as", "inspector"),
+])
+def test_a_disabled_account_cannot_act_from_the_shell_either(site, runner, engine, command):
+    """``--as`` a disabled user is refused (exit 2) and records nothing in their name."""
+    from geodata.services import requests as request_service
+
+    with session_scope(engine, write=True) as session:
+        request_service.create_request(
+            session, get_park(session, "T"), enterprise=make_credit_code("411621", 1),
+            category="其他", description="x", source="visit", actor=ACTORS["admin"])
+    assert runner("users", "disable", "inspector").exit_code == 0
+    before = table_counts(engine)
+    result = runner(*command)
+    assert result.exit_code == 2 and "disabled" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert table_counts(engine) == before

@@ -175,7 +175,9 @@ def test_bad_create_is_refused_and_changes_nothing(api, engine, body, content_ty
     ("supervisor", {"to": "rectifying", "note": "长" * 2001}, {}, 422, "text_too_long"),
     ("supervisor", {"to": "rectifying", "note": "x", "deadline": "soon"}, {}, 422,
      "invalid_date"),
-    ("member", {"to": "rectifying", "deadline": "2099-01-01"}, {}, 403, "forbidden"),
+    # outside their grids, a member learns nothing of the step (not even that it is a
+    # supervisor's): the grid limit is checked first
+    ("member", {"to": "rectifying", "deadline": "2099-01-01"}, {}, 403, "outside_your_grids"),
     ("inspector", {"to": "closed", "version": "3"}, {}, 422, "invalid_type"),
 ])
 def test_illegal_transitions_change_nothing(api, engine, role, body, headers, status, code):

@@ -451,7 +451,9 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
         assert routes == HTML_PAGES | EXPORTS | JSON_ROUTES | OGC | BINARY | ASSETS | PHOTOS, (
             "a GET route is new: request it in this test (urls()) and say what it answers")
         client = app.test_client()
-        shown = {"admin": {}, "viewer": {}, None: {}}
+        # "member" serves T-003 only: its answers go through the grid-limited paths (a
+        # record elsewhere is a 403, contacts and closed hazards elsewhere are left out)
+        shown = {"admin": {}, "viewer": {}, "member": {}, None: {}}
         for role in shown:
             headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
             for endpoint in sorted(routes):
@@ -481,13 +483,17 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                                              response.data, payload)
                     elif endpoint in JSON_ROUTES:
                         expected = {None: 401 if endpoint in NEEDS_LOGIN else 200,
-                                    "viewer": 200, "admin": 200}[role]
+                                    "viewer": 200, "admin": 200, "member": 200}[role]
+                        if role == "member" and response.status_code == 403:
+                            assert response.get_json()["error"]["code"] == "outside_your_grids"
+                            expected = 403
                         assert response.status_code == expected, (where, response.get_json())
                         assert response.is_json, where  # JSON or GeoJSON
                         seen |= check_json(response.get_json(), payload)
                     elif endpoint in PHOTOS:
-                        assert response.status_code == (401 if role is None else 200), where
-                        if role is not None:
+                        allowed = {None: {401}, "member": {200, 403}}.get(role, {200})
+                        assert response.status_code in allowed, where
+                        if response.status_code == 200:
                             assert response.mimetype == "image/jpeg", where
                             assert response.headers["X-Content-Type-Options"] == "nosniff"
                             assert re.fullmatch(r"inline; filename=photo-\d+(-thumbnail)?\.jpg",
@@ -495,7 +501,7 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
                     elif endpoint in OGC:
                         # anonymous clients see open hazards only: a closed one is a 404
                         assert response.status_code == 200 or (
-                            role is None and "/hazards/items/" in target
+                            role in (None, "member") and "/hazards/items/" in target
                             and response.status_code == 404), where
                         if response.mimetype == "text/html":
                             seen |= check_page(response.get_data(as_text=True), payload)
@@ -517,6 +523,9 @@ def test_every_page_api_and_export_shows_stored_text_literally(db_url, engine, t
         # the user's own name, on the map panel and in the ledger's header
         assert "w" in admin["maps.park_map"] and "x" in admin["ledger_pages.ledger_page"]
         assert "a" in shown[None]["maps.park_map"]
+        # the member's own grid: its hazard and enterprise contacts, with the same text
+        assert {"m", "g", "h"} <= shown["member"]["ledger_pages.ledger_page"] | shown[
+            "member"]["ogcapi.items"]
     finally:
         app.extensions["gridmap.engine"].dispose()
 

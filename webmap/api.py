@@ -19,6 +19,7 @@ from geodata.periods import local_today
 from geodata.services import mapdata, tiles
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, list_parks
+from geodata.services.users import allowed_grid_ids
 from webmap.db import get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -128,12 +129,17 @@ def parse_choices(name, text, allowed):
 
 
 def published_only():
-    """True for a visitor who is not logged in: staff lists show only published contacts.
+    """Where this user sees only published contacts (see :func:`mapdata.grid_summaries`).
 
-    Unpublished phones (公示 withheld) are for logged-in users; the grid
-    boards and everything public show only what is published.
+    True for a visitor who is not logged in: unpublished phones (公示
+    withheld) are for logged-in users; the grid boards and everything public
+    show only what is published.  A grid member sees them in their own grids
+    only (the frozenset of their grid ids); other users everywhere (False).
     """
-    return g.get("user") is None
+    if g.get("user") is None:
+        return True
+    grid_ids = allowed_grid_ids(get_session(), g.user)
+    return False if grid_ids is None else frozenset(grid_ids)
 
 
 def _geojson(payload):

@@ -93,12 +93,14 @@ def ledger_page(code):
     park = get_park(session, code)
     filters = _filters()
     page, window = table_page()
-    rows, total = ledger_rows(session, park=park, window=window, **filters)
+    actor = current_actor(session)
+    rows, total = ledger_rows(session, park=park, grid_ids=actor.grid_ids, window=window,
+                              **filters)
     # The export and page links repeat the known filters only: url_for reads _external,
     # _scheme and _anchor from its keywords, and a second ``code`` raised a TypeError (a 500).
     export_args = {k: request.args[k] for k in ("status", "overdue", "number")
                    if request.args.get(k)}
-    photos = visible_photos(session, [r["id"] for r in rows], current_actor(session))
+    photos = visible_photos(session, [r["id"] for r in rows], actor)
     return render_template("ledger.html", park=park, rows=rows, total=total, page=page,
                            pages=pages(total), columns=COLUMNS, states=STATE_NAMES,
                            filters=filters, export_args=export_args, photos=photos,
@@ -113,7 +115,8 @@ def ledger_file(code, fmt):
         return redirect
     session = get_session()
     park = get_park(session, code)
-    rows, _ = ledger_rows(session, park=park, **_filters())
+    rows, _ = ledger_rows(session, park=park, grid_ids=current_actor(session).grid_ids,
+                          **_filters())
     return send_export(to_csv(rows) if fmt == "csv" else to_xlsx(rows), fmt, "hazard-ledger",
                        park)
 

@@ -152,7 +152,7 @@ def _list():
         raise ValidationError(f"unknown query parameters: {', '.join(sorted(unknown))[:200]}",
                               code="unknown_property", details={"allowed": sorted(LIST_PARAMS)})
     session = get_session()
-    current_actor(session, "read")
+    actor = current_actor(session, "read")
     args = request.args
     park_code = args.get("park")
     park = get_park(session, park_code) if park_code else None
@@ -167,7 +167,8 @@ def _list():
     hazards, total = ledger.list_hazards(
         session, park=park, status=args.get("status"), level=args.get("level"),
         escalation=args.get("escalation"), category=args.get("category"),
-        grid=args.get("grid"), overdue=overdue, limit=limit, offset=offset)
+        grid=args.get("grid"), overdue=overdue, limit=limit, offset=offset,
+        grid_ids=actor.grid_ids)
     return jsonify({"total": total, "limit": limit, "offset": offset,
                     "hazards": ledger.hazard_dicts(session, hazards, role=g.user.role)})
 
@@ -182,8 +183,7 @@ def list_hazards():
 def get_hazard(hazard_id):
     """One hazard with its next allowed transitions; ``ETag`` is its version."""
     session = get_session()
-    current_actor(session, "read")
-    hazard = ledger.get_hazard(session, hazard_id)
+    hazard = ledger.get_hazard(session, hazard_id, actor=current_actor(session, "read"))
     return not_modified(hazard.version) or _one(session, hazard)
 
 
@@ -312,8 +312,7 @@ def list_photos(hazard_id):
 def history(hazard_id):
     """The hazard's events (append-only) and supervision records, oldest first."""
     session = get_session()
-    current_actor(session, "read")
-    events = ledger.history(session, hazard_id)
+    events = ledger.history(session, hazard_id, current_actor(session, "read"))
     records = ledger.supervisions(session, hazard_id)
     return jsonify({
         "hazard": hazard_id,

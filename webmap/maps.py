@@ -284,20 +284,21 @@ def grid_page(code, grid_code):
     phone: a visitor who is not logged in sees only the staff whose contact
     is published on the board, as the board itself shows.
 
-    A logged-in user also sees the grid's latest visits and the thumbnails of
-    the hazards' photos they may see
-    (:func:`geodata.services.photos.visible_photos`); anonymous visitors neither.
+    A logged-in user also sees enterprise contacts, the grid's latest visits
+    and the thumbnails of the hazards' photos they may see
+    (:func:`geodata.services.photos.visible_photos`); anonymous visitors none
+    of these, and a grid member only those of their grids.
     """
     session = get_session()
     park = get_park(session, code)
+    actor = current_actor(session) if g.get("user") is not None else None
     data = mapdata.grid_page(session, park, grid_code, today(),
                              published_only=published_only())
     photos, field = {}, None
-    if g.get("user") is not None:
-        photos = visible_photos(session, [h["id"] for h in data["hazards"]],
-                                current_actor(session))
+    if actor is not None:
+        photos = visible_photos(session, [h["id"] for h in data["hazards"]], actor)
         rows, total = visits.list_visits(session, park=park, grid=data["grid"]["code"],
-                                         limit=50)
+                                         limit=50, grid_ids=actor.grid_ids)
         field = {"total": total, "visits": visits.visit_dicts(session, rows)}
     return render_template("grid.html", **data, field=field, photos=photos,
                            tag_names=PHOTO_TAG_NAMES)

@@ -26,6 +26,7 @@ from flask import Blueprint, current_app, g, render_template, request, url_for
 from geodata.errors import BadRequestError
 from geodata.services import features
 from webmap.api import single_arg, today
+from webmap.auth import current_actor
 from webmap.db import get_session
 
 bp = Blueprint("ogcapi", __name__, url_prefix="/ogcapi")
@@ -45,7 +46,11 @@ _PAGING = ("bbox", "limit", "offset")
 
 def _viewer():
     user = g.get("user")
-    return features.Viewer(role=user.role if user is not None else None)
+    if user is None:
+        return features.Viewer()
+    grid_ids = current_actor(get_session()).grid_ids
+    return features.Viewer(role=user.role,
+                           grid_ids=None if grid_ids is None else frozenset(grid_ids))
 
 
 def _check_params(*allowed):

@@ -91,7 +91,7 @@ def list_requests():
                               code="unknown_property", details={"allowed": list(LIST_PARAMS)})
     args = {name: single_arg(name) for name in LIST_PARAMS}
     session = get_session()
-    current_actor(session, "read")
+    actor = current_actor(session, "read")
     park = get_park(session, args["park"]) if args["park"] else None
     limit = parse_int("limit", args["limit"], 1, service.MAX_PAGE, default=100)
     offset = parse_int("offset", args["offset"], 0, domains.OFFSET_MAX, default=0)
@@ -99,7 +99,7 @@ def list_requests():
         session, park=park, status=args["status"], category=args["category"],
         grid=args["grid"], enterprise=args["enterprise"], source=args["source"],
         overdue=parse_bool("overdue", args["overdue"]), limit=limit, offset=offset,
-        today=today())
+        today=today(), grid_ids=actor.grid_ids)
     return jsonify({"total": total, "limit": limit, "offset": offset,
                     "requests": service.request_dicts(session, items, role=g.user.role,
                                                       today=today())})
@@ -109,8 +109,7 @@ def list_requests():
 def get_request(request_id):
     """One request with its next allowed transitions; ``ETag`` is its version."""
     session = get_session()
-    current_actor(session, "read")
-    item = service.get_request(session, request_id)
+    item = service.get_request(session, request_id, actor=current_actor(session, "read"))
     return not_modified(item.version) or _one(session, item)
 
 
@@ -136,6 +135,5 @@ def transition(request_id):
 def history(request_id):
     """The request's events (append-only), oldest first."""
     session = get_session()
-    current_actor(session, "read")
-    return jsonify({"request": request_id,
-                    "events": service.event_dicts(service.history(session, request_id))})
+    events = service.history(session, request_id, current_actor(session, "read"))
+    return jsonify({"request": request_id, "events": service.event_dicts(events)})

@@ -13,7 +13,7 @@ from geodata.request_export import COLUMNS, TITLE, WIDTHS, request_rows
 from geodata.services import requests as service
 from geodata.services.parks import get_park
 from geodata.vocabulary import REQUEST_STATE_NAMES, SOURCE_NAMES
-from webmap.auth import login_page_or_user
+from webmap.auth import current_actor, login_page_or_user
 from webmap.dashboard import CSP, export_allowed, pages, send_export, table_page
 from webmap.db import get_session
 from webmap.requests_api import today
@@ -50,12 +50,14 @@ def requests_page(code):
     park = get_park(session, code)
     filters = _filters()
     page, window = table_page()
-    rows, total = request_rows(session, park=park, today=today(), window=window, **filters)
+    grid_ids = current_actor(session).grid_ids
+    rows, total = request_rows(session, park=park, today=today(), grid_ids=grid_ids,
+                               window=window, **filters)
     # The overdue count is of every row the filters match, not only this page's.
     late = {True: total, False: 0}.get(filters["overdue"])
     if late is None:
-        late = service.list_requests(session, park=park, today=today(), limit=1,
-                                     **{**filters, "overdue": True})[1]
+        late = service.list_requests(session, park=park, today=today(), grid_ids=grid_ids,
+                                     limit=1, **{**filters, "overdue": True})[1]
     export_args = {k: request.args[k] for k in FILTERS if request.args.get(k)}
     return render_template("requests.html", park=park, rows=rows, total=total, late=late,
                            page=page, pages=pages(total), columns=COLUMNS,
@@ -72,6 +74,7 @@ def requests_file(code, fmt):
         return redirect
     session = get_session()
     park = get_park(session, code)
-    rows, _ = request_rows(session, park=park, today=today(), **_filters())
+    rows, _ = request_rows(session, park=park, today=today(),
+                           grid_ids=current_actor(session).grid_ids, **_filters())
     body = to_csv(rows, COLUMNS) if fmt == "csv" else to_xlsx(rows, TITLE, COLUMNS, WIDTHS)
     return send_export(body, fmt, "request-ledger", park)

@@ -158,11 +158,11 @@ def due(code):
     """What is due in a park: visits and patrols, re-checks, and this week's coverage."""
     args = _allowed(("week",))
     session = get_session()
-    current_actor(session, "read")
+    actor = current_actor(session, "read")
     park = get_park(session, code)
     return jsonify({"today": periods.local_today().isoformat(),
-                    "visits_due": visits.due(session, park),
-                    "rechecks_due": visits.rechecks_due(session, park),
+                    "visits_due": visits.due(session, park, user=g.user),
+                    "rechecks_due": visits.rechecks_due(session, park, grid_ids=actor.grid_ids),
                     "coverage": visits.coverage(session, park, week=args["week"])})
 
 
@@ -172,6 +172,6 @@ def layer(code):
     _allowed(())
     session = get_session()
     current_actor(session, "read")
-    response = jsonify(visits.field_layer(session, get_park(session, code)))
+    response = jsonify(visits.field_layer(session, get_park(session, code), user=g.user))
     response.mimetype = "application/geo+json"
     return response

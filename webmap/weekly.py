@@ -3,7 +3,8 @@
 ``/parks/<code>/weekly/<week>`` shows the same report as ``gridmap
 weekly-report`` (the same template, ``geodata/templates/weekly_body.html``,
 with the server-drawn map as a ``data:`` image) and links its ``.xlsx``,
-``.html`` and ``.pdf`` files; ``/parks/<code>/weekly`` is this week's.
+``.html`` and ``.pdf`` files; ``/parks/<code>/weekly`` is this week's.  A grid
+member's report (page and files) covers their grids only.
 ``/parks/<code>/assessment?from=&to=`` is the assessment table.  Every
 page needs a login; the assessment (people's scores) is for supervisors,
 planners and admins.  Templates autoescape, and
@@ -22,7 +23,7 @@ from geodata.services.assessment import assessment, parse_period
 from geodata.services.parks import get_park
 from geodata.weekly_export import (TEMPLATES, check_format, percent, render, static_map,
                                    template_context)
-from webmap.auth import login_page_or_user
+from webmap.auth import current_actor, login_page_or_user
 from webmap.dashboard import CSP
 from webmap.db import get_session
 
@@ -51,7 +52,8 @@ def weekly_page(code, week):
         return login
     session = get_session()
     park = get_park(session, code)
-    report = weekly.weekly_report(session, park, week or iso_week(local_today()))
+    report = weekly.weekly_report(session, park, week or iso_week(local_today()),
+                                  grid_ids=current_actor(session).grid_ids)
     monday = week_bounds(report["week"])[0]
     return render_template(
         "weekly.html", **template_context(report, static_map(session, park, report)),
@@ -67,7 +69,8 @@ def weekly_file(code, week, fmt):
     suffix = check_format(f"report.{fmt}")
     session = get_session()
     park = get_park(session, code)
-    report = weekly.weekly_report(session, park, week)
+    report = weekly.weekly_report(session, park, week,
+                                  grid_ids=current_actor(session).grid_ids)
     body = render(session, park, report, suffix)
     # Only letters, digits, '-' and '_' of the park code reach the header.
     safe = re.sub(r"[^\w-]+", "_", park.code)

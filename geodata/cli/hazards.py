@@ -25,10 +25,17 @@ def _filters(session, park_code, status, overdue):
 
 
 def _actor(session, username):
+    """The ``--as`` user, with their role and grid limits; a disabled account may not act."""
     from geodata.services import ledger
     from geodata.services.users import allowed_grid_ids, get_user
+    from geodata.workflow import PermissionDeniedError
 
     user = get_user(session, username)
+    if not user.active:
+        # the web refuses a disabled account everywhere; the shell must not record steps in
+        # its name either
+        raise PermissionDeniedError(f"user {user.username!r} is disabled",
+                                    code="account_disabled")
     return ledger.Actor(user.username, user.role, allowed_grid_ids(session, user))
 
 

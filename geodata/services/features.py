@@ -16,8 +16,9 @@ What a :class:`Viewer` sees follows the anonymous park map: an anonymous
 client gets the fields of the map's layers and only open hazards (the map
 shows no closed ones); a logged-in user of any role (all may read) also
 gets closed hazards, ``closed_at``/``version``, and enterprise contacts and
-head counts (the grid page's table).  A hazard hidden from a viewer is a
-404, as if it did not exist.
+head counts (the grid page's table).  A grid member (``Viewer.grid_ids``)
+gets those only in their grids, and elsewhere what an anonymous client
+gets.  A hazard hidden from a viewer is a 404, as if it did not exist.
 
 Every filter value is bound as a parameter; the filterable properties
 (*queryables*) are allow-listed per collection.
@@ -53,9 +54,13 @@ MAX_OFFSET = 10**9
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who is asking: ``role`` None for an anonymous client."""
+    """Who is asking: ``role`` None for an anonymous client.
+
+    ``grid_ids`` (a frozenset) are a grid member's grids, None for no limit.
+    """
 
     role: str = None
+    grid_ids: frozenset = None
 
     @property
     def anonymous(self):
@@ -323,13 +328,20 @@ def _enterprises(viewer):
     cols = {"name": Enterprise.name, "credit_code": Enterprise.credit_code,
             "industry": Enterprise.industry, "park": Park.code, "grid": Grid.code}
     if not viewer.anonymous:
-        cols |= {"employees": Enterprise.employees, "contact_name": Enterprise.contact_name,
-                 "contact_phone": Enterprise.contact_phone,
-                 "registered": Enterprise.registered}
+        cols |= {name: _in_grids(viewer, Enterprise.grid_id, column) for name, column in (
+            ("employees", Enterprise.employees), ("contact_name", Enterprise.contact_name),
+            ("contact_phone", Enterprise.contact_phone), ("registered", Enterprise.registered))}
     query = (sa.select(Enterprise.id, *cols.values(), _wkb(Enterprise.site))
              .join(Park, Enterprise.park_id == Park.id)
              .outerjoin(Grid, Enterprise.grid_id == Grid.id))
     return Enterprise.id, Enterprise.site, cols, query, []
+
+
+def _in_grids(viewer, grid_id, column):
+    """``column`` for a viewer without grid limits, else its value only in their grids."""
+    if viewer.grid_ids is None:
+        return column
+    return sa.case((grid_id.in_(sorted(viewer.grid_ids)), column), else_=sa.null())
 
 
 def _hazards(viewer):
@@ -341,6 +353,9 @@ def _hazards(viewer):
     if viewer.anonymous:
         where.append(Hazard.status.in_(OPEN))  # the anonymous map shows open hazards only
     else:
+        if viewer.grid_ids is not None:
+            where.append(sa.or_(Hazard.status.in_(OPEN),
+                                Hazard.grid_id.in_(sorted(viewer.grid_ids))))
         cols |= {"closed_at": Hazard.closed_at, "version": Hazard.version}
     query = (sa.select(Hazard.id, *cols.values(), _wkb(Hazard.location))
              .join(Park, Hazard.park_id == Park.id)

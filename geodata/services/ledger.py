@@ -85,19 +85,25 @@ _ANSWER_NAMES = (sa.orm.joinedload(Hazard.park).load_only(Park.code),
                                                                 Enterprise.credit_code))
 
 
-def get_hazard(session, hazard_id, *, lock=False, names=False):
+def get_hazard(session, hazard_id, *, lock=False, names=False, actor=None):
     """Return the hazard with ``hazard_id``; ``lock`` takes a row lock (PostgreSQL).
 
     ``names`` loads, in the same statement, what :func:`hazard_dicts` shows of
-    its park, grid and enterprise.
+    its park, grid and enterprise.  With ``actor``, a grid member may only
+    read a hazard of their grids (:func:`_check_grid_limit`).
 
     Raises
     ------
     NotFoundError
         404 ``hazard_not_found``.
+    PermissionDeniedError
+        403 ``outside_your_grids``.
     """
-    return entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard",
-                       options=_ANSWER_NAMES if names else ())
+    hazard = entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard",
+                         options=_ANSWER_NAMES if names else ())
+    if actor is not None:
+        _check_grid_limit(actor, hazard.grid_id)
+    return hazard
 
 
 def entry_by_id(session, model, entry_id, *, lock=False, what, options=()):
@@ -179,7 +185,9 @@ def _park_version_statement(backend, shared):
 
 
 def _check_grid_limit(actor, grid_id, what="this hazard's grid"):
-    # Shared with the request and visit ledgers (geodata.services.requests, .visits).
+    # The one rule for grid members, reading and writing alike: shared with the request
+    # and visit ledgers, photos and enterprise files (geodata.services.requests, .visits,
+    # .photos, .enterprise_file).  Another park's grid is never one of theirs.
     if actor.grid_ids is not None and grid_id not in actor.grid_ids:
         raise PermissionDeniedError(f"{actor.name} does not serve {what}",
                                     code="outside_your_grids")
@@ -326,13 +334,13 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
         422 ``after_photo_required`` to close a major hazard without a photo
         tagged ``after`` in a park that requires one (``parks.require_after_photo``).
     """
-    hazard = get_hazard(session, hazard_id, lock=True, names=True)
+    # The grid limit first: a refusal tells a grid member nothing of the hazard's state.
+    hazard = get_hazard(session, hazard_id, lock=True, names=True, actor=actor)
     _check_version(hazard, expected_version, if_match)
     note = _text(note, "note")
     deadline = domains.day(deadline, "deadline")
     step = plan_transition(hazard.status, target, actor.role, note=note, deadline=deadline,
                            supervision=supervision, today=today)
-    _check_grid_limit(actor, hazard.grid_id)
     if step.action == "close":
         _check_after_photo(session, hazard)
     record = None
@@ -411,11 +419,10 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
     level that is not higher.
     """
     require(actor.role, "escalate")
-    hazard = get_hazard(session, hazard_id, lock=True, names=True)
+    hazard = get_hazard(session, hazard_id, lock=True, names=True, actor=actor)
     _check_version(hazard, expected_version, if_match)
     reason = _text(reason, "reason")
     check_escalation(hazard.escalation, target, reason)
-    _check_grid_limit(actor, hazard.grid_id)
     step = f"{hazard.escalation}>{target}"
     hazard.escalation = target
     append_event(session, hazard, actor=actor.name, from_status=hazard.status,
@@ -444,8 +451,7 @@ def save_photo(session, hazard_id, data, *, actor, directory, original_name="", 
         or PNG, 422 ``invalid_photo`` for a damaged one.
     """
     require(actor.role, "create")
-    hazard = get_hazard(session, hazard_id)
-    _check_grid_limit(actor, hazard.grid_id)
+    hazard = get_hazard(session, hazard_id, actor=actor)
     return store_photo(session, data, actor=actor, directory=directory,
                        original_name=original_name, tag=tag, hazard_id=hazard.id)
 
@@ -466,9 +472,9 @@ def store_photo(session, data, *, actor, directory, original_name="", tag=None, 
                      original_name=original_name, hazard_id=hazard_id, visit_id=visit_id)
 
 
-def history(session, hazard_id):
-    """Return a hazard's events, oldest first."""
-    get_hazard(session, hazard_id)
+def history(session, hazard_id, actor=None):
+    """Return a hazard's events, oldest first (for ``actor``: see :func:`get_hazard`)."""
+    get_hazard(session, hazard_id, actor=actor)
     return session.execute(sa.select(HazardEvent).where(HazardEvent.hazard_id == hazard_id)
                            .order_by(HazardEvent.id)).scalars().all()
 
@@ -503,12 +509,14 @@ def grid_ids_query(grid, park=None):
 
 
 def list_hazards(session, *, park=None, status=None, level=None, escalation=None, grid=None,
-                 category=None, overdue=None, code=None, limit=100, offset=0, today=None):
+                 category=None, overdue=None, code=None, limit=100, offset=0, today=None,
+                 grid_ids=None):
     """Return ``(hazards, total)`` matching the filters, by ledger number.
 
     Filters are allow-listed values bound as parameters; ``grid`` is a grid
     code and matches the grid and its sub-grids; ``code`` is one ledger
-    number (``YH2026-0012``, normalised as stored codes are).
+    number (``YH2026-0012``, normalised as stored codes are).  ``grid_ids`` (a
+    grid member's, ``Actor.grid_ids``) keeps only hazards in those grids.
 
     Raises
     ------
@@ -537,6 +545,8 @@ def list_hazards(session, *, park=None, status=None, level=None, escalation=None
         query = query.where(Hazard.grid_id.in_(grid_ids_query(grid, park)))
     if code is not None:
         query = query.where(Hazard.code == domains.ledger_code(code, "code"))
+    if grid_ids is not None:
+        query = query.where(Hazard.grid_id.in_(sorted(grid_ids)))
     if overdue is not None:
         late = sa.and_(Hazard.status != "closed", Hazard.deadline.is_not(None),
                        Hazard.deadline < today)

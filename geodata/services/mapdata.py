@@ -265,11 +265,23 @@ def _descendants(session, grid_ids):
     return parent
 
 
+def withheld(published_only, grid_id):
+    """True when only published contacts of grid ``grid_id`` may be shown.
+
+    ``published_only`` is True (a visitor: everywhere), False (nowhere) or a
+    grid member's set of grid ids (everywhere else).
+    """
+    if isinstance(published_only, (set, frozenset)):
+        return grid_id not in published_only
+    return bool(published_only)
+
+
 def grid_summaries(session, park, today=None, codes=None, *, published_only=False):
     """Per-grid figures for every active grid (or the grids in ``codes``).
 
-    ``published_only`` lists only staff whose contact is published on the grid's
-    board (公示): what anyone may see without logging in.
+    ``published_only`` (see :func:`withheld`) lists only staff whose contact
+    is published on the grid's board (公示): what anyone may see without
+    logging in.
 
     Returns
     -------
@@ -297,7 +309,7 @@ def grid_summaries(session, park, today=None, codes=None, *, published_only=Fals
         rows = session.execute(sa.select(GridStaff).where(
             GridStaff.grid_id.in_(list(by_id))).order_by(GridStaff.id)).scalars()
         for s in sorted(rows, key=lambda s: (role_rank.get(s.role, 9), s.id)):
-            if published_only and not s.published:
+            if not s.published and withheld(published_only, s.grid_id):
                 continue
             staff[s.grid_id].append({"name": s.name, "phone": s.phone, "role": s.role,
                                      "title": STAFF_ROLES.get(s.role, s.role),
@@ -580,7 +592,12 @@ def search(session, park, q, limit=20):
 
 
 def grid_page(session, park, code, today=None, *, published_only=False):
-    """Everything the grid page shows: summary, staff, enterprises and hazards."""
+    """Everything the grid page shows: summary, staff, enterprises and hazards.
+
+    Enterprise contacts are for logged-in users, as in the OGC API: where
+    ``published_only`` withholds unpublished staff (:func:`withheld`: a
+    visitor everywhere, a grid member outside their grids), they are left out.
+    """
     grid = get_grid(session, park, code)
     summary = grid_summary(session, park, grid.code, today, published_only=published_only)
     subs = session.execute(sa.select(Grid.code, Grid.name).where(
@@ -595,8 +612,13 @@ def grid_page(session, park, code, today=None, *, published_only=False):
         where = assign_to_cells(to_shapes([e.site for e in all_ents]),
                                 to_shapes([grid.geom])) if all_ents else []
         ents = [e for e, k in zip(all_ents, where) if k == 0]
+
+    def shown(e):
+        return not withheld(published_only, e.grid_id)
+
     enterprises = [{"name": e.name, "credit_code": e.credit_code, "industry": e.industry,
-                    "contact_name": e.contact_name, "contact_phone": e.contact_phone,
+                    "contact_name": e.contact_name if shown(e) else None,
+                    "contact_phone": e.contact_phone if shown(e) else None,
                     "hidden": e.credit_code in hidden,
                     "host": hidden[e.credit_code].host if e.credit_code in hidden else None}
                    for e in ents]

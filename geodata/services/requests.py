@@ -80,15 +80,22 @@ def _category(session, park, value):
 
 # --- lookups ----------------------------------------------------------------------------------
 
-def get_request(session, request_id, *, lock=False):
+def get_request(session, request_id, *, lock=False, actor=None):
     """Return the request with ``request_id``; ``lock`` takes a row lock (PostgreSQL).
+
+    With ``actor``, a grid member may only read a request of their grids.
 
     Raises
     ------
     NotFoundError
         404 ``request_not_found``.
+    PermissionDeniedError
+        403 ``outside_your_grids``.
     """
-    return entry_by_id(session, ServiceRequest, request_id, lock=lock, what="request")
+    item = entry_by_id(session, ServiceRequest, request_id, lock=lock, what="request")
+    if actor is not None:
+        _check_grid_limit(actor, item.grid_id, "this request's grid")
+    return item
 
 
 def get_request_by_code(session, code, park=None):
@@ -234,7 +241,8 @@ def transition(session, request_id, target, *, actor, expected_version, if_match
         422 naming the field for missing or bad values.
     """
     today = today or local_today()
-    item = get_request(session, request_id, lock=True)
+    # The grid limit first: a refusal tells a grid member nothing of the request's state.
+    item = get_request(session, request_id, lock=True, actor=actor)
     _check_version(item, expected_version, if_match, "request")
     note = _text(note, "note")
     department = _text(department, "department", kind="name")
@@ -245,7 +253,6 @@ def transition(session, request_id, target, *, actor, expected_version, if_match
                                     department=department, deadline=deadline,
                                     responsible=responsible, satisfaction=satisfaction,
                                     today=today)
-    _check_grid_limit(actor, item.grid_id, "this request's grid")
     events = [RequestEvent(actor=actor.name, from_status=item.status, to_status=step.target,
                            action=step.action, note=note, satisfaction=satisfaction)]
     if step.action == "assign":
@@ -288,9 +295,9 @@ def follow_enterprises(session, park):
     return len(rows)
 
 
-def history(session, request_id):
-    """Return a request's events, oldest first."""
-    get_request(session, request_id)
+def history(session, request_id, actor=None):
+    """Return a request's events, oldest first (for ``actor``: see :func:`get_request`)."""
+    get_request(session, request_id, actor=actor)
     return session.execute(sa.select(RequestEvent).where(RequestEvent.request_id == request_id)
                            .order_by(RequestEvent.id)).scalars().all()
 
@@ -304,12 +311,13 @@ def overdue_clause(today):
 
 
 def list_requests(session, *, park=None, status=None, category=None, grid=None, enterprise=None,
-                  source=None, overdue=None, limit=100, offset=0, today=None):
+                  source=None, overdue=None, limit=100, offset=0, today=None, grid_ids=None):
     """Return ``(requests, total)`` matching the filters, by park and ledger number.
 
     Filters are allow-listed values bound as parameters; ``grid`` is a grid
     code (its sub-grids included) and ``enterprise`` a credit code: values
-    outside their domains match nothing.
+    outside their domains match nothing.  ``grid_ids`` (a grid member's)
+    keeps only requests in those grids.
 
     Raises
     ------
@@ -331,6 +339,8 @@ def list_requests(session, *, park=None, status=None, category=None, grid=None, 
         query = query.where(ServiceRequest.source == _source(source))
     if grid is not None:
         query = query.where(ServiceRequest.grid_id.in_(grid_ids_query(grid, park)))
+    if grid_ids is not None:
+        query = query.where(ServiceRequest.grid_id.in_(sorted(grid_ids)))
     if enterprise is not None:
         code = enterprise.strip().upper() if isinstance(enterprise, str) else ""
         query = query.where(ServiceRequest.enterprise_id.in_(

@@ -182,7 +182,9 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
         enterprise or hazard, ``outside_park``, ``hazard_required``.
     PermissionDeniedError
         403 for a role that may not log (viewer, planner) or
-        ``outside_your_grids`` for a grid member.
+        ``outside_your_grids`` for a grid member whose grids do not hold the
+        point, the re-checked hazard or the named enterprise (unless they are
+        linked to it, 包联).
     ConflictError
         409 ``duplicate_client_id`` when the id belongs to another record.
     """
@@ -217,10 +219,19 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
         raise ValidationError(f"the point lies outside park {park.code}", code="outside_park",
                               details={"field": "location", "park": park.code})
     (grid_id,), (enterprise_id,) = locate(session, park, [point])
-    if enterprise is not None:
-        enterprise_id = get_enterprise(session, park, enterprise).id
     _check_grid_limit(actor, grid_id, what="the visit's grid")
     user = _user_of(session, actor)
+    # What the visit names must be the member's too: a re-check counts for its hazard
+    # (rechecks_due), and a visit for its enterprise's schedule and file.
+    if hazard is not None:
+        _check_grid_limit(actor, hazard.grid_id, what="the re-checked hazard's grid")
+    if enterprise is not None:
+        firm = get_enterprise(session, park, enterprise)
+        linked = session.execute(sa.select(EnterpriseLink.id).where(
+            EnterpriseLink.user_id == user.id, EnterpriseLink.enterprise_id == firm.id)).first()
+        if linked is None:
+            _check_grid_limit(actor, firm.grid_id, what="this enterprise's grid")
+        enterprise_id = firm.id
     visit = Visit(park_id=park.id, grid_id=grid_id, enterprise_id=enterprise_id,
                   hazard_id=hazard.id if hazard else None, user_id=user.id, actor=actor.name,
                   kind=kind, occurred_at=when, location=to_element(point), accuracy_m=accuracy_m,
@@ -588,9 +599,23 @@ def schedule(session, park, *, today=None):
     return out
 
 
-def due(session, park, *, today=None):
-    """Return the entries that are due: their previous period passed without the visits."""
-    return [e for e in schedule(session, park, today=today) if e["status"] == "overdue"]
+def due(session, park, *, today=None, user=None):
+    """Return the entries that are due: their previous period passed without the visits.
+
+    For a grid member ``user``: only entries given to them or of enterprises
+    they serve (in their grids, or linked to them, 包联).
+    """
+    entries = [e for e in schedule(session, park, today=today) if e["status"] == "overdue"]
+    grid_ids = allowed_grid_ids(session, user) if user is not None else None
+    if grid_ids is None:
+        return entries
+    served = set(session.execute(sa.select(Enterprise.credit_code).where(
+        Enterprise.park_id == park.id, sa.or_(
+            Enterprise.grid_id.in_(sorted(grid_ids)),
+            Enterprise.id.in_(sa.select(EnterpriseLink.enterprise_id).where(
+                EnterpriseLink.user_id == user.id))))).scalars())
+    return [e for e in entries
+            if e["user"] == user.username or e["enterprise"]["credit_code"] in served]
 
 
 def _recheck_days(session, park):
@@ -764,16 +789,17 @@ def worklist(session, park, user, *, today=None):
     }
 
 
-def field_layer(session, park, *, today=None):
+def field_layer(session, park, *, today=None, user=None):
     """Return the desk's field-work map layer as a GeoJSON FeatureCollection (EPSG:4326).
 
     Features with ``layer`` ``overdue_enterprise`` (the site of each
-    enterprise with a due entry, and which entries) and ``no_patrol_today``
+    enterprise with a due entry, and which entries; for a grid member
+    ``user``, those :func:`due` shows them) and ``no_patrol_today``
     (each active level-1 grid without a patrol on ``today``, local).
     """
     today = today or periods.local_today()
     overdue = defaultdict(list)
-    for entry in due(session, park, today=today):
+    for entry in due(session, park, today=today, user=user):
         overdue[entry["enterprise"]["credit_code"]].append(
             {k: entry[k] for k in ("kind", "kind_name", "user", "period", "times", "previous",
                                    "previous_done")})

@@ -223,7 +223,7 @@ def visits_by_grid(session, park, period, top):
     return counts
 
 
-def weekly_report(session, park, week, today=None):
+def weekly_report(session, park, week, today=None, grid_ids=None):
     """Return the week's report of ``park`` as a dict (see the module docstring).
 
     Parameters
@@ -232,6 +232,10 @@ def weekly_report(session, park, week, today=None):
         ISO week ``"2026-W48"`` (Asia/Shanghai).
     today : date, optional
         The local date to compute "now" with (default :func:`local_today`).
+    grid_ids : set, optional
+        A grid member's grids (``Actor.grid_ids``): the grid rows, the
+        hazards, requests and tasks listed, and the totals are theirs only;
+        the park's rates stay park-wide figures.
 
     Raises
     ------
@@ -245,6 +249,15 @@ def weekly_report(session, park, week, today=None):
     requests = request_facts(session, park, week)
     coverage = visits.coverage(session, park, week=week.name, today=today)
     records = visits_by_grid(session, park, week, top)
+    tasks = list_assignments(session, park, week.name)
+    if grid_ids is not None:
+        hazards = [f for f in hazards if f["grid_id"] in grid_ids]
+        requests = [f for f in requests if f["grid_id"] in grid_ids]
+        mine = {top[i].code for i in grid_ids if i in top}
+        level1 = [g for g in level1 if g.code in mine]
+        records = Counter({code: n for code, n in records.items() if code in mine})
+        coverage = {**coverage, **_coverage_of(coverage["by_grid"], mine)}
+        tasks = [a for a in tasks if (a.hazard or a.request).grid_id in grid_ids]
     rows = {g.code: {"code": g.code, "name": g.name, **dict.fromkeys(GRID_KEYS, 0)}
             for g in level1}
     for prefix, facts, keys in (("hazards", hazards, ("found", "closed", "open", "overdue")),
@@ -262,8 +275,7 @@ def weekly_report(session, park, week, today=None):
         row["visits_due"] = cell.get("expected", 0)
     happy, answers = satisfaction(requests)
     dashboard = ledger.dashboard(session, park, today=week.as_of)
-    assignments = assignment_dicts(session, list_assignments(session, park, week.name),
-                                   today=today)
+    assignments = assignment_dicts(session, tasks, today=today)
     return {
         "park": {"code": park.code, "name": park.name},
         "week": week.name, "monday": week.first.isoformat(), "sunday": week.last.isoformat(),
@@ -286,6 +298,14 @@ def weekly_report(session, park, week, today=None):
                        for kind, facts in (("hazard", hazards), ("request", requests))
                        for f in facts if f["open"]],
     }
+
+
+def _coverage_of(by_grid, codes):
+    """``{by_grid, expected, done, rate}`` of visit coverage over the grids ``codes``."""
+    cells = {code: cell for code, cell in by_grid.items() if code in codes}
+    expected = sum(c.get("expected", 0) for c in cells.values())
+    done = sum(c.get("done", 0) for c in cells.values())
+    return {"by_grid": cells, "expected": expected, "done": done, "rate": rate(done, expected)}
 
 
 #: Per-grid counters of the weekly report, in column order after code and name.
