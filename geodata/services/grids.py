@@ -51,6 +51,29 @@ def grid_layer(session, park, level=None):
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=STORAGE_SRID)
 
 
+def follow_grids(session, park):
+    """Bring what hangs off ``park``'s grids and sites in line with them, after they changed.
+
+    Every write that adds, reshapes or retires a grid or adds a site ends
+    with this, in its transaction: enterprises get the level-1 grid holding
+    most of their site (:func:`geodata.services.sites.reassign_grids`), open
+    hazards the deepest grid and the site holding their point
+    (:func:`geodata.services.ledger.relocate`), open requests their
+    enterprise's grid (:func:`geodata.services.requests.follow_enterprises`).
+    Closed hazards and finished requests keep the grid they were handled in.
+    Without it an enterprise imported before its grids stayed in no grid.
+    """
+    from geodata.services.ledger import relocate
+    from geodata.services.requests import follow_enterprises
+    from geodata.services.sites import reassign_grids
+
+    session.flush()
+    reassign_grids(session, park)
+    relocate(session, park)
+    follow_enterprises(session, park)
+    session.flush()
+
+
 def get_grid(session, park, code):
     """Return the park's grid with ``code`` (normalised) or raise :class:`NotFoundError`."""
     grid = session.execute(sa.select(Grid).where(
@@ -155,7 +178,7 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
         if parents[code]:
             parent = new.get(parents[code]) or stored[parents[code]]
             grid.parent_id = parent.id
-    session.flush()
+    follow_grids(session, park)
     return list(new.values()), warnings
 
 

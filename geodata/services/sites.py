@@ -138,6 +138,9 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, ch
         if host:
             enterprise.host_id = ids[host]
     session.flush()
+    from geodata.services.ledger import relocate
+
+    relocate(session, park)  # open hazards on the new sites now belong to them
     return new, warnings
 
 

@@ -23,7 +23,7 @@ from geodata.models import Grid, GridEdit, GridEditItem, GridLineage, GridStaff,
 from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
 from geodata.services.edits.common import EditOutcome, _Plan, Preview, _State, TOLERANCE_M
-from geodata.services.ledger import relocate
+from geodata.services.grids import follow_grids
 from geodata.storage import backend_name, begin_write, start_write
 
 _PROBLEM_CODES = {"gap": "would_leave_gap", "overlap": "grid_overlap",
@@ -439,14 +439,7 @@ def _write(session, park, done, operation, *, actor, reason, allow_problems):
     levels = ([state.by_code[c].level for c in keep] + [n.level for n in plan.new]
               + [state.every[c].level for c in re_codes])
     _move_staff(session, state, plan.retire, after_codes, after_geoms, levels, warnings)
-    session.flush()
-    from geodata.services.requests import follow_enterprises
-    from geodata.services.sites import reassign_grids
-
-    reassign_grids(session, park)
-    relocate(session, park)
-    follow_enterprises(session, park)  # open requests follow their enterprise's grid
-    session.flush()
+    follow_grids(session, park)
     summary = coverage_summary(after_report)
     added = [codes[n.key] for n in plan.new]
     reshaped = sorted((set(after) - plan.retire) | set(re_codes))

@@ -1,0 +1,124 @@
+"""What hangs off the grids follows every write of the grids or the sites, on both backends.
+
+Enterprises, open hazards and open requests store the grid they are in.  Any
+write that adds, reshapes or retires a grid, or adds a site, must leave each
+of them pointing at the grid the spatial rule gives now, and never at a
+retired grid.  :func:`stale_links` recomputes every link and lists those that
+disagree; each step of the table below must leave none.
+"""
+
+import json
+
+import geopandas as gpd
+import sqlalchemy as sa
+
+from geodata.creditcode import make_credit_code
+from geodata.models import Enterprise, Grid, Hazard, Park, ServiceRequest
+from geodata.request_workflow import DONE
+from geodata.services.grids import active_grids, grid_geometries
+from geodata.services.ledger import relocation
+from geodata.services.sites import enterprises_of, site_geometries
+from geodata.spatial import assign_to_cells
+from geodata.storage import session_scope
+from tests.conftest import metric_box, metric_point, stored_snapshot
+
+
+def stale_links(engine):
+    """Every stored grid/enterprise link that disagrees with the spatial rule, as tuples."""
+    stale = []
+    with session_scope(engine) as session:
+        for park in session.execute(sa.select(Park).order_by(Park.id)).scalars():
+            level1 = active_grids(session, park, level=1)
+            firms = enterprises_of(session, park)
+            wanted = assign_to_cells(site_geometries(firms), grid_geometries(level1))
+            stale += [("enterprise", e.credit_code, e.grid_id, level1[k].id if k >= 0 else None)
+                      for e, k in zip(firms, wanted)
+                      if e.grid_id != (level1[k].id if k >= 0 else None)]
+            stale += [("hazard", m["id"], m["was"], [m["grid_id"], m["enterprise_id"]])
+                      for m in relocation(session, park)]
+            stale += [("request", r.id, r.grid_id) for r, grid in session.execute(
+                sa.select(ServiceRequest, Enterprise.grid_id)
+                .join(Enterprise, Enterprise.id == ServiceRequest.enterprise_id)
+                .where(ServiceRequest.park_id == park.id, ServiceRequest.status.not_in(DONE)))
+                if r.grid_id != grid]
+        retired = sa.select(Grid.id).where(Grid.active_to.is_not(None))
+        for model, where in ((Enterprise, True), (Hazard, Hazard.status != "closed"),
+                             (ServiceRequest, ServiceRequest.status.not_in(DONE))):
+            stale += [(model.__tablename__, i, "retired grid") for i in session.execute(
+                sa.select(model.id).where(model.grid_id.in_(retired), where)).scalars()]
+    return stale
+
+
+def _file(path, frame):
+    gpd.GeoDataFrame(frame["props"], geometry=frame["geoms"], crs=4326).to_file(path)
+    return path
+
+
+def test_every_grid_and_site_write_keeps_the_links(runner, engine, tmp_path):
+    park = {"props": {"code": ["P"], "name": ["测试园区"], "division_code": ["411621"]},
+            "geoms": [metric_box(0, 0, 400, 200)]}
+    assert runner("import", "parks", _file(tmp_path / "park.gpkg", park)).exit_code == 0
+    e1, e2 = make_credit_code("411621", 1), make_credit_code("411621", 2)
+
+    # Hazards logged before any site or grid: in no grid, no enterprise.
+    hazards = {"props": {"category": ["消防安全"] * 2, "level": ["一般"] * 2,
+                         "description": ["灭火器过期", "通道堵塞"]},
+               "geoms": [metric_point(60, 60), metric_point(310, 60)]}
+    steps = [("import", "hazards", _file(tmp_path / "h.gpkg", hazards), "--park", "P")]
+    # Sites before grids: in no grid yet; the hazard at (60, 60) is now on e1's site.
+    sites = {"props": {"name": ["甲", "乙"], "credit_code": [e1, e2]},
+             "geoms": [metric_box(50, 50, 80, 80), metric_box(300, 50, 330, 80)]}
+    steps.append(("import", "enterprises", _file(tmp_path / "e.gpkg", sites), "--park", "P"))
+    # Grids afterwards: every site and open hazard is in one now.
+    grids = {"props": {"code": ["P-001", "P-002"], "name": ["西", "东"]},
+             "geoms": [metric_box(0, 0, 200, 200), metric_box(200, 0, 400, 200)]}
+    steps.append(("import", "grids", _file(tmp_path / "g.gpkg", grids), "--park", "P"))
+    steps += [("edit", "split", "P-002", "--parts", "2", "--park", "P", "--actor", "t"),
+              ("edit", "merge", "P-003", "P-004", "--park", "P", "--actor", "t"),
+              ("edit", "retire", "P-005", "--to", "P-001", "--park", "P", "--actor", "t"),
+              ("edit", "restore", "--edit", "0", "--park", "P", "--actor", "t")]
+    for step in steps:
+        result = runner(*step)
+        assert result.exit_code == 0, (step, result.output)
+        assert stale_links(engine) == [], step
+    assert runner("check", "--park", "P").exit_code == 0
+
+    # The QGIS round trip: the file's P-001 is split in two features (QGIS copies the code).
+    out = tmp_path / "grids.geojson"
+    assert runner("export", "grids", out, "--park", "P").exit_code == 0
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    west = next(f for f in doc["features"] if f["properties"]["code"] == "P-001")
+    doc["features"].remove(west)
+    for box in (metric_box(0, 0, 200, 100), metric_box(0, 100, 200, 200)):
+        doc["features"].append({"type": "Feature", "properties": dict(west["properties"]),
+                                "geometry": json.loads(gpd.GeoSeries([box]).to_json())[
+                                    "features"][0]["geometry"]})
+    out.write_text(json.dumps(doc), encoding="utf-8")
+    result = runner("import", "grids", out, "--park", "P", "--apply", "--actor", "t")
+    assert result.exit_code == 0, result.output
+    assert stale_links(engine) == []
+    with session_scope(engine) as session:
+        firm = session.execute(sa.select(Enterprise).where(Enterprise.credit_code == e1)
+                               ).scalar_one()
+        assert firm.grid.active_to is None and firm.grid.code not in ("P-001", "P-002")
+        hazard = session.execute(sa.select(Hazard).where(Hazard.description == "灭火器过期")
+                                 ).scalar_one()
+        assert (hazard.grid_id, hazard.enterprise_id) == (firm.grid_id, firm.id)
+    assert runner("check", "--park", "P").exit_code == 0
+
+
+def test_a_refused_grid_import_moves_no_link(runner, engine, tmp_path):
+    park = {"props": {"code": ["P"], "name": ["园"], "division_code": ["411621"]},
+            "geoms": [metric_box(0, 0, 400, 200)]}
+    assert runner("import", "parks", _file(tmp_path / "park.gpkg", park)).exit_code == 0
+    sites = {"props": {"name": ["甲"], "credit_code": [make_credit_code("411621", 1)]},
+             "geoms": [metric_box(50, 50, 80, 80)]}
+    assert runner("import", "enterprises", _file(tmp_path / "e.gpkg", sites),
+                  "--park", "P").exit_code == 0
+    before = stored_snapshot(engine)
+    # The second grid overlaps the first by 10 m: the whole file is refused.
+    grids = {"props": {"code": ["P-001", "P-002"]},
+             "geoms": [metric_box(0, 0, 200, 200), metric_box(190, 0, 400, 200)]}
+    result = runner("import", "grids", _file(tmp_path / "g.gpkg", grids), "--park", "P")
+    assert result.exit_code == 2 and "overlap" in result.output
+    assert stored_snapshot(engine) == before
