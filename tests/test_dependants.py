@@ -122,3 +122,43 @@ def test_a_refused_grid_import_moves_no_link(runner, engine, tmp_path):
     result = runner("import", "grids", _file(tmp_path / "g.gpkg", grids), "--park", "P")
     assert result.exit_code == 2 and "overlap" in result.output
     assert stored_snapshot(engine) == before
+
+
+def test_a_grid_import_never_leaves_what_check_calls_invalid(runner, engine, tmp_path):
+    """Sub-grids need a parent in force; grids given as retired are history, not cover."""
+    park = {"props": {"code": ["P"], "name": ["园"], "division_code": ["411621"]},
+            "geoms": [metric_box(0, 0, 400, 200)]}
+    assert runner("import", "parks", _file(tmp_path / "park.gpkg", park)).exit_code == 0
+    grids = {"props": {"code": ["P-001", "P-002"]},
+             "geoms": [metric_box(0, 0, 200, 200), metric_box(200, 0, 400, 200)]}
+    assert runner("import", "grids", _file(tmp_path / "g.gpkg", grids),
+                  "--park", "P").exit_code == 0
+    assert runner("edit", "retire", "P-002", "--to", "P-001", "--park", "P",
+                  "--actor", "t").exit_code == 0
+    before = stored_snapshot(engine)
+    refused = [
+        # under a stored retired grid
+        ({"code": ["P-002-01"], "parent_code": ["P-002"]}, [metric_box(200, 0, 300, 200)],
+         "retired"),
+        # under a grid the same file gives as retired
+        ({"code": ["P-009", "P-009-01"], "parent_code": [None, "P-009"],
+          "active_to": ["2020-01-01", None]},
+         [metric_box(0, 0, 100, 100), metric_box(0, 0, 50, 50)], "retired"),
+        # retired before it came into force
+        ({"code": ["P-010"], "active_from": ["2021-01-01"], "active_to": ["2020-01-01"]},
+         [metric_box(0, 0, 100, 100)], "before active_from"),
+    ]
+    for props, geoms, words in refused:
+        result = runner("import", "grids", _file(tmp_path / "bad.gpkg",
+                                                 {"props": props, "geoms": geoms}),
+                        "--park", "P")
+        assert result.exit_code == 2 and words in result.output, result.output
+        assert stored_snapshot(engine) == before
+        assert runner("check", "--park", "P").exit_code == 0
+    # A grid of the past (with active_to) over ground a grid in force covers is history.
+    old = {"props": {"code": ["P-011"], "active_from": ["2019-01-01"],
+                     "active_to": ["2020-01-01"]}, "geoms": [metric_box(0, 0, 100, 100)]}
+    result = runner("import", "grids", _file(tmp_path / "old.gpkg", old), "--park", "P")
+    assert result.exit_code == 0, result.output
+    assert runner("check", "--park", "P").exit_code == 0
+    assert stale_links(engine) == []
