@@ -13,7 +13,8 @@ import geopandas as gpd
 import sqlalchemy as sa
 
 from geodata.creditcode import make_credit_code
-from geodata.models import Enterprise, Grid, Hazard, Park, ServiceRequest
+from geodata.models import (Enterprise, Grid, GridStaff, Hazard, Park, ServiceRequest,
+                            User, UserGrid)
 from geodata.request_workflow import DONE
 from geodata.services.grids import active_grids, grid_geometries
 from geodata.services.ledger import relocation
@@ -43,7 +44,8 @@ def stale_links(engine):
                 if r.grid_id != grid]
         retired = sa.select(Grid.id).where(Grid.active_to.is_not(None))
         for model, where in ((Enterprise, True), (Hazard, Hazard.status != "closed"),
-                             (ServiceRequest, ServiceRequest.status.not_in(DONE))):
+                             (ServiceRequest, ServiceRequest.status.not_in(DONE)),
+                             (GridStaff, True), (UserGrid, True)):
             stale += [(model.__tablename__, i, "retired grid") for i in session.execute(
                 sa.select(model.id).where(model.grid_id.in_(retired), where)).scalars()]
     return stale
@@ -73,16 +75,30 @@ def test_every_grid_and_site_write_keeps_the_links(runner, engine, tmp_path):
     grids = {"props": {"code": ["P-001", "P-002"], "name": ["西", "东"]},
              "geoms": [metric_box(0, 0, 200, 200), metric_box(200, 0, 400, 200)]}
     steps.append(("import", "grids", _file(tmp_path / "g.gpkg", grids), "--park", "P"))
+    # A grid member limited to the east grid, and its grid chief.
+    steps.append(("users", "add", "member", "--role", "inspector", "--password",
+                  "Member-pass-2025!", "--grid", "P-002", "--park", "P"))
+    staff = tmp_path / "staff.csv"
+    staff.write_text("grid_code,name,phone,role,published\nP-002,王五,13800000000,网格长,true\n",
+                     encoding="utf-8")
+    steps.append(("import", "staff", staff, "--park", "P"))
     steps += [("edit", "split", "P-002", "--parts", "2", "--park", "P", "--actor", "t"),
               ("edit", "merge", "P-003", "P-004", "--park", "P", "--actor", "t"),
               ("edit", "retire", "P-005", "--to", "P-001", "--park", "P", "--actor", "t"),
               ("edit", "restore", "--edit", "0", "--park", "P", "--actor", "t")]
+    member_grids = {"split": ["P-003", "P-004"], "merge": ["P-005"], "retire": ["P-001"]}
     for step in steps:
         result = runner(*step)
         assert result.exit_code == 0, (step, result.output)
         assert stale_links(engine) == [], step
+        if step[:2] in (("edit", "split"), ("edit", "merge"), ("edit", "retire")):
+            # The member limited to P-002 follows its ground: to both halves, to the merged
+            # grid, to the grid that took it.
+            with session_scope(engine) as session:
+                member = session.execute(sa.select(User).where(User.username == "member")
+                                         ).scalar_one()
+                assert sorted(g.grid.code for g in member.grids) == member_grids[step[1]]
     assert runner("check", "--park", "P").exit_code == 0
-
     # The QGIS round trip: the file's P-001 is split in two features (QGIS copies the code).
     out = tmp_path / "grids.geojson"
     assert runner("export", "grids", out, "--park", "P").exit_code == 0
@@ -136,6 +152,9 @@ def test_a_grid_import_never_leaves_what_check_calls_invalid(runner, engine, tmp
     assert runner("edit", "retire", "P-002", "--to", "P-001", "--park", "P",
                   "--actor", "t").exit_code == 0
     before = stored_snapshot(engine)
+    result = runner("users", "add", "late", "--role", "inspector", "--password",
+                    "Member-pass-2025!", "--grid", "P-002", "--park", "P")
+    assert result.exit_code == 2 and "no grid in force" in result.output, result.output
     refused = [
         # under a stored retired grid
         ({"code": ["P-002-01"], "parent_code": ["P-002"]}, [metric_box(200, 0, 300, 200)],
