@@ -340,6 +340,13 @@ def _compute(session, park, build, *, if_match, expected, expected_codes, allow_
             raise ValidationError("the edit would make an empty grid", code="empty_result")
     for code in [c for c in plan.updates if c not in plan.retire and computed[c].is_empty]:
         plan.retire_tree(code)
+    for code in sorted(plan.keep & plan.retire):
+        # Retiring a grid is its own edit, never the silent outcome of a reshape.
+        raise ValidationError(
+            f"the new shape of {code} leaves nothing of it inside its "
+            f"{'parent ' + state.parent[code] if state.parent[code] else 'park'}; draw it "
+            "there, or retire the grid", code="empty_result",
+            details={"grid": code, "field": "geometry"})
     after = {c: computed[c] for c in plan.updates if c not in plan.retire}
     for code, geom in plan.exact.items():
         after[code] = _multi(geom)

@@ -18,7 +18,10 @@ def reshape_grid(session, park, code, geometry, *, actor, reason="", neighbours=
     ------
     ValidationError
         ``grid_overlap``, ``would_leave_gap``, ``outside_park`` with the area;
-        ``invalid_geometry`` (with the reason) for an invalid new shape.
+        ``invalid_geometry`` (with the reason) for an invalid new shape;
+        ``empty_result`` when the new shape keeps nothing of the grid inside
+        its park or parent (a neighbour losing all its ground retires, the
+        grid itself never does).
     """
     geometry = _polygon_input(geometry, "geometry")
 
@@ -29,6 +32,8 @@ def reshape_grid(session, park, code, geometry, *, actor, reason="", neighbours=
             state.metric[state.parent[key]]
         changed = editing.reshape(state.siblings(key), key, _metric(state, geometry), nbrs,
                                   park=park_metric, tolerance_m=tolerance_m, snap_m=snap_m)
+        # A neighbour that loses all its ground retires; the reshaped grid itself never does.
+        plan.keep.add(key)
         for c, geom in changed.items():
             plan.update(c, geom)
 
