@@ -263,3 +263,22 @@ def test_a_reshape_that_leaves_nothing_of_the_grid_is_422_not_a_silent_retire(ap
         shapely.box(x0, y0, x0 + 0.004, y0 + 0.004))})
     assert response.json["error"]["code"] == "empty_result"
     assert "FGKFQ-022" in response.json["error"]["message"]
+
+
+def test_a_neighbour_that_cannot_share_ground_is_422_invalid_neighbour(api, engine):
+    """The grid itself, or a grid under another parent, as a neighbour: named, not ignored."""
+    with session_scope(engine) as session:
+        rows = active_grids(session, get_park(session, PARK))
+        sub = next(g.code for g in rows if g.parent_id is not None)
+    grid = cells(engine)["FGKFQ-022"][0]
+    before = stored_snapshot(engine)
+    for code, neighbours, named in (("FGKFQ-022", ["FGKFQ-022"], "FGKFQ-022"),
+                                    ("FGKFQ-022", [sub], sub),
+                                    (sub, ["FGKFQ-022"], "FGKFQ-022")):
+        response = api.call("POST", "/reshape", body={
+            "code": code, "geometry": geojson(grid.buffer(5, join_style="mitre")),
+            "neighbours": neighbours})
+        assert response.status_code == 422, response.json
+        error = response.json["error"]
+        assert error["code"] == "invalid_neighbour" and error["details"]["grid"] == named
+    assert stored_snapshot(engine) == before
