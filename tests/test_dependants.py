@@ -181,3 +181,34 @@ def test_a_grid_import_never_leaves_what_check_calls_invalid(runner, engine, tmp
     assert result.exit_code == 0, result.output
     assert runner("check", "--park", "P").exit_code == 0
     assert stale_links(engine) == []
+
+
+def test_a_hazard_placed_while_a_site_import_commits_is_placed_again(engine, monkeypatch):
+    """The API places a hazard before it takes the write lock; a site imported in between
+    (another process) must not leave the hazard without the enterprise it lies on."""
+    import pandas as pd
+
+    from geodata.services import ledger
+    from geodata.services.parks import get_park
+    from geodata.services.sites import import_enterprises
+    from tests.ledger_helpers import ACTORS, build_park
+
+    build_park(engine, users=False)
+    point = metric_point(850, 850)  # T-002, on no site yet
+    real_start_write = ledger.start_write
+
+    def site_import_commits_meanwhile(session):
+        with session_scope(engine, write=True) as other:
+            park = get_park(other, "T", lock=True)
+            import_enterprises(other, park, gpd.GeoDataFrame(pd.DataFrame([{
+                "name": "丙公司", "credit_code": make_credit_code("411621", 3)}]),
+                geometry=[metric_box(800, 800, 900, 900)], crs=4326))
+        monkeypatch.setattr(ledger, "start_write", real_start_write)
+        real_start_write(session)
+
+    monkeypatch.setattr(ledger, "start_write", site_import_commits_meanwhile)
+    with session_scope(engine) as session:
+        hazard = ledger.create_hazard(session, get_park(session, "T"), point=point,
+                                      category="其他", actor=ACTORS["inspector"])
+        assert hazard.enterprise is not None and hazard.enterprise.name == "丙公司"
+    assert stale_links(engine) == []

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import shapely
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import flag_modified
 
 from geodata import attributes as attr
 from geodata import domains
@@ -137,6 +138,9 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, ch
     for enterprise, host in zip(new, hosts):
         if host:
             enterprise.host_id = ids[host]
+    # New sites change where a point belongs, as new grids do: the park's version steps, so
+    # a hazard placed before this import committed is placed again (ledger.create_hazard).
+    flag_modified(park, "name")
     session.flush()
     from geodata.services.ledger import relocate
 
