@@ -43,12 +43,13 @@ def _file(path, props, geoms):
 
 @pytest.fixture
 def park_p(runner, tmp_path):
-    """Park P (400 x 200 m), its west half gridded as P-001, one site and one open hazard."""
+    """Park P (400 x 200 m), gridded up to x = 300 m (P-001, P-002), one site, one hazard."""
     steps = [
         ("parks", _file(tmp_path / "p.gpkg", {
             "code": ["P"], "name": ["园"], "division_code": ["411621"]},
             [metric_box(0, 0, 400, 200)])),
-        ("grids", _file(tmp_path / "g.gpkg", {"code": ["P-001"]}, [metric_box(0, 0, 200, 200)])),
+        ("grids", _file(tmp_path / "g.gpkg", {"code": ["P-001", "P-002"]},
+                        [metric_box(0, 0, 200, 200), metric_box(200, 0, 300, 200)])),
         ("enterprises", _file(tmp_path / "e.gpkg", {
             "name": ["甲"], "credit_code": [make_credit_code("411621", 1)]},
             [metric_box(50, 50, 80, 80)])),
@@ -68,16 +69,35 @@ def _files(folder):
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("gridmap.sqlite"))
 
 
+def _geojson(geom):
+    return json.dumps(json.loads(gpd.GeoSeries([geom]).to_json())["features"][0]["geometry"])
+
+
+def _staff(folder):
+    path = folder / "staff.csv"
+    path.write_text("grid_code,name,phone,role,published\n"
+                    "P-001,王五,13800000000,网格长,true\nP-002,赵六,13800000001,网格长,true\n",
+                    encoding="utf-8")
+    return str(path)
+
+
 def _apply_file(tmp_path):
     """The park's grids as a QGIS user leaves them: P-001 cut in two (both keep the code)."""
-    halves = [metric_box(0, 0, 200, 100), metric_box(0, 100, 200, 200)]
-    return _file(tmp_path / "apply.gpkg", {"code": ["P-001", "P-001"]}, halves)
+    shapes = [metric_box(0, 0, 200, 100), metric_box(0, 100, 200, 200),
+              metric_box(200, 0, 300, 200)]
+    return _file(tmp_path / "apply.gpkg", {"code": ["P-001", "P-001", "P-002"]}, shapes)
 
 
 COMMANDS = {
     "import grids": lambda d: ("import", "grids", _file(
-        d / "east.gpkg", {"code": ["P-002", "P-003"]},
-        [metric_box(200, 0, 300, 200), metric_box(300, 0, 400, 200)]), "--park", "P"),
+        d / "east.gpkg", {"code": ["P-003", "P-004"]},
+        [metric_box(300, 0, 400, 100), metric_box(300, 100, 400, 200)]), "--park", "P"),
+    "import staff": lambda d: ("import", "staff", _staff(d), "--park", "P"),
+    "edit merge": lambda d: ("edit", "merge", "P-001", "P-002", "--park", "P", "--actor", "t"),
+    "edit retire": lambda d: ("edit", "retire", "P-002", "--to", "P-001", "--park", "P",
+                              "--actor", "t"),
+    "edit reshape": lambda d: ("edit", "reshape", "P-001", "--geometry", _geojson(
+        metric_box(0, 0, 250, 200)), "--neighbour", "P-002", "--park", "P", "--actor", "t"),
     "import enterprises": lambda d: ("import", "enterprises", _file(
         d / "e2.gpkg", {"name": ["乙", "丙"], "credit_code": [
             make_credit_code("411621", 2), make_credit_code("411621", 3)]},
@@ -90,9 +110,8 @@ COMMANDS = {
                                        "--apply", "--actor", "t", "--allow-problems"),
     "edit split": lambda d: ("edit", "split", "P-001", "--parts", "3", "--park", "P",
                              "--actor", "t"),
-    "edit draw": lambda d: ("edit", "draw", "--geometry", json.dumps(
-        json.loads(gpd.GeoSeries([metric_box(200, 0, 400, 200)]).to_json())["features"][0][
-            "geometry"]), "--park", "P", "--actor", "t"),
+    "edit draw": lambda d: ("edit", "draw", "--geometry", _geojson(metric_box(300, 0, 400, 200)),
+                            "--park", "P", "--actor", "t"),
 }
 
 
