@@ -59,7 +59,8 @@ def follow_grids(session, park):
     most of their site (:func:`geodata.services.sites.reassign_grids`), open
     hazards the deepest grid and the site holding their point
     (:func:`geodata.services.ledger.relocate`), open requests their
-    enterprise's grid (:func:`geodata.services.requests.follow_enterprises`).
+    enterprise's grid (:func:`geodata.services.requests.follow_enterprises`,
+    when an enterprise moved).
     Closed hazards and finished requests keep the grid they were handled in.
     Without it an enterprise imported before its grids stayed in no grid.
     """
@@ -68,9 +69,10 @@ def follow_grids(session, park):
     from geodata.services.sites import reassign_grids
 
     session.flush()
-    reassign_grids(session, park)
+    moved = reassign_grids(session, park)
     relocate(session, park)
-    follow_enterprises(session, park)
+    if moved:  # requests follow their enterprise: nothing to do when none moved
+        follow_enterprises(session, park)
     session.flush()
 
 

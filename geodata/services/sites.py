@@ -149,13 +149,21 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, ch
 
 
 def reassign_grids(session, park):
-    """Re-resolve every enterprise's level-1 grid (after grid boundaries change)."""
+    """Re-resolve every enterprise's level-1 grid (after grid boundaries change).
+
+    Returns how many enterprises changed grid.
+    """
     enterprises = enterprises_of(session, park)
     grids = active_grids(session, park, level=1)
     assigned = assign_to_cells(site_geometries(enterprises), grid_geometries(grids))
+    moved = 0
     for enterprise, k in zip(enterprises, assigned):
-        enterprise.grid_id = grids[k].id if k >= 0 else None
+        grid_id = grids[k].id if k >= 0 else None
+        if enterprise.grid_id != grid_id:
+            enterprise.grid_id = grid_id
+            moved += 1
     session.flush()
+    return moved
 
 
 def enterprises_frame(session, park):
