@@ -212,3 +212,37 @@ def test_a_hazard_placed_while_a_site_import_commits_is_placed_again(engine, mon
                                       category="其他", actor=ACTORS["inspector"])
         assert hazard.enterprise is not None and hazard.enterprise.name == "丙公司"
     assert stale_links(engine) == []
+
+
+def test_every_function_that_writes_grids_lets_the_dependants_follow():
+    """A source scan: a function that makes a grid (``Grid(...)``) or changes one's ground or
+    state (``<grid>.geom = ``, ``<grid>.active_to = ``) calls ``follow_grids`` itself, so
+    the next writer of grids cannot leave sites and hazards behind."""
+    import ast
+    from pathlib import Path
+
+    import geodata
+
+    def writes_grids(node):
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call) and getattr(sub.func, "id", None) == "Grid":
+                return True
+            targets = sub.targets if isinstance(sub, ast.Assign) else []
+            for target in targets:
+                for t in (target.elts if isinstance(target, ast.Tuple) else [target]):
+                    if isinstance(t, ast.Attribute) and t.attr in ("geom", "active_to") and \
+                            "grid" in ast.unparse(t.value).lower():
+                        return True
+        return False
+
+    found, missing = [], []
+    for path in sorted(Path(geodata.__file__).parent.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue  # revisions write the schema of their time, not today's rows
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and writes_grids(node):
+                found.append(node.name)
+                if "follow_grids" not in {getattr(n, "id", None) for n in ast.walk(node)}:
+                    missing.append(f"{path.name}:{node.name}")
+    assert {"import_grids", "_write"} <= set(found)
+    assert missing == []
