@@ -234,15 +234,36 @@ def _read_geojson(path, max_features, max_vertices, warnings):
         rows.append(props)
         geoms.append(geometry_from_geojson(feature.get("geometry"), index=i, file=path,
                                            max_vertices=max_vertices, warnings=warnings))
-    declared = CRS.from_epsg(STORAGE_SRID)
-    legacy = (doc.get("crs") or {}).get("properties", {}).get("name")
-    if legacy:
-        declared = parse_crs(legacy.replace("urn:ogc:def:crs:", "").replace("::", ":"), path)
-        if declared.equals(CRS.from_user_input("OGC:CRS84")):
-            declared = CRS.from_epsg(STORAGE_SRID)
     frame = pd.DataFrame(rows)
     frame["geometry"] = np.array(geoms, dtype=object) if geoms else []
-    return frame, declared
+    return frame, _legacy_crs(doc.get("crs"), path)
+
+
+def _legacy_crs(member, path):
+    """The CRS of a GeoJSON's legacy ``crs`` member; EPSG:4326 without one.
+
+    RFC 7946 dropped the member, yet GDAL, QGIS and geopandas still write
+    ``urn:ogc:def:crs:OGC:1.3:CRS84`` for lon/lat files.  The URN is parsed
+    as written: pyproj knows the OGC and EPSG URNs, and rewriting them
+    (``OGC:1.3:CRS84``) made CRS84 itself an unknown CRS.
+
+    Raises
+    ------
+    ValidationError
+        ``unknown_crs``: a member without a CRS name, or a name pyproj does not know.
+    """
+    if not member:
+        return CRS.from_epsg(STORAGE_SRID)
+    name = member.get("properties") if isinstance(member, dict) else None
+    name = name.get("name") if isinstance(name, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"{path}: the legacy 'crs' member must be "
+                              '{"type": "name", "properties": {"name": "<CRS>"}}',
+                              code="unknown_crs", details={"file": path})
+    declared = parse_crs(name.strip(), path)
+    if declared.equals(CRS.from_user_input("OGC:CRS84")):
+        declared = CRS.from_epsg(STORAGE_SRID)
+    return declared
 
 
 def _csv_records(path):

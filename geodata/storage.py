@@ -24,12 +24,13 @@ import shapely  # noqa: F401
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from geodata.crs import STORAGE_SRID
-from geodata.errors import (ConfigError, DatabaseMissingError, DatabaseUnavailableError,
-                            SchemaMissingError)
+from geodata.errors import (ConfigError, ConflictError, DatabaseMissingError,
+                            DatabaseUnavailableError, SchemaMissingError)
 
 
 def _preload_bundled_gdal():
@@ -321,8 +322,18 @@ def translate_db_error(exc, url=None):
     """Turn a driver-level error into a :class:`~geodata.errors.GridmapError`.
 
     Connection failures, SQLite lock timeouts and a damaged SQLite file
-    become 503s; a missing table means the schema was never created.
+    become 503s; a missing table means the schema was never created.  A
+    write that lost a race to another one is a 409, never a 500: a versioned
+    row changed since it was read (``StaleDataError``: ``stale_version``), a
+    unique key written meanwhile (``duplicate_grid_code`` and the like), a
+    row another one still refers to (``has_dependents``).  The services check
+    all of these under the park's lock first; this is the net under them.
     """
+    if isinstance(exc, StaleDataError):
+        return ConflictError("the record changed while this write ran; reload and try again",
+                             code="stale_version")
+    if isinstance(exc, IntegrityError):
+        return _integrity_conflict(exc)
     text = str(getattr(exc, "orig", exc)).lower()
     if "no such table" in text or ("relation" in text and "does not exist" in text):
         return SchemaMissingError("the database has no gridmap schema: run `gridmap init-db`")
@@ -337,4 +348,31 @@ def translate_db_error(exc, url=None):
             getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError)):
         return DatabaseUnavailableError(f"cannot connect to the database{where}",
                                         details={"retry_after": 5})
+    return None
+
+
+#: Unique keys a concurrent writer can take first, by table: the codes the services use.
+_DUPLICATE_CODES = {"grids": "duplicate_grid_code", "parks": "duplicate_park_code",
+                    "enterprises": "duplicate_credit_code"}
+
+
+def _integrity_conflict(exc):
+    """The 409 of a unique or foreign-key violation, or None (another rule: a server bug)."""
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).lower()
+    diag = getattr(orig, "diag", None)  # psycopg names the table; SQLite says "table.column"
+    table = getattr(diag, "table_name", None)
+    if table is None and "constraint failed: " in text:
+        table = text.split("constraint failed: ", 1)[1].split(".", 1)[0].strip()
+    if "unique" in text or "duplicate key" in text:
+        return ConflictError("a record with the same key was stored meanwhile; reload and try "
+                             "again", code=_DUPLICATE_CODES.get(table, "duplicate"),
+                             details={"table": table})
+    if "foreign key" in text:
+        if "update or delete on table" in text:  # PostgreSQL names the side
+            return ConflictError("other records still refer to this one",
+                                 code="has_dependents", details={"table": table})
+        return ConflictError("a record this write refers to, or one that refers to it, "
+                             "changed meanwhile; reload and try again", code="conflict",
+                             details={"table": table})
     return None

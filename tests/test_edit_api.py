@@ -231,3 +231,54 @@ def test_invalid_shape_is_422_and_a_stale_retired_grid_is_409(api, engine):
                                                "expected_version": 1})
     assert stale.status_code == 409 and stale.json["error"]["code"] == "stale_version"
     assert stale.json["error"]["details"]["current"] == 2
+
+
+def test_a_reshape_that_leaves_nothing_of_the_grid_is_422_not_a_silent_retire(api, engine):
+    """A shape outside the park, one outside the parent for a sub-grid, or one narrower than
+    the tolerance: 422 ``empty_result``; the grid stays, nothing is stored."""
+    with session_scope(engine) as session:
+        rows = active_grids(session, get_park(session, PARK))
+        sub = next(g.code for g in rows if g.parent_id is not None)
+        parent = next(g.code for g in rows if g.id == next(
+            r.parent_id for r in rows if r.code == sub))
+    top = cells(engine)
+    far = next(c for c in top if c != parent and not top[c][0].intersects(top[parent][0]))
+    x0, y0 = top["FGKFQ-022"][0].bounds[:2]
+    before = stored_snapshot(engine)
+    for code, shape in ((sub, top[far][0]),  # a sub-grid moved out of its parent
+                        ("FGKFQ-022", shapely.box(x0, y0, x0 + 0.004, y0 + 0.004)),  # a speck
+                        ("FGKFQ-022", shapely.box(x0 - 5000, y0 - 5000, x0 - 4950,
+                                                  y0 - 4950))):  # 5 km outside the park
+        for neighbours in (None, []):
+            body = {"code": code, "geometry": geojson(shape)}
+            if neighbours is not None:
+                body["neighbours"] = neighbours
+            response = api.call("POST", "/reshape", body=body)
+            assert response.status_code == 422, (code, response.json)
+            assert response.json["error"]["code"] in ("empty_result", "outside_park",
+                                                      "would_leave_gap"), response.json
+        assert stored_snapshot(engine) == before
+    # With its neighbours taking the ground, the speck was the case that retired the grid.
+    response = api.call("POST", "/reshape", body={"code": "FGKFQ-022", "geometry": geojson(
+        shapely.box(x0, y0, x0 + 0.004, y0 + 0.004))})
+    assert response.json["error"]["code"] == "empty_result"
+    assert "FGKFQ-022" in response.json["error"]["message"]
+
+
+def test_a_neighbour_that_cannot_share_ground_is_422_invalid_neighbour(api, engine):
+    """The grid itself, or a grid under another parent, as a neighbour: named, not ignored."""
+    with session_scope(engine) as session:
+        rows = active_grids(session, get_park(session, PARK))
+        sub = next(g.code for g in rows if g.parent_id is not None)
+    grid = cells(engine)["FGKFQ-022"][0]
+    before = stored_snapshot(engine)
+    for code, neighbours, named in (("FGKFQ-022", ["FGKFQ-022"], "FGKFQ-022"),
+                                    ("FGKFQ-022", [sub], sub),
+                                    (sub, ["FGKFQ-022"], "FGKFQ-022")):
+        response = api.call("POST", "/reshape", body={
+            "code": code, "geometry": geojson(grid.buffer(5, join_style="mitre")),
+            "neighbours": neighbours})
+        assert response.status_code == 422, response.json
+        error = response.json["error"]
+        assert error["code"] == "invalid_neighbour" and error["details"]["grid"] == named
+    assert stored_snapshot(engine) == before

@@ -401,3 +401,33 @@ def test_damaged_exif_never_breaks_an_upload():
         stored_ += 1
         assert app_segments(prepared.data) == [0xE0]
     assert stored_ > 200
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["plain", "idempotency-key"])
+def test_an_upload_cut_off_at_any_write_leaves_no_file_and_no_row(api, engine, tmp_path, keyed):
+    """The database fails at the 1st, 2nd, ... write statement of an upload: 503, and neither
+    a row nor a file (photo, thumbnail or temporary) is left; then the upload goes through."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from tests.test_write_faults import _Fault
+
+    hid = api.create("T-001").json["id"]
+    before = table_counts(engine)
+    headers = {"Idempotency-Key": "photo-fault-1"} if keyed else {}
+    at = 1
+    while True:
+        fault = _Fault(sa.exc.OperationalError("INSERT", {}, Exception("connection lost")), at)
+        event.listen(Engine, "before_cursor_execute", fault)
+        try:
+            response = api.call("POST", f"/api/hazards/{hid}/photos", "inspector",
+                                headers=headers, **form(phone_jpeg(), "before"))
+        finally:
+            event.remove(Engine, "before_cursor_execute", fault)
+        if fault.seen < at:  # fewer writes than that: this one went through
+            break
+        assert response.status_code == 503, (at, response.json)
+        assert stored(tmp_path) == [] and table_counts(engine) == before, at
+        at += 1
+    assert response.status_code == 201 and at > (2 if keyed else 1), response.json
+    assert len(stored(tmp_path)) == 2  # the photo and its thumbnail, nothing else

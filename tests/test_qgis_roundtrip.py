@@ -144,3 +144,28 @@ def test_retired_codes_are_never_reused(runner, engine, exported):
     assert runner("edit", "retire", "FGKFQ-033", "--park", "FGKFQ", "--actor", "x").exit_code == 0
     result = runner("import", "grids", path, "--park", "FGKFQ", "--diff")
     assert result.exit_code == 2 and "never reused" in result.stderr
+
+
+def test_a_layer_asking_for_what_apply_cannot_do_is_refused(runner, engine, exported, tmp_path):
+    """A new parent for a stored grid, or a kind out of the domain, is 422, not ignored or a
+    database error; nothing is stored, and `check` still passes."""
+    path, frame = exported
+    kid = frame[frame["parent_code"].notna()].iloc[0]
+    other = next(c for c in frame.loc[frame["level"] == 1, "code"] if c != kid["parent_code"])
+    cases = [("keeps its parent", lambda f: f.assign(parent_code=f["parent_code"].where(
+                 f["code"] != kid["code"], other))),
+             ("keeps its parent", lambda f: f.assign(parent_code=f["parent_code"].where(
+                 f["code"] != kid["code"], None))),
+             ("kind", lambda f: pd.concat([f, f[f["code"] == other].assign(
+                 code=None, kind="factory")], ignore_index=True))]
+    before = stored_snapshot(engine)
+    for words, change in cases:
+        edited = gpd.GeoDataFrame(change(frame.copy()), crs=frame.crs)
+        edited.to_file(tmp_path / "bad.gpkg", driver="GPKG")
+        for mode in ("--diff", "--apply"):
+            result = runner("import", "grids", tmp_path / "bad.gpkg", "--park", "FGKFQ", mode,
+                            "--actor", "t", "--format", "json")
+            assert result.exit_code == 2 and words in result.output, result.output
+            assert "database error" not in result.output
+        assert stored_snapshot(engine) == before
+    assert runner("check", "--park", "FGKFQ").exit_code == 0

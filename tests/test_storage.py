@@ -110,3 +110,53 @@ def test_stale_write_never_overwrites(engine):
         second.rollback()
     with session_scope(engine) as session:
         assert session.execute(sa.select(Park.name)).scalar() == "A"
+
+
+def test_a_lost_write_race_is_a_409_not_a_500(engine):
+    """What a write that lost a race raises maps to a 409 with the service's code.
+
+    The services check versions and unique keys under the park's lock; if one
+    slips through anyway, :func:`translate_db_error` (the API's and the CLI's
+    one table) answers 409, not 500 ``internal_error``.
+    """
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from geodata.models import Grid
+    from geodata.storage import translate_db_error
+
+    with session_scope(engine, write=True) as session:
+        park_id = _park(session).id
+    with session_scope(engine) as first, session_scope(engine) as second:
+        first.execute(sa.select(Park)).scalar_one().name = "A"
+        b = second.execute(sa.select(Park)).scalar_one()
+        first.commit()
+        b.name = "B"
+        with pytest.raises((StaleDataError, OperationalError)) as raised:
+            second.commit()
+        second.rollback()
+    error = translate_db_error(raised.value)
+    # SQLite refuses the stale snapshot's upgrade: busy, retry (503); PostGIS: stale (409).
+    assert (error.http_status, error.code) in ((409, "stale_version"), (503, "database_busy"))
+
+    def grid(session):
+        session.add(Grid(park_id=park_id, code="P1-001", name="x", level=1, kind="area",
+                         geom=to_element(shapely.MultiPolygon([metric_box(0, 0, 10, 10)])),
+                         area_m2=100.0, active_from=sa.func.current_date()))
+        session.flush()
+
+    with session_scope(engine, write=True) as session:
+        grid(session)
+    with pytest.raises(IntegrityError) as raised:
+        with session_scope(engine, write=True) as session:
+            grid(session)
+    error = translate_db_error(raised.value)
+    assert (error.http_status, error.code, error.details["table"]) == (
+        409, "duplicate_grid_code", "grids")
+    with pytest.raises(IntegrityError) as raised:
+        with session_scope(engine, write=True) as session:
+            session.execute(sa.delete(Park))
+    error = translate_db_error(raised.value)
+    # PostgreSQL says which side broke the key; SQLite only that one did.
+    assert (error.http_status, error.code) == (409, "has_dependents" if (
+        engine.dialect.name == "postgresql") else "conflict")

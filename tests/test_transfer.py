@@ -97,6 +97,32 @@ def test_projected_input_is_transformed(runner, park_file, tmp_path):
         original.sort_index().to_crs(4547).geometry).max() < 1e-3
 
 
+def test_legacy_crs_member_as_gdal_and_qgis_write_it(runner, park_file, tmp_path, engine):
+    """GDAL, QGIS and geopandas name lon/lat as ``urn:ogc:def:crs:OGC:1.3:CRS84``."""
+    assert runner("import", "parks", park_file).exit_code == 0
+    cells = gpd.GeoDataFrame.from_features(grid_features(), crs=4326)
+    path = tmp_path / "from_gdal.geojson"
+    cells.iloc[:2].to_file(path)
+    assert "urn:ogc:def:crs:OGC:1.3:CRS84" in path.read_text(encoding="utf-8")
+    result = runner("import", "grids", path, "--park", "T")
+    assert result.exit_code == 0, result.output
+    # An EPSG URN in the legacy member is transformed like a declared CRS.
+    doc = json.loads(cells.iloc[2:].to_crs(3857).to_json())
+    doc["crs"] = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3857"}}
+    result = runner("import", "grids", write_geojson(tmp_path / "urn.geojson", doc["features"],
+                                                     crs=doc["crs"]), "--park", "T")
+    assert result.exit_code == 0, result.output
+    assert runner("check", "--park", "T").exit_code == 0
+    before = stored_snapshot(engine)
+    for member in ("EPSG:4326", {"type": "name"}, {"properties": {"name": 4326}},
+                   {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::999999"}}):
+        bad = write_geojson(tmp_path / "bad.geojson", grid_features()[:1], crs=member)
+        result = runner("import", "grids", bad, "--park", "T")
+        assert result.exit_code == 2 and "Traceback" not in result.output, member
+        assert "crs" in result.output.lower(), result.output
+    assert stored_snapshot(engine) == before
+
+
 def test_csv_with_lonlat_columns_imports_hazards(runner, loaded):
     point = metric_point(150, 150)
     csv = loaded / "hazards.csv"

@@ -34,12 +34,23 @@ def _database_error(exc, url):
 
 
 class ErrorExitGroup(click.Group):
-    """A click group that turns domain and database errors into one line and exit code 2."""
+    """A click group that turns domain and database errors into one line and exit code 2.
+
+    Ctrl-C exits 130 (128 + SIGINT) with one line, never 1 (problems found).
+    """
 
     def invoke(self, ctx):
         """Run the command; a domain or database error prints one line and exits 2."""
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Not click's "Aborted!" and exit 1, which means "the check found problems".
+            # Every write runs in one transaction (session_scope rolls back on Ctrl-C).
+            if ctx.meta.get("gridmap.debug"):
+                raise
+            click.echo("\ninterrupted: the write in progress was rolled back; run the "
+                       "command again", err=True)
+            ctx.exit(130)
         except Exception as exc:
             error = exc if isinstance(exc, GridmapError) else _database_error(
                 exc, ctx.meta.get("gridmap.url"))

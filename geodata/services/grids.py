@@ -51,6 +51,31 @@ def grid_layer(session, park, level=None):
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=STORAGE_SRID)
 
 
+def follow_grids(session, park):
+    """Bring what hangs off ``park``'s grids and sites in line with them, after they changed.
+
+    Every write that adds, reshapes or retires a grid or adds a site ends
+    with this, in its transaction: enterprises get the level-1 grid holding
+    most of their site (:func:`geodata.services.sites.reassign_grids`), open
+    hazards the deepest grid and the site holding their point
+    (:func:`geodata.services.ledger.relocate`), open requests their
+    enterprise's grid (:func:`geodata.services.requests.follow_enterprises`,
+    when an enterprise moved).
+    Closed hazards and finished requests keep the grid they were handled in.
+    Without it an enterprise imported before its grids stayed in no grid.
+    """
+    from geodata.services.ledger import relocate
+    from geodata.services.requests import follow_enterprises
+    from geodata.services.sites import reassign_grids
+
+    session.flush()
+    moved = reassign_grids(session, park)
+    relocate(session, park)
+    if moved:  # requests follow their enterprise: nothing to do when none moved
+        follow_enterprises(session, park)
+    session.flush()
+
+
 def get_grid(session, park, code):
     """Return the park's grid with ``code`` (normalised) or raise :class:`NotFoundError`."""
     grid = session.execute(sa.select(Grid).where(
@@ -81,7 +106,9 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
         ``duplicate_grid_code``: the code (after NFKC/trim/upper) is in the file
         twice or already stored, retired grids included: codes are never reused.
     FeatureError
-        Missing or malformed fields, an unknown parent, a bad geometry.
+        Missing or malformed fields, an unknown parent, ``retired_parent`` (a
+        grid in force under a retired one), ``active_to`` before
+        ``active_from``, a bad geometry.
     """
     geoms, warnings = (gdf.geometry.to_numpy(), []) if checked else validate_geometries(
         gdf.geometry.to_numpy(), "grids", file=file, max_vertices=max_vertices)
@@ -99,7 +126,16 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
                 f"in park {park.code} (codes are never reused)", code="duplicate_grid_code",
                 details={"file": file, "feature": i, "field": "code", "grid": code})
         seen[code] = i
-        rows.append((i, code, row))
+        active_from = attr.day(row.get("active_from"), **where, field="active_from")
+        active_to = attr.day(row.get("active_to"), **where, field="active_to")
+        if active_to is not None and active_from is not None and active_to < active_from:
+            raise FeatureError(f"active_to {active_to} is before active_from {active_from}",
+                               code="invalid_value", index=i, field="active_to", file=file)
+        rows.append((i, code, row, active_from, active_to))
+    # A parent is a grid in force: a retired one (stored or given with active_to) has no
+    # ground left, and a sub-grid under it would sit in no grid (check: "unknown parent").
+    retired = {code for code, g in stored.items() if g.active_to is not None} | {
+        code for _, code, _, _, active_to in rows if active_to is not None}
     levels = {code: g.level for code, g in stored.items()}
     parents = {}
     # Parents may come later in the file than their children: resolve in passes.
@@ -107,9 +143,13 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
     while pending:
         progressed = False
         for item in list(pending):
-            i, code, row = item
+            i, code, row, _, active_to = item
             parent = attr.code(row.get("parent_code"), field="parent_code", index=i, file=file,
                                required=False)
+            if parent in retired and active_to is None:
+                raise FeatureError(f"parent grid {parent!r} is retired: a grid in force needs a "
+                                   "parent in force", code="retired_parent", index=i,
+                                   field="parent_code", file=file)
             if parent is not None and parent not in levels:
                 if parent not in seen:
                     raise FeatureError(f"parent grid {parent!r} is neither in the file nor "
@@ -131,11 +171,13 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
             i = pending[0][0]
             raise FeatureError("parent_code forms a cycle", code="invalid_value", index=i,
                                field="parent_code", file=file)
+    # Grids given as retired (active_to) are history: they tile nothing now.
     warnings += _coverage_problems(park, stored, [(code, parents[code], geoms[i])
-                                                  for i, code, _ in rows], file)
+                                                  for i, code, _, _, active_to in rows
+                                                  if active_to is None], file)
     areas = area_m2(geoms, park.metric_epsg)
     new = {}
-    for i, code, row in rows:
+    for i, code, row, active_from, active_to in rows:
         where = {"index": i, "file": file}
         grid = Grid(
             park_id=park.id, code=code,
@@ -144,9 +186,7 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
             kind=attr.choice(row.get("kind"), GRID_KINDS, field="kind",
                              default="area" if levels[code] == 1 else "workshop", **where),
             geom=to_element(geoms[i]), area_m2=float(areas[i]),
-            active_from=attr.day(row.get("active_from"), field="active_from", **where)
-            or local_today(),
-            active_to=attr.day(row.get("active_to"), field="active_to", **where))
+            active_from=active_from or local_today(), active_to=active_to)
         new[code] = grid
     session.add_all(new.values())
     flag_modified(park, "name")  # new grids bump the park's version (the tiles' ETag)
@@ -155,7 +195,7 @@ def import_grids(session, park, gdf, *, file=None, max_vertices=20_000, checked=
         if parents[code]:
             parent = new.get(parents[code]) or stored[parents[code]]
             grid.parent_id = parent.id
-    session.flush()
+    follow_grids(session, park)
     return list(new.values()), warnings
 
 

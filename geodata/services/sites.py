@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import shapely
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import flag_modified
 
 from geodata import attributes as attr
 from geodata import domains
@@ -137,18 +138,32 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, ch
     for enterprise, host in zip(new, hosts):
         if host:
             enterprise.host_id = ids[host]
+    # New sites change where a point belongs, as new grids do: the park's version steps, so
+    # a hazard placed before this import committed is placed again (ledger.create_hazard).
+    flag_modified(park, "name")
     session.flush()
+    from geodata.services.ledger import relocate
+
+    relocate(session, park)  # open hazards on the new sites now belong to them
     return new, warnings
 
 
 def reassign_grids(session, park):
-    """Re-resolve every enterprise's level-1 grid (after grid boundaries change)."""
+    """Re-resolve every enterprise's level-1 grid (after grid boundaries change).
+
+    Returns how many enterprises changed grid.
+    """
     enterprises = enterprises_of(session, park)
     grids = active_grids(session, park, level=1)
     assigned = assign_to_cells(site_geometries(enterprises), grid_geometries(grids))
+    moved = 0
     for enterprise, k in zip(enterprises, assigned):
-        enterprise.grid_id = grids[k].id if k >= 0 else None
+        grid_id = grids[k].id if k >= 0 else None
+        if enterprise.grid_id != grid_id:
+            enterprise.grid_id = grid_id
+            moved += 1
     session.flush()
+    return moved
 
 
 def enterprises_frame(session, park):

@@ -156,14 +156,19 @@ def set_grids(session, user, grid_codes, park=None):
     """Replace the grids ``user`` is limited to (empty: no limit)."""
     grids = []
     for code in grid_codes or ():
-        query = sa.select(Grid).where(Grid.code == attr.code(code, field="grid"))
+        # Only grids in force: a limit to a retired grid would let the member act nowhere.
+        query = sa.select(Grid).where(Grid.code == attr.code(code, field="grid"),
+                                      Grid.active_to.is_(None))
         if park is not None:
             query = query.where(Grid.park_id == park.id)
-        grid = session.execute(query).scalars().first()
-        if grid is None:
-            raise ValidationError(f"unknown grid {code!r}", code="unknown_grid",
+        found = session.execute(query.limit(2)).scalars().all()
+        if not found:
+            raise ValidationError(f"no grid in force with code {code!r}", code="unknown_grid",
                                   details={"field": "grids"})
-        grids.append(grid)
+        if len(found) > 1:
+            raise ValidationError(f"grid {code!r} is in several parks; name the park",
+                                  code="park_required", details={"field": "park"})
+        grids.append(found[0])
     user.grids = [UserGrid(grid=g) for g in grids]
 
 

@@ -183,6 +183,7 @@ class _Plan:
         self.new = []
         self.links = []  # (existing code, source code, relation): lineage of kept grids
         self.warnings = []
+        self.keep = set()  # codes the edit must not retire (the grid a reshape reshapes)
 
     def add(self, geom, parent, level, kind, sources, relation, name=None, code=None):
         key = f"new{len(self.new) + 1}"

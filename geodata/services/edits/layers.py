@@ -9,6 +9,7 @@ from geodata import attributes as attr
 from geodata import editing
 from geodata.crs import STORAGE_SRID, to_metric
 from geodata.errors import ConflictError, ValidationError
+from geodata.models import GRID_KINDS
 from geodata.services.edits.common import _metric, TOLERANCE_M
 from geodata.services.edits.recipe import _run
 
@@ -24,7 +25,7 @@ def _layer_rows(gdf, file):
         code = attr.code(row.get("code"), field="code", required=False, **where)
         parent = attr.code(row.get("parent_code"), field="parent_code", required=False, **where)
         name = attr.text(row.get("name"), field="name", required=False, **where)
-        kind = attr.text(row.get("kind"), field="kind", required=False, **where)
+        kind = attr.choice(row.get("kind"), GRID_KINDS, field="kind", default="", **where) or None
         rows.append((i, code, parent, name, kind, geoms[i]))
     return rows
 
@@ -72,6 +73,16 @@ def apply_layer(session, park, gdf, *, actor, reason="", file=None, allow_proble
                     f"{file or 'layer'}: grid code {code} belongs to a retired grid and is "
                     "never reused; leave the code blank for a new grid",
                     code="duplicate_grid_code", details={"file": file, "grid": code})
+        for code, rs in by_code.items() if "parent_code" in gdf else ():
+            moved = [r for r in rs if code in state.by_code and r[2] != state.parent[code]]
+            if moved:
+                # Ignoring it would store what the planner did not ask for.
+                raise ValidationError(
+                    f"{file or 'layer'}: feature {moved[0][0]}: grid {code} has parent "
+                    f"{state.parent[code] or '(none)'}, not {moved[0][2] or '(none)'}; a grid "
+                    "keeps its parent (leave the code blank for a new grid under another)",
+                    code="parent_changed", details={"file": file, "feature": moved[0][0],
+                                                    "grid": code, "field": "parent_code"})
         split = {c for c, rs in by_code.items() if len(rs) > 1 and c in state.by_code}
         missing = [c for c in state.by_code if c not in by_code]
         unchanged_kids = set()

@@ -23,7 +23,7 @@ from geodata.models import Grid, GridEdit, GridEditItem, GridLineage, GridStaff,
 from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
 from geodata.services.edits.common import EditOutcome, _Plan, Preview, _State, TOLERANCE_M
-from geodata.services.ledger import relocate
+from geodata.services.grids import follow_grids
 from geodata.storage import backend_name, begin_write, start_write
 
 _PROBLEM_CODES = {"gap": "would_leave_gap", "overlap": "grid_overlap",
@@ -340,6 +340,13 @@ def _compute(session, park, build, *, if_match, expected, expected_codes, allow_
             raise ValidationError("the edit would make an empty grid", code="empty_result")
     for code in [c for c in plan.updates if c not in plan.retire and computed[c].is_empty]:
         plan.retire_tree(code)
+    for code in sorted(plan.keep & plan.retire):
+        # Retiring a grid is its own edit, never the silent outcome of a reshape.
+        raise ValidationError(
+            f"the new shape of {code} leaves nothing of it inside its "
+            f"{'parent ' + state.parent[code] if state.parent[code] else 'park'}; draw it "
+            "there, or retire the grid", code="empty_result",
+            details={"grid": code, "field": "geometry"})
     after = {c: computed[c] for c in plan.updates if c not in plan.retire}
     for code, geom in plan.exact.items():
         after[code] = _multi(geom)
@@ -439,14 +446,8 @@ def _write(session, park, done, operation, *, actor, reason, allow_problems):
     levels = ([state.by_code[c].level for c in keep] + [n.level for n in plan.new]
               + [state.every[c].level for c in re_codes])
     _move_staff(session, state, plan.retire, after_codes, after_geoms, levels, warnings)
-    session.flush()
-    from geodata.services.requests import follow_enterprises
-    from geodata.services.sites import reassign_grids
-
-    reassign_grids(session, park)
-    relocate(session, park)
-    follow_enterprises(session, park)  # open requests follow their enterprise's grid
-    session.flush()
+    _move_user_grids(session, state, plan.retire, after_codes, after_geoms, levels, warnings)
+    follow_grids(session, park)
     summary = coverage_summary(after_report)
     added = [codes[n.key] for n in plan.new]
     reshaped = sorted((set(after) - plan.retire) | set(re_codes))
@@ -462,7 +463,12 @@ def _write(session, park, done, operation, *, actor, reason, allow_problems):
 
 
 def _move_staff(session, state, retired, after_codes, after_geoms, levels, warnings):
-    """Staff of retired grids move to the grid (same level) holding most of its old ground."""
+    """Staff of retired grids move to the grid holding most of its old ground.
+
+    A grid of the same level first; when none holds any of it (a sub-grid
+    whose ground went to a grid without sub-grids), the grid of any level
+    that holds most, so nobody is left serving a retired grid.
+    """
     if not retired:
         return
     ids = [state.by_code[c].id for c in retired]
@@ -471,14 +477,15 @@ def _move_staff(session, state, retired, after_codes, after_geoms, levels, warni
         return
     targets = {}
     for code in retired:
-        best, best_area = None, 0.0
+        best = {}
         for c, g, level in zip(after_codes, after_geoms, levels):
-            if c in retired or level != state.by_code[code].level:
+            if c in retired:
                 continue
             shared = shapely.area(shapely.intersection(g, state.geom[code]))
-            if shared > best_area:
-                best, best_area = c, shared
-        targets[state.by_code[code].id] = best
+            same = level == state.by_code[code].level
+            if shared > best.get(same, (None, 0.0))[1]:
+                best[same] = (c, shared)
+        targets[state.by_code[code].id] = (best.get(True) or best.get(False) or (None,))[0]
     moved = 0
     for person in staff:
         target = targets.get(person.grid_id)
@@ -490,3 +497,44 @@ def _move_staff(session, state, retired, after_codes, after_geoms, levels, warni
         moved += 1
     if moved:
         warnings.append(f"{moved} staff moved from retired grids; check their assignments")
+
+
+def _move_user_grids(session, state, retired, after_codes, after_geoms, levels, warnings):
+    """A grid member limited to a retired grid gets the grids in force now holding its ground.
+
+    Those of the same level when any hold some of it, else those of any
+    level.  Without it a member whose grid was split or merged could act
+    nowhere (``outside_your_grids`` on the very ground they serve).  Ground
+    under :data:`geodata.arrangement.MIN_PART_M2` (noise) does not count.
+    """
+    if not retired:
+        return
+    from geodata.arrangement import MIN_PART_M2
+    from geodata.models import UserGrid
+
+    ids = {state.by_code[c].id: c for c in retired}
+    rows = session.execute(sa.select(UserGrid).where(UserGrid.grid_id.in_(ids))).scalars().all()
+    if not rows:
+        return
+    geoms = np.asarray(after_geoms, dtype=object)
+    heirs = {}
+    for code in {ids[r.grid_id] for r in rows}:
+        shared = shapely.intersection(geoms, state.geom[code])
+        held = [(c, level) for c, g, level in zip(after_codes, shared, levels)
+                if c not in retired and not g.is_empty
+                and float(area_m2(g, state.epsg)) >= MIN_PART_M2]
+        same = [c for c, level in held if level == state.by_code[code].level]
+        heirs[code] = same or [c for c, _ in held]
+    grid_ids = dict(session.execute(sa.select(Grid.code, Grid.id).where(
+        Grid.park_id == state.park.id, Grid.code.in_({c for cs in heirs.values() for c in cs})
+    )).all())
+    held = set(session.execute(sa.select(UserGrid.user_id, UserGrid.grid_id).where(
+        UserGrid.user_id.in_({r.user_id for r in rows}))).all())
+    for row in rows:
+        for code in heirs[ids[row.grid_id]]:
+            if (row.user_id, grid_ids[code]) not in held:
+                session.add(UserGrid(user_id=row.user_id, grid_id=grid_ids[code]))
+                held.add((row.user_id, grid_ids[code]))
+        session.delete(row)
+    warnings.append(f"{len(rows)} grid members' grid limits moved from retired grids to the "
+                    "grids now holding their ground; check them")

@@ -1,6 +1,7 @@
 """Reshaping a grid: its neighbours give or take the same ground."""
 
 from geodata import editing
+from geodata.errors import ValidationError
 from geodata.services.edits.common import _metric, _polygon_input, SNAP_M, TOLERANCE_M
 from geodata.services.edits.recipe import _run
 
@@ -18,17 +19,31 @@ def reshape_grid(session, park, code, geometry, *, actor, reason="", neighbours=
     ------
     ValidationError
         ``grid_overlap``, ``would_leave_gap``, ``outside_park`` with the area;
-        ``invalid_geometry`` (with the reason) for an invalid new shape.
+        ``invalid_geometry`` (with the reason) for an invalid new shape;
+        ``invalid_neighbour`` for a listed neighbour that is the grid itself
+        or has another parent;
+        ``empty_result`` when the new shape keeps nothing of the grid inside
+        its park or parent (a neighbour losing all its ground retires, the
+        grid itself never does).
     """
     geometry = _polygon_input(geometry, "geometry")
 
     def build(state, plan):
         key = state.grid(code)
         nbrs = None if neighbours is None else [state.grid(c) for c in neighbours]
+        for c in nbrs or ():
+            if c == key or state.parent[c] != state.parent[key]:
+                # Ignored, it would surface as an unexplained overlap or gap.
+                raise ValidationError(
+                    f"{c} cannot give or take ground from {key}: a neighbour is another grid "
+                    f"with the same parent ({state.parent[key] or 'the park'})",
+                    code="invalid_neighbour", details={"field": "neighbours", "grid": c})
         park_metric = state.park_metric if state.parent[key] is None else \
             state.metric[state.parent[key]]
         changed = editing.reshape(state.siblings(key), key, _metric(state, geometry), nbrs,
                                   park=park_metric, tolerance_m=tolerance_m, snap_m=snap_m)
+        # A neighbour that loses all its ground retires; the reshaped grid itself never does.
+        plan.keep.add(key)
         for c, geom in changed.items():
             plan.update(c, geom)
 

@@ -7,12 +7,13 @@ from geodata.services.edits.recipe import _run
 
 
 def split_grid(session, park, code, *, line=None, parts=None, actor, reason="",
-               expected_version=None, if_match=None, tolerance_m=TOLERANCE_M):
+               expected_version=None, if_match=None, tolerance_m=TOLERANCE_M, dry_run=False):
     """Split grid ``code`` by a line (EPSG:4326) or into ``parts`` strips of equal area.
 
     The grid is retired; each piece becomes a new grid (new code, lineage
     ``split``).  Sub-grids follow: each keeps its part inside each piece
-    under that piece (new codes, lineage ``reparent``).
+    under that piece (new codes, lineage ``reparent``).  With ``dry_run``
+    nothing is locked or written and a :class:`Preview` is returned.
     """
     if (line is None) == (parts is None):
         raise ValidationError("give either a split line or a number of parts",
@@ -30,4 +31,5 @@ def split_grid(session, park, code, *, line=None, parts=None, actor, reason="",
         plan.replace([key], pieces, "split")
 
     return _run(session, park, "split", build, actor=actor, reason=reason, if_match=if_match,
-                expected=expected_version, expected_codes=[code], tolerance_m=tolerance_m)
+                expected=expected_version, expected_codes=[code], tolerance_m=tolerance_m,
+                dry_run=dry_run)
