@@ -376,3 +376,37 @@ def test_old_idempotency_keys_are_pruned(api, engine, runner):  # noqa: F811
     with session_scope(engine) as session:
         assert session.execute(sa.select(IdempotencyRecord.key)).scalars().all() == ["new"]
     assert runner("prune-idempotency-keys", "--days", "0").exit_code == 2
+
+
+def test_a_visit_logged_during_a_grid_edit_lands_in_a_grid_in_force(api, engine):  # noqa: F811
+    """An edit splits the visit's grid while the visit is logged: the visit waits for the
+    edit's park lock (PostgreSQL; SQLite's one writer) and lands in a piece, not in the
+    grid the edit retired."""
+    import threading
+
+    from geodata.models import Grid, Visit
+    from geodata.services import edits
+    from geodata.services.parks import get_park
+    from tests.test_numbering import _in_thread, _wait_until_blocked
+
+    with session_scope(engine, write=True) as edit:
+        split = edits.split_grid(edit, get_park(edit, "T", lock=True), "T-003", parts=2,
+                                 actor="planner")
+        client = api.client()
+        started = threading.Event()
+
+        def post():
+            started.set()
+            return client.post("/api/parks/T/visits", json=visit_body("T-003"), headers={
+                "Authorization": f"Bearer {api.tokens['inspector']}"})
+
+        thread, outcome = _in_thread(post)
+        assert started.wait(60)
+        _wait_until_blocked(engine)
+        assert "value" not in outcome  # it waits for the edit
+    thread.join(120)
+    assert outcome["value"].status_code == 201, outcome
+    with session_scope(engine) as session:
+        visit = session.execute(sa.select(Visit)).scalar_one()
+        grid = session.get(Grid, visit.grid_id)
+        assert grid.active_to is None and grid.code in split.added

@@ -74,7 +74,10 @@ def create_visit(code):
     session = write_session()
 
     def work():
-        park = get_park(session, code)
+        # Read locked shared, as hazard and request creates do: a grid edit (FOR UPDATE)
+        # waits until the visit is placed and stored, so it never names a grid the edit
+        # retired meanwhile (PostgreSQL; SQLite's one writer keeps edits out already).
+        park = get_park(session, code, lock="share")
         return visits.create_visit(
             session, park, actor=actor, client_id_=data.get("client_id"), kind=data.get("kind"),
             occurred_at_=data.get("occurred_at"), point=point,
