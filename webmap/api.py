@@ -10,6 +10,7 @@ allowed).  Unknown parks and grids are 404s.
 import math
 
 from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
 from geodata import domains
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
@@ -26,6 +27,24 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_ZOOM = 22
 DEFAULT_HAZARD_LIMIT = 1000
 MAX_GRID_LIMIT = 20_000
+
+
+class PlainIntConverter(IntegerConverter):
+    r"""``<int:...>`` in every route: ASCII digits only, and at most 4300 of them.
+
+    Werkzeug's own converter matches ``\d+``, so ``/api/hazards/١`` (an
+    Arabic-Indic one) was hazard 1, and ``int()`` of more than 4300 digits
+    raised inside the URL matcher: a 500.  Such paths now match no route (404).
+    """
+
+    regex = r"[0-9]+"
+
+    def to_python(self, value):
+        """The int, or no match when Python will not convert that many digits."""
+        number = domains.plain_number(value)
+        if number is None:
+            raise NoMatch()
+        return number
 
 
 def today():
@@ -67,11 +86,10 @@ def parse_bbox(text):
         raise BadRequestError(f"bbox must be 4 comma-separated numbers minx,miny,maxx,maxy; "
                               f"got {len(parts)}", code="invalid_bbox",
                               details={"parameter": "bbox"})
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
+    values = [domains.plain_number(p, float) for p in parts]
+    if None in values:
         raise BadRequestError("bbox values must be numbers", code="invalid_bbox",
-                              details={"parameter": "bbox"}) from None
+                              details={"parameter": "bbox"})
     minx, miny, maxx, maxy = values
     if not all(math.isfinite(v) for v in values):
         raise ValidationError("bbox values must be finite", code="invalid_bbox",
@@ -87,14 +105,16 @@ def parse_bbox(text):
 
 
 def parse_int(name, text, minimum, maximum, default=None):
-    """Parse an integer parameter: 400 if not an integer, 422 if out of range."""
+    """Parse an integer parameter: 400 if not a plain integer, 422 if out of range.
+
+    Plain: ASCII digits with an optional sign (:func:`geodata.domains.plain_number`).
+    """
     if text is None:
         return default
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise BadRequestError(f"{name} must be an integer", code=f"invalid_{name}",
-                              details={"parameter": name}) from None
+    value = domains.plain_number(text)
+    if value is None:
+        raise BadRequestError(f"{name} must be an integer (ASCII digits)", code=f"invalid_{name}",
+                              details={"parameter": name})
     if not minimum <= value <= maximum:
         raise ValidationError(f"{name} must be between {minimum} and {maximum}",
                               code=f"invalid_{name}", details={"parameter": name,

@@ -43,7 +43,6 @@ Coverage
     not expected yet), for the park and per level-1 grid.
 """
 
-import math
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -141,13 +140,8 @@ def accuracy(value):
     """Return the GPS accuracy in metres (None if not given), or 422 ``invalid_accuracy``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-            value) or not 0 <= value <= ACCURACY_MAX_M:
-        raise ValidationError(f"accuracy_m must be a number of metres 0..{ACCURACY_MAX_M}, got "
-                              f"{str(value)[:40]}", code="invalid_accuracy",
-                              details={"field": "accuracy_m", "minimum": 0,
-                                       "maximum": ACCURACY_MAX_M})
-    return float(value)
+    return domains.number(value, "accuracy_m", minimum=0, maximum=ACCURACY_MAX_M,
+                          code="invalid_accuracy")
 
 
 def get_enterprise(session, park, credit_code, field="enterprise"):
