@@ -202,7 +202,7 @@ def test_version_is_required(api):
     ("/api/hazards/abc", 404, "not_found"),
     ("/api/hazards/99999999999999999999", 404, "hazard_not_found"),
     ("/api/hazards?status=open", 422, "unknown_status"),
-    ("/api/hazards?sort=code;--", 422, "unknown_property"),
+    ("/api/hazards?sort=code;--", 422, "unknown_parameter"),
     ("/api/hazards?park=1;DROP TABLE hazards", 404, "not_found"),
     ("/api/hazards?limit=1000000000", 422, "invalid_limit"),
     ("/api/hazards?limit=ten", 400, "invalid_limit"),
