@@ -459,7 +459,7 @@ def _write_paths():
         f"{edit}/state": _json_op("Grids, versions and coverage for the editor", [_PARK],
                                   None, method="get"),
         f"{edit}/draw": _json_op("Draw a new grid", [_PARK], _object(
-            {"geometry": _GEOMETRY, "name": _TEXT, **edit_base}, ["geometry"])),
+            {"geometry": _GEOMETRY, "name": _TEXT, "reason": _TEXT}, ["geometry"])),
         f"{edit}/reshape": _json_op("Reshape a grid", [_PARK], _object(
             {"code": _TEXT, "geometry": _GEOMETRY, "neighbours": {"type": "array",
                                                                   "items": _TEXT},

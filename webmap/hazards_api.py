@@ -72,10 +72,11 @@ def _body(allowed):
     data = parse_json(request.get_data(cache=False))
     if not isinstance(data, dict):
         raise ValidationError("the body must be a JSON object", code="invalid_body")
-    unknown = set(data) - allowed
+    unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))[:200]}",
-                              code="unknown_property", details={"allowed": sorted(allowed)})
+        raise ValidationError(f"unknown fields: {', '.join(unknown)[:200]}",
+                              code="unknown_property",
+                              details={"field": unknown[0][:80], "allowed": sorted(allowed)})
     return data
 
 
