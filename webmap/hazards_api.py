@@ -111,6 +111,10 @@ def _answer(hazard, item, status=200):
 
 def _point(data):
     location = data.get("location")
+    if location is not None and ("lon" in data or "lat" in data):
+        # Which would win?  A client that sends both means one of them, and not the other.
+        raise ValidationError("give location (GeoJSON Point) or lon and lat, not both",
+                              code="invalid_value", details={"field": "location"})
     if location is not None:
         if not (isinstance(location, dict) and location.get("type") == "Point"
                 and isinstance(location.get("coordinates"), list)

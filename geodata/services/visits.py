@@ -186,6 +186,11 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
     when = occurred_at(occurred_at_, now)
     accuracy_m = accuracy(accuracy_m)
     note, findings = _text(note, "note"), _text(findings, "findings")
+    # Checked before a replay is answered: a resent record must not smuggle in 10**400.
+    if hazard_id is not None:
+        hazard_id = domains.integer(hazard_id, "hazard_id", minimum=1, maximum=domains.ID_MAX)
+    if enterprise is not None:
+        enterprise = domains.text(enterprise, "enterprise", kind="name", required=True)
     existing = session.execute(sa.select(Visit).where(Visit.client_id == cid)).scalar_one_or_none()
     if existing is not None:
         same = (existing.actor == actor.name and existing.kind == kind
