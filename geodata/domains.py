@@ -45,7 +45,7 @@ Integers
     ``_`` or other scripts' digits, which Python's ``int()`` would accept.
 Numbers (coordinates, GPS accuracy)
     Finite (``true``, NaN, infinity and integers beyond any float are not)
-    and within the field's range.
+    and within the field's range; ``-0`` is stored as ``0``.
 """
 
 import math
@@ -271,7 +271,9 @@ def number(value, field, *, minimum=None, maximum=None, code="invalid_value", **
         domain = ("finite number" if minimum is None and maximum is None
                   else f"finite number {low}..{high}")
         _fail(f"must be a {domain}, got {shown}", field, domain, code=code, **where)
-    return as_float
+    # -0.0 becomes 0.0: SQLite stores an integral REAL as an integer and reads back 0.0,
+    # PostgreSQL keeps -0.0, and the two answers would differ.
+    return as_float + 0.0
 
 
 def plain_number(text, kind=int):

@@ -19,6 +19,7 @@ covered without anyone listing it here:
 """
 
 import json
+import math
 import re
 import uuid
 
@@ -218,6 +219,18 @@ def test_a_resent_visit_is_checked_before_it_is_answered(api, engine):  # noqa: 
         assert response.status_code == 422, (member, raw, response.json)
         assert response.json["error"]["details"]["field"] == member
     assert stored_snapshot(engine) == before
+
+
+def test_negative_zero_reads_back_as_zero(api):  # noqa: F811
+    """SQLite reads -0.0 back as 0.0 and PostgreSQL keeps it: both answer 0.0."""
+    bodies, _ = _bodies(api)
+    body = {k: v for k, v in bodies["/api/parks/{code}/visits"][1].items() if k != "location"}
+    created = api.call("POST", "/api/parks/T/visits", "inspector", _with(body, "accuracy_m",
+                                                                         "-0.0"))
+    assert created.status_code == 201, created.json
+    read = api.call("GET", f"/api/visits/{created.json['id']}").json
+    for answer in (created.json, read):
+        assert math.copysign(1, answer["accuracy_m"]) == 1.0 and answer["accuracy_m"] == 0
 
 
 def _get_rules(app):
