@@ -35,8 +35,10 @@ def _scalar(value, what, *, index=None, field=None, file=None):
 
     ``str()`` made ``["a"]`` the name ``"['a']"`` and ``true`` the integer 1.
     """
-    if isinstance(value, (list, tuple, dict, bool)):
-        kind = "true/false" if isinstance(value, bool) else type(value).__name__
+    # numpy's bool_ (a GeoPackage boolean column) is no Python bool
+    truth = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+    if truth or isinstance(value, (list, tuple, dict)):
+        kind = "true/false" if truth else type(value).__name__
         raise FeatureError(f"must be {what}, got {kind} {str(value)[:40]}", code="invalid_type",
                            index=index, field=field, file=file)
 

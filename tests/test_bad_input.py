@@ -395,3 +395,19 @@ def test_imported_cells_of_the_wrong_kind_are_refused(runner, engine, tmp_path, 
     assert result.exit_code == 2, result.output
     assert "feature 0" in result.output and f"field '{field}'" in result.output, result.output
     assert stored_snapshot(engine) == before
+
+
+def test_a_geopackage_boolean_column_is_not_a_name(runner, engine, tmp_path):
+    import geopandas as gpd
+
+    from tests.ledger_helpers import build_park
+
+    build_park(engine, users=False)
+    path = tmp_path / "enterprises.gpkg"
+    gpd.GeoDataFrame([{"name": True, "credit_code": make_credit_code("411621", 7)}],
+                     geometry=[metric_box(300, 300, 350, 350)], crs=4326).to_file(path)
+    before = stored_snapshot(engine)
+    result = runner("import", "enterprises", path, "--park", "T")
+    assert result.exit_code == 2, result.output
+    assert "field 'name'" in result.output and "true/false" in result.output, result.output
+    assert stored_snapshot(engine) == before
