@@ -8,7 +8,7 @@ error names the feature index, the file and the field.
 
 import math
 import sys
-from datetime import date
+from datetime import date, datetime
 
 from geodata import domains
 from geodata.errors import FeatureError
@@ -30,11 +30,26 @@ def is_blank(value):
         isinstance(value, str) and not value.strip()) or (pd is not None and value is pd.NaT)
 
 
+def _scalar(value, what, *, index=None, field=None, file=None):
+    """Refuse a GeoJSON array or object, or a true/false, where a cell holds ``what``.
+
+    ``str()`` made ``["a"]`` the name ``"['a']"`` and ``true`` the integer 1.
+    """
+    # numpy's bool_ (a GeoPackage boolean column) is no Python bool
+    truth = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+    if truth or isinstance(value, (list, tuple, dict)):
+        kind = "true/false" if truth else type(value).__name__
+        raise FeatureError(f"must be {what}, got {kind} {str(value)[:40]}", code="invalid_type",
+                           index=index, field=field, file=file)
+
+
 def text(value, *, index=None, field=None, file=None, required=True, kind="name"):
     """Return ``value`` as clean NFC text of ``kind`` (:data:`geodata.domains.TEXT_MAX`).
 
-    None when optional and blank; numbers become their text (``12.0`` → ``"12"``).
+    None when optional and blank; numbers become their text (``12.0`` → ``"12"``);
+    an array, object or true/false is refused.
     """
+    _scalar(value, "text", index=index, field=field, file=file)
     if is_blank(value):
         value = None
     elif not isinstance(value, str):
@@ -57,8 +72,9 @@ def integer(value, *, index=None, field=None, file=None, required=False, minimum
             maximum=domains.INT32_MAX):
     """Return ``value`` as an int (``"12"``, ``12.0`` accepted), None when optional and blank.
 
-    The default range is a 32-bit ``INTEGER`` column's.
+    The default range is a 32-bit ``INTEGER`` column's; true/false is not a number.
     """
+    _scalar(value, "a whole number", index=index, field=field, file=file)
     if is_blank(value):
         if required:
             raise FeatureError("is required", code="missing_field", index=index, field=field,
@@ -98,13 +114,24 @@ def boolean(value, *, index=None, field=None, file=None, default=True):
 
 
 def day(value, *, index=None, field=None, file=None, required=False):
-    """Return ``value`` as a date (ISO ``YYYY-MM-DD``) in the date domain, None when blank."""
+    """Return ``value`` as a date (ISO ``YYYY-MM-DD``) in the date domain, None when blank.
+
+    Text may carry a time (``2026-01-05 00:00:00`` from a spreadsheet), but
+    only a real one: ``2026-01-05T25:00`` or ``2026-01-05garbage`` is refused,
+    not cut to its first ten characters.
+    """
+    _scalar(value, "a date", index=index, field=field, file=file)
     if is_blank(value):
         value = None
     elif _pandas() is not None and isinstance(value, _pandas().Timestamp):
         value = value.date()
     elif not isinstance(value, date):
-        value = str(value).strip()[:10]
+        value = str(value).strip()
+        if len(value) > 10:
+            try:
+                value = datetime.fromisoformat(value).date()
+            except ValueError:
+                pass  # domains.day names it
     return domains.day(value, field, required=required, index=index, file=file)
 
 

@@ -40,9 +40,15 @@ Integers
     Whole numbers (``true`` is not one) within signed 64 bits at most, and
     within each column: row ids are 1..:data:`ID_MAX` (the 32-bit
     ``INTEGER`` primary keys of PostgreSQL), page offsets 0..:data:`OFFSET_MAX`,
-    employee counts 0..:data:`EMPLOYEES_MAX`.
+    employee counts 0..:data:`EMPLOYEES_MAX`.  In a query string or a URL
+    path an integer is ASCII digits with an optional ``-``: no blanks, ``+``,
+    ``_`` or other scripts' digits, which Python's ``int()`` would accept.
+Numbers (coordinates, GPS accuracy)
+    Finite (``true``, NaN, infinity and integers beyond any float are not)
+    and within the field's range; ``-0`` is stored as ``0``.
 """
 
+import math
 import re
 import unicodedata
 from datetime import date, datetime, time, timezone
@@ -231,10 +237,60 @@ def integer(value, field, *, minimum=INT64_MIN, maximum=INT64_MAX, **where):
               code="invalid_type", **where)
     minimum, maximum = max(minimum, INT64_MIN), min(maximum, INT64_MAX)
     if not minimum <= value <= maximum:
-        shown = f"{value:.6g}" if abs(value) > 10**12 else str(value)  # 2^70 has 22 digits
+        # 2^70 has 22 digits; 10^400 has no float (nor, past 4300 digits, a str()).
+        shown = str(value) if abs(value) <= 10**12 else (
+            f"{value:.6g}" if abs(value) < 10**300 else
+            f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits")
         _fail(f"must be between {minimum} and {maximum}, got {shown}", field,
               f"integer {minimum}..{maximum}", **where)
     return int(value)
+
+
+def number(value, field, *, minimum=None, maximum=None, code="invalid_value", **where):
+    """Return ``value`` as a finite float, within ``minimum..maximum`` when they are given.
+
+    ``code`` is the error code (``invalid_coordinate`` for coordinates, as
+    RELIABILITY.md names it).
+
+    Raises
+    ------
+    FeatureError
+        ``code`` for a non-number (``true`` included), NaN, infinity, an
+        integer beyond any float (``10**400``) or a value out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(f"must be a number, got {value!r:.40}", field, "number", code=code, **where)
+    try:
+        as_float = float(value)
+    except OverflowError:  # an integer of more than 308 digits
+        as_float = math.inf
+    low = -math.inf if minimum is None else minimum
+    high = math.inf if maximum is None else maximum
+    if not (math.isfinite(as_float) and low <= as_float <= high):
+        shown = f"{as_float:.6g}" if math.isfinite(as_float) else "not finite"
+        domain = ("finite number" if minimum is None and maximum is None
+                  else f"finite number {low}..{high}")
+        _fail(f"must be a {domain}, got {shown}", field, domain, code=code, **where)
+    # -0.0 becomes 0.0: SQLite stores an integral REAL as an integer and reads back 0.0,
+    # PostgreSQL keeps -0.0, and the two answers would differ.
+    return as_float + 0.0
+
+
+def plain_number(text, kind=int):
+    """Return ``kind(text)`` (``int`` or ``float``) for a number written plainly, else None.
+
+    Plainly means ASCII with no surrounding blanks and no ``_``: query
+    strings and URL paths are read this way.  ``int()`` and ``float()``
+    alone also take ``" 1"``, ``"1_000"`` and ``"١"`` (ARABIC-INDIC DIGIT ONE).
+    ``float`` still reads ``nan`` and ``inf``: callers refuse them as not finite.
+    """
+    if not (isinstance(text, str) and text.isascii() and text == text.strip()
+            and "_" not in text):
+        return None
+    try:
+        return kind(text)
+    except ValueError:  # not a number, or an int of more than 4300 digits
+        return None
 
 
 def is_id(value):

@@ -9,7 +9,6 @@ refused unless the caller names one (``--crs``); CSV with lon/lat columns
 is WGS 84 degrees by definition of those columns.
 """
 
-import json
 import os
 import tempfile
 import zipfile
@@ -214,7 +213,7 @@ def _read_geojson(path, max_features, max_vertices, warnings):
     try:
         doc = parse_json(text, source=path)
     except FeatureError as exc:
-        raise _locate_constant(text, path, exc) from None
+        raise _in_feature(exc, path) from None
     if not isinstance(doc, dict) or doc.get("type") not in ("FeatureCollection", "Feature"):
         raise FeatureError("not a GeoJSON FeatureCollection or Feature", code="invalid_geojson",
                            file=path)
@@ -274,36 +273,24 @@ def _csv_records(path):
         return sum(len(chunk) for chunk in chunks)
 
 
-class _Constant(str):
-    """A NaN or Infinity token, kept as a marker while locating it."""
+def _in_feature(error, path):
+    """Return ``error`` (a value refused while parsing) naming its feature and field.
 
-
-def _holds_constant(value):
-    if isinstance(value, _Constant):
-        return True
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    return any(_holds_constant(v) for v in items)
-
-
-def _locate_constant(text, path, error):
-    """Return ``error`` (NaN or Infinity refused by strict parsing) naming its feature and field.
-
-    Only runs once parsing has failed: the text is parsed again with the
-    tokens kept as markers, and the first feature holding one is named.
+    The JSON pointer ``/features/3/properties/name`` (``/properties/name`` in
+    a lone Feature) becomes feature 3, field ``name``; anything under
+    ``geometry`` is field ``geometry``.
     """
-    doc = json.loads(text, parse_constant=_Constant)
-    features = doc.get("features") if isinstance(doc, dict) else None
-    features = [doc] if isinstance(doc, dict) and doc.get("type") == "Feature" else features
-    for i, feat in enumerate(features if isinstance(features, list) else []):
-        if not isinstance(feat, dict):
-            continue
-        props = feat.get("properties") if isinstance(feat.get("properties"), dict) else {}
-        fields = [("geometry", feat.get("geometry"))] + list(props.items())
-        for field, value in fields:
-            if _holds_constant(value):
-                return FeatureError(error.reason, code=error.code, file=path, index=i,
-                                    field=field)
-    return FeatureError(error.reason, code=error.code, file=path)
+    parts = [p.replace("~1", "/").replace("~0", "~")
+             for p in error.details.get("pointer", "").split("/")[1:]]
+    index = None
+    if parts[:1] == ["features"] and len(parts) > 1 and parts[1].isdigit():
+        index, parts = int(parts[1]), parts[2:]
+    elif parts[:1] in (["properties"], ["geometry"]):
+        index = 0
+    field = (parts[1] if parts[:1] == ["properties"] and len(parts) > 1
+             else "geometry" if parts[:1] == ["geometry"] else None)
+    return FeatureError(error.reason, code=error.code, file=path, index=index, field=field,
+                        pointer=error.details.get("pointer"))
 
 
 def _read_csv(path, geometry, crs, max_features, max_vertices):

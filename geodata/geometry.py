@@ -42,28 +42,87 @@ _DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "P
           "MultiPolygon": 3}
 
 
-def _reject_constant(name):
-    raise FeatureError(f"{name} is not a valid coordinate (JSON has no NaN or Infinity)",
-                       code="invalid_coordinate")
+#: JSON integers longer than this are refused while parsing: no field holds one (ids and
+#: counts are at most 64 bits, coordinates are floats), and converting a long digit string
+#: to an int takes time quadratic in its length.
+MAX_JSON_DIGITS = 1000
+
+
+class _Refused:
+    """A JSON value parsing refuses, kept in its place until its pointer is known."""
+
+    def __init__(self, code, reason, key=None):
+        self.code, self.reason, self.key = code, reason, key
+
+
+class _DuplicateKeys(dict):
+    """A JSON object with a repeated member name (the parsed dict keeps the last value)."""
+
+
+def _pointer_of(doc, target):
+    """The JSON pointer parts of ``target`` (found by identity) in ``doc``; None if absent."""
+    stack = [(doc, [])]
+    while stack:
+        value, path = stack.pop()
+        if value is target:
+            return path
+        if isinstance(value, dict):
+            stack.extend((v, path + [str(k)]) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, path + [str(i)]) for i, v in reversed(list(enumerate(value))))
+    return None
 
 
 def parse_json(text, source=None):
     """Parse JSON text (str, or bytes in UTF-8/16/32) strictly.
 
-    No ``NaN``/``Infinity``; truncation names the position; text that is not
-    Unicode, or nested deeper than Python's parser can recurse (a body of
-    100 000 ``[``), is refused as unparseable too.
+    No ``NaN``/``Infinity``, no member name twice in one object (parsers
+    disagree on which value wins, so a proxy and gridmap could read two
+    different requests) and no integer of more than :data:`MAX_JSON_DIGITS`
+    digits; truncation names the position; text that is not Unicode, or
+    nested deeper than Python's parser can recurse (a body of 100 000 ``[``),
+    is refused as unparseable too.  A refused value is named by its JSON
+    pointer (``details.pointer``) and its top-level member (``details.field``).
 
     Raises
     ------
     BadRequestError
         ``invalid_json`` with line and column.
     FeatureError
-        ``invalid_coordinate`` for NaN or Infinity.
+        ``invalid_coordinate`` for NaN or Infinity, ``duplicate_key``,
+        ``invalid_value`` for an integer too long.
     """
     where = f"{source}: " if source else ""
+    refused = []
+
+    def refuse(code, reason, marker=None):
+        refused.append(marker or _Refused(code, reason))
+        return refused[-1]
+
+    def constant(name):
+        return refuse("invalid_coordinate",
+                      f"{name} is not a valid coordinate (JSON has no NaN or Infinity)")
+
+    def integer(token):
+        if len(token.lstrip("-")) > MAX_JSON_DIGITS:
+            return refuse("invalid_value", f"an integer of {len(token.lstrip('-'))} digits; "
+                          "no field holds more than 64 bits")
+        return int(token)
+
+    def members(pairs):
+        value = dict(pairs)
+        if len(value) == len(pairs):
+            return value
+        seen = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        marker = _DuplicateKeys(value)
+        marker.code, marker.reason, marker.key = (
+            "duplicate_key", f"member {key[:80]!r} appears more than once in one object", key)
+        return refuse(None, None, marker)
+
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        doc = json.loads(text, parse_constant=constant, parse_int=integer,
+                         object_pairs_hook=members)
     except json.JSONDecodeError as exc:
         raise BadRequestError(
             f"{where}not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
@@ -75,6 +134,13 @@ def parse_json(text, source=None):
     except RecursionError:
         raise BadRequestError(f"{where}not valid JSON (nested too deeply)",
                               code="invalid_json", details={"file": source}) from None
+    if refused:
+        first = refused[0]
+        path = (_pointer_of(doc, first) or []) + ([first.key] if first.key is not None else [])
+        pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in path)
+        raise FeatureError(first.reason, code=first.code, file=source,
+                           field=path[0] if path else None, pointer=pointer)
+    return doc
 
 
 def _check_positions(coords, depth, pointer, index, file, warnings):

@@ -292,7 +292,7 @@ def test_later_steps_refused_by_role_grid_and_values(api, engine):
     ("/api/requests?status=open", 422, "unknown_status"),
     ("/api/requests?category=外星人", 422, "unknown_category"),
     ("/api/requests?source=email", 422, "unknown_source"),
-    ("/api/requests?sort=code;--", 422, "unknown_property"),
+    ("/api/requests?sort=code;--", 422, "unknown_parameter"),
     ("/api/requests?park=1;DROP TABLE service_requests", 404, "not_found"),
     ("/api/requests?limit=1000000000", 422, "invalid_limit"),
     ("/api/requests?offset=-1", 422, "invalid_offset"),

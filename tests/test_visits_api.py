@@ -246,13 +246,13 @@ def test_roles_and_grids(api, engine):  # noqa: F811
 @pytest.mark.parametrize("url, status, code", [
     ("/api/visits/999999", 404, "visit_not_found"),
     ("/api/visits/999999/history", 404, "visit_not_found"),
-    ("/api/visits?sort=id;drop", 422, "unknown_property"),
+    ("/api/visits?sort=id;drop", 422, "unknown_parameter"),
     ("/api/visits?kind=picnic", 422, "unknown_kind"),
     ("/api/visits?from=yesterday", 422, "invalid_date"),
     ("/api/visits?limit=0", 422, "invalid_limit"),
     ("/api/visits?park=NOPE", 404, "not_found"),
     ("/api/me/worklist", 422, "missing_field"),
-    ("/api/me/worklist?park=T&x=1", 422, "unknown_property"),
+    ("/api/me/worklist?park=T&x=1", 422, "unknown_parameter"),
     ("/api/parks/T/visits/due?week=2025-W60", 422, "invalid_week"),
 ])
 def test_bad_reads(api, url, status, code):  # noqa: F811

@@ -5,14 +5,35 @@ then ``test_config``.  Nothing touches the database at import time; if the
 database is down, the app still starts: ``/healthz`` answers 200 and ``/readyz`` 503.
 """
 
+import re
 from datetime import timedelta
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from geodata.config import Settings
 from webmap import (api, auth, dashboard, db, edit_api, editor, enterprises, errors, faults,
                     field, hazards_api, maps, nav, ogcapi, photos_api, requests_api,
                     requests_pages, security, views, visits_api, weekly)
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class JSONProvider(DefaultJSONProvider):
+    r"""Flask's JSON, with non-ASCII text kept as UTF-8 but lone surrogates escaped.
+
+    Nothing stored holds a lone surrogate (:mod:`geodata.domains`), but an
+    error message may quote the refused value (``"\ud800"``), and UTF-8 has
+    no encoding for it: the answer failed as a 500.  ``\ud800`` is the JSON
+    escape a client reads back as the same string.
+    """
+
+    ensure_ascii = False
+
+    def dumps(self, obj, **kwargs):
+        """Serialise ``obj`` like Flask, escaping lone surrogates (only ever inside strings)."""
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", super().dumps(obj, **kwargs))
 
 
 def create_app(test_config=None):
@@ -28,6 +49,8 @@ def create_app(test_config=None):
                  if k.lower() in Settings.__dataclass_fields__}
     settings = Settings.from_env(**overrides)
     app = Flask(__name__, instance_relative_config=True)
+    # Before any blueprint: its rules take the converter when they are registered.
+    app.url_map.converters["int"] = api.PlainIntConverter
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=int(settings.max_upload_mb * 2**20),
@@ -40,7 +63,7 @@ def create_app(test_config=None):
         LOGIN_RATE_LIMIT=settings.login_rate_limit,
     )
     app.config.update(test_config)
-    app.json.ensure_ascii = False
+    app.json = JSONProvider(app)
     # First registered, so its after_request hook runs after every other one.
     security.init_app(app)
     db.init_app(app)

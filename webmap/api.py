@@ -7,9 +7,12 @@ range or an unknown status or level is refused with the JSON error body
 allowed).  Unknown parks and grids are 404s.
 """
 
+import functools
 import math
+import re
 
 from flask import Blueprint, current_app, g, jsonify, request
+from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
 from geodata import domains
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
@@ -29,17 +32,63 @@ DEFAULT_HAZARD_LIMIT = 1000
 MAX_GRID_LIMIT = 20_000
 
 
+class PlainIntConverter(IntegerConverter):
+    r"""``<int:...>`` in every route: ASCII digits only, and at most 4300 of them.
+
+    Werkzeug's own converter matches ``\d+``, so ``/api/hazards/١`` (an
+    Arabic-Indic one) was hazard 1, and ``int()`` of more than 4300 digits
+    raised inside the URL matcher: a 500.  Such paths now match no route (404).
+    """
+
+    regex = r"[0-9]+"
+
+    def to_python(self, value):
+        """The int, or no match when Python will not convert that many digits."""
+        number = domains.plain_number(value)
+        if number is None:
+            raise NoMatch()
+        return number
+
+
 def today():
     """The reference date for "overdue" (``app.config["TODAY"]`` in tests, else today)."""
     return current_app.config.get("TODAY") or local_today()
 
 
-def _allowed(*names):
-    unknown = sorted(set(request.args) - set(names))
+@functools.lru_cache(maxsize=None)
+def declared_parameters():
+    """``{(OpenAPI path, METHOD): query parameter names}`` of every documented operation."""
+    return {(path, method.upper()): frozenset(p["name"] for p in op.get("parameters", ())
+                                              if p["in"] == "query")
+            for path, operations in openapi_document()["paths"].items()
+            for method, op in operations.items()}
+
+
+@bp.before_app_request
+def check_query():
+    """Refuse a repeated query parameter anywhere, and under ``/api`` an undeclared one.
+
+    One rule for every route, so a new route cannot forget it: a parameter
+    given twice is 400 ``repeated_parameter`` (which of the two would a
+    cache, a proxy or the route read?), and an ``/api`` route takes only
+    the query parameters its operation declares in :func:`openapi_document`
+    (422 ``unknown_parameter`` naming the allowed ones), so the document and
+    the routes cannot drift apart.
+    """
+    for name in request.args:
+        single_arg(name)
+    rule = request.url_rule
+    if rule is None or not rule.rule.startswith("/api/"):
+        return
+    path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+    method = "GET" if request.method == "HEAD" else request.method
+    allowed = declared_parameters().get((path, method), frozenset())
+    unknown = sorted(set(request.args) - allowed)
     if unknown:
-        raise ValidationError(f"unknown query parameter {unknown[0]!r}; allowed: "
-                              f"{', '.join(names) or 'none'}", code="unknown_parameter",
-                              details={"parameter": unknown[0], "allowed": list(names)})
+        raise ValidationError(f"unknown query parameter {unknown[0][:80]!r}; allowed: "
+                              f"{', '.join(sorted(allowed)) or 'none'}",
+                              code="unknown_parameter",
+                              details={"parameter": unknown[0][:80], "allowed": sorted(allowed)})
 
 
 def single_arg(name):
@@ -68,11 +117,10 @@ def parse_bbox(text):
         raise BadRequestError(f"bbox must be 4 comma-separated numbers minx,miny,maxx,maxy; "
                               f"got {len(parts)}", code="invalid_bbox",
                               details={"parameter": "bbox"})
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
+    values = [domains.plain_number(p, float) for p in parts]
+    if None in values:
         raise BadRequestError("bbox values must be numbers", code="invalid_bbox",
-                              details={"parameter": "bbox"}) from None
+                              details={"parameter": "bbox"})
     minx, miny, maxx, maxy = values
     if not all(math.isfinite(v) for v in values):
         raise ValidationError("bbox values must be finite", code="invalid_bbox",
@@ -88,14 +136,16 @@ def parse_bbox(text):
 
 
 def parse_int(name, text, minimum, maximum, default=None):
-    """Parse an integer parameter: 400 if not an integer, 422 if out of range."""
+    """Parse an integer parameter: 400 if not a plain integer, 422 if out of range.
+
+    Plain: ASCII digits with an optional sign (:func:`geodata.domains.plain_number`).
+    """
     if text is None:
         return default
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise BadRequestError(f"{name} must be an integer", code=f"invalid_{name}",
-                              details={"parameter": name}) from None
+    value = domains.plain_number(text)
+    if value is None:
+        raise BadRequestError(f"{name} must be an integer (ASCII digits)", code=f"invalid_{name}",
+                              details={"parameter": name})
     if not minimum <= value <= maximum:
         raise ValidationError(f"{name} must be between {minimum} and {maximum}",
                               code=f"invalid_{name}", details={"parameter": name,
@@ -151,7 +201,6 @@ def _geojson(payload):
 @bp.get("/parks")
 def parks():
     """All parks as a FeatureCollection (boundaries simplified for zoom 12)."""
-    _allowed()
     session = get_session()
     return _geojson(mapdata.feature_collection(
         [mapdata.park_feature(session, p, zoom=12, today=today()) for p in list_parks(session)]))
@@ -160,7 +209,6 @@ def parks():
 @bp.get("/parks/<code>")
 def park(code):
     """One park: boundary (``zoom`` simplifies it) and headline counts."""
-    _allowed("zoom")
     session = get_session()
     zoom = parse_int("zoom", single_arg("zoom"), 0, MAX_ZOOM)
     return _geojson(mapdata.park_feature(session, get_park(session, code), zoom=zoom,
@@ -170,7 +218,6 @@ def park(code):
 @bp.get("/parks/<code>/grids")
 def grids(code):
     """Grids of one level, by bbox, coverage-simplified for ``zoom``."""
-    _allowed("level", "bbox", "zoom", "limit")
     session = get_session()
     park_ = get_park(session, code)
     return _geojson(mapdata.grid_layer(
@@ -190,7 +237,6 @@ def grid_tile(code, z, x, y):
     costs a 304 (no tile is built).  ``private``: tiles follow the API's
     access rules, so shared caches must not keep them.
     """
-    _allowed("level")
     session = get_session()
     park_ = get_park(session, code)
     level = parse_int("level", single_arg("level"), 1, 9, default=1)
@@ -210,7 +256,6 @@ def grid_tile(code, z, x, y):
 @bp.get("/parks/<code>/grids/<grid_code>")
 def grid(code, grid_code):
     """One grid: authoritative geometry and full summary."""
-    _allowed()
     session = get_session()
     return _geojson(mapdata.grid_feature(session, get_park(session, code), grid_code,
                                          today=today(), published_only=published_only()))
@@ -219,7 +264,6 @@ def grid(code, grid_code):
 @bp.get("/parks/<code>/summaries")
 def summaries(code):
     """Per-grid summaries of every active grid, keyed by grid code."""
-    _allowed()
     session = get_session()
     return jsonify(mapdata.grid_summaries(session, get_park(session, code), today=today(),
                                           published_only=published_only()))
@@ -228,7 +272,6 @@ def summaries(code):
 @bp.get("/parks/<code>/summaries/<grid_code>")
 def summary(code, grid_code):
     """One grid's summary (staff with phones, hidden units, hazard counts)."""
-    _allowed()
     session = get_session()
     return jsonify(mapdata.grid_summary(session, get_park(session, code), grid_code,
                                         today=today(), published_only=published_only()))
@@ -237,7 +280,6 @@ def summary(code, grid_code):
 @bp.get("/parks/<code>/enterprises")
 def enterprises(code):
     """Enterprise sites with the hidden flag; ``hidden=true`` keeps only hidden units."""
-    _allowed("bbox", "hidden")
     session = get_session()
     return _geojson(mapdata.enterprise_layer(
         session, get_park(session, code), bbox=parse_bbox(single_arg("bbox")),
@@ -247,7 +289,6 @@ def enterprises(code):
 @bp.get("/parks/<code>/hidden-units")
 def hidden_units(code):
     """Hidden sub-unit candidates: ``[{name, credit_code, host, grid, reason, ...}]``."""
-    _allowed()
     session = get_session()
     return jsonify([u.to_dict() for u in find_hidden_units(session, get_park(session, code))])
 
@@ -255,7 +296,6 @@ def hidden_units(code):
 @bp.get("/parks/<code>/hazards")
 def hazards(code):
     """Hazards filtered by status, level, grid, overdue and bbox, paged by limit/offset."""
-    _allowed("status", "level", "grid", "overdue", "bbox", "limit", "offset")
     session = get_session()
     park_ = get_park(session, code)
     query = mapdata.HazardQuery(
@@ -274,7 +314,6 @@ def hazards(code):
 @bp.get("/parks/<code>/search")
 def search(code):
     """Grids (code or name) and enterprises (name) matching ``q``, with their bbox."""
-    _allowed("q")
     q = domains.text(single_arg("q"), "q", kind="search") or ""
     session = get_session()
     return jsonify(mapdata.search(session, get_park(session, code), q))
@@ -283,7 +322,6 @@ def search(code):
 @bp.get("/parks/<code>/coverage")
 def coverage(code):
     """Coverage problems as GeoJSON, once the coverage engine is installed (else 404)."""
-    _allowed()
     session = get_session()
     layer = mapdata.coverage_layer(session, get_park(session, code))
     if layer is None:
@@ -422,12 +460,12 @@ def _write_paths():
         "/api/photos/{photo_id}/thumbnail": _image_op("A photo's thumbnail"),
         "/api/parks/{code}/dashboard": _json_op("The park's ledger figures", [_PARK], None,
                                                 method="get"),
-        **_visit_paths(hazard),
+        **_visit_paths(),
         edit: _json_op("The park's grid edits", [_PARK], None, method="get"),
         f"{edit}/state": _json_op("Grids, versions and coverage for the editor", [_PARK],
                                   None, method="get"),
         f"{edit}/draw": _json_op("Draw a new grid", [_PARK], _object(
-            {"geometry": _GEOMETRY, "name": _TEXT, **edit_base}, ["geometry"])),
+            {"geometry": _GEOMETRY, "name": _TEXT, "reason": _TEXT}, ["geometry"])),
         f"{edit}/reshape": _json_op("Reshape a grid", [_PARK], _object(
             {"code": _TEXT, "geometry": _GEOMETRY, "neighbours": {"type": "array",
                                                                   "items": _TEXT},
@@ -477,7 +515,7 @@ def _request_paths():
     }
 
 
-def _visit_paths(hazard):
+def _visit_paths():
     """The field-work routes (webmap/visits_api.py); writes accept ``Idempotency-Key``."""
     visit = _param("visit_id", "Visit id", _INT, "path")
     key = _param("Idempotency-Key", "1-64 of A-Za-z0-9_-: a retry is answered, not redone",
@@ -485,9 +523,9 @@ def _visit_paths(hazard):
     photo = {"requestBody": {"required": True, "content": {"multipart/form-data": {
         "schema": {"type": "object", "properties": {
             "photo": {"type": "string", "format": "binary"}}, "required": ["photo"]}}}}}
+    # The hazard's photos (GET and the upload with its tag) are in _write_paths: an entry
+    # here replaced them, and the list of a hazard's photos went undocumented.
     photos = {
-        "/api/hazards/{hazard_id}/photos": _json_op("Add a JPEG/PNG photo", [hazard, key],
-                                                    None, ok="201"),
         "/api/visits/{visit_id}/photos": _json_op("Add a JPEG/PNG photo", [visit, key], None,
                                                   ok="201"),
     }
@@ -601,5 +639,4 @@ def openapi_document():
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI 3.0 document of this API."""
-    _allowed()
     return jsonify(openapi_document())

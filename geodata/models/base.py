@@ -1,7 +1,9 @@
-"""Declarative base and the geometry column helper shared by all models."""
+"""Declarative base, the geometry column helper and the timestamp type shared by all models."""
+
+from datetime import timezone
 
 from geoalchemy2 import Geometry
-from sqlalchemy import MetaData
+from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 from geodata.crs import STORAGE_SRID
@@ -20,6 +22,32 @@ class Base(DeclarativeBase):
     """Declarative base of every gridmap table."""
 
     metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator):
+    """``TIMESTAMP WITH TIME ZONE`` that reads back as an aware UTC datetime on both backends.
+
+    PostgreSQL hands back an aware datetime in the session's time zone and
+    SQLite a naive one (it stores the UTC wall time as text), so the same
+    stored instant was ``...T08:00:00+00:00`` in one API answer and
+    ``...T08:00:00`` in the other.  Values are written as UTC (a naive one
+    is taken as UTC) and read as UTC everywhere.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        """Return ``value`` in UTC; a naive value is taken as UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        """Return the stored instant as an aware UTC datetime."""
+        return self.process_bind_param(value, dialect)
 
 
 def geometry_column(geometry_type):

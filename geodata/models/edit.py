@@ -3,10 +3,10 @@
 from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geodata.models.base import Base
+from geodata.models.base import Base, UTCDateTime
 
 EDIT_OPERATIONS = ("draw", "reshape", "set_geometry", "split", "merge", "absorb_slivers",
                    "retire", "restore", "import", "adopt_proposal")
@@ -29,7 +29,7 @@ class GridEdit(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     park_id: Mapped[int] = mapped_column(ForeignKey("parks.id", ondelete="RESTRICT"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     actor: Mapped[str] = mapped_column(String(100))
     operation: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text, default="")

@@ -3,11 +3,11 @@
 from datetime import date, datetime, timezone
 from typing import Optional
 
-from sqlalchemy import (CheckConstraint, Date, DateTime, ForeignKey, Integer, String, Text,
+from sqlalchemy import (CheckConstraint, Date, ForeignKey, Integer, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geodata.models.base import Base, geometry_column
+from geodata.models.base import Base, UTCDateTime, geometry_column
 from geodata.vocabulary import ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES  # noqa: F401
 
 
@@ -47,11 +47,11 @@ class Hazard(Base):
     found_date: Mapped[date] = mapped_column(Date)
     deadline: Mapped[Optional[date]] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="found")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
     # Added by migration 0002 (the ledger); values checked by a trigger/constraint.
     escalation: Mapped[str] = mapped_column(String(16), default="grid")
-    closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
 
     park = relationship("Park")
     grid = relationship("Grid")
@@ -73,7 +73,7 @@ class HazardEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     hazard_id: Mapped[int] = mapped_column(
         ForeignKey("hazards.id", ondelete="RESTRICT"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     actor: Mapped[str] = mapped_column(String(100))
     from_status: Mapped[Optional[str]] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))

@@ -2,10 +2,10 @@
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, false
+from sqlalchemy import Boolean, Float, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from geodata.models.base import Base, geometry_column
+from geodata.models.base import Base, UTCDateTime, geometry_column
 
 
 class Park(Base):
@@ -29,7 +29,7 @@ class Park(Base):
     metric_epsg: Mapped[int] = mapped_column(Integer)
     area_m2: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=lambda: datetime.now(timezone.utc))
+        UTCDateTime(), default=lambda: datetime.now(timezone.utc))
     version: Mapped[int] = mapped_column(Integer, default=1)
     require_after_photo: Mapped[bool] = mapped_column(Boolean, default=False,
                                                       server_default=false())

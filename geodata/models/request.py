@@ -3,11 +3,11 @@
 from datetime import date, datetime, timezone
 from typing import Optional
 
-from sqlalchemy import (CheckConstraint, Date, DateTime, ForeignKey, Integer, String, Text,
+from sqlalchemy import (CheckConstraint, Date, ForeignKey, Integer, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geodata.models.base import Base
+from geodata.models.base import Base, UTCDateTime
 from geodata.vocabulary import REQUEST_SOURCES, REQUEST_STATUSES, SATISFACTION_LEVELS
 
 
@@ -59,9 +59,9 @@ class ServiceRequest(Base):
     responsible: Mapped[Optional[str]] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(16), default="accepted")
     resolution: Mapped[str] = mapped_column(Text, default="")
-    resolved_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     satisfaction: Mapped[Optional[str]] = mapped_column(String(24))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     enterprise = relationship("Enterprise")
@@ -84,7 +84,7 @@ class RequestEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[int] = mapped_column(
         ForeignKey("service_requests.id", ondelete="RESTRICT"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     actor: Mapped[str] = mapped_column(String(100))
     from_status: Mapped[Optional[str]] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
@@ -104,4 +104,4 @@ class RequestCategory(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     park_id: Mapped[int] = mapped_column(ForeignKey("parks.id", ondelete="RESTRICT"), index=True)
     name: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)

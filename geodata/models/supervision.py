@@ -3,10 +3,10 @@
 from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geodata.models.base import Base
+from geodata.models.base import Base, UTCDateTime
 
 SUPERVISION_OUTCOMES = ("passed", "rejected", "recheck_passed", "recheck_failed")
 
@@ -46,7 +46,7 @@ class Photo(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_by: Mapped[str] = mapped_column(String(100))
-    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     tag: Mapped[str] = mapped_column(String(8), default="before", server_default="before")
     thumbnail_name: Mapped[Optional[str]] = mapped_column(String(64))
     width: Mapped[Optional[int]] = mapped_column(Integer)
@@ -70,7 +70,7 @@ class Supervision(Base):
     hazard_id: Mapped[int] = mapped_column(
         ForeignKey("hazards.id", ondelete="RESTRICT"), index=True)
     supervisor: Mapped[str] = mapped_column(String(100))
-    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     outcome: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
     photo_id: Mapped[Optional[int]] = mapped_column(

@@ -3,11 +3,11 @@
 from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, String,
+from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Integer, String,
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geodata.models.base import Base
+from geodata.models.base import Base, UTCDateTime
 
 USER_ROLES = ("viewer", "inspector", "supervisor", "planner", "admin")
 
@@ -42,7 +42,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
@@ -76,8 +76,8 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100), default="")
     token_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
-    expires_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
+    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
     user = relationship("User", back_populates="tokens")

@@ -14,11 +14,11 @@
 from datetime import datetime, timezone
 from typing import Optional
 
-from sqlalchemy import (CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text,
+from sqlalchemy import (CheckConstraint, Float, ForeignKey, Integer, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geodata.models.base import Base, geometry_column
+from geodata.models.base import Base, UTCDateTime, geometry_column
 from geodata.vocabulary import RULE_PERIODS, VISIT_KINDS  # noqa: F401  (re-exported)
 
 
@@ -58,8 +58,8 @@ class Visit(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     actor: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(16))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     location = geometry_column("POINT")
     accuracy_m: Mapped[Optional[float]] = mapped_column(Float)
     note: Mapped[str] = mapped_column(Text, default="")
@@ -79,7 +79,7 @@ class VisitEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     visit_id: Mapped[int] = mapped_column(
         ForeignKey("visits.id", ondelete="RESTRICT"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(24))
     note: Mapped[str] = mapped_column(Text, default="")
@@ -97,7 +97,7 @@ class EnterpriseLink(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     enterprise_id: Mapped[int] = mapped_column(
         ForeignKey("enterprises.id", ondelete="RESTRICT"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
 
     user = relationship("User")
     enterprise = relationship("Enterprise")
@@ -133,7 +133,7 @@ class VisitRule(Base):
     times: Mapped[Optional[int]] = mapped_column(Integer)
     after_days: Mapped[Optional[int]] = mapped_column(Integer)
     #: Periods that ended before the rule was set are not owed under it.
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
 
     enterprise = relationship("Enterprise")
 
@@ -155,4 +155,4 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)

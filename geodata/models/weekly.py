@@ -3,11 +3,11 @@
 from datetime import date, datetime, timezone
 from typing import Optional
 
-from sqlalchemy import (CheckConstraint, Date, DateTime, Float, ForeignKey, Integer, String, Text,
+from sqlalchemy import (CheckConstraint, Date, Float, ForeignKey, Integer, String, Text,
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from geodata.models.base import Base
+from geodata.models.base import Base, UTCDateTime
 
 #: Metrics of the weighted assessment score (docs/weekly.md gives the formula).
 ASSESSMENT_METRICS = ("visits", "closure", "resolution", "satisfaction", "overdue")
@@ -42,7 +42,7 @@ class WeeklyAssignment(Base):
     deadline: Mapped[date] = mapped_column(Date)
     note: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_utcnow)
 
     owner = relationship("User")
     hazard = relationship("Hazard")

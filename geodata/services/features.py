@@ -34,7 +34,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
-from geodata import attributes as attr
+from geodata import attributes as attr, domains
 from geodata.crs import STORAGE_SRID
 from geodata.errors import BadRequestError, FeatureError, NotFoundError
 from geodata.hidden import find_hidden_units
@@ -167,10 +167,9 @@ def parse_bbox(text):
     if len(parts) not in (4, 6):
         raise _bad("bbox", f"bbox must be 4 (or 6) comma-separated numbers "
                            f"minx,miny,maxx,maxy; got {len(parts)}")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise _bad("bbox", "bbox values must be numbers") from None
+    values = [domains.plain_number(p, float) for p in parts]
+    if None in values:
+        raise _bad("bbox", "bbox values must be numbers")
     if len(values) == 6:
         values = [values[0], values[1], values[3], values[4]]
     minx, miny, maxx, maxy = values

@@ -9,7 +9,6 @@ when it sent ``If-Match``).  Nothing is written before every check passed.
 """
 
 import functools
-import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,16 +63,13 @@ def parse_point(lon, lat):
     ValidationError
         ``invalid_coordinate`` (not a finite number) or ``coordinate_out_of_range``.
     """
-    for name, value in (("lon", lon), ("lat", lat)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
-            raise ValidationError(f"{name} must be a finite number, got {value!r}",
-                                  code="invalid_coordinate", details={"field": name})
+    lon, lat = (domains.number(value, name, code="invalid_coordinate")
+                for name, value in (("lon", lon), ("lat", lat)))
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise ValidationError(f"({lon}, {lat}) is not a lon/lat position (EPSG:4326); the "
                               "coordinates may be in lat/lon order",
                               code="coordinate_out_of_range", details={"field": "location"})
-    return shapely.Point(float(lon), float(lat))
+    return shapely.Point(lon, lat)
 
 
 #: What :func:`hazard_dicts` shows of a hazard's park, grid and enterprise, loaded with the

@@ -43,7 +43,6 @@ Coverage
     not expected yet), for the park and per level-1 grid.
 """
 
-import math
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -141,13 +140,8 @@ def accuracy(value):
     """Return the GPS accuracy in metres (None if not given), or 422 ``invalid_accuracy``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-            value) or not 0 <= value <= ACCURACY_MAX_M:
-        raise ValidationError(f"accuracy_m must be a number of metres 0..{ACCURACY_MAX_M}, got "
-                              f"{str(value)[:40]}", code="invalid_accuracy",
-                              details={"field": "accuracy_m", "minimum": 0,
-                                       "maximum": ACCURACY_MAX_M})
-    return float(value)
+    return domains.number(value, "accuracy_m", minimum=0, maximum=ACCURACY_MAX_M,
+                          code="invalid_accuracy")
 
 
 def get_enterprise(session, park, credit_code, field="enterprise"):
@@ -194,6 +188,11 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
     when = occurred_at(occurred_at_, now)
     accuracy_m = accuracy(accuracy_m)
     note, findings = _text(note, "note"), _text(findings, "findings")
+    # Checked before a replay is answered: a resent record must not smuggle in 10**400.
+    if hazard_id is not None:
+        hazard_id = domains.integer(hazard_id, "hazard_id", minimum=1, maximum=domains.ID_MAX)
+    if enterprise is not None:
+        enterprise = domains.text(enterprise, "enterprise", kind="name", required=True)
     existing = session.execute(sa.select(Visit).where(Visit.client_id == cid)).scalar_one_or_none()
     if existing is not None:
         same = (existing.actor == actor.name and existing.kind == kind

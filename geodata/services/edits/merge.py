@@ -24,7 +24,8 @@ def merge_grids(session, park, codes, *, actor, reason="", expected_versions=Non
     def build(state, plan):
         keys = list(dict.fromkeys(state.grid(c) for c in codes))
         if len(keys) < 2:
-            raise ValidationError("merge needs at least two grids", code="invalid_value")
+            raise ValidationError("merge needs at least two grids", code="invalid_value",
+                                  details={"field": "codes"})
         if len({state.parent[k] for k in keys}) != 1:
             raise ValidationError("grids with different parents cannot be merged",
                                   code="different_parents", details={"grids": keys})

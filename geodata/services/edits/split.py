@@ -17,7 +17,9 @@ def split_grid(session, park, code, *, line=None, parts=None, actor, reason="",
     """
     if (line is None) == (parts is None):
         raise ValidationError("give either a split line or a number of parts",
-                              code="invalid_value")
+                              code="invalid_value",
+                              details={"field": "line" if line is not None else "parts",
+                                       "fields": ["line", "parts"]})
     if line is not None:
         line = _line_input(line, "line")
 
