@@ -440,7 +440,9 @@ def test_photo_thumbnails_on_the_desk(ledger_server, ledger_url, browser, reques
     thumb = f"a.gm-thumb[data-photo='{photo['id']}'] img"
 
     # the ledger page: a thumbnail that loads, linking to the full photo
+    # (the ledger shows 200 rows per page: the new hazard is found by its number)
     login(driver, server, "viewer", "viewer-demo-2025", f"/parks/{PARK}/ledger")
+    driver.get(f"{server.url}/parks/{PARK}/ledger?number={code}")
     wait_for(driver, LOADED, thumb)
     image = driver.find_element(By.CSS_SELECTOR, thumb)
     assert code in image.get_attribute("alt") and "after" in image.get_attribute("alt")
