@@ -198,3 +198,25 @@ def test_openapi_document(client):
         assert "get" in doc["paths"][path]
     params = {p["name"] for p in doc["paths"]["/api/parks/{code}/hazards"]["get"]["parameters"]}
     assert {"status", "level", "grid", "overdue", "bbox", "limit"} <= params
+
+
+def test_search_ignores_case_on_both_backends(db_url, engine):
+    """SQLite's LIKE ignores ASCII case and PostgreSQL's does not: the search must agree."""
+    from geodata.storage import session_scope
+    from tests.ledger_helpers import build_park
+
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        firm = session.execute(sa.select(Enterprise).where(Enterprise.name == "甲公司")).scalar_one()
+        firm.name = "甲公司 ABC Lab"
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        for q in ("abc lab", "ABC LAB", "Abc", "t-00"):
+            found = client.get("/api/parks/T/search", query_string={"q": q}).get_json()
+            assert found, q
+        assert [r["name"] for r in client.get("/api/parks/T/search?q=abc").get_json()] == [
+            "甲公司 ABC Lab"]
+        assert len(client.get("/api/parks/T/search?q=t-00").get_json()) == 4
+    finally:
+        app.extensions["gridmap.engine"].dispose()

@@ -557,7 +557,7 @@ def hazard_layer(session, park, query=None, today=None):
 
 
 def search(session, park, q, limit=20):
-    """Grids whose code or name contains ``q`` and enterprises whose name contains it.
+    """Grids whose code or name contains ``q``, then enterprises whose name does (any case).
 
     Returns
     -------
@@ -568,12 +568,13 @@ def search(session, park, q, limit=20):
     q = (q or "").strip()
     if not q:
         return []
-    needle = q.upper()
+    # Case-insensitive on both backends: SQLite's LIKE ignores ASCII case and PostgreSQL's
+    # does not, so the same search found "ABC" for "abc" on one backend only.
     grids = session.execute(
         sa.select(Grid.code, Grid.name, Grid.geom).where(
             Grid.park_id == park.id, Grid.active_to.is_(None),
-            sa.or_(Grid.code.contains(needle, autoescape=True),
-                   Grid.name.contains(q, autoescape=True)))
+            sa.or_(Grid.code.icontains(q, autoescape=True),
+                   Grid.name.icontains(q, autoescape=True)))
         .order_by(Grid.level, Grid.code).limit(limit)).all()
     results = [{"kind": "grid", "code": r[0], "name": r[1], "grid": r[0],
                 "bbox": list(g.bounds)}
@@ -583,7 +584,7 @@ def search(session, park, q, limit=20):
             sa.select(Enterprise.credit_code, Enterprise.name, Enterprise.site, Grid.code)
             .outerjoin(Grid, Enterprise.grid_id == Grid.id)
             .where(Enterprise.park_id == park.id,
-                   Enterprise.name.contains(q, autoescape=True))
+                   Enterprise.name.icontains(q, autoescape=True))
             .order_by(Enterprise.name).limit(limit - len(results))).all()
         results += [{"kind": "enterprise", "code": r[0], "name": r[1], "grid": r[3],
                      "bbox": list(g.bounds)}
