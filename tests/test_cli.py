@@ -1,5 +1,6 @@
 """CLI contract: exit codes and one-line errors on empty, uninitialised, unreachable DBs."""
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -55,3 +56,33 @@ def test_layers_need_a_park(runner, tmp_path, layer):
     (tmp_path / "x.csv").write_text("name\nA\n")
     result = runner("import", layer, tmp_path / "x.csv")
     assert result.exit_code == 2 and "no parks stored yet" in result.stderr
+
+
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        yield path + (name,), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, path + (name,))
+
+
+def test_every_number_option_reads_plain_numbers_only():
+    """click's int()/float() take ' 1', '1_000', Arabic-Indic digits and inf; the shell's
+    number options are read like the API's (a new option with click's own type fails)."""
+    from geodata.cli.context import _PlainNumber
+
+    found = []
+    for path, command in _commands(main):
+        for param in command.params:
+            if isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+                found.append((path, param.name))
+                assert isinstance(param.type, _PlainNumber), (path, param.name)
+    assert len(found) >= 25
+
+
+@pytest.mark.parametrize("args", [
+    ("requests", "list", "--limit", "١٠"), ("requests", "list", "--limit", " 10"),
+    ("requests", "list", "--limit", "1_0"), ("check", "--tolerance-m", "inf"),
+    ("check", "--tolerance-m", "nan"), ("demo", "--seed", "+1 ")])
+def test_a_number_option_that_is_not_plain_is_a_usage_error(args):
+    result = CliRunner().invoke(main, ["--db", "sqlite:////nonexistent/x.sqlite", *args])
+    assert result.exit_code == 2 and "is not a plain" in result.output, result.output

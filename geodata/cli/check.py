@@ -5,9 +5,9 @@ import sys
 
 import click
 
-from geodata.cli.context import (check_park_scope, emit_table, format_option, on_every_park,
-                                 park_scope_options, pass_context, stored_park_codes,
-                                 write_output)
+from geodata.cli.context import (PlainFloatRange, check_park_scope, emit_table, format_option,
+                                 on_every_park, park_scope_options, pass_context,
+                                 stored_park_codes, write_output)
 from geodata.errors import ConflictError, GridmapError
 
 #: The three 100% rates of database mode, as the text report names them.
@@ -31,9 +31,9 @@ def rates_text(rates):
               help="Grid cells file (columns code, optional parent_code).")
 @click.option("--enterprises-file", type=click.Path(dir_okay=False),
               help="Enterprise sites file (columns name, credit_code).")
-@click.option("--tolerance-m", type=click.FloatRange(min=0), default=0.01, show_default=True,
+@click.option("--tolerance-m", type=PlainFloatRange(min=0), default=0.01, show_default=True,
               help="Gaps and overlaps narrower than this (metres) are numeric noise.")
-@click.option("--gap-width-m", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--gap-width-m", type=PlainFloatRange(min=0), default=0.0, show_default=True,
               help="Without --park-file: report gaps narrower than this (metres).")
 @click.option("--crs", help="CRS for files that declare none, e.g. EPSG:4547.")
 @format_option(("text", "json", "geojson"))

@@ -7,10 +7,12 @@ Commands import what they need inside their function.
 """
 
 import json
+import math
 import sys
 
 import click
 
+from geodata import domains
 from geodata.config import Settings
 from geodata.errors import GridmapError, SchemaMissingError
 
@@ -31,6 +33,48 @@ def _database_error(exc, url):
 
     return translate_db_error(exc, url) or GridmapError(
         "database error: " + str(getattr(exc, "orig", exc)).splitlines()[0])
+
+
+class _PlainNumber:
+    """Read a number option as the API reads numbers (:func:`geodata.domains.plain_number`).
+
+    click's own types take ``" 1"``, ``"1_000"`` and Arabic-Indic digits
+    (Python's ``int()``), and ``nan``/``inf`` as floats; every number option of
+    the shell uses these types instead (``tests/test_cli.py`` walks them).
+    """
+
+    kind = int
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str):
+            number = domains.plain_number(value, self.kind)
+            if number is None or not math.isfinite(number):
+                self.fail(f"{value[:40]!r} is not a plain {self.name} (ASCII digits, no "
+                          "blanks or '_')", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class PlainInt(_PlainNumber, click.types.IntParamType):
+    """An integer option (see :class:`_PlainNumber`)."""
+
+
+class PlainIntRange(_PlainNumber, click.IntRange):
+    """An integer option within a range (see :class:`_PlainNumber`)."""
+
+
+class PlainFloat(_PlainNumber, click.types.FloatParamType):
+    """A finite number option (see :class:`_PlainNumber`)."""
+
+    kind = float
+
+
+class PlainFloatRange(_PlainNumber, click.FloatRange):
+    """A finite number option within a range (see :class:`_PlainNumber`)."""
+
+    kind = float
+
+
+PLAIN_INT, PLAIN_FLOAT = PlainInt(), PlainFloat()
 
 
 class ErrorExitGroup(click.Group):
@@ -180,7 +224,7 @@ def park_scope_options(command):
     for option in reversed([
             click.option("--park", "park_code", help="One stored park (its code)."),
             click.option("--all", "all_parks", is_flag=True, help="Every stored park."),
-            click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+            click.option("--workers", type=PlainIntRange(1, 64), default=1, show_default=True,
                          help="With --park or --all: Dask worker processes on this machine "
                               "(a LocalCluster, one thread each); 1 works in this process."),
             click.option("--scheduler", metavar="tcp://HOST:PORT",

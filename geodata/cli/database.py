@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from geodata.cli.context import format_option, pass_context
+from geodata.cli.context import PLAIN_INT, PlainIntRange, format_option, pass_context
 
 
 @click.command("init-db")
@@ -22,11 +22,12 @@ def init_db(obj):
 
 
 @click.command("demo")
-@click.option("--seed", type=int, default=None, help="Random seed (default: the fixed demo seed).")
-@click.option("--parks", type=click.IntRange(1, 9999), default=None,
+@click.option("--seed", type=PLAIN_INT, default=None,
+              help="Random seed (default: the fixed demo seed).")
+@click.option("--parks", type=PlainIntRange(1, 9999), default=None,
               help="Instead of the demo park, generate this many province-scale parks "
                    "(codes PV001...), one transaction each.")
-@click.option("--grids-per-park", type=click.IntRange(1, 1_000_000), default=None,
+@click.option("--grids-per-park", type=PlainIntRange(1, 1_000_000), default=None,
               help="With --parks: grids in each generated park (default 1000).")
 @pass_context
 def demo(obj, seed, parks, grids_per_park):
@@ -73,7 +74,7 @@ def info(obj, fmt):
 
 
 @click.command("prune-idempotency-keys")
-@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True,
+@click.option("--days", type=PlainIntRange(1, 3650), default=30, show_default=True,
               help="Keep the answers of the last DAYS days.")
 @pass_context
 def prune_idempotency_keys(obj, days):

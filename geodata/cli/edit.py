@@ -17,7 +17,7 @@ import sys
 import click
 
 from geodata import domains
-from geodata.cli.context import format_option
+from geodata.cli.context import PLAIN_INT, PlainFloatRange, PlainIntRange, format_option
 from geodata.errors import BadRequestError
 
 _ACTOR_HELP = "Who makes the edit (default $GRIDMAP_ACTOR, else the login name)."
@@ -85,7 +85,8 @@ _common = [
     click.option("--park", "park_code", help="Park code (needed unless there is one park)."),
     click.option("--actor", help=_ACTOR_HELP),
     click.option("--reason", default="", help="Why (kept in the history)."),
-    click.option("--if-match", type=int, help="Expected park version (412 when it moved on)."),
+    click.option("--if-match", type=PLAIN_INT,
+                 help="Expected park version (412 when it moved on)."),
     format_option(("text", "json")),
 ]
 
@@ -105,7 +106,7 @@ def edit():
 @edit.command("draw")
 @click.option("--geometry", required=True, help="The drawn polygon (WKT/GeoJSON/@FILE).")
 @click.option("--name", help="Name of the new grid (default: its code).")
-@click.option("--snap-m", type=click.FloatRange(min=0), default=0.5, show_default=True)
+@click.option("--snap-m", type=PlainFloatRange(min=0), default=0.5, show_default=True)
 @common
 @click.pass_obj
 def draw(obj, geometry, name, snap_m, park_code, actor, reason, if_match, fmt):
@@ -121,7 +122,8 @@ def draw(obj, geometry, name, snap_m, park_code, actor, reason, if_match, fmt):
 @click.option("--geometry", required=True, help="The new shape (WKT/GeoJSON/@FILE).")
 @click.option("--neighbour", "neighbours", multiple=True,
               help="Only these neighbours give or take ground (default: all touching).")
-@click.option("--expected-version", type=int, help="The grid's version (409 when it moved on).")
+@click.option("--expected-version", type=PLAIN_INT,
+              help="The grid's version (409 when it moved on).")
 @common
 @click.pass_obj
 def reshape(obj, code, geometry, neighbours, expected_version, park_code, actor, reason,
@@ -137,8 +139,9 @@ def reshape(obj, code, geometry, neighbours, expected_version, park_code, actor,
 @edit.command("split")
 @click.argument("code")
 @click.option("--line", help="Split line (WKT/GeoJSON/@FILE, EPSG:4326).")
-@click.option("--parts", type=click.IntRange(2, 99), help="Or: this many parts of equal area.")
-@click.option("--expected-version", type=int, help="The grid's version (409 when it moved on).")
+@click.option("--parts", type=PlainIntRange(2, 99), help="Or: this many parts of equal area.")
+@click.option("--expected-version", type=PLAIN_INT,
+              help="The grid's version (409 when it moved on).")
 @common
 @click.pass_obj
 def split(obj, code, line, parts, expected_version, park_code, actor, reason, if_match, fmt):
@@ -168,7 +171,8 @@ def merge(obj, codes, park_code, actor, reason, if_match, fmt):
 @edit.command("retire")
 @click.argument("code")
 @click.option("--to", "to", help="The neighbour that takes the ground (default: longest border).")
-@click.option("--expected-version", type=int, help="The grid's version (409 when it moved on).")
+@click.option("--expected-version", type=PLAIN_INT,
+              help="The grid's version (409 when it moved on).")
 @common
 @click.pass_obj
 def retire(obj, code, to, expected_version, park_code, actor, reason, if_match, fmt):
@@ -180,8 +184,8 @@ def retire(obj, code, to, expected_version, park_code, actor, reason, if_match, 
 
 
 @edit.command("absorb-slivers")
-@click.option("--max-width-m", type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option("--max-area-m2", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--max-width-m", type=PlainFloatRange(min=0), default=1.0, show_default=True)
+@click.option("--max-area-m2", type=PlainFloatRange(min=0), default=0.0, show_default=True)
 @common
 @click.pass_obj
 def absorb(obj, max_width_m, max_area_m2, park_code, actor, reason, if_match, fmt):
@@ -194,7 +198,7 @@ def absorb(obj, max_width_m, max_area_m2, park_code, actor, reason, if_match, fm
 
 
 @edit.command("restore")
-@click.option("--edit", "edit_id", type=click.IntRange(0, domains.ID_MAX), required=True,
+@click.option("--edit", "edit_id", type=PlainIntRange(0, domains.ID_MAX), required=True,
               help="Restore as right after this edit (0: before the first edit).")
 @click.option("--grid", "code", help="Restore only this grid (neighbours adjust).")
 @click.option("--allow-problems", is_flag=True, help="Restore even if coverage gets worse.")
@@ -216,7 +220,7 @@ def restore(obj, edit_id, code, allow_problems, park_code, actor, reason, if_mat
 @edit.command("history")
 @click.option("--park", "park_code", help="Park code (needed unless there is one park).")
 @click.option("--grid", "code", help="One grid's versions and lineage.")
-@click.option("--at", "at_edit", type=click.IntRange(0, domains.ID_MAX),
+@click.option("--at", "at_edit", type=PlainIntRange(0, domains.ID_MAX),
               help="Write the grids as right after this edit to --out.")
 @click.option("--out", type=click.Path(dir_okay=False), help="File for --at (any format).")
 @format_option(("text", "json"))
@@ -274,7 +278,7 @@ def history(obj, park_code, code, at_edit, out, fmt):
               default="voronoi", show_default=True,
               help="voronoi: straight bisectors between balanced centres; regular: "
                    "rectangular blocks; enterprise: boundaries between enterprise lots.")
-@click.option("--target-count", type=click.IntRange(1, 999), required=True,
+@click.option("--target-count", type=PlainIntRange(1, 999), required=True,
               help="Level-1 grids wanted.")
 @click.option("--balance", type=click.Choice(["area", "enterprises", "employees"]),
               default="area", show_default=True,
@@ -282,10 +286,10 @@ def history(obj, park_code, code, at_edit, out, fmt):
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write the draft here (.geojson, .gpkg, ...).")
 @click.option("--adopt", is_flag=True, help="Adopt the proposal as one edit.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=PLAIN_INT, default=0, show_default=True)
 @click.option("--actor", help=_ACTOR_HELP)
 @click.option("--reason", default="", help="Why (kept in the history).")
-@click.option("--if-match", type=int, help="Expected park version (412 when it moved on).")
+@click.option("--if-match", type=PLAIN_INT, help="Expected park version (412 when it moved on).")
 @format_option(("text", "json"), help="json: the statistics and the coverage check.")
 @click.pass_obj
 def propose_grids_command(obj, park_code, method, target_count, balance, out, adopt, seed,

@@ -10,8 +10,8 @@ import json
 
 import click
 
-from geodata.cli.context import (check_park_scope, echo_moved, emit_table, format_option,
-                                 on_every_park, park_scope_options, pass_context,
+from geodata.cli.context import (PlainIntRange, check_park_scope, echo_moved, emit_table,
+                                 format_option, on_every_park, park_scope_options, pass_context,
                                  stored_park_codes)
 from geodata.periods import local_today
 from geodata.vocabulary import STATE_NAMES
@@ -65,7 +65,7 @@ LIST_COLUMNS = [("id", "id"), ("code", "编号 code"), ("state", "状态 state")
 @click.option("--park", "park_code", help="Park code.")
 @click.option("--status", help="found/rectifying/supervising/closed (or 排查/整改/督导/销号).")
 @click.option("--overdue", is_flag=True, help="Only open hazards past their deadline.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--limit", default=100, show_default=True, type=PlainIntRange(1, 100_000))
 @format_option(help="json: {total, hazards: [...]} with every field.")
 @pass_context
 def list_(obj, park_code, status, overdue, limit, fmt):
@@ -138,7 +138,7 @@ def show(obj, hazard, park_code, fmt):
 @click.argument("hazard")
 @click.argument("target")
 @click.option("--as", "username", required=True, help="The user taking the step.")
-@click.option("--version", type=click.IntRange(1, 2**31 - 1),
+@click.option("--version", type=PlainIntRange(1, 2**31 - 1),
               help="The version you read (default: the current one).")
 @click.option("--note", default="", help="Why (required to reject or reopen).")
 @click.option("--deadline", type=click.DateTime(["%Y-%m-%d"]), help="Rectification deadline.")

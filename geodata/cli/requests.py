@@ -10,7 +10,7 @@ import json
 
 import click
 
-from geodata.cli.context import echo_moved, emit_table, format_option, pass_context
+from geodata.cli.context import PlainIntRange, echo_moved, emit_table, format_option, pass_context
 from geodata.cli.hazards import _actor
 from geodata.vocabulary import (REQUEST_SOURCES, REQUEST_STATE_NAMES, REQUEST_STATUSES,
                                 SATISFACTION_LEVELS, SATISFACTION_NAMES, SOURCE_NAMES)
@@ -70,7 +70,7 @@ LIST_COLUMNS = [("id", "id"), ("code", "编号 code"), ("state", "状态 state")
 
 @requests.command("list")
 @_filter_options
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", default=100, show_default=True, type=PlainIntRange(1, 1000))
 @format_option(help="json: {total, requests: [...]} with every field.")
 @pass_context
 def list_(obj, park_code, status, category, source, overdue, limit, fmt):
@@ -132,7 +132,7 @@ def show(obj, ref, park_code, fmt):
 @click.argument("ref", metavar="REQUEST")
 @click.argument("target", type=click.Choice(_STATES))
 @click.option("--as", "username", required=True, help="The user taking the step.")
-@click.option("--version", type=click.IntRange(1, 2**31 - 1),
+@click.option("--version", type=PlainIntRange(1, 2**31 - 1),
               help="The version you read (default: the current one).")
 @click.option("--note", default="", help="What was done (办结) or why (不满意).")
 @click.option("--department", help="交办单位 (to assign).")

@@ -4,15 +4,15 @@ import os
 
 import click
 
-from geodata.cli.context import pass_context
+from geodata.cli.context import PlainIntRange, pass_context
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
+@click.option("--port", default=5000, show_default=True, type=PlainIntRange(0, 65535))
+@click.option("--threads", default=8, show_default=True, type=PlainIntRange(1, 64),
               help="Threads per worker process.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+@click.option("--workers", default=1, show_default=True, type=PlainIntRange(1, 64),
               help="Worker processes; more than 1 runs gunicorn instead of waitress.")
 @pass_context
 def serve(obj, host, port, threads, workers):

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.cli.context import PlainIntRange, emit_table, format_option, pass_context
 from geodata.vocabulary import ROLES
 
 
@@ -144,7 +144,7 @@ def revoke_token(obj, username, name):
 @users.command("token")
 @click.argument("username")
 @click.option("--name", default="", help="What the token is for.")
-@click.option("--days", type=click.IntRange(1, 36_500), help="Expire after this many days "
+@click.option("--days", type=PlainIntRange(1, 36_500), help="Expire after this many days "
               "(default: never).")
 @pass_context
 def token(obj, username, name, days):

@@ -10,7 +10,7 @@ exits 0 whatever it finds (it is a work list, not a check).
 
 import click
 
-from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.cli.context import PLAIN_INT, PlainIntRange, emit_table, format_option, pass_context
 from geodata.vocabulary import RULE_PERIODS, VISIT_KINDS
 
 
@@ -58,7 +58,7 @@ def _select(session, park_code, grid, kind, from_, to, limit, offset=0):
 
 @visits.command("list")
 @_filter_options
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", default=100, show_default=True, type=PlainIntRange(1, 1000))
 @format_option(help="json: {total, visits: [...]} with every field.")
 @pass_context
 def list_(obj, park_code, grid, kind, from_, to, limit, fmt):
@@ -182,8 +182,8 @@ def links(obj, park_code, fmt):
 @click.option("--enterprise", metavar="CREDIT_CODE",
               help="Only this enterprise (default: the park's rule).")
 @click.option("--period", type=click.Choice(RULE_PERIODS), help="visit/patrol: per day or week.")
-@click.option("--times", type=int, help="visit/patrol: records per period (1-48).")
-@click.option("--after-days", type=int, help="recheck: days after closing (0-3650).")
+@click.option("--times", type=PLAIN_INT, help="visit/patrol: records per period (1-48).")
+@click.option("--after-days", type=PLAIN_INT, help="recheck: days after closing (0-3650).")
 @click.option("--delete", is_flag=True, help="Remove the rule (the default applies again).")
 @pass_context
 def rule(obj, kind, park_code, enterprise, period, times, after_days, delete):
