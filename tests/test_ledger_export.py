@@ -114,3 +114,7 @@ def test_a_parks_ledger_reads_only_its_own_supervision_records(engine):
     assert row["status"] == "销号" and row["supervisor"] == "supervisor"
     assert [r["supervisor"] for r in demo_rows if r["id"] == other] == ["supervisor"]
     assert loaded == [mine, other]
+    # the closing times behind the dashboard and the re-checks are the park's own too
+    with session_scope(engine) as session:
+        closed = ledger.closing_times(get_park(session, "T"))
+        assert session.execute(sa.select(closed.c.hazard_id)).scalars().all() == [mine]

@@ -675,6 +675,18 @@ def _rate(part, whole):
     return round(part / whole, 4) if whole else None
 
 
+def closing_times(park):
+    """A subquery ``(hazard_id, at)``: when each of the park's hazards was last closed.
+
+    From the history, so an imported ledger without ``closed_at`` has it too;
+    only the park's own events are grouped, not every park's.
+    """
+    return (sa.select(HazardEvent.hazard_id, sa.func.max(HazardEvent.at).label("at"))
+            .join(Hazard, Hazard.id == HazardEvent.hazard_id)
+            .where(Hazard.park_id == park.id, HazardEvent.to_status == "closed")
+            .group_by(HazardEvent.hazard_id).subquery())
+
+
 def dashboard(session, park, today=None):
     """Return the park dashboard figures as a dict.
 
@@ -699,9 +711,7 @@ def dashboard(session, park, today=None):
     """
     today = today or local_today()
     # The closing time comes from the history, so imported ledgers count too.
-    closed = (sa.select(HazardEvent.hazard_id, sa.func.max(HazardEvent.at).label("at"))
-              .where(HazardEvent.to_status == "closed").group_by(HazardEvent.hazard_id)
-              .subquery())
+    closed = closing_times(park)
     rows = session.execute(
         sa.select(Hazard.status, Hazard.level, Hazard.escalation, Hazard.grid_id,
                   Hazard.found_date, Hazard.deadline, closed.c.at)

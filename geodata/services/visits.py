@@ -53,11 +53,12 @@ import sqlalchemy as sa
 
 from geodata import domains, periods
 from geodata.errors import ConflictError, NotFoundError, ValidationError
-from geodata.models import (Enterprise, EnterpriseLink, Grid, Hazard, HazardEvent, Park, Photo,
-                            User, Visit, VisitEvent, VisitRule)
+from geodata.models import (Enterprise, EnterpriseLink, Grid, Hazard, Park, Photo, User,
+                            Visit, VisitEvent, VisitRule)
 from geodata.models.base import to_element, to_shapes
 from geodata.services.hazards import locate
-from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, hazard_dicts, store_photo)
+from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, closing_times, hazard_dicts,
+                                     store_photo)
 from geodata.services.parks import park_boundary
 from geodata.services.users import allowed_grid_ids, get_user
 from geodata.workflow import is_overdue, require
@@ -635,9 +636,7 @@ def rechecks_due(session, park, *, today=None, grid_ids=None):
     today = today or periods.local_today()
     days = _recheck_days(session, park)
     # An imported ledger may have no closed_at: its last closing event says when.
-    closing = (sa.select(HazardEvent.hazard_id, sa.func.max(HazardEvent.at).label("at"))
-               .where(HazardEvent.to_status == "closed").group_by(HazardEvent.hazard_id)
-               .subquery())
+    closing = closing_times(park)
     rows = session.execute(sa.select(Hazard, closing.c.at).outerjoin(
         closing, closing.c.hazard_id == Hazard.id).where(
         Hazard.park_id == park.id, Hazard.status == "closed",
