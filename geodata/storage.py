@@ -9,6 +9,7 @@ never block the writer and a locked database turns into a clean 503.
 """
 
 import ctypes
+import functools
 import importlib.util
 import os
 import sys
@@ -25,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import make_transient_to_detached, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from geodata.crs import STORAGE_SRID
@@ -297,6 +299,68 @@ def fetch_rows(session, statement):
         return cursor.fetchall()
     finally:
         cursor.close()
+
+
+def insert_row(session, obj):
+    """INSERT the transient ORM object ``obj`` with one Core statement; it becomes persistent.
+
+    For the hot write paths (a hazard logged from the API): the unit of work
+    of a flush cost twice the CPU of the statement itself.  The statement
+    is built once per table and set of given columns; the columns left out
+    take the table's own defaults, which come back with ``RETURNING`` and
+    are set on ``obj`` as loaded, so it reads as if the ORM had flushed it.
+    """
+    state = sa.inspect(obj)
+    given = tuple(sorted(key for key in state.dict if key in state.mapper.columns))
+    statement, returned = _insert_statement(state.mapper, given)
+    row = session.execute(statement, {key: state.dict[key] for key in given}).one()
+    for key, value in zip(returned, row):
+        set_committed_value(obj, key, value)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
+@functools.cache
+def _insert_statement(mapper, given):
+    table = mapper.local_table
+    returned = tuple(key for key in mapper.columns.keys() if key not in given)
+    return table.insert().returning(*(mapper.columns[key] for key in returned)), returned
+
+
+def update_row(session, obj, values):
+    """UPDATE the versioned ORM object ``obj`` with ``values`` in one Core statement.
+
+    The counterpart of :func:`insert_row` for a row the caller has locked
+    and whose version it checked: ``WHERE id = … AND version = …`` still
+    guards it as the ORM's ``version_id_col`` would, and a row changed
+    meanwhile raises ``StaleDataError`` (409 ``stale_version``).  ``obj``
+    takes the new values and version as loaded, with nothing left to flush.
+    """
+    mapper = sa.inspect(obj).mapper
+    version_key = mapper.version_id_col.key
+    statement = _update_statement(mapper, tuple(sorted(values)))
+    version = getattr(obj, version_key)
+    params = {f"new_{key}": value for key, value in values.items()}
+    (row_id,) = mapper.primary_key_from_instance(obj)
+    params.update(row_id=row_id, row_version=version, new_version=version + 1)
+    if session.execute(statement, params).rowcount != 1:
+        raise StaleDataError(f"{mapper.local_table.name} row {row_id} changed meanwhile")
+    for key, value in values.items():
+        set_committed_value(obj, key, value)
+    set_committed_value(obj, version_key, version + 1)
+    return obj
+
+
+@functools.cache
+def _update_statement(mapper, keys):
+    # Bound names differ from the column names: SQLAlchemy keeps those for its own SET values.
+    table, version = mapper.local_table, mapper.version_id_col
+    (key_column,) = mapper.primary_key
+    return table.update().where(
+        key_column == sa.bindparam("row_id"), version == sa.bindparam("row_version")).values(
+            {**{mapper.columns[key]: sa.bindparam(f"new_{key}") for key in keys},
+             version: sa.bindparam("new_version")})
 
 
 @contextmanager

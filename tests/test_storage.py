@@ -1,16 +1,19 @@
 """Schema, geometry columns and history rules on both backends."""
 
+from datetime import date
+
 import pytest
 import shapely
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from geodata import schema
 from geodata.models import Base, Hazard, HazardEvent, Park
 from geodata.models.base import to_element, to_shapes
-from geodata.storage import session_scope
+from geodata.storage import insert_row, session_scope, update_row
 from tests.conftest import metric_box, metric_point
 
 
@@ -160,3 +163,54 @@ def test_a_lost_write_race_is_a_409_not_a_500(engine):
     # PostgreSQL says which side broke the key; SQLite only that one did.
     assert (error.http_status, error.code) == (409, "has_dependents" if (
         engine.dialect.name == "postgresql") else "conflict")
+
+
+def _new_hazard(park, code):
+    return Hazard(park_id=park.id, code=code, category="消防安全",
+                  location=to_element(metric_point(500, 500)),
+                  found_date=date(2026, 11, 2), description="配电箱未接地")
+
+
+def test_insert_row_stores_what_a_flush_stores(engine):
+    with session_scope(engine) as session:
+        park = _park(session)
+        flushed = _new_hazard(park, "YH2026-0001")
+        session.add(flushed)
+        session.flush()
+        inserted = insert_row(session, _new_hazard(park, "YH2026-0002"))
+        # Persistent and clean, with the table's defaults read back: nothing left to flush.
+        assert inserted in session and not session.dirty and not session.new
+        assert sa.inspect(inserted).persistent and inserted.id > flushed.id
+        columns = [c.key for c in sa.inspect(Hazard).columns if c.key not in ("id", "code")]
+        assert [getattr(inserted, key) for key in columns if key != "created_at"] == [
+            getattr(flushed, key) for key in columns if key != "created_at"]
+        assert inserted.version == 1 and inserted.status == "found"
+        assert inserted.created_at.tzinfo is not None
+    with session_scope(engine) as session:
+        stored = session.execute(sa.select(Hazard).order_by(Hazard.id)).scalars().all()
+        assert [h.code for h in stored] == ["YH2026-0001", "YH2026-0002"]
+        assert [(h.status, h.level, h.escalation, h.version) for h in stored] == [
+            ("found", "general", "grid", 1)] * 2
+
+
+def test_update_row_bumps_the_version_and_refuses_a_row_changed_meanwhile(engine):
+    with session_scope(engine) as session:
+        hazard = insert_row(session, _new_hazard(_park(session), "YH2026-0001"))
+        update_row(session, hazard, {"status": "rectifying", "deadline": date(2026, 12, 1)})
+        assert (hazard.status, hazard.deadline, hazard.version) == (
+            "rectifying", date(2026, 12, 1), 2)
+        assert not session.dirty
+        hazard_id = hazard.id
+    with session_scope(engine) as session:
+        hazard = session.get(Hazard, hazard_id)
+        assert (hazard.status, hazard.deadline, hazard.version) == (
+            "rectifying", date(2026, 12, 1), 2)
+        # Another writer moves it on meanwhile (a table UPDATE: the object still says 2).
+        session.execute(sa.update(Hazard.__table__).where(Hazard.__table__.c.id == hazard_id)
+                        .values(version=3))
+        with pytest.raises(StaleDataError):
+            update_row(session, hazard, {"status": "supervising"})
+        session.commit()
+    with session_scope(engine) as session:
+        hazard = session.get(Hazard, hazard_id)
+        assert (hazard.status, hazard.version) == ("rectifying", 3)

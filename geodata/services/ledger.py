@@ -26,7 +26,7 @@ from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
 from geodata.services.parks import prepared_boundary
-from geodata.storage import backend_name, start_write
+from geodata.storage import backend_name, insert_row, start_write, update_row
 from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
 
@@ -34,7 +34,7 @@ from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_target
 CATEGORIES = ("消防安全", "用电安全", "安全通道", "特种设备", "危化品", "有限空间", "粉尘防爆",
               "劳动防护", "其他")
 MAX_PAGE = 1000
-#: ``InstanceState.info`` key of a created hazard: ((park, grid, enterprise ids), names shown).
+#: ``InstanceState.info`` key of a hazard read with its names: ((park, grid, firm ids), names).
 _NAMES = "gridmap.names"
 
 
@@ -72,21 +72,33 @@ def parse_point(lon, lat):
     return shapely.Point(lon, lat)
 
 
-#: What :func:`hazard_dicts` shows of a hazard's park, grid and enterprise, loaded with the
-#: hazard in one statement (a transition reads them with its row lock, not in a query of
-#: their own).
-_ANSWER_NAMES = (sa.orm.joinedload(Hazard.park).load_only(Park.code),
-                 sa.orm.joinedload(Hazard.grid).load_only(Grid.code, Grid.name),
-                 sa.orm.joinedload(Hazard.enterprise).load_only(Enterprise.name,
-                                                                Enterprise.credit_code))
+#: What :func:`hazard_dicts` shows of an entry's park, grid and enterprise.
+_NAME_COLUMNS = (Park.code, Grid.code, Grid.name, Enterprise.name, Enterprise.credit_code)
+
+
+def _with_names(query, model):
+    """``query`` of ``model`` rows joined to the park, grid and enterprise that answers show."""
+    return query.add_columns(*_NAME_COLUMNS).join(Park, Park.id == model.park_id).outerjoin(
+        Grid, Grid.id == model.grid_id).outerjoin(Enterprise, Enterprise.id == model.enterprise_id)
+
+
+def _keep_names(hazard, names):
+    """Keep ``names`` (:data:`_NAME_COLUMNS`) on ``hazard`` for :func:`hazard_dicts`.
+
+    They are used only while the hazard is still in the park, grid and
+    enterprise they were read for (:func:`_loaded_names`).
+    """
+    sa.inspect(hazard).info[_NAMES] = (
+        (hazard.park_id, hazard.grid_id, hazard.enterprise_id), tuple(names))
 
 
 def get_hazard(session, hazard_id, *, lock=False, names=False, actor=None):
     """Return the hazard with ``hazard_id``; ``lock`` takes a row lock (PostgreSQL).
 
-    ``names`` loads, in the same statement, what :func:`hazard_dicts` shows of
-    its park, grid and enterprise.  With ``actor``, a grid member may only
-    read a hazard of their grids (:func:`_check_grid_limit`).
+    ``names`` reads, in the same statement, what :func:`hazard_dicts` shows
+    of its park, grid and enterprise (a transition answers with them).  With
+    ``actor``, a grid member may only read a hazard of their grids
+    (:func:`_check_grid_limit`).
 
     Raises
     ------
@@ -95,34 +107,39 @@ def get_hazard(session, hazard_id, *, lock=False, names=False, actor=None):
     PermissionDeniedError
         403 ``outside_your_grids``.
     """
-    hazard = entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard",
-                         options=_ANSWER_NAMES if names else ())
+    hazard = entry_by_id(session, Hazard, hazard_id, lock=lock, what="hazard", names=names)
     if actor is not None:
         _check_grid_limit(actor, hazard.grid_id)
     return hazard
 
 
-def entry_by_id(session, model, entry_id, *, lock=False, what, options=()):
+def entry_by_id(session, model, entry_id, *, lock=False, what, names=False):
     """The ledger entry (hazard, request) ``entry_id`` of ``model``; 404 ``<what>_not_found``.
 
     Re-read from the database (``populate_existing``); ``lock`` takes its row
-    lock (PostgreSQL; only the entry's row, not the rows ``options`` join).
+    lock (PostgreSQL; only the entry's row, not the rows joined for
+    ``names``, see :func:`get_hazard`).
     """
     if not domains.is_id(entry_id):
         raise NotFoundError(f"no {what} {entry_id!r}", code=f"{what}_not_found")
-    found = session.execute(_entry_statement(model, lock, options),
-                            {"entry_id": entry_id}).scalar_one_or_none()
-    if found is None:
+    row = session.execute(_entry_statement(model, lock, names), {"entry_id": entry_id}).first()
+    if row is None:
         raise NotFoundError(f"no {what} {entry_id}", code=f"{what}_not_found")
+    found = row[0]
+    if names:
+        _keep_names(found, row[1:])
     return found
 
 
 @functools.cache
-def _entry_statement(model, lock, options):
-    # Built once per kind: every transition and escalation starts with it.
-    query = sa.select(model).where(
-        model.id == sa.bindparam("entry_id", type_=sa.Integer)).options(
-            *options).execution_options(populate_existing=True)
+def _entry_statement(model, lock, names):
+    # Built once per kind: every transition and escalation starts with it.  The names come
+    # as plain columns: three joined entities cost more CPU to load than the entry itself.
+    query = sa.select(model)
+    if names:
+        query = _with_names(query, model)
+    query = query.where(model.id == sa.bindparam("entry_id", type_=sa.Integer)
+                        ).execution_options(populate_existing=True)
     return query.with_for_update(of=model) if lock else query
 
 
@@ -260,25 +277,25 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
         (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
-    session.add(hazard)
+    insert_row(session, hazard)
     append_event(session, hazard, actor=actor.name, from_status=None, to_status="found",
                  action="log", note=description)
     # The answer's names were read with the placement: hazard_dicts needs no query for them.
-    sa.inspect(hazard).info[_NAMES] = ((park.id, grid_id, enterprise_id), (
-        park.code, grid and grid[1], grid and grid[2], firm and firm[1], firm and firm[2]))
+    _keep_names(hazard, (park.code, grid and grid[1], grid and grid[2], firm and firm[1],
+                         firm and firm[2]))
     return hazard
 
 
 def append_event(session, hazard, *, actor, from_status, to_status, action, note,
                  escalation=None):
-    """Flush ``hazard``'s changes and append one event to its history (``hazard_events``).
+    """Append one event to the history (``hazard_events``) of the stored ``hazard``.
 
     The event is inserted by a statement built once, not added to the session:
     the write paths never load a hazard's history (``hazard.events`` would read
     it all first), and the unit of work for a second object cost more CPU than
-    the insert itself.
+    the insert itself.  The callers write the hazard the same way
+    (:func:`~geodata.storage.insert_row`, :func:`~geodata.storage.update_row`).
     """
-    session.flush()
     session.execute(_APPEND_EVENT, {
         "hazard_id": hazard.id, "at": datetime.now(timezone.utc), "actor": actor,
         "from_status": from_status, "to_status": to_status, "action": action, "note": note,
@@ -344,10 +361,11 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
         record = _supervision(session, hazard, supervision or {"note": note}, actor,
                               step.supervision)
     source = hazard.status
-    hazard.status = step.target
+    changes = {"status": step.target,
+               "closed_at": datetime.now(timezone.utc) if step.target == "closed" else None}
     if step.needs_deadline:
-        hazard.deadline = deadline
-    hazard.closed_at = datetime.now(timezone.utc) if step.target == "closed" else None
+        changes["deadline"] = deadline
+    update_row(session, hazard, changes)
     append_event(session, hazard, actor=actor.name, from_status=source, to_status=step.target,
                  action=step.action, note=note or (record.note if record is not None else ""))
     return hazard
@@ -420,7 +438,7 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
     reason = _text(reason, "reason")
     check_escalation(hazard.escalation, target, reason)
     step = f"{hazard.escalation}>{target}"
-    hazard.escalation = target
+    update_row(session, hazard, {"escalation": target})
     append_event(session, hazard, actor=actor.name, from_status=hazard.status,
                  to_status=hazard.status, action="escalate", escalation=step, note=reason)
     return hazard
@@ -562,12 +580,8 @@ def hazard_dicts(session, hazards, *, role=None, today=None):
     if names is None:
         # Only the names shown, in one query, instead of loading grid, enterprise and park rows.
         names = {row[0]: row[1:] for row in session.execute(
-            sa.select(Hazard.id, Park.code, Grid.code, Grid.name, Enterprise.name,
-                      Enterprise.credit_code)
-            .join(Park, Park.id == Hazard.park_id)
-            .outerjoin(Grid, Grid.id == Hazard.grid_id)
-            .outerjoin(Enterprise, Enterprise.id == Hazard.enterprise_id)
-            .where(Hazard.id.in_([h.id for h in hazards])))}
+            _with_names(sa.select(Hazard.id), Hazard).where(
+                Hazard.id.in_([h.id for h in hazards])))}
     points = to_shapes([h.location for h in hazards])
     out = []
     for h, p in zip(hazards, points):
@@ -597,22 +611,16 @@ def _loaded_names(hazards):
     """The names :func:`hazard_dicts` shows, if every hazard was read with them, else None.
 
     ``get_hazard(names=True)`` reads them, and :func:`create_hazard` keeps
-    those it placed the hazard with (while the hazard is still in that park,
-    grid and enterprise); a hazard loaded any other way has its park, grid
-    and enterprise unloaded, and the caller queries them.
+    those it placed the hazard with; they count while the hazard is still in
+    that park, grid and enterprise.  For any other hazard the caller queries
+    them.
     """
     names = {}
     for h in hazards:
-        state = sa.inspect(h)
-        known = state.info.get(_NAMES)
-        if known is not None and known[0] == (h.park_id, h.grid_id, h.enterprise_id):
-            names[h.id] = known[1]  # read by create_hazard with the placement
-            continue
-        if {"park", "grid", "enterprise"} & state.unloaded:
+        known = sa.inspect(h).info.get(_NAMES)
+        if known is None or known[0] != (h.park_id, h.grid_id, h.enterprise_id):
             return None
-        grid, firm = h.grid, h.enterprise
-        names[h.id] = (h.park.code, grid and grid.code, grid and grid.name,
-                       firm and firm.name, firm and firm.credit_code)
+        names[h.id] = known[1]
     return names
 
 
