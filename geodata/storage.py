@@ -206,15 +206,16 @@ def bbox_filter(bind, model, column, box):
     candidate row ids.  Either way the result is a superset of the rows that
     intersect ``box``; the exact test is left to shapely.  ``bind`` is an
     engine, connection or session, or the backend's name (:func:`backend_name`);
-    the bounds are numbers or SQL expressions (bound parameters of a statement
-    built once).
+    ``model`` is a mapped class or its table; the bounds are numbers or SQL
+    expressions (bound parameters of a statement built once).
     """
     minx, miny, maxx, maxy = (v if isinstance(v, sa.ColumnElement) else float(v) for v in box)
     if backend_name(bind) == "postgresql":
         return column.op("&&")(sa.func.ST_MakeEnvelope(minx, miny, maxx, maxy, STORAGE_SRID))
-    index = sa.table(f"idx_{model.__tablename__}_{column.key}", sa.column("pkid"),
+    table = getattr(model, "__table__", model)
+    index = sa.table(f"idx_{table.name}_{column.key}", sa.column("pkid"),
                      sa.column("xmin"), sa.column("xmax"), sa.column("ymin"), sa.column("ymax"))
-    return model.id.in_(sa.select(index.c.pkid).where(
+    return table.c.id.in_(sa.select(index.c.pkid).where(
         index.c.xmin <= maxx, index.c.xmax >= minx, index.c.ymin <= maxy,
         index.c.ymax >= miny))
 

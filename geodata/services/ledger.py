@@ -190,8 +190,10 @@ def _lock_park(session, park, *, shared=False):
 
 @functools.cache
 def _park_version_statement(backend, shared):
-    # Built once: every create and every grid edit runs it.
-    query = sa.select(Park.version).where(Park.id == sa.bindparam("park_id", type_=sa.Integer))
+    # Built once: every create and every grid edit runs it.  Of the table: no ORM steps.
+    parks = Park.__table__
+    query = sa.select(parks.c.version).where(
+        parks.c.id == sa.bindparam("park_id", type_=sa.Integer))
     if backend == "postgresql":
         query = query.with_for_update(read=shared)
     return query
