@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 import mapbox_vector_tile
 import openpyxl
 import pypdf
+import shapely
 import sqlalchemy as sa
 from flask import url_for
 
@@ -34,7 +35,7 @@ from geodata.periods import iso_week, local_today
 from geodata.services import visits
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
-from tests.conftest import stored_snapshot
+from tests.conftest import metric_box, stored_snapshot
 from tests.ledger_helpers import image_bytes, lonlat
 from tests.scope_helpers import U_X, build_scopes
 from webmap import create_app
@@ -259,3 +260,37 @@ def test_a_grid_member_names_in_a_visit_only_what_they_serve(db_url, engine, tmp
         assert visit(kind="visit", enterprise=other["enterprise"]).status_code == 201
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+def test_a_members_grids_are_their_grids_and_every_grid_below_them(engine):
+    """allowed_grid_ids walks down parent links at any depth, and only from the member's grids."""
+    from geodata.models import Grid, User, UserGrid
+    from geodata.models.base import to_element
+    from geodata.services.users import allowed_grid_ids
+    from tests.test_storage import _park
+
+    cell = to_element(shapely.MultiPolygon([metric_box(0, 0, 100, 100)]))
+    with session_scope(engine) as session:
+        park = _park(session)
+
+        def grid(code, parent=None):
+            row = Grid(park_id=park.id, code=code, name=code, geom=cell, area_m2=1e4,
+                       parent_id=parent and parent.id, level=1 if parent is None else 2)
+            session.add(row)
+            session.flush()
+            return row
+
+        a, b, c = grid("A"), grid("B"), grid("C")
+        a1 = grid("A-1", a)
+        a1x, c1 = grid("A-1-x", a1), grid("C-1", c)
+        member = User(username="member", password_hash="x", role="inspector")
+        other = User(username="other", password_hash="x", role="inspector")
+        session.add_all([member, other])
+        session.flush()
+        session.add_all([UserGrid(user_id=member.id, grid_id=a.id),
+                         UserGrid(user_id=member.id, grid_id=b.id)])
+        session.flush()
+        session.expire_all()
+        assert allowed_grid_ids(session, member) == {a.id, a1.id, a1x.id, b.id}
+        assert c1.id not in allowed_grid_ids(session, member)
+        assert allowed_grid_ids(session, other) is None

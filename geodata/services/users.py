@@ -331,23 +331,27 @@ def user_for_token(session, token):
 def allowed_grid_ids(session, user):
     """Return the grid ids a limited user may act in (their grids and sub-grids), or None.
 
-    None means no limit.
+    None means no limit.  The sub-grids come from one recursive query down
+    ``grids.parent_id`` (indexed), so a grid member's request reads their
+    own grids' tree, not every grid of the park: it runs on each of their
+    API requests, and a city's park holds 10^5 grids.
     """
     roots = [g.grid_id for g in user.grids]
     if not roots:
         return None
-    park_ids = session.execute(sa.select(Grid.park_id).where(Grid.id.in_(roots))).scalars()
-    children = {}
-    for gid, parent in session.execute(sa.select(Grid.id, Grid.parent_id).where(
-            Grid.park_id.in_(set(park_ids)))):
-        children.setdefault(parent, []).append(gid)
-    allowed, stack = set(), list(roots)
-    while stack:
-        gid = stack.pop()
-        if gid not in allowed:
-            allowed.add(gid)
-            stack.extend(children.get(gid, ()))
-    return allowed
+    return set(session.execute(_GRID_TREE, {"roots": roots}).scalars())
+
+
+def _grid_tree():
+    # Built once.  UNION (not UNION ALL) drops repeats, so the walk ends on any shape.
+    grids = Grid.__table__
+    tree = sa.select(grids.c.id).where(
+        grids.c.id.in_(sa.bindparam("roots", expanding=True))).cte("tree", recursive=True)
+    tree = tree.union(sa.select(grids.c.id).join(tree, grids.c.parent_id == tree.c.id))
+    return sa.select(tree.c.id)
+
+
+_GRID_TREE = _grid_tree()
 
 
 DEMO_ACCOUNTS = {
