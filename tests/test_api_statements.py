@@ -15,7 +15,7 @@ CREATE = {
                "BEGIN IMMEDIATE", "SELECT parks.version",
                "UPDATE ledger_counters", "INSERT INTO hazards", "INSERT INTO hazard_events"],
     "postgresql": ["SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids and sites
-                   "SELECT parks.version", "UPDATE ledger_counters", "INSERT INTO hazards",
+                   "UPDATE ledger_counters", "INSERT INTO hazards",
                    "INSERT INTO hazard_events"],
 }
 TRANSITION = {

@@ -297,7 +297,7 @@ def test_a_create_that_read_the_park_locked_keeps_an_edit_waiting(engine):
             assert thread.is_alive() and not outcome  # the edit waits for the shared lock
         code = ledger.create_hazard(create, park, point=ledger.parse_point(*lonlat("T-001")),
                                     category="其他", actor=ACTORS["inspector"],
-                                    found_date=FOUND).code
+                                    found_date=FOUND, park_locked=True).code
     thread.join(120)
     assert "error" not in outcome, outcome
     with session_scope(engine) as session:

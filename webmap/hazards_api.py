@@ -140,12 +140,13 @@ def create_hazard(code):
     def work():
         # The service places the point in this read transaction, then starts the write.  On
         # PostgreSQL the park is read locked shared, as the create needs it: no statement to
-        # lock it later (grid edits wait; creates do not wait for each other).
+        # lock it or re-read its version later (grid edits wait; creates do not wait for
+        # each other).
         park = get_park(session, code, lock="share")
         return ledger.create_hazard(
             session, park, point=point, category=data.get("category"), actor=actor,
             level=data.get("level", "general"), description=data.get("description", ""),
-            found_date=data.get("found_date"), code=data.get("code"))
+            found_date=data.get("found_date"), code=data.get("code"), park_locked=True)
 
     return _answer(*_written(session, work), 201)
 

@@ -209,7 +209,7 @@ def _check_grid_limit(actor, grid_id, what="this hazard's grid"):
 
 
 def create_hazard(session, park, *, point, category, actor, level="general", description="",
-                  found_date=None, code=None):
+                  found_date=None, code=None, park_locked=False):
     """Log a hazard at ``point`` (shapely Point, EPSG:4326) in ``park``; return it.
 
     The grid (deepest containing grid; on a shared boundary the lowest code
@@ -225,7 +225,11 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     (creates run side by side, grid edits wait), and the number's counter
     row (:mod:`geodata.services.numbering`) is taken last, just before the
     inserts.  An edit that changed the park meanwhile is seen by its
-    version, and the point is placed again under the lock.
+    version, and the point is placed again under the lock.  ``park_locked``:
+    the caller read ``park`` with ``get_park(lock="share")`` in this
+    transaction, so on PostgreSQL it is locked and current already and its
+    version is not read again (SQLite read it in a snapshot before the write
+    lock, so there it always is).
 
     Raises
     ------
@@ -263,7 +267,9 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
     read_version = park.version
     grid, firm = place(park)
     start_write(session)
-    if _lock_park(session, park, shared=True) != read_version:
+    # A park read locked shared on PostgreSQL (park_locked) cannot have changed since.
+    recheck = not (park_locked and backend_name(session) == "postgresql")
+    if recheck and _lock_park(session, park, shared=True) != read_version:
         # An edit changed the park since it was read: place the point again, under the lock.
         park = session.execute(sa.select(Park).where(Park.id == park.id).execution_options(
             populate_existing=True)).scalar_one()
