@@ -740,10 +740,12 @@ def worklist(session, park, user, *, today=None):
     """
     today = today or periods.local_today()
     grid_ids = allowed_grid_ids(session, user)
-    grids = session.execute(sa.select(Grid).where(
-        Grid.park_id == park.id, Grid.active_to.is_(None)).order_by(Grid.code)).scalars().all()
-    mine = [g for g in grids if g.id in grid_ids] if grid_ids is not None else [
-        g for g in grids if g.level == 1]
+    # Only the grids and enterprises the list holds are read: a grid member's phone asks
+    # for this on every sync, and a city's park holds 10^5 grids.
+    active = sa.select(Grid).where(Grid.park_id == park.id, Grid.active_to.is_(None))
+    mine = session.execute(active.where(
+        Grid.id.in_(grid_ids) if grid_ids is not None else Grid.level == 1)
+        .order_by(Grid.code)).scalars().all()
     shapes = to_shapes([g.geom for g in mine])
     grid_features = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": shapely.geometry.mapping(s),
@@ -751,11 +753,13 @@ def worklist(session, park, user, *, today=None):
         for g, s in zip(mine, shapes)]}
     linked = {eid for (eid,) in session.execute(sa.select(EnterpriseLink.enterprise_id).where(
         EnterpriseLink.user_id == user.id))}
-    ents = session.execute(sa.select(Enterprise).where(Enterprise.park_id == park.id)
-                           .order_by(Enterprise.credit_code)).scalars().all()
-    ents = [e for e in ents if grid_ids is None or e.grid_id in grid_ids or e.id in linked]
+    ents = sa.select(Enterprise).where(Enterprise.park_id == park.id)
+    if grid_ids is not None:
+        ents = ents.where(sa.or_(Enterprise.grid_id.in_(grid_ids), Enterprise.id.in_(linked)))
+    ents = session.execute(ents.order_by(Enterprise.credit_code)).scalars().all()
     sites = to_shapes([e.site for e in ents])
-    codes = {g.id: g.code for g in grids}
+    codes = dict(session.execute(sa.select(Grid.id, Grid.code).where(
+        Grid.id.in_({e.grid_id for e in ents} - {None}))).all()) if ents else {}
     enterprises = []
     for e, site in zip(ents, sites):
         spot = shapely.point_on_surface(site)
