@@ -19,7 +19,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
-from geodata.models import Grid
+from geodata.models import Enterprise, Grid
 from geodata.services.sites import enterprises_of, site_geometries
 
 #: Share of a parcel's area that must lie in another site for it to count as inside.
@@ -131,6 +131,27 @@ def classify(sites, registered_host):
     return holder, reason
 
 
+def _classified(enterprises):
+    """:func:`classify` one park's enterprises (ORM rows): ``(registered, holder, reason)``."""
+    index = {e.id: i for i, e in enumerate(enterprises)}
+    registered = np.array([index.get(e.host_id, -1) if e.host_id else -1 for e in enterprises])
+    return (registered, *classify(site_geometries(enterprises), registered))
+
+
+def count_hidden_units(session, parks):
+    """``{park id: number of hidden sub-unit candidates}`` for ``parks``, read in one query.
+
+    The count of :func:`find_hidden_units` for many parks at once: the park
+    list shows it for every park.
+    """
+    by_park = {p.id: [] for p in parks}
+    for e in session.execute(sa.select(Enterprise).where(Enterprise.park_id.in_(by_park))
+                             .order_by(Enterprise.park_id, Enterprise.id)).scalars():
+        by_park[e.park_id].append(e)
+    return {pid: int((_classified(ents)[2] != None).sum()) if ents else 0  # noqa: E711
+            for pid, ents in by_park.items()}
+
+
 def find_hidden_units(session, park):
     """Return the park's hidden sub-unit candidates, ordered by grid code then name.
 
@@ -141,9 +162,7 @@ def find_hidden_units(session, park):
     enterprises = enterprises_of(session, park)
     if not enterprises:
         return []
-    index = {e.id: i for i, e in enumerate(enterprises)}
-    registered = np.array([index.get(e.host_id, -1) if e.host_id else -1 for e in enterprises])
-    holder, reason = classify(site_geometries(enterprises), registered)
+    registered, holder, reason = _classified(enterprises)
     found = np.flatnonzero(reason != None)  # noqa: E711 - numpy elementwise test
     # The codes of the units' grids only: a city's park holds 10^5 grids.
     grid_ids = {enterprises[i].grid_id for i in found} - {None}

@@ -202,8 +202,10 @@ def _geojson(payload):
 def parks():
     """All parks as a FeatureCollection (boundaries simplified for zoom 12)."""
     session = get_session()
+    parks = list_parks(session)
+    overviews = mapdata.park_overviews(session, parks, today())
     return _geojson(mapdata.feature_collection(
-        [mapdata.park_feature(session, p, zoom=12, today=today()) for p in list_parks(session)]))
+        [mapdata.park_feature(session, p, zoom=12, overview=overviews[p.id]) for p in parks]))
 
 
 @bp.get("/parks/<code>")
