@@ -16,11 +16,12 @@ without anyone listing it here (it only needs a valid body in
 """
 
 import re
+import threading
 
 import pytest
 
 from geodata.versions import parse_if_match
-from tests.conftest import stored_snapshot
+from tests.conftest import stored_snapshot, table_counts
 from tests.ledger_helpers import future
 from tests.test_hazards_api import api  # noqa: F401  (the hazard API fixture)
 from webmap.api import openapi_document
@@ -179,3 +180,38 @@ def test_every_versioned_read_answers_its_etag_and_304(api, path):  # noqa: F811
 def test_parse_if_match(header, parsed):
     result = parse_if_match(header)
     assert result == (frozenset(parsed) if isinstance(parsed, set) else parsed)
+
+
+#: Where each versioned write leaves one row per write (its append-only history).
+HISTORY = {"hazards": "hazard_events", "requests": "request_events", "edits": "grid_edits"}
+
+
+@pytest.mark.parametrize("path", sorted(p for p, (_, body) in BODIES.items() if body))
+def test_two_writers_with_the_same_version_at_once_one_wins(api, engine, path):  # noqa: F811
+    ids = _ids(api)
+    role, body = BODIES[path]
+    url, read = path.format(**ids), _read_path(path).format(**ids)
+    current = _version(api, read)
+    history = next(table for key, table in HISTORY.items() if f"/{key}" in path)
+    before = table_counts(engine)[history]
+    barrier = threading.Barrier(2)
+    results = [None, None]
+
+    def writer(i):
+        client = api.client()
+        barrier.wait()
+        results[i] = api.call("POST", url, role, body(), client=client,
+                              headers={"If-Match": f'"{current}"'})
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200, 412], (path, [r.json for r in results])
+    loser = next(r for r in results if r.status_code == 412)
+    assert loser.json["error"]["code"] == "precondition_failed"
+    winner = next(r for r in results if r.status_code == 200)
+    assert winner.headers["ETag"] == f'"{_version(api, read)}"'
+    assert table_counts(engine)[history] == before + 1, path
