@@ -33,14 +33,15 @@ MAX_GRID_LIMIT = 20_000
 
 
 class PlainIntConverter(IntegerConverter):
-    r"""``<int:...>`` in every route: ASCII digits only, and at most 4300 of them.
+    r"""``<int:...>`` in every route: ASCII digits only, no leading zero, at most 4300 digits.
 
     Werkzeug's own converter matches ``\d+``, so ``/api/hazards/١`` (an
-    Arabic-Indic one) was hazard 1, and ``int()`` of more than 4300 digits
-    raised inside the URL matcher: a 500.  Such paths now match no route (404).
+    Arabic-Indic one) was hazard 1, ``/api/hazards/01`` a second URL of it,
+    and ``int()`` of more than 4300 digits raised inside the URL matcher: a
+    500.  Such paths now match no route (404).
     """
 
-    regex = r"[0-9]+"
+    regex = r"(?:0|[1-9][0-9]*)"
 
     def to_python(self, value):
         """The int, or no match when Python will not convert that many digits."""

@@ -257,6 +257,9 @@ def read_photo_upload():
             validate_csrf(request.headers.get("X-CSRFToken", ""))
         except CSRFValidationError as exc:
             raise BadRequestError(str(exc), code="csrf_failed") from None
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaTypeError(f"send the photo as multipart/form-data, not "
+                                        f"{request.mimetype or 'nothing'!r}")
     upload = request.files.get("photo")
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",

@@ -483,7 +483,9 @@ def items(session, collection, viewer, query, today):
 def item(session, collection, viewer, feature_id, today):
     """One feature by id, or :class:`NotFoundError` if absent or hidden from ``viewer``.
 
-    Ids are park codes for ``parks`` and integers for the other collections.
+    Ids are park codes for ``parks`` and integers for the other collections,
+    written as the features give them: ``01`` is not feature 1 (one URL per
+    feature, as the ``<int:>`` routes of the JSON API have).
     """
     key, _, cols, select, where = _SOURCES[collection.id](viewer)
     missing = NotFoundError(f"no feature {feature_id[:40]!r} in collection {collection.id}",
@@ -493,7 +495,7 @@ def item(session, collection, viewer, feature_id, today):
             wanted = attr.code(feature_id)
         except FeatureError:
             raise missing from None
-    elif re.fullmatch(r"[0-9]{1,18}", feature_id):
+    elif re.fullmatch(r"[1-9][0-9]{0,17}", feature_id):
         wanted = int(feature_id)
     else:
         raise missing
