@@ -1,11 +1,13 @@
-"""The database lost just before a write commits, on every write route the OpenAPI document lists.
+"""The database lost or busy when a write commits, on every write route the OpenAPI document lists.
 
 For each POST operation (JSON and multipart) the app's own connection is
 broken for real (:func:`_break`: ``pg_terminate_backend`` on PostGIS, the
 SQLite connection closed underneath on SpatiaLite) at the commit of the
 transaction that wrote.  The answer must be the JSON 503
 ``database_unavailable`` with ``Retry-After``, nothing may be stored (rows
-and photo files), and the same request sent again must succeed.
+and photo files), and the same request sent again must succeed.  On SpatiaLite, a write that
+meets another writer's lock beyond the busy timeout is 503 ``database_busy``
+with the same guarantees.
 """
 
 import io
@@ -119,6 +121,56 @@ def test_database_lost_at_the_commit_is_503_stores_nothing_and_the_retry_works(
     assert lost, f"{path}: the write never reached its commit ({response.status_code})"
     assert response.status_code == 503, (path, response.get_data(as_text=True)[:300])
     assert response.json["error"]["code"] == "database_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    assert stored_snapshot(engine) == before, path
+    assert sorted(p.name for p in photos.rglob("*") if p.is_file()) == files_before, path
+    retry = send()
+    assert retry.status_code in (200, 201), (path, retry.json)
+
+
+@pytest.fixture
+def busy_api(api, db_url):  # noqa: F811
+    """The API on a second app whose SQLite writers give up after 0.2 s."""
+    from webmap import create_app
+
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "SQLITE_BUSY_TIMEOUT_S": 0.2,
+                      "DATA_DIR": api.app.config["GRIDMAP"].data_dir})
+    yield app
+    app.extensions["gridmap.engine"].dispose()
+
+
+@pytest.mark.parametrize("backend", ["spatialite"], indirect=True)
+@pytest.mark.parametrize("path", sorted(p for p, entry in WRITES.items() if entry))
+def test_every_write_meeting_a_held_sqlite_lock_is_503_busy_and_stores_nothing(
+        api, busy_api, engine, db_url, path):  # noqa: F811
+    from geodata.storage import _sqlite_dbapi
+
+    ids = _ids(api)
+    ids["visit_id"] = api.call("POST", "/api/parks/T/visits", "inspector", visit_body()).json["id"]
+    role, body = WRITES[path]
+    url = path.format(**ids)
+    headers = {"Authorization": f"Bearer {api.tokens[role]}"}
+    if path in BODIES:
+        headers["If-Match"] = api.call("GET", url.rsplit("/", 1)[0], "admin").headers["ETag"]
+
+    def send():
+        client = busy_api.test_client()
+        if body is None:
+            return client.post(url, headers=headers, **_photo())
+        return client.post(url, headers=headers, json=body())
+
+    photos = Path(api.app.config["GRIDMAP"].data_dir)
+    files_before = sorted(p.name for p in photos.rglob("*") if p.is_file())
+    before = stored_snapshot(engine)
+    holder = _sqlite_dbapi().connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer, holding SQLite's one write lock
+        response = send()
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert response.status_code == 503, (path, response.get_data(as_text=True)[:300])
+    assert response.json["error"]["code"] == "database_busy"
     assert response.headers["Retry-After"] == "5"
     assert stored_snapshot(engine) == before, path
     assert sorted(p.name for p in photos.rglob("*") if p.is_file()) == files_before, path
