@@ -176,3 +176,45 @@ def test_every_write_meeting_a_held_sqlite_lock_is_503_busy_and_stores_nothing(
     assert sorted(p.name for p in photos.rglob("*") if p.is_file()) == files_before, path
     retry = send()
     assert retry.status_code in (200, 201), (path, retry.json)
+
+
+def test_every_read_losing_its_connection_is_503_and_the_next_works(api, engine):  # noqa: F811
+    """Every GET of ``app.url_map``, its connection broken at its first, middle and last query."""
+    from tests.test_http_surface import _rules, _samples, _url
+
+    samples = _samples(api, engine)
+    app_engine = api.app.extensions["gridmap.engine"]
+    counted, plan = [], {}
+
+    @sa.event.listens_for(app_engine, "before_cursor_execute")
+    def _count(conn, cursor, statement, *args):
+        counted.append(statement)
+        if len(counted) == plan.get("at"):
+            _break(conn, engine)
+
+    try:
+        for rule in _rules(api.app):
+            if "GET" not in rule.methods or rule.endpoint in ("static", "maps.vendor",
+                                                              "field.static"):
+                continue
+            url = _url(rule, samples)
+            plan.clear()
+            api.call("GET", url, "admin").close()  # warm: some answers cache what they read
+            counted.clear()
+            first = api.call("GET", url, "admin")
+            first.close()
+            total = len(counted)
+            for at in sorted({1, (total + 1) // 2, total} - {0}):
+                counted.clear()
+                plan["at"] = at
+                lost = api.call("GET", url, "admin")
+                plan.clear()
+                assert lost.status_code == 503, (url, at, total, lost.status_code,
+                                                 lost.get_data(as_text=True)[:200])
+                assert lost.json["error"]["code"] == "database_unavailable", (url, at)
+                assert lost.headers["Retry-After"] == "5"
+                again = api.call("GET", url, "admin")
+                again.close()
+                assert again.status_code == first.status_code, (url, at)
+    finally:
+        sa.event.remove(app_engine, "before_cursor_execute", _count)
