@@ -213,3 +213,22 @@ def test_failures_are_json_without_their_text(failing_app, db_url, url, status, 
     assert ("Retry-After" in response.headers) == (status == 503)
     # the app goes on answering
     assert failing_app.test_client().get("/api/parks/T").status_code == 200
+
+
+def test_every_read_declaring_if_none_match_answers_304_by_the_weak_comparison(
+        api, engine):  # noqa: F811
+    samples = _samples(api, engine)
+    for path, operations in openapi_document()["paths"].items():
+        declared = [p["name"] for p in operations.get("get", {}).get("parameters", ())
+                    if p["in"] == "header"]
+        if "If-None-Match" not in declared:
+            continue
+        url = path.format(**samples)
+        etag = api.call("GET", url, "admin").headers.get("ETag")
+        assert etag and etag.startswith('"'), (path, etag)
+        for held in (etag, f"W/{etag}", "*", f'"other", W/{etag}'):
+            response = api.call("GET", url, "admin", headers={"If-None-Match": held})
+            assert response.status_code == 304 and response.data == b"", (path, held)
+            assert response.headers["ETag"] == etag, (path, held)
+        assert api.call("GET", url, "admin", headers={
+            "If-None-Match": '"other"'}).status_code == 200, path

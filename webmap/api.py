@@ -243,7 +243,8 @@ def grid_tile(code, z, x, y):
     level = parse_int("level", single_arg("level"), 1, 9, default=1)
     tiles.check_tile(z, x, y)
     etag = tiles.tile_etag(session, park_, level, today())
-    if request.if_none_match.contains(etag):
+    # The weak comparison (RFC 9110 section 13.1.2): a compressing proxy weakens the tag.
+    if request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
     else:
         response = current_app.response_class(
@@ -615,7 +616,8 @@ def openapi_document():
     paths["/api/parks/{code}/tiles/grids/{z}/{x}/{y}.mvt"] = {"get": {
         "summary": "Grids as a Mapbox vector tile (ETag; 304 on If-None-Match)",
         "parameters": [_PARK, *tile, _param(
-            "level", "Grid level", {"type": "integer", "minimum": 1, "maximum": 9})],
+            "level", "Grid level", {"type": "integer", "minimum": 1, "maximum": 9}),
+            _IF_NONE_MATCH],
         "responses": {
             "200": {"description": "MVT", "content": {"application/vnd.mapbox-vector-tile": {
                 "schema": {"type": "string", "format": "binary"}}}},
