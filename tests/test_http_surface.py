@@ -232,3 +232,49 @@ def test_every_read_declaring_if_none_match_answers_304_by_the_weak_comparison(
             assert response.headers["ETag"] == etag, (path, held)
         assert api.call("GET", url, "admin", headers={
             "If-None-Match": '"other"'}).status_code == 200, path
+
+
+#: ``(bbox, status on /api, status on /ogcapi)``: OGC API answers every bad value 400.
+BBOXES = [
+    ("170,30,-170,40", 422, 400),  # across the antimeridian
+    ("114,35,115,34", 422, 400),  # miny > maxy
+    ("1,2,3", 400, 400), ("1,2,3,4,5", 400, 400), ("1,2,3,4,5,6,7", 400, 400),
+    ("1,2,5,3,4,1", 400, 400),  # six numbers with minz > maxz (six are OGC only)
+    ("NaN,0,1,1", 422, 400), ("inf,0,1,1", 422, 400), ("1e400,0,1,1", 422, 400),
+    ("1,2,3,4c", 400, 400), ("0x1,0,1,1", 400, 400), (" 1,0,2,1", 400, 400), (",,,", 400, 400),
+    ("", 400, 400), ("-181,0,1,1", 422, 400), ("0,-91,1,1", 422, 400),
+    ("34,114,35,115", 422, 400),  # lat/lon order: 114 is no latitude
+]
+
+
+def _bbox_routes(api, samples):  # noqa: F811
+    routes = []
+    ogc = api.call("GET", "/ogcapi/api", None).json
+    for prefix, document in (("", openapi_document()), ("/ogcapi", ogc)):
+        for path, operations in document["paths"].items():
+            params = operations.get("get", {}).get("parameters", ())
+            if any(p["in"] == "query" and p["name"] == "bbox" for p in params):
+                values = {**samples, "collectionId": "grids"}
+                routes.append(prefix + path.format(**values))
+    return routes
+
+
+def test_bad_bbox_on_every_route_declaring_one(api, engine):  # noqa: F811
+    samples = _samples(api, engine)
+    routes = _bbox_routes(api, samples)
+    assert any(r.startswith("/ogcapi/") for r in routes) and any(
+        r.startswith("/api/") for r in routes)
+    for url in routes:
+        ogc = url.startswith("/ogcapi/")
+        for bbox, api_status, ogc_status in BBOXES:
+            if len(bbox.split(",")) == 6 and not ogc:
+                api_status = 400  # not four numbers
+            response = api.call("GET", f"{url}?bbox={bbox}", "admin")
+            expected = ogc_status if ogc else api_status
+            assert response.status_code == expected, (url, bbox, response.status_code)
+            error = response.json["error"]
+            assert error["code"] == "invalid_bbox" and error["details"]["parameter"] == "bbox"
+            if bbox.startswith("170,"):
+                assert "antimeridian" in error["message"], (url, error)
+        whole = api.call("GET", f"{url}?bbox=-180,-90,180,90", "admin")
+        assert whole.status_code == 200, url

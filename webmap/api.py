@@ -20,6 +20,7 @@ from geodata.hidden import find_hidden_units
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.periods import local_today
 from geodata.services import mapdata, tiles
+from geodata.services.features import ANTIMERIDIAN
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, list_parks
 from geodata.services.users import allowed_grid_ids
@@ -131,7 +132,8 @@ def parse_bbox(text):
         raise ValidationError("bbox is out of range (longitude -180..180, latitude -90..90; "
                               "lon/lat order)", code="invalid_bbox", details={"parameter": "bbox"})
     if minx > maxx or miny > maxy:
-        raise ValidationError("bbox minimum exceeds maximum (minx,miny,maxx,maxy)",
+        raise ValidationError(ANTIMERIDIAN if minx > maxx else
+                              "bbox minimum exceeds maximum (minx,miny,maxx,maxy)",
                               code="invalid_bbox", details={"parameter": "bbox"})
     return tuple(values)
 
