@@ -381,6 +381,8 @@ def _versioned_get(summary, params):
     """A GET of one versioned thing: its version is the ETag, and 304 on ``If-None-Match``."""
     operation = _json_op(summary, params + [_IF_NONE_MATCH], None, method="get")
     operation["get"]["responses"]["304"] = {"description": "Not modified (the ETag is current)"}
+    # Marks the ETag as the row's version, the one its writes take in If-Match.
+    operation["get"]["x-etag"] = "version"
     return operation
 
 
