@@ -86,11 +86,18 @@ def expected_version(header, body_version):
     """The version a write expects: ``(expected, from_header)``.
 
     ``expected`` is None (no version given), :data:`ANY`, a frozenset of
-    versions (from the header) or the body's integer.  A header and a body
+    versions (from the header), the body's integer, or the 412
+    ``invalid_if_match`` error of a header that is no ETag of ours, which
+    :func:`check_version` raises.  A header and a body
     version that contradict each other are refused (422
     ``conflicting_versions``): which one would the client mean?
     """
-    tags = parse_if_match(header)
+    try:
+        tags = parse_if_match(header)
+    except PreconditionFailedError as error:
+        # Raised by check_version, once the row is found and the caller may see it:
+        # an unknown id is 404 and another grid's row 403 whatever the header says.
+        return error, True
     if tags is None:
         return body_version, False
     if body_version is not None and tags is not ANY and body_version not in tags:
@@ -109,7 +116,7 @@ def check_version(what, current, expected, from_header, *, required=True, detail
         The row named in messages (``"hazard YH2026-0001"``).
     current : int
         The row's version, read under the write's lock.
-    expected : None, ANY, frozenset of int or int
+    expected : None, ANY, frozenset of int, int or PreconditionFailedError
         As returned by :func:`expected_version` (or a parsed header).
     from_header : bool
         True when ``expected`` came from ``If-Match`` (412, not 409).
@@ -127,6 +134,8 @@ def check_version(what, current, expected, from_header, *, required=True, detail
     ConflictError
         409 ``stale_version``: the body names another version.
     """
+    if isinstance(expected, PreconditionFailedError):
+        raise expected
     if expected is ANY or (expected is None and required):
         message = (f"If-Match: * names no version; {_EXAMPLE}" if expected is ANY else
                    f"this write needs the version you read: {_EXAMPLE}, or the body 'version'")

@@ -221,3 +221,19 @@ def test_two_writers_with_the_same_version_at_once_one_wins(api, engine, path): 
     winner = next(r for r in results if r.status_code == 200)
     assert winner.headers["ETag"] == f'"{_version(api, read)}"'
     assert table_counts(engine)[history] == before + 1, path
+
+
+@pytest.mark.parametrize("header", ["junk", "*", '"3"'])
+def test_unknown_or_forbidden_rows_are_404_or_403_whatever_if_match_says(api, header):  # noqa: F811
+    ids = _ids(api)
+    for path, (role, body) in BODIES.items():
+        if "{code}" in path:
+            continue  # the park is the edits' row: tests/test_edit_api.py
+        missing = path.format(**{**ids, "hazard_id": 999999, "request_id": 999999})
+        response = api.call("POST", missing, role, body() if body else {},
+                            headers={"If-Match": header})
+        assert response.status_code == 404, (path, header, response.json)
+    # a grid member outside the hazard's grid (T-004) learns nothing from the header either
+    response = api.call("POST", f"/api/hazards/{ids['hazard_id']}/transitions", "member",
+                        {"to": "supervising"}, headers={"If-Match": header})
+    assert (response.status_code, response.json["error"]["code"]) == (403, "outside_your_grids")
