@@ -25,7 +25,7 @@ import shapely  # noqa: F401
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -409,11 +409,32 @@ def translate_db_error(exc, url=None):
     if "file is not a database" in text or "disk image is malformed" in text:
         return DatabaseUnavailableError(f"the database file{where} is damaged or not a "
                                         "SpatiaLite database", details={"retry_after": 5})
-    if isinstance(exc, (OperationalError, DBAPIError)) and (
-            getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError)):
+    if getattr(exc, "connection_invalidated", False) or (
+            isinstance(exc, OperationalError) and not _statement_fault(exc)):
         return DatabaseUnavailableError(f"cannot connect to the database{where}",
                                         details={"retry_after": 5})
     return None
+
+
+#: SQLSTATE classes of a statement the server refused as written (a bug, not an outage):
+#: syntax or undefined column (42), data (22), unsupported feature (0A).
+_STATEMENT_CLASSES = ("42", "22", "0A")
+
+
+def _statement_fault(exc):
+    """True when an ``OperationalError`` is the statement's own fault, not the database's.
+
+    SQLite reports a misspelt column (``no such column``) as an
+    OperationalError with the generic code ``SQLITE_ERROR``, which a retry
+    can never cure: answered as a 503 with ``Retry-After`` it made clients
+    retry a bug forever, and was not logged.  Busy, I/O, full, read-only and
+    unopenable files keep their own codes, and an error without a code
+    (a connection that failed to open) stays an outage.
+    """
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR":
+        return True
+    return str(getattr(orig, "sqlstate", None) or "")[:2] in _STATEMENT_CLASSES
 
 
 #: Unique keys a concurrent writer can take first, by table: the codes the services use.

@@ -259,7 +259,7 @@ def test_edit_commands(demo, runner, tmp_path):
     version = result["park_version"]
     stale = runner("edit", "merge", *result["added"], "--park", "FGKFQ", "--actor", "x",
                    "--if-match", version - 1)
-    assert stale.exit_code == 2 and "changed since version" in stale.stderr
+    assert stale.exit_code == 2 and "changed since you read it" in stale.stderr
     merged = runner("edit", "merge", *result["added"], "--park", "FGKFQ", "--actor", "x",
                     "--if-match", version)
     assert merged.exit_code == 0 and "merge" in merged.output

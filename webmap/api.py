@@ -20,6 +20,7 @@ from geodata.hidden import find_hidden_units
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.periods import local_today
 from geodata.services import mapdata, tiles
+from geodata.services.features import ANTIMERIDIAN
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, list_parks
 from geodata.services.users import allowed_grid_ids
@@ -33,14 +34,15 @@ MAX_GRID_LIMIT = 20_000
 
 
 class PlainIntConverter(IntegerConverter):
-    r"""``<int:...>`` in every route: ASCII digits only, and at most 4300 of them.
+    r"""``<int:...>`` in every route: ASCII digits only, no leading zero, at most 4300 digits.
 
     Werkzeug's own converter matches ``\d+``, so ``/api/hazards/١`` (an
-    Arabic-Indic one) was hazard 1, and ``int()`` of more than 4300 digits
-    raised inside the URL matcher: a 500.  Such paths now match no route (404).
+    Arabic-Indic one) was hazard 1, ``/api/hazards/01`` a second URL of it,
+    and ``int()`` of more than 4300 digits raised inside the URL matcher: a
+    500.  Such paths now match no route (404).
     """
 
-    regex = r"[0-9]+"
+    regex = r"(?:0|[1-9][0-9]*)"
 
     def to_python(self, value):
         """The int, or no match when Python will not convert that many digits."""
@@ -130,7 +132,8 @@ def parse_bbox(text):
         raise ValidationError("bbox is out of range (longitude -180..180, latitude -90..90; "
                               "lon/lat order)", code="invalid_bbox", details={"parameter": "bbox"})
     if minx > maxx or miny > maxy:
-        raise ValidationError("bbox minimum exceeds maximum (minx,miny,maxx,maxy)",
+        raise ValidationError(ANTIMERIDIAN if minx > maxx else
+                              "bbox minimum exceeds maximum (minx,miny,maxx,maxy)",
                               code="invalid_bbox", details={"parameter": "bbox"})
     return tuple(values)
 
@@ -244,7 +247,8 @@ def grid_tile(code, z, x, y):
     level = parse_int("level", single_arg("level"), 1, 9, default=1)
     tiles.check_tile(z, x, y)
     etag = tiles.tile_etag(session, park_, level, today())
-    if request.if_none_match.contains(etag):
+    # The weak comparison (RFC 9110 section 13.1.2): a compressing proxy weakens the tag.
+    if request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
     else:
         response = current_app.response_class(
@@ -375,6 +379,15 @@ def _json_op(summary, params, body, *, method="post", ok="200", secured=True):
     return {method: operation}
 
 
+def _versioned_get(summary, params):
+    """A GET of one versioned thing: its version is the ETag, and 304 on ``If-None-Match``."""
+    operation = _json_op(summary, params + [_IF_NONE_MATCH], None, method="get")
+    operation["get"]["responses"]["304"] = {"description": "Not modified (the ETag is current)"}
+    # Marks the ETag as the row's version, the one its writes take in If-Match.
+    operation["get"]["x-etag"] = "version"
+    return operation
+
+
 def _upload_op(summary, params):
     """A multipart photo upload: ``photo`` (JPEG or PNG) and an optional ``tag``."""
     operation = _json_op(summary, params, None, ok="201")
@@ -408,6 +421,11 @@ def _object(properties, required=()):
 #: Text, date and integer members are declared with their JSON type and format
 #: only, no bounds: the fuzzer then sends NUL, year 1 and 2^70 (geodata.domains).
 _TEXT, _INT = {"type": "string"}, {"type": "integer"}
+#: The version read, on every versioned write (:mod:`geodata.versions`).
+_IF_MATCH = _param("If-Match", 'The ETag read, e.g. "3" (a list matches any member; * is 428)',
+                   _TEXT, "header")
+_IF_NONE_MATCH = _param("If-None-Match", "The ETag already held: 304 while it is current", _TEXT,
+                        "header")
 _POSITION = {"type": "array", "items": {"type": "number"}}
 _NESTED = [_POSITION]
 for _ in range(3):  # lines, polygons, multipolygons: empty parts are generated too
@@ -441,19 +459,19 @@ def _write_paths():
                                           "grid", "overdue")] + [
             _param("limit", "Page size (1-1000)", _INT),
             _param("offset", "Page start", _INT)], None, method="get"),
-        "/api/hazards/{hazard_id}": _json_op("One hazard", [hazard], None, method="get"),
+        "/api/hazards/{hazard_id}": _versioned_get("One hazard", [hazard]),
         "/api/hazards/{hazard_id}/history": _json_op("Its events and supervision records",
                                                      [hazard], None, method="get"),
         "/api/hazards/{hazard_id}/transitions": _json_op("Move it through the workflow", [
-            hazard], _object({"to": {"type": "string", "enum": list(HAZARD_STATUSES)},
-                              "note": _TEXT,
-                              "deadline": {"type": "string", "format": "date"},
-                              "supervision": _object({
-                                  "note": _TEXT, "supervisor": _TEXT, "photo_id": _INT,
-                                  "checked_at": {"type": "string", "format": "date-time"}}),
-                              **version}, ["to"])),
+            hazard, _IF_MATCH], _object({
+                "to": {"type": "string", "enum": list(HAZARD_STATUSES)}, "note": _TEXT,
+                "deadline": {"type": "string", "format": "date"},
+                "supervision": _object({
+                    "note": _TEXT, "supervisor": _TEXT, "photo_id": _INT,
+                    "checked_at": {"type": "string", "format": "date-time"}}),
+                **version}, ["to"])),
         "/api/hazards/{hazard_id}/escalations": _json_op("Raise its escalation level", [
-            hazard], _object({"to": _TEXT, "reason": _TEXT, **version}, ["to"])),
+            hazard, _IF_MATCH], _object({"to": _TEXT, "reason": _TEXT, **version}, ["to"])),
         "/api/hazards/{hazard_id}/photos": {
             **_json_op("Its photos, with their URLs", [hazard], None, method="get"),
             **_upload_op("Upload a photo (JPEG/PNG; stored re-encoded without metadata)",
@@ -463,22 +481,22 @@ def _write_paths():
         "/api/parks/{code}/dashboard": _json_op("The park's ledger figures", [_PARK], None,
                                                 method="get"),
         **_visit_paths(),
-        edit: _json_op("The park's grid edits", [_PARK], None, method="get"),
-        f"{edit}/state": _json_op("Grids, versions and coverage for the editor", [_PARK],
-                                  None, method="get"),
-        f"{edit}/draw": _json_op("Draw a new grid", [_PARK], _object(
+        edit: _versioned_get("The park's grid edits", [_PARK]),
+        f"{edit}/state": _versioned_get("Grids, versions and coverage for the editor", [_PARK]),
+        f"{edit}/draw": _json_op("Draw a new grid", [_PARK, _IF_MATCH], _object(
             {"geometry": _GEOMETRY, "name": _TEXT, "reason": _TEXT}, ["geometry"])),
-        f"{edit}/reshape": _json_op("Reshape a grid", [_PARK], _object(
+        f"{edit}/reshape": _json_op("Reshape a grid", [_PARK, _IF_MATCH], _object(
             {"code": _TEXT, "geometry": _GEOMETRY, "neighbours": {"type": "array",
                                                                   "items": _TEXT},
              **edit_base}, ["code", "geometry"])),
-        f"{edit}/split": _json_op("Split a grid by a line or into parts", [_PARK], _object(
+        f"{edit}/split": _json_op("Split a grid by a line or into parts", [
+            _PARK, _IF_MATCH], _object(
             {"code": _TEXT, "line": _GEOMETRY, "parts": _INT, **edit_base}, ["code"])),
-        f"{edit}/merge": _json_op("Merge grids", [_PARK], _object(
+        f"{edit}/merge": _json_op("Merge grids", [_PARK, _IF_MATCH], _object(
             {"codes": {"type": "array", "items": _TEXT}, "reason": _TEXT,
              "expected_versions": {"type": "object", "additionalProperties": _INT}},
             ["codes"])),
-        f"{edit}/retire": _json_op("Retire a grid", [_PARK], _object(
+        f"{edit}/retire": _json_op("Retire a grid", [_PARK, _IF_MATCH], _object(
             {"code": _TEXT, "to": _TEXT, **edit_base}, ["code"])),
     }
 
@@ -504,11 +522,11 @@ def _request_paths():
                                           "source", "overdue")] + [
             _param("limit", "Page size (1-1000)", _INT),
             _param("offset", "Page start", _INT)], None, method="get"),
-        "/api/requests/{request_id}": _json_op("One request", [item], None, method="get"),
+        "/api/requests/{request_id}": _versioned_get("One request", [item]),
         "/api/requests/{request_id}/history": _json_op("Its events", [item], None,
                                                        method="get"),
         "/api/requests/{request_id}/transitions": _json_op(
-            "Move it: 受理 → 交办 → 办理 → 办结 → 回访", [item], _object({
+            "Move it: 受理 → 交办 → 办理 → 办结 → 回访", [item, _IF_MATCH], _object({
                 "to": {"type": "string", "enum": list(REQUEST_STATUSES)}, "note": _TEXT,
                 "department": _TEXT, "responsible": _TEXT,
                 "deadline": {"type": "string", "format": "date"},
@@ -604,7 +622,8 @@ def openapi_document():
     paths["/api/parks/{code}/tiles/grids/{z}/{x}/{y}.mvt"] = {"get": {
         "summary": "Grids as a Mapbox vector tile (ETag; 304 on If-None-Match)",
         "parameters": [_PARK, *tile, _param(
-            "level", "Grid level", {"type": "integer", "minimum": 1, "maximum": 9})],
+            "level", "Grid level", {"type": "integer", "minimum": 1, "maximum": 9}),
+            _IF_NONE_MATCH],
         "responses": {
             "200": {"description": "MVT", "content": {"application/vnd.mapbox-vector-tile": {
                 "schema": {"type": "string", "format": "binary"}}}},

@@ -136,7 +136,8 @@ def _safe_next(target):
 
 def login():
     """Show the login form (GET) or check the credentials and set the session (POST)."""
-    if request.method == "GET":
+    # Not ``== "GET"``: a HEAD was a login attempt with empty credentials (401, rate-counted).
+    if request.method != "POST":
         return render_template("login.html", next=request.args.get("next", ""), error=None)
     try:
         user = authenticate(get_session(), request.form.get("username", ""),

@@ -9,7 +9,7 @@ response, so it logs a failure instead of raising.
 """
 
 from flask import current_app, g
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from geodata.errors import DatabaseUnavailableError
 from geodata.storage import (make_engine, make_session_factory, require_database, start_write,
@@ -59,20 +59,34 @@ def write_session():
 def commit_or_rollback(session, work):
     """Run ``work()`` and commit; roll back on any error (then re-raise).
 
+    A unique key taken by a concurrent writer after ``work`` checked it (two
+    creates naming one hazard code or one visit ``client_id``, on PostgreSQL
+    where such creates run side by side) fails the insert: the transaction
+    is rolled back and ``work`` runs once more, so its own checks answer as
+    for a sequential request (409 ``duplicate_hazard_code``, a visit's
+    replay) rather than the bare constraint.  A second failure is raised
+    (:func:`geodata.storage.translate_db_error`: 409).
+
     Under an ``Idempotency-Key`` (:mod:`webmap.idempotency`) the commit is
     left to the decorator, which stores the answer in the same transaction.
     """
-    try:
-        result = work()
-        pending = g.get("idempotency")
-        if pending is not None:
-            pending.session = session
-        else:
-            session.commit()
-        return result
-    except BaseException:
-        session.rollback()
-        raise
+    for attempt in (1, 2):
+        try:
+            result = work()
+            pending = g.get("idempotency")
+            if pending is not None:
+                pending.session = session
+            else:
+                session.commit()
+            return result
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+            start_write(session)
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def release_session(response):

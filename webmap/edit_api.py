@@ -29,7 +29,7 @@ EPSG:4326, checked strictly by :func:`geodata.geometry.geometry_from_geojson`.
 """
 
 import shapely
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from geodata import domains
 from geodata.coverage import check_coverage
@@ -39,6 +39,7 @@ from geodata.services import edits
 from geodata.services.grids import active_grids, grid_layer
 from geodata.services.parks import get_park, park_boundary
 from geodata.workflow import PermissionDeniedError
+from webmap import conditional
 from webmap.auth import csrf, current_user
 from webmap.db import get_session
 from webmap.hazards_api import _body, _commit_or_rollback
@@ -106,7 +107,7 @@ def _edit(code, fields, call):
     user = require_editor()
     data = _body(fields | {"reason"})
     reason = _text(data, "reason") or ""
-    if_match = request.headers.get("If-Match") or None
+    if_match = conditional.if_match()
     # Not a writer yet: the edit computes in this read transaction and takes the write
     # lock only for its write (geodata.services.edits.recipe._run).
     session = get_session()
@@ -116,9 +117,7 @@ def _edit(code, fields, call):
         return call(session, park, data, actor=user.username, reason=reason, if_match=if_match)
 
     outcome = _commit_or_rollback(session, work)
-    response = jsonify(outcome.to_dict())
-    response.headers["ETag"] = f'"{outcome.edit.park_version}"'
-    return response
+    return conditional.with_etag(jsonify(outcome.to_dict()), outcome.edit.park_version)
 
 
 @bp.post("/draw")
@@ -195,10 +194,9 @@ def history(code):
     current_user()
     session = get_session()
     park = get_park(session, code)
-    response = jsonify({"park": park.code, "park_version": park.version,
-                        "edits": edits.park_history(session, park)})
-    response.headers["ETag"] = f'"{park.version}"'
-    return response
+    return conditional.not_modified(park.version) or conditional.with_etag(jsonify(
+        {"park": park.code, "park_version": park.version,
+         "edits": edits.park_history(session, park)}), park.version)
 
 
 def _problem_features(report):
@@ -239,7 +237,7 @@ def state(code):
     current_user()
     session = get_session()
     park = get_park(session, code)
-    response = jsonify(coverage_state(session, park))
-    response.headers["ETag"] = f'"{park.version}"'
+    response = (conditional.not_modified(park.version)
+                or conditional.with_etag(jsonify(coverage_state(session, park)), park.version))
     response.headers["Cache-Control"] = "no-store"
     return response

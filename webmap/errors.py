@@ -45,7 +45,12 @@ def init_app(app):
         headers = {}
         if exc.code == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
+        if exc.code >= 500:
+            # An unhandled exception (Flask logged it): the same body as an unknown
+            # database error, and nothing of the exception's text.
+            return _response(exc.code, "internal_error", "internal error")
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-                413: "payload_too_large", 415: "unsupported_media_type"}.get(
+                406: "not_acceptable", 413: "payload_too_large",
+                415: "unsupported_media_type"}.get(
                     exc.code, (exc.name or "error").lower().replace(" ", "_"))
         return _response(exc.code, code, exc.description or exc.name, headers=headers)

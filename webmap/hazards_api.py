@@ -27,8 +27,6 @@ unknown fields are 422 ``unknown_property``, unknown query parameters 422
 the ledger list is ``GET /api/hazards?park=<code>``.
 """
 
-import re
-
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError as CSRFValidationError
@@ -41,6 +39,7 @@ from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
 from webmap.api import parse_int
 from webmap.auth import csrf, current_actor
+from webmap.conditional import expected_version as _expected_version, not_modified
 # edit_api imports these two under their old private names from here.
 from webmap.db import commit_or_rollback as _commit_or_rollback, get_session
 from webmap.db import write_session as _writer
@@ -54,7 +53,6 @@ CREATE_FIELDS = {"location", "lon", "lat", "category", "level", "description", "
                  "code"}
 TRANSITION_FIELDS = {"to", "note", "deadline", "supervision", "version"}
 ESCALATION_FIELDS = {"to", "reason", "version"}
-_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,9})"\s*$')
 
 
 class UnsupportedMediaTypeError(GridmapError):
@@ -188,31 +186,6 @@ def get_hazard(hazard_id):
     return not_modified(hazard.version) or _one(session, hazard)
 
 
-def not_modified(version):
-    """A 304 when ``If-None-Match`` names this ledger entry's version, else None."""
-    if request.if_none_match and f"{version}" in request.if_none_match:
-        response = current_app.response_class(status=304)
-        response.headers["ETag"] = f'"{version}"'
-        return response
-    return None
-
-
-def _expected_version(data):
-    """Return (version, from If-Match?); body ``version`` when there is no If-Match."""
-    header = request.headers.get("If-Match")
-    if header is not None:
-        match = _ETAG.match(header)
-        if not match:
-            raise ValidationError('If-Match must be the quoted version from ETag, e.g. "3"',
-                                  code="invalid_if_match", http_status=412)
-        return int(match.group(1)), True
-    version = data.get("version")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-        raise ValidationError("version must be an integer", code="invalid_type",
-                              details={"field": "version"})
-    return version, False
-
-
 def target_state(data):
     """The ``to`` of a transition body: a state name (checked by the workflow), else 422."""
     target = data.get("to")
@@ -285,6 +258,9 @@ def read_photo_upload():
             validate_csrf(request.headers.get("X-CSRFToken", ""))
         except CSRFValidationError as exc:
             raise BadRequestError(str(exc), code="csrf_failed") from None
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaTypeError(f"send the photo as multipart/form-data, not "
+                                        f"{request.mimetype or 'nothing'!r}")
     upload = request.files.get("photo")
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",

@@ -13,8 +13,9 @@ GET /ogcapi/collections/{id}/items/{featureId}         one feature
 =====================================================  ======================================
 
 The format is ``f=json``/``f=html`` or else the ``Accept`` header (JSON by
-default).  As the standard requires, an unknown query parameter or an
-invalid value is a 400; an unknown collection or feature is a 404.  Errors
+default; 406 when Accept admits neither).  As the standard requires, an
+unknown query parameter or an invalid value is a 400; an unknown collection
+or feature is a 404.  Errors
 use the app's JSON error body.  Who is asking (session cookie or
 ``Authorization: Bearer``) decides what is visible (see the service module).
 """
@@ -23,7 +24,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, g, render_template, request, url_for
 
-from geodata.errors import BadRequestError
+from geodata.errors import BadRequestError, GridmapError
 from geodata.services import features
 from webmap.api import single_arg, today
 from webmap.auth import current_actor
@@ -66,14 +67,26 @@ def _check_params(*allowed):
 
 
 def _format():
-    """``json`` or ``html``: the ``f`` parameter, else the Accept header (JSON first)."""
+    """``json`` or ``html``: the ``f`` parameter, else the Accept header (JSON without one).
+
+    An Accept header that none of the formats satisfies is 406 ``not_acceptable``.
+    """
     f = single_arg("f")
     if f is not None:
         if f not in ("json", "html"):
             raise BadRequestError("f must be json or html", code="invalid_f",
                                   details={"parameter": "f"})
         return f
-    best = request.accept_mimetypes.best_match([GEOJSON, JSON, HTML], default=JSON)
+    if not request.accept_mimetypes:
+        return "json"
+    best = request.accept_mimetypes.best_match([GEOJSON, JSON, HTML])
+    if best is None:
+        # Answering JSON anyway would hand a client something it said it cannot read.
+        offered = [GEOJSON, JSON, HTML]
+        raise GridmapError(f"no format here matches Accept {request.headers['Accept'][:100]!r}; "
+                           f"offered: {', '.join(offered)} (or f=json, f=html)",
+                           code="not_acceptable", http_status=406,
+                           details={"offered": offered})
     return "html" if best == HTML else "json"
 
 

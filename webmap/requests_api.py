@@ -33,7 +33,8 @@ from geodata.services.parks import get_park
 from webmap.api import parse_bool, parse_int, single_arg
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
-from webmap.hazards_api import _body, _expected_version, not_modified, target_state
+from webmap.conditional import expected_version, not_modified, with_etag
+from webmap.hazards_api import _body, target_state
 from webmap.idempotency import idempotent
 
 bp = Blueprint("requests_api", __name__, url_prefix="/api")
@@ -55,7 +56,7 @@ def _one(session, item, status=200):
     (data,) = service.request_dicts(session, [item], role=g.user.role, today=today())
     response = jsonify(data)
     response.status_code = status
-    response.headers["ETag"] = f'"{item.version}"'
+    with_etag(response, item.version)
     if status == 201:
         response.headers["Location"] = url_for("requests_api.get_request", request_id=item.id)
     return response
@@ -116,7 +117,7 @@ def transition(request_id):
     session = get_session()
     actor = current_actor(session, "move")
     data = _body(TRANSITION_FIELDS)
-    version, if_match = _expected_version(data)
+    version, if_match = expected_version(data)
     target = target_state(data)
     session = write_session()
     item = commit_or_rollback(session, lambda: service.transition(

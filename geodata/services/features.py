@@ -51,6 +51,10 @@ MAX_LIMIT = 10_000
 #: Largest ``offset`` accepted (far beyond any table; keeps the number a 64-bit integer).
 MAX_OFFSET = 10**9
 
+#: minx > maxx: OGC API reads it as a box across the antimeridian; no park is there.
+ANTIMERIDIAN = ("bbox minx exceeds maxx: a box across the antimeridian is not supported "
+                "(give minx <= maxx; minx,miny,maxx,maxy)")
+
 
 @dataclass(frozen=True)
 class Viewer:
@@ -170,16 +174,21 @@ def parse_bbox(text):
     values = [domains.plain_number(p, float) for p in parts]
     if None in values:
         raise _bad("bbox", "bbox values must be numbers")
-    if len(values) == 6:
-        values = [values[0], values[1], values[3], values[4]]
-    minx, miny, maxx, maxy = values
     if not all(math.isfinite(v) for v in values):
         raise _bad("bbox", "bbox values must be finite")
+    if len(values) == 6:
+        if values[2] > values[5]:
+            raise _bad("bbox", "bbox minimum height exceeds maximum "
+                               "(minx,miny,minz,maxx,maxy,maxz)")
+        values = [values[0], values[1], values[3], values[4]]
+    minx, miny, maxx, maxy = values
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90
             and -90 <= maxy <= 90):
         raise _bad("bbox", "bbox is out of range (longitude -180..180, latitude -90..90; "
                            "lon/lat order, CRS84)")
-    if minx > maxx or miny > maxy:
+    if minx > maxx:
+        raise _bad("bbox", ANTIMERIDIAN)
+    if miny > maxy:
         raise _bad("bbox", "bbox minimum exceeds maximum (minx,miny,maxx,maxy)")
     return tuple(values)
 
@@ -483,7 +492,9 @@ def items(session, collection, viewer, query, today):
 def item(session, collection, viewer, feature_id, today):
     """One feature by id, or :class:`NotFoundError` if absent or hidden from ``viewer``.
 
-    Ids are park codes for ``parks`` and integers for the other collections.
+    Ids are park codes for ``parks`` and integers for the other collections,
+    written as the features give them: ``01`` is not feature 1 (one URL per
+    feature, as the ``<int:>`` routes of the JSON API have).
     """
     key, _, cols, select, where = _SOURCES[collection.id](viewer)
     missing = NotFoundError(f"no feature {feature_id[:40]!r} in collection {collection.id}",
@@ -493,7 +504,7 @@ def item(session, collection, viewer, feature_id, today):
             wanted = attr.code(feature_id)
         except FeatureError:
             raise missing from None
-    elif re.fullmatch(r"[0-9]{1,18}", feature_id):
+    elif re.fullmatch(r"[1-9][0-9]{0,17}", feature_id):
         wanted = int(feature_id)
     else:
         raise missing

@@ -18,8 +18,7 @@ import shapely
 import sqlalchemy as sa
 
 from geodata import domains
-from geodata.errors import (ConflictError, FeatureError, NotFoundError,
-                            PreconditionFailedError, ValidationError)
+from geodata.errors import FeatureError, NotFoundError, ValidationError
 from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Enterprise,
                             Grid, GridStaff, Hazard, HazardEvent, Park, Photo, Supervision)
 from geodata.models.base import to_element, to_shapes
@@ -27,6 +26,7 @@ from geodata.periods import local_today
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
 from geodata.services.parks import prepared_boundary
 from geodata.storage import backend_name, insert_row, start_write, update_row
+from geodata.versions import check_version
 from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
 
@@ -315,16 +315,7 @@ _APPEND_EVENT = HazardEvent.__table__.insert()
 
 def _check_version(hazard, expected, if_match, what="hazard"):
     # Shared with the request ledger: ``hazard`` is any row with ``code`` and ``version``.
-    if expected is None:
-        raise ValidationError("send the version you read (body 'version' or If-Match)",
-                              code="version_required", http_status=428,
-                              details={"field": "version"})
-    if expected != hazard.version:
-        error = PreconditionFailedError if if_match else ConflictError
-        raise error(f"{what} {hazard.code} changed since you read it (version {expected}, now "
-                    f"{hazard.version}); reload and try again",
-                    code="precondition_failed" if if_match else "stale_version",
-                    details={"expected": expected, "current": hazard.version})
+    check_version(f"{what} {hazard.code}", hazard.version, expected, if_match)
 
 
 def transition(session, hazard_id, target, *, actor, expected_version, if_match=False, note="",

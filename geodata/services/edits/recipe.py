@@ -17,7 +17,7 @@ from geodata import arrangement, domains, editing
 from geodata import attributes as attr
 from geodata.coverage import check_coverage
 from geodata.crs import area_m2, to_metric, to_storage
-from geodata.errors import ConflictError, NotFoundError, PreconditionFailedError, ValidationError
+from geodata.errors import ConflictError, NotFoundError, ValidationError
 from geodata.gridcodes import grid_code, reading_order
 from geodata.models import Grid, GridEdit, GridEditItem, GridLineage, GridStaff, Park
 from geodata.models.base import to_element, to_shapes
@@ -25,6 +25,7 @@ from geodata.periods import local_today
 from geodata.services.edits.common import EditOutcome, _Plan, Preview, _State, TOLERANCE_M
 from geodata.services.grids import follow_grids
 from geodata.storage import backend_name, begin_write, start_write
+from geodata.versions import check_version, parse_if_match
 
 _PROBLEM_CODES = {"gap": "would_leave_gap", "overlap": "grid_overlap",
                   "outside": "outside_park", "invalid": "invalid_geometry"}
@@ -46,11 +47,8 @@ def _lock(session, park, write=True):
 
 def _check_versions(state, if_match, expected, codes):
     park = state.park
-    if if_match is not None and str(if_match).strip('"W/ ') != str(park.version):
-        raise PreconditionFailedError(
-            f"park {park.code}'s grids changed since version {if_match} (now "
-            f"{park.version}); reload and edit again", code="precondition_failed",
-            details={"park": park.code, "expected": if_match, "current": park.version})
+    check_version(f"park {park.code}'s grids", park.version, parse_if_match(if_match), True,
+                  required=False, details={"park": park.code})
     if expected is None:
         return
     if not isinstance(expected, dict):
@@ -64,21 +62,11 @@ def _check_versions(state, if_match, expected, codes):
         key = attr.code(code)
         if key not in state.every:
             state.grid(code)  # 404
-        current = state.every[key].version
-        if isinstance(version, str):
-            # An ETag from an If-Match header on the grid: a mismatch is 412, not 409.
-            tag = version.strip().removeprefix("W/").strip('"')
-            if tag != str(current):
-                raise PreconditionFailedError(
-                    f"grid {key} is at version {current}, not {tag}; reload and edit again",
-                    code="precondition_failed",
-                    details={"grid": key, "expected": tag, "current": current})
-            continue
-        if int(version) != current:
-            raise ConflictError(
-                f"grid {key} is at version {current}, not {version}: someone edited it "
-                "meanwhile; reload and edit again", code="stale_version",
-                details={"grid": key, "expected": int(version), "current": current})
+        # A string is an ETag from an If-Match header on the grid: a mismatch is 412, not 409.
+        from_header = isinstance(version, str)
+        check_version(f"grid {key}", state.every[key].version,
+                      parse_if_match(version) if from_header else int(version), from_header,
+                      details={"grid": key})
 
 
 def _report(state, codes, parents, geoms):
