@@ -152,3 +152,29 @@ def test_an_ended_session_is_a_visitor_on_every_route(scoped, runner, engine, db
         count += 1
     assert count > 80
     assert stored_snapshot(engine) == before
+
+
+def test_a_request_made_for_another_account_is_refused_on_every_route(scoped, engine):
+    """``X-Gridmap-User`` (the field app's queue) must name the logged-in user, or 401."""
+    app, tokens, ids = scoped
+    browser = app.test_client()
+    _login(browser, "inspector", "inspector-pass-123")
+    before = stored_snapshot(engine)
+    count = 0
+    for endpoint, method, url, body in _requests(app, ids, {"GET", "POST", "PUT", "PATCH",
+                                                            "DELETE"}):
+        for named in ("member", "%ff", "", "inspector%00"):
+            got = browser.open(url, method=method, headers={"X-Gridmap-User": named}, **body())
+            where = (method, url, named)
+            if method == "POST" and endpoint in ("login", "logout"):
+                assert got.status_code == 400, where  # their CSRF check comes first
+                continue
+            assert got.status_code == 401, where
+            assert got.get_json()["error"]["code"] == "account_changed", where
+            count += 1
+    assert count > 300
+    assert stored_snapshot(engine) == before
+    # the same requests naming the user who is logged in are answered as usual
+    ok = browser.get("/api/me/worklist?park=T", headers={"X-Gridmap-User": "inspector"})
+    assert ok.status_code == 200
+    assert browser.get("/m/session.json").get_json()["user"]["name"] == "inspector"
