@@ -178,3 +178,27 @@ def test_a_request_made_for_another_account_is_refused_on_every_route(scoped, en
     ok = browser.get("/api/me/worklist?park=T", headers={"X-Gridmap-User": "inspector"})
     assert ok.status_code == 200
     assert browser.get("/m/session.json").get_json()["user"]["name"] == "inspector"
+
+
+def test_every_html_answer_carries_a_script_policy(scoped):
+    """Every page, for visitors and users alike, runs only the app's own scripts (CSP)."""
+    app, tokens, ids = scoped
+    browser = app.test_client()
+    _login(browser, "admin", "admin-pass-123")
+    pages = 0
+    for client in (app.test_client(), browser):
+        for endpoint, _, url, _ in _requests(app, ids, {"GET"}):
+            for target in (url, url.replace("f=json", "f=html")):
+                with client.get(target) as got:
+                    if got.mimetype != "text/html":
+                        continue
+                    policy = dict(part.strip().split(" ", 1) for part in
+                                  got.headers["Content-Security-Policy"].split(";"))
+                    scripts = policy["script-src"]
+                    assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts
+                    assert scripts == "'none'" or scripts.startswith("'self' 'nonce-"), target
+                    assert policy["object-src" if "object-src" in policy else "default-src"] in (
+                        "'none'", "'self'") and policy["base-uri"] == "'none'", target
+                    assert policy["frame-ancestors"] == "'none'", target
+                    pages += 1
+    assert pages > 40
