@@ -674,3 +674,13 @@ def test_a_queue_is_never_sent_as_the_next_user_of_the_phone(park, server, phone
     actors = rows(engine, sa.select(HazardEvent.actor).join(Hazard).where(
         Hazard.description == "网格员的离线记录"))
     assert actors == [("member",)]
+
+    # logged out, the forms keep nothing: an item of no user could never be sent
+    tab(phone, "list")
+    tap(phone, d.find_element(By.ID, "fm-logout"))
+    wait(d, lambda d: "已退出登录" in d.find_element(By.ID, "fm-msg").text)
+    tab(phone, "hazard")
+    form = d.find_element(By.ID, "fm-hazard-form")
+    tap(phone, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    wait(d, lambda d: "请先登录" in d.find_element(By.ID, "fm-msg").text)
+    assert queue(phone) == [] and js(d, "return gridfield.captured") == 0

@@ -511,8 +511,20 @@
     $("fm-map-hint").textContent = "点击地图选择位置";
   }
 
+  /** Whether someone is logged in; if not, say so (an item with no user could never be sent). */
+  function signedIn() {
+    if (!userName()) {
+      message("请先登录再记录（登录后才能保存到队列）", true, "login");
+      return false;
+    }
+    return true;
+  }
+
   async function submitHazard(event) {
     event.preventDefault();
+    if (!signedIn()) {
+      return;
+    }
     const form = event.target;
     const location = pointOf("hazard");
     if (!location) {
@@ -536,6 +548,9 @@
 
   async function submitVisit(event) {
     event.preventDefault();
+    if (!signedIn()) {
+      return;
+    }
     const form = event.target;
     const location = pointOf("visit");
     if (!location) {
@@ -572,6 +587,9 @@
 
   async function submitMove(event) {
     event.preventDefault();
+    if (!signedIn()) {
+      return;
+    }
     const form = event.target;
     const hazard = findHazard(Number(form.hazard.value));
     if (!hazard || !form.to.value) {
