@@ -1,20 +1,27 @@
-"""After logout, the browser shows nothing of the session: the back button (headless Chromium).
+"""A session in the browser ends where it ends (headless Chromium, both backends).
 
-Answers to a logged-in user are ``Cache-Control: private, no-store``
-(:mod:`webmap.security`), so going back after logging out asks the server
-again, which answers with the login form, instead of showing the last user's
-ledger from the browser's cache.
+* Answers to a logged-in user are ``Cache-Control: private, no-store``
+  (:mod:`webmap.security`), so going back after logging out asks the server
+  again, which answers with the login form, instead of showing the last
+  user's ledger from the browser's cache.
+* A page opened for one user sends its writes for that user only
+  (``X-Gridmap-User``): after another tab logged someone else in, they are
+  refused instead of being recorded as the new user's.
 """
 
 import pytest
+import sqlalchemy as sa
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from geodata.models import Hazard
 from geodata.services import ledger
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
-from tests.browser import LiveServer, chrome  # noqa: F401
+from tests.browser import LiveServer, chrome, wait_ready  # noqa: F401
 from tests.ledger_helpers import PASSWORDS, build_park, lonlat
+from tests.test_browser_field import session_cookie
+from tests.test_browser_hazard_log import click_map_at, toggle, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -55,6 +62,42 @@ def test_back_after_logout_shows_the_login_not_the_page(db_url, engine, chrome, 
         WebDriverWait(chrome, 60).until(lambda d: page.split("?")[0] in d.current_url
                                         or "/login" in d.current_url)
         assert SECRET not in _loaded(chrome)
+    finally:
+        chrome.delete_all_cookies()
+        server.stop()
+
+
+def test_a_map_page_of_one_user_cannot_log_as_the_next(db_url, engine, chrome):  # noqa: F811
+    """The inspector's map stays open while another tab logs the supervisor in: a hazard
+    logged on it is refused (401 ``account_changed``), not recorded as the supervisor's."""
+    build_park(engine)
+    server = LiveServer(db_url)
+    try:
+        chrome.delete_all_cookies()
+        chrome.get(f"{server.url}/login?next=/parks/T/map")
+        chrome.find_element(By.NAME, "username").send_keys("inspector")
+        chrome.find_element(By.NAME, "password").send_keys(PASSWORDS["inspector"])
+        chrome.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        wait_ready(chrome)
+        lon, lat = lonlat("T-001")
+        chrome.execute_script("gridmap.map.setView([arguments[1], arguments[0]], 17);", lon, lat)
+        wait_ready(chrome)
+        for layer in ("Enterprises", "Hidden units", "Open hazards"):
+            toggle(chrome, layer, False)
+        chrome.find_element(By.ID, "gm-log-start").click()
+        click_map_at(chrome, lon, lat)
+        wait_for(chrome, "return !document.getElementById('gm-log-form').hidden")
+        Select(chrome.find_element(By.ID, "gm-log-category")).select_by_value("用电安全")
+        chrome.find_element(By.ID, "gm-log-description").send_keys(SECRET)
+        chrome.execute_cdp_cmd("Network.setCookie", {  # the other tab's login
+            "name": "session", "value": session_cookie(server, "supervisor"),
+            "url": server.url + "/", "path": "/", "httpOnly": True, "sameSite": "Lax"})
+        chrome.find_element(By.ID, "gm-log-submit").click()
+        wait_for(chrome, "return document.getElementById('gm-log-msg').classList"
+                         ".contains('gm-error')")
+        assert "account_changed" in chrome.find_element(By.ID, "gm-log-msg").text
+        with session_scope(engine) as session:
+            assert session.execute(sa.select(sa.func.count()).select_from(Hazard)).scalar() == 0
     finally:
         chrome.delete_all_cookies()
         server.stop()
