@@ -482,7 +482,7 @@ def test_stale_transition_is_shown_and_the_desk_change_stands(park, server, phon
         Hazard.id == hazard["id"]))[0]) == ("supervising", moved["version"])
 
 
-def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
+def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones, tmp_path):
     """Work list, map and writes of a grid member, on the API and the phone; a shared phone."""
     engine = park["engine"]
     tokens = park["tokens"]
@@ -514,13 +514,19 @@ def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
     tab(phone, "map")
     wait(d, lambda d: js(d, "return gridfield.layers && "
                             "gridfield.layers.grids.getLayers().length") == 1)
-    log_hazard(phone, server, "越界上报", [], lonlat("T-004"))
+    log_hazard(phone, server, "越界上报", [photo_file(tmp_path, "out.jpg", (400, 300))],
+               lonlat("T-004"))
     wait(d, lambda d: queue(phone) and queue(phone)[0]["state"] == "failed")
-    (item,) = queue(phone)
+    item, held = queue(phone)
     assert item["error"]["status"] == 403 and item["error"]["code"] == "outside_your_grids"
+    # its photo is never sent, and says why it waits
+    assert held["kind"] == "photo" and held["state"] == "pending" and held["attempts"] == 0
+    tab(phone, "queue")
+    blocked = d.find_element(By.CSS_SELECTOR, f'li[data-id="{held["id"]}"] .fm-blocked')
+    assert "未能同步" in blocked.text
     assert count(engine, Hazard) == before
     log_hazard(phone, server, "本网格上报", [], lonlat("T-003"))
-    wait(d, lambda d: len(queue(phone)) == 1)  # the refused one stays, the good one synced
+    wait(d, lambda d: len(queue(phone)) == 2)  # the refused one stays, the good one synced
     assert rows(engine, sa.select(Hazard.description).where(
         Hazard.description == "本网格上报"))
     assert count(engine, Hazard) == before + 1

@@ -846,6 +846,7 @@
 
   async function renderQueue() {
     const items = (await queueAll()).sort((a, b) => a.seq - b.seq);
+    const byId = new Map(items.map((i) => [i.id, i]));
     // Redrawn only when something changed: sync runs every second, and a button must not
     // be replaced under the user's finger.
     const signature = JSON.stringify([userName(), items.map(
@@ -878,6 +879,13 @@
       }
       if (!mine) {
         li.append(el("div", `由 ${item.user} 记录：${item.user} 登录后才会上传`, "fm-meta"));
+      }
+      const parent = item.parent && byId.get(item.parent);
+      if (mine && item.state === "pending" && parent &&
+          (parent.state === "conflict" || parent.state === "failed")) {
+        // Never sent while its hazard or visit is refused; said, so it does not look stuck.
+        li.append(el("div", `等待「${describe(parent)}」：该记录未能同步，处理后才会上传；` +
+                     "放弃它将一并放弃此项", "fm-meta fm-blocked"));
       }
       if (mine && item.error && item.state !== "pending") {
         const lead = item.state === "conflict" ?
