@@ -10,6 +10,7 @@ a condition, with a generous cap that only turns a hang into a failure.
 import io
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import date, timedelta
 
@@ -481,7 +482,7 @@ def test_stale_transition_is_shown_and_the_desk_change_stands(park, server, phon
         Hazard.id == hazard["id"]))[0]) == ("supervising", moved["version"])
 
 
-def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
+def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones, tmp_path):
     """Work list, map and writes of a grid member, on the API and the phone; a shared phone."""
     engine = park["engine"]
     tokens = park["tokens"]
@@ -513,13 +514,19 @@ def test_grid_member_sees_and_acts_only_on_their_grids(park, server, phones):
     tab(phone, "map")
     wait(d, lambda d: js(d, "return gridfield.layers && "
                             "gridfield.layers.grids.getLayers().length") == 1)
-    log_hazard(phone, server, "越界上报", [], lonlat("T-004"))
+    log_hazard(phone, server, "越界上报", [photo_file(tmp_path, "out.jpg", (400, 300))],
+               lonlat("T-004"))
     wait(d, lambda d: queue(phone) and queue(phone)[0]["state"] == "failed")
-    (item,) = queue(phone)
+    item, held = queue(phone)
     assert item["error"]["status"] == 403 and item["error"]["code"] == "outside_your_grids"
+    # its photo is never sent, and says why it waits
+    assert held["kind"] == "photo" and held["state"] == "pending" and held["attempts"] == 0
+    tab(phone, "queue")
+    blocked = d.find_element(By.CSS_SELECTOR, f'li[data-id="{held["id"]}"] .fm-blocked')
+    assert "未能同步" in blocked.text
     assert count(engine, Hazard) == before
     log_hazard(phone, server, "本网格上报", [], lonlat("T-003"))
-    wait(d, lambda d: len(queue(phone)) == 1)  # the refused one stays, the good one synced
+    wait(d, lambda d: len(queue(phone)) == 2)  # the refused one stays, the good one synced
     assert rows(engine, sa.select(Hazard.description).where(
         Hazard.description == "本网格上报"))
     assert count(engine, Hazard) == before + 1
@@ -611,3 +618,75 @@ def test_logout_on_a_shared_phone_leaves_no_work_list(park, server, phones):
     assert not [k for k in kv_keys(phone) if k.startswith("bundle:") or k == "session"]
     assert made["code"] not in d.find_element(By.ID, "fm-hazards").text
     assert count(engine, Hazard) == before
+
+
+def session_cookie(server, username):
+    """Log ``username`` in with the form, outside the browser; return the session cookie."""
+    import http.cookiejar
+    import re
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{server.url}/login", timeout=60) as page:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode()).group(1)
+    form = urllib.parse.urlencode({"username": username, "password": PASSWORDS[username],
+                                   "csrf_token": token}).encode()
+    with opener.open(f"{server.url}/login", data=form, timeout=60) as answer:
+        assert answer.status == 200  # followed the redirect
+    return {c.name: c.value for c in jar}["session"]
+
+
+def test_a_queue_is_never_sent_as_the_next_user_of_the_phone(park, server, phones):
+    """The member captures offline; meanwhile another tab of the phone logs the inspector in.
+
+    The app still holds the member's session, but the cookie is the inspector's
+    now: back online, nothing may be sent (or read) as the inspector.  The
+    server refuses a request made for another account (``X-Gridmap-User``),
+    the app drops its cached session and work list, learns who is logged in
+    and keeps the member's item for the member, who sends it later as
+    themselves.
+    """
+    engine = park["engine"]
+    lon, lat = lonlat("T-003")
+    before = count(engine, Hazard)
+    phone = phones()
+    d = phone.driver
+    login(phone, server, "member")
+    phone.network.offline()
+    log_hazard(phone, server, "网格员的离线记录", [], (lon, lat))
+    # another tab logs the inspector in: the phone's cookie changes hands
+    d.execute_cdp_cmd("Network.setCookie", {  # host-only, as the server sets it
+        "name": "session", "value": session_cookie(server, "inspector"), "url": server.url + "/",
+        "path": "/", "httpOnly": True, "sameSite": "Lax"})
+    assert [c["domain"] for c in d.get_cookies() if c["name"] == "session"] == ["127.0.0.1"]
+    assert js(d, "return gridfield.session.user.name") == "member"
+    phone.network.online()
+    wait(d, lambda d: js(d, "return gridfield.session && gridfield.session.user.name") ==
+         "inspector" or count(engine, Hazard) != before)
+    # the inspector's own work list replaces the member's
+    wait(d, lambda d: "bundle:inspector:T" in kv_keys(phone) or count(engine, Hazard) != before)
+    assert count(engine, Hazard) == before
+    item, = [i for i in queue(phone) if i["kind"] == "hazard"]
+    assert item["state"] == "pending" and item["attempts"] == 0
+    assert not [k for k in kv_keys(phone) if k.startswith("bundle:member:")]
+
+    # the inspector logs out in the app, the member logs in: the item goes, as theirs
+    tab(phone, "list")
+    tap(phone, d.find_element(By.ID, "fm-logout"))
+    wait(d, lambda d: "已退出登录" in d.find_element(By.ID, "fm-msg").text)
+    login(phone, server, "member")
+    wait(d, lambda d: queue(phone) == [])
+    assert count(engine, Hazard) == before + 1
+    actors = rows(engine, sa.select(HazardEvent.actor).join(Hazard).where(
+        Hazard.description == "网格员的离线记录"))
+    assert actors == [("member",)]
+
+    # logged out, the forms keep nothing: an item of no user could never be sent
+    tab(phone, "list")
+    tap(phone, d.find_element(By.ID, "fm-logout"))
+    wait(d, lambda d: "已退出登录" in d.find_element(By.ID, "fm-msg").text)
+    tab(phone, "hazard")
+    form = d.find_element(By.ID, "fm-hazard-form")
+    tap(phone, form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    wait(d, lambda d: "请先登录" in d.find_element(By.ID, "fm-msg").text)
+    assert queue(phone) == [] and js(d, "return gridfield.captured") == 0

@@ -645,12 +645,25 @@ def test_no_template_source_or_html_sink_in_the_code():
                 assert not {k.arg for k in node.keywords} & {"popup", "tooltip"}, where
             assert not any(k.arg == "autoescape" and isinstance(k.value, ast.Constant)
                            and not k.value.value for k in node.keywords), where
-    for path in (root / "webmap" / "templates").glob("*.html"):
+    templates = list((root / "webmap" / "templates").rglob("*"))
+    assert any(p.name == "shell.html" for p in templates)  # the field app's are walked too
+    for path in (p for p in templates if p.is_file()):
         text = path.read_text()
         assert not re.search(r"\|\s*safe\b|autoescape\s+false|\{%\s*raw", text), path
+        # a script in a page is a JSON block read with JSON.parse(textContent), never code
+        for attributes in re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", text):
+            assert 'type="application/json"' in attributes, (path, attributes)
+    # A link or image address set from script is built by the app (a path, tel:, a blob),
+    # never a stored value that could be a javascript: URL.
     banned_js = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\.html\("
                            r"|set(Tooltip|Popup)?Content\(|\bhtml\s*:|eval\(|new Function"
-                           r"|\.bind(Tooltip|Popup)\((?!\s*function\b)")
-    for path in (root / "webmap" / "static").glob("*.js"):
+                           r"|\.bind(Tooltip|Popup)\((?!\s*(function\b|el\())"
+                           r"|setTimeout\(\s*['\"`]|\.(href|src|action)\s*=\s*+(?!p\.|ph\.|href\b"
+                           r"|CONFIG\.|URL\.createObjectURL)")
+    # every script of the app: the desk's, the field app's and its service worker (a template)
+    scripts = [p for p in (root / "webmap").rglob("*.js")
+               if not {"node_modules", "vendor"} & set(p.parts)]
+    assert {"gridmap.js", "field.js", "sw.js", "editor.js"} <= {p.name for p in scripts}
+    for path in scripts:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert not banned_js.search(line), f"{path}:{number}: {line.strip()}"

@@ -18,12 +18,18 @@
   default, or in Redis, shared by every worker process.
 * No credentials → 401 ``authentication_required``; a role that may not
   act → 403 ``forbidden``.
+* A client that sends requests on behalf of one account later (the field
+  app's offline queue) names that account in ``X-Gridmap-User`` (the user
+  name, percent-encoded).  If the cookie now belongs to someone else (the
+  phone was handed over and another user logged in), the request is 401
+  ``account_changed`` and nothing is done: queued writes are never recorded
+  as the next user's, nor their answers kept as the first user's.
 """
 
 import math
 import re
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (current_app, g, redirect, render_template, request, session, url_for)
 from flask_limiter import Limiter
@@ -60,6 +66,7 @@ def init_app(app):
     app.add_url_rule("/login", "login", limited_login, methods=["GET", "POST"])
     app.add_url_rule("/logout", "logout", logout, methods=["POST"])
     app.before_request(_load_user)
+    app.before_request(_check_account)
 
     @app.errorhandler(CSRFError)
     def _csrf_failed(exc):
@@ -98,6 +105,23 @@ def _load_user():
             g.user, g.auth = user, "session"
         else:
             session.clear()
+
+
+#: The header naming the account a request is sent for (see the module's docstring).
+ACCOUNT_HEADER = "X-Gridmap-User"
+
+
+def _check_account():
+    """Refuse a request sent for another account than the one logged in (after ``_load_user``)."""
+    expected = request.headers.get(ACCOUNT_HEADER)
+    if expected is None:
+        return
+    user = g.get("user")
+    if user is None or user.username != unquote(expected, errors="replace"):
+        raise AuthenticationRequiredError(
+            "this request was made for another account than the one logged in: log in as "
+            "that account to send it", code="account_changed",
+            details={"header": ACCOUNT_HEADER})
 
 
 def current_user(required=True):

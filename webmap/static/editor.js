@@ -260,7 +260,9 @@
     state.busy += 1;
     setText("ed-status", "提交中 Sending " + operation + "…");
     $("ed-status").className = "ed-status";
-    var headers = { "Content-Type": "application/json", "Accept": "application/json" };
+    // The edit is refused (401) if another account has logged in since this page opened.
+    var headers = { "Content-Type": "application/json", "Accept": "application/json",
+                    "X-Gridmap-User": encodeURIComponent(config.user) };
     if (state.version !== null) { headers["If-Match"] = '"' + state.version + '"'; }
     return fetch(config.edits + "/" + operation, {
       method: "POST", credentials: "same-origin", headers: headers, body: JSON.stringify(body)

@@ -478,8 +478,15 @@ document.addEventListener('DOMContentLoaded', function () {
     return 'HTTP ' + r.status + (e ? ' ' + e.code + ': ' + e.message : '');
   }
 
+  // A write names the user this page was opened for: if another account has logged in
+  // since (another tab), the server refuses it (401) rather than record it as theirs.
+  function asUser() {
+    return encodeURIComponent(cfg.user ? cfg.user.name : '');
+  }
+
   function sendJSON(url, payload, headers) {
-    var h = {'Content-Type': 'application/json', Accept: 'application/json'};
+    var h = {'Content-Type': 'application/json', Accept: 'application/json',
+             'X-Gridmap-User': asUser()};
     Object.keys(headers || {}).forEach(function (k) { h[k] = headers[k]; });
     state.loads += 1;
     return fetch(url, {method: 'POST', headers: h, credentials: 'same-origin',
@@ -629,7 +636,8 @@ document.addEventListener('DOMContentLoaded', function () {
     state.loads += 1;
     return fetch(cfg.hazardApi + id + '/photos', {
       method: 'POST', body: body, credentials: 'same-origin',
-      headers: {Accept: 'application/json', 'X-CSRFToken': cfg.csrf || ''}
+      headers: {Accept: 'application/json', 'X-CSRFToken': cfg.csrf || '',
+                'X-Gridmap-User': asUser()}
     }).then(function (r) {
       return r.json().then(function (b) { return b; }, function () { return null; })
         .then(function (b) {

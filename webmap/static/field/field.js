@@ -11,7 +11,10 @@
  *          {id, seq, kind: hazard|visit|transition|photo, park, body, blob?, parent?,
  *           state: pending|conflict|failed|done, attempts, nextAt, error, serverId}
  * Every create is sent with Idempotency-Key = its client id, so a request whose answer was
- * lost is simply sent again; transitions carry If-Match with the version the phone read.
+ * lost is simply sent again; every queued write and the work list name their user in
+ * X-Gridmap-User, so if the phone's cookie now belongs to someone else (another tab logged
+ * another user in) the server refuses them (401 account_changed): the app then forgets the
+ * cached session and work list, asks who is logged in, and the items wait for their user; transitions carry If-Match with the version the phone read.
  * A 409/412 or another refusal keeps the item (state conflict/failed) with the user's input
  * until the user retries it on the current version or discards it; network failures, 5xx
  * and 429 are retried with exponential backoff.  User text reaches the DOM only through
@@ -137,6 +140,11 @@
 
   // ---- network -----------------------------------------------------------------------------
 
+  /** The header that makes the server refuse a request if ``name`` is not logged in. */
+  function asUser(name) {
+    return {"X-Gridmap-User": encodeURIComponent(name || "")};
+  }
+
   /** fetch that never throws: {ok, status, body, network} (network true: no answer at all). */
   async function call(url, options) {
     let response;
@@ -166,8 +174,16 @@
       }
     }
     if (got.ok) {
+      if (userName() && userName() !== got.body.user.name) {
+        await signedOut();  // another user's cookie now: forget the last one's session and lists
+      }
+      const returning = !app.session || app.loggedOut;
       app.session = got.body;
+      app.loggedOut = false;
       await kvPut("session", got.body);
+      if (returning && app.ready) {
+        await resume();
+      }
     } else if (got.status === 401) {
       await signedOut();
     }
@@ -216,12 +232,37 @@
     renderStatus();
   }
 
+  /** The park to show: the chosen one if the user works there, else their first. */
+  async function choosePark() {
+    const parks = (app.session || {}).parks || [];
+    if (!parks.some((p) => p.code === app.park)) {
+      app.park = parks.length ? parks[0].code : null;
+      await kvPut("park", app.park);
+    }
+    app.bundle = app.park ? (await kvGet(bundleKey(app.park))) || null : null;
+  }
+
+  /** A session after none (the same user or the next one): their parks and work list. */
+  async function resume() {
+    app.leftByUser = false;
+    app.fitted = false;
+    if ($("fm-msg").dataset.kind === "login") {
+      message("");
+    }
+    await choosePark();
+    renderParks();
+    renderAll();
+    renderStatus();
+    await loadBundle();
+  }
+
   async function loadBundle() {
-    if (!app.park) {
+    if (!app.park || !userName()) {
       return;
     }
+    // Stored under this user's name: the server must answer for this user and no other.
     const got = await call(`/api/me/worklist?park=${encodeURIComponent(app.park)}`,
-                           {headers: {Accept: "application/json"}});
+                           {headers: {Accept: "application/json", ...asUser(userName())}});
     if (got.ok) {
       got.body.fetched_at = new Date().toISOString();
       app.bundle = got.body;
@@ -263,7 +304,8 @@
 
   /** Send one item; return its server answer (see call). */
   async function send(item, parent) {
-    const headers = {Accept: "application/json", "Idempotency-Key": idempotencyKey(item)};
+    const headers = {Accept: "application/json", "Idempotency-Key": idempotencyKey(item),
+                     ...asUser(item.user)};
     if (item.kind === "hazard") {
       return call(`/api/parks/${encodeURIComponent(item.park)}/hazards`, {
         method: "POST", headers: {...headers, "Content-Type": "application/json"},
@@ -324,7 +366,9 @@
       item.error = null;
       item.doneAt = new Date().toISOString();
     } else if (got.status === 401) {
-      await signedOut();  // the item stays pending: sent again after its user logs in
+      // Logged out, or another user's cookie (account_changed): the item stays pending and
+      // is sent after its own user logs in again.
+      await signedOut();
       item.attempts -= 1;
       await queuePut(item);
       return false;
@@ -467,8 +511,20 @@
     $("fm-map-hint").textContent = "点击地图选择位置";
   }
 
+  /** Whether someone is logged in; if not, say so (an item with no user could never be sent). */
+  function signedIn() {
+    if (!userName()) {
+      message("请先登录再记录（登录后才能保存到队列）", true, "login");
+      return false;
+    }
+    return true;
+  }
+
   async function submitHazard(event) {
     event.preventDefault();
+    if (!signedIn()) {
+      return;
+    }
     const form = event.target;
     const location = pointOf("hazard");
     if (!location) {
@@ -492,6 +548,9 @@
 
   async function submitVisit(event) {
     event.preventDefault();
+    if (!signedIn()) {
+      return;
+    }
     const form = event.target;
     const location = pointOf("visit");
     if (!location) {
@@ -528,6 +587,9 @@
 
   async function submitMove(event) {
     event.preventDefault();
+    if (!signedIn()) {
+      return;
+    }
     const form = event.target;
     const hazard = findHazard(Number(form.hazard.value));
     if (!hazard || !form.to.value) {
@@ -559,7 +621,8 @@
 
   /** Send a conflicting transition again on the hazard's current version (new key). */
   async function retryOnCurrent(item) {
-    const got = await call(`/api/hazards/${item.hazardId}`, {headers: {Accept: "application/json"}});
+    const got = await call(`/api/hazards/${item.hazardId}`,
+                           {headers: {Accept: "application/json", ...asUser(item.user)}});
     if (!got.ok) {
       message("无法读取隐患的当前状态，请联网后再试", true);
       return;
@@ -783,6 +846,7 @@
 
   async function renderQueue() {
     const items = (await queueAll()).sort((a, b) => a.seq - b.seq);
+    const byId = new Map(items.map((i) => [i.id, i]));
     // Redrawn only when something changed: sync runs every second, and a button must not
     // be replaced under the user's finger.
     const signature = JSON.stringify([userName(), items.map(
@@ -815,6 +879,13 @@
       }
       if (!mine) {
         li.append(el("div", `由 ${item.user} 记录：${item.user} 登录后才会上传`, "fm-meta"));
+      }
+      const parent = item.parent && byId.get(item.parent);
+      if (mine && item.state === "pending" && parent &&
+          (parent.state === "conflict" || parent.state === "failed")) {
+        // Never sent while its hazard or visit is refused; said, so it does not look stuck.
+        li.append(el("div", `等待「${describe(parent)}」：该记录未能同步，处理后才会上传；` +
+                     "放弃它将一并放弃此项", "fm-meta fm-blocked"));
       }
       if (mine && item.error && item.state !== "pending") {
         const lead = item.state === "conflict" ?
@@ -853,6 +924,7 @@
     net.classList.toggle("fm-offline", !online || Boolean(app.loggedOut));
     if (app.loggedOut) {
       const box = $("fm-msg");
+      box.dataset.kind = "login";
       box.replaceChildren(document.createTextNode(app.leftByUser ?
         "已退出登录。您未上传的记录仍保存在本机，下次登录后上传。" :
         "登录已过期，记录仍保存在本机。"));
@@ -1001,14 +1073,7 @@
     if (navigator.onLine) {
       await refreshSession();
     }
-    const parks = (app.session || {}).parks || [];
-    if (!parks.some((p) => p.code === app.park)) {
-      app.park = parks.length ? parks[0].code : null;
-      await kvPut("park", app.park);
-    }
-    if (app.park) {
-      app.bundle = (await kvGet(bundleKey(app.park))) || null;
-    }
+    await choosePark();
     renderParks();
     renderAll();
     await renderQueue();
