@@ -6,7 +6,9 @@ by GDAL, so that unclosed rings, NaN and truncation are caught with the
 feature index; it is CRS84 unless a legacy ``crs`` member says otherwise
 (RFC 7946).  Other formats go through pyogrio.  A file without a CRS is
 refused unless the caller names one (``--crs``); CSV with lon/lat columns
-is WGS 84 degrees by definition of those columns.
+is WGS 84 degrees by definition of those columns.  CSV text cells are
+written through :func:`geodata.files.spreadsheet_text` (no formula runs when
+a spreadsheet opens the file) and read back through its inverse.
 """
 
 import os
@@ -25,6 +27,7 @@ from pyproj.exceptions import CRSError
 
 from geodata.crs import STORAGE_SRID
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
+from geodata.files import spreadsheet_text, spreadsheet_value
 from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
                               validate_geometries)
 
@@ -300,7 +303,7 @@ def _read_csv(path, geometry, crs, max_features, max_vertices):
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise ValidationError(f"{path}: not a readable UTF-8 CSV ({exc})", code="unreadable_file",
                               details={"file": path}) from None
-    frame = frame.replace({"": None})
+    frame = frame.replace({"": None}).map(spreadsheet_value)
     if not geometry:
         return frame, None
     lower = {c.lower(): c for c in frame.columns}
@@ -409,7 +412,9 @@ def write_layer(frame, path):
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as tmp:
         out = Path(tmp) / path.name
         if suffix == ".csv":
-            table = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
+            # Text a spreadsheet would run as a formula gets a quote; the import removes it.
+            table = pd.DataFrame(frame.drop(columns="geometry", errors="ignore")).map(
+                spreadsheet_text)
             if isinstance(frame, gpd.GeoDataFrame):
                 table["wkt"] = shapely.to_wkt(frame.geometry.to_numpy(), rounding_precision=-1)
             table.to_csv(out, index=False, encoding="utf-8")
