@@ -178,6 +178,18 @@ def _read_ogr(path, source, geometry, max_features):
     numpy's warnings about them (unclosed ring, NaN) are silenced: the
     feature is refused below, or by :func:`check_geometries`, with its index.
     """
+    try:
+        layers = pyogrio.list_layers(source)
+    except pyogrio.errors.DataSourceError as exc:
+        raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
+                              code="unreadable_file", details={"file": path}) from None
+    if len(layers) != 1:
+        # GDAL would read the first layer and ignore the rest (geopandas only warns), and
+        # the layers may each have their own CRS: one file is one layer.
+        names = [str(n) for n in layers[:, 0]] if len(layers) else []
+        raise ValidationError(f"{path}: a file must hold exactly one layer, found {len(names)}"
+                              f" ({', '.join(names[:10])})", code="multiple_layers",
+                              details={"file": path, "layers": names[:100]})
     count = _feature_count(source)
     _too_many(path, count or 0, max_features)
     with catch_warnings(), np.errstate(invalid="ignore"):
@@ -360,16 +372,30 @@ def _zip_shapefile_path(path, max_file_mb):
                                    f"or {max_file_mb:g} MB uncompressed, GRIDMAP_MAX_FILE_MB)",
                                    details={"file": path})
     for m in members:
-        name = m.filename
-        if name.startswith(("/", "\\")) or ".." in Path(name).parts or (
-                m.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ValidationError(f"{path}: unsafe archive member {name!r}",
-                                  code="unsafe_archive", details={"file": path})
+        if _unsafe_member(m):
+            raise ValidationError(f"{path}: unsafe archive member {m.filename!r} (absolute, "
+                                  "'..', a drive, a control character or a link)",
+                                  code="unsafe_archive",
+                                  details={"file": path, "member": m.filename})
     shps = [m.filename for m in members if m.filename.lower().endswith(".shp")]
     if len(shps) != 1:
         raise ValidationError(f"{path}: the archive must hold exactly one .shp, found "
                               f"{len(shps)}", code="unreadable_file", details={"file": path})
     return f"/vsizip/{os.path.abspath(path)}/{shps[0]}"
+
+
+def _unsafe_member(member):
+    """True for a zip member whose name could leave a folder it were extracted to, or a link.
+
+    Windows separators and drives count too (``../x.shp`` written with a
+    backslash, ``C:x.shp``): another tool extracting the same archive would
+    follow them.
+    """
+    name = member.filename
+    parts = name.replace("\\", "/").split("/")
+    return (parts[0] == "" or ":" in parts[0] or ".." in parts
+            or any(ord(c) < 32 or c == "\x7f" for c in name)
+            or (member.external_attr >> 16) & 0o170000 == 0o120000)
 
 
 def _refuse_collections(frame, path):
