@@ -286,7 +286,7 @@ def history(obj, park_code, code, at_edit, out, fmt):
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write the draft here (.geojson, .gpkg, ...).")
 @click.option("--adopt", is_flag=True, help="Adopt the proposal as one edit.")
-@click.option("--seed", type=PLAIN_INT, default=0, show_default=True)
+@click.option("--seed", type=PlainIntRange(0), default=0, show_default=True)
 @click.option("--actor", help=_ACTOR_HELP)
 @click.option("--reason", default="", help="Why (kept in the history).")
 @click.option("--if-match", type=PLAIN_INT, help="Expected park version (412 when it moved on).")
