@@ -236,11 +236,13 @@ def _read_geojson(path, max_features, max_vertices, warnings):
     if not isinstance(features, list):
         raise FeatureError("'features' must be an array", code="invalid_geojson", file=path)
     _too_many(path, len(features), max_features)
+    declared = _legacy_crs(doc.get("crs"), path)
     rows, geoms = [], []
     for i, feature in enumerate(features):
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
             raise FeatureError("not a GeoJSON Feature", code="invalid_geojson", file=path,
                                index=i)
+        _same_crs(feature, declared, path, i)
         props = feature.get("properties") or {}
         if not isinstance(props, dict):
             raise FeatureError("'properties' must be an object", code="invalid_geojson",
@@ -250,7 +252,29 @@ def _read_geojson(path, max_features, max_vertices, warnings):
                                            max_vertices=max_vertices, warnings=warnings))
     frame = pd.DataFrame(rows)
     frame["geometry"] = np.array(geoms, dtype=object) if geoms else []
-    return frame, _legacy_crs(doc.get("crs"), path)
+    return frame, declared
+
+
+def _same_crs(feature, declared, path, index):
+    """Refuse a legacy ``crs`` member on a feature or its geometry that differs from the file's.
+
+    The 2008 GeoJSON format allowed one on any object; GDAL ignores all but
+    the top one, so such a feature's coordinates would be read in the
+    file's CRS, which for degrees read as metres still lies in range.
+
+    Raises
+    ------
+    FeatureError
+        422 ``mixed_crs`` naming the feature.
+    """
+    geometry = feature.get("geometry")
+    for field, member in (("crs", feature), ("geometry", geometry)):
+        if isinstance(member, dict) and "crs" in member and not _legacy_crs(
+                member["crs"], path).equals(declared):
+            raise FeatureError(f"declares its own CRS {member['crs']!r:.80}, not the file's "
+                               f"{declared.to_string()}: one import has one CRS; declare it "
+                               "once, at the top of the file", code="mixed_crs", file=path,
+                               index=index, field=field)
 
 
 def _legacy_crs(member, path):

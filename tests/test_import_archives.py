@@ -9,6 +9,7 @@ import zipfile
 
 import geopandas as gpd
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import metric_box, stored_snapshot, table_counts
 
@@ -122,4 +123,46 @@ def test_spoofed_files_are_refused_by_their_content(runner, engine, tmp_path, su
     result = runner("import", "parks", path, "--crs", "EPSG:4326")
     assert result.exit_code == 2, result.output
     assert expect in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert stored_snapshot(engine) == before
+
+
+def _crs(name):
+    return {"type": "name", "properties": {"name": name}}
+
+
+@pytest.mark.parametrize("top, feature_crs, geometry_crs, field", [
+    ("EPSG:3857", "EPSG:4326", None, "crs"),   # degrees that would be read as metres
+    (None, "EPSG:3857", None, "crs"),
+    (None, None, "EPSG:3857", "geometry"),
+    ("EPSG:4490", None, "EPSG:3857", "geometry"),
+    ("EPSG:3857", None, None, None),           # one CRS, declared once: imported
+    ("EPSG:3857", "EPSG:3857", "urn:ogc:def:crs:EPSG::3857", None),
+])
+def test_mixed_crs_in_one_geojson_is_refused(runner, engine, tmp_path, top, feature_crs,
+                                             geometry_crs, field):
+    """GDAL reads only the top ``crs`` member; a feature's own one was silently ignored."""
+    box = metric_box(0, 0, 500, 500)
+    if top == "EPSG:3857" and feature_crs != "EPSG:4326":
+        box = gpd.GeoSeries([box], crs=4326).to_crs(3857).iloc[0]
+    feature = {"type": "Feature", "properties": PARK,
+               "geometry": json.loads(gpd.GeoSeries([box]).to_json())["features"][0]["geometry"]}
+    if feature_crs:
+        feature["crs"] = _crs(feature_crs)
+    if geometry_crs:
+        feature["geometry"]["crs"] = _crs(geometry_crs)
+    doc = {"type": "FeatureCollection", "features": [feature]}
+    if top:
+        doc["crs"] = _crs(top)
+    path = tmp_path / "mixed.geojson"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    before = stored_snapshot(engine)
+    result = runner("import", "parks", path)
+    if field is None:  # stored where the file says, 500 m x 500 m
+        assert result.exit_code == 0, result.output
+        with engine.connect() as conn:
+            area = conn.execute(sa.text("SELECT area_m2 FROM parks")).scalar_one()
+        assert area == pytest.approx(250_000, rel=1e-3)
+        return
+    assert result.exit_code == 2, result.output
+    assert f"feature 0, field '{field}': declares its own CRS" in result.stderr
     assert stored_snapshot(engine) == before
