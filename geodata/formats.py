@@ -11,6 +11,7 @@ written through :func:`geodata.files.spreadsheet_text` (no formula runs when
 a spreadsheet opens the file) and read back through its inverse.
 """
 
+import csv
 import os
 import tempfile
 import zipfile
@@ -332,11 +333,29 @@ def _in_feature(error, path):
                         pointer=error.details.get("pointer"))
 
 
+def _refuse_duplicate_columns(path):
+    """Refuse a CSV whose header names a column twice.
+
+    pandas would rename the second ``name`` to ``name.1`` and the import
+    would silently take the first; a GeoJSON object with a key twice is
+    refused the same way (``duplicate_key``).
+    """
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh), [])
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise ValidationError(f"{path}: the header names column(s) {', '.join(map(repr, twice))}"
+                              " more than once", code="duplicate_column",
+                              details={"file": path, "columns": twice[:20]})
+
+
 def _read_csv(path, geometry, crs, max_features, max_vertices):
     try:
+        _refuse_duplicate_columns(path)
         _too_many(path, _csv_records(path), max_features)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError,
+            csv.Error) as exc:
         raise ValidationError(f"{path}: not a readable UTF-8 CSV ({exc})", code="unreadable_file",
                               details={"file": path}) from None
     frame = frame.replace({"": None}).map(spreadsheet_value)

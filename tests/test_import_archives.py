@@ -114,9 +114,12 @@ def test_geopackage_with_several_layers_is_refused(runner, engine, tmp_path):
     (".gpkg", b"\x89PNG\r\n\x1a\n" + bytes(60), "cannot be read as GPKG"),
     (".csv", "code,name,wkt\nP,园区,POINT (1 1)\n".encode("gbk"), "not a readable UTF-8 CSV"),
     (".csv", b"\x89PNG\r\n\x1a\n" + bytes(60), "not a readable UTF-8 CSV"),
+    (".csv", "code,name,name,division_code,wkt\nP,a,b,411621,POINT (1 1)\n".encode(),
+     "names column(s) 'name' more than once"),
+    (".csv", "\ufeffcode,code\nP,Q\n".encode(), "names column(s) 'code' more than once"),
 ])
-def test_spoofed_files_are_refused_by_their_content(runner, engine, tmp_path, suffix, content,
-                                                    expect):
+def test_spoofed_or_ambiguous_files_are_refused(runner, engine, tmp_path, suffix, content,
+                                                expect):
     path = tmp_path / f"spoof{suffix}"
     path.write_bytes(content)
     before = stored_snapshot(engine)
