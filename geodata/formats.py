@@ -24,9 +24,8 @@ import pandas as pd
 import pyogrio
 import shapely
 from pyproj import CRS
-from pyproj.exceptions import CRSError
 
-from geodata.crs import STORAGE_SRID
+from geodata.crs import STORAGE_SRID, declared_crs, parse_crs
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
 from geodata.files import spreadsheet_text, spreadsheet_value
 from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
@@ -54,16 +53,6 @@ def _suffix(path):
             f"{path}: unsupported file type {suffix or '(none)'}; use one of "
             f"{', '.join(sorted(FORMATS))}", code="unsupported_format", details={"file": str(path)})
     return suffix
-
-
-def parse_crs(value, source=None):
-    """Return a pyproj CRS for user input such as ``EPSG:3857``, ``4490`` or WKT."""
-    try:
-        return CRS.from_user_input(int(value) if str(value).isdigit() else value)
-    except CRSError:
-        where = f"{source}: " if source else ""
-        raise ValidationError(f"{where}unknown CRS {value!r}", code="unknown_crs",
-                              details={"file": source, "crs": str(value)}) from None
 
 
 def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_000,
@@ -237,7 +226,7 @@ def _read_geojson(path, max_features, max_vertices, warnings):
     if not isinstance(features, list):
         raise FeatureError("'features' must be an array", code="invalid_geojson", file=path)
     _too_many(path, len(features), max_features)
-    declared = _legacy_crs(doc.get("crs"), path)
+    declared = declared_crs(doc.get("crs"), path)
     rows, geoms = [], []
     for i, feature in enumerate(features):
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
@@ -250,7 +239,8 @@ def _read_geojson(path, max_features, max_vertices, warnings):
                                file=path, index=i, field="properties")
         rows.append(props)
         geoms.append(geometry_from_geojson(feature.get("geometry"), index=i, file=path,
-                                           max_vertices=max_vertices, warnings=warnings))
+                                           max_vertices=max_vertices, warnings=warnings,
+                                           crs_checked=True))
     frame = pd.DataFrame(rows)
     frame["geometry"] = np.array(geoms, dtype=object) if geoms else []
     return frame, declared
@@ -270,39 +260,12 @@ def _same_crs(feature, declared, path, index):
     """
     geometry = feature.get("geometry")
     for field, member in (("crs", feature), ("geometry", geometry)):
-        if isinstance(member, dict) and "crs" in member and not _legacy_crs(
+        if isinstance(member, dict) and "crs" in member and not declared_crs(
                 member["crs"], path).equals(declared):
             raise FeatureError(f"declares its own CRS {member['crs']!r:.80}, not the file's "
                                f"{declared.to_string()}: one import has one CRS; declare it "
                                "once, at the top of the file", code="mixed_crs", file=path,
                                index=index, field=field)
-
-
-def _legacy_crs(member, path):
-    """The CRS of a GeoJSON's legacy ``crs`` member; EPSG:4326 without one.
-
-    RFC 7946 dropped the member, yet GDAL, QGIS and geopandas still write
-    ``urn:ogc:def:crs:OGC:1.3:CRS84`` for lon/lat files.  The URN is parsed
-    as written: pyproj knows the OGC and EPSG URNs, and rewriting them
-    (``OGC:1.3:CRS84``) made CRS84 itself an unknown CRS.
-
-    Raises
-    ------
-    ValidationError
-        ``unknown_crs``: a member without a CRS name, or a name pyproj does not know.
-    """
-    if not member:
-        return CRS.from_epsg(STORAGE_SRID)
-    name = member.get("properties") if isinstance(member, dict) else None
-    name = name.get("name") if isinstance(name, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"{path}: the legacy 'crs' member must be "
-                              '{"type": "name", "properties": {"name": "<CRS>"}}',
-                              code="unknown_crs", details={"file": path})
-    declared = parse_crs(name.strip(), path)
-    if declared.equals(CRS.from_user_input("OGC:CRS84")):
-        declared = CRS.from_epsg(STORAGE_SRID)
-    return declared
 
 
 def _csv_records(path):

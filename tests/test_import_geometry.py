@@ -499,10 +499,10 @@ INLINE_CASES = {
     "collection": (lambda r: json.dumps({"type": "GeometryCollection", "geometries": [
         json.loads(_inline(r))]}), "GeometryCollection is not supported"),
     "crs": (lambda r: _inline(r, crs={"type": "name", "properties": {"name": "EPSG:3857"}}),
-            "takes no 'crs' member"),
+            "declares the CRS"),
     "feature_crs": (lambda r: json.dumps({
         "type": "Feature", "properties": {}, "geometry": json.loads(_inline(r)),
-        "crs": {"type": "name", "properties": {"name": "EPSG:3857"}}}), "takes no 'crs' member"),
+        "crs": {"type": "name", "properties": {"name": "EPSG:3857"}}}), "declares the CRS"),
 }
 
 

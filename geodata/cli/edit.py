@@ -39,18 +39,18 @@ def _geometry(text, what):
         if len(frame) == 0:
             raise BadRequestError(f"{text[1:]}: no feature for {what}", code="empty_geometry")
         return frame.geometry.iloc[0]
-    from geodata.geometry import check_geometries, geometry_from_geojson, parse_json
+    from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
+                                  refuse_other_crs)
 
     if text.lstrip().startswith("{"):
         # The strict reader of files and of the API: shapely.geometry.shape() closed an
-        # unclosed ring, took "116.0" as a coordinate and ignored Z and any crs member.
+        # unclosed ring, took "116.0" as a coordinate and ignored Z and any crs member
+        # (inline text is lon/lat; @FILE takes files in other CRSs).
         obj = parse_json(text, what)
         geometry = obj.get("geometry") if isinstance(obj, dict) and obj.get(
             "type") == "Feature" else obj
-        if any(isinstance(o, dict) and "crs" in o for o in (obj, geometry)):
-            raise BadRequestError(f"{what}: inline GeoJSON is longitude/latitude (RFC 7946) and "
-                                  "takes no 'crs' member; give a file (@FILE) in another CRS",
-                                  code="unknown_crs")
+        if geometry is not obj:
+            refuse_other_crs(obj, file=what, field="crs")
         warnings = set()
         geom = geometry_from_geojson(geometry, file=what, warnings=warnings)
         for warning in sorted(warnings):
