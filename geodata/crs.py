@@ -13,6 +13,9 @@ from functools import lru_cache
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
+
+from geodata.errors import ValidationError
 
 STORAGE_SRID = 4326
 STORAGE_CRS = CRS.from_epsg(STORAGE_SRID)
@@ -81,3 +84,40 @@ def to_storage(geometries, epsg):
 def area_m2(geometries, epsg):
     """Area in m² of EPSG:4326 geometries (scalar or array), measured in metric CRS ``epsg``."""
     return shapely.area(to_metric(geometries, epsg))
+
+
+def parse_crs(value, source=None):
+    """Return a pyproj CRS for user input such as ``EPSG:3857``, ``4490`` or WKT."""
+    try:
+        return CRS.from_user_input(int(value) if str(value).isdigit() else value)
+    except CRSError:
+        where = f"{source}: " if source else ""
+        raise ValidationError(f"{where}unknown CRS {value!r}", code="unknown_crs",
+                              details={"file": source, "crs": str(value)}) from None
+
+
+def declared_crs(member, path=None):
+    """The CRS a GeoJSON legacy ``crs`` member names; EPSG:4326 without one.
+
+    RFC 7946 dropped the member, yet GDAL, QGIS and geopandas still write
+    ``urn:ogc:def:crs:OGC:1.3:CRS84`` for lon/lat files.  The URN is parsed
+    as written: pyproj knows the OGC and EPSG URNs, and rewriting them
+    (``OGC:1.3:CRS84``) made CRS84 itself an unknown CRS.
+
+    Raises
+    ------
+    ValidationError
+        ``unknown_crs``: a member without a CRS name, or a name pyproj does not know.
+    """
+    if not member:
+        return CRS.from_epsg(STORAGE_SRID)
+    name = member.get("properties") if isinstance(member, dict) else None
+    name = name.get("name") if isinstance(name, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"{path + ': ' if path else ''}the legacy 'crs' member must be "
+                              '{"type": "name", "properties": {"name": "<CRS>"}}',
+                              code="unknown_crs", details={"file": path})
+    declared = parse_crs(name.strip(), path)
+    if declared.equals(CRS.from_user_input("OGC:CRS84")):
+        declared = CRS.from_epsg(STORAGE_SRID)
+    return declared

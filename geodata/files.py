@@ -5,6 +5,9 @@ only when complete, so a failure leaves the old file (or none), never half
 of one.  Files that belong to a database row (hazard photos) are written
 to a temporary file during the transaction and moved into place only after
 it commits; a rollback, or a session closed without commit, deletes them.
+
+Text bound for a spreadsheet (every CSV and XLSX export) goes through
+:func:`spreadsheet_text`, which :func:`spreadsheet_value` undoes on import.
 """
 
 import os
@@ -16,6 +19,32 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 _PENDING = "gridmap.pending_files"
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def _formula_like(text):
+    # Spreadsheets evaluate = + - @ as a formula (CSV injection), also after leading blanks,
+    # which some of them skip, and start a new cell at a tab or line break.
+    return text[:1] in ("\t", "\r", "\n") or text.lstrip()[:1] in _FORMULA_START
+
+
+def spreadsheet_text(value):
+    """Return ``value`` prefixed with ``'`` if a spreadsheet would run it as a formula.
+
+    Text that already starts with quotes before such a start gets one more,
+    so that :func:`spreadsheet_value` gives back exactly the stored text.
+    Anything but text is returned as it is.
+    """
+    if isinstance(value, str) and _formula_like(value.lstrip("'")):
+        return "'" + value
+    return value
+
+
+def spreadsheet_value(value):
+    """Undo :func:`spreadsheet_text`: a cell of an exported CSV read back as the stored text."""
+    if isinstance(value, str) and value.startswith("'") and _formula_like(value.lstrip("'")):
+        return value[1:]
+    return value
 
 
 def partial_path(path):

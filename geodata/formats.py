@@ -6,9 +6,12 @@ by GDAL, so that unclosed rings, NaN and truncation are caught with the
 feature index; it is CRS84 unless a legacy ``crs`` member says otherwise
 (RFC 7946).  Other formats go through pyogrio.  A file without a CRS is
 refused unless the caller names one (``--crs``); CSV with lon/lat columns
-is WGS 84 degrees by definition of those columns.
+is WGS 84 degrees by definition of those columns.  CSV text cells are
+written through :func:`geodata.files.spreadsheet_text` (no formula runs when
+a spreadsheet opens the file) and read back through its inverse.
 """
 
+import csv
 import os
 import tempfile
 import zipfile
@@ -21,10 +24,10 @@ import pandas as pd
 import pyogrio
 import shapely
 from pyproj import CRS
-from pyproj.exceptions import CRSError
 
-from geodata.crs import STORAGE_SRID
+from geodata.crs import STORAGE_SRID, declared_crs, parse_crs
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
+from geodata.files import spreadsheet_text, spreadsheet_value
 from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
                               validate_geometries)
 
@@ -50,16 +53,6 @@ def _suffix(path):
             f"{path}: unsupported file type {suffix or '(none)'}; use one of "
             f"{', '.join(sorted(FORMATS))}", code="unsupported_format", details={"file": str(path)})
     return suffix
-
-
-def parse_crs(value, source=None):
-    """Return a pyproj CRS for user input such as ``EPSG:3857``, ``4490`` or WKT."""
-    try:
-        return CRS.from_user_input(int(value) if str(value).isdigit() else value)
-    except CRSError:
-        where = f"{source}: " if source else ""
-        raise ValidationError(f"{where}unknown CRS {value!r}", code="unknown_crs",
-                              details={"file": source, "crs": str(value)}) from None
 
 
 def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_000,
@@ -175,6 +168,18 @@ def _read_ogr(path, source, geometry, max_features):
     numpy's warnings about them (unclosed ring, NaN) are silenced: the
     feature is refused below, or by :func:`check_geometries`, with its index.
     """
+    try:
+        layers = pyogrio.list_layers(source)
+    except pyogrio.errors.DataSourceError as exc:
+        raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
+                              code="unreadable_file", details={"file": path}) from None
+    if len(layers) != 1:
+        # GDAL would read the first layer and ignore the rest (geopandas only warns), and
+        # the layers may each have their own CRS: one file is one layer.
+        names = [str(n) for n in layers[:, 0]] if len(layers) else []
+        raise ValidationError(f"{path}: a file must hold exactly one layer, found {len(names)}"
+                              f" ({', '.join(names[:10])})", code="multiple_layers",
+                              details={"file": path, "layers": names[:100]})
     count = _feature_count(source)
     _too_many(path, count or 0, max_features)
     with catch_warnings(), np.errstate(invalid="ignore"):
@@ -221,48 +226,46 @@ def _read_geojson(path, max_features, max_vertices, warnings):
     if not isinstance(features, list):
         raise FeatureError("'features' must be an array", code="invalid_geojson", file=path)
     _too_many(path, len(features), max_features)
+    declared = declared_crs(doc.get("crs"), path)
     rows, geoms = [], []
     for i, feature in enumerate(features):
         if not isinstance(feature, dict) or feature.get("type") != "Feature":
             raise FeatureError("not a GeoJSON Feature", code="invalid_geojson", file=path,
                                index=i)
+        _same_crs(feature, declared, path, i)
         props = feature.get("properties") or {}
         if not isinstance(props, dict):
             raise FeatureError("'properties' must be an object", code="invalid_geojson",
                                file=path, index=i, field="properties")
         rows.append(props)
         geoms.append(geometry_from_geojson(feature.get("geometry"), index=i, file=path,
-                                           max_vertices=max_vertices, warnings=warnings))
+                                           max_vertices=max_vertices, warnings=warnings,
+                                           crs_checked=True))
     frame = pd.DataFrame(rows)
     frame["geometry"] = np.array(geoms, dtype=object) if geoms else []
-    return frame, _legacy_crs(doc.get("crs"), path)
+    return frame, declared
 
 
-def _legacy_crs(member, path):
-    """The CRS of a GeoJSON's legacy ``crs`` member; EPSG:4326 without one.
+def _same_crs(feature, declared, path, index):
+    """Refuse a legacy ``crs`` member on a feature or its geometry that differs from the file's.
 
-    RFC 7946 dropped the member, yet GDAL, QGIS and geopandas still write
-    ``urn:ogc:def:crs:OGC:1.3:CRS84`` for lon/lat files.  The URN is parsed
-    as written: pyproj knows the OGC and EPSG URNs, and rewriting them
-    (``OGC:1.3:CRS84``) made CRS84 itself an unknown CRS.
+    The 2008 GeoJSON format allowed one on any object; GDAL ignores all but
+    the top one, so such a feature's coordinates would be read in the
+    file's CRS, which for degrees read as metres still lies in range.
 
     Raises
     ------
-    ValidationError
-        ``unknown_crs``: a member without a CRS name, or a name pyproj does not know.
+    FeatureError
+        422 ``mixed_crs`` naming the feature.
     """
-    if not member:
-        return CRS.from_epsg(STORAGE_SRID)
-    name = member.get("properties") if isinstance(member, dict) else None
-    name = name.get("name") if isinstance(name, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"{path}: the legacy 'crs' member must be "
-                              '{"type": "name", "properties": {"name": "<CRS>"}}',
-                              code="unknown_crs", details={"file": path})
-    declared = parse_crs(name.strip(), path)
-    if declared.equals(CRS.from_user_input("OGC:CRS84")):
-        declared = CRS.from_epsg(STORAGE_SRID)
-    return declared
+    geometry = feature.get("geometry")
+    for field, member in (("crs", feature), ("geometry", geometry)):
+        if isinstance(member, dict) and "crs" in member and not declared_crs(
+                member["crs"], path).equals(declared):
+            raise FeatureError(f"declares its own CRS {member['crs']!r:.80}, not the file's "
+                               f"{declared.to_string()}: one import has one CRS; declare it "
+                               "once, at the top of the file", code="mixed_crs", file=path,
+                               index=index, field=field)
 
 
 def _csv_records(path):
@@ -293,14 +296,32 @@ def _in_feature(error, path):
                         pointer=error.details.get("pointer"))
 
 
+def _refuse_duplicate_columns(path):
+    """Refuse a CSV whose header names a column twice.
+
+    pandas would rename the second ``name`` to ``name.1`` and the import
+    would silently take the first; a GeoJSON object with a key twice is
+    refused the same way (``duplicate_key``).
+    """
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh), [])
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise ValidationError(f"{path}: the header names column(s) {', '.join(map(repr, twice))}"
+                              " more than once", code="duplicate_column",
+                              details={"file": path, "columns": twice[:20]})
+
+
 def _read_csv(path, geometry, crs, max_features, max_vertices):
     try:
+        _refuse_duplicate_columns(path)
         _too_many(path, _csv_records(path), max_features)
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError,
+            csv.Error) as exc:
         raise ValidationError(f"{path}: not a readable UTF-8 CSV ({exc})", code="unreadable_file",
                               details={"file": path}) from None
-    frame = frame.replace({"": None})
+    frame = frame.replace({"": None}).map(spreadsheet_value)
     if not geometry:
         return frame, None
     lower = {c.lower(): c for c in frame.columns}
@@ -357,16 +378,30 @@ def _zip_shapefile_path(path, max_file_mb):
                                    f"or {max_file_mb:g} MB uncompressed, GRIDMAP_MAX_FILE_MB)",
                                    details={"file": path})
     for m in members:
-        name = m.filename
-        if name.startswith(("/", "\\")) or ".." in Path(name).parts or (
-                m.external_attr >> 16) & 0o170000 == 0o120000:
-            raise ValidationError(f"{path}: unsafe archive member {name!r}",
-                                  code="unsafe_archive", details={"file": path})
+        if _unsafe_member(m):
+            raise ValidationError(f"{path}: unsafe archive member {m.filename!r} (absolute, "
+                                  "'..', a drive, a control character or a link)",
+                                  code="unsafe_archive",
+                                  details={"file": path, "member": m.filename})
     shps = [m.filename for m in members if m.filename.lower().endswith(".shp")]
     if len(shps) != 1:
         raise ValidationError(f"{path}: the archive must hold exactly one .shp, found "
                               f"{len(shps)}", code="unreadable_file", details={"file": path})
     return f"/vsizip/{os.path.abspath(path)}/{shps[0]}"
+
+
+def _unsafe_member(member):
+    """True for a zip member whose name could leave a folder it were extracted to, or a link.
+
+    Windows separators and drives count too (``../x.shp`` written with a
+    backslash, ``C:x.shp``): another tool extracting the same archive would
+    follow them.
+    """
+    name = member.filename
+    parts = name.replace("\\", "/").split("/")
+    return (parts[0] == "" or ":" in parts[0] or ".." in parts
+            or any(ord(c) < 32 or c == "\x7f" for c in name)
+            or (member.external_attr >> 16) & 0o170000 == 0o120000)
 
 
 def _refuse_collections(frame, path):
@@ -409,7 +444,9 @@ def write_layer(frame, path):
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as tmp:
         out = Path(tmp) / path.name
         if suffix == ".csv":
-            table = pd.DataFrame(frame.drop(columns="geometry", errors="ignore"))
+            # Text a spreadsheet would run as a formula gets a quote; the import removes it.
+            table = pd.DataFrame(frame.drop(columns="geometry", errors="ignore")).map(
+                spreadsheet_text)
             if isinstance(frame, gpd.GeoDataFrame):
                 table["wkt"] = shapely.to_wkt(frame.geometry.to_numpy(), rounding_precision=-1)
             table.to_csv(out, index=False, encoding="utf-8")

@@ -217,7 +217,31 @@ def _check_rings(gtype, coords, pointer, index, file):
                                    index=index, file=file, field="geometry", pointer=where)
 
 
-def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, warnings=None):
+def refuse_other_crs(obj, *, index=None, file=None, field="geometry"):
+    """Refuse a legacy ``crs`` member of ``obj`` that names anything but lon/lat (CRS84).
+
+    GeoJSON outside a file with its own ``crs`` is RFC 7946 longitude/latitude;
+    a member naming another CRS was ignored, and its coordinates read as degrees.
+
+    Raises
+    ------
+    FeatureError
+        422 ``unsupported_crs``; ``unknown_crs`` (ValidationError) for a
+        malformed member or a name pyproj does not know.
+    """
+    if not isinstance(obj, dict) or "crs" not in obj:
+        return
+    from geodata.crs import STORAGE_CRS, declared_crs
+
+    if not declared_crs(obj["crs"], file).equals(STORAGE_CRS):
+        raise FeatureError(f"declares the CRS {obj['crs']!r:.80}; GeoJSON here is longitude/"
+                           "latitude (RFC 7946, EPSG:4326): send it in that CRS (files may "
+                           "declare another one once, at their top)", code="unsupported_crs",
+                           index=index, file=file, field=field)
+
+
+def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, warnings=None,
+                          crs_checked=False):
     """Check a raw GeoJSON geometry object and return a 2D shapely geometry.
 
     Parameters
@@ -232,6 +256,10 @@ def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, wa
         ~1.7 s to construct).
     warnings : set, optional
         Receives non-fatal notes (Z dropped).
+    crs_checked : bool
+        The caller has checked a ``crs`` member (a file's reader, against the
+        file's CRS); otherwise one that is not CRS84 is refused
+        (:func:`refuse_other_crs`).
 
     Raises
     ------
@@ -246,6 +274,8 @@ def geometry_from_geojson(obj, *, index=None, file=None, max_vertices=20_000, wa
     if not isinstance(obj, dict) or "type" not in obj:
         raise FeatureError("geometry must be an object with a 'type'", code="invalid_geojson",
                            **where)
+    if not crs_checked:
+        refuse_other_crs(obj, index=index, file=file)
     gtype = obj["type"]
     if not isinstance(gtype, str) or gtype not in GEOJSON_TYPES:
         raise FeatureError(f"unknown geometry type {gtype!r:.60}", code="invalid_geojson",

@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from geodata.errors import ValidationError
-from geodata.files import atomic_write
+from geodata.files import atomic_write, spreadsheet_text
 from geodata.models import Hazard, Supervision
 from geodata.periods import local_today
 from geodata.services import ledger
@@ -108,22 +108,13 @@ def ledger_rows(session, *, park=None, status=None, overdue=None, code=None, tod
     return rows, total
 
 
-def _safe_cell(value):
-    # A leading = + - @ makes spreadsheets evaluate text as a formula (CSV injection),
-    # also after leading blanks, which some of them skip.
-    if isinstance(value, str) and (value[:1] in ("\t", "\r", "\n")
-                                   or value.lstrip()[:1] in ("=", "+", "-", "@")):
-        return "'" + value
-    return value
-
-
 def to_csv(rows, columns=COLUMNS):
     """Return the ledger as CSV bytes (UTF-8 with BOM); ``columns`` are (header, key) pairs."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([h for h, _ in columns])
     for row in rows:
-        writer.writerow([_safe_cell(row[k]) for _, k in columns])
+        writer.writerow([spreadsheet_text(row[k]) for _, k in columns])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
@@ -134,7 +125,7 @@ def _xlsx_cell(value):
     # stored note holding one would make the whole export fail.
     if isinstance(value, str):
         value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
-    return _safe_cell(value)
+    return spreadsheet_text(value)
 
 
 def to_xlsx(rows, title="隐患台账", columns=COLUMNS, widths=(6, 14, 8, 14, 12, 24, 22, 10, 8, 30)):

@@ -181,13 +181,13 @@ def to_xlsx(report):
     book = Workbook()
     sheet = book.active
     sheet.title = "周汇报"
-    sheet.append(["园区", report["park"]["name"]])
-    sheet.append(["园区编码", report["park"]["code"]])
-    sheet.append(["周次", report["week"]])
-    sheet.append(["起止日期", f"{report['monday']} 至 {report['sunday']}"])
-    sheet.append(["统计截至", report["as_of"]])
-    for label, value in summary_rows(report):
-        sheet.append([label, value])
+    # Every value goes through _cell, as in the other sheets: openpyxl stores a text that
+    # starts with "=" as a formula, and the park's name is user text.
+    for label, value in [("园区", report["park"]["name"]), ("园区编码", report["park"]["code"]),
+                         ("周次", report["week"]),
+                         ("起止日期", f"{report['monday']} 至 {report['sunday']}"),
+                         ("统计截至", report["as_of"]), *summary_rows(report)]:
+        sheet.append([_cell(label), _cell(value)])
     sheet.column_dimensions["A"].width = 36
     sheet.column_dimensions["B"].width = 24
     for title, columns, rows in (("分网格", GRID_COLUMNS, report["grids"]),

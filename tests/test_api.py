@@ -220,3 +220,26 @@ def test_search_ignores_case_on_both_backends(db_url, engine):
         assert len(client.get("/api/parks/T/search?q=t-00").get_json()) == 4
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+@pytest.mark.parametrize("stored, query", [
+    ("Café ÉTOILE", "étoile"), ("Café ÉTOILE", "CAFÉ"), ("ＡＢＣ 化工", "abc"),
+    ("abc 化工", "ＡＢＣ"), ("ΣΟΦΙΑ", "σοφια"), ("Straße", "STRASSE"), ("ÅNGSTRÖM", "ångström"),
+    ("Ｔｅｓｔ", "test"), ("Ⅻ 号厂", "xii")])
+def test_search_folds_unicode_case_and_width_on_both_backends(db_url, engine, stored, query):
+    """SQL ``lower()`` folds ASCII only on SQLite (and under PostgreSQL's C locale)."""
+    from geodata.storage import session_scope
+    from tests.ledger_helpers import build_park
+
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        firm = session.execute(sa.select(Enterprise).where(Enterprise.name == "甲公司")).scalar_one()
+        firm.name = stored
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        found = client.get("/api/parks/T/search", query_string={"q": query}).get_json()
+        assert [r["name"] for r in found] == [stored]
+        assert client.get("/api/parks/T/search", query_string={"q": query + "zz"}).get_json() == []
+    finally:
+        app.extensions["gridmap.engine"].dispose()

@@ -4,6 +4,7 @@ import json
 from datetime import date
 
 import pytest
+import sqlalchemy as sa
 
 from geodata.services.assessment import assessment
 from geodata.services.parks import get_park
@@ -114,7 +115,9 @@ def test_assessment_bad_input_exits_2(engine, runner, tmp_path, args, message):
 @pytest.mark.parametrize("pair, message", [
     ("speed=3", "unknown assessment metric"), ("visits=101", "0 to 100"),
     ("visits=-1", "0 to 100"), ("visits=abc", "0 to 100"), ("visits=nan", "0 to 100"),
-    ("visits", "METRIC=WEIGHT"),
+    ("visits", "METRIC=WEIGHT"), ("visits=inf", "0 to 100"), ("visits=1e400", "0 to 100"),
+    ("visits=１０", "0 to 100"), ("visits=1_0", "0 to 100"),
+    ("visits=0x10", "0 to 100"),
 ])
 def test_bad_weights_exit_2_and_store_nothing(engine, runner, pair, message):
     script_week(engine)
@@ -123,6 +126,15 @@ def test_bad_weights_exit_2_and_store_nothing(engine, runner, pair, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert table_counts(engine) == before
+
+
+def test_a_weight_of_minus_zero_reads_back_as_zero(engine, runner):
+    """PostgreSQL keeps -0.0 and SQLite reads 0: the stored weight must be the same on both."""
+    script_week(engine)
+    assert runner("assessment-weights", "--park", "T", "--set", "visits=-0").exit_code == 0
+    with engine.connect() as conn:
+        weight = conn.execute(sa.text("SELECT weight FROM assessment_weights")).scalar_one()
+    assert weight == 0 and str(weight) == "0.0"
 
 
 def test_a_period_in_the_future_has_nothing_done_yet(engine):

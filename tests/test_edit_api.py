@@ -170,6 +170,13 @@ def test_refused_overlap_is_422_with_area_and_geometry(api, engine):
     ({"geometry": [1, 2]}, "invalid_geojson"),
     ({}, "missing_field"),
     ({"geometry": None, "colour": "red"}, "unknown_property"),
+    # a crs member was ignored: metres or another datum read as degrees
+    ({"geometry": {"type": "Polygon", "crs": {"type": "name", "properties": {
+        "name": "EPSG:3857"}}, "coordinates": [[[114.3, 34.0], [114.31, 34.0], [114.31, 34.01],
+                                                [114.3, 34.0]]]}}, "unsupported_crs"),
+    ({"geometry": {"type": "Polygon", "crs": {"type": "name", "properties": {
+        "name": "EPSG:999999"}}, "coordinates": [[[114.3, 34.0], [114.31, 34.0], [114.31, 34.01],
+                                                  [114.3, 34.0]]]}}, "unknown_crs"),
 ])
 def test_bad_geometry_is_refused(api, engine, body, code):
     snapshot = stored_snapshot(engine)
@@ -282,3 +289,14 @@ def test_a_neighbour_that_cannot_share_ground_is_422_invalid_neighbour(api, engi
         error = response.json["error"]
         assert error["code"] == "invalid_neighbour" and error["details"]["grid"] == named
     assert stored_snapshot(engine) == before
+
+
+@pytest.mark.parametrize("name", ["urn:ogc:def:crs:OGC:1.3:CRS84", "EPSG:4326",
+                                  "urn:ogc:def:crs:EPSG::4326"])
+def test_a_lon_lat_crs_member_is_accepted_by_the_strict_reader(name):
+    from geodata.geometry import geometry_from_geojson
+
+    geom = geometry_from_geojson({"type": "Polygon", "crs": {"type": "name", "properties": {
+        "name": name}}, "coordinates": [[[114.3, 34.0], [114.31, 34.0], [114.31, 34.01],
+                                         [114.3, 34.0]]]})
+    assert geom.bounds == (114.3, 34.0, 114.31, 34.01)

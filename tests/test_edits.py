@@ -435,3 +435,32 @@ def test_an_edit_that_conflicts_while_computing_is_409_and_writes_nothing(demo, 
         history = edits.park_history(session, get_park(session, PARK))
         assert [h["operation"] for h in history] == ["split"]
         assert len(won.added) == 3
+
+
+@pytest.mark.parametrize("length, ok", [(61, True), (62, False), (63, False)])
+def test_generated_sub_grid_codes_stay_within_the_code_domain(runner, engine, tmp_path,
+                                                              length, ok):
+    """A sub-grid's new code is the parent's plus ``-NN``: 66 characters were stored (SQLite)
+    that no lookup accepts and PostgreSQL's column refuses."""
+    from tests.conftest import metric_box
+    from tests.test_transfer import feature, write_geojson
+
+    parent = "P" * length
+    assert runner("import", "parks", write_geojson(tmp_path / "park.geojson", [feature(
+        metric_box(0, 0, 1000, 1000), code="T", name="园区", division_code="411621")])
+    ).exit_code == 0
+    assert runner("import", "grids", write_geojson(tmp_path / "grids.geojson", [
+        feature(metric_box(0, 0, 1000, 1000), code=parent),
+        feature(metric_box(0, 0, 500, 500), code="C1", parent_code=parent)]),
+        "--park", "T").exit_code == 0
+    before = stored_snapshot(engine)
+    result = runner("edit", "split", "C1", "--park", "T", "--parts", "2", "--actor", "t")
+    if ok:
+        assert result.exit_code == 0, result.output
+        with session_scope(engine) as session:
+            codes = set(session.execute(sa.select(Grid.code)).scalars())
+        assert {parent + "-01", parent + "-02"} <= codes
+        return
+    assert result.exit_code == 2, result.output
+    assert f"would have {length + 3} characters, more than the 64" in result.stderr
+    assert stored_snapshot(engine) == before

@@ -483,3 +483,54 @@ def test_edit_commands_refuse_degenerate_geometry(parks, db_url, engine):
                          r"(interior ring 1 is empty|ring /coordinates/1 has 0 positions)",
                          result["stderr"]), result
     assert stored_snapshot(engine) == before
+
+
+def _inline(ring, **extra):
+    return json.dumps({"type": "Polygon", "coordinates": [ring], **extra})
+
+
+INLINE_CASES = {
+    "unclosed": (lambda r: _inline(r[:-1]), "is not closed"),
+    "three_positions": (lambda r: _inline([r[0], r[1], r[0]]), "has 3 positions"),
+    "string_coordinate": (lambda r: _inline([[str(r[0][0]), r[0][1]], *r[1:]]),
+                          "must be a list of 2 or 3 numbers"),
+    "nan": (lambda r: _inline(r).replace(str(r[1][0]), "NaN", 1), "NaN"),
+    "empty": (lambda r: json.dumps({"type": "Polygon", "coordinates": []}), "no coordinates"),
+    "collection": (lambda r: json.dumps({"type": "GeometryCollection", "geometries": [
+        json.loads(_inline(r))]}), "GeometryCollection is not supported"),
+    "crs": (lambda r: _inline(r, crs={"type": "name", "properties": {"name": "EPSG:3857"}}),
+            "declares the CRS"),
+    "feature_crs": (lambda r: json.dumps({
+        "type": "Feature", "properties": {}, "geometry": json.loads(_inline(r)),
+        "crs": {"type": "name", "properties": {"name": "EPSG:3857"}}}), "declares the CRS"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INLINE_CASES))
+def test_inline_geojson_of_edit_commands_is_read_strictly(parks, runner, engine, case):
+    """``--geometry '{...}'`` goes through the file and API reader, not ``shapely.shape()``.
+
+    shape() closed an unclosed ring and read ``"114.0"`` as a number; the
+    drawn grid was stored.
+    """
+    ring = [list(p) for p in shapely.get_coordinates(metric_box(0, 0, 500, 500))]
+    make, expect = INLINE_CASES[case]
+    before = stored_snapshot(engine)
+    result = runner("edit", "draw", "--park", "U", "--actor", "t", "--geometry", make(ring))
+    assert result.exit_code == 2, result.output
+    assert expect in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert stored_snapshot(engine) == before
+
+
+@pytest.mark.parametrize("form", ["geojson", "wkt"])
+def test_inline_z_is_dropped_with_a_warning(parks, runner, engine, form):
+    box = metric_box(0, 0, 500, 500)
+    ring = [[x, y, 7.0] for x, y in shapely.get_coordinates(box)]
+    text = _inline(ring) if form == "geojson" else shapely.Polygon(ring).wkt
+    result = runner("edit", "draw", "--park", "U", "--actor", "t", "--geometry", text)
+    assert result.exit_code == 0, result.output
+    assert "dropped Z" in result.stderr
+    with session_scope(engine) as session:
+        stored = session.execute(sa.select(sa.func.ST_AsBinary(Grid.geom)).join(
+            Park, Grid.park_id == Park.id).where(Park.code == "U")).scalar_one()
+    assert not shapely.has_z(shapely.from_wkb(bytes(stored)))

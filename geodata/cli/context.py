@@ -203,10 +203,13 @@ def emit_table(rows, columns, fmt, *, out=None, json_value=None):
         import csv
         import io
 
+        from geodata.files import spreadsheet_text
+
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([h for _, h in columns])
-        writer.writerows([["" if r.get(k) is None else r.get(k) for k in keys] for r in rows])
+        writer.writerows([["" if r.get(k) is None else spreadsheet_text(r.get(k)) for k in keys]
+                          for r in rows])
         write_output(buffer.getvalue().rstrip("\n"), out)
         return
     lines = ["\t".join(h for _, h in columns)]

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from geodata.cli.context import PLAIN_INT, PlainIntRange, format_option, pass_context
+from geodata.cli.context import PlainIntRange, format_option, pass_context
 
 
 @click.command("init-db")
@@ -22,7 +22,7 @@ def init_db(obj):
 
 
 @click.command("demo")
-@click.option("--seed", type=PLAIN_INT, default=None,
+@click.option("--seed", type=PlainIntRange(0), default=None,
               help="Random seed (default: the fixed demo seed).")
 @click.option("--parks", type=PlainIntRange(1, 9999), default=None,
               help="Instead of the demo park, generate this many province-scale parks "

@@ -39,18 +39,31 @@ def _geometry(text, what):
         if len(frame) == 0:
             raise BadRequestError(f"{text[1:]}: no feature for {what}", code="empty_geometry")
         return frame.geometry.iloc[0]
-    from geodata.geometry import check_geometries, parse_json
+    from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
+                                  refuse_other_crs)
 
-    try:
-        if text.lstrip().startswith("{"):
-            obj = parse_json(text, what)
-            geom = shapely.geometry.shape(obj.get("geometry", obj))
-        else:
+    if text.lstrip().startswith("{"):
+        # The strict reader of files and of the API: shapely.geometry.shape() closed an
+        # unclosed ring, took "116.0" as a coordinate and ignored Z and any crs member
+        # (inline text is lon/lat; @FILE takes files in other CRSs).
+        obj = parse_json(text, what)
+        geometry = obj.get("geometry") if isinstance(obj, dict) and obj.get(
+            "type") == "Feature" else obj
+        if geometry is not obj:
+            refuse_other_crs(obj, file=what, field="crs")
+        warnings = set()
+        geom = geometry_from_geojson(geometry, file=what, warnings=warnings)
+        for warning in sorted(warnings):
+            click.echo(f"warning: {warning}", err=True)
+    else:
+        try:
             geom = shapely.from_wkt(text)
-    except (shapely.errors.GEOSException, ValueError, AttributeError, KeyError,
-            IndexError) as exc:
-        raise BadRequestError(f"{what}: not WKT or GeoJSON ({exc})",
-                              code="invalid_geometry") from None
+        except shapely.errors.GEOSException as exc:
+            raise BadRequestError(f"{what}: not WKT or GeoJSON ({exc})",
+                                  code="invalid_geometry") from None
+        if shapely.has_z(geom):
+            click.echo("warning: dropped Z values: gridmap stores 2D geometries", err=True)
+            geom = shapely.force_2d(geom)
     # An EMPTY ring or part would crash GEOS predicates in the edit service.
     check_geometries([geom], file=what)
     return geom
@@ -286,7 +299,7 @@ def history(obj, park_code, code, at_edit, out, fmt):
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write the draft here (.geojson, .gpkg, ...).")
 @click.option("--adopt", is_flag=True, help="Adopt the proposal as one edit.")
-@click.option("--seed", type=PLAIN_INT, default=0, show_default=True)
+@click.option("--seed", type=PlainIntRange(0), default=0, show_default=True)
 @click.option("--actor", help=_ACTOR_HELP)
 @click.option("--reason", default="", help="Why (kept in the history).")
 @click.option("--if-match", type=PLAIN_INT, help="Expected park version (412 when it moved on).")

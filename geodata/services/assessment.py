@@ -47,7 +47,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from geodata import domains, periods
-from geodata.errors import ValidationError
+from geodata.errors import FeatureError, ValidationError
 from geodata.models import (ASSESSMENT_METRICS, AssessmentWeight, Enterprise, EnterpriseLink,
                             Grid, GridStaff, Hazard, HazardEvent, User)
 from geodata.services import visits
@@ -88,15 +88,15 @@ def set_weights(session, park, values):
             raise ValidationError(f"unknown assessment metric {metric!r}; expected one of "
                                   f"{', '.join(ASSESSMENT_METRICS)}", code="unknown_metric",
                                   details={"field": "metric", "allowed": ASSESSMENT_METRICS})
+        # Text is read as a plain number only (float() also takes " 10", "1_0" and "１０"),
+        # and domains.number stores -0 as 0, which both backends read back alike.
+        number = domains.plain_number(value, float) if isinstance(value, str) else value
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if isinstance(value, bool) or not 0 <= number <= 100:
+            clean[metric] = domains.number(number, metric, minimum=0, maximum=100)
+        except FeatureError:
             raise ValidationError(f"the weight of {metric} must be a number from 0 to 100, got "
                                   f"{str(value)[:40]!r}", code="invalid_value",
-                                  details={"field": metric})
-        clean[metric] = number
+                                  details={"field": metric}) from None
     stored = {w.metric: w for w in session.execute(sa.select(AssessmentWeight).where(
         AssessmentWeight.park_id == park.id)).scalars()}
     for metric, number in clean.items():

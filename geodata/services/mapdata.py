@@ -15,6 +15,7 @@ park's grids change.  The authoritative geometry is one request away
 """
 
 import threading
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -578,8 +579,23 @@ def hazard_layer(session, park, query=None, today=None):
                               numberMatched=int(matched), numberReturned=len(props))
 
 
+def search_key(text):
+    """Return ``text`` as the search compares it: NFKC, then Unicode case folding.
+
+    The match is made in Python rather than with SQL ``lower()``: SQLite's
+    ``lower()`` folds ASCII only and PostgreSQL's follows the database's
+    locale (ASCII only under ``C``), so ``É``/``é`` or ``Ａ``/``a`` matched
+    on one backend and not on the other.
+    """
+    return unicodedata.normalize("NFKC", text or "").casefold()
+
+
 def search(session, park, q, limit=20):
-    """Grids whose code or name contains ``q``, then enterprises whose name does (any case).
+    """Grids whose code or name contains ``q``, then enterprises whose name does.
+
+    Both sides are compared by :func:`search_key` (width and case ignored),
+    so every backend gives the same answer in the same order (code points,
+    not the database's collation).
 
     Returns
     -------
@@ -587,27 +603,33 @@ def search(session, park, q, limit=20):
         ``{kind: "grid"|"enterprise", code, name, grid, bbox}`` with bbox in
         degrees, grids first, at most ``limit`` results.
     """
-    q = (q or "").strip()
-    if not q:
+    needle = search_key((q or "").strip())
+    if not needle:
         return []
-    # Case-insensitive on both backends: SQLite's LIKE ignores ASCII case and PostgreSQL's
-    # does not, so the same search found "ABC" for "abc" on one backend only.
-    grids = session.execute(
-        sa.select(Grid.code, Grid.name, Grid.geom).where(
-            Grid.park_id == park.id, Grid.active_to.is_(None),
-            sa.or_(Grid.code.icontains(q, autoescape=True),
-                   Grid.name.icontains(q, autoescape=True)))
-        .order_by(Grid.level, Grid.code).limit(limit)).all()
-    results = [{"kind": "grid", "code": r[0], "name": r[1], "grid": r[0],
+    # Only the short texts are read for the match; geometries only for the hits.
+    grid_rows = session.execute(
+        sa.select(Grid.id, Grid.level, Grid.code, Grid.name).where(
+            Grid.park_id == park.id, Grid.active_to.is_(None))).all()
+    hits = sorted((r for r in grid_rows
+                   if needle in search_key(r.code) or needle in search_key(r.name)),
+                  key=lambda r: (r.level, r.code))[:limit]
+    geoms = dict(session.execute(
+        sa.select(Grid.id, Grid.geom).where(Grid.id.in_([r.id for r in hits])))
+        .all()) if hits else {}
+    results = [{"kind": "grid", "code": r.code, "name": r.name, "grid": r.code,
                 "bbox": list(g.bounds)}
-               for r, g in zip(grids, to_shapes([r[2] for r in grids]))]
+               for r, g in zip(hits, to_shapes([geoms[r.id] for r in hits]))]
     if len(results) < limit:
-        ents = session.execute(
-            sa.select(Enterprise.credit_code, Enterprise.name, Enterprise.site, Grid.code)
+        firm_rows = session.execute(
+            sa.select(Enterprise.id, Enterprise.name).where(Enterprise.park_id == park.id)).all()
+        firm_ids = [r.id for r in sorted((r for r in firm_rows if needle in search_key(r.name)),
+                                         key=lambda r: (r.name, r.id))[:limit - len(results)]]
+        ents = {r[0]: r[1:] for r in session.execute(
+            sa.select(Enterprise.id, Enterprise.credit_code, Enterprise.name, Enterprise.site,
+                      Grid.code)
             .outerjoin(Grid, Enterprise.grid_id == Grid.id)
-            .where(Enterprise.park_id == park.id,
-                   Enterprise.name.icontains(q, autoescape=True))
-            .order_by(Enterprise.name).limit(limit - len(results))).all()
+            .where(Enterprise.id.in_(firm_ids))).all()} if firm_ids else {}
+        ents = [ents[i] for i in firm_ids]
         results += [{"kind": "enterprise", "code": r[0], "name": r[1], "grid": r[3],
                      "bbox": list(g.bounds)}
                     for r, g in zip(ents, to_shapes([r[2] for r in ents]))]

@@ -221,6 +221,14 @@ def _next_codes(state, plan):
         if codes[n.key] in taken and not n.code:
             raise ConflictError(f"grid code {codes[n.key]} is already used",
                                 code="duplicate_grid_code", details={"grid": codes[n.key]})
+        if len(codes[n.key]) > domains.GRID_CODE_MAX:
+            # A sub-grid's code is its parent's plus "-NN": stored, it would fit no code
+            # lookup (and no PostgreSQL column), so it is refused before anything is written.
+            raise ValidationError(
+                f"the new grid code {codes[n.key][:80]} would have {len(codes[n.key])} "
+                f"characters, more than the {domains.GRID_CODE_MAX} of a grid code; give its "
+                "parent a shorter code first", code="grid_code_too_long",
+                details={"grid": codes[n.key], "max_length": domains.GRID_CODE_MAX})
     return codes
 
 
