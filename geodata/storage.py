@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import os
 import sys
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -169,6 +170,7 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, read_only=False, **kwa
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
             _load_spatialite(dbapi_conn, busy_timeout_s, read_only)
+            dbapi_conn.create_function("gridmap_fold", 1, fold_text, deterministic=True)
             # pysqlite's implicit BEGIN breaks SAVEPOINT and BEGIN IMMEDIATE;
             # SQLAlchemy emits BEGIN itself below.
             dbapi_conn.isolation_level = None
@@ -191,6 +193,35 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, read_only=False, **kwa
         return sa.create_engine(parsed, pool_pre_ping=True, **kwargs)
     raise ConfigError(f"unsupported database URL scheme {parsed.drivername!r}",
                       details={"setting": "GRIDMAP_DATABASE_URL"})
+
+
+def fold_text(text):
+    """``text`` as searches compare it: NFKC, then Unicode lower case (None stays None).
+
+    ``Ａ`` and ``A``, ``É`` and ``é`` fold alike.  It is :func:`folded` in
+    SQL, so a search can filter and order in the database.
+    """
+    return None if text is None else unicodedata.normalize("NFKC", text).lower()
+
+
+def folded(bind, column):
+    """SQL for :func:`fold_text` of ``column``, the same on both backends.
+
+    SQLite's ``lower()`` folds ASCII only, and PostgreSQL's follows the
+    database's locale (ASCII only under ``C``); so SQLite calls
+    :func:`fold_text` itself (registered on each connection) and PostgreSQL
+    lowers the NFKC form under the ICU root collation, which folds every
+    script as Python does.
+    """
+    if backend_name(bind) == "postgresql":
+        return sa.func.lower(sa.func.normalize(column, sa.literal_column("NFKC"))
+                             .collate("und-x-icu"))
+    return sa.func.gridmap_fold(column)
+
+
+def code_point_order(bind, column):
+    """``column`` ordered by code point on both backends (not by a locale's collation)."""
+    return column.collate("C") if backend_name(bind) == "postgresql" else column
 
 
 def safe_url(url):

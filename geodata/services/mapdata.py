@@ -15,7 +15,6 @@ park's grids change.  The authoritative geometry is one request away
 """
 
 import threading
-import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from geodata.periods import local_today
 from geodata.services.grids import get_grid
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
+from geodata.storage import code_point_order, fold_text, folded
 
 #: Coordinates are rounded to 7 decimals (~1 cm): more is noise in a browser.
 COORD_DECIMALS = 7
@@ -579,23 +579,13 @@ def hazard_layer(session, park, query=None, today=None):
                               numberMatched=int(matched), numberReturned=len(props))
 
 
-def search_key(text):
-    """Return ``text`` as the search compares it: NFKC, then Unicode case folding.
-
-    The match is made in Python rather than with SQL ``lower()``: SQLite's
-    ``lower()`` folds ASCII only and PostgreSQL's follows the database's
-    locale (ASCII only under ``C``), so ``É``/``é`` or ``Ａ``/``a`` matched
-    on one backend and not on the other.
-    """
-    return unicodedata.normalize("NFKC", text or "").casefold()
-
-
 def search(session, park, q, limit=20):
     """Grids whose code or name contains ``q``, then enterprises whose name does.
 
-    Both sides are compared by :func:`search_key` (width and case ignored),
-    so every backend gives the same answer in the same order (code points,
-    not the database's collation).
+    Both sides are compared folded (:func:`geodata.storage.fold_text`: width
+    and case ignored) in the database, and ordered by code point, so every
+    backend gives the same answer in the same order and only the hits are
+    read: a city's park holds 10^5 grids.
 
     Returns
     -------
@@ -603,33 +593,28 @@ def search(session, park, q, limit=20):
         ``{kind: "grid"|"enterprise", code, name, grid, bbox}`` with bbox in
         degrees, grids first, at most ``limit`` results.
     """
-    needle = search_key((q or "").strip())
+    needle = fold_text((q or "").strip())
     if not needle:
         return []
-    # Only the short texts are read for the match; geometries only for the hits.
-    grid_rows = session.execute(
-        sa.select(Grid.id, Grid.level, Grid.code, Grid.name).where(
-            Grid.park_id == park.id, Grid.active_to.is_(None))).all()
-    hits = sorted((r for r in grid_rows
-                   if needle in search_key(r.code) or needle in search_key(r.name)),
-                  key=lambda r: (r.level, r.code))[:limit]
-    geoms = dict(session.execute(
-        sa.select(Grid.id, Grid.geom).where(Grid.id.in_([r.id for r in hits])))
-        .all()) if hits else {}
+
+    def contains(column):
+        return folded(session, column).contains(needle, autoescape=True)
+
+    grids = session.execute(
+        sa.select(Grid.code, Grid.name, Grid.geom).where(
+            Grid.park_id == park.id, Grid.active_to.is_(None),
+            sa.or_(contains(Grid.code), contains(Grid.name)))
+        .order_by(Grid.level, code_point_order(session, Grid.code)).limit(limit)).all()
     results = [{"kind": "grid", "code": r.code, "name": r.name, "grid": r.code,
                 "bbox": list(g.bounds)}
-               for r, g in zip(hits, to_shapes([geoms[r.id] for r in hits]))]
+               for r, g in zip(grids, to_shapes([r.geom for r in grids]))]
     if len(results) < limit:
-        firm_rows = session.execute(
-            sa.select(Enterprise.id, Enterprise.name).where(Enterprise.park_id == park.id)).all()
-        firm_ids = [r.id for r in sorted((r for r in firm_rows if needle in search_key(r.name)),
-                                         key=lambda r: (r.name, r.id))[:limit - len(results)]]
-        ents = {r[0]: r[1:] for r in session.execute(
-            sa.select(Enterprise.id, Enterprise.credit_code, Enterprise.name, Enterprise.site,
-                      Grid.code)
+        ents = session.execute(
+            sa.select(Enterprise.credit_code, Enterprise.name, Enterprise.site, Grid.code)
             .outerjoin(Grid, Enterprise.grid_id == Grid.id)
-            .where(Enterprise.id.in_(firm_ids))).all()} if firm_ids else {}
-        ents = [ents[i] for i in firm_ids]
+            .where(Enterprise.park_id == park.id, contains(Enterprise.name))
+            .order_by(code_point_order(session, Enterprise.name), Enterprise.id)
+            .limit(limit - len(results))).all()
         results += [{"kind": "enterprise", "code": r[0], "name": r[1], "grid": r[3],
                      "bbox": list(g.bounds)}
                     for r, g in zip(ents, to_shapes([r[2] for r in ents]))]
