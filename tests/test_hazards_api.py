@@ -102,6 +102,15 @@ def test_point_on_a_shared_boundary_goes_to_the_lowest_code(api):
     assert response.status_code == 201 and response.json["grid"]["code"] == "T-001"
 
 
+def test_a_point_declaring_lon_lat_is_taken(api):
+    lon, lat = lonlat("T-002")
+    response = api.call("POST", "/api/parks/T/hazards", "inspector", {
+        "location": {"type": "Point", "coordinates": [lon, lat], "crs": {
+            "type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}},
+        "category": "用电安全"})
+    assert response.status_code == 201 and response.json["grid"]["code"] == "T-002"
+
+
 def _valid(**change):
     lon, lat = lonlat("T-001")
     body = {"lon": lon, "lat": lat, "category": "消防安全"}
@@ -130,6 +139,10 @@ BAD_CREATE = [
      "application/json", 422, "invalid_geojson"),
     (_valid(location={"type": "Point", "coordinates": [114.3, 34.0]}), "application/json", 422,
      "invalid_value"),
+    # A Point declaring another CRS: its numbers are not degrees (web mercator metres here).
+    (json.dumps({"location": {"type": "Point", "coordinates": [1.27e7, 4.03e6], "crs": {
+        "type": "name", "properties": {"name": "EPSG:3857"}}}, "category": "消防安全"}),
+     "application/json", 422, "unsupported_crs"),
     ('{"lon": 114.3, "lat":', "application/json", 400, "invalid_json"),
     ("not json at all", "application/json", 400, "invalid_json"),
     (b"\xff\xfe\x00", "application/json", 400, "invalid_json"),

@@ -33,7 +33,7 @@ from wtforms.validators import ValidationError as CSRFValidationError
 
 from geodata import domains
 from geodata.errors import BadRequestError, GridmapError, ValidationError
-from geodata.geometry import parse_json
+from geodata.geometry import parse_json, refuse_other_crs
 from geodata.photos import prepare
 from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
@@ -119,6 +119,7 @@ def _point(data):
                 and len(location["coordinates"]) == 2):
             raise ValidationError("location must be a GeoJSON Point [lon, lat] (EPSG:4326)",
                                   code="invalid_geojson", details={"field": "location"})
+        refuse_other_crs(location, field="location")
         return ledger.parse_point(*location["coordinates"])
     if "lon" not in data or "lat" not in data:
         raise ValidationError("give location (GeoJSON Point) or lon and lat",
