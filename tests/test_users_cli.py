@@ -131,3 +131,12 @@ def test_unknown_user_exits_2_and_changes_nothing(accounts, db_url, args):
     assert result.exit_code == 2 and "no user 'nobody'" in result.stderr
     assert "Traceback" not in result.output
     assert _accounts(accounts) == before
+
+
+@pytest.mark.parametrize("name", ["viewer", "Viewer", "VIEWER"])
+def test_a_name_taken_in_any_case_is_refused(accounts, db_url, name):
+    before = _accounts(accounts)
+    result = _stdin(db_url, "add", name, "--role", "viewer", "--password-stdin",
+                    text="a-long-enough-pass\n")
+    assert result.exit_code == 2 and "user 'viewer' already exists" in result.output
+    assert _accounts(accounts) == before

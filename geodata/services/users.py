@@ -130,7 +130,7 @@ def add_user(session, username, password, role, *, display_name="", grid_codes=(
     ValidationError
         Bad name, short password, unknown role or grid.
     ConflictError
-        ``duplicate_user`` when the name is taken.
+        ``duplicate_user`` when the name is taken, in any case (``Viewer`` and ``viewer``).
     """
     if not isinstance(username, str) or not _USERNAME.match(username):
         raise ValidationError("user names are 2-64 letters, digits, '_', '.' or '-'",
@@ -142,8 +142,12 @@ def add_user(session, username, password, role, *, display_name="", grid_codes=(
                                  kind="person") or ""
     except FeatureError as exc:
         raise ValidationError(exc.message, code=exc.code, details=exc.details) from None
-    if session.execute(sa.select(User.id).where(User.username == username)).first():
-        raise ConflictError(f"user {username!r} already exists", code="duplicate_user")
+    # Names differing only in case would be two accounts that people read as one.
+    taken = session.execute(sa.select(User.username).where(
+        sa.func.lower(User.username) == username.lower())).scalar()
+    if taken is not None:
+        raise ConflictError(f"user {taken!r} already exists", code="duplicate_user",
+                            details={"field": "username"})
     user = User(username=username, display_name=display_name or username, role=role,
                 password_hash=hash_password(password))
     session.add(user)
