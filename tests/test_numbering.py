@@ -236,7 +236,7 @@ def test_a_missing_counter_starts_after_the_stored_numbers(engine):
     build_park(engine, users=False)
     with session_scope(engine, write=True) as session:
         park = get_park(session, "T")
-        firm = request_service.find_enterprise(session, park, FIRM)
+        firm = request_service.get_enterprise(session, park, FIRM)
         session.execute(sa.insert(Hazard), [{
             "park_id": park.id, "code": code, "location": to_element(
                 ledger.parse_point(*lonlat("T-001"))), "category": "其他", "level": "general",

@@ -201,6 +201,14 @@ def test_bad_create_names_the_field_and_stores_nothing(api, engine, body, status
     assert request_state(engine) == before
 
 
+def test_a_full_width_or_lower_case_credit_code_finds_its_enterprise(api):
+    # As imports store codes: NFKC (full-width digits and letters), upper case.
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in FIRM_A.lower())
+    created = api.call("POST", "/api/parks/T/requests", "inspector", _create_body(enterprise=wide))
+    assert created.status_code == 201, created.json
+    assert created.json["enterprise"]["credit_code"] == FIRM_A
+
+
 def test_create_refusals_by_media_type_park_and_role(api, engine):
     before = request_state(engine)
     form = api.call("POST", "/api/parks/T/requests", "inspector", "enterprise=x",

@@ -24,6 +24,7 @@ from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, _check_version
                                      grid_ids_query)
 from geodata.services.numbering import next_number
 from geodata.services.visits import client_id as visit_client_id
+from geodata.services.visits import get_enterprise
 from geodata.vocabulary import (DEFAULT_REQUEST_CATEGORIES, REQUEST_SOURCES, REQUEST_STATE_NAMES,
                                 REQUEST_STATUSES, SATISFACTION_NAMES, SOURCE_NAMES)
 from geodata.workflow import require
@@ -111,24 +112,6 @@ def get_request_by_code(session, code, park=None):
     return entry_by_code(session, ServiceRequest, code.strip().upper(), park, what="request")
 
 
-def find_enterprise(session, park, credit_code, field="enterprise"):
-    """Return ``park``'s enterprise with unified social credit code ``credit_code``.
-
-    Raises
-    ------
-    ValidationError
-        422 ``missing_field`` or ``unknown_enterprise`` naming ``field``.
-    """
-    value = domains.text(credit_code, field, kind="name", required=True, max_length=18)
-    value = value.upper()
-    found = session.execute(sa.select(Enterprise).where(
-        Enterprise.park_id == park.id, Enterprise.credit_code == value)).scalar_one_or_none()
-    if found is None:
-        raise ValidationError(f"park {park.code} has no enterprise with credit code {value!r}",
-                              code="unknown_enterprise", details={"field": field})
-    return found
-
-
 def _source(value):
     key = SOURCE_KEYS.get(value) if isinstance(value, str) else None
     if key is None:
@@ -197,7 +180,7 @@ def create_request(session, park, *, enterprise, category, description, source, 
         source = "visit" if source is None else source
         if enterprise is None and raised_on.enterprise_id is not None:
             enterprise = session.get(Enterprise, raised_on.enterprise_id).credit_code
-    firm = find_enterprise(session, park, enterprise)
+    firm = get_enterprise(session, park, enterprise)
     category = _category(session, park, category)
     description = _text(description, "description", required=True)
     source = _source(source)

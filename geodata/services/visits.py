@@ -43,6 +43,7 @@ Coverage
     not expected yet), for the park and per level-1 grid.
 """
 
+import unicodedata
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -146,10 +147,21 @@ def accuracy(value):
 
 
 def get_enterprise(session, park, credit_code, field="enterprise"):
-    """Return ``park``'s enterprise with ``credit_code``, or 422 ``unknown_enterprise``."""
-    code = domains.text(credit_code, field, kind="name", required=True)
+    """Return ``park``'s enterprise with unified social credit code ``credit_code``.
+
+    The code is read as imports store it (NFKC, upper case), so a
+    full-width ``９１４…`` finds ``914…``.
+
+    Raises
+    ------
+    ValidationError
+        422 ``missing_field``, ``text_too_long`` (a credit code has 18
+        characters) or ``unknown_enterprise`` naming ``field``.
+    """
+    code = unicodedata.normalize("NFKC", domains.text(
+        credit_code, field, kind="name", required=True, max_length=18)).upper()
     found = session.execute(sa.select(Enterprise).where(
-        Enterprise.park_id == park.id, Enterprise.credit_code == code.upper())).scalar_one_or_none()
+        Enterprise.park_id == park.id, Enterprise.credit_code == code)).scalar_one_or_none()
     if found is None:
         raise ValidationError(f"park {park.code} has no enterprise with credit code "
                               f"{code[:40]!r}", code="unknown_enterprise", details={"field": field})
