@@ -144,10 +144,13 @@ def find_hidden_units(session, park):
     index = {e.id: i for i, e in enumerate(enterprises)}
     registered = np.array([index.get(e.host_id, -1) if e.host_id else -1 for e in enterprises])
     holder, reason = classify(site_geometries(enterprises), registered)
+    found = np.flatnonzero(reason != None)  # noqa: E711 - numpy elementwise test
+    # The codes of the units' grids only, not of the park's (up to 10^5) grids.
+    unit_grids = list({enterprises[i].grid_id for i in found} - {None})
     grid_codes = dict(session.execute(sa.select(Grid.id, Grid.code).where(
-        Grid.park_id == park.id)).all())
+        Grid.id.in_(unit_grids))).all()) if unit_grids else {}
     units = []
-    for i in np.flatnonzero(reason != None):  # noqa: E711 - numpy elementwise test
+    for i in found:
         e = enterprises[i]
         host_i = holder[i] if holder[i] >= 0 else registered[i]
         host = enterprises[host_i] if host_i >= 0 else None
