@@ -15,11 +15,21 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
+import shapely
+
 from geodata.errors import ValidationError
 from geodata.files import atomic_write
 
 FORMATS = (".xlsx", ".html", ".pdf")
 TEMPLATES = Path(__file__).parent / "templates"
+#: Rows the printed tables (HTML page and file, PDF) show of the per-grid table and of the
+#: review list: a city's park holds 10^5 grids, which no page or print can show.  The
+#: grids with the most overdue and open items come first; the XLSX holds every row.
+TABLE_ROWS = 200
+#: The static map labels its grids with their codes only up to this many grids; more
+#: labels overlap into an unreadable blot (and cost a text artist each).
+MAP_LABELS = 150
 
 #: (key, Chinese header) of the per-grid table, in column order.
 GRID_COLUMNS = [
@@ -64,25 +74,35 @@ def percent(value):
 
 
 def static_map(session, park, report):
-    """PNG bytes of the park, its level-1 grids and the week's open items (EPSG:4326 axes)."""
+    """PNG bytes of the park, its level-1 grids and the week's open items (EPSG:4326 axes).
+
+    The grids' rings are one path (a park of 10^5 grids is one artist, not
+    10^5 lines); their codes are drawn only up to
+    :data:`MAP_LABELS` grids.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from geodata.services.parks import park_boundary
-    from geodata.services.weekly import level1_grids
+    import sqlalchemy as sa
+
+    from geodata.models import Grid
     from geodata.models.base import to_shapes
+    from geodata.services.parks import park_boundary
 
     boundary = park_boundary(park)
-    grids, _ = level1_grids(session, park)
+    grids = session.execute(sa.select(Grid.code, Grid.geom).where(
+        Grid.park_id == park.id, Grid.level == 1, Grid.active_to.is_(None))).all()
+    shapes = to_shapes([g.geom for g in grids])
     figure = Figure(figsize=(7, 5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    _draw(axes, boundary, color="#333333", width=1.6)
-    for grid, shape in zip(grids, to_shapes([g.geom for g in grids])):
-        _draw(axes, shape, color="#7a8ca3", width=0.6)
-        point = shape.representative_point()
-        # Grid codes are ASCII (geodata.domains), so the default font draws them.
-        axes.annotate(grid.code, (point.x, point.y), fontsize=6, ha="center", color="#4a5a70")
+    _draw(axes, [boundary], color="#333333", width=1.6)
+    _draw(axes, shapes, color="#7a8ca3", width=0.6)
+    if len(grids) <= MAP_LABELS:
+        points = shapely.point_on_surface(shapes)
+        for grid, x, y in zip(grids, shapely.get_x(points), shapely.get_y(points)):
+            # Grid codes are ASCII (geodata.domains), so the default font draws them.
+            axes.annotate(grid.code, (x, y), fontsize=6, ha="center", color="#4a5a70")
     for kind, marker, colour in (("hazard", "o", "#e67e22"), ("request", "s", "#2e86de")):
         items = [i for i in report["open_items"] if i["kind"] == kind]
         for late in (False, True):
@@ -100,11 +120,23 @@ def static_map(session, park, report):
     return buffer.getvalue()
 
 
-def _draw(axes, shape, *, color, width):
-    for polygon in getattr(shape, "geoms", [shape]):
-        for ring in (polygon.exterior, *polygon.interiors):
-            xs, ys = ring.xy
-            axes.plot(xs, ys, color=color, linewidth=width)
+def _draw(axes, shapes, *, color, width):
+    """Draw every ring (exterior and holes) of ``shapes`` as one path: one artist in all."""
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path as MplPath
+
+    rings = shapely.get_rings(shapely.get_parts(np.asarray(shapes, dtype=object)))
+    if not len(rings):
+        return
+    coords, index = shapely.get_coordinates(rings, return_index=True)
+    codes = np.full(len(coords), MplPath.LINETO, dtype=MplPath.code_type)
+    codes[np.r_[0, np.flatnonzero(np.diff(index)) + 1]] = MplPath.MOVETO
+    # add_artist, not add_patch: add_patch walks the path segment by segment for the
+    # limits (seconds for 10^5 rings); the limits are the coordinates' own.
+    axes.add_artist(PathPatch(MplPath(coords, codes), fill=False, edgecolor=color,
+                              linewidth=width))
+    axes.update_datalim(coords)
+    axes.autoscale_view()
 
 
 def map_data_url(png):
@@ -119,18 +151,41 @@ def _environment():
         default=True, default_for_string=True))
 
 
-def template_context(report, map_png):
-    """What the report templates (print and web page) need."""
-    return {"r": report, "summary": summary_rows(report), "percent": percent,
+def printed(report, rows=TABLE_ROWS):
+    """``report`` with its per-grid table and review list cut to ``rows`` rows each.
+
+    What the HTML and PDF show: when the park has more level-1 grids than
+    ``rows``, the grids with the most overdue, then open, then new items
+    come first (code order among equals).  ``grids_left_out`` and
+    ``review_left_out`` count the rows not shown; the XLSX holds them all.
+    """
+    grids = report["grids"]
+    if len(grids) > rows:
+        grids = sorted(grids, key=_busiest)[:rows]
+    return {**report, "grids": grids, "grids_left_out": len(report["grids"]) - len(grids),
+            "review": report["review"][:rows],
+            "review_left_out": max(0, len(report["review"]) - rows)}
+
+
+def _busiest(row):
+    return (*(-row[key] for key in ("hazards_overdue", "requests_overdue", "hazards_open",
+                                    "requests_open", "hazards_found", "requests_received")),
+            row["code"])
+
+
+def template_context(report, map_png, rows=TABLE_ROWS):
+    """What the report templates (print and web page) need, tables cut by :func:`printed`."""
+    return {"r": printed(report, rows), "summary": summary_rows(report), "percent": percent,
             "grid_columns": GRID_COLUMNS, "review_columns": REVIEW_COLUMNS,
             "assignment_columns": ASSIGNMENT_COLUMNS, "display": display,
+            "left_out_note": left_out_note,
             "map_url": map_data_url(map_png) if map_png else None}
 
 
-def to_html(report, map_png=None):
-    """The printable HTML document of the report (str)."""
+def to_html(report, map_png=None, rows=TABLE_ROWS):
+    """The printable HTML document of the report (str), tables cut to ``rows`` rows."""
     return _environment().get_template("weekly_print.html").render(
-        **template_context(report, map_png))
+        **template_context(report, map_png, rows))
 
 
 def display(value):
@@ -209,30 +264,43 @@ def check_format(path):
     return suffix
 
 
-def render(session, park, report, suffix):
-    """The report's bytes in format ``suffix`` (``.xlsx``, ``.html`` or ``.pdf``)."""
+def render(session, park, report, suffix, rows=TABLE_ROWS):
+    """The report's bytes in format ``suffix`` (``.xlsx``, ``.html`` or ``.pdf``).
+
+    The HTML and PDF tables hold at most ``rows`` rows (:func:`printed`); the
+    XLSX, a data file, holds every grid.
+    """
     if suffix == ".xlsx":
         return to_xlsx(report)
     png = static_map(session, park, report)
     if suffix == ".html":
-        return to_html(report, png).encode("utf-8")
-    return to_pdf(report, png)
+        return to_html(report, png, rows).encode("utf-8")
+    return to_pdf(report, png, rows)
 
 
 def _tables(report):
-    """The report's tables as ``(title, headers, rows of str)``, in print order."""
-    out = [("汇总 Figures", None, [[label, str(value)] for label, value in summary_rows(report)])]
-    for title, columns, rows in (("分网格 By grid", GRID_COLUMNS, report["grids"]),
-                                 ("周研判 Review list", REVIEW_COLUMNS, report["review"]),
-                                 ("周交办 Assignments", ASSIGNMENT_COLUMNS,
-                                  report.get("assignments", []))):
+    """The report's tables as ``(title, headers, rows of str, note)``, in print order.
+
+    ``report`` is cut by :func:`printed`; the note says how many rows were left out.
+    """
+    out = [("汇总 Figures", None, [[label, str(value)] for label, value in summary_rows(report)],
+            None)]
+    for title, columns, rows, left_out in (
+            ("分网格 By grid", GRID_COLUMNS, report["grids"], report["grids_left_out"]),
+            ("周研判 Review list", REVIEW_COLUMNS, report["review"], report["review_left_out"]),
+            ("周交办 Assignments", ASSIGNMENT_COLUMNS, report.get("assignments", []), 0)):
         out.append((title, [h for _, h in columns],
-                    [[str(display(row.get(k))) for k, _ in columns]
-                     for row in rows]))
+                    [[str(display(row.get(k))) for k, _ in columns] for row in rows],
+                    left_out_note(left_out) if left_out else None))
     return out
 
 
-def to_pdf(report, map_png=None):
+def left_out_note(count):
+    """The line under a cut table: how many rows are not shown, and where they are."""
+    return f"另有 {count} 行未列出（完整数据见 XLSX）· {count} more rows are in the XLSX file."
+
+
+def to_pdf(report, map_png=None, rows=TABLE_ROWS):
     """PDF bytes of the report (A4 landscape, reportlab) with Noto Sans CJK SC embedded.
 
     Cell text goes into reportlab Paragraphs escaped, so stored text is
@@ -249,15 +317,15 @@ def to_pdf(report, map_png=None):
 
     from geodata.pdf import chinese_font
 
-    tables = _tables(report)
+    tables = _tables(printed(report, rows))
     title = (f"{report['park']['name']}（{report['park']['code']}）周汇报 Weekly report "
              f"{report['week']}")
     period = (f"{report['monday']} 至 {report['sunday']}（Asia/Shanghai）· 统计截至 as of "
               f"{report['as_of']}")
     legend = "本周未办结事项 Open items: 橙色圆点 隐患，蓝色方块 诉求，红色 逾期"
     texts = [title, period, legend]
-    for name, headers, rows in tables:
-        texts += [name, *(headers or []), *(cell for row in rows for cell in row)]
+    for name, headers, cells, note in tables:
+        texts += [name, *(headers or []), *(cell for row in cells for cell in row), note or ""]
     font = chinese_font(texts)
     bold = chinese_font(texts, bold=True)
     body = ParagraphStyle("body", fontName=font, fontSize=8, leading=10, wordWrap="CJK")
@@ -267,10 +335,10 @@ def to_pdf(report, map_png=None):
                         spaceAfter=3)
     story = [Paragraph(escape(title), h1), Paragraph(escape(period), body)]
     width = landscape(A4)[0] - 24 * mm
-    for i, (name, headers, rows) in enumerate(tables):
+    for i, (name, headers, cells, note) in enumerate(tables):
         story.append(Paragraph(escape(name), h2))
         data = ([[Paragraph(escape(h), head) for h in headers]] if headers else []) + [
-            [Paragraph(escape(cell), body) for cell in row] for row in rows]
+            [Paragraph(escape(cell), body) for cell in row] for row in cells]
         if not data:
             story.append(Paragraph("无 None.", body))
         else:
@@ -280,6 +348,8 @@ def to_pdf(report, map_png=None):
                 ("GRID", (0, 0), (-1, -1), 0.4, colors.HexColor("#bbbbbb")),
                 ("VALIGN", (0, 0), (-1, -1), "TOP")]))
             story.append(table)
+        if note:
+            story.append(Paragraph(escape(note), body))
         if i == 0 and map_png:
             story += [Paragraph(escape(legend), h2),
                       Image(io.BytesIO(map_png), width=width * 0.6,

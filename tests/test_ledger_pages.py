@@ -75,8 +75,8 @@ def test_the_hazard_ledger_pages_through_every_hazard_once(demo_site, engine):
     assert codes == overdue and nxt is None
 
 
-def test_the_request_ledger_pages_and_counts_overdue_on_all(demo_site, engine, monkeypatch):
-    monkeypatch.setattr(dashboard, "PAGE_ROWS", 50)
+def test_the_request_ledger_pages_and_counts_overdue_on_all(demo_site, engine):
+    demo_site.application.config["PAGE_ROWS"] = 50
     with session_scope(engine) as session:
         stored = session.execute(sa.select(ServiceRequest.code)).scalars().all()
         late = session.execute(sa.select(sa.func.count()).where(

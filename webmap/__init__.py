@@ -61,6 +61,7 @@ def create_app(test_config=None):
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         LOGIN_RATE_LIMIT=settings.login_rate_limit,
+        PAGE_ROWS=dashboard.PAGE_ROWS,
     )
     app.config.update(test_config)
     app.json = JSONProvider(app)

@@ -7,7 +7,7 @@ the login form.  Templates are autoescaped, so hazard text is inert.
 import io
 import re
 
-from flask import Blueprint, render_template, request, send_file
+from flask import Blueprint, current_app, render_template, request, send_file
 
 from geodata import domains
 from geodata.errors import ValidationError
@@ -39,20 +39,27 @@ def _headers(response):
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-#: Rows per page of the ledger tables (the exports hold every row).
+#: Rows per page of the ledger tables (the exports hold every row), and the most rows of
+#: grids any page shows (config ``PAGE_ROWS``): a city's park holds 10^5 grids.
 PAGE_ROWS = 200
+
+
+def page_rows():
+    """Rows per page of this app (config ``PAGE_ROWS``, default :data:`PAGE_ROWS`)."""
+    return current_app.config["PAGE_ROWS"]
 
 
 def table_page():
     """The ``page`` asked for (1 first; 400/422 otherwise) and its ``(offset, limit)`` window."""
-    page = parse_int("page", request.args.get("page"), 1, domains.OFFSET_MAX // PAGE_ROWS,
+    rows = page_rows()
+    page = parse_int("page", request.args.get("page"), 1, domains.OFFSET_MAX // rows,
                      default=1)
-    return page, ((page - 1) * PAGE_ROWS, PAGE_ROWS)
+    return page, ((page - 1) * rows, rows)
 
 
 def pages(total):
-    """How many pages of :data:`PAGE_ROWS` rows ``total`` rows fill (at least one)."""
-    return max(1, -(-total // PAGE_ROWS))
+    """How many pages of :func:`page_rows` rows ``total`` rows fill (at least one)."""
+    return max(1, -(-total // page_rows()))
 
 
 def _filters():
@@ -74,9 +81,21 @@ def dashboard(code):
         return redirect
     session = get_session()
     park = get_park(session, code)
+    page, (offset, limit) = table_page()
     figures = {**ledger.dashboard(session, park), **weekly.service_figures(session, park)}
+    # A city's park holds 10^5 grids: the page lists the grids with hazards, most overdue
+    # then most open first, a page at a time, and the grids least covered by visits.
+    busy = sorted(((code, g) for code, g in figures["by_grid"].items() if g["total"]),
+                  key=lambda item: (-item[1]["overdue"], -item[1]["open"], -item[1]["total"],
+                                    item[0]))
+    cov = figures["visit_coverage"]
+    least = sorted(((code, c) for code, c in cov["by_grid"].items() if c["expected"]),
+                   key=lambda item: (item[1]["rate"], -item[1]["expected"], item[0]))
     return render_template("dashboard.html", d=figures, states=STATE_NAMES,
-                           escalations=ESCALATION_NAMES, cov=figures["visit_coverage"])
+                           escalations=ESCALATION_NAMES, cov=cov,
+                           grid_rows=busy[offset:offset + limit], grids_busy=len(busy),
+                           page=page, pages=pages(len(busy)), park=park,
+                           coverage_rows=least[:limit], coverage_grids=len(least))
 
 
 @bp.get("/parks/<code>/ledger")

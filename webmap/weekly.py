@@ -24,7 +24,7 @@ from geodata.services.parks import get_park
 from geodata.weekly_export import (TEMPLATES, check_format, percent, render, static_map,
                                    template_context)
 from webmap.auth import current_actor, login_page_or_user
-from webmap.dashboard import CSP
+from webmap.dashboard import CSP, page_rows
 from webmap.db import get_session
 
 # The report's body template lives with geodata (the CLI renders it too).
@@ -56,7 +56,8 @@ def weekly_page(code, week):
                                   grid_ids=current_actor(session).grid_ids)
     monday = week_bounds(report["week"])[0]
     return render_template(
-        "weekly.html", **template_context(report, static_map(session, park, report)),
+        "weekly.html", **template_context(report, static_map(session, park, report),
+                                          page_rows()),
         previous=iso_week(monday - timedelta(days=7)), next=iso_week(monday + timedelta(days=7)))
 
 
@@ -71,7 +72,7 @@ def weekly_file(code, week, fmt):
     park = get_park(session, code)
     report = weekly.weekly_report(session, park, week,
                                   grid_ids=current_actor(session).grid_ids)
-    body = render(session, park, report, suffix)
+    body = render(session, park, report, suffix, page_rows())
     # Only letters, digits, '-' and '_' of the park code reach the header.
     safe = re.sub(r"[^\w-]+", "_", park.code)
     name = f"weekly-{safe}-{report['week']}{suffix}"

@@ -724,7 +724,10 @@ def dashboard(session, park, today=None):
                   Hazard.found_date, Hazard.deadline, closed.c.at)
         .outerjoin(closed, closed.c.hazard_id == Hazard.id)
         .where(Hazard.park_id == park.id)).all()
-    grids = session.execute(sa.select(Grid).where(Grid.park_id == park.id)).scalars().all()
+    # Columns, not ORM objects with their geometry: a city's park holds 10^5 grids.
+    grids = session.execute(sa.select(
+        Grid.id, Grid.code, Grid.name, Grid.level, Grid.parent_id, Grid.active_to).where(
+        Grid.park_id == park.id)).all()
     by_id = {g.id: g for g in grids}
 
     def top(gid):
@@ -758,8 +761,8 @@ def dashboard(session, park, today=None):
     enterprises = session.execute(sa.select(Enterprise).where(
         Enterprise.park_id == park.id)).scalars().all()
     level1 = [g for g in grids if g.level == 1 and g.active_to is None]
-    staff = session.execute(sa.select(GridStaff).join(Grid).where(
-        Grid.park_id == park.id)).scalars().all()
+    staff = session.execute(sa.select(GridStaff.grid_id, GridStaff.role, GridStaff.published)
+                            .join(Grid).where(Grid.park_id == park.id)).all()
     chiefs = {s.grid_id for s in staff if s.role == "grid_chief"}
     hidden = {s.grid_id for s in staff if not s.published}
     staffed = sum(1 for g in level1 if g.id in chiefs and g.id not in hidden)

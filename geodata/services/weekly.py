@@ -105,8 +105,14 @@ def rate(part, whole):
 
 
 def level1_grids(session, park):
-    """Return ``(grids, top)``: the active level-1 grids by code, and grid id → level-1 grid."""
-    grids = session.execute(sa.select(Grid).where(Grid.park_id == park.id)).scalars().all()
+    """Return ``(grids, top)``: the active level-1 grids by code, and grid id → level-1 grid.
+
+    The grids are rows of their id, code, name, level, parent and retirement,
+    not ORM objects with their geometry: a city's park holds 10^5 grids.
+    """
+    grids = session.execute(sa.select(
+        Grid.id, Grid.code, Grid.name, Grid.level, Grid.parent_id, Grid.active_to).where(
+        Grid.park_id == park.id)).all()
     by_id = {g.id: g for g in grids}
     top = {}
     for g in grids:
