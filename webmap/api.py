@@ -522,7 +522,8 @@ def _write_paths():
                          [hazard])},
         "/api/photos/{photo_id}": _image_op("One photo (same access as its hazard)"),
         "/api/photos/{photo_id}/thumbnail": _image_op("A photo's thumbnail"),
-        "/api/parks/{code}/dashboard": _json_op("The park's ledger figures", [_PARK], None,
+        "/api/parks/{code}/dashboard": _json_op("The park's ledger figures (by_grid: one "
+                                                "page of the grids)", [_PARK, *_PAGE], None,
                                                 method="get"),
         **_visit_paths(),
         edit: _json_op("The park's grid edits", [_PARK], None, method="get"),
