@@ -194,16 +194,6 @@ def _parents(session, park):
         Grid.park_id == park.id)).all())
 
 
-def _descends(gid, ancestor, parent):
-    """True when grid ``gid`` is ``ancestor`` or lies below it."""
-    depth = 0
-    while gid is not None and depth < 32:
-        if gid == ancestor:
-            return True
-        gid, depth = parent.get(gid), depth + 1
-    return False
-
-
 def hazard_counts(session, park, today=None, grid_ids=None):
     """Open and overdue hazards per grid id, counted up the grid tree.
 
@@ -546,9 +536,8 @@ def hazard_layer(session, park, query=None, today=None):
         where.append(Hazard.level.in_(query.level))
     if query.grid is not None:
         grid = get_grid(session, park, query.grid)
-        parent = _parents(session, park)
-        ids = [gid for gid in parent if _descends(gid, grid.id, parent)]
-        where.append(Hazard.grid_id.in_(ids))
+        # Down from the grid (its few sub-grids), not every parent link of the park.
+        where.append(Hazard.grid_id.in_(list(_descendants(session, [grid.id]))))
     late = sa.and_(Hazard.status.in_(OPEN), Hazard.deadline < today)
     if query.overdue is True:
         where.append(late)
