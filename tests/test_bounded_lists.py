@@ -2,7 +2,8 @@
 
 A park of a few hundred grids and the page cap lowered to 50
 (``GRIDMAP_API_PAGE_MAX``): every GET rule of ``app.url_map`` that takes a
-park code is called, and no JSON answer may carry more than 50 rows or
+park code (in its path, or as the ``park`` query parameter its OpenAPI
+operation declares) is called, and no JSON answer may carry more than 50 rows or
 features: no list longer than the cap, no object keyed by more grid codes
 than the cap.  A new route that sends the whole park fails here.
 """
@@ -19,6 +20,7 @@ from geodata.services.parks import get_park
 from geodata.services.users import add_user, create_token
 from geodata.storage import session_scope
 from webmap import create_app
+from webmap.api import declared_parameters
 
 CAP = 50
 GRIDS = 300
@@ -81,10 +83,15 @@ def test_no_json_answer_about_a_park_carries_more_than_the_page_cap(db_url, engi
     app = capped_app(db_url, tmp_path)
     client = app.test_client()
     checked = []
+    with app.test_request_context():
+        declared = declared_parameters()
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or "<code>" not in rule.rule:
+        # the park's code in the path, or (the ledgers, the phone's work list) as ?park=
+        by_query = "park" in declared.get(
+            (re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), "GET"), ())
+        if "GET" not in rule.methods or not ("<code>" in rule.rule or by_query):
             continue
-        path = rule.rule
+        path = rule.rule + (f"?park={PARK}" if by_query else "")
         for name, value in fill.items():
             path = re.sub(rf"<(?:[a-z]+:)?{name}>", str(value), path)
         assert "<" not in path, f"no value to fill in {rule.rule}"
@@ -101,6 +108,7 @@ def test_no_json_answer_about_a_park_carries_more_than_the_page_cap(db_url, engi
     for path in ("grids", "summaries", "enterprises", "hazards", "visits/layer", "edits/state",
                  "dashboard"):
         assert f"/api/parks/{PARK}/{path}" in checked, path
+    assert f"/api/me/worklist?park={PARK}" in checked
 
 
 def test_pages_walk_the_whole_list_through_their_next_links(db_url, big_park, capped_app,

@@ -31,7 +31,8 @@ from geodata.errors import ValidationError
 from geodata.services import visits
 from geodata.services.parks import get_park
 from geodata.services.photos import visible_photos
-from webmap.api import page_args, page_links, paged, parse_bbox, parse_int, single_arg
+from webmap.api import (page_args, page_links, page_max, paged, parse_bbox, parse_int,
+                        single_arg)
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
 from webmap.hazards_api import _body, _point, photo_response, read_photo_upload
@@ -147,7 +148,7 @@ def worklist():
     if not code:
         raise ValidationError("give the park: /api/me/worklist?park=CODE", code="missing_field",
                               details={"parameter": "park"})
-    work = visits.worklist(session, get_park(session, code), g.user)
+    work = visits.worklist(session, get_park(session, code), g.user, grid_limit=page_max())
     # The phone shows each open hazard's photos, the ones this user may see.
     shown = visible_photos(session, [h["id"] for h in work["hazards"]], actor)
     for hazard in work["hazards"]:

@@ -732,7 +732,7 @@ def grids_without_patrol(session, park, *, today=None):
         Grid.id.not_in(list(patrolled))).order_by(Grid.code)).scalars().all()
 
 
-def worklist(session, park, user, *, today=None):
+def worklist(session, park, user, *, today=None, grid_limit=None):
     """Return a user's work list and offline bundle for ``park`` (我的网格).
 
     A grid member (rows in ``user_grids``) gets their grids and sub-grids,
@@ -742,26 +742,32 @@ def worklist(session, park, user, *, today=None):
     rows has no limit and gets the whole park: every active level-1 grid,
     enterprise, open hazard and re-check due, their own links and every
     patrol.  Open hazards come overdue first, then by deadline (none last),
-    then by ledger number, each with its ``version``.
+    then by ledger number, each with its ``version``.  ``grid_limit`` caps
+    the grids sent (in code order; ``grids.numberMatched`` counts them all):
+    a whole park of 10^5 grids is no offline bundle.
     """
     today = today or periods.local_today()
     grid_ids = allowed_grid_ids(session, user)
-    grids = session.execute(sa.select(Grid).where(
-        Grid.park_id == park.id, Grid.active_to.is_(None)).order_by(Grid.code)).scalars().all()
-    mine = [g for g in grids if g.id in grid_ids] if grid_ids is not None else [
-        g for g in grids if g.level == 1]
+    active = [Grid.park_id == park.id, Grid.active_to.is_(None),
+              Grid.level == 1 if grid_ids is None else Grid.id.in_(list(grid_ids))]
+    matched = session.execute(sa.select(sa.func.count()).where(*active)).scalar()
+    mine = session.execute(sa.select(Grid).where(*active).order_by(Grid.code)
+                           .limit(grid_limit)).scalars().all()
     shapes = to_shapes([g.geom for g in mine])
     grid_features = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": shapely.geometry.mapping(s),
          "properties": {"code": g.code, "name": g.name, "level": g.level}}
-        for g, s in zip(mine, shapes)]}
+        for g, s in zip(mine, shapes)], "numberMatched": int(matched),
+        "numberReturned": len(mine)}
     linked = {eid for (eid,) in session.execute(sa.select(EnterpriseLink.enterprise_id).where(
         EnterpriseLink.user_id == user.id))}
     ents = session.execute(sa.select(Enterprise).where(Enterprise.park_id == park.id)
                            .order_by(Enterprise.credit_code)).scalars().all()
     ents = [e for e in ents if grid_ids is None or e.grid_id in grid_ids or e.id in linked]
     sites = to_shapes([e.site for e in ents])
-    codes = {g.id: g.code for g in grids}
+    held = list({e.grid_id for e in ents} - {None})
+    codes = dict(session.execute(sa.select(Grid.id, Grid.code).where(
+        Grid.id.in_(held), Grid.active_to.is_(None))).all()) if held else {}
     enterprises = []
     for e, site in zip(ents, sites):
         spot = shapely.point_on_surface(site)
