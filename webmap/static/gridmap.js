@@ -381,7 +381,8 @@ document.addEventListener('DOMContentLoaded', function () {
     fieldLoaded = true;
     var url = cfg.fieldApi + '?limit=' + cfg.pageMax + (cfg.tiles ? '&bbox=' + bboxParam() : '');
     return fetchJSON(url).then(function (fc) {
-      if (generation !== state.generation) { return; }
+      // a small park loads its layer once: a newer refresh must not drop that answer
+      if (cfg.tiles && generation !== state.generation) { return; }
       groups.field.clearLayers();
       L.geoJSON(fc, {
         filter: function (f) { return f.properties.layer === 'no_patrol_today'; },
