@@ -13,6 +13,8 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from geodata.config import Settings
+from geodata.errors import ConfigError
 from geodata.models import Enterprise, Grid, Hazard
 from geodata.periods import iso_week, local_today
 from geodata.services.demo_loader import load_province
@@ -135,3 +137,15 @@ def test_pages_walk_the_whole_list_through_their_next_links(db_url, big_park, ca
     too_big = client.get(f"/api/parks/{PARK}/grids?limit={CAP + 1}", headers=auth)
     assert too_big.status_code == 422
     assert too_big.get_json()["error"]["details"]["maximum"] == CAP
+
+
+@pytest.mark.parametrize("raw, ok", [("1", True), ("20000", True), ("0", False), ("-3", False),
+                                     ("many", False)])
+def test_the_page_cap_is_a_setting_checked_at_startup(raw, ok):
+    """``GRIDMAP_API_PAGE_MAX``: a positive integer, else a configuration error naming it."""
+    if ok:
+        assert Settings.from_env({"GRIDMAP_API_PAGE_MAX": raw}).api_page_max == int(raw)
+        return
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"GRIDMAP_API_PAGE_MAX": raw})
+    assert "GRIDMAP_API_PAGE_MAX" in str(caught.value)
