@@ -526,7 +526,8 @@ def _write_paths():
                                                 "page of the grids)", [_PARK, *_PAGE], None,
                                                 method="get"),
         **_visit_paths(),
-        edit: _json_op("The park's grid edits", [_PARK], None, method="get"),
+        edit: _json_op("The park's grid edits, newest first, paged", [_PARK, *_PAGE], None,
+                       method="get"),
         f"{edit}/state": _json_op("Grids, versions and coverage for the editor (bbox: the "
                                   "view; required above GRIDMAP_API_PAGE_MAX grids)",
                                   [_PARK, _BBOX], None, method="get"),

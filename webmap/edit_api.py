@@ -2,7 +2,8 @@
 :mod:`geodata.services.edits` in one write transaction and answers its outcome.
 
 =======  ======================================  ==========================================
-GET      /api/parks/<code>/edits                 the park's edit history (newest first)
+GET      /api/parks/<code>/edits                 the park's edit history (newest first;
+                                                 ``limit``, ``offset``)
 GET      /api/parks/<code>/edits/state           level-1 grids at full precision (code,
                                                  name, version, area), the coverage
                                                  status with problem geometries;
@@ -46,7 +47,7 @@ from geodata.services.mapdata import cached_grid_layer, count_active_grids
 from geodata.services.parks import get_park, park_boundary
 from geodata.workflow import PermissionDeniedError
 from webmap.auth import csrf, current_user
-from webmap.api import page_max, parse_bbox, single_arg
+from webmap.api import page_args, page_max, paged, parse_bbox, single_arg
 from webmap.db import get_session
 from webmap.hazards_api import _body, _commit_or_rollback
 from webmap.idempotency import idempotent
@@ -198,12 +199,14 @@ def retire(code):
 
 @bp.get("")
 def history(code):
-    """The park's edits, newest first."""
+    """The park's edits, newest first, one page (``limit``, ``offset``)."""
+    limit, offset = page_args()
     current_user()
     session = get_session()
     park = get_park(session, code)
-    response = jsonify({"park": park.code, "park_version": park.version,
-                        "edits": edits.park_history(session, park)})
+    response = paged(jsonify({"park": park.code, "park_version": park.version,
+                              "edits": edits.park_history(session, park, limit, offset)}),
+                     edits.count_edits(session, park), limit, offset)
     response.headers["ETag"] = f'"{park.version}"'
     return response
 
