@@ -16,6 +16,10 @@
 ``GRIDMAP_MAP_TILE_THRESHOLD`` Parks with more active grids (all levels) than
                            this draw their grids from vector tiles on the
                            map page (default 2 000; see docs/map.md).
+``GRIDMAP_API_PAGE_MAX``   Most rows or features one JSON list answer of
+                           the API may carry: the default and the largest
+                           ``limit`` of every paged list (default 5 000;
+                           see docs/scaling.md, "Every list is bounded").
 ``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
 ``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
                            ``10 per minute``; flask-limiter syntax).
@@ -87,6 +91,7 @@ class Settings:
     max_file_mb: float = 100.0
     tiles: str = "none"
     map_tile_threshold: int = 2_000
+    api_page_max: int = 5_000
     sqlite_busy_timeout_s: float = 5.0
     session_hours: float = 8.0
     login_rate_limit: str = "10 per minute"
@@ -145,6 +150,9 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"GRIDMAP_{name.upper()} must be positive",
                                   details={"setting": f"GRIDMAP_{name.upper()}"})
+        if self.api_page_max < 1:
+            raise ConfigError("GRIDMAP_API_PAGE_MAX must be 1 or more (rows per answer)",
+                              details={"setting": "GRIDMAP_API_PAGE_MAX"})
         if self.map_tile_threshold < 0:
             raise ConfigError("GRIDMAP_MAP_TILE_THRESHOLD must be 0 or more (grids; 0 draws "
                               "every park from vector tiles)",

@@ -148,7 +148,7 @@ def test_overview_hidden_and_enterprises_agree(app, client):
 def test_hazard_filters(app, client):
     all_open = client.get("/api/parks/FGKFQ/hazards?status=open").get_json()
     assert all(f["properties"]["status"] in OPEN for f in all_open["features"])
-    major = client.get("/api/parks/FGKFQ/hazards?level=major&limit=10000").get_json()
+    major = client.get("/api/parks/FGKFQ/hazards?level=major&limit=5000").get_json()
     assert major["numberMatched"] == db_scalar(app, sa.select(sa.func.count()).where(
         Hazard.level == "major"))
     overdue = client.get("/api/parks/FGKFQ/hazards?overdue=true").get_json()
@@ -159,7 +159,7 @@ def test_hazard_filters(app, client):
     assert page["numberReturned"] == 7 and page["numberMatched"] == 920
     grid = overdue["features"][0]["properties"]["grid"]
     top = grid.rsplit("-", 1)[0] if grid.count("-") > 1 else grid
-    in_grid = client.get(f"/api/parks/FGKFQ/hazards?grid={top}&limit=10000").get_json()
+    in_grid = client.get(f"/api/parks/FGKFQ/hazards?grid={top}&limit=5000").get_json()
     assert in_grid["numberMatched"] >= 1
     assert all(f["properties"]["grid"].startswith(top) for f in in_grid["features"])
     x, y = overdue["features"][0]["geometry"]["coordinates"]

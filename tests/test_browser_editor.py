@@ -313,3 +313,46 @@ def test_planner_draws_splits_and_merges_on_the_page(browser, editor_site, engin
                             "--park", PARK], cwd=ROOT, capture_output=True, text=True,
                            timeout=300)
     assert check.returncode == 0, check.stdout[-1500:] + check.stderr[-1500:]
+
+
+@pytest.fixture
+def big_site(engine, db_url):
+    """The demo park served as a big one (``GRIDMAP_MAP_TILE_THRESHOLD=10``)."""
+    load_demo(engine, today=date(2025, 11, 30))
+    server = LiveServer(db_url, env={"GRIDMAP_MAP_TILE_THRESHOLD": "10"})
+    yield server, level1(engine)
+    server.stop()
+
+
+def test_a_big_park_loads_the_editor_and_the_field_layer_by_the_view(browser, big_site):
+    """Above the tile threshold the editor and the map's field layer ask for their view's bbox."""
+    server, cells = big_site
+    driver = browser
+    severe_console_errors(driver)
+    login(driver, server.url)
+    loaded = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name);")
+    states = [u for u in loaded if "/edits/state" in u]
+    assert states and all("bbox=" in u for u in states), states
+    shown = set(driver.execute_script("return Object.keys(window.gridEditor.state.layers)"))
+    assert shown and set(cells) - shown  # zoomed in on the centre: only the grids in view
+    # Panning loads the grids of the new view.
+    far = next(c for c in sorted(cells) if c not in shown)
+    fit(driver, cells[far][0])
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "return window.gridEditor.idle() && !!window.gridEditor.state.layers[arguments[0]]",
+        far))
+    # The map's field layer, switched on, is fetched for the view too.
+    driver.get(f"{server.url}/parks/{PARK}/map")
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "return window.gridmap && window.gridmap.ready && window.gridmap.loads === 0"))
+    label = next(el for el in driver.find_elements(
+        By.CSS_SELECTOR, ".leaflet-control-layers-overlays label") if "Field work" in el.text)
+    label.find_element(By.TAG_NAME, "input").click()
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "return !!window.gridmap.field && window.gridmap.loads === 0"))
+    fields = [u for u in driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name);")
+        if "/visits/layer" in u]
+    assert fields and all("bbox=" in u for u in fields), fields
+    assert not severe_console_errors(driver)

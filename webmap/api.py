@@ -10,6 +10,7 @@ allowed).  Unknown parks and grids are 404s.
 import functools
 import math
 import re
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
@@ -30,7 +31,6 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_ZOOM = 22
 DEFAULT_HAZARD_LIMIT = 1000
-MAX_GRID_LIMIT = 20_000
 
 
 class PlainIntConverter(IntegerConverter):
@@ -157,6 +157,50 @@ def parse_int(name, text, minimum, maximum, default=None):
     return value
 
 
+def page_max():
+    """The most rows or features one list answer carries (``GRIDMAP_API_PAGE_MAX``)."""
+    return current_app.config["GRIDMAP"].api_page_max
+
+
+def page_args(default=None):
+    """``(limit, offset)`` of a paged list: ``limit`` 1..the page cap, default the cap.
+
+    Every JSON list of a park's grids, features or rows is paged with these
+    two parameters, so no answer grows with the park (docs/scaling.md,
+    "Every list is bounded").  ``default`` lowers the default page size only.
+    """
+    cap = page_max()
+    limit = parse_int("limit", single_arg("limit"), 1, cap, default=min(default or cap, cap))
+    return limit, parse_int("offset", single_arg("offset"), 0, 10**9, default=0)
+
+
+def paged(response, matched, limit, offset):
+    """Mark ``response`` as one page: ``X-Total-Count`` and a ``Link: <…>; rel="next"``.
+
+    The next page's address is this request's with ``offset`` moved on; a
+    FeatureCollection also carries it in its ``links`` (see :func:`page_links`).
+    """
+    response.headers["X-Total-Count"] = str(matched)
+    for link in page_links(matched, limit, offset):
+        response.headers["Link"] = f'<{link["href"]}>; rel="next"'
+    return response
+
+
+def page_links(matched, limit, offset):
+    """``[{"rel": "next", "href": …}]`` while rows are left after this page, else ``[]``."""
+    if offset + limit >= matched:
+        return []
+    args = {**request.args.to_dict(), "limit": limit, "offset": offset + limit}
+    return [{"rel": "next", "type": "application/json",
+             "href": f"{request.base_url}?{urlencode(args)}"}]
+
+
+def _paged_collection(collection, limit, offset):
+    """A FeatureCollection page with its ``links`` and the paging headers."""
+    collection["links"] = page_links(collection["numberMatched"], limit, offset)
+    return paged(_geojson(collection), collection["numberMatched"], limit, offset)
+
+
 def parse_bool(name, text):
     """Parse ``true``/``false`` (also 1/0); 422 otherwise."""
     if text is None:
@@ -225,12 +269,13 @@ def grids(code):
     """Grids of one level, by bbox, coverage-simplified for ``zoom``."""
     session = get_session()
     park_ = get_park(session, code)
-    return _geojson(mapdata.grid_layer(
+    limit, offset = page_args()
+    return _paged_collection(mapdata.grid_layer(
         session, park_, level=parse_int("level", single_arg("level"), 1, 9, default=1),
         bbox=parse_bbox(single_arg("bbox")),
         zoom=parse_int("zoom", single_arg("zoom"), 0, MAX_ZOOM),
-        limit=parse_int("limit", single_arg("limit"), 1, MAX_GRID_LIMIT), today=today(),
-        published_only=published_only()))
+        limit=limit, offset=offset, today=today(), published_only=published_only()),
+        limit, offset)
 
 
 @bp.get("/parks/<code>/tiles/grids/<int:z>/<int:x>/<int:y>.mvt")
@@ -269,10 +314,14 @@ def grid(code, grid_code):
 
 @bp.get("/parks/<code>/summaries")
 def summaries(code):
-    """Per-grid summaries of every active grid, keyed by grid code."""
+    """Per-grid summaries of the active grids, keyed by grid code, one page in code order."""
     session = get_session()
-    return jsonify(mapdata.grid_summaries(session, get_park(session, code), today=today(),
-                                          published_only=published_only()))
+    park_ = get_park(session, code)
+    limit, offset = page_args()
+    return paged(jsonify(mapdata.grid_summaries(session, park_, today=today(),
+                                                published_only=published_only(),
+                                                limit=limit, offset=offset)),
+                 mapdata.count_active_grids(session, park_), limit, offset)
 
 
 @bp.get("/parks/<code>/summaries/<grid_code>")
@@ -287,16 +336,21 @@ def summary(code, grid_code):
 def enterprises(code):
     """Enterprise sites with the hidden flag; ``hidden=true`` keeps only hidden units."""
     session = get_session()
-    return _geojson(mapdata.enterprise_layer(
+    limit, offset = page_args()
+    return _paged_collection(mapdata.enterprise_layer(
         session, get_park(session, code), bbox=parse_bbox(single_arg("bbox")),
-        hidden=parse_bool("hidden", single_arg("hidden"))))
+        hidden=parse_bool("hidden", single_arg("hidden")), limit=limit, offset=offset),
+        limit, offset)
 
 
 @bp.get("/parks/<code>/hidden-units")
 def hidden_units(code):
     """Hidden sub-unit candidates: ``[{name, credit_code, host, grid, reason, ...}]``."""
     session = get_session()
-    return jsonify([u.to_dict() for u in find_hidden_units(session, get_park(session, code))])
+    limit, offset = page_args()
+    units = find_hidden_units(session, get_park(session, code))
+    return paged(jsonify([u.to_dict() for u in units[offset:offset + limit]]), len(units),
+                 limit, offset)
 
 
 @bp.get("/parks/<code>/hazards")
@@ -308,13 +362,12 @@ def hazards(code):
         status=parse_choices("status", single_arg("status"), HAZARD_STATUSES + ("open",)),
         level=parse_choices("level", single_arg("level"), HAZARD_LEVELS),
         grid=single_arg("grid"), overdue=parse_bool("overdue", single_arg("overdue")),
-        bbox=parse_bbox(single_arg("bbox")),
-        limit=parse_int("limit", single_arg("limit"), 1, mapdata.MAX_LIMIT,
-                        default=DEFAULT_HAZARD_LIMIT),
-        offset=parse_int("offset", single_arg("offset"), 0, 10**9, default=0))
+        bbox=parse_bbox(single_arg("bbox")))
+    query.limit, query.offset = page_args(default=DEFAULT_HAZARD_LIMIT)
     if "open" in query.status:
         query.status = tuple(sorted(set(query.status) - {"open"} | set(mapdata.OPEN)))
-    return _geojson(mapdata.hazard_layer(session, park_, query, today=today()))
+    return _paged_collection(mapdata.hazard_layer(session, park_, query, today=today()),
+                             query.limit, query.offset)
 
 
 @bp.get("/parks/<code>/search")
@@ -329,11 +382,15 @@ def search(code):
 def coverage(code):
     """Coverage problems as GeoJSON, once the coverage engine is installed (else 404)."""
     session = get_session()
+    limit, offset = page_args()
     layer = mapdata.coverage_layer(session, get_park(session, code))
     if layer is None:
         raise NotFoundError("the coverage engine is not installed in this version",
                             code="not_available")
-    return _geojson(layer)
+    problems = layer["features"]
+    layer.update(features=problems[offset:offset + limit], numberMatched=len(problems),
+                 numberReturned=len(problems[offset:offset + limit]))
+    return _paged_collection(layer, limit, offset)
 
 
 def _param(name, description, schema, where="query", required=False):
@@ -345,6 +402,12 @@ _PARK = _param("code", "Park code", {"type": "string"}, "path")
 _GRID = _param("grid_code", "Grid code", {"type": "string"}, "path")
 _BBOX = _param("bbox", "minx,miny,maxx,maxy in degrees (EPSG:4326)",
                {"type": "string", "pattern": r"^[-+.0-9eE]+(,[-+.0-9eE]+){3}$"})
+_LIMIT = _param("limit", "Page size: 1 to GRIDMAP_API_PAGE_MAX (default 5 000), which is also "
+                "the default", {"type": "integer", "minimum": 1})
+_OFFSET = _param("offset", "Rows to skip (the Link rel=next header and a FeatureCollection's "
+                 "links give the next page; X-Total-Count the total)",
+                 {"type": "integer", "minimum": 0})
+_PAGE = [_LIMIT, _OFFSET]
 _ZOOM = _param("zoom", "Web-map zoom: simplify for it (omit for authoritative geometry)",
                {"type": "integer", "minimum": 0, "maximum": MAX_ZOOM})
 
@@ -447,7 +510,8 @@ def _write_paths():
             _param("level", "general or major", _TEXT),
             _param("grid", "Grid code (its sub-grids included)", _TEXT),
             _param("overdue", "Open and past the deadline", {"type": "boolean"}), _BBOX,
-            _param("limit", "Page size", _INT), _param("offset", "Page start", _INT)]),
+            _param("limit", "Page size: 1 to GRIDMAP_API_PAGE_MAX (default 1 000)", _INT),
+            _OFFSET]),
             **_json_op("Log a hazard at a point", [_PARK], _object({
                 "lon": {"type": "number"}, "lat": {"type": "number"},
                 "category": {"type": "string", "enum": list(CATEGORIES)},
@@ -478,11 +542,14 @@ def _write_paths():
                          [hazard])},
         "/api/photos/{photo_id}": _image_op("One photo (same access as its hazard)"),
         "/api/photos/{photo_id}/thumbnail": _image_op("A photo's thumbnail"),
-        "/api/parks/{code}/dashboard": _json_op("The park's ledger figures", [_PARK], None,
+        "/api/parks/{code}/dashboard": _json_op("The park's ledger figures (by_grid: one "
+                                                "page of the grids)", [_PARK, *_PAGE], None,
                                                 method="get"),
         **_visit_paths(),
-        edit: _versioned_get("The park's grid edits", [_PARK]),
-        f"{edit}/state": _versioned_get("Grids, versions and coverage for the editor", [_PARK]),
+        edit: _versioned_get("The park's grid edits, newest first, paged", [_PARK, *_PAGE]),
+        f"{edit}/state": _versioned_get("Grids, versions and coverage for the editor (bbox: the "
+                                        "view; required above GRIDMAP_API_PAGE_MAX grids)",
+                                        [_PARK, _BBOX]),
         f"{edit}/draw": _json_op("Draw a new grid", [_PARK, _IF_MATCH], _object(
             {"geometry": _GEOMETRY, "name": _TEXT, "reason": _TEXT}, ["geometry"])),
         f"{edit}/reshape": _json_op("Reshape a grid", [_PARK, _IF_MATCH], _object(
@@ -582,7 +649,8 @@ def _visit_paths():
         "/api/parks/{code}/visits/due": _json_op("Visits and re-checks due, coverage", [
             _PARK, _param("week", "ISO week, e.g. 2026-W48", _TEXT)], None, method="get"),
         "/api/parks/{code}/visits/layer": _json_op("Overdue enterprises, grids not patrolled "
-                                                   "today", [_PARK], None, method="get"),
+                                                   "today, by bbox and paged",
+                                                   [_PARK, _BBOX, *_PAGE], None, method="get"),
     }
 
 
@@ -594,17 +662,18 @@ def openapi_document():
         "/api/parks/{code}/grids": _get("Grids of one level by bbox, simplified for zoom", [
             _PARK, _param("level", "Grid level (1 grids, 2 sub-grids)",
                           {"type": "integer", "minimum": 1, "maximum": 9}),
-            _BBOX, _ZOOM, _param("limit", "At most this many grids",
-                                 {"type": "integer", "minimum": 1, "maximum": MAX_GRID_LIMIT})]),
+            _BBOX, _ZOOM, *_PAGE]),
         "/api/parks/{code}/grids/{grid_code}": _get(
             "One grid, authoritative geometry and summary", [_PARK, _GRID]),
-        "/api/parks/{code}/summaries": _get("Per-grid summaries", [_PARK], "object"),
+        "/api/parks/{code}/summaries": _get("Per-grid summaries, one page in code order",
+                                            [_PARK, *_PAGE], "object"),
         "/api/parks/{code}/summaries/{grid_code}": _get("One grid's summary", [_PARK, _GRID],
                                                         "object"),
         "/api/parks/{code}/enterprises": _get("Enterprise sites with the hidden flag", [
             _PARK, _BBOX, _param("hidden", "Only hidden units (true) or only others (false)",
-                                 {"type": "boolean"})]),
-        "/api/parks/{code}/hidden-units": _get("Hidden sub-unit candidates", [_PARK], "array"),
+                                 {"type": "boolean"}), *_PAGE]),
+        "/api/parks/{code}/hidden-units": _get("Hidden sub-unit candidates", [_PARK, *_PAGE],
+                                               "array"),
         "/api/parks/{code}/enterprises/{credit_code}": _json_op(
             "One file per enterprise (一企一档): site, grid and staff, hidden units or host, "
             "hazards, requests and visits with history, satisfaction (webmap/enterprises.py)",
@@ -616,7 +685,7 @@ def openapi_document():
         **_request_paths(),
     }
     if mapdata.coverage_available():
-        paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK])
+        paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK, *_PAGE])
     tile = [_param(n, f"Tile {n}", {"type": "integer", "minimum": 0}, "path", True)
             for n in ("z", "x", "y")]
     paths["/api/parks/{code}/tiles/grids/{z}/{x}/{y}.mvt"] = {"get": {

@@ -2,11 +2,14 @@
 :mod:`geodata.services.edits` in one write transaction and answers its outcome.
 
 =======  ======================================  ==========================================
-GET      /api/parks/<code>/edits                 the park's edit history (newest first)
+GET      /api/parks/<code>/edits                 the park's edit history (newest first;
+                                                 ``limit``, ``offset``)
 GET      /api/parks/<code>/edits/state           level-1 grids at full precision (code,
                                                  name, version, area), the coverage
                                                  status with problem geometries;
-                                                 ``ETag`` = the park's version
+                                                 ``ETag`` = the park's version;
+                                                 ``bbox`` bounds it (required above
+                                                 ``GRIDMAP_API_PAGE_MAX`` grids)
 POST     /api/parks/<code>/edits/draw            ``{geometry, name?, reason}``
 POST     /api/parks/<code>/edits/reshape         ``{code, geometry, neighbours?,
                                                  expected_version?, reason}``
@@ -28,7 +31,9 @@ its GeoJSON geometry) and ``details.area_m2``.  Geometries are GeoJSON in
 EPSG:4326, checked strictly by :func:`geodata.geometry.geometry_from_geojson`.
 """
 
+import numpy as np
 import shapely
+import sqlalchemy as sa
 from flask import Blueprint, jsonify
 
 from geodata import domains
@@ -36,11 +41,14 @@ from geodata.coverage import check_coverage
 from geodata.errors import ValidationError
 from geodata.geometry import geometry_from_geojson
 from geodata.services import edits
-from geodata.services.grids import active_grids, grid_layer
+from geodata.models import Grid
+from geodata.services.grids import grid_layer
+from geodata.services.mapdata import cached_grid_layer, count_active_grids
 from geodata.services.parks import get_park, park_boundary
 from geodata.workflow import PermissionDeniedError
 from webmap import conditional
 from webmap.auth import csrf, current_user
+from webmap.api import page_args, page_max, paged, parse_bbox, single_arg
 from webmap.db import get_session
 from webmap.hazards_api import _body, _commit_or_rollback
 from webmap.idempotency import idempotent
@@ -190,13 +198,15 @@ def retire(code):
 
 @bp.get("")
 def history(code):
-    """The park's edits, newest first."""
+    """The park's edits, newest first, one page (``limit``, ``offset``)."""
+    limit, offset = page_args()
     current_user()
     session = get_session()
     park = get_park(session, code)
-    return conditional.not_modified(park.version) or conditional.with_etag(jsonify(
+    return conditional.not_modified(park.version) or conditional.with_etag(paged(jsonify(
         {"park": park.code, "park_version": park.version,
-         "edits": edits.park_history(session, park)}), park.version)
+         "edits": edits.park_history(session, park, limit, offset)}),
+        edits.count_edits(session, park), limit, offset), park.version)
 
 
 def _problem_features(report):
@@ -210,34 +220,73 @@ def _problem_features(report):
     return features
 
 
-def coverage_state(session, park):
-    """Level-1 grids at full precision and the park's coverage status (for the editor)."""
-    layer = grid_layer(session, park)
-    report = check_coverage(layer.geometry.to_numpy(), layer["code"].tolist(),
-                            layer["parent_code"].tolist(), park=park_boundary(park),
-                            tolerance_m=edits.TOLERANCE_M, metric_epsg=park.metric_epsg)
-    level1 = layer[layer["level"] == 1]
-    versions = {g.code: g.version for g in active_grids(session, park, level=1)}
+def coverage_state(session, park, bbox=None, limit=None):
+    """Level-1 grids at full precision and the park's coverage status (for the editor).
+
+    With ``bbox`` (degrees; what a big park's editor shows) only the level-1
+    grids intersecting it are sent, at most ``limit`` of them, and coverage
+    is checked inside the bbox: the grids and the park clipped to it
+    (``coverage.scope`` is ``"bbox"``, ``"park"`` otherwise).  When more
+    grids than ``limit`` intersect it, none is checked (``coverage.scope``
+    ``"too_many_grids"``: zoom in).
+    """
+    if bbox is None:
+        layer = grid_layer(session, park)
+        report = check_coverage(layer.geometry.to_numpy(), layer["code"].tolist(),
+                                layer["parent_code"].tolist(), park=park_boundary(park),
+                                tolerance_m=edits.TOLERANCE_M, metric_epsg=park.metric_epsg)
+        level1 = layer[layer["level"] == 1]
+        scope = "park"
+    else:
+        # The cached map layer's R-tree picks the grids in view: no 10^5-row read.
+        cached = cached_grid_layer(session, park, 1)
+        picked = np.sort(cached.tree.query(shapely.box(*bbox), predicate="intersects"))
+        ids = [int(i) for i in cached.ids[picked[:limit]]]
+        level1 = grid_layer(session, park, level=1, ids=ids)
+        report, scope = None, "too_many_grids"
+        if len(picked) <= limit:
+            box = shapely.box(*bbox)
+            report = check_coverage(shapely.intersection(level1.geometry.to_numpy(), box),
+                                    level1["code"].tolist(),
+                                    park=shapely.intersection(park_boundary(park), box),
+                                    tolerance_m=edits.TOLERANCE_M, metric_epsg=park.metric_epsg)
+            scope = "bbox"
+    versions = dict(session.execute(sa.select(Grid.code, Grid.version).where(
+        Grid.id.in_([int(i) for i in level1["id"]]))).all())
     features = [{"type": "Feature", "id": row.code, "geometry": shapely.geometry.mapping(
         row.geometry), "properties": {"code": row.code, "name": row.name,
                                       "version": versions.get(row.code),
                                       "area_m2": round(float(row.area_m2), 1)}}
                 for row in level1.itertuples()]
-    summary = edits.coverage_summary(report)
+    summary = ({"valid": None} if report is None else edits.coverage_summary(report)) | {
+        "scope": scope}
+    matched = len(features) if bbox is None else len(picked)
     return {"park": park.code, "park_version": park.version,
             "boundary": shapely.geometry.mapping(park_boundary(park)),
-            "grids": {"type": "FeatureCollection", "features": features},
+            "grids": {"type": "FeatureCollection", "features": features,
+                      "numberMatched": matched, "numberReturned": len(features)},
             "coverage": summary,
-            "problems": {"type": "FeatureCollection", "features": _problem_features(report)}}
+            "problems": {"type": "FeatureCollection", "features": [] if report is None
+                         else _problem_features(report)}}
 
 
 @bp.get("/state")
 def state(code):
-    """What the editing page draws: the grids, their versions and the coverage status."""
+    """What the editing page draws: the grids, their versions and the coverage status.
+
+    ``bbox`` (the big park's editor sends its view) bounds the grids sent;
+    without it a park of more than ``GRIDMAP_API_PAGE_MAX`` level-1 grids is
+    refused (422 ``bbox_required``) instead of sent whole.
+    """
+    bbox = parse_bbox(single_arg("bbox"))
     current_user()
     session = get_session()
     park = get_park(session, code)
-    response = (conditional.not_modified(park.version)
-                or conditional.with_etag(jsonify(coverage_state(session, park)), park.version))
+    if bbox is None and count_active_grids(session, park) > page_max():
+        raise ValidationError(f"park {park.code} has more than {page_max()} grids: send the "
+                              f"view's bbox (minx,miny,maxx,maxy)", code="bbox_required",
+                              details={"parameter": "bbox", "maximum": page_max()})
+    response = conditional.not_modified(park.version) or conditional.with_etag(
+        jsonify(coverage_state(session, park, bbox=bbox, limit=page_max())), park.version)
     response.headers["Cache-Control"] = "no-store"
     return response

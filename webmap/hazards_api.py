@@ -37,7 +37,7 @@ from geodata.geometry import parse_json, refuse_other_crs
 from geodata.photos import prepare
 from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
-from webmap.api import parse_int
+from webmap.api import page_args, paged, parse_int
 from webmap.auth import csrf, current_actor
 from webmap.conditional import expected_version as _expected_version, not_modified
 # edit_api imports these two under their old private names from here.
@@ -304,8 +304,15 @@ def history(hazard_id):
 
 @bp.get("/parks/<code>/dashboard")
 def dashboard(code):
-    """The park's dashboard figures as JSON (hazards, requests, visit coverage)."""
+    """The park's dashboard figures as JSON (hazards, requests, visit coverage).
+
+    ``by_grid`` is one page of the level-1 grids (``limit``, ``offset``;
+    ``grids`` and ``X-Total-Count`` count them all).
+    """
+    limit, offset = page_args()
     session = get_session()
     current_actor(session, "read")
     park = get_park(session, code)
-    return jsonify({**ledger.dashboard(session, park), **weekly.service_figures(session, park)})
+    figures = ledger.dashboard(session, park, grid_limit=limit, grid_offset=offset)
+    return paged(jsonify({**figures, **weekly.service_figures(session, park)}),
+                 figures["grids"], limit, offset)

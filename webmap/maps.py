@@ -251,6 +251,8 @@ def park_map(code):
         "enterprisePage": url_for("enterprises.page", code=park.code, credit_code="__CODE__"),
         "overview": overview, "classes": [[c[0], c[1]] for c in CLASSES],
         "bbox": list(park_boundary(park).bounds),
+        # every list the API answers is one page of at most this many rows (api.page_args)
+        "pageMax": current_app.config["GRIDMAP"].api_page_max,
         # the hazard ledger: who is looking, and where to log and move hazards
         "user": {"name": user.username, "role": user.role} if user is not None else None,
         "canLog": can_log,

@@ -13,7 +13,8 @@ POST     /api/visits/<id>/photos                multipart ``photo`` → 201
 GET      /api/me/worklist?park=CODE             the phone's work list and offline bundle
 GET      /api/parks/<code>/visits/due           entries due, re-checks due, this week's
                                                 coverage
-GET      /api/parks/<code>/visits/layer         the desk map layer (GeoJSON)
+GET      /api/parks/<code>/visits/layer         the desk map layer (GeoJSON; ``bbox``,
+                                                ``limit``, ``offset``)
 =======  =====================================  =========================================
 
 Roles are the hazard ledger's: inspectors, supervisors and admins log;
@@ -30,7 +31,8 @@ from geodata.errors import ValidationError
 from geodata.services import visits
 from geodata.services.parks import get_park
 from geodata.services.photos import visible_photos
-from webmap.api import parse_int, single_arg
+from webmap.api import (page_args, page_links, page_max, paged, parse_bbox, parse_int,
+                        single_arg)
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
 from webmap.hazards_api import _body, _point, photo_response, read_photo_upload
@@ -146,7 +148,7 @@ def worklist():
     if not code:
         raise ValidationError("give the park: /api/me/worklist?park=CODE", code="missing_field",
                               details={"parameter": "park"})
-    work = visits.worklist(session, get_park(session, code), g.user)
+    work = visits.worklist(session, get_park(session, code), g.user, grid_limit=page_max())
     # The phone shows each open hazard's photos, the ones this user may see.
     shown = visible_photos(session, [h["id"] for h in work["hazards"]], actor)
     for hazard in work["hazards"]:
@@ -169,9 +171,17 @@ def due(code):
 
 @bp.get("/parks/<code>/visits/layer")
 def layer(code):
-    """Enterprises overdue for a visit and grids without a patrol today (GeoJSON)."""
+    """Enterprises overdue for a visit and grids without a patrol today (GeoJSON).
+
+    ``bbox`` keeps what the map shows; ``limit``/``offset`` page the rest.
+    """
+    bbox = parse_bbox(single_arg("bbox"))
+    limit, offset = page_args()
     session = get_session()
     current_actor(session, "read")
-    response = jsonify(visits.field_layer(session, get_park(session, code), user=g.user))
+    layer = visits.field_layer(session, get_park(session, code), user=g.user, bbox=bbox,
+                               limit=limit, offset=offset)
+    layer["links"] = page_links(layer["numberMatched"], limit, offset)
+    response = paged(jsonify(layer), layer["numberMatched"], limit, offset)
     response.mimetype = "application/geo+json"
     return response

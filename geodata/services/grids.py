@@ -25,8 +25,10 @@ def active_grids(session, park, level=None):
     return session.execute(query.order_by(Grid.code)).scalars().all()
 
 
-def grid_layer(session, park, level=None):
+def grid_layer(session, park, level=None, ids=None):
     """Return a park's active grids as a GeoDataFrame (EPSG:4326), read in one query.
+
+    ``ids`` keeps only those grids (a page of them: at most a few thousand).
 
     Columns ``id, code, name, level, kind, parent_id, parent_code, area_m2``;
     sorted by code.  Geometries are decoded from WKB in one vectorised call,
@@ -41,6 +43,8 @@ def grid_layer(session, park, level=None):
              .where(Grid.park_id == park.id, Grid.active_to.is_(None)))
     if level is not None:
         query = query.where(Grid.level == level)
+    if ids is not None:
+        query = query.where(Grid.id.in_(ids))
     rows = [tuple(r) for r in session.execute(query.order_by(Grid.code))]
     frame = pd.DataFrame(rows, columns=["id", "code", "name", "level", "kind", "parent_id",
                                         "parent_code", "area_m2", "wkb"])

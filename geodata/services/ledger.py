@@ -694,13 +694,30 @@ def closing_times(park):
             .group_by(HazardEvent.hazard_id).subquery())
 
 
-def dashboard(session, park, today=None):
+def _ancestry(session, grid_ids):
+    """``{grid id: (code, name, level, active, parent id)}`` for the grids and all above them.
+
+    Walked up from the few grids hazards lie in, not read for every grid of the park.
+    """
+    found, ids, depth = {}, set(grid_ids) - {None}, 0
+    while ids and depth < 32:
+        rows = session.execute(sa.select(Grid.id, Grid.code, Grid.name, Grid.level,
+                                         Grid.active_to.is_(None), Grid.parent_id).where(
+            Grid.id.in_(list(ids)))).all()
+        found.update((r[0], tuple(r[1:])) for r in rows)
+        ids, depth = {r[5] for r in rows if r[5] is not None} - set(found), depth + 1
+    return found
+
+
+def dashboard(session, park, today=None, grid_limit=None, grid_offset=0):
     """Return the park dashboard figures as a dict.
 
     * ``by_status``, ``by_level``, ``by_escalation``: hazard counts.
     * ``by_grid``: counts per level-1 grid (sub-grid hazards roll up to
       their level-1 grid), with open and overdue counts; ``no_grid`` counts
       hazards in no grid; ``by_cell`` counts per hazard's own (deepest) grid.
+      With ``grid_limit``, ``by_grid`` holds one page of the active level-1
+      grids in code order (``grid_offset`` on; ``grids`` counts them all).
     * ``by_month``: hazards found per ``YYYY-MM`` and closed per month.
     * ``closure_rate``: closed / all hazards; ``overdue``: open hazards past
       their deadline (derived on ``today``).
@@ -715,6 +732,9 @@ def dashboard(session, park, today=None):
         records** / all enterprises, where complete means name, unified
         social credit code, industry, employee count, contact name and
         contact phone are all filled in and the enterprise is in a grid.
+
+    Grid figures are counted in SQL (grids and staff are never loaded one
+    row each: a park may hold 10^5 grids).
     """
     today = today or local_today()
     # The closing time comes from the history, so imported ledgers count too.
@@ -724,21 +744,19 @@ def dashboard(session, park, today=None):
                   Hazard.found_date, Hazard.deadline, closed.c.at)
         .outerjoin(closed, closed.c.hazard_id == Hazard.id)
         .where(Hazard.park_id == park.id)).all()
-    # Columns, not ORM objects with their geometry: a city's park holds 10^5 grids.
-    grids = session.execute(sa.select(
-        Grid.id, Grid.code, Grid.name, Grid.level, Grid.parent_id, Grid.active_to).where(
-        Grid.park_id == park.id)).all()
-    by_id = {g.id: g for g in grids}
+    grids = _ancestry(session, {r[3] for r in rows})
 
     def top(gid):
-        g = by_id.get(gid)
-        while g is not None and g.parent_id is not None:
-            g = by_id.get(g.parent_id)
-        return g
+        while gid in grids and grids[gid][4] is not None:
+            gid = grids[gid][4]
+        return gid if gid in grids else None
 
-    by_grid = {g.code: {"name": g.name, "total": 0, "open": 0, "overdue": 0}
-               for g in sorted(grids, key=lambda g: g.code)
-               if g.level == 1 and g.active_to is None}
+    level1 = sa.and_(Grid.park_id == park.id, Grid.level == 1, Grid.active_to.is_(None))
+    page = sa.select(Grid.code, Grid.name).where(level1).order_by(Grid.code)
+    if grid_limit is not None:
+        page = page.limit(grid_limit).offset(grid_offset)
+    by_grid = {code: {"name": name, "total": 0, "open": 0, "overdue": 0}
+               for code, name in session.execute(page).all()}
     found_months, closed_months, by_cell = Counter(), Counter(), Counter()
     overdue = no_grid = 0
     for status, _level, _esc, grid_id, found, deadline, closed_at in rows:
@@ -747,25 +765,28 @@ def dashboard(session, park, today=None):
         found_months[found.strftime("%Y-%m")] += 1
         if closed_at is not None and status == "closed":
             closed_months[closed_at.strftime("%Y-%m")] += 1
-        if grid_id in by_id:
-            by_cell[by_id[grid_id].code] += 1
-        g = top(grid_id)
-        if g is None:
+        if grid_id in grids:
+            by_cell[grids[grid_id][0]] += 1
+        root = top(grid_id)
+        if root is None:
             no_grid += 1
             continue
-        cell = by_grid.setdefault(g.code, {"name": g.name, "total": 0, "open": 0, "overdue": 0})
+        code, name, _, active, _ = grids[root]
+        if grid_limit is not None and code not in by_grid:
+            continue  # on another page (or a retired grid: only the unpaged list shows it)
+        cell = by_grid.setdefault(code, {"name": name, "total": 0, "open": 0, "overdue": 0})
         cell["total"] += 1
         cell["open"] += status != "closed"
         cell["overdue"] += late
     count = Counter(r[0] for r in rows)
     enterprises = session.execute(sa.select(Enterprise).where(
         Enterprise.park_id == park.id)).scalars().all()
-    level1 = [g for g in grids if g.level == 1 and g.active_to is None]
-    staff = session.execute(sa.select(GridStaff.grid_id, GridStaff.role, GridStaff.published)
-                            .join(Grid).where(Grid.park_id == park.id)).all()
-    chiefs = {s.grid_id for s in staff if s.role == "grid_chief"}
-    hidden = {s.grid_id for s in staff if not s.published}
-    staffed = sum(1 for g in level1 if g.id in chiefs and g.id not in hidden)
+    staff = sa.select(GridStaff.id).where(GridStaff.grid_id == Grid.id)
+    grid_count, staffed = session.execute(sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((sa.and_(
+            staff.where(GridStaff.role == "grid_chief").exists(),
+            ~staff.where(GridStaff.published.is_not(True)).exists()), 1), else_=0)), 0))
+        .where(level1)).one()
     months = sorted(set(found_months) | set(closed_months))
     return {
         "park": {"code": park.code, "name": park.name},
@@ -784,8 +805,8 @@ def dashboard(session, park, today=None):
         "enterprises": len(enterprises),
         "enterprises_in_grid": _rate(sum(e.grid_id is not None for e in enterprises),
                                      len(enterprises)),
-        "grids": len(level1),
-        "grids_with_staff": _rate(staffed, len(level1)),
+        "grids": int(grid_count),
+        "grids_with_staff": _rate(int(staffed), int(grid_count)),
         "enterprises_complete": _rate(sum(_complete(e) for e in enterprises),
                                       len(enterprises)),
     }

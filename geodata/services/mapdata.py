@@ -267,8 +267,13 @@ def withheld(published_only, grid_id):
     return bool(published_only)
 
 
-def grid_summaries(session, park, today=None, codes=None, *, published_only=False):
+def grid_summaries(session, park, today=None, codes=None, *, published_only=False,
+                   limit=None, offset=0):
     """Per-grid figures for every active grid (or the grids in ``codes``).
+
+    ``limit`` and ``offset`` take one page of the grids in code order (the
+    API's pages, :func:`count_active_grids` counts them all); hazard counts
+    are then read for that page's grids and their sub-grids only.
 
     ``published_only`` (see :func:`withheld`) lists only staff whose contact
     is published on the grid's board (公示): what anyone may see without
@@ -287,13 +292,16 @@ def grid_summaries(session, park, today=None, codes=None, *, published_only=Fals
     query = sa.select(Grid).where(Grid.park_id == park.id, Grid.active_to.is_(None))
     if codes is not None:
         query = query.where(Grid.code.in_(list(codes)))
-    grids = session.execute(query.order_by(Grid.code)).scalars().all()
+    query = query.order_by(Grid.code)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    grids = session.execute(query).scalars().all()
     by_id = {g.id: g for g in grids}
     parent_ids = list({g.parent_id for g in grids if g.parent_id})
     all_codes = dict(session.execute(sa.select(Grid.id, Grid.code).where(
         Grid.id.in_(parent_ids))).all()) if parent_ids else {}
-    open_, overdue = hazard_counts(session, park, today,
-                                   grid_ids=None if codes is None else list(by_id))
+    open_, overdue = hazard_counts(session, park, today, grid_ids=None if (
+        codes is None and limit is None) else list(by_id))
     staff = defaultdict(list)
     if by_id:
         role_rank = {r: i for i, r in enumerate(STAFF_ROLES)}
@@ -347,6 +355,14 @@ def grid_summaries(session, park, today=None, codes=None, *, published_only=Fals
             "open_hazards": open_.get(g.id, 0), "overdue_hazards": overdue.get(g.id, 0),
         }
     return result
+
+
+def count_active_grids(session, park, level=None):
+    """How many active grids the park has (of one ``level``, or of every level)."""
+    where = [Grid.park_id == park.id, Grid.active_to.is_(None)]
+    if level is not None:
+        where.append(Grid.level == level)
+    return int(session.execute(sa.select(sa.func.count()).where(*where)).scalar())
 
 
 def grid_summary(session, park, code, today=None, *, published_only=False):
@@ -422,7 +438,7 @@ def park_feature(session, park, zoom=None, today=None, overview=None):
 
 
 def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limit=None,
-               published_only=False):
+               offset=0, published_only=False):
     """A park's active grids of one level as a FeatureCollection.
 
     Parameters
@@ -434,8 +450,9 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
     zoom : int, optional
         Web-map zoom: geometries are coverage-simplified for it.  Omitted:
         the authoritative geometries.
-    limit : int, optional
-        At most this many grids (in code order); ``numberMatched`` tells how many matched.
+    limit, offset : int, optional
+        At most ``limit`` grids (in code order) from the ``offset``-th one on;
+        ``numberMatched`` tells how many matched.
 
     Returns
     -------
@@ -451,8 +468,7 @@ def grid_layer(session, park, *, level=1, bbox=None, zoom=None, today=None, limi
     else:
         picked = np.sort(layer.tree.query(shapely.box(*bbox), predicate="intersects"))
     matched = len(picked)
-    if limit is not None:
-        picked = picked[:limit]
+    picked = picked[offset:None if limit is None else offset + limit]
     codes = [layer.codes[i] for i in picked]
     summaries = grid_summaries(session, park, today, codes=codes,
                                published_only=published_only) if codes else {}
@@ -478,11 +494,13 @@ def grid_feature(session, park, code, today=None, *, published_only=False):
     return _features(to_shapes([grid.geom]), [summary], ids=[grid.code])[0]
 
 
-def enterprise_layer(session, park, *, bbox=None, hidden=None):
+def enterprise_layer(session, park, *, bbox=None, hidden=None, limit=None, offset=0):
     """A park's enterprise sites (Polygon or Point) with the hidden flag.
 
     Properties: ``name, credit_code, industry, grid, hidden, host, reason``.
     ``hidden`` (bool filter) keeps only hidden units (True) or only the others.
+    ``limit`` and ``offset`` take one page of the matching sites (in id
+    order); ``numberMatched`` counts them all.
     """
     rows = session.execute(
         sa.select(Enterprise.id, Enterprise.name, Enterprise.credit_code, Enterprise.industry,
@@ -495,13 +513,15 @@ def enterprise_layer(session, park, *, bbox=None, hidden=None):
     if hidden is not None:
         flags = np.array([r[0] in units for r in rows], dtype=bool)
         keep &= flags if hidden else ~flags
+    kept = np.flatnonzero(keep)
+    page = kept[offset:None if limit is None else offset + limit]
     props = []
-    for r in (rows[i] for i in np.flatnonzero(keep)):
+    for r in (rows[i] for i in page):
         u = units.get(r[0])
         props.append({"name": r[1], "credit_code": r[2], "industry": r[3], "grid": r[5],
                       "hidden": u is not None, "host": u.host if u else None,
                       "reason": u.reason if u else None})
-    return feature_collection(_features(geoms[keep], props), numberMatched=len(props),
+    return feature_collection(_features(geoms[page], props), numberMatched=len(kept),
                               numberReturned=len(props))
 
 
@@ -539,9 +559,8 @@ def hazard_layer(session, park, query=None, today=None):
         where.append(Hazard.level.in_(query.level))
     if query.grid is not None:
         grid = get_grid(session, park, query.grid)
-        # The grid's own tree only: one grid's page must not read the park's 10^5 grids.
-        ids = list(_descendants(session, [grid.id]))
-        where.append(Hazard.grid_id.in_(ids))
+        # Down from the grid (its few sub-grids), not every parent link of the park.
+        where.append(Hazard.grid_id.in_(list(_descendants(session, [grid.id]))))
     late = sa.and_(Hazard.status.in_(OPEN), Hazard.deadline < today)
     if query.overdue is True:
         where.append(late)

@@ -49,6 +49,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+import numpy as np
 import shapely
 import sqlalchemy as sa
 
@@ -716,29 +717,34 @@ def coverage(session, park, *, week=None, today=None):
             "by_grid": {k: by_grid[k] for k in sorted(by_grid, key=lambda c: (c is None, c))}}
 
 
+def _patrolled_level1(session, park, today):
+    """Ids of the level-1 grids with a patrol (巡查) on ``today`` (local), in them or below.
+
+    Walks up from the few grids patrolled that day, not down from the park's
+    every grid.
+    """
+    start, end = periods.local_day_bounds_utc(today)
+    ids = set(session.execute(sa.select(Visit.grid_id).where(
+        Visit.park_id == park.id, Visit.kind == "patrol", Visit.occurred_at >= start,
+        Visit.occurred_at < end, Visit.grid_id.is_not(None))).scalars())
+    top, depth = set(), 0
+    while ids and depth < 32:
+        rows = session.execute(sa.select(Grid.id, Grid.parent_id).where(
+            Grid.id.in_(list(ids)))).all()
+        top |= {gid for gid, parent in rows if parent is None}
+        ids, depth = {parent for _, parent in rows if parent is not None}, depth + 1
+    return top
+
+
 def grids_without_patrol(session, park, *, today=None):
     """Return the active level-1 grids of ``park`` with no patrol (巡查) on ``today`` (local)."""
-    today = today or periods.local_today()
-    start, end = periods.local_day_bounds_utc(today)
-    grids = session.execute(sa.select(Grid).where(Grid.park_id == park.id,
-                                                  Grid.active_to.is_(None))).scalars().all()
-    by_id = {g.id: g for g in grids}
-
-    def top(gid):
-        g = by_id.get(gid)
-        while g is not None and g.parent_id is not None:
-            g = by_id.get(g.parent_id)
-        return g
-
-    rows = session.execute(sa.select(Visit.grid_id).where(
-        Visit.park_id == park.id, Visit.kind == "patrol", Visit.occurred_at >= start,
-        Visit.occurred_at < end)).scalars()
-    patrolled = {top(gid).id for gid in rows if top(gid) is not None}
-    return sorted((g for g in grids if g.level == 1 and g.id not in patrolled),
-                  key=lambda g: g.code)
+    patrolled = _patrolled_level1(session, park, today or periods.local_today())
+    return session.execute(sa.select(Grid).where(
+        Grid.park_id == park.id, Grid.active_to.is_(None), Grid.level == 1,
+        Grid.id.not_in(list(patrolled))).order_by(Grid.code)).scalars().all()
 
 
-def worklist(session, park, user, *, today=None):
+def worklist(session, park, user, *, today=None, grid_limit=None):
     """Return a user's work list and offline bundle for ``park`` (我的网格).
 
     A grid member (rows in ``user_grids``) gets their grids and sub-grids,
@@ -748,21 +754,23 @@ def worklist(session, park, user, *, today=None):
     rows has no limit and gets the whole park: every active level-1 grid,
     enterprise, open hazard and re-check due, their own links and every
     patrol.  Open hazards come overdue first, then by deadline (none last),
-    then by ledger number, each with its ``version``.
+    then by ledger number, each with its ``version``.  ``grid_limit`` caps
+    the grids sent (in code order; ``grids.numberMatched`` counts them all):
+    a whole park of 10^5 grids is no offline bundle.
     """
     today = today or periods.local_today()
     grid_ids = allowed_grid_ids(session, user)
-    # Only the grids and enterprises the list holds are read: a grid member's phone asks
-    # for this on every sync, and a city's park holds 10^5 grids.
-    active = sa.select(Grid).where(Grid.park_id == park.id, Grid.active_to.is_(None))
-    mine = session.execute(active.where(
-        Grid.id.in_(grid_ids) if grid_ids is not None else Grid.level == 1)
-        .order_by(Grid.code)).scalars().all()
+    active = [Grid.park_id == park.id, Grid.active_to.is_(None),
+              Grid.level == 1 if grid_ids is None else Grid.id.in_(list(grid_ids))]
+    matched = session.execute(sa.select(sa.func.count()).where(*active)).scalar()
+    mine = session.execute(sa.select(Grid).where(*active).order_by(Grid.code)
+                           .limit(grid_limit)).scalars().all()
     shapes = to_shapes([g.geom for g in mine])
     grid_features = {"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": shapely.geometry.mapping(s),
          "properties": {"code": g.code, "name": g.name, "level": g.level}}
-        for g, s in zip(mine, shapes)]}
+        for g, s in zip(mine, shapes)], "numberMatched": int(matched),
+        "numberReturned": len(mine)}
     linked = {eid for (eid,) in session.execute(sa.select(EnterpriseLink.enterprise_id).where(
         EnterpriseLink.user_id == user.id))}
     ents = sa.select(Enterprise).where(Enterprise.park_id == park.id)
@@ -770,8 +778,9 @@ def worklist(session, park, user, *, today=None):
         ents = ents.where(sa.or_(Enterprise.grid_id.in_(grid_ids), Enterprise.id.in_(linked)))
     ents = session.execute(ents.order_by(Enterprise.credit_code)).scalars().all()
     sites = to_shapes([e.site for e in ents])
+    held = list({e.grid_id for e in ents} - {None})
     codes = dict(session.execute(sa.select(Grid.id, Grid.code).where(
-        Grid.id.in_({e.grid_id for e in ents} - {None}))).all()) if ents else {}
+        Grid.id.in_(held), Grid.active_to.is_(None))).all()) if held else {}
     enterprises = []
     for e, site in zip(ents, sites):
         spot = shapely.point_on_surface(site)
@@ -803,14 +812,19 @@ def worklist(session, park, user, *, today=None):
     }
 
 
-def field_layer(session, park, *, today=None, user=None):
+def field_layer(session, park, *, today=None, user=None, bbox=None, limit=None, offset=0):
     """Return the desk's field-work map layer as a GeoJSON FeatureCollection (EPSG:4326).
 
     Features with ``layer`` ``overdue_enterprise`` (the site of each
     enterprise with a due entry, and which entries; for a grid member
     ``user``, those :func:`due` shows them) and ``no_patrol_today``
     (each active level-1 grid without a patrol on ``today``, local).
+    ``bbox`` (minx, miny, maxx, maxy in degrees) keeps the features that
+    intersect it; ``limit``/``offset`` take one page of them, enterprises
+    first, then grids in code order; ``numberMatched`` counts them all.
     """
+    from geodata.services.mapdata import cached_grid_layer
+
     today = today or periods.local_today()
     overdue = defaultdict(list)
     for entry in due(session, park, today=today, user=user):
@@ -820,15 +834,30 @@ def field_layer(session, park, *, today=None, user=None):
     ents = session.execute(sa.select(Enterprise).where(
         Enterprise.park_id == park.id, Enterprise.credit_code.in_(list(overdue)))
         .order_by(Enterprise.credit_code)).scalars().all() if overdue else []
-    grids = grids_without_patrol(session, park, today=today)
+    sites = to_shapes([e.site for e in ents])
+    # The grids come from the cached layer the map and the tiles read (one R-tree query
+    # for a bbox), not as 10^5 ORM rows per request.
+    layer = cached_grid_layer(session, park, 1)
+    picked = (np.arange(len(layer.codes)) if bbox is None else
+              np.sort(layer.tree.query(shapely.box(*bbox), predicate="intersects")))
+    patrolled = _patrolled_level1(session, park, today)
+    picked = [i for i in picked if int(layer.ids[i]) not in patrolled]
+    if bbox is not None:
+        keep = shapely.intersects(sites, shapely.box(*bbox))
+        ents, sites = [e for e, k in zip(ents, keep) if k], sites[keep]
+    matched = len(ents) + len(picked)
+    stop = matched if limit is None else offset + limit
     features = [{"type": "Feature", "geometry": shapely.geometry.mapping(shape),
                  "properties": {"layer": "overdue_enterprise", "name": e.name,
                                 "credit_code": e.credit_code, "due": overdue[e.credit_code]}}
-                for e, shape in zip(ents, to_shapes([e.site for e in ents]))]
-    features += [{"type": "Feature", "geometry": shapely.geometry.mapping(shape),
-                  "properties": {"layer": "no_patrol_today", "code": g.code, "name": g.name}}
-                 for g, shape in zip(grids, to_shapes([g.geom for g in grids]))]
-    return {"type": "FeatureCollection", "today": today.isoformat(), "features": features}
+                for e, shape in list(zip(ents, sites))[offset:stop]]
+    grid_page = picked[max(offset - len(ents), 0):max(stop - len(ents), 0)]
+    features += [{"type": "Feature", "geometry": shapely.geometry.mapping(layer.geoms[i]),
+                  "properties": {"layer": "no_patrol_today", "code": layer.codes[i],
+                                 "name": layer.names[i]}}
+                 for i in grid_page]
+    return {"type": "FeatureCollection", "today": today.isoformat(), "features": features,
+            "numberMatched": matched, "numberReturned": len(features)}
 
 
 def load_demo_field_work(session, park, *, today, seed, now=None):

@@ -68,7 +68,10 @@
 
   function showCoverage(cov) {
     var status = $("ed-status");
-    if (cov.valid) {
+    if (cov.scope === "too_many_grids") {
+      status.textContent = "网格过多，放大后检查覆盖 too many grids in view: zoom in to check coverage";
+      status.className = "ed-status";
+    } else if (cov.valid) {
       status.textContent = "覆盖有效 coverage valid";
       status.className = "ed-status ed-valid";
     } else {
@@ -334,14 +337,24 @@
     });
   }
 
+  // A big park (config.view) loads the grids of the view only, with some margin.
+  function stateUrl() {
+    if (!config.view) { return config.state; }
+    var b = map.getBounds().pad(0.2);
+    var clamp = function (v, lo, hi) { return Math.min(hi, Math.max(lo, v)); };
+    return config.state + "?bbox=" + [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -90, 90),
+                                      clamp(b.getEast(), -180, 180), clamp(b.getNorth(), -90, 90)]
+      .map(function (v) { return v.toFixed(6); }).join(",");
+  }
+
   function load(keepStatus) {
     state.loads += 1;
-    return fetch(config.state, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    return fetch(stateUrl(), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.json();
       }).then(function (data) {
-        var fit = !state.ready;
+        var fit = !state.ready && !config.view;
         state.version = data.park_version;
         setText("ed-version", String(data.park_version));
         boundaryLayer.clearLayers().addData(data.boundary);
@@ -395,6 +408,14 @@
     load(false);
     setTool(null);
   });
+
+  if (config.view) {
+    map.setView(config.view.center, config.view.zoom);
+    // Panning or zooming a big park loads the new view's grids, unless an edit is under way.
+    map.on("moveend", function () {
+      if (state.ready && !state.tool && state.busy === 0 && state.loads === 0) { load(true); }
+    });
+  }
 
   window.gridEditor = {
     map: map, state: state, config: config, reload: load, send: send, refused: refusedLayer,

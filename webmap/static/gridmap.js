@@ -199,7 +199,8 @@ document.addEventListener('DOMContentLoaded', function () {
   var map = window[cfg.map];
   var groups = {};
   Object.keys(cfg.layers).forEach(function (k) { groups[k] = window[cfg.layers[k]]; });
-  var GRID_LIMIT = 4000;
+  // one answer of the API holds at most cfg.pageMax rows (GRIDMAP_API_PAGE_MAX)
+  var GRID_LIMIT = Math.min(4000, cfg.pageMax);
 
   function bboxParam() {
     var b = map.getBounds().pad(0.2);
@@ -311,7 +312,7 @@ document.addEventListener('DOMContentLoaded', function () {
   }
 
   function loadHazards(generation) {
-    return fetchJSON(cfg.api + '/hazards?status=open&limit=10000&bbox=' + bboxParam())
+    return fetchJSON(cfg.api + '/hazards?status=open&limit=' + cfg.pageMax + '&bbox=' + bboxParam())
       .then(function (fc) {
         if (generation !== state.generation) { return; }
         var markers = fc.features.map(function (f) {
@@ -369,13 +370,20 @@ document.addEventListener('DOMContentLoaded', function () {
   }
 
   // Enterprises overdue for a visit (orange) and grids without a patrol today (dashed, not
-  // clickable, so grid popups stay reachable).  Logged-in users only.
-  function loadField() {
-    if (!groups.field || fieldLoaded || !map.hasLayer(groups.field) || !cfg.fieldApi) {
+  // clickable, so grid popups stay reachable).  Logged-in users only.  A small park loads
+  // the whole layer once; a big (tiled) one loads the view's bbox again on each refresh,
+  // as the grids are, since the whole layer of 10^5 grids is tens of MB.
+  function loadField(generation) {
+    if (!groups.field || !map.hasLayer(groups.field) || !cfg.fieldApi ||
+        (fieldLoaded && !cfg.tiles)) {
       return Promise.resolve();
     }
     fieldLoaded = true;
-    return fetchJSON(cfg.fieldApi).then(function (fc) {
+    var url = cfg.fieldApi + '?limit=' + cfg.pageMax + (cfg.tiles ? '&bbox=' + bboxParam() : '');
+    return fetchJSON(url).then(function (fc) {
+      // a small park loads its layer once: a newer refresh must not drop that answer
+      if (cfg.tiles && generation !== state.generation) { return; }
+      groups.field.clearLayers();
       L.geoJSON(fc, {
         filter: function (f) { return f.properties.layer === 'no_patrol_today'; },
         interactive: false,
@@ -416,7 +424,7 @@ document.addEventListener('DOMContentLoaded', function () {
     if (map.hasLayer(groups.enterprises) || map.hasLayer(groups.hidden)) { jobs.push(loadSites(g)); }
     if (map.hasLayer(groups.hazards)) { jobs.push(loadHazards(g)); }
     jobs.push(loadCoverage());
-    jobs.push(loadField());
+    jobs.push(loadField(g));
     return Promise.all(jobs).then(function () {
       if (g === state.generation) {
         if (!state.ready) { state.readyAt = performance.now(); }

@@ -47,8 +47,8 @@ read-only :func:`park_history`, :func:`grid_history`, :func:`grids_at`.
 from geodata.services.edits.absorb import absorb_slivers
 from geodata.services.edits.common import EditOutcome, Preview, SNAP_M, TOLERANCE_M
 from geodata.services.edits.draw import draw_grid
-from geodata.services.edits.history import (grid_history, grids_at, lineage, park_history,
-                                            restore_grid, restore_park)
+from geodata.services.edits.history import (count_edits, grid_history, grids_at, lineage,
+                                            park_history, restore_grid, restore_park)
 from geodata.services.edits.layers import adopt_proposal, apply_layer
 from geodata.services.edits.merge import merge_grids
 from geodata.services.edits.recipe import coverage_summary
@@ -57,6 +57,6 @@ from geodata.services.edits.retire import retire_grid
 from geodata.services.edits.split import split_grid
 
 __all__ = ["EditOutcome", "Preview", "SNAP_M", "TOLERANCE_M", "absorb_slivers", "adopt_proposal",
-           "apply_layer", "coverage_summary", "draw_grid", "grid_history", "grids_at", "lineage",
-           "merge_grids", "park_history", "reshape_grid", "restore_grid", "restore_park",
-           "retire_grid", "split_grid"]
+           "apply_layer", "count_edits", "coverage_summary", "draw_grid", "grid_history",
+           "grids_at", "lineage", "merge_grids", "park_history", "reshape_grid", "restore_grid",
+           "restore_park", "retire_grid", "split_grid"]

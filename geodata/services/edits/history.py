@@ -16,14 +16,24 @@ from geodata.services.edits.recipe import _run
 from geodata.services.edits.reshape import reshape_grid
 
 
-def park_history(session, park):
-    """The park's edits, newest first: ``id, at, actor, operation, reason, park_version, grids``."""
+def park_history(session, park, limit=None, offset=0):
+    """The park's edits, newest first: ``id, at, actor, operation, reason, park_version, grids``.
+
+    ``limit`` and ``offset`` take one page of them (:func:`count_edits` counts them all).
+    """
     edits = session.execute(sa.select(GridEdit).where(GridEdit.park_id == park.id)
-                            .order_by(GridEdit.id.desc())).scalars().all()
+                            .order_by(GridEdit.id.desc()).limit(limit).offset(offset)
+                            ).scalars().all()
     return [{"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "operation": e.operation,
              "reason": e.reason, "park_version": e.park_version,
              "grids": [i.code for i in e.items],
              "problems": json.loads(e.problems) if e.problems else []} for e in edits]
+
+
+def count_edits(session, park):
+    """How many edits the park has had."""
+    return int(session.execute(sa.select(sa.func.count()).where(
+        GridEdit.park_id == park.id)).scalar())
 
 
 def grid_history(session, park, code):
