@@ -55,6 +55,30 @@ def test_three_rates_on_a_small_park(engine):
     assert d["total"] == 0 and d["closure_rate"] is None
 
 
+def test_the_dashboard_the_weekly_report_and_the_check_give_the_same_rates(engine):
+    """One definition of each 100% rate: the dashboard used to count an enterprise with
+    every basic field but no grid as incomplete, where `gridmap check` did not."""
+    from geodata.models import Enterprise
+    from geodata.periods import iso_week
+    from geodata.services.coverage import park_rates
+    from geodata.services.weekly import weekly_report
+
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        firm = session.execute(sa.select(Enterprise).where(Enterprise.name == "甲公司")).scalar_one()
+        firm.grid_id = None  # complete records, in no grid
+    with session_scope(engine) as session:
+        park = get_park(session, "T")
+        check = park_rates(session, park)
+        board = ledger.dashboard(session, park)
+        week = weekly_report(session, park, iso_week(date.today()))["rates"]
+    assert check == {"enterprises_in_grid": 0.5, "grids_staffed": 0.25, "records_complete": 0.5}
+    assert (board["enterprises_in_grid"], board["grids_with_staff"],
+            board["enterprises_complete"]) == tuple(check.values())
+    assert [week[k]["value"] for k in ("enterprises_in_grid", "grids_with_staff",
+                                       "enterprises_complete")] == list(check.values())
+
+
 def test_relocate_after_grid_change(engine):
     build_park(engine, users=False)
     with session_scope(engine, write=True) as session:

@@ -151,6 +151,23 @@ def park_rates(session, park, enterprises=None, no_grid_codes=None):
     grids with a grid chief whose staff contacts are all published (公示).
     ``records_complete``: enterprises passing :func:`record_complete`.
     ``enterprises`` are the dicts of :func:`enterprise_sites` (read when None).
+    The dashboard and the weekly report show these same figures.
+    """
+    return rates_of(rate_counts(session, park, enterprises, no_grid_codes))
+
+
+def rates_of(counts):
+    """The rates of :func:`park_rates` from the counts of :func:`rate_counts`."""
+    return {"enterprises_in_grid": _rate(counts["in_grid"], counts["enterprises"]),
+            "grids_staffed": _rate(counts["staffed"], counts["grids"]),
+            "records_complete": _rate(counts["complete"], counts["enterprises"])}
+
+
+def rate_counts(session, park, enterprises=None, no_grid_codes=None):
+    """What :func:`park_rates` divides, as a dict of counts.
+
+    ``enterprises``, ``in_grid``, ``complete``, ``grids`` (active level 1)
+    and ``staffed``.
     """
     enterprises = enterprise_sites(session, park) if enterprises is None else enterprises
     # Two index probes per grid (grid_staff.grid_id is indexed).  A join with the staff
@@ -167,11 +184,9 @@ def park_rates(session, park, enterprises=None, no_grid_codes=None):
         in_grid = sum(e["credit_code"] not in outside for e in enterprises)
     else:
         in_grid = sum(e["grid_id"] is not None for e in enterprises)
-    return {
-        "enterprises_in_grid": _rate(in_grid, len(enterprises)),
-        "grids_staffed": _rate(staffed, level1),
-        "records_complete": _rate(sum(map(record_complete, enterprises)), len(enterprises)),
-    }
+    return {"enterprises": len(enterprises), "in_grid": in_grid,
+            "complete": sum(map(record_complete, enterprises)),
+            "grids": int(level1), "staffed": int(staffed)}
 
 
 def check_park(session, park, *, tolerance_m=0.01, client=None, workers_read=True):

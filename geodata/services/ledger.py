@@ -20,9 +20,10 @@ import sqlalchemy as sa
 from geodata import domains
 from geodata.errors import FeatureError, NotFoundError, ValidationError
 from geodata.models import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Enterprise,
-                            Grid, GridStaff, Hazard, HazardEvent, Park, Photo, Supervision)
+                            Grid, Hazard, HazardEvent, Park, Photo, Supervision)
 from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
+from geodata.services.coverage import rate_counts, rates_of
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
 from geodata.services.parks import prepared_boundary
 from geodata.storage import backend_name, insert_row, start_write, update_row
@@ -672,12 +673,6 @@ def relocate(session, park):
     return apply_relocation(session, relocation(session, park))[0]
 
 
-def _complete(e):
-    fields = (e.name, e.credit_code, e.industry, e.employees, e.contact_name, e.contact_phone,
-              e.grid_id)
-    return all(v not in (None, "") for v in fields)
-
-
 def _rate(part, whole):
     return round(part / whole, 4) if whole else None
 
@@ -721,7 +716,8 @@ def dashboard(session, park, today=None, grid_limit=None, grid_offset=0):
     * ``by_month``: hazards found per ``YYYY-MM`` and closed per month.
     * ``closure_rate``: closed / all hazards; ``overdue``: open hazards past
       their deadline (derived on ``today``).
-    * The three rates the articles want at 100%:
+    * The three rates the articles want at 100%, the figures of
+      :func:`geodata.services.coverage.park_rates` (``gridmap check``):
 
       - ``enterprises_in_grid``: enterprises assigned to a grid / all
         enterprises (企业入格).
@@ -729,9 +725,9 @@ def dashboard(session, park, today=None, grid_limit=None, grid_offset=0):
         (网格长) and whose staff contacts are all published on the board
         (公示) / active level-1 grids.
       - ``enterprises_complete``: enterprises with **complete basic
-        records** / all enterprises, where complete means name, unified
-        social credit code, industry, employee count, contact name and
-        contact phone are all filled in and the enterprise is in a grid.
+        records** / all enterprises, where complete means name, a valid
+        unified social credit code (GB 32100), industry, employee count,
+        contact name and contact phone are all filled in.
 
     Grid figures are counted in SQL (grids and staff are never loaded one
     row each: a park may hold 10^5 grids).
@@ -779,14 +775,9 @@ def dashboard(session, park, today=None, grid_limit=None, grid_offset=0):
         cell["open"] += status != "closed"
         cell["overdue"] += late
     count = Counter(r[0] for r in rows)
-    enterprises = session.execute(sa.select(Enterprise).where(
-        Enterprise.park_id == park.id)).scalars().all()
-    staff = sa.select(GridStaff.id).where(GridStaff.grid_id == Grid.id)
-    grid_count, staffed = session.execute(sa.select(
-        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((sa.and_(
-            staff.where(GridStaff.role == "grid_chief").exists(),
-            ~staff.where(GridStaff.published.is_not(True)).exists()), 1), else_=0)), 0))
-        .where(level1)).one()
+    # The three 100% rates as `gridmap check` and the weekly report give them.
+    counts = rate_counts(session, park)
+    rates = rates_of(counts)
     months = sorted(set(found_months) | set(closed_months))
     return {
         "park": {"code": park.code, "name": park.name},
@@ -802,11 +793,9 @@ def dashboard(session, park, today=None, grid_limit=None, grid_offset=0):
                       "closed": closed_months.get(m, 0)} for m in months],
         "closure_rate": _rate(count.get("closed", 0), len(rows)),
         "overdue": overdue,
-        "enterprises": len(enterprises),
-        "enterprises_in_grid": _rate(sum(e.grid_id is not None for e in enterprises),
-                                     len(enterprises)),
-        "grids": int(grid_count),
-        "grids_with_staff": _rate(int(staffed), int(grid_count)),
-        "enterprises_complete": _rate(sum(_complete(e) for e in enterprises),
-                                      len(enterprises)),
+        "enterprises": counts["enterprises"],
+        "enterprises_in_grid": rates["enterprises_in_grid"],
+        "grids": counts["grids"],
+        "grids_with_staff": rates["grids_staffed"],
+        "enterprises_complete": rates["records_complete"],
     }

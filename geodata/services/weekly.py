@@ -23,8 +23,9 @@ The figures (docs/weekly.md names each and its formula):
   satisfaction rate of the week's follow-ups (回访): (满意 + 基本满意) / 回访;
 * visits done against due: :func:`geodata.services.visits.coverage` of the
   week (h/visits' rules), and the visit records of the week per grid;
-* the three 100% rates of the articles, as the dashboard computes them
-  (:func:`geodata.services.ledger.dashboard`), at the time of the report;
+* the three 100% rates of the articles, as ``gridmap check`` and the
+  dashboard give them (:func:`geodata.services.coverage.park_rates`), at the
+  time of the report;
 * a per-grid table over the active level-1 grids (sub-grids roll up);
 * the 周研判 review list and the week's 周交办 assignments.
 """
@@ -43,7 +44,8 @@ from geodata.models import (Enterprise, Grid, Hazard, HazardEvent, RequestEvent,
 from geodata.models.base import to_shapes
 from geodata.periods import iso_week, local_day_bounds_utc, local_today, week_bounds
 from geodata.request_workflow import DONE
-from geodata.services import ledger, visits
+from geodata.services import visits
+from geodata.services.coverage import park_rates
 from geodata.services.users import allowed_grid_ids, get_user
 from geodata.vocabulary import REQUEST_STATE_NAMES, STATE_NAMES
 from geodata.workflow import PermissionDeniedError
@@ -51,8 +53,10 @@ from geodata.workflow import PermissionDeniedError
 #: Roles that may make 周交办 assignments (the park's leadership at the weekly meeting).
 ASSIGNERS = frozenset({"supervisor", "admin"})
 #: The three 100% rates (三个100%) by dashboard key, with their Chinese names.
-RATES = (("enterprises_in_grid", "企业网格划分率"), ("grids_with_staff", "网格员信息公示率"),
-         ("enterprises_complete", "基础信息建档率"))
+#: The report's three rates: its key, the key of :func:`coverage.park_rates`, the name.
+RATES = (("enterprises_in_grid", "enterprises_in_grid", "企业网格划分率"),
+         ("grids_with_staff", "grids_staffed", "网格员信息公示率"),
+         ("enterprises_complete", "records_complete", "基础信息建档率"))
 #: Follow-up answers that count as satisfied in the satisfaction rate.
 SATISFIED = ("satisfied", "basically_satisfied")
 
@@ -280,7 +284,7 @@ def weekly_report(session, park, week, today=None, grid_ids=None):
         row["visits_done"] = cell.get("done", 0)
         row["visits_due"] = cell.get("expected", 0)
     happy, answers = satisfaction(requests)
-    dashboard = ledger.dashboard(session, park, today=week.as_of)
+    rates = park_rates(session, park)
     assignments = assignment_dicts(session, tasks, today=today)
     return {
         "park": {"code": park.code, "name": park.name},
@@ -294,7 +298,7 @@ def weekly_report(session, park, week, today=None, grid_ids=None):
                      "satisfaction_rate": rate(happy, answers)},
         "visits": {"records": sum(records.values()), "done": coverage["done"],
                    "due": coverage["expected"], "rate": coverage["rate"]},
-        "rates": {key: {"name": name, "value": dashboard[key]} for key, name in RATES},
+        "rates": {key: {"name": name, "value": rates[source]} for key, source, name in RATES},
         "grids": list(rows.values()),
         "review": review_list(hazards, requests, rows, top),
         "assignments": assignments,
