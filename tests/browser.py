@@ -258,3 +258,15 @@ def load_payload_park(engine):
         import_hazards(session, park, hazards)
         add_user(session, *PAYLOAD_PLANNER, "planner", display_name=PAYLOAD_USER)
     return "X"
+
+
+def submit_login(driver, base, username, password, next_path=None):
+    """Fill in and send the real login form; the caller waits for where it lands."""
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/login" + (f"?next={quote(next_path)}" if next_path else ""))
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()

@@ -1,5 +1,6 @@
 """Small fixtures for the hazard ledger tests: a park of 2 x 2 grids and one account per role."""
 
+import threading
 from datetime import date, timedelta
 
 import geopandas as gpd
@@ -101,3 +102,23 @@ def image_bytes(fmt="PNG", size=(4, 3)):
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 30, 30)).save(buffer, fmt)
     return buffer.getvalue()
+
+
+def at_once(send, clients=2):
+    """Call ``send(i)`` in ``clients`` threads released together; return the answers by ``i``.
+
+    The threads meet at a barrier first, so the requests race as two users' would.
+    """
+    barrier = threading.Barrier(clients)
+    results = [None] * clients
+
+    def client(i):
+        barrier.wait()
+        results[i] = send(i)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -12,7 +12,7 @@ import json
 import urllib.error
 import urllib.request
 from datetime import date, timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import shapely
@@ -27,7 +27,7 @@ from geodata.services.hazards import locate
 from geodata.services.parks import get_park
 from geodata.storage import make_engine, session_scope
 from tests.browser import (LiveServer, chrome, demo_database, screenshot,  # noqa: F401
-                           severe_console_errors, wait_ready)
+                           severe_console_errors, submit_login, wait_ready)
 
 pytestmark = pytest.mark.browser
 
@@ -64,10 +64,7 @@ def browser(chrome):  # noqa: F811
 
 def login(driver, server, username, password, next_path=MAP):
     """Log in with the real form and land on ``next_path``."""
-    driver.get(f"{server.url}/login?next={quote(next_path)}")
-    driver.find_element(By.NAME, "username").send_keys(username)
-    driver.find_element(By.NAME, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    submit_login(driver, server.url, username, password, next_path)
     WebDriverWait(driver, WAIT).until(lambda d: urlsplit(d.current_url).path == next_path)
 
 

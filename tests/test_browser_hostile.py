@@ -18,12 +18,11 @@ hostile too), and on each page:
 
 import pytest
 import sqlalchemy as sa
-from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from geodata.models import Enterprise, Grid, Hazard, Photo, ServiceRequest, User, Visit
 from geodata.storage import session_scope
-from tests.browser import LiveServer, chrome, severe_console_errors  # noqa: F401
+from tests.browser import LiveServer, chrome, severe_console_errors, submit_login  # noqa: F401
 from tests.test_browser_map import no_dialog
 from tests.test_hostile_text import (HTML_PAGES, OGC, OGC_COLLECTIONS, PAGE_SHOWS, build_hostile,
                                      check_text, stored, urls)
@@ -87,10 +86,7 @@ def _page_urls(app, ids):
 
 def _log_in(driver, base, username, password):
     driver.delete_all_cookies()
-    driver.get(f"{base}/login")
-    driver.find_element(By.NAME, "username").send_keys(username)
-    driver.find_element(By.NAME, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+    submit_login(driver, base, username, password)
     WebDriverWait(driver, 30).until(lambda d: "/login" not in d.current_url)
 
 

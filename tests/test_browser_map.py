@@ -20,7 +20,7 @@ from geodata.storage import make_engine
 from tests.browser import (PAYLOAD_NAME, PAYLOAD_NOTE, PAYLOAD_PARK, PAYLOAD_STAFF,  # noqa: F401
                            PAYLOAD_PLANNER, PAYLOAD_USER, LiveServer, chrome, demo_url,
                            live_server, load_payload_park, screenshot, severe_console_errors,
-                           wait_ready)
+                           submit_login, wait_ready)
 
 pytestmark = pytest.mark.browser
 
@@ -199,10 +199,7 @@ PAYLOAD_CODE = "X-<img src=x onerror=alert(7)>"
 
 def log_in(driver, base, username, password, target):
     driver.delete_all_cookies()
-    driver.get(f"{base}/login?next={target}")
-    driver.find_element(By.NAME, "username").send_keys(username)
-    driver.find_element(By.NAME, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    submit_login(driver, base, username, password, target)
     WebDriverWait(driver, 30).until(lambda d: d.current_url.endswith(target))
 
 

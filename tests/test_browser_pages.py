@@ -11,7 +11,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from geodata.services.users import DEMO_ACCOUNTS
-from tests.browser import (chrome, demo_url, live_server, screenshot,  # noqa: F401
+from tests.browser import (chrome, demo_url, live_server, screenshot, submit_login,  # noqa: F401
                            severe_console_errors, wait_ready)
 
 pytestmark = pytest.mark.browser
@@ -53,10 +53,7 @@ def browser(chrome):  # noqa: F811
 
 
 def log_in(driver, base, username):
-    driver.get(base + "/login")
-    driver.find_element(By.NAME, "username").send_keys(username)
-    driver.find_element(By.NAME, "password").send_keys(DEMO_ACCOUNTS[username][1])
-    driver.find_element(By.CSS_SELECTOR, "form.gm-form button[type=submit]").click()
+    submit_login(driver, base, username, DEMO_ACCOUNTS[username][1])
     WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "nav-user"))
 
 

@@ -18,7 +18,7 @@ from geodata.models import Hazard
 from geodata.services import ledger
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
-from tests.browser import LiveServer, chrome, wait_ready  # noqa: F401
+from tests.browser import LiveServer, chrome, submit_login, wait_ready  # noqa: F401
 from tests.ledger_helpers import PASSWORDS, build_park, lonlat
 from tests.test_browser_field import session_cookie
 from tests.test_browser_hazard_log import click_map_at, toggle, wait_for
@@ -46,10 +46,7 @@ def test_back_after_logout_shows_the_login_not_the_page(db_url, engine, chrome, 
     server = LiveServer(db_url)
     try:
         chrome.delete_all_cookies()
-        chrome.get(f"{server.url}/login?next=/parks/T/ledger")
-        chrome.find_element(By.NAME, "username").send_keys("viewer")
-        chrome.find_element(By.NAME, "password").send_keys(PASSWORDS["viewer"])
-        chrome.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        submit_login(chrome, server.url, "viewer", PASSWORDS["viewer"], "/parks/T/ledger")
         WebDriverWait(chrome, 60).until(lambda d: d.current_url.endswith("/parks/T/ledger"))
         chrome.get(server.url + page)
         assert SECRET in _loaded(chrome)
@@ -74,10 +71,7 @@ def test_a_map_page_of_one_user_cannot_log_as_the_next(db_url, engine, chrome): 
     server = LiveServer(db_url)
     try:
         chrome.delete_all_cookies()
-        chrome.get(f"{server.url}/login?next=/parks/T/map")
-        chrome.find_element(By.NAME, "username").send_keys("inspector")
-        chrome.find_element(By.NAME, "password").send_keys(PASSWORDS["inspector"])
-        chrome.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        submit_login(chrome, server.url, "inspector", PASSWORDS["inspector"], "/parks/T/map")
         wait_ready(chrome)
         lon, lat = lonlat("T-001")
         chrome.execute_script("gridmap.map.setView([arguments[1], arguments[0]], 17);", lon, lat)

@@ -16,13 +16,12 @@ without anyone listing it here (it only needs a valid body in
 """
 
 import re
-import threading
 
 import pytest
 
 from geodata.versions import parse_if_match
 from tests.conftest import stored_snapshot, table_counts
-from tests.ledger_helpers import future
+from tests.ledger_helpers import at_once, future
 from tests.test_hazards_api import api  # noqa: F401  (the hazard API fixture)
 from webmap.api import openapi_document
 
@@ -200,20 +199,8 @@ def test_two_writers_with_the_same_version_at_once_one_wins(api, engine, path): 
     current = _version(api, read)
     history = next(table for key, table in HISTORY.items() if f"/{key}" in path)
     before = table_counts(engine)[history]
-    barrier = threading.Barrier(2)
-    results = [None, None]
-
-    def writer(i):
-        client = api.client()
-        barrier.wait()
-        results[i] = api.call("POST", url, role, body(), client=client,
-                              headers={"If-Match": f'"{current}"'})
-
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(lambda _i: api.call("POST", url, role, body(), client=api.client(),
+                                          headers={"If-Match": f'"{current}"'}))
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200, 412], (path, [r.json for r in results])
     loser = next(r for r in results if r.status_code == 412)

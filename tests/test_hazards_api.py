@@ -2,7 +2,6 @@
 
 import io
 import json
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -10,8 +9,8 @@ import sqlalchemy as sa
 from geodata.services import ledger
 from geodata.storage import session_scope
 from tests.conftest import table_counts
-from tests.ledger_helpers import (ACTORS, OUTSIDE, build_park, future, image_bytes, ledger_state,
-                                  lonlat)
+from tests.ledger_helpers import (ACTORS, OUTSIDE, at_once, build_park, future, image_bytes,
+                                  ledger_state, lonlat)
 from webmap import create_app
 
 
@@ -347,25 +346,18 @@ def test_photo_is_moved_into_place_only_when_the_transaction_commits(api, engine
 def test_two_clients_move_the_same_hazard_at_once(api, engine, mode):
     hid = api.create().json["id"]
     events_before = ledger_state(engine)[1]
-    barrier = threading.Barrier(2)
-    results = [None, None]
 
     def worker(i):
-        client = api.client()
         body = {"to": "rectifying", "deadline": future().isoformat(), "note": f"client {i}"}
         headers = {"Authorization": f"Bearer {api.tokens['inspector']}"}
         if mode == "if_match":
             headers["If-Match"] = '"1"'
         else:
             body["version"] = 1
-        barrier.wait()
-        results[i] = client.post(f"/api/hazards/{hid}/transitions", json=body, headers=headers)
+        return api.client().post(f"/api/hazards/{hid}/transitions", json=body,
+                                 headers=headers)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(worker)
     statuses = sorted(r.status_code for r in results)
     loser = 412 if mode == "if_match" else 409
     assert statuses == [200, loser], [r.json for r in results]

@@ -9,30 +9,18 @@ it must still get the answer a sequential request gets (409
 stored.  On SpatiaLite the writers queue, which must answer the same.
 """
 
-import threading
 
 import pytest
 
 from geodata.periods import local_today
 from tests.conftest import table_counts
+from tests.ledger_helpers import at_once
 from tests.test_hazards_api import api  # noqa: F401  (the hazard API fixture)
 from tests.test_visits_api import visit_body
 
 
 def _at_once(send):
-    barrier = threading.Barrier(2)
-    results = [None, None]
-
-    def client(i):
-        barrier.wait()
-        results[i] = send()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sorted(results, key=lambda r: r.status_code)
+    return sorted(at_once(lambda _i: send()), key=lambda r: r.status_code)
 
 
 @pytest.mark.parametrize("attempt", range(3))
