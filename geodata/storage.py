@@ -342,25 +342,64 @@ def insert_row(session, obj):
     take the table's own defaults, which come back with ``RETURNING`` and
     are set on ``obj`` as loaded, so it reads as if the ORM had flushed it.
     """
+    mapper, given, values = given_columns(obj)
+    statement, returned = _insert_statement(mapper, given)
+    return adopt_row(session, obj, returned, session.execute(statement, values).one())
+
+
+def given_columns(obj):
+    """The transient ORM object ``obj``'s mapper, the keys of its set columns, and their values."""
     state = sa.inspect(obj)
     given = tuple(sorted(key for key in state.dict if key in state.mapper.columns))
-    statement, returned = _insert_statement(state.mapper, given)
-    row = session.execute(statement, {key: state.dict[key] for key in given}).one()
-    for key, value in zip(returned, row):
+    return state.mapper, given, {key: state.dict[key] for key in given}
+
+
+def with_python_defaults(mapper, values):
+    """``values`` and the Python-side column defaults of ``mapper``'s columns it lacks.
+
+    An ``INSERT … SELECT`` built by hand runs no Python-side defaults (a
+    plain ``insert()`` would), so the statement must be given them.
+    """
+    values = dict(values)
+    for key, column in mapper.columns.items():
+        default = column.default
+        if key in values or default is None:
+            continue
+        if default.is_scalar:
+            values[key] = default.arg
+        elif default.is_callable:
+            values[key] = default.arg(None)  # wrapped by SQLAlchemy to take a context
+        else:
+            raise TypeError(f"{mapper.class_.__name__}.{key}: a SQL default needs a plain insert")
+    return values
+
+
+def adopt_row(session, obj, keys, row):
+    """Make the transient ``obj``, just inserted, persistent as if the ORM had flushed it.
+
+    ``row`` holds the values of ``keys`` that the INSERT's ``RETURNING`` read
+    back (the table's defaults and whatever the statement computed).
+    """
+    for key, value in zip(keys, row):
         set_committed_value(obj, key, value)
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
 
 
+def returned_columns(mapper, given):
+    """The keys of ``mapper``'s columns an INSERT of the ``given`` keys reads back."""
+    return tuple(key for key in mapper.columns.keys() if key not in given)
+
+
 @functools.cache
 def _insert_statement(mapper, given):
-    table = mapper.local_table
-    returned = tuple(key for key in mapper.columns.keys() if key not in given)
-    return table.insert().returning(*(mapper.columns[key] for key in returned)), returned
+    returned = returned_columns(mapper, given)
+    return (mapper.local_table.insert().returning(*(mapper.columns[key] for key in returned)),
+            returned)
 
 
-def update_row(session, obj, values):
+def update_row(session, obj, values, *, child=None):
     """UPDATE the versioned ORM object ``obj`` with ``values`` in one Core statement.
 
     The counterpart of :func:`insert_row` for a row the caller has locked
@@ -368,16 +407,26 @@ def update_row(session, obj, values):
     guards it as the ORM's ``version_id_col`` would, and a row changed
     meanwhile raises ``StaleDataError`` (409 ``stale_version``).  ``obj``
     takes the new values and version as loaded, with nothing left to flush.
+
+    ``child`` = ``(table, key column, values)``: a row to INSERT with
+    ``obj``'s id in its key column (a history event).  On PostgreSQL it goes
+    in the same statement (a data-modifying ``WITH``), one round trip less.
     """
     mapper = sa.inspect(obj).mapper
     version_key = mapper.version_id_col.key
-    statement = _update_statement(mapper, tuple(sorted(values)))
     version = getattr(obj, version_key)
     params = {f"new_{key}": value for key, value in values.items()}
     (row_id,) = mapper.primary_key_from_instance(obj)
     params.update(row_id=row_id, row_version=version, new_version=version + 1)
-    if session.execute(statement, params).rowcount != 1:
+    together = child is not None and backend_name(session) == "postgresql"
+    statement = _update_statement(mapper, tuple(sorted(values)), together and child_shape(child))
+    if together:
+        params.update(child_params(child))
+    result = session.execute(statement, params)
+    if (result.first() is None) if together else result.rowcount != 1:
         raise StaleDataError(f"{mapper.local_table.name} row {row_id} changed meanwhile")
+    if child is not None and not together:
+        insert_child(session, row_id, child)
     for key, value in values.items():
         set_committed_value(obj, key, value)
     set_committed_value(obj, version_key, version + 1)
@@ -385,14 +434,46 @@ def update_row(session, obj, values):
 
 
 @functools.cache
-def _update_statement(mapper, keys):
+def _update_statement(mapper, keys, child=None):
     # Bound names differ from the column names: SQLAlchemy keeps those for its own SET values.
     table, version = mapper.local_table, mapper.version_id_col
     (key_column,) = mapper.primary_key
-    return table.update().where(
+    update = table.update().where(
         key_column == sa.bindparam("row_id"), version == sa.bindparam("row_version")).values(
             {**{mapper.columns[key]: sa.bindparam(f"new_{key}") for key in keys},
              version: sa.bindparam("new_version")})
+    if not child:
+        return update
+    # WITH updated AS (UPDATE … RETURNING id) INSERT INTO child SELECT updated.id, …
+    # RETURNING: a row when the UPDATE matched (psycopg gives no row count after a WITH).
+    updated = update.returning(key_column).cte("updated")
+    return child_insert(child, updated.c[key_column.name]).returning(child[0].c[child[1]])
+
+
+def child_shape(child):
+    """The hashable shape of ``child`` = (table, key column, values): table, key, value keys."""
+    table, key, values = child
+    return table, key, tuple(sorted(values))
+
+
+def child_params(child):
+    """The bound values of ``child`` for :func:`child_insert`'s statement."""
+    return {f"child_{k}": v for k, v in child[2].items()}
+
+
+def child_insert(shape, parent_id):
+    """``INSERT INTO table (key, …) SELECT parent_id, :child_… FROM <parent_id's CTE>``."""
+    table, key, keys = shape
+    return table.insert().from_select(
+        [table.c[key]] + [table.c[k] for k in keys],
+        sa.select(parent_id, *(sa.bindparam(f"child_{k}", type_=table.c[k].type) for k in keys)),
+        include_defaults=False)
+
+
+def insert_child(session, parent_id, child):
+    """INSERT ``child`` = (table, key column, values) with ``parent_id`` in its key column."""
+    table, key, values = child
+    session.execute(table.insert(), {key: parent_id, **values})
 
 
 @contextmanager

@@ -14,15 +14,15 @@ CREATE = {
     "sqlite": ["BEGIN", "SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids, sites
                "BEGIN IMMEDIATE", "SELECT parks.version",
                "UPDATE ledger_counters", "INSERT INTO hazards", "INSERT INTO hazard_events"],
+    # The number, the hazard and its first event: one statement (numbering.insert_numbered).
     "postgresql": ["SELECT api_tokens", "SELECT parks", "SELECT anon_1",  # grids and sites
-                   "UPDATE ledger_counters", "INSERT INTO hazards",
-                   "INSERT INTO hazard_events"],
+                   "WITH taken AS"],
 }
 TRANSITION = {
     "sqlite": ["BEGIN", "SELECT api_tokens", "BEGIN IMMEDIATE", "SELECT hazards",
                "UPDATE hazards", "INSERT INTO hazard_events"],
-    "postgresql": ["SELECT api_tokens", "SELECT hazards", "UPDATE hazards",
-                   "INSERT INTO hazard_events"],
+    # The update and its history event: one statement (storage.update_row's child).
+    "postgresql": ["SELECT api_tokens", "SELECT hazards", "WITH updated AS"],
 }
 
 

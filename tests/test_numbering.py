@@ -16,15 +16,15 @@ import geopandas as gpd
 import pytest
 import sqlalchemy as sa
 
-from geodata import schema
+from geodata import domains, schema
 from geodata.creditcode import make_credit_code
 from geodata.errors import ConflictError
-from geodata.models import Grid, Hazard, LedgerCounter, ServiceRequest
+from geodata.models import Grid, Hazard, HazardEvent, LedgerCounter, ServiceRequest
 from geodata.models.base import to_element
 from geodata.services import ledger
 from geodata.services import requests as request_service
 from geodata.services.hazards import import_hazards
-from geodata.services.numbering import next_number
+from geodata.services.numbering import next_number, sql_ledger_number
 from geodata.services.parks import get_park
 from geodata.storage import make_engine, session_scope
 from tests.conftest import stored_snapshot
@@ -305,3 +305,45 @@ def test_a_create_that_read_the_park_locked_keeps_an_edit_waiting(engine):
         grid = session.get(Grid, hazard.grid_id)
         assert grid.active_to is None and grid.code in outcome["value"].added
     assert code == f"YH{YEAR}-0001"
+
+
+@pytest.mark.parametrize("backend", ["postgis"], indirect=True)
+def test_numbers_formatted_in_sql_are_the_python_ones(engine):
+    """PostgreSQL numbers a create in its INSERT (``insert_numbered``): the same text as
+    :func:`geodata.domains.ledger_number`, past 4 digits too."""
+    seqs = [1, 9, 10, 999, 1000, 9999, 10000, 99999, 123456, domains.LEDGER_SEQ_MAX]
+    with engine.connect() as conn:
+        got = [conn.execute(sa.select(sql_ledger_number(sa.literal("YH2025-"), sa.literal(n))))
+               .scalar() for n in seqs]
+    assert got == [domains.ledger_number("YH", 2025, n, "T") for n in seqs]
+
+
+def _stored(engine, code):
+    """The hazard ``code``'s row and its events, without the values every row has its own of."""
+    own = {"id", "code", "created_at", "hazard_id", "at"}
+    with session_scope(engine) as session:
+        hazard = session.execute(sa.select(Hazard.__table__).where(Hazard.code == code)).one()
+        events = session.execute(sa.select(HazardEvent.__table__).where(
+            HazardEvent.hazard_id == hazard.id)).all()
+    return ({k: v for k, v in hazard._mapping.items() if k not in own},
+            [{k: v for k, v in e._mapping.items() if k not in own} for e in events])
+
+
+def test_a_create_numbered_in_its_insert_stores_what_the_general_path_stores(engine):
+    """The first create of a year makes the counter row (the general path); on PostgreSQL
+    the next one is numbered, inserted and given its first event in one statement.  Both
+    store the same hazard and event, and the object in the session reads as stored."""
+    build_park(engine, users=False)
+    first = _create(engine, "T-002", description="灭火器过期")
+    with session_scope(engine) as session:
+        hazard = ledger.create_hazard(session, get_park(session, "T"),
+                                      point=ledger.parse_point(*lonlat("T-002")),
+                                      category="其他", actor=ACTORS["inspector"],
+                                      found_date=FOUND, description="灭火器过期")
+        held = {k: getattr(hazard, k) for k in ("id", "code", "version", "created_at", "status")}
+    assert (first, held["code"]) == (f"YH{YEAR}-0001", f"YH{YEAR}-0002")
+    assert _stored(engine, first) == _stored(engine, held["code"])
+    with session_scope(engine) as session:
+        stored = session.get(Hazard, held["id"])
+        assert {k: getattr(stored, k) for k in held} == held
+    assert _counters(engine) == [("YH", YEAR, 2)]

@@ -1,6 +1,6 @@
 """Schema, geometry columns and history rules on both backends."""
 
-from datetime import date
+from datetime import date, datetime, timezone
 
 import pytest
 import shapely
@@ -214,3 +214,28 @@ def test_update_row_bumps_the_version_and_refuses_a_row_changed_meanwhile(engine
     with session_scope(engine) as session:
         hazard = session.get(Hazard, hazard_id)
         assert (hazard.status, hazard.version) == ("rectifying", 3)
+
+
+def test_update_row_with_a_child_row_writes_both_or_neither(engine):
+    """The history event given as ``child`` is stored with the update (on PostgreSQL in
+    its statement), and not at all when the row changed meanwhile."""
+    def event(note):
+        return (HazardEvent.__table__, "hazard_id", {
+            "at": datetime(2026, 11, 3, tzinfo=timezone.utc), "actor": "inspector",
+            "from_status": "found", "to_status": "rectifying", "action": "rectify", "note": note,
+            "escalation": None})
+
+    with session_scope(engine) as session:
+        hazard = insert_row(session, _new_hazard(_park(session), "YH2026-0001"))
+        update_row(session, hazard, {"status": "rectifying"}, child=event("限期整改"))
+        assert hazard.version == 2 and not session.dirty
+        hazard_id = hazard.id
+        session.execute(sa.update(Hazard.__table__).where(Hazard.__table__.c.id == hazard_id)
+                        .values(version=3))
+        with pytest.raises(StaleDataError):
+            update_row(session, hazard, {"status": "supervising"}, child=event("不该写入"))
+    with session_scope(engine) as session:
+        stored = session.execute(sa.select(HazardEvent.hazard_id, HazardEvent.note,
+                                           HazardEvent.at)).all()
+    assert [tuple(r) for r in stored] == [
+        (hazard_id, "限期整改", datetime(2026, 11, 3, tzinfo=timezone.utc))]

@@ -25,8 +25,9 @@ from geodata.models.base import to_element, to_shapes
 from geodata.periods import local_today
 from geodata.services.coverage import rate_counts, rates_of
 from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES, ledger_codes, locate
+from geodata.services.numbering import insert_numbered
 from geodata.services.parks import prepared_boundary
-from geodata.storage import backend_name, insert_row, start_write, update_row
+from geodata.storage import backend_name, insert_child, insert_row, start_write, update_row
 from geodata.versions import check_version
 from geodata.workflow import (STATE_NAMES, PermissionDeniedError, allowed_targets,
                               check_escalation, is_overdue, plan_transition, require)
@@ -282,36 +283,34 @@ def create_hazard(session, park, *, point, category, actor, level="general", des
                     description=description, found_date=found_date, status="found",
                     escalation="grid")
     # Numbered last: the counter's row lock is then held only for the inserts and the commit.
-    try:
-        (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
-    except FeatureError as exc:
-        raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
-    insert_row(session, hazard)
-    append_event(session, hazard, actor=actor.name, from_status=None, to_status="found",
-                 action="log", note=description)
+    first = history_event(actor=actor.name, from_status=None, to_status="found", action="log",
+                          note=description)
+    if code is not None or insert_numbered(
+            session, hazard, park, "YH", found_date.year, child=first) is None:
+        try:
+            (hazard.code,) = ledger_codes(session, park, [code], years=[found_date.year])
+        except FeatureError as exc:
+            raise ValidationError(exc.message, code=exc.code, details={"field": "code"}) from None
+        insert_row(session, hazard)
+        insert_child(session, hazard.id, first)
     # The answer's names were read with the placement: hazard_dicts needs no query for them.
     _keep_names(hazard, (park.code, grid and grid[1], grid and grid[2], firm and firm[1],
                          firm and firm[2]))
     return hazard
 
 
-def append_event(session, hazard, *, actor, from_status, to_status, action, note,
-                 escalation=None):
-    """Append one event to the history (``hazard_events``) of the stored ``hazard``.
+def history_event(*, actor, from_status, to_status, action, note, escalation=None):
+    """One event of a hazard's history (``hazard_events``), as the ``child`` row of a write.
 
-    The event is inserted by a statement built once, not added to the session:
-    the write paths never load a hazard's history (``hazard.events`` would read
-    it all first), and the unit of work for a second object cost more CPU than
-    the insert itself.  The callers write the hazard the same way
-    (:func:`~geodata.storage.insert_row`, :func:`~geodata.storage.update_row`).
+    The writes insert it with the hazard's own statement, not through the
+    session: they never load a hazard's history (``hazard.events`` would
+    read it all first), and the unit of work for a second object cost more
+    CPU than the insert itself (:func:`~geodata.storage.insert_row`,
+    :func:`~geodata.storage.update_row`).
     """
-    session.execute(_APPEND_EVENT, {
-        "hazard_id": hazard.id, "at": datetime.now(timezone.utc), "actor": actor,
-        "from_status": from_status, "to_status": to_status, "action": action, "note": note,
-        "escalation": escalation})
-
-
-_APPEND_EVENT = HazardEvent.__table__.insert()
+    return (HazardEvent.__table__, "hazard_id", {
+        "at": datetime.now(timezone.utc), "actor": actor, "from_status": from_status,
+        "to_status": to_status, "action": action, "note": note, "escalation": escalation})
 
 
 def _check_version(hazard, expected, if_match, what="hazard"):
@@ -365,9 +364,9 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
                "closed_at": datetime.now(timezone.utc) if step.target == "closed" else None}
     if step.needs_deadline:
         changes["deadline"] = deadline
-    update_row(session, hazard, changes)
-    append_event(session, hazard, actor=actor.name, from_status=source, to_status=step.target,
-                 action=step.action, note=note or (record.note if record is not None else ""))
+    update_row(session, hazard, changes, child=history_event(
+        actor=actor.name, from_status=source, to_status=step.target, action=step.action,
+        note=note or (record.note if record is not None else "")))
     return hazard
 
 
@@ -438,9 +437,9 @@ def escalate(session, hazard_id, target, *, actor, reason, expected_version, if_
     reason = _text(reason, "reason")
     check_escalation(hazard.escalation, target, reason)
     step = f"{hazard.escalation}>{target}"
-    update_row(session, hazard, {"escalation": target})
-    append_event(session, hazard, actor=actor.name, from_status=hazard.status,
-                 to_status=hazard.status, action="escalate", escalation=step, note=reason)
+    update_row(session, hazard, {"escalation": target}, child=history_event(
+        actor=actor.name, from_status=hazard.status, to_status=hazard.status,
+        action="escalate", escalation=step, note=reason))
     return hazard
 
 

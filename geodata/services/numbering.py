@@ -14,12 +14,15 @@ Every writer of ledger numbers goes through :func:`reserve`, given numbers
 included, so the counter never falls behind what is stored.
 """
 
+import functools
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from geodata import domains
 from geodata.models import Hazard, LedgerCounter, ServiceRequest
-from geodata.storage import backend_name
+from geodata.storage import (adopt_row, backend_name, child_insert, child_params, child_shape,
+                             given_columns, returned_columns, with_python_defaults)
 
 _LEDGERS = {"YH": Hazard, "SQ": ServiceRequest}
 _COUNTERS = LedgerCounter.__table__
@@ -61,6 +64,67 @@ def _take():
 
 
 _TAKE = _take()
+
+
+def insert_numbered(session, obj, park, prefix, year, *, child):
+    """On PostgreSQL, number ``obj`` and INSERT it and its ``child`` row in one statement.
+
+    The common create, a generated number from an existing counter row:
+    the counter's ``UPDATE``, the ``INSERT`` of ``obj`` with its ``code``
+    formatted as :func:`geodata.domains.ledger_number` formats it, and the
+    ``INSERT`` of ``child`` = ``(table, key column, values)`` whose key
+    column takes ``obj``'s new id.  Creates of one park and year queue on
+    the counter's row lock until they commit: as three statements, the lock
+    was also held while the client's thread waited to run between them, and
+    waits for that lock were what the backends of an 8-client benchmark
+    mostly did (``pg_stat_activity``, see docs/scaling.md).
+
+    Returns ``obj``, now persistent with its number, or None: on SQLite
+    (which lets one writer in at a time anyway), or when the year's counter
+    row does not exist yet or has no numbers left.  The caller then takes
+    the general path (:func:`reserve`), which creates the row or refuses
+    the number.
+    """
+    if backend_name(session) != "postgresql":
+        return None
+    mapper, _, set_values = given_columns(obj)
+    values = with_python_defaults(mapper, set_values)
+    defaults = {k: v for k, v in values.items() if k not in set_values}
+    given = tuple(sorted(values))
+    statement, returned = _numbered_insert(mapper, given, child_shape(child))
+    params = {f"row_{k}": v for k, v in values.items()}
+    params.update(child_params(child))
+    params.update(the_park=park.id, the_ledger=prefix, the_year=year, at_least=0, count=1,
+                  code_head=f"{prefix}{year}-")
+    row = session.execute(statement, params).first()
+    if row is None:
+        return None
+    return adopt_row(session, obj, returned + tuple(defaults),
+                     tuple(row) + tuple(defaults.values()))
+
+
+def sql_ledger_number(head, seq):
+    """SQL for ``head`` (``<prefix><year>-``) then ``seq`` padded to 4 digits, as ``:04d`` pads."""
+    text = sa.cast(seq, sa.Text)
+    return head + sa.case((seq < 10000, sa.func.lpad(text, 4, "0")), else_=text)
+
+
+@functools.cache
+def _numbered_insert(mapper, given, child):
+    # Built once per shape: WITH taken AS (UPDATE counter), inserted AS (INSERT obj SELECT …
+    # FROM taken), child AS (INSERT child SELECT … FROM inserted) SELECT … FROM inserted.
+    taken = _TAKE.where(_COUNTERS.c.last < domains.LEDGER_SEQ_MAX).cte("taken")
+    table, columns = mapper.local_table, mapper.columns
+    code = sql_ledger_number(sa.bindparam("code_head", type_=sa.String), taken.c.last)
+    rows = sa.select(*(sa.bindparam(f"row_{k}", type_=columns[k].type) for k in given),
+                     code).select_from(taken)
+    returned = returned_columns(mapper, given)
+    inserted = table.insert().from_select(
+        [columns[k] for k in given] + [columns["code"]], rows, include_defaults=False).returning(
+            *(columns[k] for k in returned)).cte("inserted")
+    (primary,) = mapper.primary_key
+    child = child_insert(child, inserted.c[primary.name]).cte("child")
+    return sa.select(*(inserted.c[columns[k].name] for k in returned)).add_cte(child), returned
 
 
 def stored_highest(session, park, prefix, year):
