@@ -156,6 +156,48 @@ def _drive(clients, jobs):
     return time.perf_counter() - t, latencies, statuses, answers
 
 
+def _tree_cpu(root):
+    """CPU seconds (user + system) of process ``root`` and its descendants, reaped ones too.
+
+    On a shared machine the wall time per request moves with the other jobs'
+    load; the CPU the server and the database spend per request moves far
+    less, and on a saturated machine it is what bounds the throughput.
+    """
+    parents, spent = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        parents[int(entry)] = int(fields[1])
+        # utime, stime, and cutime, cstime: the children it waited for (backends that ended)
+        spent[int(entry)] = sum(int(x) for x in fields[11:15])
+    total = 0
+    for pid, ticks in spent.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        total += ticks if ancestor == root else 0
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _database_root(url):
+    """The PostgreSQL postmaster's pid (the parent of a backend), or None for SQLite."""
+    if not url.startswith("postgresql"):
+        return None
+    from geodata.storage import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+    engine.dispose()
+    with open(f"/proc/{backend}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def _figures(name, seconds, latencies, statuses):
     lat = np.array(latencies) * 1000
     return {"name": name, "requests": len(latencies), "seconds": seconds,
@@ -174,6 +216,7 @@ def _pooled(name, parts):
             statuses[status] = statuses.get(status, 0) + count
     row = _figures(name, seconds, latencies, statuses)
     row["round_ms"] = [p[0] / len(p[1]) * 1000 for p in parts]
+    row["cpu_ms"] = sum(p[3] for p in parts) / len(latencies) * 1000
     return row
 
 
@@ -200,9 +243,16 @@ def bench_backend(url, clients, per_client, workers, threads, rounds=1):
                         (rounds, clients, per_client + 1, 2))
     deadline = (date.today() + timedelta(days=30)).isoformat()
     floor_process, floor_port = _start(floor)
-    process = None
+    process, database = None, _database_root(url)
     try:
         process, port = _start(serve)
+
+        def driven(server, jobs):
+            # (seconds, latencies, statuses, CPU s of the server and the database), answers
+            before = _tree_cpu(server.pid) + (_tree_cpu(database) if database else 0)
+            seconds, lat, statuses, answers = _drive(clients, jobs)
+            spent = _tree_cpu(server.pid) + (_tree_cpu(database) if database else 0) - before
+            return (seconds, lat, statuses, spent), answers
 
         def clients_of(server_port, token):
             # New connections per phase: servers close idle keep-alive ones (gunicorn: 2 s).
@@ -218,29 +268,29 @@ def bench_backend(url, clients, per_client, workers, threads, rounds=1):
             conns = clients_of(floor_port, "")
             if r == 0:  # warm-up: one request per connection
                 _drive(clients, [[(c, "/rows", {"note": "warm-up"})] for c in conns])
-            seconds, lat, statuses, _ = _drive(clients, [
+            phase, _ = driven(floor_process, [
                 [(conns[k], "/rows", {"note": f"floor {r}-{k}-{j}"}) for j in range(per_client)]
                 for k in range(clients)])
-            phases["floor"].append((seconds, lat, statuses))
+            phases["floor"].append(phase)
             retries += sum(c.retries for c in conns)
 
             conns = clients_of(port, tokens["inspector"])
             if r == 0:
                 _drive(clients, [[create(conns[k], r, k, per_client)] for k in range(clients)])
-            seconds, lat, statuses, answers = _drive(clients, [
+            phase, answers = driven(process, [
                 [create(conns[k], r, k, j) for j in range(per_client)] for k in range(clients)])
-            phases["create"].append((seconds, lat, statuses))
+            phases["create"].append(phase)
             ids = [[data["id"] for status, data in mine if status == 201] for mine in answers]
             retries += sum(c.retries for c in conns)
 
             conns = clients_of(port, tokens["inspector"])
-            seconds, lat, statuses, _ = _drive(clients, [[step for hid in ids[k] for step in (
+            phase, _ = driven(process, [[step for hid in ids[k] for step in (
                 (conns[k], f"/api/hazards/{hid}/transitions",
                  {"to": "rectifying", "version": 1, "deadline": deadline}),
                 (conns[k], f"/api/hazards/{hid}/transitions",
                  {"to": "supervising", "version": 2}))]
                 for k in range(clients)])
-            phases["transition"].append((seconds, lat, statuses))
+            phases["transition"].append(phase)
             retries += sum(c.retries for c in conns)
     finally:
         if process is not None:
@@ -381,12 +431,14 @@ def main(argv=None):
             print(f"\n## {name}: {args.clients} clients, {server}, {args.rounds} round(s), "
                   f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after\n")
             print("| endpoint | requests | requests/s | p50 ms | p95 ms | time per request "
-                  "vs floor | each round vs its floor |\n|---|---:|---:|---:|---:|---:|---|")
+                  "vs floor | each round vs its floor | CPU ms per request (server + "
+                  "database) | CPU vs floor |\n|---|---:|---:|---:|---:|---:|---|---:|---:|")
             for r in rows:
                 each = " ".join(f"{ms / f:.2f}" for ms, f in zip(r["round_ms"],
                                                                  rows[0]["round_ms"]))
                 print(f"| {r['name']} | {r['requests']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | "
-                      f"{r['p95_ms']:.1f} | {r['per_request_ms'] / floor:.2f}x | {each} |")
+                      f"{r['p95_ms']:.1f} | {r['per_request_ms'] / floor:.2f}x | {each} | "
+                      f"{r['cpu_ms']:.2f} | {r['cpu_ms'] / rows[0]['cpu_ms']:.2f}x |")
             print()
             for what, (got, want) in checks.items():
                 print(f"- {what}: {got} (expected {want})")
