@@ -191,11 +191,13 @@ def _database_root(url):
     from geodata.storage import make_engine
 
     engine = make_engine(url)
-    with engine.connect() as conn:
-        backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
-    engine.dispose()
-    with open(f"/proc/{backend}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
+    try:
+        with engine.connect() as conn:  # read while the backend lives
+            backend = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with open(f"/proc/{backend}/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[1])
+    finally:
+        engine.dispose()
 
 
 def _figures(name, seconds, latencies, statuses):
