@@ -8,6 +8,7 @@ missing PostGIS or browser can never pass silently.
 """
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -142,6 +143,17 @@ def metric_box(x0, y0, x1, y1, vertex_spacing_m=50):
 def metric_point(x, y):
     """A point given in metres from :data:`ORIGIN`, returned in EPSG:4326."""
     return to_storage(shapely.Point(ORIGIN[0] + x, ORIGIN[1] + y), METRIC_EPSG)
+
+
+_CHANGES_ROWS = re.compile(r"\b(INSERT|UPDATE|DELETE)\b")
+
+
+def writes_rows(statement):
+    """Whether the SQL ``statement`` changes rows: an INSERT, UPDATE or DELETE, or a ``WITH``
+    that holds one (PostgreSQL's create and transition, see geodata.services.numbering)."""
+    head = statement.lstrip().upper()
+    return head.startswith(("INSERT", "UPDATE", "DELETE")) or (
+        head.startswith("WITH") and _CHANGES_ROWS.search(head) is not None)
 
 
 def table_counts(engine):

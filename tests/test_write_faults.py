@@ -2,7 +2,7 @@
 
 Every CLI command that writes grids, sites or hazards is run with a fault
 injected at its first and at its third write statement (any INSERT, UPDATE
-or DELETE, on every engine: the command makes its own): a
+or DELETE, or a WITH holding one, on every engine: the command makes its own): a
 ``KeyboardInterrupt`` (Ctrl-C) and an ``OperationalError`` (the database
 went away).  The stored state, geometry by geometry, must be what it was,
 no file may be left beside the target, and the same command run again
@@ -18,9 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from geodata.creditcode import make_credit_code
-from tests.conftest import metric_box, metric_point, stored_snapshot
-
-WRITES = ("INSERT", "UPDATE", "DELETE")
+from tests.conftest import metric_box, metric_point, stored_snapshot, writes_rows
 
 
 class _Fault:
@@ -30,7 +28,7 @@ class _Fault:
         self.error, self.at, self.seen = error, at, 0
 
     def __call__(self, conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith(WRITES):
+        if writes_rows(statement):
             self.seen += 1
             if self.seen == self.at:
                 raise self.error

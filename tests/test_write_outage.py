@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import stored_snapshot
+from tests.conftest import stored_snapshot, writes_rows
 from tests.ledger_helpers import image_bytes, lonlat
 from tests.test_conditional import BODIES, _ids
 from tests.test_hazards_api import api  # noqa: F401  (the hazard API fixture)
@@ -98,7 +98,7 @@ def test_database_lost_at_the_commit_is_503_stores_nothing_and_the_retry_works(
 
     @sa.event.listens_for(app_engine, "before_cursor_execute")
     def _mark(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+        if writes_rows(statement):
             conn.info["wrote"] = True
 
     @sa.event.listens_for(app_engine, "rollback")
