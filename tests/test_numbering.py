@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from geodata import domains, schema
 from geodata.creditcode import make_credit_code
 from geodata.errors import ConflictError
-from geodata.models import Grid, Hazard, HazardEvent, LedgerCounter, ServiceRequest
+from geodata.models import (Grid, Hazard, HazardEvent, LedgerCounter, RequestEvent,
+                            ServiceRequest)
 from geodata.models.base import to_element
 from geodata.services import ledger
 from geodata.services import requests as request_service
@@ -347,3 +348,31 @@ def test_a_create_numbered_in_its_insert_stores_what_the_general_path_stores(eng
         stored = session.get(Hazard, held["id"])
         assert {k: getattr(stored, k) for k in held} == held
     assert _counters(engine) == [("YH", YEAR, 2)]
+
+
+def test_a_request_numbered_in_its_insert_stores_what_the_general_path_stores(engine):
+    """The request ledger takes its numbers the same way (one statement on PostgreSQL
+    once the year's counter exists)."""
+    build_park(engine, users=False)
+    codes = []
+    for _ in range(2):
+        with session_scope(engine) as session:
+            item = request_service.create_request(
+                session, get_park(session, "T"), enterprise=FIRM, category="融资",
+                description="贷款", source="phone", actor=ACTORS["inspector"],
+                received_date=date(2024, 3, 1), today=date(2024, 3, 2))
+            codes.append((item.code, item.version, item.status))
+    assert codes == [("SQ2024-0001", 1, "accepted"), ("SQ2024-0002", 1, "accepted")]
+    own = {"id", "code", "created_at", "request_id", "at"}
+    with session_scope(engine) as session:
+        rows = session.execute(sa.select(ServiceRequest.__table__).order_by(
+            ServiceRequest.id)).all()
+        events = session.execute(sa.select(RequestEvent.__table__).order_by(
+            RequestEvent.id)).all()
+        history = [len(session.get(ServiceRequest, r.id).events) for r in rows]
+    first, second = ({k: v for k, v in r._mapping.items() if k not in own} for r in rows)
+    assert first == second and history == [1, 1]
+    assert [{k: v for k, v in e._mapping.items() if k not in own} for e in events] == [
+        {"actor": "inspector", "from_status": None, "to_status": "accepted", "action": "accept",
+         "note": "贷款", "satisfaction": None}] * 2
+    assert _counters(engine) == [("SQ", 2024, 2)]

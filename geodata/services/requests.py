@@ -22,9 +22,10 @@ from geodata.request_workflow import satisfaction_level
 from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, _check_version, _choice,
                                      _lock_park, _text, entry_by_code, entry_by_id,
                                      grid_ids_query)
-from geodata.services.numbering import next_number
+from geodata.services.numbering import insert_numbered, next_number
 from geodata.services.visits import client_id as visit_client_id
 from geodata.services.visits import get_enterprise
+from geodata.storage import insert_child, insert_row
 from geodata.vocabulary import (DEFAULT_REQUEST_CATEGORIES, REQUEST_SOURCES, REQUEST_STATE_NAMES,
                                 REQUEST_STATUSES, SATISFACTION_NAMES, SOURCE_NAMES)
 from geodata.workflow import require
@@ -196,12 +197,15 @@ def create_request(session, park, *, enterprise, category, description, source, 
                           visit_id=raised_on.id if raised_on is not None else None,
                           category=category, description=description, received_date=received,
                           source=source, status="accepted", resolution="")
-    # Numbered last: the counter's row lock is then held only for the inserts and the commit.
-    item.code = next_number(session, park, PREFIX, received.year)
-    item.events.append(RequestEvent(actor=actor.name, from_status=None, to_status="accepted",
-                                    action="accept", note=description))
-    session.add(item)
-    session.flush()
+    first = (RequestEvent.__table__, "request_id", {
+        "at": datetime.now(timezone.utc), "actor": actor.name, "from_status": None,
+        "to_status": "accepted", "action": "accept", "note": description, "satisfaction": None})
+    # Numbered last: the counter's row lock is then held only for the inserts and the commit
+    # (on PostgreSQL one statement takes the number and inserts both rows).
+    if insert_numbered(session, item, park, PREFIX, received.year, child=first) is None:
+        item.code = next_number(session, park, PREFIX, received.year)
+        insert_row(session, item)
+        insert_child(session, item.id, first)
     return item
 
 
