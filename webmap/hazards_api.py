@@ -83,19 +83,16 @@ def _one(session, hazard, status=200):
 
 
 def _written(session, work):
-    """Run the write ``work()`` → hazard and serialise it before the commit.
+    """Run the write ``work()`` → hazard, commit, then serialise it.
 
-    The answer's names are read in the write transaction: one query, where
-    after the commit it would take a transaction of its own (a pool check-out
-    with its ping, ``BEGIN``, the query and the rollback).  For a create this
-    query runs while the ledger counter's row is locked, which is short:
-    creates no longer queue on the park (:mod:`geodata.services.numbering`).
+    The answer is built after the commit: its names came with the write's
+    own reads (a create's placement, a transition's locked row), so it needs
+    no query, and a create's ledger-counter row lock is not held while it is
+    built.  Under an ``Idempotency-Key`` the commit comes later, with the
+    stored answer (:mod:`webmap.idempotency`).
     """
-    def write():
-        hazard = work()
-        return hazard, ledger.hazard_dicts(session, [hazard], role=g.user.role)[0]
-
-    return _commit_or_rollback(session, write)
+    hazard = _commit_or_rollback(session, work)
+    return hazard, ledger.hazard_dicts(session, [hazard], role=g.user.role)[0]
 
 
 def _answer(hazard, item, status=200):
