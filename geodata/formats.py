@@ -11,12 +11,13 @@ written through :func:`geodata.files.spreadsheet_text` (no formula runs when
 a spreadsheet opens the file) and read back through its inverse.
 """
 
+import codecs
 import csv
 import os
 import tempfile
 import zipfile
 from pathlib import Path
-from warnings import catch_warnings, filterwarnings
+from warnings import catch_warnings, filterwarnings, warn_explicit
 
 import geopandas as gpd
 import numpy as np
@@ -25,7 +26,7 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from geodata.crs import STORAGE_SRID, declared_crs, parse_crs
+from geodata.crs import STORAGE_SRID, declared_crs, parse_crs, to_storage_crs
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
 from geodata.files import spreadsheet_text, spreadsheet_value
 from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
@@ -113,9 +114,10 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
         frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices)
     else:
         source = _zip_shapefile_path(path, max_file_mb) if suffix == ".zip" else path
-        frame, declared = _read_ogr(path, source, geometry, max_features)
-        if FORMATS[suffix] == "ESRI Shapefile":
-            frame = frame.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
+        frame, declared = _read_ogr(path, source, geometry, max_features, warnings)
+    frame = _lower_case_columns(frame, path)
+    if FORMATS[suffix] == "ESRI Shapefile":
+        frame = frame.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
     if len(frame) == 0:
         raise ValidationError(f"{path}: the file has no features", code="empty_file",
                               details={"file": path})
@@ -128,19 +130,38 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
                 f"{path}: the file declares no CRS; give one with --crs (e.g. --crs EPSG:4490)",
                 code="missing_crs", details={"file": path})
         declared = parse_crs(crs, path)
-    gdf = gpd.GeoDataFrame(frame, geometry="geometry", crs=declared)
-    epsg = gdf.crs.to_epsg()
-    if epsg == 4490:
-        # CGCS2000 geographic coordinates equal WGS 84 ones to a few centimetres.
-        gdf = gdf.set_crs(STORAGE_SRID, allow_override=True)
-    elif epsg != STORAGE_SRID:
-        gdf = gdf.to_crs(STORAGE_SRID)
+    geoms, more = to_storage_crs(frame["geometry"].to_numpy(), CRS.from_user_input(declared),
+                                 file=path)
+    warnings.update(more)
+    gdf = gpd.GeoDataFrame(frame.drop(columns="geometry"), geometry=geoms, crs=STORAGE_SRID)
     if layer is not None:
         geoms, more = validate_geometries(gdf.geometry.to_numpy(), layer, file=path,
                                           max_vertices=max_vertices)
         gdf["geometry"] = geoms
         warnings.update(more)
     return gdf, sorted(warnings)
+
+
+def _lower_case_columns(frame, path):
+    """Return ``frame`` with its column names in lower case (``CODE`` -> ``code``).
+
+    ArcGIS writes shapefile fields in upper case and spreadsheets keep
+    whatever the header says; the import columns are lower case.  Two
+    columns that differ only in case are refused, as a repeated CSV column is.
+
+    Raises
+    ------
+    ValidationError
+        ``duplicate_column``.
+    """
+    lower = [c.lower() if isinstance(c, str) else c for c in frame.columns]
+    twice = sorted({c for c in lower if lower.count(c) > 1})
+    if twice:
+        raise ValidationError(f"{path}: columns {', '.join(map(repr, twice))} appear more than "
+                              "once (ignoring case)", code="duplicate_column",
+                              details={"file": path, "columns": twice[:20]})
+    frame.columns = lower
+    return frame
 
 
 def _too_many(path, count, max_features):
@@ -159,7 +180,7 @@ def _feature_count(source):
     return count if count >= 0 else None
 
 
-def _read_ogr(path, source, geometry, max_features):
+def _read_ogr(path, source, geometry, max_features, notes):
     """Read a GeoPackage or Shapefile through GDAL, counting its features first.
 
     GEOS refuses to build some geometries GDAL hands over (an unclosed ring,
@@ -167,7 +188,31 @@ def _read_ogr(path, source, geometry, max_features):
     reason by reading the first such feature's raw WKB again.  GDAL's and
     numpy's warnings about them (unclosed ring, NaN) are silenced: the
     feature is refused below, or by :func:`check_geometries`, with its index.
+    pyogrio reads measured (M) geometries, which CAD exports write, as 2D
+    and warns: that becomes a warning of the import, as dropped Z does.
+    A shapefile's text is read as raw bytes and decoded by
+    :func:`_decode_dbf`, since GDAL alone turns GBK without a ``.cpg`` into
+    Latin-1 mojibake.
     """
+    shapefile = FORMATS[_suffix(path)] == "ESRI Shapefile"
+    parts = _shapefile_parts(path, source) if shapefile else None
+    with catch_warnings(record=True) as caught, np.errstate(invalid="ignore"):
+        filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
+        filterwarnings("always", r"Measured \(M\) geometry types", UserWarning)
+        frame = _read_ogr_frame(path, source, geometry, max_features,
+                                "ISO-8859-1" if shapefile else None)
+    for caught_warning in caught:
+        if "Measured (M)" in str(caught_warning.message):
+            notes.add("dropped M (measure) values: gridmap stores 2D geometries")
+        else:
+            warn_explicit(caught_warning.message, caught_warning.category,
+                          caught_warning.filename, caught_warning.lineno)
+    if shapefile:
+        frame = _decode_dbf(frame, parts, path, notes)
+    return frame, getattr(frame, "crs", None)
+
+
+def _read_ogr_frame(path, source, geometry, max_features, encoding):
     try:
         layers = pyogrio.list_layers(source)
     except pyogrio.errors.DataSourceError as exc:
@@ -182,28 +227,179 @@ def _read_ogr(path, source, geometry, max_features):
                               details={"file": path, "layers": names[:100]})
     count = _feature_count(source)
     _too_many(path, count or 0, max_features)
-    with catch_warnings(), np.errstate(invalid="ignore"):
-        filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
+    try:
+        frame = pyogrio.read_dataframe(source, read_geometry=geometry, encoding=encoding,
+                                       on_invalid="ignore", fid_as_index=True)
+    except pyogrio.errors.DataSourceError as exc:
+        raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
+                              code="unreadable_file", details={"file": path}) from None
+    _too_many(path, len(frame), max_features)
+    fids = frame.index.to_numpy()
+    frame = frame.reset_index(drop=True)
+    missing = (np.flatnonzero(frame["geometry"].isna().to_numpy())
+               if geometry and "geometry" in frame else [])
+    if len(missing):
+        wkb = pyogrio.raw.read(source, columns=[], fids=fids[missing[:1]])[2][0]
         try:
-            frame = pyogrio.read_dataframe(source, read_geometry=geometry,
-                                           on_invalid="ignore", fid_as_index=True)
-        except pyogrio.errors.DataSourceError as exc:
-            raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
-                                  code="unreadable_file", details={"file": path}) from None
-        _too_many(path, len(frame), max_features)
-        fids = frame.index.to_numpy()
-        frame = frame.reset_index(drop=True)
-        missing = (np.flatnonzero(frame["geometry"].isna().to_numpy())
-                   if geometry and "geometry" in frame else [])
-        if len(missing):
-            wkb = pyogrio.raw.read(source, columns=[], fids=fids[missing[:1]])[2][0]
+            if wkb is not None:
+                shapely.from_wkb(wkb)
+        except shapely.errors.GEOSException as exc:
+            raise FeatureError(f"geometry cannot be read ({exc})", code="invalid_geometry",
+                               file=path, index=int(missing[0]), field="geometry") from None
+    return frame
+
+
+def _shapefile_parts(path, source):
+    """The leading bytes of a shapefile's ``.dbf`` and ``.cpg`` (None where missing).
+
+    The parts are matched on the ``.shp``'s name ignoring case, as GDAL
+    does, beside it on disk or in the same zip.  A missing ``.shx`` or
+    ``.dbf`` is refused: GDAL would fail on the first with advice about a
+    config option, and read the second as a layer without attributes.
+
+    Raises
+    ------
+    ValidationError
+        ``incomplete_shapefile`` naming the missing part.
+    """
+    wanted = {".shx": 0, ".dbf": 32, ".cpg": 100}
+    if source.startswith("/vsizip/"):
+        stem = source[len(f"/vsizip/{os.path.abspath(path)}/"):-4]
+        with zipfile.ZipFile(path) as archive:
+            names = {n.lower(): n for n in archive.namelist()}
+            found = {}
+            for ext, size in wanted.items():
+                name = names.get((stem + ext).lower())
+                if name is not None:
+                    with archive.open(name) as fh:
+                        found[ext] = fh.read(size)
+    else:
+        shp = Path(path)
+        names = {p.name.lower(): p for p in shp.parent.iterdir()}
+        found = {}
+        for ext, size in wanted.items():
+            part = names.get((shp.stem + ext).lower())
+            if part is not None:
+                with open(part, "rb") as fh:
+                    found[ext] = fh.read(size)
+    for ext, what in ((".shx", "the index"), (".dbf", "the attributes: codes and names")):
+        if ext not in found:
+            raise ValidationError(f"{path}: the shapefile has no {ext} ({what}); a shapefile is "
+                                  "its .shp, .shx, .dbf and .prj (and .cpg) together: copy or "
+                                  "zip them all", code="incomplete_shapefile",
+                                  details={"file": path, "missing": ext})
+    return found
+
+
+#: GBK, GB 2312 and code page 936 are subsets of GB 18030: one codec reads them all.
+_GB = "gb18030"
+_GB_LABELS = ("CP936", "GBK", "GB2312", "GB18030", "CP54936", "EUCCN", "MS936")
+#: dBase language driver ids (byte 29 of the header) that mean code page 936.
+_GB_LDIDS = (0x4D, 0x7A)
+
+
+def _dbf_codec(parts, path):
+    """``(codec, source)``: the encoding a shapefile declares, or ``(None, None)``.
+
+    A ``.cpg`` wins (ArcGIS and QGIS write ``UTF-8``, ``GBK`` or a Windows
+    code page number such as ``936`` or ``65001``); else the ``.dbf``'s
+    language driver id, when it says code page 936.
+    """
+    cpg = parts.get(".cpg")
+    if cpg is not None:
+        name = cpg.decode("ascii", "replace").strip()
+        label = name.upper().replace("-", "").replace("_", "").replace(" ", "")
+        label = "CP" + label if label.isdigit() else label
+        source = f"its .cpg ({name!r})"
+        if label in _GB_LABELS:
+            return _GB, source
+        if label in ("UTF8", "CP65001"):
+            return "utf-8", source
+        try:
+            return codecs.lookup(name).name, source
+        except LookupError:
+            raise ValidationError(f"{path}: the .cpg names an unknown encoding {name!r}; write "
+                                  "UTF-8 or GBK in it", code="unknown_encoding",
+                                  details={"file": path, "encoding": name[:40]}) from None
+    dbf = parts.get(".dbf") or b""
+    if len(dbf) > 29 and dbf[29] in _GB_LDIDS:
+        return _GB, "its .dbf's language driver (code page 936)"
+    return None, None
+
+
+def _decodes(data, codec):
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decode_dbf(frame, parts, path, notes):
+    """Decode a shapefile's text, read as raw bytes (Latin-1), in the encoding it has.
+
+    The declared encoding (:func:`_dbf_codec`) is checked, not trusted:
+    text it cannot decode, or UTF-8 text in a file that says GBK (GBK would
+    decode it, as mojibake), is refused.  Without a declaration, UTF-8 is
+    taken when all the text is UTF-8, else GB 18030 (what Chinese Windows
+    writes) when all of it is that, with a warning.
+
+    Raises
+    ------
+    ValidationError
+        ``encoding_mismatch`` (a FeatureError naming feature and field when
+        a value is at fault) or ``unknown_encoding``.
+    """
+    columns = [c for c in frame.columns if c != "geometry" and (
+        pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c]))]
+    raw = {c: [v.encode("latin-1") if isinstance(v, str) else v for v in frame[c]]
+           for c in columns}
+    names = [c.encode("latin-1") for c in frame.columns if c != "geometry"]
+    texts = [v for values in raw.values() for v in values
+             if isinstance(v, bytes) and not v.isascii()] + [n for n in names if not n.isascii()]
+    if not texts:
+        return frame
+    codec, source = _dbf_codec(parts, path)
+    utf8 = all(_decodes(v, "utf-8") for v in texts)
+    if codec is None:
+        codec = "utf-8" if utf8 else _GB if all(_decodes(v, _GB) for v in texts) else None
+        if codec is None:
+            raise ValidationError(f"{path}: the .dbf's text is neither UTF-8 nor GBK/GB 18030 and "
+                                  "no .cpg names its encoding: add a .cpg", code="unknown_encoding",
+                                  details={"file": path})
+        if codec == _GB:
+            notes.add("no .cpg names the shapefile's text encoding: read as GBK (GB 18030)")
+    elif codec == _GB and utf8 and sum(len(v.decode("utf-8")) for v in texts) >= 4:
+        # UTF-8 bytes of Chinese text are valid GBK too, as mojibake (东区 -> 涓滃尯).
+        raise ValidationError(f"{path}: {source} says GBK but the .dbf's text is UTF-8; correct "
+                              "the .cpg to UTF-8", code="encoding_mismatch",
+                              details={"file": path, "encoding": codec})
+    out = {}
+    for column in frame.columns:
+        if column == "geometry":
+            out[column] = frame[column]
+            continue
+        try:
+            name = column.encode("latin-1").decode(codec)
+        except UnicodeDecodeError:
+            raise ValidationError(f"{path}: a field name is not {codec} as {source or 'assumed'}"
+                                  " says", code="encoding_mismatch",
+                                  details={"file": path, "encoding": codec}) from None
+        values = raw.get(column)
+        if values is None:
+            out[name] = frame[column]
+            continue
+        decoded = []
+        for i, value in enumerate(values):
             try:
-                if wkb is not None:
-                    shapely.from_wkb(wkb)
-            except shapely.errors.GEOSException as exc:
-                raise FeatureError(f"geometry cannot be read ({exc})", code="invalid_geometry",
-                                   file=path, index=int(missing[0]), field="geometry") from None
-    return frame, getattr(frame, "crs", None)
+                decoded.append(value.decode(codec) if isinstance(value, bytes) else value)
+            except UnicodeDecodeError:
+                raise FeatureError(f"text is not {codec} as {source} says; correct the .cpg",
+                                   code="encoding_mismatch", file=path, index=i,
+                                   field=name, encoding=codec) from None
+        out[name] = pd.Series(decoded, index=frame.index)
+    return type(frame)(out, index=frame.index, crs=getattr(frame, "crs", None)) \
+        if isinstance(frame, gpd.GeoDataFrame) else pd.DataFrame(out, index=frame.index)
 
 
 def _read_geojson(path, max_features, max_vertices, warnings):
