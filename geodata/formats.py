@@ -111,7 +111,7 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     if suffix in (".geojson", ".json"):
         frame, declared = _read_geojson(path, max_features, max_vertices, warnings)
     elif suffix == ".csv":
-        frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices)
+        frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices, warnings)
     else:
         source = _zip_shapefile_path(path, max_file_mb) if suffix == ".zip" else path
         frame, declared = _read_ogr(path, source, geometry, max_features, warnings)
@@ -464,10 +464,56 @@ def _same_crs(feature, declared, path, index):
                                index=index, field=field)
 
 
-def _csv_records(path):
+def _csv_dialect(path, warnings):
+    """``(encoding, delimiter)`` of a CSV as Excel and other tools write it.
+
+    A byte order mark decides (UTF-8, or UTF-16 from Excel's "Unicode
+    text"); else the file is UTF-8 if all of it decodes as such, else GB
+    18030 (what Excel writes for "CSV" on Chinese Windows; GBK and GB 2312
+    are subsets) with a warning.  The delimiter is a comma, or a tab when
+    the header has tabs and no comma (Excel's "Unicode text").  The check
+    streams the file in blocks, in bounded memory.
+
+    Raises
+    ------
+    ValidationError
+        ``unknown_encoding``: neither UTF-8, UTF-16 nor GB 18030.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        encoding = next((e for e in ("utf-8", _GB) if _file_decodes(path, e)), None)
+        if encoding is None:
+            raise ValidationError(f"{path}: the text is neither UTF-8, UTF-16 nor GBK/GB 18030; "
+                                  "save it as \"CSV UTF-8\"", code="unknown_encoding",
+                                  details={"file": path})
+        if encoding == _GB:
+            warnings.add("the CSV is not UTF-8: read as GBK (GB 18030)")
+    with open(path, newline="", encoding=encoding) as fh:
+        header = fh.readline()
+    return encoding, "\t" if "\t" in header and "," not in header else ","
+
+
+def _file_decodes(path, encoding):
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_records(path, encoding, delimiter):
     """Count a CSV's records in bounded memory: chunks of the first column only."""
     chunks = pd.read_csv(path, usecols=[0], dtype=str, keep_default_na=False,
-                         encoding="utf-8-sig", chunksize=50_000)
+                         encoding=encoding, sep=delimiter, chunksize=50_000)
     with chunks:
         return sum(len(chunk) for chunk in chunks)
 
@@ -492,15 +538,15 @@ def _in_feature(error, path):
                         pointer=error.details.get("pointer"))
 
 
-def _refuse_duplicate_columns(path):
+def _refuse_duplicate_columns(path, encoding, delimiter):
     """Refuse a CSV whose header names a column twice.
 
     pandas would rename the second ``name`` to ``name.1`` and the import
     would silently take the first; a GeoJSON object with a key twice is
     refused the same way (``duplicate_key``).
     """
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
+    with open(path, newline="", encoding=encoding) as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), [])
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
         raise ValidationError(f"{path}: the header names column(s) {', '.join(map(repr, twice))}"
@@ -508,14 +554,16 @@ def _refuse_duplicate_columns(path):
                               details={"file": path, "columns": twice[:20]})
 
 
-def _read_csv(path, geometry, crs, max_features, max_vertices):
+def _read_csv(path, geometry, crs, max_features, max_vertices, warnings):
+    encoding, delimiter = _csv_dialect(path, warnings)
     try:
-        _refuse_duplicate_columns(path)
-        _too_many(path, _csv_records(path), max_features)
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError,
+        _refuse_duplicate_columns(path, encoding, delimiter)
+        _too_many(path, _csv_records(path, encoding, delimiter), max_features)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding,
+                            sep=delimiter)
+    except (pd.errors.ParserError, UnicodeError, pd.errors.EmptyDataError,
             csv.Error) as exc:
-        raise ValidationError(f"{path}: not a readable UTF-8 CSV ({exc})", code="unreadable_file",
+        raise ValidationError(f"{path}: not a readable CSV ({exc})", code="unreadable_file",
                               details={"file": path}) from None
     frame = frame.replace({"": None}).map(spreadsheet_value)
     if not geometry:
@@ -523,8 +571,9 @@ def _read_csv(path, geometry, crs, max_features, max_vertices):
     lower = {c.lower(): c for c in frame.columns}
     for lon, lat in LONLAT_COLUMNS:
         if lon in lower and lat in lower:
-            xs = pd.to_numeric(frame[lower[lon]], errors="coerce")
-            ys = pd.to_numeric(frame[lower[lat]], errors="coerce")
+            # Full-width digits (１１４．３) are what a Chinese input method types.
+            xs = pd.to_numeric(frame[lower[lon]].str.normalize("NFKC"), errors="coerce")
+            ys = pd.to_numeric(frame[lower[lat]].str.normalize("NFKC"), errors="coerce")
             bad = np.flatnonzero(xs.isna() | ys.isna())
             if len(bad):
                 raise FeatureError(f"'{lower[lon]}'/'{lower[lat]}' must be numbers",
@@ -621,6 +670,44 @@ def _refuse_collections(frame, path):
         details={"file": str(path), "features": [int(i) for i in bad[:100]]})
 
 
+#: The longest field name and text value (in bytes) a dBase file holds.
+DBF_MAX_NAME = 10
+DBF_MAX_TEXT = 254
+
+
+def _refuse_dbf_overflow(frame, path):
+    """Refuse a Shapefile export that GDAL would cut short.
+
+    GDAL truncates a text value over 254 bytes (84 Chinese characters in
+    UTF-8; names may have 200) and launders a field name over 10 bytes,
+    warning only, so the file would not import back as it was.
+
+    Raises
+    ------
+    ValidationError
+        ``shapefile_limit`` naming the feature and field; nothing is written.
+    """
+    for column in frame.columns:
+        if column == "geometry":
+            continue
+        if len(str(column).encode("utf-8")) > DBF_MAX_NAME:
+            raise ValidationError(f"{path}: field name {column!r} is longer than a Shapefile "
+                                  f"holds ({DBF_MAX_NAME} bytes); export to .gpkg",
+                                  code="shapefile_limit",
+                                  details={"file": str(path), "field": str(column)})
+        sizes = frame[column].map(lambda v: len(v.encode("utf-8")) if isinstance(v, str) else 0)
+        over = np.flatnonzero(sizes.to_numpy() > DBF_MAX_TEXT)
+        if len(over):
+            i = int(over[0])
+            which = frame["code"].iloc[i] if "code" in frame else i
+            raise ValidationError(
+                f"{path}: feature {which}: field {column!r} is {int(sizes.iloc[i])} bytes of "
+                f"UTF-8, more than a Shapefile holds ({DBF_MAX_TEXT}); {len(over)} such values. "
+                "Export to .gpkg or .geojson, which keep them whole", code="shapefile_limit",
+                details={"file": str(path), "feature": i, "field": str(column),
+                         "features": [int(j) for j in over[:100]]})
+
+
 def write_layer(frame, path):
     """Write a (Geo)DataFrame to ``path``; the format follows the extension.
 
@@ -649,8 +736,9 @@ def write_layer(frame, path):
         elif FORMATS[suffix] == "ESRI Shapefile":
             shp = Path(tmp) / "shp" / (path.stem + ".shp")
             shp.parent.mkdir()
-            pyogrio.write_dataframe(frame.rename(columns=SHAPEFILE_NAMES), shp,
-                                    driver="ESRI Shapefile", encoding="UTF-8")
+            table = frame.rename(columns=SHAPEFILE_NAMES)
+            _refuse_dbf_overflow(table, path)
+            pyogrio.write_dataframe(table, shp, driver="ESRI Shapefile", encoding="UTF-8")
             if suffix == ".shp":  # the sidecar files (.dbf, .shx, .prj, .cpg) move too
                 out = shp.parent
             else:
