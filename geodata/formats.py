@@ -16,6 +16,7 @@ import csv
 import os
 import tempfile
 import zipfile
+from datetime import date, datetime, time
 from pathlib import Path
 from warnings import catch_warnings, filterwarnings, warn_explicit
 
@@ -33,7 +34,7 @@ from geodata.geometry import (check_geometries, geometry_from_geojson, parse_jso
                               validate_geometries)
 
 FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile",
-           ".zip": "ESRI Shapefile", ".csv": "CSV"}
+           ".zip": "ESRI Shapefile", ".csv": "CSV", ".xlsx": "XLSX"}
 LONLAT_COLUMNS = (("lon", "lat"), ("longitude", "latitude"), ("lng", "lat"), ("x", "y"),
                   ("经度", "纬度"))
 WKT_COLUMNS = ("wkt", "geometry", "geom", "WKT")
@@ -112,6 +113,9 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
         frame, declared = _read_geojson(path, max_features, max_vertices, warnings)
     elif suffix == ".csv":
         frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices, warnings)
+    elif suffix == ".xlsx":
+        frame, declared = _table_geometry(_read_xlsx(path, max_features, max_file_mb, warnings),
+                                          path, geometry, crs, max_vertices)
     else:
         source = _zip_shapefile_path(path, max_file_mb) if suffix == ".zip" else path
         frame, declared = _read_ogr(path, source, geometry, max_features, warnings)
@@ -566,6 +570,15 @@ def _read_csv(path, geometry, crs, max_features, max_vertices, warnings):
         raise ValidationError(f"{path}: not a readable CSV ({exc})", code="unreadable_file",
                               details={"file": path}) from None
     frame = frame.replace({"": None}).map(spreadsheet_value)
+    return _table_geometry(frame, path, geometry, crs, max_vertices)
+
+
+def _table_geometry(frame, path, geometry, crs, max_vertices):
+    """``(frame, CRS)`` of a table of text cells (CSV, XLSX) with its geometry column built.
+
+    Lon/lat columns (WGS 84 unless ``crs`` says otherwise) or a WKT column
+    (whose CRS ``crs`` must name) make the points or shapes.
+    """
     if not geometry:
         return frame, None
     lower = {c.lower(): c for c in frame.columns}
@@ -601,8 +614,156 @@ def _read_csv(path, geometry, crs, max_features, max_vertices, warnings):
                                    index=int(bad[0]), field=name)
             frame["geometry"] = geoms
             return frame, parse_crs(crs, path) if crs else None
-    raise ValidationError(f"{path}: a CSV needs a WKT column ({', '.join(WKT_COLUMNS)}) or "
+    raise ValidationError(f"{path}: a table needs a WKT column ({', '.join(WKT_COLUMNS)}) or "
                           "lon/lat columns", code="missing_geometry", details={"file": path})
+
+
+#: Excel holds 15 significant digits: a longer number (a credit code typed as one) is lost.
+EXCEL_DIGITS = 15
+
+
+def _read_xlsx(path, max_features, max_file_mb, warnings):
+    """Read the one visible, non-empty sheet of an Excel workbook as a table of text cells.
+
+    What a planner's workbook holds, and what happens to it:
+
+    - empty sheets and hidden sheets are skipped (a hidden one with data is
+      named in a warning); two visible sheets with data are refused, as a
+      GeoPackage of two layers is;
+    - the first row with a value is the header; empty rows are skipped;
+    - a formula gives the value Excel or WPS saved with it; one with no
+      saved value (a workbook a program wrote and nobody opened) is refused,
+      as are cells holding an error (``#REF!``) and merged cells;
+    - numbers become text (``12.0`` -> ``12``), dates ISO ``YYYY-MM-DD``;
+      a number of more than 15 digits (a credit code Excel turned into
+      ``9.14E+17``) is refused, since its digits are gone.
+
+    The workbook (a zip) is checked against ``max_file_mb`` uncompressed and
+    the sheet's row count against ``max_features`` before cells are read.
+
+    Raises
+    ------
+    GridmapError
+        ``unreadable_file``, ``payload_too_large``, ``multiple_layers``,
+        ``merged_cells``, ``empty_file`` or a FeatureError (``formula_without_value``,
+        ``spreadsheet_error``, ``number_too_long``) naming the feature and column.
+    """
+    from openpyxl import load_workbook
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(m.file_size for m in archive.infolist())
+    except zipfile.BadZipFile:
+        raise ValidationError(f"{path}: not an Excel .xlsx workbook (an old .xls? save it as "
+                              ".xlsx or CSV UTF-8)", code="unreadable_file",
+                              details={"file": path}) from None
+    if unpacked > max_file_mb * 2**20:
+        raise PayloadTooLargeError(f"{path}: the workbook unpacks to {unpacked / 2**20:.0f} MB, "
+                                   f"over the cap of {max_file_mb:g} MB (GRIDMAP_MAX_FILE_MB)",
+                                   details={"file": path, "cap_mb": max_file_mb})
+    try:
+        with catch_warnings():
+            # openpyxl warns about features it drops (data validation, styles): not our data.
+            filterwarnings("ignore", category=UserWarning, module="openpyxl")
+            formulas = _xlsx_formula_cells(load_workbook(path, read_only=True), path,
+                                           max_features)
+            values = load_workbook(path, data_only=True)
+    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+        raise ValidationError(f"{path}: cannot be read as an Excel workbook ({exc})",
+                              code="unreadable_file", details={"file": path}) from None
+    sheets = []
+    for sheet in values.worksheets:
+        if not any(v is not None for row in sheet.iter_rows(values_only=True) for v in row):
+            continue
+        if sheet.sheet_state != "visible":
+            warnings.add(f"skipped the hidden sheet {sheet.title!r}")
+            continue
+        sheets.append(sheet)
+    if not sheets:
+        raise ValidationError(f"{path}: the workbook has no data", code="empty_file",
+                              details={"file": path})
+    if len(sheets) > 1:
+        names = [s.title for s in sheets]
+        raise ValidationError(f"{path}: a workbook must hold one sheet of data, found {len(names)}"
+                              f" ({', '.join(names[:10])}); delete or hide the others",
+                              code="multiple_layers", details={"file": path, "layers": names})
+    sheet = sheets[0]
+    if sheet.merged_cells.ranges:
+        merged = sorted(str(r) for r in sheet.merged_cells.ranges)
+        raise ValidationError(f"{path}: sheet {sheet.title!r} has merged cells "
+                              f"({', '.join(merged[:10])}); unmerge them and fill every row",
+                              code="merged_cells", details={"file": path, "cells": merged[:100]})
+    rows = [cells for cells in sheet.iter_rows() if any(c.value is not None for c in cells)]
+    columns = [str(c.value).strip() if c.value is not None else None for c in rows[0]]
+    table = []
+    for index, cells in enumerate(rows[1:]):
+        record = {}
+        for column, cell in zip(columns, cells):
+            formula = (sheet.title, cell.coordinate) in formulas
+            if column is None:
+                if cell.value is not None:
+                    raise FeatureError(f"cell {cell.coordinate} has a value but its column has "
+                                       "no header", code="missing_header", file=path,
+                                       index=index)
+                continue
+            record[column] = _xlsx_text(cell, formula, path, index, column)
+        table.append(record)
+    named = [c for c in columns if c is not None]
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        raise ValidationError(f"{path}: the header names column(s) {', '.join(map(repr, twice))}"
+                              " more than once", code="duplicate_column",
+                              details={"file": path, "columns": twice[:20]})
+    return pd.DataFrame(table, columns=named, dtype=object)
+
+
+def _xlsx_formula_cells(book, path, max_features):
+    """``{(sheet, cell)}`` of every formula, streaming the workbook once in bounded memory.
+
+    The same pass counts each sheet's rows against ``max_features`` before
+    the workbook is loaded whole.
+    """
+    found = set()
+    try:
+        for sheet in book.worksheets:
+            count = 0
+            for row in sheet.iter_rows():
+                count += 1
+                _too_many(path, count - 1, max_features)
+                found.update((sheet.title, c.coordinate) for c in row if c.data_type == "f")
+    finally:
+        book.close()
+    return found
+
+
+def _xlsx_text(cell, formula, path, index, column):
+    """One cell as the text a CSV of it would hold (None when blank)."""
+    value = cell.value
+    where = {"file": path, "index": index, "field": column, "cell": cell.coordinate}
+    if formula and value is None:
+        raise FeatureError(f"cell {cell.coordinate} holds a formula with no saved value; open "
+                           "the workbook in Excel or WPS and save it", code="formula_without_value",
+                           **where)
+    if cell.data_type == "e":
+        raise FeatureError(f"cell {cell.coordinate} holds the spreadsheet error {value}",
+                           code="spreadsheet_error", **where)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, (int, float)):
+        digits = len(str(abs(int(value)))) if np.isfinite(value) else 0
+        if digits > EXCEL_DIGITS:
+            raise FeatureError(f"cell {cell.coordinate} is a number of {digits} digits, more "
+                               f"than Excel keeps ({EXCEL_DIGITS}): a code typed as a number "
+                               "has lost its last digits. Format the column as text and enter "
+                               "the codes again", code="number_too_long", **where)
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
 
 
 def _zip_shapefile_path(path, max_file_mb):
@@ -721,6 +882,9 @@ def write_layer(frame, path):
     suffix = _suffix(path)
     if isinstance(frame, gpd.GeoDataFrame):
         _refuse_collections(frame, path)
+    if suffix == ".xlsx":
+        raise BadRequestError(f"{path}: layers are exported as .gpkg, .geojson, .zip, .shp or "
+                              ".csv (Excel opens the CSV)", code="unsupported_format")
     if suffix != ".csv" and not isinstance(frame, gpd.GeoDataFrame):
         raise BadRequestError(f"{path}: a layer without geometry can only be written as .csv",
                               code="unsupported_format")

@@ -8,16 +8,20 @@ class is walked over every format and container it can arrive in.
 """
 
 import json
+import re
 import struct
 import zipfile
+from datetime import datetime
 
 import geopandas as gpd
 import pyogrio
 import pytest
 import shapely
+from openpyxl import Workbook, load_workbook
 from pyproj import CRS, Transformer
 
-from geodata.errors import GridmapError
+from geodata.creditcode import make_credit_code
+from geodata.errors import FeatureError, GridmapError
 from geodata.formats import read_layer
 from tests.conftest import metric_box, stored_snapshot
 
@@ -402,3 +406,141 @@ def test_shapefile_export_refuses_text_a_dbf_would_cut(runner, park, tmp_path, e
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []
     assert runner("export", "grids", tmp_path / "whole.gpkg", "--park", park).exit_code == 0
     assert pyogrio.read_dataframe(tmp_path / "whole.gpkg")["name"].tolist() == [long_name]
+
+
+# --- Excel workbooks --------------------------------------------------------------------
+
+SITE_HEADER = ["name", "credit_code", "lon", "lat"]
+
+
+def workbook(path, fill):
+    """Save a workbook that ``fill(book)`` fills; return its path."""
+    book = Workbook()
+    fill(book)
+    book.save(path)
+    return path
+
+
+def _saved_formula_value(path, cell, value):
+    """Give a formula cell the value Excel saves with it (openpyxl writes none)."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {n: archive.read(n) for n in archive.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode("utf-8")
+    sheet, count = re.subn(rf'<c r="{cell}"([^>]*)><f>(.*?)</f><v\s*/?>(</v>)?',
+                           rf'<c r="{cell}"\1 t="str"><f>\2</f><v>{value}</v>', sheet)
+    assert count == 1, sheet
+    parts["xl/worksheets/sheet1.xml"] = sheet.encode("utf-8")
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _rows(*rows):
+    def fill(book):
+        book.active.append(SITE_HEADER)
+        for row in rows:
+            book.active.append(list(row))
+    return fill
+
+
+def test_xlsx_as_planners_keep_it(tmp_path):
+    """An empty sheet first, a hidden notes sheet, numbers and full-width text, a saved formula."""
+    def fill(book):
+        book.active.title = "封面"
+        sheet = book.create_sheet("企业名录")
+        sheet.append(SITE_HEADER + ["employees", "registered_on"])
+        sheet.append(["=\"甲\"&\"公司\"", "91420100MA4KXXXX0X", "１１４．３", 30.5, 12.0,
+                      datetime(2024, 3, 1)])
+        sheet.append([None] * 6)   # a blank row between records
+        sheet.append(["乙公司", "91420100MA4KYYYY0Y", 114.31, 30.51, 7, None])
+        notes = book.create_sheet("备注")
+        notes.append(["内部备注"])
+        notes.sheet_state = "hidden"
+    path = workbook(tmp_path / "sites.xlsx", fill)
+    with zipfile.ZipFile(path) as archive:   # the formula lives on the second sheet
+        names = archive.namelist()
+    assert "xl/worksheets/sheet2.xml" in names
+    with zipfile.ZipFile(path) as archive:
+        parts = {n: archive.read(n) for n in names}
+    parts["xl/worksheets/sheet1.xml"], parts["xl/worksheets/sheet2.xml"] = (
+        parts["xl/worksheets/sheet2.xml"], parts["xl/worksheets/sheet1.xml"])
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    _saved_formula_value(path, "A2", "甲公司")
+    frame, warnings = read_layer(path, layer="enterprises")
+    assert frame["name"].tolist() == ["甲公司", "乙公司"]
+    assert frame["employees"].tolist() == ["12", "7"]
+    assert frame["registered_on"].tolist() == ["2024-03-01", None]
+    assert shapely.get_coordinates(frame.geometry).tolist() == [[114.3, 30.5], [114.31, 30.51]]
+    assert warnings == ["skipped the hidden sheet '备注'"]
+
+
+@pytest.mark.parametrize("fill, code", [
+    (_rows(["=\"甲\"&\"公司\"", "91420100MA4KXXXX0X", 114.3, 30.5]), "formula_without_value"),
+    (_rows(["甲", 914201000000000000, 114.3, 30.5]), "number_too_long"),   # shown as 9.14E+17
+    (_rows(["甲", "9.14E+17", 114.3, 30.5]), None),     # the CSV way: refused on import, named
+    (_rows(["甲", "X", 114.3, 30.5], ["乙", "Y", 114.3, 30.5]), "merged_cells"),
+    (_rows(["甲", "X", "=1/0", 30.5]), "spreadsheet_error"),
+    (lambda book: book.active.append([]), "empty_file"),
+    (lambda book: (_rows(["甲", "X", 114.3, 30.5])(book), book.create_sheet("第二").append(["x"])),
+     "multiple_layers"),
+])
+def test_xlsx_that_cannot_be_read_as_meant_is_refused(tmp_path, fill, code):
+    path = workbook(tmp_path / "sites.xlsx", fill)
+    if code == "merged_cells":
+        book = load_workbook(path)
+        book.active.merge_cells("A2:A3")
+        book.save(path)
+    if code == "spreadsheet_error":
+        book = load_workbook(path)
+        book.active["C2"] = "#DIV/0!"
+        book.active["C2"].data_type = "e"
+        book.save(path)
+    if code is None:
+        frame, _ = read_layer(path, layer="enterprises")
+        assert frame["credit_code"].tolist() == ["9.14E+17"]
+        return
+    error = refused(path, code)
+    if isinstance(error, FeatureError):
+        assert error.details["feature"] == 0 and error.details["field"]
+
+
+def test_old_xls_or_renamed_file_is_refused(tmp_path):
+    path = tmp_path / "sites.xlsx"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500))   # an OLE2 .xls
+    assert ".xls" in str(refused(path, "unreadable_file"))
+
+
+def test_cli_imports_enterprises_from_excel_files(runner, park, tmp_path, engine):
+    """GBK CSV and XLSX enterprise lists import on both backends; a ruined code changes nothing."""
+    good = make_credit_code("411621", 1), make_credit_code("411621", 2)
+    here = shapely.get_coordinates(metric_box(100, 100, 101, 101))[0]
+    lines = ["name,credit_code,lon,lat",
+             f"甲化工有限公司,{good[0]},{here[0]},{here[1]}",
+             f"乙科技,{good[1].translate(str.maketrans('0123456789', '０１２３４５６７８９'))},"
+             f"{here[0]},{here[1]}"]
+    gbk = tmp_path / "sites_gbk.csv"
+    gbk.write_bytes("\r\n".join(lines).encode("gbk"))
+    ruined = tmp_path / "ruined.xlsx"
+    workbook(ruined, _rows(["丙", 914201000000000000, here[0], here[1]]))
+    sci = tmp_path / "sci.csv"
+    sci.write_text(f"name,credit_code,lon,lat\n丙,9.14E+17,{here[0]},{here[1]}\n",
+                   encoding="utf-8")
+    before = stored_snapshot(engine)
+    for path, words in ((ruined, "18 digits"), (sci, "scientific notation")):
+        result = runner("import", "enterprises", path, "--park", park)
+        assert result.exit_code == 2 and words in result.stderr, result.output
+        assert "feature 0" in result.stderr and "credit_code" in result.stderr
+    assert stored_snapshot(engine) == before
+    result = runner("import", "enterprises", gbk, "--park", park)
+    assert result.exit_code == 0, result.stderr
+    xlsx = workbook(tmp_path / "more.xlsx", _rows(
+        ["丁公司", make_credit_code("411621", 3), here[0], here[1]]))
+    assert runner("import", "enterprises", xlsx, "--park", park).exit_code == 0
+    out = tmp_path / "sites.gpkg"
+    assert runner("export", "enterprises", out, "--park", park).exit_code == 0
+    stored = pyogrio.read_dataframe(out).sort_values("credit_code")
+    assert stored["name"].tolist() == ["甲化工有限公司", "乙科技", "丁公司"]
+    assert stored["credit_code"].tolist() == sorted([*good, make_credit_code("411621", 3)])
