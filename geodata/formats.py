@@ -1,6 +1,9 @@
-"""Read and write layers as GeoJSON, GeoPackage, zipped Shapefile and CSV.
+"""Read and write layers as GeoJSON, GeoPackage, zipped Shapefile and CSV; read XLSX.
 
-Reading returns a GeoDataFrame in EPSG:4326 whatever the file's CRS.
+Reading returns a GeoDataFrame in EPSG:4326 whatever the file's CRS
+(:func:`geodata.crs.to_storage_crs`).  Shapefile and CSV text is decoded in
+the encoding the file declares or, checked, shows; an Excel workbook is read
+as the CSV of its one sheet of data.
 GeoJSON is parsed here (strictly, see :mod:`geodata.geometry`) rather than
 by GDAL, so that unclosed rings, NaN and truncation are caught with the
 feature index; it is CRS84 unless a legacy ``crs`` member says otherwise
