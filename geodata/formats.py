@@ -839,18 +839,27 @@ DBF_MAX_NAME = 10
 DBF_MAX_TEXT = 254
 
 
-def _refuse_dbf_overflow(frame, path):
-    """Refuse a Shapefile export that GDAL would cut short.
+def _refuse_shapefile_limits(frame, path):
+    """Refuse a Shapefile export that GDAL would cut short or fail half-way.
 
     GDAL truncates a text value over 254 bytes (84 Chinese characters in
     UTF-8; names may have 200) and launders a field name over 10 bytes,
-    warning only, so the file would not import back as it was.
+    warning only, so the file would not import back as it was; and a
+    Shapefile holds one kind of geometry, so enterprises with parcels and
+    gate points failed at the first point with a traceback.
 
     Raises
     ------
     ValidationError
         ``shapefile_limit`` naming the feature and field; nothing is written.
     """
+    kinds = sorted(set(frame.geometry.geom_type.dropna().str.replace("Multi", "")))
+    if len(kinds) > 1:
+        raise ValidationError(f"{path}: a Shapefile holds one kind of geometry and this layer "
+                              f"has {' and '.join(kinds)} geometries; export it as .gpkg or "
+                              ".geojson",
+                              code="shapefile_limit",
+                              details={"file": str(path), "geometry_types": kinds})
     for column in frame.columns:
         if column == "geometry":
             continue
@@ -904,7 +913,7 @@ def write_layer(frame, path):
             shp = Path(tmp) / "shp" / (path.stem + ".shp")
             shp.parent.mkdir()
             table = frame.rename(columns=SHAPEFILE_NAMES)
-            _refuse_dbf_overflow(table, path)
+            _refuse_shapefile_limits(table, path)
             pyogrio.write_dataframe(table, shp, driver="ESRI Shapefile", encoding="UTF-8")
             if suffix == ".shp":  # the sidecar files (.dbf, .shx, .prj, .cpg) move too
                 out = shp.parent

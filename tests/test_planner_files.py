@@ -544,3 +544,43 @@ def test_cli_imports_enterprises_from_excel_files(runner, park, tmp_path, engine
     stored = pyogrio.read_dataframe(out).sort_values("credit_code")
     assert stored["name"].tolist() == ["甲化工有限公司", "乙科技", "丁公司"]
     assert stored["credit_code"].tolist() == sorted([*good, make_credit_code("411621", 3)])
+
+
+@pytest.mark.parametrize("ext", ["gpkg", "geojson", "zip", "shp", "csv", "xlsx"])
+def test_every_layer_exports_to_every_format_whole_or_refused_cleanly(runner, park, tmp_path,
+                                                                      ext):
+    """Each layer × each extension: the file reads back with every row, or exit 2 and no file."""
+    cells = [{"type": "Feature", "properties": {"code": "A-01", "name": NAME},
+              "geometry": json.loads(shapely.to_geojson(metric_box(0, 0, 500, 500)))}]
+    here = shapely.get_coordinates(metric_box(100, 100, 101, 101))[0]
+    parcel = metric_box(100, 100, 200, 200).wkt
+    collection = {"type": "FeatureCollection", "features": cells}
+    files = {"grids": ("grids.geojson", json.dumps(collection, ensure_ascii=False)),
+             "enterprises": ("sites.csv", "name,credit_code,wkt\n"
+                                          f"甲,{make_credit_code('411621', 1)},\"{parcel}\"\n"
+                                          f"乙,{make_credit_code('411621', 2)},"
+                                          f"\"POINT ({here[0]} {here[1]})\"\n"),
+             "staff": ("staff.csv", "grid_code,name,phone,role\nA-01,张三,13800000000,网格长\n"),
+             "hazards": ("hazards.csv", f"category,description,found_date,lon,lat\n"
+                                        f"消防,=通道堵塞,2025-01-02,{here[0]},{here[1]}\n")}
+    expected = {"parks": 1}
+    for layer, (name, text) in files.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        extra = ("--crs", "EPSG:4326") if layer == "enterprises" else ()
+        result = runner("import", layer, path, "--park", park, *extra)
+        assert result.exit_code == 0, (layer, result.stderr)
+        expected[layer] = len(text.strip().splitlines()) - 1 if name.endswith(".csv") else 1
+    for layer, count in expected.items():
+        out = tmp_path / "out" / layer / f"{layer}.{ext}"
+        out.parent.mkdir(parents=True)
+        result = runner("export", layer, out, "--park", park)
+        if result.exit_code == 0:
+            frame, _ = read_layer(out, geometry=layer != "staff", crs="EPSG:4326")
+            assert len(frame) == count, (layer, ext)
+        else:
+            assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+            assert str(out) in result.stderr and list(out.parent.iterdir()) == []
+            assert (layer, ext) in {("staff", "gpkg"), ("staff", "geojson"), ("staff", "zip"),
+                                    ("staff", "shp"), ("enterprises", "zip"),
+                                    ("enterprises", "shp"), *((lay, "xlsx") for lay in expected)}
