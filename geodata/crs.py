@@ -148,7 +148,9 @@ def _zone_prefix_problem(source, xs):
     if false_easting is None:
         return None
     low, high = float(np.min(xs)), float(np.max(xs))
-    if false_easting < 1e6 <= low:
+    if false_easting % 1e6 != 500_000:  # not a zone system: a local false easting
+        return None
+    if false_easting == 500_000 and low >= 1e6:
         zone = int(low // 1e6)
         hint = (f" (CGCS2000: EPSG:{_GK_FIRST_ZONE_EPSG + zone - 25})"
                 if _is_cgcs2000(source.geodetic_crs) and 25 <= zone <= 45 else "")
