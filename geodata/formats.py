@@ -22,6 +22,7 @@ import zipfile
 from datetime import date, datetime, time
 from pathlib import Path
 from warnings import catch_warnings, filterwarnings, warn_explicit
+from xml.etree.ElementTree import ParseError
 
 import geopandas as gpd
 import numpy as np
@@ -668,10 +669,14 @@ def _read_xlsx(path, max_features, max_file_mb, warnings):
         with catch_warnings():
             # openpyxl warns about features it drops (data validation, styles): not our data.
             filterwarnings("ignore", category=UserWarning, module="openpyxl")
-            formulas = _xlsx_formula_cells(load_workbook(path, read_only=True), path,
-                                           max_features)
-            values = load_workbook(path, data_only=True)
-    except (KeyError, ValueError, TypeError, OSError, zipfile.BadZipFile) as exc:
+            # Opened here and closed whatever happens: openpyxl leaves its file open on errors.
+            with open(path, "rb") as fh:
+                formulas = _xlsx_formula_cells(load_workbook(fh, read_only=True), path,
+                                               max_features)
+            with open(path, "rb") as fh:
+                values = load_workbook(fh, data_only=True)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError,
+            zipfile.BadZipFile, ParseError) as exc:
         raise ValidationError(f"{path}: cannot be read as an Excel workbook ({exc})",
                               code="unreadable_file", details={"file": path}) from None
     sheets = []

@@ -584,3 +584,16 @@ def test_every_layer_exports_to_every_format_whole_or_refused_cleanly(runner, pa
             assert (layer, ext) in {("staff", "gpkg"), ("staff", "geojson"), ("staff", "zip"),
                                     ("staff", "shp"), ("enterprises", "zip"),
                                     ("enterprises", "shp"), *((lay, "xlsx") for lay in expected)}
+
+
+@pytest.mark.parametrize("part", ["[Content_Types].xml", "xl/workbook.xml",
+                                  "xl/_rels/workbook.xml.rels", "xl/worksheets/sheet1.xml"])
+def test_damaged_workbook_is_unreadable_not_a_crash(tmp_path, part):
+    path = workbook(tmp_path / "sites.xlsx", _rows(["甲", "X", 114.3, 30.5]))
+    with zipfile.ZipFile(path) as archive:
+        parts = {n: archive.read(n) for n in archive.namelist()}
+    parts[part] = b"<<<not xml"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    refused(path, "unreadable_file")
