@@ -127,6 +127,17 @@ def test_shapefile_text_is_read_in_its_encoding_or_refused(tmp_path, container, 
     assert any("GBK" in w for w in warnings) == detected_gbk, warnings
 
 
+@pytest.mark.parametrize("ldid, warned", [(0x4D, False), (0x7A, False), (0x57, True)])
+def test_dbf_language_driver_id_declares_gbk(tmp_path, ldid, warned):
+    """Without a .cpg, code page 936 in the .dbf header counts as declared; ANSI (0x57) does not."""
+    shp = write_shapefile(tmp_path, encoding="GBK", cpg=False)
+    dbf = bytearray(shp.with_suffix(".dbf").read_bytes())
+    dbf[29] = ldid
+    shp.with_suffix(".dbf").write_bytes(bytes(dbf))
+    frame, warnings = read_layer(shp, layer="grids")
+    assert frame["name"].tolist() == [NAME] and bool(warnings) == warned
+
+
 def test_shapefile_field_names_in_gbk_and_upper_case(tmp_path):
     """ArcGIS writes CODE/NAME; Chinese field names come in the DBF's encoding too."""
     frame = gpd.GeoDataFrame({"CODE": ["A-01"], "NAME": [NAME], "备注": ["北门"]},
