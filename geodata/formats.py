@@ -494,6 +494,9 @@ def _csv_dialect(path, warnings):
     elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding = "utf-16"
     else:
+        if _holds_nul(path):  # no text file without a BOM does; a PNG renamed .csv does
+            raise ValidationError(f"{path}: not a readable CSV: it holds NUL bytes, so it is "
+                                  "not text", code="unreadable_file", details={"file": path})
         encoding = next((e for e in ("utf-8", _GB) if _file_decodes(path, e)), None)
         if encoding is None:
             raise ValidationError(f"{path}: the text is neither UTF-8, UTF-16 nor GBK/GB 18030; "
@@ -504,6 +507,14 @@ def _csv_dialect(path, warnings):
     with open(path, newline="", encoding=encoding) as fh:
         header = fh.readline()
     return encoding, "\t" if "\t" in header and "," not in header else ","
+
+
+def _holds_nul(path):
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            if b"\0" in block:
+                return True
+    return False
 
 
 def _file_decodes(path, encoding):
