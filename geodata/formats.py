@@ -78,7 +78,8 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     ----------
     path : str or Path
         ``.geojson``/``.json``, ``.gpkg``, ``.shp``, ``.zip`` (one shapefile),
-        or ``.csv`` (a WKT column, or lon/lat columns).
+        ``.csv`` (a WKT column, or lon/lat columns) or ``.xlsx`` (read as
+        the CSV of its one sheet of data).  Column names are lower-cased.
     crs : str, optional
         CRS to assume when the file declares none; a declared CRS wins.
     geometry : bool
@@ -98,8 +99,11 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     ------
     GridmapError
         ``invalid_json``, ``missing_crs``, ``unknown_crs``, ``empty_file``,
-        ``unsupported_format``, ``unreadable_file``, ``payload_too_large`` or
-        a ``FeatureError`` naming the feature and field.
+        ``unsupported_format``, ``unreadable_file``, ``payload_too_large``,
+        ``incomplete_shapefile``, ``unknown_encoding``, ``encoding_mismatch``,
+        ``duplicate_column``, ``no_datum_transformation``, the workbook
+        refusals of :func:`_read_xlsx`, or a ``FeatureError`` naming the
+        feature and field.
     """
     path = str(path)
     suffix = _suffix(path)
@@ -134,9 +138,10 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     check_geometries(frame["geometry"].to_numpy(), file=path, max_vertices=max_vertices)
     if declared is None:
         if crs is None:
+            prj = " (a shapefile without its .prj)" if FORMATS[suffix] == "ESRI Shapefile" else ""
             raise ValidationError(
-                f"{path}: the file declares no CRS; give one with --crs (e.g. --crs EPSG:4490)",
-                code="missing_crs", details={"file": path})
+                f"{path}: the file declares no CRS{prj}; give one with --crs (e.g. --crs "
+                "EPSG:4490)", code="missing_crs", details={"file": path})
         declared = parse_crs(crs, path)
     geoms, more = to_storage_crs(frame["geometry"].to_numpy(), CRS.from_user_input(declared),
                                  file=path)
