@@ -138,10 +138,11 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     check_geometries(frame["geometry"].to_numpy(), file=path, max_vertices=max_vertices)
     if declared is None:
         if crs is None:
-            prj = " (a shapefile without its .prj)" if FORMATS[suffix] == "ESRI Shapefile" else ""
+            prj = ("; a shapefile declares it in its .prj, which is missing"
+                   if FORMATS[suffix] == "ESRI Shapefile" else "")
             raise ValidationError(
-                f"{path}: the file declares no CRS{prj}; give one with --crs (e.g. --crs "
-                "EPSG:4490)", code="missing_crs", details={"file": path})
+                f"{path}: the file declares no CRS; give one with --crs (e.g. --crs "
+                f"EPSG:4490){prj}", code="missing_crs", details={"file": path})
         declared = parse_crs(crs, path)
     geoms, more = to_storage_crs(frame["geometry"].to_numpy(), CRS.from_user_input(declared),
                                  file=path)
