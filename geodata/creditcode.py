@@ -6,7 +6,10 @@ character per GB 11714) and a final check character over the first 17.
 The alphabet is 0-9 and the capital letters without I, O, S, V, Z.
 """
 
+import re
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_SCIENTIFIC = re.compile(r"[0-9](\.[0-9]*)?E\+?[0-9]+", re.IGNORECASE)
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
 _WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
@@ -40,6 +43,10 @@ def credit_code_problem(code):
     """
     if not isinstance(code, str):
         return "must be a string"
+    if len(code) != 18 and _SCIENTIFIC.fullmatch(code):
+        # Excel shows an all-digit column as 9.14E+17 and saves it so in CSV: the code is lost.
+        return ("is a number in scientific notation, as a spreadsheet shows an 18-digit number: "
+                "format the column as text and enter the codes again")
     if len(code) != 18:
         return f"must be 18 characters, got {len(code)}"
     bad = sorted({c for c in code if c not in _VALUE})

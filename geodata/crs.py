@@ -13,14 +13,19 @@ from functools import lru_cache
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
+from pyproj.aoi import AreaOfInterest
 from pyproj.exceptions import CRSError
+from pyproj.transformer import TransformerGroup
 
-from geodata.errors import ValidationError
+from geodata.errors import FeatureError, ValidationError
 
 STORAGE_SRID = 4326
 STORAGE_CRS = CRS.from_epsg(STORAGE_SRID)
 
 _GK_FIRST_EPSG = 4534  # CGCS2000 / 3-degree Gauss-Kruger CM 75E
+_GK_FIRST_ZONE_EPSG = 4513  # CGCS2000 / 3-degree Gauss-Kruger zone 25 (easting with prefix)
+#: The largest error (metres) a datum transformation into EPSG:4326 may have to be used.
+MAX_DATUM_ERROR_M = 1.0
 _GK_FIRST_CM = 75
 _GK_LAST_CM = 135
 
@@ -121,3 +126,113 @@ def declared_crs(member, path=None):
     if declared.equals(CRS.from_user_input("OGC:CRS84")):
         declared = CRS.from_epsg(STORAGE_SRID)
     return declared
+
+
+def _is_cgcs2000(geodetic):
+    return geodetic.datum is not None and geodetic.datum.name.replace("_", " ") in (
+        "China 2000", "D China 2000", "China Geodetic Coordinate System 2000")
+
+
+def _zone_prefix_problem(source, xs):
+    """Why the eastings ``xs`` do not fit a Gauss-Krüger/UTM ``source``, or None.
+
+    Chinese 3-degree zones come in two flavours: ``CM 114E`` (false easting
+    500 km) and ``zone 38`` (false easting 38 500 km, the zone number
+    prefixed to the easting).  Data in one declared as the other lands
+    thousands of kilometres off, or nowhere.
+    """
+    operation = source.coordinate_operation if source.is_projected else None
+    if operation is None or "Transverse Mercator" not in operation.method_name or not len(xs):
+        return None
+    false_easting = next((p.value for p in operation.params if p.name == "False easting"), None)
+    if false_easting is None:
+        return None
+    low, high = float(np.min(xs)), float(np.max(xs))
+    if false_easting % 1e6 != 500_000:  # not a zone system: a local false easting
+        return None
+    if false_easting == 500_000 and low >= 1e6:
+        zone = int(low // 1e6)
+        hint = (f" (CGCS2000: EPSG:{_GK_FIRST_ZONE_EPSG + zone - 25})"
+                if _is_cgcs2000(source.geodetic_crs) and 25 <= zone <= 45 else "")
+        return (f"eastings such as {low:.0f} carry a zone prefix ({zone}) but {source.name} has "
+                f"none: declare the 'zone {zone}' CRS{hint}")
+    if false_easting >= 1e6 and high < 1e6:
+        zone = int(false_easting // 1e6)
+        hint = (f" (CGCS2000: EPSG:{_GK_FIRST_EPSG + zone - _GK_FIRST_CM // 3})"
+                if _is_cgcs2000(source.geodetic_crs) and 25 <= zone <= 45 else "")
+        return (f"eastings such as {high:.0f} have no zone prefix but {source.name} expects "
+                f"one ({zone}): declare the 'CM {3 * zone}E' CRS{hint}")
+    return None
+
+
+def _xy(tr, geoms):
+    return shapely.transform(
+        geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+
+
+def to_storage_crs(geoms, source, *, file=None):
+    """Transform geometries from a file's CRS ``source`` into EPSG:4326; return (geoms, warnings).
+
+    CGCS2000 (EPSG:4490 and its projections) is taken as WGS 84: the two
+    agree to a few centimetres and PROJ has no published shift between them,
+    so only the projection is undone.  Any other datum is moved with the
+    best transformation PROJ has for the data's area, and only if that one
+    is known to :data:`MAX_DATUM_ERROR_M` or better; PROJ's fallback for
+    Xi'an 1980 and, in most of China, Beijing 1954 is a "ballpark" step that
+    ignores the datum shift (tens to hundreds of metres), so those are
+    refused rather than moved silently.
+
+    Raises
+    ------
+    ValidationError
+        ``no_datum_transformation``: no transformation accurate enough.
+    FeatureError
+        ``coordinate_out_of_range``: eastings with or without a zone prefix
+        that the declared Gauss-Krüger CRS does not expect, or coordinates
+        the CRS cannot transform (named with the first such feature).
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    if source.to_epsg() == STORAGE_SRID or not len(geoms):
+        return geoms, []
+    where = f"{file}: " if file else ""
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    problem = _zone_prefix_problem(source, coords[:, 0])
+    if problem:
+        raise FeatureError(problem, code="coordinate_out_of_range", file=file, index=0,
+                           field="geometry", crs=source.name)
+    geodetic = source.geodetic_crs
+    to_geodetic = Transformer.from_crs(source, geodetic, always_xy=True)
+    warnings = []
+    if _is_cgcs2000(geodetic):
+        tr = to_geodetic
+    else:
+        lon, lat = to_geodetic.transform(coords[:, 0], coords[:, 1])
+        finite = np.isfinite(lon) & np.isfinite(lat)
+        area = (AreaOfInterest(float(lon[finite].min()), float(lat[finite].min()),
+                               float(lon[finite].max()), float(lat[finite].max()))
+                if finite.any() else None)
+        group = TransformerGroup(source, STORAGE_CRS, always_xy=True, area_of_interest=area)
+        tr = group.transformers[0] if group.transformers else None
+        if (tr is None or "ballpark" in tr.description.lower()
+                or not 0 <= tr.accuracy <= MAX_DATUM_ERROR_M):
+            known = "" if tr is None or tr.accuracy < 0 else f" (best: {tr.accuracy:g} m)"
+            raise ValidationError(
+                f"{where}PROJ knows no transformation from {geodetic.name} to WGS 84 accurate "
+                f"to {MAX_DATUM_ERROR_M:g} m for this area{known}; moving the coordinates "
+                "anyway would shift them by tens of metres or more. Convert the file to "
+                "CGCS2000 (EPSG:4490, or its Gauss-Kruger zones) with your survey's "
+                "parameters in QGIS/ArcGIS first", code="no_datum_transformation",
+                details={"file": file, "crs": source.name, "datum": geodetic.name})
+        if tr.accuracy > 0:
+            warnings.append(f"moved from {geodetic.name} to WGS 84 with "
+                            f"'{tr.name}' (accuracy {tr.accuracy:g} m)")
+    out = _xy(tr, geoms)
+    moved = shapely.get_coordinates(out)
+    bad = ~np.isfinite(moved).all(axis=1)
+    if bad.any():
+        raise FeatureError(f"coordinates such as {coords[bad][0].round(3).tolist()} cannot be "
+                           f"transformed from {source.name}: they lie outside its area",
+                           code="coordinate_out_of_range", file=file,
+                           index=int(owner[np.flatnonzero(bad)[0]]), field="geometry",
+                           crs=source.name)
+    return out, warnings

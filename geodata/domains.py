@@ -144,8 +144,11 @@ def text(value, field, *, kind="name", required=False, max_length=None, **where)
 def code(value, field, *, kind="grid", required=True, **where):
     """Return a normalised code (NFKC, trimmed, upper case) in the code alphabet.
 
-    ``kind`` is ``"park"`` (at most :data:`PARK_CODE_MAX` characters) or
-    ``"grid"`` (:data:`GRID_CODE_MAX`).
+    ``kind`` is ``"park"`` (at most :data:`PARK_CODE_MAX` characters),
+    ``"grid"`` (:data:`GRID_CODE_MAX`) or ``"credit"``: a credit code is only
+    normalised here, since :func:`geodata.creditcode.credit_code_problem`
+    says what is wrong with one (e.g. Excel's ``9.14E+17``) better than the
+    code alphabet would.
 
     Raises
     ------
@@ -156,6 +159,8 @@ def code(value, field, *, kind="grid", required=True, **where):
     if raw is None:
         return None
     normal = unicodedata.normalize("NFKC", raw).strip().upper()
+    if kind == "credit":
+        return normal
     limit = PARK_CODE_MAX if kind == "park" else GRID_CODE_MAX
     domain = (f"{kind} code: 1-{limit} of A-Z 0-9 . _ -, starting with a letter or digit")
     if len(normal) > limit or not _CODE.match(normal):

@@ -1,6 +1,9 @@
-"""Read and write layers as GeoJSON, GeoPackage, zipped Shapefile and CSV.
+"""Read and write layers as GeoJSON, GeoPackage, zipped Shapefile and CSV; read XLSX.
 
-Reading returns a GeoDataFrame in EPSG:4326 whatever the file's CRS.
+Reading returns a GeoDataFrame in EPSG:4326 whatever the file's CRS
+(:func:`geodata.crs.to_storage_crs`).  Shapefile and CSV text is decoded in
+the encoding the file declares or, checked, shows; an Excel workbook is read
+as the CSV of its one sheet of data.
 GeoJSON is parsed here (strictly, see :mod:`geodata.geometry`) rather than
 by GDAL, so that unclosed rings, NaN and truncation are caught with the
 feature index; it is CRS84 unless a legacy ``crs`` member says otherwise
@@ -11,12 +14,15 @@ written through :func:`geodata.files.spreadsheet_text` (no formula runs when
 a spreadsheet opens the file) and read back through its inverse.
 """
 
+import codecs
 import csv
 import os
 import tempfile
 import zipfile
+from datetime import date, datetime, time
 from pathlib import Path
-from warnings import catch_warnings, filterwarnings
+from warnings import catch_warnings, filterwarnings, warn_explicit
+from xml.etree.ElementTree import ParseError
 
 import geopandas as gpd
 import numpy as np
@@ -25,14 +31,14 @@ import pyogrio
 import shapely
 from pyproj import CRS
 
-from geodata.crs import STORAGE_SRID, declared_crs, parse_crs
+from geodata.crs import STORAGE_SRID, declared_crs, parse_crs, to_storage_crs
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
 from geodata.files import spreadsheet_text, spreadsheet_value
 from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
                               validate_geometries)
 
 FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".shp": "ESRI Shapefile",
-           ".zip": "ESRI Shapefile", ".csv": "CSV"}
+           ".zip": "ESRI Shapefile", ".csv": "CSV", ".xlsx": "XLSX"}
 LONLAT_COLUMNS = (("lon", "lat"), ("longitude", "latitude"), ("lng", "lat"), ("x", "y"),
                   ("经度", "纬度"))
 WKT_COLUMNS = ("wkt", "geometry", "geom", "WKT")
@@ -72,7 +78,8 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     ----------
     path : str or Path
         ``.geojson``/``.json``, ``.gpkg``, ``.shp``, ``.zip`` (one shapefile),
-        or ``.csv`` (a WKT column, or lon/lat columns).
+        ``.csv`` (a WKT column, or lon/lat columns) or ``.xlsx`` (read as
+        the CSV of its one sheet of data).  Column names are lower-cased.
     crs : str, optional
         CRS to assume when the file declares none; a declared CRS wins.
     geometry : bool
@@ -92,8 +99,11 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     ------
     GridmapError
         ``invalid_json``, ``missing_crs``, ``unknown_crs``, ``empty_file``,
-        ``unsupported_format``, ``unreadable_file``, ``payload_too_large`` or
-        a ``FeatureError`` naming the feature and field.
+        ``unsupported_format``, ``unreadable_file``, ``payload_too_large``,
+        ``incomplete_shapefile``, ``unknown_encoding``, ``encoding_mismatch``,
+        ``duplicate_column``, ``no_datum_transformation``, the workbook
+        refusals of :func:`_read_xlsx`, or a ``FeatureError`` naming the
+        feature and field.
     """
     path = str(path)
     suffix = _suffix(path)
@@ -110,12 +120,16 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     if suffix in (".geojson", ".json"):
         frame, declared = _read_geojson(path, max_features, max_vertices, warnings)
     elif suffix == ".csv":
-        frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices)
+        frame, declared = _read_csv(path, geometry, crs, max_features, max_vertices, warnings)
+    elif suffix == ".xlsx":
+        frame, declared = _table_geometry(_read_xlsx(path, max_features, max_file_mb, warnings),
+                                          path, geometry, crs, max_vertices)
     else:
         source = _zip_shapefile_path(path, max_file_mb) if suffix == ".zip" else path
-        frame, declared = _read_ogr(path, source, geometry, max_features)
-        if FORMATS[suffix] == "ESRI Shapefile":
-            frame = frame.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
+        frame, declared = _read_ogr(path, source, geometry, max_features, warnings)
+    frame = _lower_case_columns(frame, path)
+    if FORMATS[suffix] == "ESRI Shapefile":
+        frame = frame.rename(columns={v: k for k, v in SHAPEFILE_NAMES.items()})
     if len(frame) == 0:
         raise ValidationError(f"{path}: the file has no features", code="empty_file",
                               details={"file": path})
@@ -124,23 +138,44 @@ def read_layer(path, *, crs=None, geometry=True, layer=None, max_features=200_00
     check_geometries(frame["geometry"].to_numpy(), file=path, max_vertices=max_vertices)
     if declared is None:
         if crs is None:
+            prj = ("; a shapefile declares it in its .prj, which is missing"
+                   if FORMATS[suffix] == "ESRI Shapefile" else "")
             raise ValidationError(
-                f"{path}: the file declares no CRS; give one with --crs (e.g. --crs EPSG:4490)",
-                code="missing_crs", details={"file": path})
+                f"{path}: the file declares no CRS; give one with --crs (e.g. --crs "
+                f"EPSG:4490){prj}", code="missing_crs", details={"file": path})
         declared = parse_crs(crs, path)
-    gdf = gpd.GeoDataFrame(frame, geometry="geometry", crs=declared)
-    epsg = gdf.crs.to_epsg()
-    if epsg == 4490:
-        # CGCS2000 geographic coordinates equal WGS 84 ones to a few centimetres.
-        gdf = gdf.set_crs(STORAGE_SRID, allow_override=True)
-    elif epsg != STORAGE_SRID:
-        gdf = gdf.to_crs(STORAGE_SRID)
+    geoms, more = to_storage_crs(frame["geometry"].to_numpy(), CRS.from_user_input(declared),
+                                 file=path)
+    warnings.update(more)
+    gdf = gpd.GeoDataFrame(frame.drop(columns="geometry"), geometry=geoms, crs=STORAGE_SRID)
     if layer is not None:
         geoms, more = validate_geometries(gdf.geometry.to_numpy(), layer, file=path,
                                           max_vertices=max_vertices)
         gdf["geometry"] = geoms
         warnings.update(more)
     return gdf, sorted(warnings)
+
+
+def _lower_case_columns(frame, path):
+    """Return ``frame`` with its column names in lower case (``CODE`` -> ``code``).
+
+    ArcGIS writes shapefile fields in upper case and spreadsheets keep
+    whatever the header says; the import columns are lower case.  Two
+    columns that differ only in case are refused, as a repeated CSV column is.
+
+    Raises
+    ------
+    ValidationError
+        ``duplicate_column``.
+    """
+    lower = [c.lower() if isinstance(c, str) else c for c in frame.columns]
+    twice = sorted({c for c in lower if lower.count(c) > 1})
+    if twice:
+        raise ValidationError(f"{path}: columns {', '.join(map(repr, twice))} appear more than "
+                              "once (ignoring case)", code="duplicate_column",
+                              details={"file": path, "columns": twice[:20]})
+    frame.columns = lower
+    return frame
 
 
 def _too_many(path, count, max_features):
@@ -159,7 +194,7 @@ def _feature_count(source):
     return count if count >= 0 else None
 
 
-def _read_ogr(path, source, geometry, max_features):
+def _read_ogr(path, source, geometry, max_features, notes):
     """Read a GeoPackage or Shapefile through GDAL, counting its features first.
 
     GEOS refuses to build some geometries GDAL hands over (an unclosed ring,
@@ -167,7 +202,31 @@ def _read_ogr(path, source, geometry, max_features):
     reason by reading the first such feature's raw WKB again.  GDAL's and
     numpy's warnings about them (unclosed ring, NaN) are silenced: the
     feature is refused below, or by :func:`check_geometries`, with its index.
+    pyogrio reads measured (M) geometries, which CAD exports write, as 2D
+    and warns: that becomes a warning of the import, as dropped Z does.
+    A shapefile's text is read as raw bytes and decoded by
+    :func:`_decode_dbf`, since GDAL alone turns GBK without a ``.cpg`` into
+    Latin-1 mojibake.
     """
+    shapefile = FORMATS[_suffix(path)] == "ESRI Shapefile"
+    parts = _shapefile_parts(path, source) if shapefile else None
+    with catch_warnings(record=True) as caught, np.errstate(invalid="ignore"):
+        filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
+        filterwarnings("always", r"Measured \(M\) geometry types", UserWarning)
+        frame = _read_ogr_frame(path, source, geometry, max_features,
+                                "ISO-8859-1" if shapefile else None)
+    for caught_warning in caught:
+        if "Measured (M)" in str(caught_warning.message):
+            notes.add("dropped M (measure) values: gridmap stores 2D geometries")
+        else:
+            warn_explicit(caught_warning.message, caught_warning.category,
+                          caught_warning.filename, caught_warning.lineno)
+    if shapefile:
+        frame = _decode_dbf(frame, parts, path, notes)
+    return frame, getattr(frame, "crs", None)
+
+
+def _read_ogr_frame(path, source, geometry, max_features, encoding):
     try:
         layers = pyogrio.list_layers(source)
     except pyogrio.errors.DataSourceError as exc:
@@ -182,28 +241,179 @@ def _read_ogr(path, source, geometry, max_features):
                               details={"file": path, "layers": names[:100]})
     count = _feature_count(source)
     _too_many(path, count or 0, max_features)
-    with catch_warnings(), np.errstate(invalid="ignore"):
-        filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
+    try:
+        frame = pyogrio.read_dataframe(source, read_geometry=geometry, encoding=encoding,
+                                       on_invalid="ignore", fid_as_index=True)
+    except pyogrio.errors.DataSourceError as exc:
+        raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
+                              code="unreadable_file", details={"file": path}) from None
+    _too_many(path, len(frame), max_features)
+    fids = frame.index.to_numpy()
+    frame = frame.reset_index(drop=True)
+    missing = (np.flatnonzero(frame["geometry"].isna().to_numpy())
+               if geometry and "geometry" in frame else [])
+    if len(missing):
+        wkb = pyogrio.raw.read(source, columns=[], fids=fids[missing[:1]])[2][0]
         try:
-            frame = pyogrio.read_dataframe(source, read_geometry=geometry,
-                                           on_invalid="ignore", fid_as_index=True)
-        except pyogrio.errors.DataSourceError as exc:
-            raise ValidationError(f"{path}: cannot be read as {FORMATS[_suffix(path)]} ({exc})",
-                                  code="unreadable_file", details={"file": path}) from None
-        _too_many(path, len(frame), max_features)
-        fids = frame.index.to_numpy()
-        frame = frame.reset_index(drop=True)
-        missing = (np.flatnonzero(frame["geometry"].isna().to_numpy())
-                   if geometry and "geometry" in frame else [])
-        if len(missing):
-            wkb = pyogrio.raw.read(source, columns=[], fids=fids[missing[:1]])[2][0]
+            if wkb is not None:
+                shapely.from_wkb(wkb)
+        except shapely.errors.GEOSException as exc:
+            raise FeatureError(f"geometry cannot be read ({exc})", code="invalid_geometry",
+                               file=path, index=int(missing[0]), field="geometry") from None
+    return frame
+
+
+def _shapefile_parts(path, source):
+    """The leading bytes of a shapefile's ``.dbf`` and ``.cpg`` (None where missing).
+
+    The parts are matched on the ``.shp``'s name ignoring case, as GDAL
+    does, beside it on disk or in the same zip.  A missing ``.shx`` or
+    ``.dbf`` is refused: GDAL would fail on the first with advice about a
+    config option, and read the second as a layer without attributes.
+
+    Raises
+    ------
+    ValidationError
+        ``incomplete_shapefile`` naming the missing part.
+    """
+    wanted = {".shx": 0, ".dbf": 32, ".cpg": 100}
+    if source.startswith("/vsizip/"):
+        stem = source[len(f"/vsizip/{os.path.abspath(path)}/"):-4]
+        with zipfile.ZipFile(path) as archive:
+            names = {n.lower(): n for n in archive.namelist()}
+            found = {}
+            for ext, size in wanted.items():
+                name = names.get((stem + ext).lower())
+                if name is not None:
+                    with archive.open(name) as fh:
+                        found[ext] = fh.read(size)
+    else:
+        shp = Path(path)
+        names = {p.name.lower(): p for p in shp.parent.iterdir()}
+        found = {}
+        for ext, size in wanted.items():
+            part = names.get((shp.stem + ext).lower())
+            if part is not None:
+                with open(part, "rb") as fh:
+                    found[ext] = fh.read(size)
+    for ext, what in ((".shx", "the index"), (".dbf", "the attributes: codes and names")):
+        if ext not in found:
+            raise ValidationError(f"{path}: the shapefile has no {ext} ({what}); a shapefile is "
+                                  "its .shp, .shx, .dbf and .prj (and .cpg) together: copy or "
+                                  "zip them all", code="incomplete_shapefile",
+                                  details={"file": path, "missing": ext})
+    return found
+
+
+#: GBK, GB 2312 and code page 936 are subsets of GB 18030: one codec reads them all.
+_GB = "gb18030"
+_GB_LABELS = ("CP936", "GBK", "GB2312", "GB18030", "CP54936", "EUCCN", "MS936")
+#: dBase language driver ids (byte 29 of the header) that mean code page 936.
+_GB_LDIDS = (0x4D, 0x7A)
+
+
+def _dbf_codec(parts, path):
+    """``(codec, source)``: the encoding a shapefile declares, or ``(None, None)``.
+
+    A ``.cpg`` wins (ArcGIS and QGIS write ``UTF-8``, ``GBK`` or a Windows
+    code page number such as ``936`` or ``65001``); else the ``.dbf``'s
+    language driver id, when it says code page 936.
+    """
+    cpg = parts.get(".cpg")
+    if cpg is not None:
+        name = cpg.decode("ascii", "replace").strip()
+        label = name.upper().replace("-", "").replace("_", "").replace(" ", "")
+        label = "CP" + label if label.isdigit() else label
+        source = f"its .cpg ({name!r})"
+        if label in _GB_LABELS:
+            return _GB, source
+        if label in ("UTF8", "CP65001"):
+            return "utf-8", source
+        try:
+            return codecs.lookup(name).name, source
+        except LookupError:
+            raise ValidationError(f"{path}: the .cpg names an unknown encoding {name!r}; write "
+                                  "UTF-8 or GBK in it", code="unknown_encoding",
+                                  details={"file": path, "encoding": name[:40]}) from None
+    dbf = parts.get(".dbf") or b""
+    if len(dbf) > 29 and dbf[29] in _GB_LDIDS:
+        return _GB, "its .dbf's language driver (code page 936)"
+    return None, None
+
+
+def _decodes(data, codec):
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decode_dbf(frame, parts, path, notes):
+    """Decode a shapefile's text, read as raw bytes (Latin-1), in the encoding it has.
+
+    The declared encoding (:func:`_dbf_codec`) is checked, not trusted:
+    text it cannot decode, or UTF-8 text in a file that says GBK (GBK would
+    decode it, as mojibake), is refused.  Without a declaration, UTF-8 is
+    taken when all the text is UTF-8, else GB 18030 (what Chinese Windows
+    writes) when all of it is that, with a warning.
+
+    Raises
+    ------
+    ValidationError
+        ``encoding_mismatch`` (a FeatureError naming feature and field when
+        a value is at fault) or ``unknown_encoding``.
+    """
+    columns = [c for c in frame.columns if c != "geometry" and (
+        pd.api.types.is_object_dtype(frame[c]) or pd.api.types.is_string_dtype(frame[c]))]
+    raw = {c: [v.encode("latin-1") if isinstance(v, str) else v for v in frame[c]]
+           for c in columns}
+    names = [c.encode("latin-1") for c in frame.columns if c != "geometry"]
+    texts = [v for values in raw.values() for v in values
+             if isinstance(v, bytes) and not v.isascii()] + [n for n in names if not n.isascii()]
+    if not texts:
+        return frame
+    codec, source = _dbf_codec(parts, path)
+    utf8 = all(_decodes(v, "utf-8") for v in texts)
+    if codec is None:
+        codec = "utf-8" if utf8 else _GB if all(_decodes(v, _GB) for v in texts) else None
+        if codec is None:
+            raise ValidationError(f"{path}: the .dbf's text is neither UTF-8 nor GBK/GB 18030 and "
+                                  "no .cpg names its encoding: add a .cpg", code="unknown_encoding",
+                                  details={"file": path})
+        if codec == _GB:
+            notes.add("no .cpg names the shapefile's text encoding: read as GBK (GB 18030)")
+    elif codec == _GB and utf8 and sum(len(v.decode("utf-8")) for v in texts) >= 4:
+        # UTF-8 bytes of Chinese text are valid GBK too, as mojibake (东区 -> 涓滃尯).
+        raise ValidationError(f"{path}: {source} says GBK but the .dbf's text is UTF-8; correct "
+                              "the .cpg to UTF-8", code="encoding_mismatch",
+                              details={"file": path, "encoding": codec})
+    out = {}
+    for column in frame.columns:
+        if column == "geometry":
+            out[column] = frame[column]
+            continue
+        try:
+            name = column.encode("latin-1").decode(codec)
+        except UnicodeDecodeError:
+            raise ValidationError(f"{path}: a field name is not {codec} as {source or 'assumed'}"
+                                  " says", code="encoding_mismatch",
+                                  details={"file": path, "encoding": codec}) from None
+        values = raw.get(column)
+        if values is None:
+            out[name] = frame[column]
+            continue
+        decoded = []
+        for i, value in enumerate(values):
             try:
-                if wkb is not None:
-                    shapely.from_wkb(wkb)
-            except shapely.errors.GEOSException as exc:
-                raise FeatureError(f"geometry cannot be read ({exc})", code="invalid_geometry",
-                                   file=path, index=int(missing[0]), field="geometry") from None
-    return frame, getattr(frame, "crs", None)
+                decoded.append(value.decode(codec) if isinstance(value, bytes) else value)
+            except UnicodeDecodeError:
+                raise FeatureError(f"text is not {codec} as {source} says; correct the .cpg",
+                                   code="encoding_mismatch", file=path, index=i,
+                                   field=name, encoding=codec) from None
+        out[name] = pd.Series(decoded, index=frame.index)
+    return type(frame)(out, index=frame.index, crs=getattr(frame, "crs", None)) \
+        if isinstance(frame, gpd.GeoDataFrame) else pd.DataFrame(out, index=frame.index)
 
 
 def _read_geojson(path, max_features, max_vertices, warnings):
@@ -268,10 +478,67 @@ def _same_crs(feature, declared, path, index):
                                index=index, field=field)
 
 
-def _csv_records(path):
+def _csv_dialect(path, warnings):
+    """``(encoding, delimiter)`` of a CSV as Excel and other tools write it.
+
+    A byte order mark decides (UTF-8, or UTF-16 from Excel's "Unicode
+    text"); else the file is UTF-8 if all of it decodes as such, else GB
+    18030 (what Excel writes for "CSV" on Chinese Windows; GBK and GB 2312
+    are subsets) with a warning.  The delimiter is a comma, or a tab when
+    the header has tabs and no comma (Excel's "Unicode text").  The check
+    streams the file in blocks, in bounded memory.
+
+    Raises
+    ------
+    ValidationError
+        ``unknown_encoding``: neither UTF-8, UTF-16 nor GB 18030.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(codecs.BOM_UTF8):
+        encoding = "utf-8-sig"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    else:
+        if _holds_nul(path):  # no text file without a BOM does; a PNG renamed .csv does
+            raise ValidationError(f"{path}: not a readable CSV: it holds NUL bytes, so it is "
+                                  "not text", code="unreadable_file", details={"file": path})
+        encoding = next((e for e in ("utf-8", _GB) if _file_decodes(path, e)), None)
+        if encoding is None:
+            raise ValidationError(f"{path}: the text is neither UTF-8, UTF-16 nor GBK/GB 18030; "
+                                  "save it as \"CSV UTF-8\"", code="unknown_encoding",
+                                  details={"file": path})
+        if encoding == _GB:
+            warnings.add("the CSV is not UTF-8: read as GBK (GB 18030)")
+    with open(path, newline="", encoding=encoding) as fh:
+        header = fh.readline()
+    return encoding, "\t" if "\t" in header and "," not in header else ","
+
+
+def _holds_nul(path):
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            if b"\0" in block:
+                return True
+    return False
+
+
+def _file_decodes(path, encoding):
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_records(path, encoding, delimiter):
     """Count a CSV's records in bounded memory: chunks of the first column only."""
     chunks = pd.read_csv(path, usecols=[0], dtype=str, keep_default_na=False,
-                         encoding="utf-8-sig", chunksize=50_000)
+                         encoding=encoding, sep=delimiter, chunksize=50_000)
     with chunks:
         return sum(len(chunk) for chunk in chunks)
 
@@ -296,15 +563,15 @@ def _in_feature(error, path):
                         pointer=error.details.get("pointer"))
 
 
-def _refuse_duplicate_columns(path):
+def _refuse_duplicate_columns(path, encoding, delimiter):
     """Refuse a CSV whose header names a column twice.
 
     pandas would rename the second ``name`` to ``name.1`` and the import
     would silently take the first; a GeoJSON object with a key twice is
     refused the same way (``duplicate_key``).
     """
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = next(csv.reader(fh), [])
+    with open(path, newline="", encoding=encoding) as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), [])
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
         raise ValidationError(f"{path}: the header names column(s) {', '.join(map(repr, twice))}"
@@ -312,23 +579,35 @@ def _refuse_duplicate_columns(path):
                               details={"file": path, "columns": twice[:20]})
 
 
-def _read_csv(path, geometry, crs, max_features, max_vertices):
+def _read_csv(path, geometry, crs, max_features, max_vertices, warnings):
+    encoding, delimiter = _csv_dialect(path, warnings)
     try:
-        _refuse_duplicate_columns(path)
-        _too_many(path, _csv_records(path), max_features)
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError,
+        _refuse_duplicate_columns(path, encoding, delimiter)
+        _too_many(path, _csv_records(path, encoding, delimiter), max_features)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding,
+                            sep=delimiter)
+    except (pd.errors.ParserError, UnicodeError, pd.errors.EmptyDataError,
             csv.Error) as exc:
-        raise ValidationError(f"{path}: not a readable UTF-8 CSV ({exc})", code="unreadable_file",
+        raise ValidationError(f"{path}: not a readable CSV ({exc})", code="unreadable_file",
                               details={"file": path}) from None
     frame = frame.replace({"": None}).map(spreadsheet_value)
+    return _table_geometry(frame, path, geometry, crs, max_vertices)
+
+
+def _table_geometry(frame, path, geometry, crs, max_vertices):
+    """``(frame, CRS)`` of a table of text cells (CSV, XLSX) with its geometry column built.
+
+    Lon/lat columns (WGS 84 unless ``crs`` says otherwise) or a WKT column
+    (whose CRS ``crs`` must name) make the points or shapes.
+    """
     if not geometry:
         return frame, None
     lower = {c.lower(): c for c in frame.columns}
     for lon, lat in LONLAT_COLUMNS:
         if lon in lower and lat in lower:
-            xs = pd.to_numeric(frame[lower[lon]], errors="coerce")
-            ys = pd.to_numeric(frame[lower[lat]], errors="coerce")
+            # Full-width digits (１１４．３) are what a Chinese input method types.
+            xs = pd.to_numeric(frame[lower[lon]].str.normalize("NFKC"), errors="coerce")
+            ys = pd.to_numeric(frame[lower[lat]].str.normalize("NFKC"), errors="coerce")
             bad = np.flatnonzero(xs.isna() | ys.isna())
             if len(bad):
                 raise FeatureError(f"'{lower[lon]}'/'{lower[lat]}' must be numbers",
@@ -356,8 +635,160 @@ def _read_csv(path, geometry, crs, max_features, max_vertices):
                                    index=int(bad[0]), field=name)
             frame["geometry"] = geoms
             return frame, parse_crs(crs, path) if crs else None
-    raise ValidationError(f"{path}: a CSV needs a WKT column ({', '.join(WKT_COLUMNS)}) or "
+    raise ValidationError(f"{path}: a table needs a WKT column ({', '.join(WKT_COLUMNS)}) or "
                           "lon/lat columns", code="missing_geometry", details={"file": path})
+
+
+#: Excel holds 15 significant digits: a longer number (a credit code typed as one) is lost.
+EXCEL_DIGITS = 15
+
+
+def _read_xlsx(path, max_features, max_file_mb, warnings):
+    """Read the one visible, non-empty sheet of an Excel workbook as a table of text cells.
+
+    What a planner's workbook holds, and what happens to it:
+
+    - empty sheets and hidden sheets are skipped (a hidden one with data is
+      named in a warning); two visible sheets with data are refused, as a
+      GeoPackage of two layers is;
+    - the first row with a value is the header; empty rows are skipped;
+    - a formula gives the value Excel or WPS saved with it; one with no
+      saved value (a workbook a program wrote and nobody opened) is refused,
+      as are cells holding an error (``#REF!``) and merged cells;
+    - numbers become text (``12.0`` -> ``12``), dates ISO ``YYYY-MM-DD``;
+      a number of more than 15 digits (a credit code Excel turned into
+      ``9.14E+17``) is refused, since its digits are gone.
+
+    The workbook (a zip) is checked against ``max_file_mb`` uncompressed and
+    the sheet's row count against ``max_features`` before cells are read.
+
+    Raises
+    ------
+    GridmapError
+        ``unreadable_file``, ``payload_too_large``, ``multiple_layers``,
+        ``merged_cells``, ``empty_file`` or a FeatureError (``formula_without_value``,
+        ``spreadsheet_error``, ``number_too_long``) naming the feature and column.
+    """
+    from openpyxl import load_workbook
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(m.file_size for m in archive.infolist())
+    except zipfile.BadZipFile:
+        raise ValidationError(f"{path}: not an Excel .xlsx workbook (an old .xls? save it as "
+                              ".xlsx or CSV UTF-8)", code="unreadable_file",
+                              details={"file": path}) from None
+    if unpacked > max_file_mb * 2**20:
+        raise PayloadTooLargeError(f"{path}: the workbook unpacks to {unpacked / 2**20:.0f} MB, "
+                                   f"over the cap of {max_file_mb:g} MB (GRIDMAP_MAX_FILE_MB)",
+                                   details={"file": path, "cap_mb": max_file_mb})
+    try:
+        with catch_warnings():
+            # openpyxl warns about features it drops (data validation, styles): not our data.
+            filterwarnings("ignore", category=UserWarning, module="openpyxl")
+            # Opened here and closed whatever happens: openpyxl leaves its file open on errors.
+            with open(path, "rb") as fh:
+                formulas = _xlsx_formula_cells(load_workbook(fh, read_only=True), path,
+                                               max_features)
+            with open(path, "rb") as fh:
+                values = load_workbook(fh, data_only=True)
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError,
+            zipfile.BadZipFile, ParseError) as exc:
+        raise ValidationError(f"{path}: cannot be read as an Excel workbook ({exc})",
+                              code="unreadable_file", details={"file": path}) from None
+    sheets = []
+    for sheet in values.worksheets:
+        if not any(v is not None for row in sheet.iter_rows(values_only=True) for v in row):
+            continue
+        if sheet.sheet_state != "visible":
+            warnings.add(f"skipped the hidden sheet {sheet.title!r}")
+            continue
+        sheets.append(sheet)
+    if not sheets:
+        raise ValidationError(f"{path}: the workbook has no data", code="empty_file",
+                              details={"file": path})
+    if len(sheets) > 1:
+        names = [s.title for s in sheets]
+        raise ValidationError(f"{path}: a workbook must hold one sheet of data, found {len(names)}"
+                              f" ({', '.join(names[:10])}); delete or hide the others",
+                              code="multiple_layers", details={"file": path, "layers": names})
+    sheet = sheets[0]
+    if sheet.merged_cells.ranges:
+        merged = sorted(str(r) for r in sheet.merged_cells.ranges)
+        raise ValidationError(f"{path}: sheet {sheet.title!r} has merged cells "
+                              f"({', '.join(merged[:10])}); unmerge them and fill every row",
+                              code="merged_cells", details={"file": path, "cells": merged[:100]})
+    rows = [cells for cells in sheet.iter_rows() if any(c.value is not None for c in cells)]
+    columns = [str(c.value).strip() if c.value is not None else None for c in rows[0]]
+    table = []
+    for index, cells in enumerate(rows[1:]):
+        record = {}
+        for column, cell in zip(columns, cells):
+            formula = (sheet.title, cell.coordinate) in formulas
+            if column is None:
+                if cell.value is not None:
+                    raise FeatureError(f"cell {cell.coordinate} has a value but its column has "
+                                       "no header", code="missing_header", file=path,
+                                       index=index)
+                continue
+            record[column] = _xlsx_text(cell, formula, path, index, column)
+        table.append(record)
+    named = [c for c in columns if c is not None]
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        raise ValidationError(f"{path}: the header names column(s) {', '.join(map(repr, twice))}"
+                              " more than once", code="duplicate_column",
+                              details={"file": path, "columns": twice[:20]})
+    return pd.DataFrame(table, columns=named, dtype=object)
+
+
+def _xlsx_formula_cells(book, path, max_features):
+    """``{(sheet, cell)}`` of every formula, streaming the workbook once in bounded memory.
+
+    The same pass counts each sheet's rows against ``max_features`` before
+    the workbook is loaded whole.
+    """
+    found = set()
+    try:
+        for sheet in book.worksheets:
+            count = 0
+            for row in sheet.iter_rows():
+                count += 1
+                _too_many(path, count - 1, max_features)
+                found.update((sheet.title, c.coordinate) for c in row if c.data_type == "f")
+    finally:
+        book.close()
+    return found
+
+
+def _xlsx_text(cell, formula, path, index, column):
+    """One cell as the text a CSV of it would hold (None when blank)."""
+    value = cell.value
+    where = {"file": path, "index": index, "field": column, "cell": cell.coordinate}
+    if formula and value is None:
+        raise FeatureError(f"cell {cell.coordinate} holds a formula with no saved value; open "
+                           "the workbook in Excel or WPS and save it", code="formula_without_value",
+                           **where)
+    if cell.data_type == "e":
+        raise FeatureError(f"cell {cell.coordinate} holds the spreadsheet error {value}",
+                           code="spreadsheet_error", **where)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, (int, float)):
+        digits = len(str(abs(int(value)))) if np.isfinite(value) else 0
+        if digits > EXCEL_DIGITS:
+            raise FeatureError(f"cell {cell.coordinate} is a number of {digits} digits, more "
+                               f"than Excel keeps ({EXCEL_DIGITS}): a code typed as a number "
+                               "has lost its last digits. Format the column as text and enter "
+                               "the codes again", code="number_too_long", **where)
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
 
 
 def _zip_shapefile_path(path, max_file_mb):
@@ -425,6 +856,53 @@ def _refuse_collections(frame, path):
         details={"file": str(path), "features": [int(i) for i in bad[:100]]})
 
 
+#: The longest field name and text value (in bytes) a dBase file holds.
+DBF_MAX_NAME = 10
+DBF_MAX_TEXT = 254
+
+
+def _refuse_shapefile_limits(frame, path):
+    """Refuse a Shapefile export that GDAL would cut short or fail half-way.
+
+    GDAL truncates a text value over 254 bytes (84 Chinese characters in
+    UTF-8; names may have 200) and launders a field name over 10 bytes,
+    warning only, so the file would not import back as it was; and a
+    Shapefile holds one kind of geometry, so enterprises with parcels and
+    gate points failed at the first point with a traceback.
+
+    Raises
+    ------
+    ValidationError
+        ``shapefile_limit`` naming the feature and field; nothing is written.
+    """
+    kinds = sorted(set(frame.geometry.geom_type.dropna().str.replace("Multi", "")))
+    if len(kinds) > 1:
+        raise ValidationError(f"{path}: a Shapefile holds one kind of geometry and this layer "
+                              f"has {' and '.join(kinds)} geometries; export it as .gpkg or "
+                              ".geojson",
+                              code="shapefile_limit",
+                              details={"file": str(path), "geometry_types": kinds})
+    for column in frame.columns:
+        if column == "geometry":
+            continue
+        if len(str(column).encode("utf-8")) > DBF_MAX_NAME:
+            raise ValidationError(f"{path}: field name {column!r} is longer than a Shapefile "
+                                  f"holds ({DBF_MAX_NAME} bytes); export to .gpkg",
+                                  code="shapefile_limit",
+                                  details={"file": str(path), "field": str(column)})
+        sizes = frame[column].map(lambda v: len(v.encode("utf-8")) if isinstance(v, str) else 0)
+        over = np.flatnonzero(sizes.to_numpy() > DBF_MAX_TEXT)
+        if len(over):
+            i = int(over[0])
+            which = frame["code"].iloc[i] if "code" in frame else i
+            raise ValidationError(
+                f"{path}: feature {which}: field {column!r} is {int(sizes.iloc[i])} bytes of "
+                f"UTF-8, more than a Shapefile holds ({DBF_MAX_TEXT}); {len(over)} such values. "
+                "Export to .gpkg or .geojson, which keep them whole", code="shapefile_limit",
+                details={"file": str(path), "feature": i, "field": str(column),
+                         "features": [int(j) for j in over[:100]]})
+
+
 def write_layer(frame, path):
     """Write a (Geo)DataFrame to ``path``; the format follows the extension.
 
@@ -438,6 +916,9 @@ def write_layer(frame, path):
     suffix = _suffix(path)
     if isinstance(frame, gpd.GeoDataFrame):
         _refuse_collections(frame, path)
+    if suffix == ".xlsx":
+        raise BadRequestError(f"{path}: layers are exported as .gpkg, .geojson, .zip, .shp or "
+                              ".csv (Excel opens the CSV)", code="unsupported_format")
     if suffix != ".csv" and not isinstance(frame, gpd.GeoDataFrame):
         raise BadRequestError(f"{path}: a layer without geometry can only be written as .csv",
                               code="unsupported_format")
@@ -453,8 +934,9 @@ def write_layer(frame, path):
         elif FORMATS[suffix] == "ESRI Shapefile":
             shp = Path(tmp) / "shp" / (path.stem + ".shp")
             shp.parent.mkdir()
-            pyogrio.write_dataframe(frame.rename(columns=SHAPEFILE_NAMES), shp,
-                                    driver="ESRI Shapefile", encoding="UTF-8")
+            table = frame.rename(columns=SHAPEFILE_NAMES)
+            _refuse_shapefile_limits(table, path)
+            pyogrio.write_dataframe(table, shp, driver="ESRI Shapefile", encoding="UTF-8")
             if suffix == ".shp":  # the sidecar files (.dbf, .shx, .prj, .cpg) move too
                 out = shp.parent
             else:

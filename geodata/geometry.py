@@ -449,8 +449,12 @@ def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_r
     problems.add(wrong, "wrong_geometry_type", lambda i: (
         f"{type_names[i]} is not accepted for {layer}; expected {' or '.join(allowed)}"))
     ok &= ~wrong
-    if shapely.has_z(geoms[ok]).any():
+    has_z, has_m = shapely.has_z(geoms[ok]), shapely.has_m(geoms[ok])
+    if has_z.any():
         warnings.append("dropped Z values: gridmap stores 2D geometries")
+    if has_m.any():  # WKT "POLYGON M" from a CAD export; PostGIS refuses M in a 2D column
+        warnings.append("dropped M (measure) values: gridmap stores 2D geometries")
+    if has_z.any() or has_m.any():
         geoms = geoms.copy()
         geoms[ok] = shapely.force_2d(geoms[ok])
     if check_range and ok.any():

@@ -25,7 +25,7 @@ from geodata.vocabulary import LAYERS
 @pass_context
 def import_(obj, layer, file, park_code, crs, dry_run, diff, apply_, allow_problems, actor,
             reason, fmt):
-    """Import LAYER from FILE (.geojson, .gpkg, .zip shapefile, .shp, .csv) in one transaction."""
+    """Import LAYER from FILE (.geojson, .gpkg, .zip or .shp shapefile, .csv, .xlsx) at once."""
     if diff or apply_:
         from geodata.cli.edit import import_layer
 

@@ -90,7 +90,7 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, ch
     if len(outside):
         raise FeatureError(f"site lies outside park {park.code}", code="outside_park",
                            index=int(outside[0]), field="geometry", file=file)
-    codes = [attr.code(v, index=i, field="credit_code", file=file)
+    codes = [attr.code(v, index=i, field="credit_code", file=file, kind="credit")
              for i, v in enumerate(gdf.get("credit_code", [None] * len(gdf)))]
     _check_credit_codes(codes, file)
     stored = dict(session.execute(sa.select(Enterprise.credit_code, Enterprise.id).where(
@@ -110,7 +110,7 @@ def import_enterprises(session, park, gdf, *, file=None, max_vertices=20_000, ch
     for i, row in attr.records(gdf):
         where = {"index": i, "file": file}
         host = attr.code(row.get("host_credit_code"), field="host_credit_code",
-                         required=False, **where)
+                         required=False, kind="credit", **where)
         if host is not None and host not in seen and host not in stored:
             raise FeatureError(f"host enterprise {host} is neither in the file nor stored",
                                code="unknown_host", field="host_credit_code", **where)
