@@ -48,7 +48,7 @@ from geodata.request_workflow import DONE
 from geodata.services import visits
 from geodata.services.coverage import park_rates
 from geodata.services.users import allowed_grid_ids, get_user
-from geodata.storage import code_point_order
+from geodata.storage import code_point_order, in_batches
 from geodata.vocabulary import REQUEST_STATE_NAMES, STATE_NAMES
 from geodata.workflow import PermissionDeniedError
 
@@ -110,8 +110,6 @@ def rate(part, whole):
     return round(part / whole, 4) if whole else None
 
 
-#: Grid ids per ``IN (...)`` list: far below SQLite's limit of bound parameters.
-IN_CHUNK = 5000
 #: Level-1 grids read per query when a page walks them in code order.
 WALK_BATCH = 500
 
@@ -126,11 +124,10 @@ def top_grids(session, park, ids):
     """
     seen, todo = {}, set(ids) - {None}
     while todo:
-        todo = list(todo)
-        for i in range(0, len(todo), IN_CHUNK):
+        for batch in in_batches(todo):
             for g in session.execute(sa.select(
                     Grid.id, Grid.code, Grid.name, Grid.level, Grid.parent_id, Grid.active_to)
-                    .where(Grid.park_id == park.id, Grid.id.in_(todo[i:i + IN_CHUNK]))):
+                    .where(Grid.park_id == park.id, Grid.id.in_(batch))):
                 seen[g.id] = g
         todo = {g.parent_id for g in seen.values() if g.parent_id is not None} - set(seen)
     top = {}
