@@ -348,3 +348,45 @@ def test_the_weekly_page_shows_the_figures_of_the_xlsx(db_url, engine):
     assert _html_table(html, "review")[1:] == review[:CAP]
     assert f"另有 {len(grids) - CAP} 行未列出" in html
     assert f"另有 {len(review) - CAP} 行未列出" in html
+
+
+#: Grids in even rows and every third column: no two touch, so each leaves its own gap.
+RETIRED_APART = [_grid_code(r * COLS + c) for r in range(0, ROWS, 2) for c in range(1, COLS, 3)]
+
+
+def test_the_coverage_answer_checks_once_and_pages_its_problems(db_url, engine, monkeypatch):
+    """``/api/parks/<code>/coverage``: one check per request, and the page slices its findings.
+
+    The check of a whole park is O(park) by nature (a gap is a gap of the
+    whole tiling); what a request must not do is check twice or send more
+    than its page.  Park B retires grids apart from each other: one gap each.
+    """
+    from geodata.services import coverage
+
+    token = build_big_park(engine, hazards=False)
+    with session_scope(engine, write=True) as session:
+        session.execute(sa.text("UPDATE grids SET active_to = :d WHERE code IN :codes")
+                        .bindparams(sa.bindparam("codes", expanding=True)),
+                        {"d": date(2026, 11, 1),
+                         "codes": RETIRED_APART})
+        park = get_park(session, "B")
+        _, report = coverage.check_park(session, park)
+        whole = report.to_geojson()["features"]
+    assert sum(f["properties"]["problem"] == "gap" for f in whole) == len(RETIRED_APART) > 50
+    checks = []
+    check_park = coverage.check_park
+    monkeypatch.setattr(coverage, "check_park",
+                        lambda *a, **k: checks.append(1) or check_park(*a, **k))
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        pages, offset = [], 0
+        while offset < len(whole):
+            answer = client.get(f"/api/parks/B/coverage?limit=7&offset={offset}",
+                                headers={"Authorization": f"Bearer {token}"}).get_json()
+            assert answer["numberMatched"] == len(whole) and answer["numberReturned"] <= 7
+            pages += answer["features"]
+            offset += 7
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+    assert pages == whole and len(checks) == -(-len(whole) // 7)
