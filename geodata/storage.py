@@ -224,6 +224,16 @@ def code_point_order(bind, column):
     return column.collate("C") if backend_name(bind) == "postgresql" else column
 
 
+#: Values per ``IN (...)`` list: each is a bound parameter, and SQLite allows 32 766.
+IN_BATCH = 5000
+
+
+def in_batches(values, size=IN_BATCH):
+    """``values`` (any iterable) as lists of at most ``size``, for ``column.in_(batch)``."""
+    values = list(values)
+    return [values[i:i + size] for i in range(0, len(values), size)]
+
+
 def safe_url(url):
     """Return the URL as text with the password hidden, for messages."""
     return make_url(url).render_as_string(hide_password=True)

@@ -20,6 +20,7 @@ import shapely
 
 from geodata.errors import ValidationError
 from geodata.files import atomic_write
+from geodata.services.weekly import busiest
 
 FORMATS = (".xlsx", ".html", ".pdf")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -74,10 +75,14 @@ def percent(value):
 
 
 def static_map(session, park, report):
-    """PNG bytes of the park, its level-1 grids and the week's open items (EPSG:4326 axes).
+    """PNG bytes of the park, the grids of ``report``'s table and its open items (EPSG:4326).
 
-    The grids' rings are one path (a park of 10^5 grids is one artist, not
-    10^5 lines); their codes are drawn only up to
+    The grids drawn are the rows of the per-grid table (a page, cut by
+    :func:`printed`): in a park of 10^5 grids those are the busiest, where
+    the open items are, and the park's outline shows where they lie; reading
+    and drawing every grid's outline was most of a page's time.  A park
+    with no more grids than a page has them all drawn.  The rings are one
+    path (one artist, not a line per grid); codes are drawn only up to
     :data:`MAP_LABELS` grids.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -90,8 +95,10 @@ def static_map(session, park, report):
     from geodata.services.parks import park_boundary
 
     boundary = park_boundary(park)
+    codes = [g["code"] for g in report["grids"]]
     grids = session.execute(sa.select(Grid.code, Grid.geom).where(
-        Grid.park_id == park.id, Grid.level == 1, Grid.active_to.is_(None))).all()
+        Grid.park_id == park.id, Grid.level == 1, Grid.active_to.is_(None),
+        Grid.code.in_(codes))).all() if codes else []
     shapes = to_shapes([g.geom for g in grids])
     figure = Figure(figsize=(7, 5), dpi=110)
     FigureCanvasAgg(figure)
@@ -156,21 +163,19 @@ def printed(report, rows=TABLE_ROWS):
 
     What the HTML and PDF show: when the park has more level-1 grids than
     ``rows``, the grids with the most overdue, then open, then new items
-    come first (code order among equals).  ``grids_left_out`` and
-    ``review_left_out`` count the rows not shown; the XLSX holds them all.
+    come first (:func:`geodata.services.weekly.busiest`).  ``grids_left_out``
+    and ``review_left_out`` count the rows not shown; the XLSX holds them
+    all.  A report built as a page (``weekly_report(..., rows=)``) is cut
+    already and counts its rows in ``grids_total`` and ``review_total``.
     """
     grids = report["grids"]
     if len(grids) > rows:
-        grids = sorted(grids, key=_busiest)[:rows]
-    return {**report, "grids": grids, "grids_left_out": len(report["grids"]) - len(grids),
-            "review": report["review"][:rows],
-            "review_left_out": max(0, len(report["review"]) - rows)}
-
-
-def _busiest(row):
-    return (*(-row[key] for key in ("hazards_overdue", "requests_overdue", "hazards_open",
-                                    "requests_open", "hazards_found", "requests_received")),
-            row["code"])
+        grids = sorted(grids, key=busiest)[:rows]
+    review = report["review"][:rows]
+    return {**report, "grids": grids,
+            "grids_left_out": report.get("grids_total", len(report["grids"])) - len(grids),
+            "review": review,
+            "review_left_out": report.get("review_total", len(report["review"])) - len(review)}
 
 
 def template_context(report, map_png, rows=TABLE_ROWS):
@@ -198,19 +203,32 @@ def display(value):
 def _cell(value):
     from geodata.ledger_export import _xlsx_cell
 
-    return _xlsx_cell(display(value))
+    # Counters (most cells of a big park's sheets) are plain ints: nothing to make safe.
+    return value if type(value) is int else _xlsx_cell(display(value))
 
 
 def _sheet(book, title, columns, rows):
+    """Append sheet ``title`` to write-only ``book``: a bold, frozen header, then ``rows``.
+
+    Write-only (streamed rows, no cell objects kept): a park of 10^5 grids
+    writes a row per grid into two sheets, which took half a minute as an
+    ordinary workbook.
+    """
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
     sheet = book.create_sheet(title)
-    sheet.append([header for _, header in columns])
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in rows:
-        sheet.append([_cell(row.get(key)) for key, _ in columns])
     sheet.freeze_panes = "A2"
+    bold = Font(bold=True)
+    header = []
+    for _, text in columns:
+        cell = WriteOnlyCell(sheet, value=text)
+        cell.font = bold
+        header.append(cell)
+    sheet.append(header)
+    keys = [key for key, _ in columns]
+    for row in rows:
+        sheet.append([_cell(row.get(key)) for key in keys])
     return sheet
 
 
@@ -221,8 +239,7 @@ def table_xlsx(title, columns, rows):
     """
     from openpyxl import Workbook
 
-    book = Workbook()
-    book.remove(book.active)
+    book = Workbook(write_only=True)
     _sheet(book, title, columns, rows)
     buffer = io.BytesIO()
     book.save(buffer)
@@ -233,9 +250,11 @@ def to_xlsx(report):
     """XLSX bytes: sheets 周汇报 (figures), 分网格 (per grid), 周研判 and 周交办."""
     from openpyxl import Workbook
 
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "周汇报"
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("周汇报")
+    # Widths are set before any row: a write-only sheet writes its columns first.
+    sheet.column_dimensions["A"].width = 36
+    sheet.column_dimensions["B"].width = 24
     # Every value goes through _cell, as in the other sheets: openpyxl stores a text that
     # starts with "=" as a formula, and the park's name is user text.
     for label, value in [("园区", report["park"]["name"]), ("园区编码", report["park"]["code"]),
@@ -243,8 +262,6 @@ def to_xlsx(report):
                          ("起止日期", f"{report['monday']} 至 {report['sunday']}"),
                          ("统计截至", report["as_of"]), *summary_rows(report)]:
         sheet.append([_cell(label), _cell(value)])
-    sheet.column_dimensions["A"].width = 36
-    sheet.column_dimensions["B"].width = 24
     for title, columns, rows in (("分网格", GRID_COLUMNS, report["grids"]),
                                  ("周研判", REVIEW_COLUMNS, report["review"]),
                                  ("周交办", ASSIGNMENT_COLUMNS, report.get("assignments", []))):
@@ -272,7 +289,7 @@ def render(session, park, report, suffix, rows=TABLE_ROWS):
     """
     if suffix == ".xlsx":
         return to_xlsx(report)
-    png = static_map(session, park, report)
+    png = static_map(session, park, printed(report, rows))
     if suffix == ".html":
         return to_html(report, png, rows).encode("utf-8")
     return to_pdf(report, png, rows)

@@ -9,11 +9,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from geodata.cli import main
-from geodata.hidden import classify, containers, find_hidden_units
-from geodata.models import Enterprise
+from geodata.hidden import classify, containers, count_hidden_units, find_hidden_units
+from geodata.models import Enterprise, Grid
+from geodata.models.base import to_shapes
 from geodata.services.parks import get_park
 from geodata.storage import make_engine, session_scope
 from tests.browser import demo_url  # noqa: F401
+from webmap import create_app
 
 BIG = shapely.box(0, 0, 10, 10)
 OTHER = shapely.box(20, 0, 30, 10)
@@ -66,6 +68,49 @@ def test_demo_hidden_units_match_registered_hosts(demo_url):  # noqa: F811
     assert len(units) == hosted == 117
     assert {u.reason for u in units} == {"inside_host_site"}
     assert all(u.grid and u.host and u.host == u.registered_host for u in units)
+
+
+def test_hidden_units_from_columns_match_the_orm_rebuild_and_page(demo_url):  # noqa: F811
+    """The units read from three columns are those of ORM objects classified; the API pages them.
+
+    The rebuild classifies the park's ORM enterprises (what the detection
+    read before it read plain columns); the API's pages, put together, are
+    the whole ordered list, and ``X-Total-Count`` counts it.
+    """
+    engine = make_engine(demo_url)
+    try:
+        with session_scope(engine) as session:
+            park = get_park(session, "FGKFQ")
+            units = [u.to_dict() for u in find_hidden_units(session, park)]
+            counted = count_hidden_units(session, [park])
+            ents = session.execute(sa.select(Enterprise).where(Enterprise.park_id == park.id)
+                                   .order_by(Enterprise.id)).scalars().all()
+            codes = dict(session.execute(sa.select(Grid.id, Grid.code)).all())
+    finally:
+        engine.dispose()
+    index = {e.id: i for i, e in enumerate(ents)}
+    registered = np.array([index.get(e.host_id, -1) if e.host_id else -1 for e in ents])
+    holder, reason = classify(to_shapes([e.site for e in ents]), registered)
+    host = np.where(holder >= 0, holder, registered)
+    rebuilt = sorted(({"name": e.name, "credit_code": e.credit_code,
+                       "host": ents[host[i]].name, "host_credit_code": ents[host[i]].credit_code,
+                       "registered_host": ents[registered[i]].name if registered[i] >= 0
+                       else None, "grid": codes.get(e.grid_id), "reason": reason[i]}
+                      for i, e in enumerate(ents) if reason[i] is not None),
+                     key=lambda u: (u["grid"] or "", u["name"], u["credit_code"]))
+    assert units == rebuilt and len(units) == counted[park.id] == 117
+    app = create_app({"DATABASE_URL": demo_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        pages, offset = [], 0
+        while offset < len(units) + 40:
+            response = client.get(f"/api/parks/FGKFQ/hidden-units?limit=40&offset={offset}")
+            assert response.headers["X-Total-Count"] == "117"
+            pages += response.get_json()
+            offset += 40
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+    assert pages == units
 
 
 def test_cli_json_and_text(demo_url):  # noqa: F811

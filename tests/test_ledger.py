@@ -79,6 +79,33 @@ def test_the_dashboard_the_weekly_report_and_the_check_give_the_same_rates(engin
                                        "enterprises_complete")] == list(check.values())
 
 
+@pytest.mark.parametrize("change, complete", [
+    ({}, 1), ({"employees": 0}, 1), ({"contact_name": ""}, 0), ({"industry": None}, 0),
+    ({"credit_code": "91411621MA00000000"}, 0), ({"contact_phone": " "}, 1)])
+def test_the_stored_counts_in_sql_are_those_of_the_records(engine, change, complete):
+    """The dashboard's and weekly report's counts (SQL, no sites read) equal the check's.
+
+    The check counts the records one by one (:func:`record_complete`); the
+    pages count in SQL.  Each edge of "filled" is tried on 甲, the complete one.
+    """
+    from geodata.models import Enterprise
+    from geodata.services.coverage import enterprise_sites, rate_counts
+
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        if change:
+            session.execute(sa.update(Enterprise).where(Enterprise.name == "甲公司").values(
+                **change))
+        session.execute(sa.update(Enterprise).where(Enterprise.name == "乙公司").values(
+            grid_id=None))
+    with session_scope(engine) as session:
+        park = get_park(session, "T")
+        stored = rate_counts(session, park)
+        counted = rate_counts(session, park, enterprise_sites(session, park))
+    assert stored == counted
+    assert (stored["enterprises"], stored["in_grid"], stored["complete"]) == (2, 1, complete)
+
+
 def test_relocate_after_grid_change(engine):
     build_park(engine, users=False)
     with session_scope(engine, write=True) as session:

@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
 from geodata import domains
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
-from geodata.hidden import find_hidden_units
+from geodata.hidden import hidden_units_page
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.periods import local_today
 from geodata.services import mapdata, tiles
@@ -348,9 +348,8 @@ def hidden_units(code):
     """Hidden sub-unit candidates: ``[{name, credit_code, host, grid, reason, ...}]``."""
     session = get_session()
     limit, offset = page_args()
-    units = find_hidden_units(session, get_park(session, code))
-    return paged(jsonify([u.to_dict() for u in units[offset:offset + limit]]), len(units),
-                 limit, offset)
+    units, total = hidden_units_page(session, get_park(session, code), limit, offset)
+    return paged(jsonify([u.to_dict() for u in units]), total, limit, offset)
 
 
 @bp.get("/parks/<code>/hazards")

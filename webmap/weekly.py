@@ -52,8 +52,9 @@ def weekly_page(code, week):
         return login
     session = get_session()
     park = get_park(session, code)
+    # A page of the grid table and review list: no work per grid of a park of 10^5 grids.
     report = weekly.weekly_report(session, park, week or iso_week(local_today()),
-                                  grid_ids=current_actor(session).grid_ids)
+                                  grid_ids=current_actor(session).grid_ids, rows=page_rows())
     monday = week_bounds(report["week"])[0]
     return render_template(
         "weekly.html", **template_context(report, static_map(session, park, report),
@@ -70,8 +71,9 @@ def weekly_file(code, week, fmt):
     suffix = check_format(f"report.{fmt}")
     session = get_session()
     park = get_park(session, code)
-    report = weekly.weekly_report(session, park, week,
-                                  grid_ids=current_actor(session).grid_ids)
+    # The XLSX (a data file) holds every row; the HTML and PDF print a page.
+    report = weekly.weekly_report(session, park, week, grid_ids=current_actor(session).grid_ids,
+                                  rows=None if suffix == ".xlsx" else page_rows())
     body = render(session, park, report, suffix, page_rows())
     # Only letters, digits, '-' and '_' of the park code reach the header.
     safe = re.sub(r"[^\w-]+", "_", park.code)

@@ -23,14 +23,15 @@ def weekly_report(obj, park_code, week, out):
     from geodata.services.parks import get_park
     from geodata.services.weekly import weekly_report as build
     from geodata.storage import session_scope
-    from geodata.weekly_export import check_format, write_report
+    from geodata.weekly_export import TABLE_ROWS, check_format, write_report
 
     # Checked before the database is read: a typo fails at once.
     week_bounds(week)
-    check_format(out)
+    suffix = check_format(out)
     with session_scope(obj.ready_engine()) as session:
         park = get_park(session, park_code)
-        report = build(session, park, week)
+        # The XLSX holds every row; the HTML and PDF print a page of them.
+        report = build(session, park, week, rows=None if suffix == ".xlsx" else TABLE_ROWS)
         write_report(session, park, report, out)
     click.echo(f"wrote {out}: {report['park']['code']} {report['week']}", err=True)
 

@@ -33,6 +33,7 @@ The figures (docs/weekly.md names each and its formula):
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from itertools import islice
 
 import shapely
 import sqlalchemy as sa
@@ -47,6 +48,7 @@ from geodata.request_workflow import DONE
 from geodata.services import visits
 from geodata.services.coverage import park_rates
 from geodata.services.users import allowed_grid_ids, get_user
+from geodata.storage import code_point_order, in_batches
 from geodata.vocabulary import REQUEST_STATE_NAMES, STATE_NAMES
 from geodata.workflow import PermissionDeniedError
 
@@ -108,25 +110,57 @@ def rate(part, whole):
     return round(part / whole, 4) if whole else None
 
 
-def level1_grids(session, park):
-    """Return ``(grids, top)``: the active level-1 grids by code, and grid id → level-1 grid.
+#: Level-1 grids read per query when a page walks them in code order.
+WALK_BATCH = 500
 
-    The grids are rows of their id, code, name, level, parent and retirement,
-    not ORM objects with their geometry: a city's park holds 10^5 grids.
+
+def top_grids(session, park, ids):
+    """``{grid id: its level-1 grid}`` for the grids ``ids`` of ``park`` (sub-grids roll up).
+
+    Walks up from the grids named (those of the hazards, requests and
+    visits at hand), not down from the park's every grid: a city's park
+    holds 10^5 grids.  The level-1 grids are rows of their id, code, name,
+    level, parent and retirement, not ORM objects with their geometry.
     """
-    grids = session.execute(sa.select(
-        Grid.id, Grid.code, Grid.name, Grid.level, Grid.parent_id, Grid.active_to).where(
-        Grid.park_id == park.id)).all()
-    by_id = {g.id: g for g in grids}
+    seen, todo = {}, set(ids) - {None}
+    while todo:
+        for batch in in_batches(todo):
+            for g in session.execute(sa.select(
+                    Grid.id, Grid.code, Grid.name, Grid.level, Grid.parent_id, Grid.active_to)
+                    .where(Grid.park_id == park.id, Grid.id.in_(batch))):
+                seen[g.id] = g
+        todo = {g.parent_id for g in seen.values() if g.parent_id is not None} - set(seen)
     top = {}
-    for g in grids:
-        t = g
-        while t.parent_id is not None and t.parent_id in by_id:
-            t = by_id[t.parent_id]
-        top[g.id] = t
-    level1 = sorted((g for g in grids if g.level == 1 and g.active_to is None),
-                    key=lambda g: g.code)
-    return level1, top
+    for gid in set(ids) & set(seen):
+        t = seen[gid]
+        while t.parent_id is not None and t.parent_id in seen:
+            t = seen[t.parent_id]
+        top[gid] = t
+    return top
+
+
+def _level1(park, codes):
+    """The query of the active level-1 grids (code, name) of ``park``, of ``codes`` if given."""
+    query = sa.select(Grid.code, Grid.name).where(
+        Grid.park_id == park.id, Grid.level == 1, Grid.active_to.is_(None))
+    return query if codes is None else query.where(Grid.code.in_(sorted(codes)))
+
+
+def _level1_in_order(session, query, skip=frozenset()):
+    """Yield the grids of ``query`` in code point order, leaving out the codes ``skip``.
+
+    Reads :data:`WALK_BATCH` grids a query (keyset paging on the code), so a
+    page that needs its first few grids reads only those.
+    """
+    order = code_point_order(session.get_bind(), Grid.code)
+    last = None
+    while True:
+        batch = session.execute((query if last is None else query.where(order > last))
+                                .order_by(order).limit(WALK_BATCH)).all()
+        yield from (g for g in batch if g.code not in skip)
+        if len(batch) < WALK_BATCH:
+            return
+        last = batch[-1].code
 
 
 def _states_at(events, period):
@@ -221,20 +255,28 @@ def satisfaction(facts):
     return sum(a in SATISFIED for a in answers), len(answers)
 
 
-def visits_by_grid(session, park, period, top):
-    """Visit records (any kind) in ``period`` per level-1 grid code."""
+def visits_by_grid(session, park, period):
+    """Visit records (any kind) in ``period`` per grid id (as visited, before the roll-up)."""
     counts = Counter()
     for grid_id, when in session.execute(sa.select(Visit.grid_id, Visit.occurred_at).where(
             Visit.park_id == park.id, Visit.occurred_at >= period.start,
             Visit.occurred_at < period.end)):
-        g = top.get(grid_id)
-        if g is not None and period.holds(when):
-            counts[g.code] += 1
+        if grid_id is not None and period.holds(when):
+            counts[grid_id] += 1
     return counts
 
 
-def weekly_report(session, park, week, today=None, grid_ids=None):
+def weekly_report(session, park, week, today=None, grid_ids=None, rows=None):
     """Return the week's report of ``park`` as a dict (see the module docstring).
+
+    The figures are sums over the park's hazards, requests, visits and
+    visit targets; the per-grid table and the review list are over its
+    active level-1 grids.  With ``rows`` the report is a page (the web page,
+    the printed HTML and PDF): ``grids`` holds the first ``rows`` grids
+    that :func:`geodata.weekly_export.printed` shows, ``review`` the first ``rows``
+    items, and ``grids_total`` and ``review_total`` count them all (a SQL
+    count), so no work is done per grid of a park of 10^5 grids.  Without
+    it (the XLSX) both hold every row; the figures are the same either way.
 
     Parameters
     ----------
@@ -246,6 +288,8 @@ def weekly_report(session, park, week, today=None, grid_ids=None):
         A grid member's grids (``Actor.grid_ids``): the grid rows, the
         hazards, requests and tasks listed, and the totals are theirs only;
         the park's rates stay park-wide figures.
+    rows : int, optional
+        Cut the per-grid table and the review list to this many rows.
 
     Raises
     ------
@@ -254,35 +298,56 @@ def weekly_report(session, park, week, today=None, grid_ids=None):
     """
     today = today or local_today()
     week = make_week(week, today)
-    level1, top = level1_grids(session, park)
     hazards = hazard_facts(session, park, week)
     requests = request_facts(session, park, week)
     coverage = visits.coverage(session, park, week=week.name, today=today)
-    records = visits_by_grid(session, park, week, top)
+    visited = visits_by_grid(session, park, week)
     tasks = list_assignments(session, park, week.name)
+    top = top_grids(session, park, {f["grid_id"] for f in hazards + requests}
+                    | set(visited) | set(grid_ids or ()))
+    records = Counter()
+    for grid_id, n in visited.items():
+        if grid_id in top:
+            records[top[grid_id].code] += n
+    mine = None
     if grid_ids is not None:
         hazards = [f for f in hazards if f["grid_id"] in grid_ids]
         requests = [f for f in requests if f["grid_id"] in grid_ids]
         mine = {top[i].code for i in grid_ids if i in top}
-        level1 = [g for g in level1 if g.code in mine]
         records = Counter({code: n for code, n in records.items() if code in mine})
         coverage = {**coverage, **_coverage_of(coverage["by_grid"], mine)}
         tasks = [a for a in tasks if (a.hazard or a.request).grid_id in grid_ids]
-    rows = {g.code: {"code": g.code, "name": g.name, **dict.fromkeys(GRID_KEYS, 0)}
-            for g in level1}
+    counts = {}
     for prefix, facts, keys in (("hazards", hazards, ("found", "closed", "open", "overdue")),
                                 ("requests", requests,
                                  ("received", "resolved", "open", "overdue"))):
         for f in facts:
             g = top.get(f["grid_id"])
-            row = rows.get(g.code) if g is not None else None
-            for key in keys if row is not None else ():
-                row[f"{prefix}_{key}"] += f[key]
-    for code, row in rows.items():
-        cell = coverage["by_grid"].get(code, {})
-        row["visits"] = records.get(code, 0)
-        row["visits_done"] = cell.get("done", 0)
-        row["visits_due"] = cell.get("expected", 0)
+            if g is not None:
+                row = counts.setdefault(g.code, Counter())
+                for key in keys:
+                    row[f"{prefix}_{key}"] += f[key]
+
+    def grid_row(g):
+        cell = coverage["by_grid"].get(g.code, {})
+        return {"code": g.code, "name": g.name, **dict.fromkeys(GRID_KEYS, 0),
+                **counts.get(g.code, {}), "visits": records.get(g.code, 0),
+                "visits_done": cell.get("done", 0), "visits_due": cell.get("expected", 0)}
+
+    level1 = _level1(park, mine)
+    review = review_list(hazards, requests, top)
+    if rows is None:
+        grids = sorted(map(grid_row, session.execute(level1)), key=lambda g: g["code"])
+        review += [_quiet_grid(g) for g in grids if not g["visits"]]
+        grids_total, review_total = len(grids), len(review)
+    else:
+        shown = {g.code: g for g in top.values() if g.level == 1 and g.active_to is None
+                 and (mine is None or g.code in mine)}
+        grids, grids_total = _grid_page(session, level1, shown, counts, grid_row, rows)
+        quiet = _level1_in_order(session, level1, skip={c for c in records if records[c]})
+        review_total = len(review) + grids_total - sum(bool(records[c]) for c in shown)
+        review += [_quiet_grid(g) for g in islice(quiet, max(0, rows - len(review)))]
+        review = review[:rows]
     happy, answers = satisfaction(requests)
     rates = park_rates(session, park)
     assignments = assignment_dicts(session, tasks, today=today)
@@ -299,8 +364,8 @@ def weekly_report(session, park, week, today=None, grid_ids=None):
         "visits": {"records": sum(records.values()), "done": coverage["done"],
                    "due": coverage["expected"], "rate": coverage["rate"]},
         "rates": {key: {"name": name, "value": rates[source]} for key, source, name in RATES},
-        "grids": list(rows.values()),
-        "review": review_list(hazards, requests, rows, top),
+        "grids": grids, "grids_total": grids_total,
+        "review": review, "review_total": review_total,
         "assignments": assignments,
         "open_items": [{"kind": kind, "ref": f["code"],
                         "lon": round(shapely.get_x(f["point"]), 7),
@@ -308,6 +373,24 @@ def weekly_report(session, park, week, today=None, grid_ids=None):
                        for kind, facts in (("hazard", hazards), ("request", requests))
                        for f in facts if f["open"]],
     }
+
+
+def _grid_page(session, level1, shown, counts, grid_row, rows):
+    """The first ``rows`` grid rows of a printed report and the number of grids, read bounded.
+
+    When the park has more grids than ``rows``, the busiest come first: only
+    the grids with hazards or requests (``shown`` maps their codes to their
+    grids) can be busy; the others follow in code order, read a batch at a
+    time.  ``level1`` is the query of the grids in the report.
+    """
+    total = session.execute(sa.select(sa.func.count()).select_from(level1.subquery())).scalar()
+    if total <= rows:
+        return sorted(map(grid_row, session.execute(level1)), key=lambda g: g["code"]), total
+    busy = sorted((grid_row(g) for code, g in shown.items()
+                   if any(counts.get(code, {}).get(k) for k in BUSY_KEYS)), key=busiest)
+    grids = busy[:rows]
+    rest = _level1_in_order(session, level1, skip={g["code"] for g in busy})
+    return grids + [grid_row(g) for g in islice(rest, rows - len(grids))], total
 
 
 def _coverage_of(by_grid, codes):
@@ -322,6 +405,14 @@ def _coverage_of(by_grid, codes):
 GRID_KEYS = ("hazards_found", "hazards_closed", "hazards_open", "hazards_overdue",
              "requests_received", "requests_resolved", "requests_open", "requests_overdue",
              "visits", "visits_done", "visits_due")
+#: The counters that order a cut per-grid table (:func:`busiest`), most urgent first.
+BUSY_KEYS = ("hazards_overdue", "requests_overdue", "hazards_open", "requests_open",
+             "hazards_found", "requests_received")
+
+
+def busiest(row):
+    """Sort key of a per-grid row: most overdue, then open, then new items first, then code."""
+    return (*(-row[key] for key in BUSY_KEYS), row["code"])
 
 
 def service_figures(session, park, today=None):
@@ -353,11 +444,12 @@ def service_figures(session, park, today=None):
     }
 
 
-def review_list(hazards, requests, rows, top):
-    """The 周研判 list: problem hazards, requests and grids of the week.
+def review_list(hazards, requests, top):
+    """The 周研判 list's items of hazards and requests (:func:`_quiet_grid` adds the grids).
 
-    Hazards overdue or escalated, requests overdue or answered 不满意 at a
-    follow-up in the week, and level-1 grids with no visit record in it.
+    Hazards overdue or escalated, and requests overdue or answered 不满意 at
+    a follow-up in the week; the list ends with the level-1 grids that have
+    no visit record in it.
     """
     items = []
 
@@ -381,12 +473,14 @@ def review_list(hazards, requests, rows, top):
             items.append({"kind": "request", "ref": r["code"], "grid": grid_of(r),
                           "reason": "; ".join(reasons), "text": r["description"],
                           "deadline": r["deadline"].isoformat() if r["deadline"] else ""})
-    for code, row in rows.items():
-        if not row["visits"]:
-            items.append({"kind": "grid", "ref": code, "grid": code,
-                          "reason": "本周无走访 no visit this week", "text": row["name"],
-                          "deadline": ""})
     return items
+
+
+def _quiet_grid(grid):
+    """The review item of a level-1 grid (a row or a dict with code and name) with no visit."""
+    code, name = (grid["code"], grid["name"]) if isinstance(grid, dict) else grid
+    return {"kind": "grid", "ref": code, "grid": code, "reason": "本周无走访 no visit this week",
+            "text": name, "deadline": ""}
 
 
 def assign(session, park, week, *, actor, owner, deadline, hazard=None, request=None, note="",
