@@ -18,11 +18,15 @@ from selenium.webdriver.support.ui import Select
 from geodata.creditcode import make_credit_code
 from geodata.models import Hazard, ServiceRequest, Visit
 from geodata.periods import ZONE, local_date, local_today
+from geodata.services import visits
+from geodata.services.parks import get_park
+from geodata.storage import session_scope
 from tests.browser import ROOT, LiveServer
 from tests.ledger_helpers import lonlat
 from tests.test_browser_field import park, phones, server  # noqa: F401 (fixtures)
-from tests.test_browser_field import (count, js, js_async, log_hazard, log_visit, login,
-                                      photo_file, pick_on_map, queue, rows, tab, tap, wait)
+from tests.test_browser_field import (api, count, js, js_async, log_hazard, log_visit, login,
+                                      photo_file, pick_on_map, queue, rows, submit, tab, tap,
+                                      wait)
 
 pytestmark = pytest.mark.browser
 
@@ -192,3 +196,65 @@ def log_visit_unsubmitted(phone, form, photos):
     pick_on_map(phone, *lonlat("T-003"))
     wait(phone.driver, lambda d: not d.find_element(By.ID, "fm-view-visit")
          .get_attribute("hidden"))
+
+
+def hostile(field):
+    """Markup that would make an element carrying ``data-f=field`` if it were ever parsed."""
+    return f'<img src=x data-f="{field}">{field}<b data-f="{field}">'
+
+
+def test_every_text_the_phone_shows_stays_text(park, server, phones):  # noqa: F811
+    """Hostile markup in every user-written text the field app shows: the park, grid and
+    enterprise names, the user's display name, a hazard's description (work list, map
+    tooltips, selects) and a visit's note, findings and request (queue): shown as text,
+    no element made from any of it."""
+    engine = park["engine"]
+    texts = {f: hostile(f) for f in ("park", "grid", "enterprise", "user", "hazard", "note",
+                                     "findings", "request")}
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE parks SET name = :t"), {"t": texts["park"]})
+        conn.execute(sa.text("UPDATE grids SET name = :t"), {"t": texts["grid"]})
+        conn.execute(sa.text("UPDATE enterprises SET name = :t"), {"t": texts["enterprise"]})
+        conn.execute(sa.text("UPDATE users SET display_name = :t"), {"t": texts["user"]})
+    with session_scope(engine, write=True) as session:
+        visits.link(session, get_park(session, "T"), "inspector", make_credit_code("411621", 1))
+    status, made, _ = api(server, "/api/parks/T/hazards", park["tokens"]["inspector"], "POST",
+                          dict(zip(("lon", "lat"), lonlat((150, 150))), category="消防安全",
+                               description=texts["hazard"]))
+    assert status == 201 and made["enterprise"], made
+    phone = phones()
+    d = phone.driver
+    login(phone, server, "inspector")
+    phone.network.offline()
+    tab(phone, "visit")
+    form = d.find_element(By.ID, "fm-visit-form")
+    Select(form.find_element(By.NAME, "enterprise")).select_by_value(make_credit_code("411621", 1))
+    form.find_element(By.NAME, "note").send_keys(texts["note"])
+    form.find_element(By.NAME, "findings").send_keys(texts["findings"])
+    Select(form.find_element(By.NAME, "request_category")).select_by_value("融资")
+    form.find_element(By.NAME, "request_text").send_keys(texts["request"])
+    tap(phone, form.find_element(By.CSS_SELECTOR, ".fm-pick"))
+    pick_on_map(phone, *lonlat("T-003"))
+    wait(d, lambda d: not d.find_element(By.ID, "fm-view-visit").get_attribute("hidden"))
+    submit(phone, form)
+    # every view drawn: list, map with its grid tooltips open, the move form, the queue
+    tab(phone, "map")
+    wait(d, lambda d: js(d, "return gridfield.layers.grids.getLayers().length") == 4)
+    js(d, "gridfield.layers.grids.eachLayer((l) => l.openTooltip());")
+    shown = {"map": d.find_element(By.ID, "fm-map").text}
+    tab(phone, "list")
+    shown["list"] = d.find_element(By.ID, "fm-view-list").text
+    shown["selects"] = js(d, "return Array.from(document.querySelectorAll('option'))"
+                             ".map((o) => o.textContent).join(' ')")
+    tab(phone, "queue")
+    shown["queue"] = d.find_element(By.ID, "fm-queue").text
+    everything = " ".join(shown.values())
+    for field, text in texts.items():
+        assert text in everything, field  # as typed, as text
+    assert texts["grid"] in shown["map"] and texts["user"] in shown["list"]
+    assert texts["park"] in shown["selects"] and texts["enterprise"] in shown["selects"]
+    assert texts["hazard"] in shown["list"] and texts["enterprise"] in shown["list"]
+    assert js(d, "return document.querySelectorAll('[data-f], img[src=x]').length") == 0
+    phone.network.online()
+    wait(d, lambda d: queue(phone) == [])
+    assert js(d, "return document.querySelectorAll('[data-f], img[src=x]').length") == 0

@@ -998,9 +998,11 @@
       li.dataset.id = item.id;
       li.dataset.state = item.state;
       const mine = item.user === userName();
-      const text = mine && item.body && (item.body.description || item.body.note);
-      if (text) {
-        li.append(el("div", text, "fm-meta"));
+      const body = (mine && item.body) || {};
+      for (const text of [body.description || body.note, body.findings]) {
+        if (text) {
+          li.append(el("div", text, "fm-meta"));
+        }
       }
       if (mine && item.kind === "photo" && item.blob) {
         const thumbs = el("div", null, "fm-thumbs");
