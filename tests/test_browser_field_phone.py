@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from geodata.creditcode import make_credit_code
-from geodata.models import Hazard, ServiceRequest, Visit
+from geodata.models import Hazard, IdempotencyRecord, Photo, ServiceRequest, Visit
 from geodata.periods import ZONE, local_date, local_today
 from geodata.services import visits
 from geodata.services.parks import get_park
@@ -24,9 +24,9 @@ from geodata.storage import session_scope
 from tests.browser import ROOT, LiveServer
 from tests.ledger_helpers import lonlat
 from tests.test_browser_field import park, phones, server  # noqa: F401 (fixtures)
-from tests.test_browser_field import (api, count, js, js_async, log_hazard, log_visit, login,
-                                      photo_file, pick_on_map, queue, rows, submit, tab, tap,
-                                      wait)
+from tests.test_browser_field import (api, count, count_where, js, js_async, log_hazard,
+                                      log_visit, login, photo_file, pick_on_map, queue, rows,
+                                      submit, tab, tap, wait)
 
 pytestmark = pytest.mark.browser
 
@@ -258,3 +258,43 @@ def test_every_text_the_phone_shows_stays_text(park, server, phones):  # noqa: F
     phone.network.online()
     wait(d, lambda d: queue(phone) == [])
     assert js(d, "return document.querySelectorAll('[data-f], img[src=x]').length") == 0
+
+
+def test_a_refused_capture_is_corrected_and_sent_under_a_new_key(park, server, phones,  # noqa: F811
+                                                                 tmp_path):
+    """The member picked a point in the neighbouring grid: 403 on replay, kept with the
+    reason, never retried by itself.  修改后重发 opens it in its form; the member moves the
+    point into their grid and saves: the same item (its photo still waiting for it) is
+    sent under a new Idempotency-Key, since its body changed, and stored once."""
+    engine = park["engine"]
+    phone = phones()
+    d = phone.driver
+    login(phone, server, "member")
+    phone.network.offline()
+    log_hazard(phone, server, "选错了位置", [photo_file(tmp_path, "p.jpg", (400, 300))],
+               lonlat("T-004"))
+    phone.network.online()
+    wait(d, lambda d: queue(phone)[0]["state"] == "failed")
+    item, photo = queue(phone)
+    assert item["error"]["code"] == "outside_your_grids" and photo["attempts"] == 0
+    syncs = js(d, "return gridfield.syncs")
+    wait(d, lambda d: js(d, "return gridfield.syncs") >= syncs + 3)
+    assert queue(phone)[0]["attempts"] == 1  # not retried by itself
+    tab(phone, "queue")
+    shown = d.find_element(By.CSS_SELECTOR, f"#fm-queue li[data-id='{item['id']}']")
+    assert "服务器拒绝" in shown.text
+    tap(phone, shown.find_element(By.XPATH, ".//button[contains(., '修改后重发')]"))
+    form = d.find_element(By.ID, "fm-hazard-form")
+    wait(d, lambda d: not d.find_element(By.ID, "fm-view-hazard").get_attribute("hidden"))
+    assert form.find_element(By.NAME, "description").get_attribute("value") == "选错了位置"
+    tap(phone, form.find_element(By.CSS_SELECTOR, ".fm-pick"))
+    pick_on_map(phone, *lonlat("T-003"))
+    wait(d, lambda d: not d.find_element(By.ID, "fm-view-hazard").get_attribute("hidden"))
+    submit(phone, form)
+    wait(d, lambda d: queue(phone) == [])
+    ((hazard_id, found),) = rows(engine, sa.select(Hazard.id, Hazard.found_date).where(
+        Hazard.description == "选错了位置"))
+    assert found.isoformat() == item["body"]["found_date"]  # the day it was found
+    assert count_where(engine, Photo, Photo.hazard_id == hazard_id) == 1
+    keys = {k for (k,) in rows(engine, sa.select(IdempotencyRecord.key))}
+    assert keys == {f"{item['id']}-r1", photo["id"]}

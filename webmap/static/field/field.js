@@ -37,7 +37,7 @@
 
   const app = {
     session: null, park: null, bundle: null, map: null, layers: null, picking: null,
-    points: {hazard: null, visit: null}, syncing: false, syncs: 0, captured: 0, timer: null,
+    points: {hazard: null, visit: null}, editing: {hazard: null, visit: null}, syncing: false, syncs: 0, captured: 0, timer: null,
     // Backoff after a failed attempt: base * 2^(attempts-1) ms, capped, with +-20 % jitter.
     backoff: {base: 1000, max: 60000},
     // Requests sent by the queue, and those that got no usable answer (retried later).
@@ -449,6 +449,9 @@
     if (got.status === 400 && got.body && got.body.error &&
         got.body.error.code === "csrf_failed") {
       await refreshSession();  // the token expired with a session; fetch a new one once
+      if (app.stale) {
+        return false;  // and the server is a new deploy: the new script sends it
+      }
       got = await send(item, parent);
     }
     item.attempts += 1;
@@ -662,10 +665,11 @@
       message("请选择隐患类别", true);
       return;
     }
-    const item = newItem("hazard", {body: {
-      location, category: form.category.value, level: form.level.value,
-      description: form.description.value, found_date: parkDay(new Date())}});
+    const body = {location, category: form.category.value, level: form.level.value,
+                  description: form.description.value, found_date: parkDay(new Date())};
+    const item = await edited("hazard", body) || newItem("hazard", {body});
     await keep([item, ...await photoItems(form.photo, item, "before")]);
+    app.editing.hazard = null;
     form.reset();
     app.points.hazard = null;
     showPoint("hazard");
@@ -702,8 +706,9 @@
     if (form.hazard_id.value) {
       body.hazard_id = Number(form.hazard_id.value);
     }
-    const item = newItem("visit", {body});
+    const item = await edited("visit", body) || newItem("visit", {body});
     const items = [item, ...await photoItems(form.photo, item, "visit")];
+    app.editing.visit = null;
     if (asks) {
       // 走访发现诉求: a request on this visit, sent once the visit is stored.
       items.push(newItem("request", {parent: item.id, body: {
@@ -771,6 +776,49 @@
     Object.assign(item, {state: "pending", error: null, nextAt: 0, attempts: 0});
     await queuePut(item);
     await syncNow();
+  }
+
+  /** A refused hazard or visit opened in its form, to be corrected and sent again. */
+  function edit(item) {
+    const kind = item.kind;
+    const form = $(`fm-${kind}-form`);
+    const body = item.body;
+    form.reset();
+    if (kind === "hazard") {
+      form.category.value = body.category;
+      form.level.value = body.level;
+      form.description.value = body.description || "";
+    } else {
+      openVisit({enterprise: body.enterprise, kind: body.kind,
+                 hazard: body.hazard_id ? {id: body.hazard_id, code: `#${body.hazard_id}`} : null});
+      form.note.value = body.note || "";
+      form.findings.value = body.findings || "";
+    }
+    const [lon, lat] = body.location.coordinates;
+    app.points[kind] = {lon, lat, accuracy: body.accuracy_m != null ? body.accuracy_m : null};
+    showPoint(kind);
+    app.editing[kind] = item.id;  // after openVisit, which forgets any correction
+    showView(kind);
+    message(`修改后保存，重新提交：${item.error ? item.error.message : ""}`, false, "edit");
+  }
+
+  /** The refused item being corrected in ``kind``'s form, with the new ``body``; or null.
+   *
+   * The body changed, so the item is sent under a new Idempotency-Key (``<id>-r<n>``); the
+   * refused request stored nothing.  The day found and the time of a visit stay as captured.
+   */
+  async function edited(kind, body) {
+    const item = app.editing[kind] && await queueGet(app.editing[kind]);
+    if (!item || item.state !== "failed" || item.user !== userName()) {
+      return null;
+    }
+    for (const key of ["found_date", "occurred_at"]) {
+      if (key in item.body) {
+        body[key] = item.body[key];
+      }
+    }
+    return Object.assign(item, {body, state: "pending", error: null, attempts: 0, nextAt: 0,
+                                round: (item.round || 0) + 1});
   }
 
   async function discard(item) {
@@ -928,6 +976,7 @@
   function openVisit({enterprise, kind, hazard}) {
     const form = $("fm-visit-form");
     form.reset();
+    app.editing.visit = null;  // a new record, never a correction of a refused one
     form.kind.value = kind || "visit";
     form.enterprise.value = enterprise || (hazard && hazard.enterprise &&
                                            hazard.enterprise.credit_code) || "";
@@ -1030,6 +1079,9 @@
         const actions = el("div", null, "fm-actions");
         if (item.kind === "transition" && item.state === "conflict") {
           actions.append(button("按最新版本重试", () => retryOnCurrent(item)));
+        }
+        if ((item.kind === "hazard" || item.kind === "visit") && item.state === "failed") {
+          actions.append(button("修改后重发", () => edit(item)));
         }
         actions.append(button("放弃", () => discard(item)));
         li.append(actions);
@@ -1157,6 +1209,12 @@
     }
     if (name === "map") {
       renderMap();
+    }
+    if (name === "list" || name === "queue") {
+      app.editing = {hazard: null, visit: null};  // a correction left unsaved stays refused
+      if ($("fm-msg").dataset.kind === "edit") {
+        message("");
+      }
     }
     reloadWhenIdle();
     if (name === "queue") {
