@@ -37,7 +37,8 @@
 
   const app = {
     session: null, park: null, bundle: null, map: null, layers: null, picking: null,
-    points: {hazard: null, visit: null}, editing: {hazard: null, visit: null}, syncing: false, syncs: 0, captured: 0, timer: null,
+    points: {hazard: null, visit: null}, editing: {hazard: null, visit: null},
+    syncing: false, syncs: 0, captured: 0, timer: null,
     // Backoff after a failed attempt: base * 2^(attempts-1) ms, capped, with +-20 % jitter.
     backoff: {base: 1000, max: 60000},
     // Requests sent by the queue, and those that got no usable answer (retried later).
@@ -196,7 +197,8 @@
     if (got.ok) {
       app.checkedAt = Date.now();
       if (got.body.version && CONFIG.version && got.body.version !== CONFIG.version) {
-        await staleApp(got.body.version);
+        // Not awaited: the app draws what it holds meanwhile; app.stale stops any send now.
+        run(staleApp(got.body.version));
         return got;
       }
       if (userName() && userName() !== got.body.user.name) {
@@ -265,7 +267,8 @@
     }
     const view = document.querySelector(".fm-view:not([hidden])");
     const form = view && view.querySelector("form");
-    const typing = form && (Array.from(form.querySelectorAll("textarea, input[type=date]"))
+    // A point being picked on the map belongs to a form too.
+    const typing = app.picking || form && (Array.from(form.querySelectorAll("textarea, input[type=date]"))
       .some((f) => f.value) || Array.from(form.querySelectorAll("input[type=file]"))
       .some((f) => f.files.length) || Boolean(app.points[form.id.split("-")[1]]));
     if (typing) {
@@ -789,8 +792,8 @@
       form.level.value = body.level;
       form.description.value = body.description || "";
     } else {
-      openVisit({enterprise: body.enterprise, kind: body.kind,
-                 hazard: body.hazard_id ? {id: body.hazard_id, code: `#${body.hazard_id}`} : null});
+      const recheck = body.hazard_id ? {id: body.hazard_id, code: `#${body.hazard_id}`} : null;
+      openVisit({enterprise: body.enterprise, kind: body.kind, hazard: recheck});
       form.note.value = body.note || "";
       form.findings.value = body.findings || "";
     }
