@@ -298,3 +298,33 @@ def test_a_refused_capture_is_corrected_and_sent_under_a_new_key(park, server, p
     assert count_where(engine, Photo, Photo.hazard_id == hazard_id) == 1
     keys = {k for (k,) in rows(engine, sa.select(IdempotencyRecord.key))}
     assert keys == {f"{item['id']}-r1", photo["id"]}
+
+
+def test_two_tabs_of_the_app_send_each_item_once(park, server, phones, tmp_path):  # noqa: F811
+    """Two tabs of the app share one queue: one of them sends it, each item once (before,
+    both sent every item, photos included, and the server replayed the second copies)."""
+    engine = park["engine"]
+    phone = phones()
+    d = phone.driver
+    login(phone, server, "inspector")
+    phone.network.offline()
+    picture = photo_file(tmp_path, "tabs.jpg", (1600, 1200))
+    texts = [f"两个标签页 {i}" for i in range(6)]
+    for text in texts:
+        log_hazard(phone, server, text, [picture], lonlat("T-003"))
+    first = d.current_window_handle
+    d.switch_to.new_window("tab")
+    d.get(server.url + "/m/")
+    wait(d, lambda d: js(d, "return Boolean(window.gridfield && gridfield.ready)"))
+    phone.network.offline()  # the new tab's target too
+    phone.network.online()
+    wait(d, lambda d: queue(phone) == [])
+    stats = [js(d, "return gridfield.stats")]
+    d.switch_to.window(first)
+    stats.append(js(d, "return gridfield.stats"))
+    assert sum(s["sent"] - s["lost"] for s in stats) == 12, stats
+    assert sum(s["replayed"] for s in stats) == 0, stats
+    stored = [r[0] for r in rows(engine, sa.select(Hazard.id).where(
+        Hazard.description.in_(texts)))]
+    assert len(stored) == 6
+    assert count_where(engine, Photo, Photo.hazard_id.in_(stored)) == 6

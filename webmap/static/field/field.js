@@ -511,22 +511,26 @@
           }
           app.loggedOut = false;
         }
-        let progress = true;
-        while (progress) {  // a parent that syncs lets its photos go in the same pass
-          progress = false;
-          const items = (await queueAll())
-            .filter((i) => i.state === "pending" && i.user === userName())
-            .sort((a, b) => a.seq - b.seq);
-          for (const item of items) {
-            if (item.nextAt > Date.now() || app.loggedOut) {
-              continue;
-            }
-            if (await syncItem(item)) {
-              progress = changed = true;
+        changed = await oneTabAtATime(async () => {
+          let progress = true;
+          let stored = false;
+          while (progress) {  // a parent that syncs lets its photos go in the same pass
+            progress = false;
+            const items = (await queueAll())
+              .filter((i) => i.state === "pending" && i.user === userName())
+              .sort((a, b) => a.seq - b.seq);
+            for (const item of items) {
+              if (item.nextAt > Date.now() || app.loggedOut) {
+                continue;
+              }
+              if (await syncItem(item)) {
+                progress = stored = true;
+              }
             }
           }
-        }
-        await prune();
+          await prune();
+          return stored;
+        });
       } finally {
         app.syncing = false;
         app.syncs += 1;
@@ -538,6 +542,19 @@
       }
     })();
     return app.syncPromise;
+  }
+
+  /** Run ``work`` unless another tab of the app is syncing (then skip this pass; false).
+   *
+   * The tabs share one queue in IndexedDB: without the lock two open tabs each sent every
+   * item, photos included (the server replayed the second, but the phone uploaded twice).
+   */
+  async function oneTabAtATime(work) {
+    if (!navigator.locks) {
+      return work();
+    }
+    return navigator.locks.request("gridmap-field-sync", {ifAvailable: true},
+                                   async (lock) => (lock ? work() : false));
   }
 
   /** Forget synced items nothing waits for (their server ids were needed by their photos). */
