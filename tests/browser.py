@@ -93,12 +93,13 @@ class LiveServer:
     """``python -m geodata.cli --db URL serve --port P [ARGS]`` in a subprocess.
 
     ``command`` replaces ``python -m geodata.cli`` (an installed ``gridmap``),
-    ``cwd`` the checkout as the working folder.
+    ``cwd`` the checkout as the working folder; ``port`` serves on a given
+    port (the origin of an earlier server: a redeploy for the same browser).
     """
 
-    def __init__(self, db_url, env=None, command=None, cwd=ROOT, args=()):
+    def __init__(self, db_url, env=None, command=None, cwd=ROOT, args=(), port=None):
         self.db_url = db_url
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = ARTIFACTS / f"serve-{self.port}.log"
         ARTIFACTS.mkdir(exist_ok=True)

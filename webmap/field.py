@@ -25,6 +25,7 @@ from flask import Blueprint, current_app, jsonify, render_template, url_for
 from flask_wtf.csrf import generate_csrf
 
 from geodata.services.ledger import CATEGORIES
+from geodata.periods import ZONE
 from geodata.services.parks import list_parks
 from geodata.vocabulary import DEFAULT_REQUEST_CATEGORIES, STATE_NAMES
 from webmap.auth import current_user, login_page_or_user
@@ -72,7 +73,9 @@ def shell():
     _, redirect = login_page_or_user()
     if redirect is not None:
         return redirect
-    response = current_app.make_response(render_template("field/shell.html"))
+    # The script learns its own version, to notice when the server runs another (a deploy).
+    response = current_app.make_response(render_template("field/shell.html",
+                                                         version=shell_version()))
     response.headers["Content-Security-Policy"] = _csp()
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -84,7 +87,10 @@ def session_info():
 
     The app stores this for offline starts; the token goes with photo
     uploads (multipart, so :mod:`webmap.hazards_api` asks a browser session
-    for it).  The vocabularies fill the forms.
+    for it).  The vocabularies fill the forms.  ``version`` is the shell's: a
+    page whose own differs runs an old script and reloads (see ``field.js``).
+    ``timezone`` is the zone whose days the ledger counts: the phone dates a
+    hazard in it, whatever zone the phone is set to.
     """
     user = current_user()
     session = get_session()
@@ -96,7 +102,8 @@ def session_info():
                     "grid_limited": bool(grid_parks), "parks": parks,
                     "categories": list(CATEGORIES), "states": STATE_NAMES,
                     "request_categories": list(DEFAULT_REQUEST_CATEGORIES),
-                    "csrf": generate_csrf(), "version": shell_version()})
+                    "csrf": generate_csrf(), "version": shell_version(),
+                    "timezone": ZONE.key})
 
 
 @bp.get("/manifest.webmanifest")

@@ -24,8 +24,11 @@
   "use strict";
 
   const script = document.currentScript;
+  // version: the hash of the shell this script came with (the server's is in session.json).
   const CONFIG = {swUrl: script.dataset.sw, scope: script.dataset.scope,
-                  loginUrl: script.dataset.login};
+                  loginUrl: script.dataset.login, version: script.dataset.version};
+  //: How long a check that this script is the server's version holds (ms).
+  const VERSION_CHECK_MS = 60000;
   const DB_NAME = "gridmap-field";
   const KINDS = {patrol: "巡查", visit: "走访", recheck: "回头看"};
   const PHOTO_TAGS = {before: "整改前", after: "整改后", visit: "走访"};
@@ -34,7 +37,8 @@
 
   const app = {
     session: null, park: null, bundle: null, map: null, layers: null, picking: null,
-    points: {hazard: null, visit: null}, syncing: false, syncs: 0, captured: 0, timer: null,
+    points: {hazard: null, visit: null}, editing: {hazard: null, visit: null},
+    syncing: false, syncs: 0, captured: 0, timer: null,
     // Backoff after a failed attempt: base * 2^(attempts-1) ms, capped, with +-20 % jitter.
     backoff: {base: 1000, max: 60000},
     // Requests sent by the queue, and those that got no usable answer (retried later).
@@ -81,6 +85,10 @@
   const queueAll = () => store("queue", "readonly", (s) => s.getAll());
   const queueGet = (id) => store("queue", "readonly", (s) => s.get(id));
   const queuePut = (item) => store("queue", "readwrite", (s) => s.put(item));
+  // One transaction: a capture and its photos and request are stored together or not at all.
+  const queuePutAll = (items) => store("queue", "readwrite", (s) => {
+    items.forEach((item) => s.put(item));
+  });
   const queueDelete = (id) => store("queue", "readwrite", (s) => s.delete(id));
 
   // ---- small DOM helpers (text only) -----------------------------------------------------
@@ -129,6 +137,18 @@
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
   }
 
+  /** The day ``d`` is in the park's zone (Asia/Shanghai), whatever zone the phone is set to:
+   * the server counts days and weeks there and refuses a found_date after its today. */
+  function parkDay(d) {
+    const zone = (app.session || {}).timezone || "Asia/Shanghai";
+    const parts = {};
+    for (const p of new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit"}).formatToParts(d)) {
+      parts[p.type] = p.value;
+    }
+    return `${parts.year}-${parts.month}-${parts.day}`;
+  }
+
   function isoWithOffset(d) {
     // The device's time with its UTC offset (the server keeps both it and its own time).
     const off = -d.getTimezoneOffset();
@@ -151,6 +171,7 @@
     try {
       response = await fetch(url, {credentials: "same-origin", cache: "no-store", ...options});
     } catch (exc) {
+      app.checkedAt = 0;  // the server may be a new deploy when it answers again
       return {ok: false, status: 0, body: null, network: true};
     }
     let body = null;
@@ -174,6 +195,12 @@
       }
     }
     if (got.ok) {
+      app.checkedAt = Date.now();
+      if (got.body.version && CONFIG.version && got.body.version !== CONFIG.version) {
+        // Not awaited: the app draws what it holds meanwhile; app.stale stops any send now.
+        run(staleApp(got.body.version));
+        return got;
+      }
       if (userName() && userName() !== got.body.user.name) {
         await signedOut();  // another user's cookie now: forget the last one's session and lists
       }
@@ -188,6 +215,73 @@
       await signedOut();
     }
     return got;
+  }
+
+  /** The server runs another version of the app (a deploy): this script may speak an old API.
+   *
+   * Nothing more is sent by it: the service worker is asked to install the new shell (its
+   * cache name carries the version) and the page reloads once the new worker controls it,
+   * unless a form is half filled (then on leaving the form).  The queue stays in IndexedDB
+   * and is sent by the new script.  One reload per server version, so a deploy whose worker
+   * cannot install never makes the page reload for ever.
+   */
+  async function staleApp(version) {
+    if (app.stale) {
+      return;
+    }
+    app.stale = version;
+    message("应用已更新，正在载入新版本…（未上传的记录保存在本机）", false, "update");
+    const registration = "serviceWorker" in navigator ?
+      await navigator.serviceWorker.getRegistration(CONFIG.scope) : null;
+    if (registration) {
+      let fresh = null;
+      try {
+        await registration.update();
+        fresh = registration.installing || registration.waiting;
+      } catch (exc) {
+        fresh = null;
+      }
+      // The new worker stores the new shell, then takes over (skipWaiting, clients.claim).
+      const ready = !fresh || await new Promise((resolve) => {
+        const watch = () => {
+          if (fresh.state === "activated" || fresh.state === "redundant") {
+            resolve(fresh.state === "activated");
+          }
+        };
+        fresh.addEventListener("statechange", watch);
+        watch();
+      });
+      if (!ready || !registration.active) {
+        message("新版本暂时无法载入，请联网后重新打开应用", true, "update");
+        return;
+      }
+    }
+    app.reloadDue = true;
+    reloadWhenIdle();
+  }
+
+  /** Reload for a new version now, unless the user is filling in a form. */
+  function reloadWhenIdle() {
+    if (!app.reloadDue) {
+      return;
+    }
+    const view = document.querySelector(".fm-view:not([hidden])");
+    const form = view && view.querySelector("form");
+    // A point being picked on the map belongs to a form too.
+    const typing = app.picking || form && (Array.from(form.querySelectorAll("textarea, input[type=date]"))
+      .some((f) => f.value) || Array.from(form.querySelectorAll("input[type=file]"))
+      .some((f) => f.files.length) || Boolean(app.points[form.id.split("-")[1]]));
+    if (typing) {
+      message("应用已更新：保存或离开此表单后载入新版本", false, "update");
+      return;
+    }
+    const key = "gridmap-field-reloaded-for";
+    if (sessionStorage.getItem(key) === app.stale) {
+      message("应用已更新，请关闭后重新打开", true, "update");
+      return;
+    }
+    sessionStorage.setItem(key, app.stale);
+    location.reload();
   }
 
   function bundleKey(park) {
@@ -283,11 +377,15 @@
     return ((app.session || {}).user || {}).name || null;
   }
 
-  async function enqueue(kind, fields) {
+  function newItem(kind, fields) {
     // The item remembers who captured it: on a shared phone, only they may send it.
-    const item = {id: uuid(), seq: seq++, kind, park: app.park, user: userName(),
-                  state: "pending", attempts: 0, nextAt: 0, error: null, serverId: null,
-                  createdAt: new Date().toISOString(), ...fields};
+    return {id: uuid(), seq: seq++, kind, park: app.park, user: userName(),
+            state: "pending", attempts: 0, nextAt: 0, error: null, serverId: null,
+            createdAt: new Date().toISOString(), ...fields};
+  }
+
+  async function enqueue(kind, fields) {
+    const item = newItem(kind, fields);
     await queuePut(item);
     return item;
   }
@@ -354,6 +452,9 @@
     if (got.status === 400 && got.body && got.body.error &&
         got.body.error.code === "csrf_failed") {
       await refreshSession();  // the token expired with a session; fetch a new one once
+      if (app.stale) {
+        return false;  // and the server is a new deploy: the new script sends it
+      }
       got = await send(item, parent);
     }
     item.attempts += 1;
@@ -396,29 +497,40 @@
     app.syncPromise = (async () => {
       let changed = false;
       try {
-        if (app.loggedOut) {
+        if (app.stale) {
+          return;  // an old script: the new one sends the queue after the reload
+        }
+        const due = (await queueAll()).some((i) => i.state === "pending" &&
+                                              i.user === userName() && i.nextAt <= Date.now());
+        if (app.loggedOut || (due && Date.now() - (app.checkedAt || 0) > VERSION_CHECK_MS)) {
+          // Before sending: is anyone logged in, and does the server still speak this
+          // script's API (checked again after any network failure)?
           const got = await refreshSession();
-          if (!got.ok) {
+          if (!got.ok || app.stale) {
             return;
           }
           app.loggedOut = false;
         }
-        let progress = true;
-        while (progress) {  // a parent that syncs lets its photos go in the same pass
-          progress = false;
-          const items = (await queueAll())
-            .filter((i) => i.state === "pending" && i.user === userName())
-            .sort((a, b) => a.seq - b.seq);
-          for (const item of items) {
-            if (item.nextAt > Date.now() || app.loggedOut) {
-              continue;
-            }
-            if (await syncItem(item)) {
-              progress = changed = true;
+        changed = await oneTabAtATime(async () => {
+          let progress = true;
+          let stored = false;
+          while (progress) {  // a parent that syncs lets its photos go in the same pass
+            progress = false;
+            const items = (await queueAll())
+              .filter((i) => i.state === "pending" && i.user === userName())
+              .sort((a, b) => a.seq - b.seq);
+            for (const item of items) {
+              if (item.nextAt > Date.now() || app.loggedOut) {
+                continue;
+              }
+              if (await syncItem(item)) {
+                progress = stored = true;
+              }
             }
           }
-        }
-        await prune();
+          await prune();
+          return stored;
+        });
       } finally {
         app.syncing = false;
         app.syncs += 1;
@@ -430,6 +542,19 @@
       }
     })();
     return app.syncPromise;
+  }
+
+  /** Run ``work`` unless another tab of the app is syncing (then skip this pass; false).
+   *
+   * The tabs share one queue in IndexedDB: without the lock two open tabs each sent every
+   * item, photos included (the server replayed the second, but the phone uploaded twice).
+   */
+  async function oneTabAtATime(work) {
+    if (!navigator.locks) {
+      return work();
+    }
+    return navigator.locks.request("gridmap-field-sync", {ifAvailable: true},
+                                   async (lock) => (lock ? work() : false));
   }
 
   /** Forget synced items nothing waits for (their server ids were needed by their photos). */
@@ -469,10 +594,35 @@
       (blob) => (blob ? resolve(blob) : reject(new Error("照片无法编码"))), "image/jpeg", 0.85));
   }
 
+  /** The photo items of ``parent``, every photo decoded and downscaled before any is kept.
+   *
+   * A photo the phone cannot decode (a HEIC file, a damaged one) throws, naming it, before
+   * anything is queued: the form keeps its input, and saving again cannot make a second
+   * record of the same visit or hazard.
+   */
   async function photoItems(input, parent, tag) {
+    const items = [];
     for (const file of Array.from(input.files || [])) {
-      const blob = await downscale(file);
-      await enqueue("photo", {parent: parent.id, blob, tag, originalSize: file.size});
+      let blob;
+      try {
+        blob = await downscale(file);
+      } catch (exc) {
+        throw new Error(`照片「${file.name}」无法读取（${exc.message || exc}），请换一张或去掉它；` +
+                        "记录尚未保存");
+      }
+      items.push(newItem("photo", {parent: parent.id, blob, tag, originalSize: file.size}));
+    }
+    return items;
+  }
+
+  /** Keep a capture with its photos and request in one transaction, or nothing of it. */
+  async function keep(items) {
+    try {
+      await queuePutAll(items);
+    } catch (exc) {
+      // QuotaExceededError above all: the phone is full; the form keeps what was typed.
+      throw new Error(`无法保存到本机（${exc && exc.name || exc}）：存储空间不足？` +
+                      "请减少照片或上传已保存的记录；记录尚未保存");
     }
   }
 
@@ -535,10 +685,11 @@
       message("请选择隐患类别", true);
       return;
     }
-    const item = await enqueue("hazard", {body: {
-      location, category: form.category.value, level: form.level.value,
-      description: form.description.value, found_date: localDate(new Date())}});
-    await photoItems(form.photo, item, "before");
+    const body = {location, category: form.category.value, level: form.level.value,
+                  description: form.description.value, found_date: parkDay(new Date())};
+    const item = await edited("hazard", body) || newItem("hazard", {body});
+    await keep([item, ...await photoItems(form.photo, item, "before")]);
+    app.editing.hazard = null;
     form.reset();
     app.points.hazard = null;
     showPoint("hazard");
@@ -557,6 +708,12 @@
       message("请先定位：使用GPS或在地图上选点", true);
       return;
     }
+    const asks = form.request_category.value && form.request_text.value.trim();
+    if (asks && !form.enterprise.value) {
+      // A request is an enterprise's: without one the server refuses it after the visit.
+      message("企业诉求需要选择企业", true);
+      return;
+    }
     const body = {kind: form.kind.value, occurred_at: isoWithOffset(new Date()), location,
                   note: form.note.value, findings: form.findings.value};
     const accuracy = app.points.visit.accuracy;
@@ -569,13 +726,15 @@
     if (form.hazard_id.value) {
       body.hazard_id = Number(form.hazard_id.value);
     }
-    const item = await enqueue("visit", {body});
-    await photoItems(form.photo, item, "visit");
-    if (form.request_category.value && form.request_text.value.trim()) {
+    const item = await edited("visit", body) || newItem("visit", {body});
+    const items = [item, ...await photoItems(form.photo, item, "visit")];
+    app.editing.visit = null;
+    if (asks) {
       // 走访发现诉求: a request on this visit, sent once the visit is stored.
-      await enqueue("request", {parent: item.id, body: {
-        category: form.request_category.value, description: form.request_text.value}});
+      items.push(newItem("request", {parent: item.id, body: {
+        category: form.request_category.value, description: form.request_text.value}}));
     }
+    await keep(items);
     form.reset();
     form.hazard_id.value = "";
     document.querySelector(".fm-recheck-of").hidden = true;
@@ -637,6 +796,49 @@
     Object.assign(item, {state: "pending", error: null, nextAt: 0, attempts: 0});
     await queuePut(item);
     await syncNow();
+  }
+
+  /** A refused hazard or visit opened in its form, to be corrected and sent again. */
+  function edit(item) {
+    const kind = item.kind;
+    const form = $(`fm-${kind}-form`);
+    const body = item.body;
+    form.reset();
+    if (kind === "hazard") {
+      form.category.value = body.category;
+      form.level.value = body.level;
+      form.description.value = body.description || "";
+    } else {
+      const recheck = body.hazard_id ? {id: body.hazard_id, code: `#${body.hazard_id}`} : null;
+      openVisit({enterprise: body.enterprise, kind: body.kind, hazard: recheck});
+      form.note.value = body.note || "";
+      form.findings.value = body.findings || "";
+    }
+    const [lon, lat] = body.location.coordinates;
+    app.points[kind] = {lon, lat, accuracy: body.accuracy_m != null ? body.accuracy_m : null};
+    showPoint(kind);
+    app.editing[kind] = item.id;  // after openVisit, which forgets any correction
+    showView(kind);
+    message(`修改后保存，重新提交：${item.error ? item.error.message : ""}`, false, "edit");
+  }
+
+  /** The refused item being corrected in ``kind``'s form, with the new ``body``; or null.
+   *
+   * The body changed, so the item is sent under a new Idempotency-Key (``<id>-r<n>``); the
+   * refused request stored nothing.  The day found and the time of a visit stay as captured.
+   */
+  async function edited(kind, body) {
+    const item = app.editing[kind] && await queueGet(app.editing[kind]);
+    if (!item || item.state !== "failed" || item.user !== userName()) {
+      return null;
+    }
+    for (const key of ["found_date", "occurred_at"]) {
+      if (key in item.body) {
+        body[key] = item.body[key];
+      }
+    }
+    return Object.assign(item, {body, state: "pending", error: null, attempts: 0, nextAt: 0,
+                                round: (item.round || 0) + 1});
   }
 
   async function discard(item) {
@@ -794,6 +996,7 @@
   function openVisit({enterprise, kind, hazard}) {
     const form = $("fm-visit-form");
     form.reset();
+    app.editing.visit = null;  // a new record, never a correction of a refused one
     form.kind.value = kind || "visit";
     form.enterprise.value = enterprise || (hazard && hazard.enterprise &&
                                            hazard.enterprise.credit_code) || "";
@@ -864,9 +1067,11 @@
       li.dataset.id = item.id;
       li.dataset.state = item.state;
       const mine = item.user === userName();
-      const text = mine && item.body && (item.body.description || item.body.note);
-      if (text) {
-        li.append(el("div", text, "fm-meta"));
+      const body = (mine && item.body) || {};
+      for (const text of [body.description || body.note, body.findings]) {
+        if (text) {
+          li.append(el("div", text, "fm-meta"));
+        }
       }
       if (mine && item.kind === "photo" && item.blob) {
         const thumbs = el("div", null, "fm-thumbs");
@@ -894,6 +1099,9 @@
         const actions = el("div", null, "fm-actions");
         if (item.kind === "transition" && item.state === "conflict") {
           actions.append(button("按最新版本重试", () => retryOnCurrent(item)));
+        }
+        if ((item.kind === "hazard" || item.kind === "visit") && item.state === "failed") {
+          actions.append(button("修改后重发", () => edit(item)));
         }
         actions.append(button("放弃", () => discard(item)));
         li.append(actions);
@@ -1022,6 +1230,13 @@
     if (name === "map") {
       renderMap();
     }
+    if (name === "list" || name === "queue") {
+      app.editing = {hazard: null, visit: null};  // a correction left unsaved stays refused
+      if ($("fm-msg").dataset.kind === "edit") {
+        message("");
+      }
+    }
+    reloadWhenIdle();
     if (name === "queue") {
       renderQueue();
     }
@@ -1062,6 +1277,7 @@
       loadBundle();
     });
     window.addEventListener("online", () => {
+      app.checkedAt = 0;  // check the server's version before the first send
       renderStatus();
       run(wakeUp());
     });
