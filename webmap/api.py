@@ -496,13 +496,18 @@ def _image_op(summary):
 
 
 def _object(properties, required=()):
-    # Unknown members are refused (422 unknown_property), as the document says.
-    return {"type": "object", "properties": properties, "required": list(required),
-            "additionalProperties": False}
+    # Unknown members are refused (422 unknown_property), as the document says.  OpenAPI
+    # 3.0 (JSON Schema draft 4) wants ``required`` left out rather than empty.
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
 
 
-#: The version read, on every versioned write (:mod:`geodata.versions`).
-_ETAGS = r'^\s*(W/)?"(0|[1-9][0-9]{0,9})"(\s*,\s*(W/)?"(0|[1-9][0-9]{0,9})")*\s*$'
+#: The version read, on every versioned write: a list of entity tags, as
+#: :func:`geodata.versions.parse_if_match` reads it (anything else is 400).
+_TAG = r'(W/)?"[^"\x00-\x20\x7f]*"[ \t]*'
+_ETAGS = f"^[ \\t,]*({_TAG}(,[ \\t,]*{_TAG})*)?[ \\t,]*$"
 _IF_MATCH = _param("If-Match", 'The ETag read, e.g. "3" (a list matches any member; * is 428; '
                    "a stale one 412); or the body's version",
                    {"type": "string", "pattern": _ETAGS}, "header")
@@ -702,6 +707,10 @@ def _visit_paths():
         "note": _TEXT("note"), "findings": _TEXT("note")},
         ["client_id", "kind", "occurred_at"])
     new.update(_ONE_POINT)
+    # A re-check names the hazard it re-checks; other kinds name none.
+    recheck = {"type": "string", "enum": sorted(k for k, v in _KINDS.items() if v == "recheck")}
+    new["anyOf"] = [{"properties": {"kind": recheck}, "required": ["hazard_id"]},
+                    {"properties": {"kind": {"not": recheck}}, "not": {"required": ["hazard_id"]}}]
     create = _json_op("Log a patrol, visit or re-check (200: this client_id was logged "
                       "already)", [_PARK, _IDEMPOTENCY_KEY], new, ok="201")
     create["post"]["responses"]["200"] = create["post"]["responses"]["201"]
