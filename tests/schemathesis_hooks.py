@@ -24,7 +24,8 @@ CROSS_FIELD_CODES = {
     "coordinate_out_of_range",  # a latitude beyond 90 (OpenAPI 3.0 has no tuple items)
     "outside_park", "not_in_any_grid", "outside_service_area",  # where the park is
     "invalid_geometry", "empty_geometry", "outside_parent", "grid_overlap",  # shapes
-    "illegal_transition", "unknown_visit", "unknown_enterprise", "unknown_grid",  # stored
+    "illegal_transition", "unknown_visit", "unknown_hazard", "unknown_enterprise",  # stored
+    "unknown_grid",
     "idempotency_key_reused",  # a key sent before with another request (IETF draft: 422)
     "invalid_if_match",  # 412: an entity tag naming no version (tests/test_conditional.py)
     "precondition_failed",  # 412: a stale If-Match

@@ -15,6 +15,9 @@ A structural test walks ``app.url_map``: every ``/api`` rule and method is
 documented, and every operation lists the answers its code path can give.
 """
 
+import os
+import subprocess
+import sys
 from datetime import date
 
 import pytest
@@ -24,6 +27,7 @@ from openapi_spec_validator import validate
 
 from geodata.errors import GridmapError
 from schemathesis import checks
+from tests.browser import ROOT, LiveServer
 from tests.ledger_helpers import build_park
 from tests.schemathesis_hooks import narrowed_positive_data_acceptance
 from webmap import create_app
@@ -147,3 +151,29 @@ def test_secured_operations_are_the_ones_refusing_anonymous_requests(db_url, eng
             assert str(response.status_code) in op["responses"], (
                 method, path, response.status_code)
     app.extensions["gridmap.engine"].dispose()
+
+
+def test_schemathesis_cli_finds_nothing_with_every_check(db_url, engine, tmp_path):
+    """``schemathesis run`` on a served app: coverage, fuzzing and stateful phases, all checks.
+
+    The coverage phase is the one that sends missing required headers,
+    undeclared methods and each boundary of every schema; the stateful phase
+    chains creates and reads.  A few examples per operation keep it short.
+    """
+    tokens = build_park(engine)
+    config = tmp_path / "schemathesis.toml"
+    config.write_text('[parameters]\n"path.code" = "T"\n')
+    server = LiveServer(db_url)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+             f"{server.url}/api/openapi.json", "--checks", "all",
+             "--exclude-checks", "positive_data_acceptance,object_level_authorization",
+             "--max-examples", "3", "--seed", "1", "--workers", "1", "--no-shrink",
+             "--continue-on-failure", "--header", f"Authorization: Bearer {tokens['admin']}"],
+            cwd=ROOT, capture_output=True, text=True,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+                 "NO_COLOR": "1"})
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
