@@ -367,10 +367,10 @@ def text_schema(kind="name", *, required=False, max_length=None):
     """
     bad = _BAD_SCHEMA if kind in MULTILINE else _BAD_SCHEMA + _LINE_BREAKS
     limit = min(TEXT_MAX[kind], max_length or TEXT_MAX[kind])
-    body = f"[^{bad}]"
-    # Trimmed before it is measured: the cap counts what is stored.
-    pattern = (f"^\\s*[^{bad}\\s]({body}{{0,{limit - 2}}}[^{bad}\\s])?\\s*$" if required
-               else f"^\\s*({body}{{0,{limit}}})?\\s*$")
+    # The length is maxLength's alone: generators read a counted pattern as a second cap.
+    # Surrounding blanks are trimmed (and a blank optional text is none), so they may be sent.
+    first = f"[^{bad}\\s]" if required else ""
+    pattern = f"^\\s*{first}([^{bad}]*[^{bad}\\s])?\\s*$"
     return {"type": "string", "pattern": pattern, "maxLength": limit}
 
 
