@@ -602,7 +602,8 @@ def _write_paths():
         "/api/hazards/{hazard_id}/escalations": _json_op("Raise its escalation level", [
             hazard, _IF_MATCH, _IDEMPOTENCY_KEY], _object({
                 "to": {"type": "string", "enum": list(ESCALATION_LEVELS)},
-                "reason": _TEXT("note"), **version}, ["to", "version"])),
+                "reason": _TEXT("note", required=True), **version},
+                ["to", "reason", "version"])),
         "/api/hazards/{hazard_id}/photos": {
             **_json_op("Its photos, with their URLs", [hazard], None, method="get"),
             **_upload_op("Upload a photo (JPEG/PNG; stored re-encoded without metadata)",
