@@ -141,7 +141,9 @@ def test_secured_operations_are_the_ones_refusing_anonymous_requests(db_url, eng
     samples = {"code": "T", "grid_code": "T-001", "hazard_id": 1, "request_id": 1,
                "visit_id": 1, "photo_id": 1, "z": 0, "x": 0, "y": 0,
                "credit_code": "914116210000000198"}
-    headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+    # Credentials are judged first: a bad Idempotency-Key does not turn the 401 into a 400.
+    headers = ({"Authorization": f"Bearer {tokens[role]}"} if role else
+               {"Idempotency-Key": "not a key!"})
     for path, ops in document["paths"].items():
         for method, op in ops.items():
             response = client.open(path.format(**samples), method=method.upper(),
@@ -150,6 +152,11 @@ def test_secured_operations_are_the_ones_refusing_anonymous_requests(db_url, eng
                 assert (response.status_code == 401) == ("security" in op), (method, path)
             assert str(response.status_code) in op["responses"], (
                 method, path, response.status_code)
+        # An undeclared method is 405 with Allow, whoever X-Gridmap-User names.
+        other = "DELETE" if "delete" not in ops else "PATCH"
+        response = client.open(path.format(**samples), method=other,
+                               headers={**headers, "X-Gridmap-User": "someone-else"})
+        assert response.status_code == 405 and response.headers["Allow"], (other, path)
     app.extensions["gridmap.engine"].dispose()
 
 
