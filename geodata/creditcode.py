@@ -15,6 +15,18 @@ _WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
 
+def json_schema():
+    """JSON Schema of a credit code as sent (any case): alphabet, length, division digits.
+
+    The check character cannot be said in a schema: a wrong one is refused by
+    :func:`credit_code_problem` alone.
+    """
+    letters = "".join(c for c in ALPHABET if c.isalpha())
+    char = f"[0-9{letters}{letters.lower()}]"
+    return {"type": "string", "minLength": 18, "maxLength": 18,
+            "pattern": f"^{char}{{2}}[0-9]{{6}}{char}{{10}}$"}
+
+
 def check_character(first17):
     """Return the GB 32100-2015 check character for the first 17 characters."""
     total = sum(_VALUE[c] * w for c, w in zip(first17, _WEIGHTS))

@@ -355,3 +355,72 @@ def moment(value, field, **where):
         _fail(f"{value.isoformat()} is outside {DATE_MIN}..{DATE_MAX} (UTC)", field, domain,
               **where)
     return value.astimezone(timezone.utc)
+
+
+# The same domains as JSON Schema, for the OpenAPI document (webmap/api.py), so the
+# document refuses exactly what the functions above refuse and cannot drift from them.
+# Lone surrogates are left out of the patterns: no JSON Schema engine's regex takes them,
+# and a JSON text carrying one is refused before any schema is read.
+_BAD_SCHEMA = _BAD_ANY.replace(r"\ud800-\udfff", "")
+_LINE_BREAKS = r"\t\n\r\u2028\u2029"
+
+
+def text_schema(kind="name", *, required=False, max_length=None):
+    """JSON Schema of :func:`text` of ``kind``: no forbidden character, at most the cap.
+
+    ``required``: not blank either (a blank optional text is stored as none).
+    """
+    bad = _BAD_SCHEMA if kind in MULTILINE else _BAD_SCHEMA + _LINE_BREAKS
+    limit = min(TEXT_MAX[kind], max_length or TEXT_MAX[kind])
+    # The length is maxLength's alone: generators read a counted pattern as a second cap.
+    # Surrounding blanks are trimmed (and a blank optional text is none), so they may be sent.
+    first = f"[^{bad}\\s]" if required else ""
+    pattern = f"^\\s*{first}([^{bad}]*[^{bad}\\s])?\\s*$"
+    return {"type": "string", "pattern": pattern, "maxLength": limit}
+
+
+def code_schema(kind="grid"):
+    """JSON Schema of :func:`code` of ``kind`` (``park`` or ``grid``), as sent (any case)."""
+    limit = PARK_CODE_MAX if kind == "park" else GRID_CODE_MAX
+    return {"type": "string", "pattern": f"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{limit - 1}}}$",
+            "minLength": 1, "maxLength": limit}
+
+
+def ledger_code_schema(prefix="YH"):
+    """JSON Schema of :func:`ledger_code` with ``prefix`` (the year in the date range)."""
+    letters = "".join(f"[{c}{c.lower()}]" for c in prefix)  # codes are upper-cased
+    return {"type": "string", "maxLength": 13,
+            "pattern": f"^{letters}(19[7-9][0-9]|20[0-9][0-9]|2100)-"
+                       f"(0{{0,5}}[1-9]|0{{0,4}}[1-9][0-9]|0{{0,3}}[1-9][0-9]{{2}}|"
+                       f"0{{0,2}}[1-9][0-9]{{3}}|0?[1-9][0-9]{{4}}|[1-9][0-9]{{5}})$"}
+
+
+def integer_schema(minimum=INT64_MIN, maximum=INT64_MAX):
+    """JSON Schema of :func:`integer` in ``minimum..maximum``."""
+    return {"type": "integer", "minimum": max(minimum, INT64_MIN),
+            "maximum": min(maximum, INT64_MAX)}
+
+
+def id_schema():
+    """JSON Schema of a row id (1..:data:`ID_MAX`)."""
+    return integer_schema(1, ID_MAX)
+
+
+_YEARS = "(19[7-9][0-9]|20[0-9][0-9]|2100)"
+_MONTH_DAY = "-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+
+
+def day_schema():
+    """JSON Schema of :func:`day`: ``YYYY-MM-DD`` from :data:`DATE_MIN` to :data:`DATE_MAX`."""
+    return {"type": "string", "format": "date", "pattern": f"^{_YEARS}{_MONTH_DAY}$"}
+
+
+def moment_schema():
+    """JSON Schema of :func:`moment`: an RFC 3339 date-time in the years of the date range.
+
+    The years 1970 and 2100 are left out, so that no offset moves the UTC
+    date out of :data:`DATE_MIN`..:data:`DATE_MAX`.
+    """
+    return {"type": "string", "format": "date-time",
+            "pattern": f"^(197[1-9]|19[89][0-9]|20[0-9][0-9]){_MONTH_DAY}T([01][0-9]|2[0-3])"
+                       r"(:[0-5][0-9]){2}(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"}

@@ -14,13 +14,17 @@ route and the CLI's ``--if-match``:
 * ``*``: "any current representation" asserts only that the row exists,
   which is no lock at all; the API requires a concrete version, so it is
   428 ``version_required`` on every route, as a write with no version is.
-* Anything else (``3`` unquoted, ``"abc"``, ``"01"``, an empty value) cannot
-  be an ETag this service issued: 412 ``invalid_if_match``.
+* A well-formed entity tag this service never issued (``"abc"``, ``"01"``)
+  or an empty value cannot match: 412 ``invalid_if_match``.
+* A value that is no list of entity tags at all (``3`` unquoted, ``*`` in a
+  list, ``"3"; x``) cannot be read: 400 ``invalid_if_match``, as any
+  unparseable input is (and as the OpenAPI document's pattern says).
 """
 
 import re
 
-from geodata.errors import ConflictError, PreconditionFailedError, ValidationError
+from geodata.errors import (BadRequestError, ConflictError, PreconditionFailedError,
+                            ValidationError)
 
 #: ``If-Match: *``.
 ANY = "*"
@@ -33,8 +37,8 @@ _VERSION = re.compile(r"0|[1-9][0-9]{0,17}")
 _EXAMPLE = 'send the quoted version from the ETag you read, e.g. If-Match: "3"'
 
 
-def _invalid(header):
-    return PreconditionFailedError(
+def _invalid(header, error=PreconditionFailedError):
+    return error(
         f"If-Match {header[:60]!r} names no version of this service; {_EXAMPLE}",
         code="invalid_if_match", details={"if_match": header[:60]})
 
@@ -55,7 +59,9 @@ def parse_if_match(header):
     Raises
     ------
     PreconditionFailedError
-        412 ``invalid_if_match``: not a list of entity tags this service issued.
+        412 ``invalid_if_match``: entity tags, none of them one this service issued.
+    BadRequestError
+        400 ``invalid_if_match``: not a list of entity tags at all.
     """
     if header is None:
         return None
@@ -72,7 +78,7 @@ def parse_if_match(header):
             continue
         match = _MEMBER.match(text, position)
         if match is None or match.end() == position:
-            raise _invalid(text)
+            raise _invalid(text, BadRequestError)
         if not _VERSION.fullmatch(match.group(1)):
             raise _invalid(text)
         versions.add(int(match.group(1)))
@@ -86,15 +92,15 @@ def expected_version(header, body_version):
     """The version a write expects: ``(expected, from_header)``.
 
     ``expected`` is None (no version given), :data:`ANY`, a frozenset of
-    versions (from the header), the body's integer, or the 412
-    ``invalid_if_match`` error of a header that is no ETag of ours, which
+    versions (from the header), the body's integer, or the 412 (400 when
+    unreadable) ``invalid_if_match`` error of a header that is no ETag of ours, which
     :func:`check_version` raises.  A header and a body
     version that contradict each other are refused (422
     ``conflicting_versions``): which one would the client mean?
     """
     try:
         tags = parse_if_match(header)
-    except PreconditionFailedError as error:
+    except (PreconditionFailedError, BadRequestError) as error:
         # Raised by check_version, once the row is found and the caller may see it:
         # an unknown id is 404 and another grid's row 403 whatever the header says.
         return error, True
@@ -116,7 +122,7 @@ def check_version(what, current, expected, from_header, *, required=True, detail
         The row named in messages (``"hazard YH2026-0001"``).
     current : int
         The row's version, read under the write's lock.
-    expected : None, ANY, frozenset of int, int or PreconditionFailedError
+    expected : None, ANY, frozenset of int, int, PreconditionFailedError or BadRequestError
         As returned by :func:`expected_version` (or a parsed header).
     from_header : bool
         True when ``expected`` came from ``If-Match`` (412, not 409).
@@ -134,7 +140,7 @@ def check_version(what, current, expected, from_header, *, required=True, detail
     ConflictError
         409 ``stale_version``: the body names another version.
     """
-    if isinstance(expected, PreconditionFailedError):
+    if isinstance(expected, (PreconditionFailedError, BadRequestError)):
         raise expected
     if expected is ANY or (expected is None and required):
         message = (f"If-Match: * names no version; {_EXAMPLE}" if expected is ANY else

@@ -4,12 +4,12 @@ Every documented route is called with generated parameters and bodies on both
 backends.  The read-only map API runs on the demo park; the hazard ledger and
 grid-edit routes run authenticated (an admin's API token, which may log,
 move, escalate and edit) on a fresh writable park, so generated writes are
-stored and later reads must cope with them.  The document declares members
-by JSON type and format only (no maximum, no pattern), so the generator
-sends huge integers, year-1 dates, NUL and other control characters, empty
-or one-point geometries.  The answer must be a 2xx or a 4xx with the JSON
-error body, never a 5xx.  Generation is derandomized, so a run is
-repeatable.
+stored and later reads must cope with them.  The document declares each
+member's domain (geodata/domains.py); Schemathesis' negative mode sends what
+it refuses (huge integers, year-1 dates, NUL and other control characters,
+empty or one-point geometries).  The answer must be a 2xx or a 4xx with the
+JSON error body, never a 5xx; tests/test_openapi_conformance.py checks the
+rest of the document.  Generation is derandomized, so a run is repeatable.
 """
 
 import uuid

@@ -6,8 +6,9 @@ without anyone listing it here (it only needs a valid body in
 :data:`BODIES`, which the first test demands):
 
 * ``If-Match``: ``*`` is 428 ``version_required``; a stale version 412
-  ``precondition_failed``; a value this service never issued (unquoted,
-  ``"abc"``, ``"01"``, empty, ``*`` in a list) 412 ``invalid_if_match``; a
+  ``precondition_failed``; an entity tag this service never issued
+  (``"abc"``, ``"01"``, empty) 412 ``invalid_if_match``, a value that is no
+  entity tag (unquoted, ``*`` in a list) 400 ``invalid_if_match``; a
   body version contradicting the header 422 ``conflicting_versions``.  None
   of them changes anything stored.  A list holding the current version
   (weak or strong) is obeyed, and the answer carries the new ETag.
@@ -104,14 +105,14 @@ REFUSED = [
     ("*", 428, "version_required"),
     ("{stale}", 412, "precondition_failed"),
     ('W/"{stale_n}", "{stale_m}"', 412, "precondition_failed"),
-    ("{current_n}", 412, "invalid_if_match"),  # unquoted
+    ("{current_n}", 400, "invalid_if_match"),  # unquoted: no entity tag at all
     ('"abc"', 412, "invalid_if_match"),
     ('"0{current_n}"', 412, "invalid_if_match"),
     ('""', 412, "invalid_if_match"),
     ("", 412, "invalid_if_match"),
-    ('*, "{current_n}"', 412, "invalid_if_match"),
-    ('"{current_n}" "{current_n}"', 412, "invalid_if_match"),
-    ('"{current_n}"; drop table hazards', 412, "invalid_if_match"),
+    ('*, "{current_n}"', 400, "invalid_if_match"),
+    ('"{current_n}" "{current_n}"', 400, "invalid_if_match"),
+    ('"{current_n}"; drop table hazards', 400, "invalid_if_match"),
     ('"99999999999999999999999"', 412, "invalid_if_match"),
 ]
 

@@ -183,7 +183,7 @@ def test_bad_create_is_refused_and_changes_nothing(api, engine, body, content_ty
      "precondition_failed"),
     ("supervisor", {"to": "closed", "supervision": {"note": "ok"}, "version": 1}, {}, 409,
      "stale_version"),
-    ("supervisor", {"to": "closed", "supervision": {"note": "ok"}}, {"If-Match": "junk"}, 412,
+    ("supervisor", {"to": "closed", "supervision": {"note": "ok"}}, {"If-Match": "junk"}, 400,
      "invalid_if_match"),
     ("supervisor", {"to": "rectifying", "note": "\x00"}, {}, 422, "invalid_text"),
     ("supervisor", {"to": "rectifying", "note": "长" * 2001}, {}, 422, "text_too_long"),

@@ -231,7 +231,7 @@ BAD_MOVES = [
     ("assigned", "supervisor", {}, {"If-Match": '"2"'}, 412, "precondition_failed"),
     ("assigned", "supervisor", {"version": 2}, {}, 409, "stale_version"),
     ("assigned", "supervisor", {}, {}, 428, "version_required"),
-    ("assigned", "supervisor", {}, {"If-Match": "1"}, 412, "invalid_if_match"),
+    ("assigned", "supervisor", {}, {"If-Match": "1"}, 400, "invalid_if_match"),
     ("resolved", "supervisor", {"note": "x"}, None, 409, "illegal_transition"),
     ("followed_up", "admin", {"satisfaction": "满意"}, None, 409, "illegal_transition"),
     ("closed", "supervisor", {}, None, 422, "unknown_status"),

@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
-from geodata import domains
+from geodata import creditcode, domains
+from geodata.config import Settings
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import hidden_units_page
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
@@ -397,42 +398,65 @@ def _param(name, description, schema, where="query", required=False):
             "description": description, "schema": schema}
 
 
-_PARK = _param("code", "Park code", {"type": "string"}, "path")
-_GRID = _param("grid_code", "Grid code", {"type": "string"}, "path")
-_BBOX = _param("bbox", "minx,miny,maxx,maxy in degrees (EPSG:4326)",
-               {"type": "string", "pattern": r"^[-+.0-9eE]+(,[-+.0-9eE]+){3}$"})
-_LIMIT = _param("limit", "Page size: 1 to GRIDMAP_API_PAGE_MAX (default 5 000), which is also "
-                "the default", {"type": "integer", "minimum": 1})
+# Every value below is declared with its domain from geodata/domains.py (lengths,
+# alphabets, ranges, date years), so the document refuses what the routes refuse.
+_TEXT = domains.text_schema
+_INT = domains.id_schema()
+_PARK = _param("code", "Park code", domains.code_schema("park"), "path")
+_GRID = _param("grid_code", "Grid code", domains.code_schema("grid"), "path")
+_LON = r"-?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)"
+_LAT = r"-?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?)"
+_BBOX = _param("bbox", "minx,miny,maxx,maxy in degrees (EPSG:4326), min <= max",
+               {"type": "string", "pattern": f"^{_LON},{_LAT},{_LON},{_LAT}$"})
 _OFFSET = _param("offset", "Rows to skip (the Link rel=next header and a FeatureCollection's "
                  "links give the next page; X-Total-Count the total)",
-                 {"type": "integer", "minimum": 0})
-_PAGE = [_LIMIT, _OFFSET]
+                 domains.integer_schema(0, domains.OFFSET_MAX))
 _ZOOM = _param("zoom", "Web-map zoom: simplify for it (omit for authoritative geometry)",
-               {"type": "integer", "minimum": 0, "maximum": MAX_ZOOM})
+               domains.integer_schema(0, MAX_ZOOM))
+_LEVEL = _param("level", "Grid level (1 grids, 2 sub-grids)", domains.integer_schema(1, 9))
+_BOOL = {"type": "boolean"}
+_CREDIT_CODE = creditcode.json_schema()
+
+
+def _page(cap=None, default=None):
+    """``limit`` (1..``cap``, default the API page cap) and ``offset`` parameters."""
+    paged_ = cap is None  # the API page cap: such lists carry X-Total-Count and Link
+    cap = cap or (page_max() if current_app else Settings().api_page_max)
+    limit = _param("limit", f"Page size: 1 to {cap}, default {min(default or cap, cap)}",
+                   domains.integer_schema(1, cap))
+    limit["x-paged"] = paged_
+    return [limit, _OFFSET]
+
+
+def _choices(names, *, many=False):
+    """A value of ``names`` (the keys a route's parser takes), or with ``many`` a list of them."""
+    names = sorted(names)
+    if not many:
+        return {"type": "string", "enum": names}
+    one = "|".join(re.escape(n) for n in names)
+    return {"type": "string", "pattern": f"^({one})(,({one}))*$"}
+
+
+#: The geometry of a FeatureCollection or Feature answer.
+_FEATURE = {"type": "object", "required": ["type", "geometry", "properties"], "properties": {
+    "type": {"type": "string", "enum": ["Feature"]},
+    "geometry": {"type": "object", "nullable": True},
+    "properties": {"type": "object"}}}
 
 
 def _get(summary, params, kind="geojson"):
-    content = "application/geo+json" if kind == "geojson" else "application/json"
-    return {"get": {
-        "summary": summary, "parameters": params,
-        "responses": {
-            "200": {"description": "OK", "content": {content: {"schema": {
-                "$ref": "#/components/schemas/FeatureCollection"} if kind == "geojson"
-                else {"type": "object" if kind == "object" else "array"}}}},
-            "400": {"$ref": "#/components/responses/Error"},
-            "404": {"$ref": "#/components/responses/Error"},
-            "422": {"$ref": "#/components/responses/Error"},
-        }}}
+    content = "application/geo+json" if kind in ("geojson", "feature") else "application/json"
+    schema = {"geojson": {"$ref": "#/components/schemas/FeatureCollection"},
+              "feature": _FEATURE, "object": {"type": "object"},
+              "array": {"type": "array"}}[kind]
+    return {"get": {"summary": summary, "parameters": params, "responses": {
+        "200": {"description": "OK", "content": {content: {"schema": schema}}}}}}
 
 
 def _json_op(summary, params, body, *, method="post", ok="200", secured=True):
     """One operation with a JSON body (or none), answering JSON or the error body."""
-    operation = {
-        "summary": summary, "parameters": params,
-        "responses": {ok: {"description": "OK", "content": {"application/json": {
-            "schema": {"type": "object"}}}},
-            **{code: {"$ref": "#/components/responses/Error"}
-               for code in ("400", "401", "403", "404", "409", "412", "415", "422", "428")}}}
+    operation = {"summary": summary, "parameters": params, "responses": {ok: {
+        "description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}}
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": body}}}
@@ -444,7 +468,6 @@ def _json_op(summary, params, body, *, method="post", ok="200", secured=True):
 def _versioned_get(summary, params):
     """A GET of one versioned thing: its version is the ETag, and 304 on ``If-None-Match``."""
     operation = _json_op(summary, params + [_IF_NONE_MATCH], None, method="get")
-    operation["get"]["responses"]["304"] = {"description": "Not modified (the ETag is current)"}
     # Marks the ETag as the row's version, the one its writes take in If-Match.
     operation["get"]["x-etag"] = "version"
     return operation
@@ -455,9 +478,9 @@ def _upload_op(summary, params):
     operation = _json_op(summary, params, None, ok="201")
     operation["post"]["requestBody"] = {"required": True, "content": {"multipart/form-data": {
         "schema": _object({"photo": {"type": "string", "format": "binary"},
-                           "tag": {"type": "string", "description": "before, after or visit "
-                                   "(整改前/整改后/走访); default before"}}, ["photo"])}}}
-    operation["post"]["responses"]["413"] = {"$ref": "#/components/responses/Error"}
+                           "tag": {"type": "string", "enum": ["before", "after", "visit"],
+                                   "description": "整改前/整改后/走访; default before"}},
+                          ["photo"])}}}
     return operation
 
 
@@ -465,239 +488,367 @@ def _image_op(summary):
     """A GET answering an image (or 304 for a matching ``If-None-Match``) or the error body."""
     return {"get": {
         "summary": summary, "security": [{"bearer": []}],
-        "parameters": [_param("photo_id", "Photo id", _INT, "path"),
-                       _param("If-None-Match", "The ETag already held", _TEXT, "header")],
-        "responses": {
-            "200": {"description": "The image", "content": {"image/jpeg": {
-                "schema": {"type": "string", "format": "binary"}}}},
-            "304": {"description": "Not modified"},
-            **{code: {"$ref": "#/components/responses/Error"}
-               for code in ("401", "403", "404")}}}}
+        "parameters": [_param("photo_id", "Photo id", _INT, "path"), _IF_NONE_MATCH],
+        "responses": {"200": {"description": "The image", "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/jpeg", "image/png")}}}}}
 
 
 def _object(properties, required=()):
-    # No additionalProperties: false, so the fuzzer also sends unknown members.
-    return {"type": "object", "properties": properties, "required": list(required)}
+    # Unknown members are refused (422 unknown_property), as the document says.  OpenAPI
+    # 3.0 (JSON Schema draft 4) wants ``required`` left out rather than empty.
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
 
 
-#: Text, date and integer members are declared with their JSON type and format
-#: only, no bounds: the fuzzer then sends NUL, year 1 and 2^70 (geodata.domains).
-_TEXT, _INT = {"type": "string"}, {"type": "integer"}
-#: The version read, on every versioned write (:mod:`geodata.versions`).
-_IF_MATCH = _param("If-Match", 'The ETag read, e.g. "3" (a list matches any member; * is 428)',
-                   _TEXT, "header")
-_IF_NONE_MATCH = _param("If-None-Match", "The ETag already held: 304 while it is current", _TEXT,
-                        "header")
-_POSITION = {"type": "array", "items": {"type": "number"}}
-_NESTED = [_POSITION]
-for _ in range(3):  # lines, polygons, multipolygons: empty parts are generated too
-    _NESTED.append({"type": "array", "items": _NESTED[-1]})
-_GEOMETRY = _object({"type": {"type": "string", "enum": [
-    "Point", "LineString", "Polygon", "MultiPolygon", "MultiLineString"]},
-    "coordinates": {"anyOf": _NESTED}}, ["type", "coordinates"])
+#: The version read, on every versioned write: a list of entity tags, as
+#: :func:`geodata.versions.parse_if_match` reads it (anything else is 400).
+_TAG = r'(W/)?"[^"\x00-\x20\x7f]*"[ \t]*'
+_ETAGS = f"^[ \\t,]*({_TAG}(,[ \\t,]*{_TAG})*)?[ \\t,]*$"
+_IF_MATCH = _param("If-Match", 'The ETag read, e.g. "3" (a list matches any member; * is 428; '
+                   "a stale one 412); or the body's version",
+                   {"type": "string", "pattern": _ETAGS}, "header")
+_IF_NONE_MATCH = _param("If-None-Match", "The ETag already held: 304 while it is current",
+                        {"type": "string"}, "header")
+_IDEMPOTENCY_KEY = _param("Idempotency-Key", "1-64 of A-Za-z0-9_-: a retry is answered, not "
+                          "redone", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                          "header")
+_ACCOUNT = _param("X-Gridmap-User", "The account (URL-quoted user name) the request is sent "
+                  "for: 401 account_changed when another one is logged in", {"type": "string"},
+                  "header")
+#: A position: lon, lat (3D is refused, unsupported_dimension).  OpenAPI 3.0 has one
+#: ``items`` schema per array, so a latitude beyond 90 is left to the route (422).
+_LONLAT = {"type": "array", "minItems": 2, "maxItems": 2,
+           "items": {"type": "number", "minimum": -180, "maximum": 180}}
+#: A closed ring needs four positions, a line two (geodata/geometry.py refuses fewer).
+_LINE = {"type": "array", "items": _LONLAT, "minItems": 2}
+_POLYGON = {"type": "array", "minItems": 1,
+            "items": {"type": "array", "items": _LONLAT, "minItems": 4}}
+
+
+def _geometry(*types):
+    """A GeoJSON geometry of one of ``types``, its coordinates nested as the type says.
+
+    Validity (rings closed and simple, inside the park, no overlap) is checked by the
+    route (422): the document cannot say it.
+    """
+    nesting = {"LineString": _LINE, "Polygon": _POLYGON,
+               "MultiPolygon": {"type": "array", "items": _POLYGON, "minItems": 1}}
+    return {"oneOf": [_object({"type": {"type": "string", "enum": [kind]},
+                               "coordinates": nesting[kind]}, ["type", "coordinates"])
+                      for kind in types]}
+
+
+#: A point as ``location`` (GeoJSON) or ``lon`` and ``lat``, never both.
+_POINT_MEMBERS = {"lon": {"type": "number", "minimum": -180, "maximum": 180},
+                  "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                  "location": _object({"type": {"type": "string", "enum": ["Point"]},
+                                       "coordinates": _LONLAT}, ["type", "coordinates"])}
+_ONE_POINT = {"oneOf": [{"required": ["location"], "not": {"anyOf": [
+    {"required": ["lon"]}, {"required": ["lat"]}]}}, {"required": ["lon", "lat"],
+                                                      "not": {"required": ["location"]}}]}
 
 
 def _write_paths():
     """The hazard ledger and grid-edit routes (bearer token; see webmap/hazards_api.py)."""
+    from geodata.services.hazards import LEVEL_NAMES, STATUS_NAMES
+    from geodata.models import ESCALATION_LEVELS
+
     hazard = _param("hazard_id", "Hazard id", _INT, "path")
-    version = {"version": _INT}
-    edit_base = {"reason": _TEXT, "expected_version": _INT}
+    version = {"version": domains.integer_schema(0, domains.INT32_MAX)}
+    edit_base = {"reason": _TEXT("reason"),
+                 "expected_version": domains.integer_schema(0, domains.INT32_MAX)}
     edit = "/api/parks/{code}/edits"
+    grid_code = domains.code_schema("grid")
+    ledger_filters = {"park": domains.code_schema("park"),
+                      "status": _choices(STATUS_NAMES), "level": _choices(LEVEL_NAMES),
+                      "escalation": _choices(ESCALATION_LEVELS),
+                      "category": _choices(CATEGORIES), "grid": {"type": "string"},
+                      "overdue": _BOOL}
+    create = _object({
+        **_POINT_MEMBERS, "category": {"type": "string", "enum": list(CATEGORIES)},
+        "level": {"type": "string", "enum": list(HAZARD_LEVELS)},
+        "description": _TEXT("note"), "found_date": domains.day_schema(),
+        "code": domains.ledger_code_schema("YH")}, ["category"])
+    create.update(_ONE_POINT)
     return {
         "/api/parks/{code}/hazards": {**_get("Hazards, filtered", [
-            _PARK, _param("status", "Comma-separated statuses (open = not closed)", _TEXT),
-            _param("level", "general or major", _TEXT),
-            _param("grid", "Grid code (its sub-grids included)", _TEXT),
-            _param("overdue", "Open and past the deadline", {"type": "boolean"}), _BBOX,
-            _param("limit", "Page size: 1 to GRIDMAP_API_PAGE_MAX (default 1 000)", _INT),
-            _OFFSET]),
-            **_json_op("Log a hazard at a point", [_PARK], _object({
-                "lon": {"type": "number"}, "lat": {"type": "number"},
-                "category": {"type": "string", "enum": list(CATEGORIES)},
-                "level": {"type": "string", "enum": list(HAZARD_LEVELS)}, "description": _TEXT,
-                "found_date": {"type": "string", "format": "date"}, "code": _TEXT,
-                "location": _GEOMETRY}), ok="201")},
+            _PARK, _param("status", "Comma-separated statuses (open = not closed)",
+                          _choices(HAZARD_STATUSES + ("open",), many=True)),
+            _param("level", "Comma-separated levels", _choices(HAZARD_LEVELS, many=True)),
+            _param("grid", "Grid code (its sub-grids included)", {"type": "string"}),
+            _param("overdue", "Open and past the deadline", _BOOL), _BBOX,
+            *_page(default=DEFAULT_HAZARD_LIMIT)]),
+            **_json_op("Log a hazard at a point", [_PARK, _IDEMPOTENCY_KEY], create,
+                       ok="201")},
         "/api/hazards": _json_op("The ledger, filtered and paged", [
-            _param(n, n, _TEXT) for n in ("park", "status", "level", "escalation", "category",
-                                          "grid", "overdue")] + [
-            _param("limit", "Page size (1-1000)", _INT),
-            _param("offset", "Page start", _INT)], None, method="get"),
+            _param(n, n, s) for n, s in ledger_filters.items()] + _page(1000, 100), None,
+            method="get"),
         "/api/hazards/{hazard_id}": _versioned_get("One hazard", [hazard]),
         "/api/hazards/{hazard_id}/history": _json_op("Its events and supervision records",
                                                      [hazard], None, method="get"),
         "/api/hazards/{hazard_id}/transitions": _json_op("Move it through the workflow", [
-            hazard, _IF_MATCH], _object({
-                "to": {"type": "string", "enum": list(HAZARD_STATUSES)}, "note": _TEXT,
-                "deadline": {"type": "string", "format": "date"},
+            hazard, _IF_MATCH, _IDEMPOTENCY_KEY], _object({
+                "to": {"type": "string", "enum": list(HAZARD_STATUSES)},
+                "note": _TEXT("note"), "deadline": domains.day_schema(),
                 "supervision": _object({
-                    "note": _TEXT, "supervisor": _TEXT, "photo_id": _INT,
-                    "checked_at": {"type": "string", "format": "date-time"}}),
-                **version}, ["to"])),
+                    "outcome": {"type": "string", "enum": ["passed", "failed"]},
+                    "note": _TEXT("note"), "supervisor": _TEXT("person"), "photo_id": _INT,
+                    "checked_at": domains.moment_schema()}),
+                **version}, ["to", "version"])),
         "/api/hazards/{hazard_id}/escalations": _json_op("Raise its escalation level", [
-            hazard, _IF_MATCH], _object({"to": _TEXT, "reason": _TEXT, **version}, ["to"])),
+            hazard, _IF_MATCH, _IDEMPOTENCY_KEY], _object({
+                "to": {"type": "string", "enum": list(ESCALATION_LEVELS)},
+                "reason": _TEXT("note", required=True), **version},
+                ["to", "reason", "version"])),
         "/api/hazards/{hazard_id}/photos": {
             **_json_op("Its photos, with their URLs", [hazard], None, method="get"),
             **_upload_op("Upload a photo (JPEG/PNG; stored re-encoded without metadata)",
-                         [hazard])},
+                         [hazard, _IDEMPOTENCY_KEY])},
         "/api/photos/{photo_id}": _image_op("One photo (same access as its hazard)"),
         "/api/photos/{photo_id}/thumbnail": _image_op("A photo's thumbnail"),
         "/api/parks/{code}/dashboard": _json_op("The park's ledger figures (by_grid: one "
-                                                "page of the grids)", [_PARK, *_PAGE], None,
+                                                "page of the grids)", [_PARK, *_page()], None,
                                                 method="get"),
         **_visit_paths(),
-        edit: _versioned_get("The park's grid edits, newest first, paged", [_PARK, *_PAGE]),
+        edit: _versioned_get("The park's grid edits, newest first, paged", [_PARK, *_page()]),
         f"{edit}/state": _versioned_get("Grids, versions and coverage for the editor (bbox: the "
                                         "view; required above GRIDMAP_API_PAGE_MAX grids)",
                                         [_PARK, _BBOX]),
-        f"{edit}/draw": _json_op("Draw a new grid", [_PARK, _IF_MATCH], _object(
-            {"geometry": _GEOMETRY, "name": _TEXT, "reason": _TEXT}, ["geometry"])),
-        f"{edit}/reshape": _json_op("Reshape a grid", [_PARK, _IF_MATCH], _object(
-            {"code": _TEXT, "geometry": _GEOMETRY, "neighbours": {"type": "array",
-                                                                  "items": _TEXT},
-             **edit_base}, ["code", "geometry"])),
+        f"{edit}/draw": _json_op("Draw a new grid", [_PARK, _IF_MATCH, _IDEMPOTENCY_KEY],
+                                 _object({"geometry": _geometry("Polygon", "MultiPolygon"),
+                                          "name": _TEXT("name", max_length=100),
+                                          "reason": _TEXT("reason")}, ["geometry"])),
+        f"{edit}/reshape": _json_op("Reshape a grid", [_PARK, _IF_MATCH, _IDEMPOTENCY_KEY],
+                                    _object({"code": grid_code,
+                                             "geometry": _geometry("Polygon", "MultiPolygon"),
+                                             "neighbours": {"type": "array",
+                                                            "items": grid_code},
+                                             **edit_base}, ["code", "geometry"])),
         f"{edit}/split": _json_op("Split a grid by a line or into parts", [
-            _PARK, _IF_MATCH], _object(
-            {"code": _TEXT, "line": _GEOMETRY, "parts": _INT, **edit_base}, ["code"])),
-        f"{edit}/merge": _json_op("Merge grids", [_PARK, _IF_MATCH], _object(
-            {"codes": {"type": "array", "items": _TEXT}, "reason": _TEXT,
-             "expected_versions": {"type": "object", "additionalProperties": _INT}},
+            _PARK, _IF_MATCH, _IDEMPOTENCY_KEY], {**_object(
+                {"code": grid_code, "line": _geometry("LineString"),
+                 "parts": domains.integer_schema(2, 50), **edit_base}, ["code"]),
+                "oneOf": [{"required": ["line"]}, {"required": ["parts"]}]}),
+        f"{edit}/merge": _json_op("Merge grids", [_PARK, _IF_MATCH, _IDEMPOTENCY_KEY], _object(
+            {"codes": {"type": "array", "items": grid_code, "minItems": 2, "maxItems": 100},
+             "reason": _TEXT("reason"),
+             "expected_versions": {"type": "object", "additionalProperties":
+                                   domains.integer_schema(0, domains.INT32_MAX)}},
             ["codes"])),
-        f"{edit}/retire": _json_op("Retire a grid", [_PARK, _IF_MATCH], _object(
-            {"code": _TEXT, "to": _TEXT, **edit_base}, ["code"])),
+        f"{edit}/retire": _json_op("Retire a grid", [_PARK, _IF_MATCH, _IDEMPOTENCY_KEY],
+                                   _object({"code": grid_code, "to": grid_code, **edit_base},
+                                           ["code"])),
     }
 
 
 def _request_paths():
     """The request ledger routes (bearer token; see webmap/requests_api.py)."""
+    from geodata.services.requests import SOURCE_KEYS, STATUS_KEYS
     from geodata.vocabulary import (DEFAULT_REQUEST_CATEGORIES, REQUEST_SOURCES,
                                     REQUEST_STATUSES, SATISFACTION_LEVELS)
 
     item = _param("request_id", "Request id", _INT, "path")
     new = _object({
-        "enterprise": _TEXT, "category": {"type": "string",
-                                          "enum": list(DEFAULT_REQUEST_CATEGORIES)},
-        "description": _TEXT, "source": {"type": "string", "enum": list(REQUEST_SOURCES)},
-        "received_date": {"type": "string", "format": "date"},
+        "enterprise": _CREDIT_CODE, "category": {"type": "string",
+                                                 "enum": list(DEFAULT_REQUEST_CATEGORIES)},
+        "description": _TEXT("note", required=True),
+        "source": {"type": "string", "enum": list(REQUEST_SOURCES)},
+        "received_date": domains.day_schema(),
         "visit": {"type": "string", "format": "uuid"}},
         ["enterprise", "category", "description", "source"])
+    filters = {"park": domains.code_schema("park"), "status": _choices(STATUS_KEYS),
+               "category": _choices(DEFAULT_REQUEST_CATEGORIES), "grid": {"type": "string"},
+               "enterprise": {"type": "string"}, "source": _choices(SOURCE_KEYS),
+               "overdue": _BOOL}
     return {
-        "/api/parks/{code}/requests": _json_op("Take an enterprise's request (受理)", [_PARK],
-                                               new, ok="201"),
+        "/api/parks/{code}/requests": _json_op("Take an enterprise's request (受理)",
+                                               [_PARK, _IDEMPOTENCY_KEY], new, ok="201"),
         "/api/requests": _json_op("The request ledger, filtered and paged", [
-            _param(n, n, _TEXT) for n in ("park", "status", "category", "grid", "enterprise",
-                                          "source", "overdue")] + [
-            _param("limit", "Page size (1-1000)", _INT),
-            _param("offset", "Page start", _INT)], None, method="get"),
+            _param(n, n, s) for n, s in filters.items()] + _page(1000, 100), None,
+            method="get"),
         "/api/requests/{request_id}": _versioned_get("One request", [item]),
         "/api/requests/{request_id}/history": _json_op("Its events", [item], None,
                                                        method="get"),
         "/api/requests/{request_id}/transitions": _json_op(
-            "Move it: 受理 → 交办 → 办理 → 办结 → 回访", [item, _IF_MATCH], _object({
-                "to": {"type": "string", "enum": list(REQUEST_STATUSES)}, "note": _TEXT,
-                "department": _TEXT, "responsible": _TEXT,
-                "deadline": {"type": "string", "format": "date"},
+            "Move it: 受理 → 交办 → 办理 → 办结 → 回访", [item, _IF_MATCH, _IDEMPOTENCY_KEY],
+            _object({
+                "to": {"type": "string", "enum": list(REQUEST_STATUSES)},
+                "note": _TEXT("note"), "department": _TEXT("name"),
+                "responsible": _TEXT("person"), "deadline": domains.day_schema(),
                 "satisfaction": {"type": "string", "enum": list(SATISFACTION_LEVELS)},
-                "version": _INT}, ["to"])),
+                "version": domains.integer_schema(0, domains.INT32_MAX)}, ["to", "version"])),
     }
 
 
 def _visit_paths():
     """The field-work routes (webmap/visits_api.py); writes accept ``Idempotency-Key``."""
+    from geodata.services.visits import _KINDS, ACCURACY_MAX_M
+
     visit = _param("visit_id", "Visit id", _INT, "path")
-    key = _param("Idempotency-Key", "1-64 of A-Za-z0-9_-: a retry is answered, not redone",
-                 _TEXT, "header")
     photo = {"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"type": "object", "properties": {
-            "photo": {"type": "string", "format": "binary"}}, "required": ["photo"]}}}}}
+        "schema": _object({"photo": {"type": "string", "format": "binary"}}, ["photo"])}}}}
     # The hazard's photos (GET and the upload with its tag) are in _write_paths: an entry
     # here replaced them, and the list of a hazard's photos went undocumented.
     photos = {
-        "/api/visits/{visit_id}/photos": _json_op("Add a JPEG/PNG photo", [visit, key], None,
-                                                  ok="201"),
+        "/api/visits/{visit_id}/photos": _json_op("Add a JPEG/PNG photo",
+                                                  [visit, _IDEMPOTENCY_KEY], None, ok="201"),
     }
     for path in photos.values():
         path["post"].update(photo)
+    new = _object({
+        "client_id": {"type": "string", "format": "uuid"},
+        "kind": _choices(_KINDS), "occurred_at": domains.moment_schema(),
+        **_POINT_MEMBERS, "accuracy_m": {"type": "number", "minimum": 0,
+                                         "maximum": ACCURACY_MAX_M},
+        "enterprise": _CREDIT_CODE, "hazard_id": _INT,
+        "note": _TEXT("note"), "findings": _TEXT("note")},
+        ["client_id", "kind", "occurred_at"])
+    new.update(_ONE_POINT)
+    # A re-check names the hazard it re-checks; other kinds name none.
+    recheck = {"type": "string", "enum": sorted(k for k, v in _KINDS.items() if v == "recheck")}
+    new["anyOf"] = [{"properties": {"kind": recheck}, "required": ["hazard_id"]},
+                    {"properties": {"kind": {"not": recheck}}, "not": {"required": ["hazard_id"]}}]
+    create = _json_op("Log a patrol, visit or re-check (200: this client_id was logged "
+                      "already)", [_PARK, _IDEMPOTENCY_KEY], new, ok="201")
+    create["post"]["responses"]["200"] = create["post"]["responses"]["201"]
+    week = "(197[1-9]|19[89][0-9]|20[0-9][0-9])-W(0[1-9]|[1-4][0-9]|5[0-2])"
     return {
-        "/api/parks/{code}/visits": _json_op("Log a patrol, visit or re-check", [_PARK, key],
-                                             _object({
-                                                 "client_id": {"type": "string",
-                                                               "format": "uuid"},
-                                                 "kind": {"type": "string", "enum": [
-                                                     "patrol", "visit", "recheck"]},
-                                                 "occurred_at": {"type": "string",
-                                                                 "format": "date-time"},
-                                                 "lon": {"type": "number"},
-                                                 "lat": {"type": "number"},
-                                                 "location": _GEOMETRY,
-                                                 "accuracy_m": {"type": "number"},
-                                                 "enterprise": _TEXT, "hazard_id": _INT,
-                                                 "note": _TEXT, "findings": _TEXT},
-                                                 ["client_id", "kind", "occurred_at"]),
-                                             ok="201"),
+        "/api/parks/{code}/visits": create,
         "/api/visits": _json_op("Visits, filtered and paged", [
-            _param(n, n, _TEXT) for n in ("park", "grid", "enterprise", "kind")] + [
-            _param("from", "occurred_at from (ISO date-time)", _TEXT),
-            _param("to", "occurred_at before (ISO date-time)", _TEXT),
-            _param("limit", "Page size (1-1000)", _INT),
-            _param("offset", "Page start", _INT)], None, method="get"),
+            _param("park", "Park code", domains.code_schema("park")),
+            _param("grid", "Grid code", {"type": "string"}),
+            _param("enterprise", "Credit code", _TEXT("name")),
+            _param("kind", "patrol, visit or recheck", _choices(_KINDS)),
+            _param("from", "occurred_at from (ISO date-time)", domains.moment_schema()),
+            _param("to", "occurred_at before (ISO date-time)", domains.moment_schema()),
+            *_page(1000, 100)], None, method="get"),
         "/api/visits/{visit_id}": _json_op("One visit", [visit], None, method="get"),
         "/api/visits/{visit_id}/history": _json_op("Its events", [visit], None, method="get"),
         **photos,
         "/api/me/worklist": _json_op("My work list and offline bundle", [
-            _param("park", "Park code", _TEXT)], None, method="get"),
+            _param("park", "Park code", domains.code_schema("park"), required=True)], None,
+            method="get"),
         "/api/parks/{code}/visits/due": _json_op("Visits and re-checks due, coverage", [
-            _PARK, _param("week", "ISO week, e.g. 2026-W48", _TEXT)], None, method="get"),
-        "/api/parks/{code}/visits/layer": _json_op("Overdue enterprises, grids not patrolled "
-                                                   "today, by bbox and paged",
-                                                   [_PARK, _BBOX, *_PAGE], None, method="get"),
+            _PARK, _param("week", "ISO week, e.g. 2026-W48",
+                          {"type": "string", "pattern": f"^{week}$"})], None, method="get"),
+        "/api/parks/{code}/visits/layer": {"get": {
+            **_get("Overdue enterprises, grids not patrolled today, by bbox and paged",
+                   [_PARK, _BBOX, *_page()])["get"], "security": [{"bearer": []}]}},
     }
+
+
+#: Answers every /api operation may give: a repeated parameter (400), a bad token or
+#: X-Gridmap-User (401), an undeclared parameter or bad value (422), the database down or
+#: busy (503 with Retry-After); 404 where a park, grid or row is looked up.
+COMMON_ERRORS = ("400", "401", "404", "422", "503")
+#: Added where a role is checked (bearer-secured operations).
+SECURED_ERRORS = ("403",)
+#: Added to every operation with a request body: too large, wrong media type.
+BODY_ERRORS = ("413", "415")
+#: Added to versioned writes (If-Match or the body's version): stale, precondition.
+VERSIONED_ERRORS = ("409", "412", "428")
+
+
+def _header(description, schema=None, required=True):
+    return {"description": description, "required": required,
+            "schema": schema or {"type": "string"}}
+
+
+def _complete(paths):
+    """Add what every operation shares: headers, error answers, paging and version headers.
+
+    One place for them, so no route's document forgets the 401 of a bad token, the 503 of
+    a busy database, the ETag of a versioned answer or the paging headers of a list.
+    """
+    for operations in paths.values():
+        for method, op in operations.items():
+            names = {p["name"] for p in op["parameters"]}
+            paged_ = any(p.get("x-paged") for p in op["parameters"])
+            op["parameters"].append(_ACCOUNT)
+            codes = list(COMMON_ERRORS)
+            if "security" in op:
+                codes += SECURED_ERRORS
+            if "requestBody" in op:
+                codes += BODY_ERRORS
+            if "If-Match" in names:
+                codes += VERSIONED_ERRORS
+            responses = op["responses"]
+            for code in codes:
+                name = "Unavailable" if code == "503" else "Error"
+                responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
+            ok = [r for c, r in responses.items() if c in ("200", "201")]
+            for answer in ok:
+                headers = answer.setdefault("headers", {})
+                if paged_:
+                    headers["X-Total-Count"] = _header("Rows matched, all pages",
+                                                       {"type": "integer", "minimum": 0})
+                    headers["Link"] = _header('<next page>; rel="next" while rows are left',
+                                              required=False)
+                if op.get("x-etag") or "If-Match" in names or "Idempotency-Key" in names:
+                    headers["ETag"] = _header("The version (strong ETag)", required=False)
+                if "201" in responses and answer is responses["201"]:
+                    headers["Location"] = _header("The new thing's address")
+            if "If-None-Match" in names:
+                # A row's ETag is its version; a tile's or photo's is a digest.
+                etag = _header("The current ETag", {"type": "string", "pattern": _ETAGS}
+                               if op.get("x-etag") else None)
+                responses["304"] = {"description": "Not modified (If-None-Match holds the "
+                                                   "current ETag)", "headers": {"ETag": etag}}
+            if "Idempotency-Key" in names:
+                for answer in ok:
+                    answer["headers"]["Idempotent-Replayed"] = _header(
+                        "true: the stored answer of an earlier request with this key",
+                        {"type": "string", "enum": ["true"]}, required=False)
+    return paths
 
 
 def openapi_document():
     """Return the OpenAPI 3.0 document (a dict) describing every ``/api`` route."""
     paths = {
         "/api/parks": _get("All parks with headline counts", []),
-        "/api/parks/{code}": _get("One park: boundary and counts", [_PARK, _ZOOM]),
+        "/api/parks/{code}": _get("One park: boundary and counts", [_PARK, _ZOOM], "feature"),
         "/api/parks/{code}/grids": _get("Grids of one level by bbox, simplified for zoom", [
-            _PARK, _param("level", "Grid level (1 grids, 2 sub-grids)",
-                          {"type": "integer", "minimum": 1, "maximum": 9}),
-            _BBOX, _ZOOM, *_PAGE]),
+            _PARK, _LEVEL, _BBOX, _ZOOM, *_page()]),
         "/api/parks/{code}/grids/{grid_code}": _get(
-            "One grid, authoritative geometry and summary", [_PARK, _GRID]),
+            "One grid, authoritative geometry and summary", [_PARK, _GRID], "feature"),
         "/api/parks/{code}/summaries": _get("Per-grid summaries, one page in code order",
-                                            [_PARK, *_PAGE], "object"),
+                                            [_PARK, *_page()], "object"),
         "/api/parks/{code}/summaries/{grid_code}": _get("One grid's summary", [_PARK, _GRID],
                                                         "object"),
         "/api/parks/{code}/enterprises": _get("Enterprise sites with the hidden flag", [
             _PARK, _BBOX, _param("hidden", "Only hidden units (true) or only others (false)",
-                                 {"type": "boolean"}), *_PAGE]),
-        "/api/parks/{code}/hidden-units": _get("Hidden sub-unit candidates", [_PARK, *_PAGE],
+                                 _BOOL), *_page()]),
+        "/api/parks/{code}/hidden-units": _get("Hidden sub-unit candidates", [_PARK, *_page()],
                                                "array"),
         "/api/parks/{code}/enterprises/{credit_code}": _json_op(
             "One file per enterprise (一企一档): site, grid and staff, hidden units or host, "
             "hazards, requests and visits with history, satisfaction (webmap/enterprises.py)",
-            [_PARK, _param("credit_code", "Unified social credit code (GB 32100-2015)", _TEXT,
-                           "path")], None, method="get"),
+            [_PARK, _param("credit_code", "Unified social credit code (GB 32100-2015)",
+                           _CREDIT_CODE, "path")], None, method="get"),
         "/api/parks/{code}/search": _get("Grids and enterprises matching q", [
-            _PARK, _param("q", "Grid code or name, or enterprise name", _TEXT)], "array"),
+            _PARK, _param("q", "Grid code or name, or enterprise name", _TEXT("search"))],
+            "array"),
         **_write_paths(),
         **_request_paths(),
     }
     if mapdata.coverage_available():
-        paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK, *_PAGE])
-    tile = [_param(n, f"Tile {n}", {"type": "integer", "minimum": 0}, "path", True)
-            for n in ("z", "x", "y")]
+        paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK, *_page()])
+    tile = [_param(n, f"Tile {n} (x and y below 2^z)", domains.integer_schema(
+        0, MAX_ZOOM if n == "z" else 2**MAX_ZOOM - 1), "path", True) for n in ("z", "x", "y")]
     paths["/api/parks/{code}/tiles/grids/{z}/{x}/{y}.mvt"] = {"get": {
         "summary": "Grids as a Mapbox vector tile (ETag; 304 on If-None-Match)",
-        "parameters": [_PARK, *tile, _param(
-            "level", "Grid level", {"type": "integer", "minimum": 1, "maximum": 9}),
-            _IF_NONE_MATCH],
+        "parameters": [_PARK, *tile, _LEVEL, _IF_NONE_MATCH],
         "responses": {
             "200": {"description": "MVT", "content": {"application/vnd.mapbox-vector-tile": {
-                "schema": {"type": "string", "format": "binary"}}}},
-            "304": {"description": "Not modified (If-None-Match holds the tile's ETag)"},
-            **{code: {"$ref": "#/components/responses/Error"}
-               for code in ("400", "404", "422")}}}}
+                "schema": {"type": "string", "format": "binary"}}},
+                "headers": {"ETag": _header("The tile's version")}}}}}
+    paths["/api/openapi.json"] = {"get": {"summary": "This document", "parameters": [],
+                                          "responses": {"200": {"description": "OK", "content": {
+                                              "application/json": {"schema": {
+                                                  "type": "object"}}}}}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "gridmap API", "version": "1",
@@ -706,20 +857,28 @@ def openapi_document():
                                 "token (Authorization: Bearer). Value domains: "
                                 "geodata/domains.py. Errors: {error: {code, message, "
                                 "details}}."},
-        "paths": paths,
+        "paths": _complete(paths),
         "components": {
             "schemas": {
                 "FeatureCollection": {"type": "object", "required": ["type", "features"],
-                                      "properties": {"type": {"type": "string"},
-                                                     "features": {"type": "array"}}},
+                                      "properties": {"type": {"type": "string",
+                                                              "enum": ["FeatureCollection"]},
+                                                     "features": {"type": "array",
+                                                                  "items": _FEATURE}}},
                 "Error": {"type": "object", "required": ["error"], "properties": {
                     "error": {"type": "object", "required": ["code", "message", "details"],
                               "properties": {"code": {"type": "string"},
                                              "message": {"type": "string"},
                                              "details": {"type": "object"}}}}},
             },
-            "responses": {"Error": {"description": "Error", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "responses": {
+                "Error": {"description": "Error", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Unavailable": {"description": "The database is down or busy: retry later",
+                                "headers": {"Retry-After": _header(
+                                    "Seconds to wait", {"type": "integer", "minimum": 0})},
+                                "content": {"application/json": {"schema": {
+                                    "$ref": "#/components/schemas/Error"}}}}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

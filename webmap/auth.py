@@ -114,7 +114,8 @@ ACCOUNT_HEADER = "X-Gridmap-User"
 def _check_account():
     """Refuse a request sent for another account than the one logged in (after ``_load_user``)."""
     expected = request.headers.get(ACCOUNT_HEADER)
-    if expected is None:
+    # No route or method matched: the 404 or 405 (with Allow) says more, and nothing runs.
+    if expected is None or request.routing_exception is not None:
         return
     user = g.get("user")
     if user is None or user.username != unquote(expected, errors="replace"):

@@ -59,8 +59,10 @@ def idempotent(view):
         raw = request.headers.get(HEADER)
         if raw is None:
             return view(*args, **kwargs)
-        key = idempotency.check_key(raw)
+        # Credentials first: an anonymous request is 401 whatever its key (the document's
+        # order, and Schemathesis' missing_required_header check).
         user = current_user()
+        key = idempotency.check_key(raw)
         method_path = f"{request.method} {request.path}"
         digest = idempotency.request_hash(method_path, _body_parts())
         stored = idempotency.find(get_session(), user.id, key)

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, g, render_template, request, url_for
 
+from geodata import domains
 from geodata.errors import BadRequestError, GridmapError
 from geodata.services import features
 from webmap.api import single_arg, today
@@ -238,6 +239,16 @@ def _param(name, description, schema, where="query"):
             "description": description, "schema": schema}
 
 
+_DAY = (r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-"
+        r"(0[1-9]|[12][0-9]|3[01])")
+_INSTANT = (rf"{_DAY}([Tt ]([01][0-9]|2[0-3])(:[0-5][0-9]){{2}}(\.[0-9]+)?"
+            rf"([Zz]|[+-][0-9]{{2}}:[0-9]{{2}}))?")
+#: ``datetime`` as :func:`geodata.services.features.parse_datetime` reads it (a 30 February
+#: and an interval's order are left to it: 400).
+_DATETIME = {"type": "string", "pattern": rf"^({_INSTANT}|({_INSTANT}|\.\.)?/{_INSTANT}|"
+                                          rf"{_INSTANT}/(\.\.)?)$"}
+
+
 def openapi_document():
     """Return the OpenAPI 3.0 document (a dict) of the ``/ogcapi`` routes."""
     f = _param("f", "Response format (default: Accept header, else json)",
@@ -260,21 +271,31 @@ def openapi_document():
     }
     for c in features.COLLECTIONS.values():
         params = [
-            _param("bbox", "minx,miny,maxx,maxy in CRS84 degrees", {
-                "type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}})
+            _param("bbox", "minx,miny,maxx,maxy in CRS84 degrees (or six with heights)", {
+                "type": "array", "items": {"type": "number", "minimum": -180, "maximum": 180},
+                "anyOf": [
+                    {"minItems": n, "maxItems": n} for n in (4, 6)]})
             | {"style": "form", "explode": False},
-            _param("limit", "Page size (larger values are served as the maximum)", {
-                "type": "integer", "minimum": 1, "maximum": features.MAX_LIMIT,
-                "default": features.DEFAULT_LIMIT}),
+            # No maximum: a larger value is served as the maximum, not refused.
+            _param("limit", f"Page size (above {features.MAX_LIMIT} served as "
+                   f"{features.MAX_LIMIT})", {"type": "integer", "minimum": 1,
+                                              "default": features.DEFAULT_LIMIT}),
             _param("offset", "Index of the first feature of the page",
                    {"type": "integer", "minimum": 0, "maximum": features.MAX_OFFSET})]
         if c.temporal:
             params.append(_param("datetime", "found_date: an RFC 3339 date or date-time, or an "
-                                 "interval a/b, ../b, a/..", {"type": "string"}))
+                                 "interval a/b, ../b, a/..", _DATETIME))
         for q in c.queryables:
-            schema = {"type": q.type} | ({"enum": list(q.enum)} if q.enum else {})
-            if q.type == "string":
-                schema["maxLength"] = 200
+            # The domains features.parse_filters reads them with (geodata/domains.py).
+            if q.enum:
+                schema = {"type": q.type, "enum": list(q.enum)}
+            elif q.type == "integer":
+                schema = domains.integer_schema(0, 999_999_999)
+            elif q.type == "string":
+                schema = (domains.code_schema("grid") if q.name in features.CODE_QUERYABLES
+                          else domains.text_schema("name", required=True))
+            else:
+                schema = {"type": q.type}
             params.append(_param(q.name, q.description or q.name, schema))
         paths[f"/collections/{c.id}/items"] = get(f"{c.title}: features", params, GEOJSON)
         paths[f"/collections/{c.id}/items/{{featureId}}"] = get(

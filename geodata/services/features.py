@@ -270,7 +270,7 @@ def parse_datetime(text):
 
 
 #: Codes are stored normalised (NFKC, trimmed, upper case): filter values are too.
-_CODES = {"park", "code", "parent", "grid", "credit_code"}
+CODE_QUERYABLES = {"park", "code", "parent", "grid", "credit_code"}
 
 
 def parse_filters(collection, args):
@@ -288,7 +288,8 @@ def parse_filters(collection, args):
         q = collection.queryable(name)
         try:
             # the import rules: NFC, no control characters (PostgreSQL refuses NUL), <= 200
-            text = attr.code(raw, field=name) if name in _CODES else attr.text(raw, field=name)
+            text = (attr.code(raw, field=name) if name in CODE_QUERYABLES
+                    else attr.text(raw, field=name))
         except FeatureError as exc:
             raise _bad(name, f"{name}: {exc.reason}", "invalid_filter") from None
         if q.type == "integer":
