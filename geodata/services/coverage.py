@@ -189,7 +189,7 @@ def rate_counts(session, park, enterprises=None, no_grid_codes=None):
             "grids": int(level1), "staffed": int(staffed)}
 
 
-def check_park(session, park, *, tolerance_m=0.01, client=None, workers_read=True):
+def check_park(session, park, *, tolerance_m=0.01, client=None, workers_read=True, threads=1):
     """Check a stored park: its active grids against its boundary, and its sites.
 
     With a Dask ``client`` (``distributed.Client``) the level-1 stages run
@@ -198,7 +198,8 @@ def check_park(session, park, *, tolerance_m=0.01, client=None, workers_read=Tru
     their partitions' grids from this session's database themselves
     (:class:`geodata.batch.StoredGrids`) and nothing but envelopes passes
     through this process; without it this process reads the grids and sends
-    each partition its cells.
+    each partition its cells.  Without a client, ``threads`` threads of this
+    process share the geometry work (:func:`geodata.coverage.check_coverage`).
 
     Returns
     -------
@@ -210,7 +211,7 @@ def check_park(session, park, *, tolerance_m=0.01, client=None, workers_read=Tru
     enterprises = enterprise_sites(session, park)
     if client is None or not workers_read:
         cells, codes, parent_codes = grid_cells(session, park)
-        check, options = check_coverage, {}
+        check, options = check_coverage, {"threads": threads}
         if client is not None:
             from geodata.partition import check_partitioned
 
