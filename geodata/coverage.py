@@ -320,12 +320,13 @@ def _overlap_pairs(geoms, flagged, group):
     return pairs[:, 0], pairs[:, 1]
 
 
-def _invalid_edges(geoms, pool, threads):
+def _invalid_edges(geoms, pool, threads, meanwhile=None):
     """``shapely.coverage_invalid_edges`` of a coverage, in halo strips on ``pool`` if given.
 
     The validator compares each cell with the cells whose envelopes meet
     its own (without a gap width), and a strip's halo holds all of those,
-    so every cell gets the same invalid edges as in one call.
+    so every cell gets the same invalid edges as in one call.  With a pool,
+    ``meanwhile`` (if given) runs in this thread while the strips are validated.
     """
     if pool is None or len(geoms) < 2:
         return shapely.coverage_invalid_edges(geoms)
@@ -333,6 +334,8 @@ def _invalid_edges(geoms, pool, threads):
 
     strips = list(halo_strips(shapely.bounds(geoms), _STRIPS_PER_THREAD * threads))
     runs = [pool.submit(shapely.coverage_invalid_edges, geoms[halo]) for _, halo in strips]
+    if meanwhile is not None:
+        meanwhile()
     edges = np.empty(len(geoms), dtype=object)
     for (owned, halo), run in zip(strips, runs):
         edges[owned] = run.result()[np.searchsorted(halo, owned)]
@@ -532,6 +535,15 @@ def _check(cells, codes, parent_codes, park, enterprises, tolerance_m, gap_width
     # Cells the coverage validator flagged at their own level (global index).
     flagged_any = np.zeros(len(cells), dtype=bool)
     visited = np.zeros(len(cells), dtype=bool)
+    sites = None
+
+    def level1_sites():
+        # This thread's share while the pool validates level 1: the sites
+        # (they need only the level-1 cells) and this thread's PROJ transformer.
+        nonlocal sites
+        crs.transformer(crs.STORAGE_SRID, engine.epsg)
+        sites = _check_enterprises(enterprises, work[top], found.codes[top], engine)
+
     for level, idx, parents in _levels(parent_idx, use):
         visited[idx] = True
         geoms = work[idx]
@@ -548,7 +560,8 @@ def _check(cells, codes, parent_codes, park, enterprises, tolerance_m, gap_width
         # Started before the validation, so it runs beside it on the pool.
         overlay = (pool.submit(_park_overlay, geoms, park)
                    if pool is not None and level == 1 and park is not None else None)
-        flagged = _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m)
+        flagged = _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m,
+                                   level1_sites if level == 1 else None)
         flagged_any[idx] = flagged
         _overlaps(found, idx, geoms, flagged, group)
         if cells_only:
@@ -564,7 +577,8 @@ def _check(cells, codes, parent_codes, park, enterprises, tolerance_m, gap_width
     unreachable = np.flatnonzero(use & ~visited)
     invalid += _unreachable(found, unreachable)
     invalid_geoms += list(cells[unreachable])
-    sites = _check_enterprises(enterprises, work[top], found.codes[top], engine)
+    if sites is None:
+        sites = _check_enterprises(enterprises, work[top], found.codes[top], engine)
     return found.report(invalid, invalid_geoms, sites, tolerance_m, len(cells))
 
 
@@ -637,8 +651,11 @@ def _choose_epsg(metric_epsg, park, work, use):
     return crs.metric_epsg(0.0, 0.0)
 
 
-def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m):
-    """Stage 3 (per level): GEOS coverage validation; return the cells it flagged."""
+def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m, meanwhile=None):
+    """Stage 3 (per level): GEOS coverage validation; return the cells it flagged.
+
+    ``meanwhile`` is called in this thread while the pool validates, if there is one.
+    """
     engine = found.engine
     if cells_only and gap_width_m > 0:
         # GEOS measures gap width in CRS units, so this one runs in metres.
@@ -647,7 +664,7 @@ def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m):
             engine.epsg,
         )
     else:
-        edges = _invalid_edges(geoms, found.pool, found.threads)
+        edges = _invalid_edges(geoms, found.pool, found.threads, meanwhile)
     flagged = ~shapely.is_empty(edges)
 
     if level == 1:
