@@ -227,6 +227,42 @@ def test_threads_below_one_are_refused(threads):
         check_coverage(cells, codes, park=park, threads=threads)
 
 
+def test_check_park_reads_without_cycle_collections_and_restores_the_collector(db_url, engine):
+    """The collector sleeps while a stored park is read and checked, and wakes up after.
+
+    Also after an error, and it stays off for a caller that had turned it off.
+    """
+    import gc
+
+    load_demo(engine, today=date(2025, 11, 30))
+    runs = []
+
+    def count(phase, info):
+        if phase == "start":
+            runs.append(info["generation"])
+
+    with session_scope(engine) as session:
+        park = get_park(session, PARK_CODE)
+        check_park(session, park)  # warm: the mappers, the PROJ transformer
+        gc.callbacks.append(count)
+        try:
+            result, _ = check_park(session, park, threads=2)
+            assert runs == [] and gc.isenabled() and result["valid"]
+            with pytest.raises(ValueError, match="threads must be at least 1"):
+                check_park(session, park, threads=0)
+            assert gc.isenabled()
+            gc.disable()
+            try:
+                check_park(session, park)
+                assert not gc.isenabled()
+            finally:
+                gc.enable()
+        finally:
+            gc.callbacks.remove(count)
+    gc.collect()
+    assert runs  # the callback itself was listening
+
+
 def test_halo_strips_own_every_cell_once_and_hold_its_neighbours():
     """Each cell has one owner strip, whose halo holds every cell its envelope meets."""
     cells, _, _ = lattice(9, 7, 3, grown={4, 30})
