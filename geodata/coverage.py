@@ -48,9 +48,19 @@ every cell involved in an overlap or a mismatched edge.  Pairwise
 intersections are computed only for STRtree candidate pairs of those cells;
 the union is ``coverage_union`` of the clean cells (linear time) plus an
 overlay union of the few problem cells; gaps are ``park - union``.
+
+With ``threads`` above 1 the GEOS calls that release the GIL run on a
+thread pool: the coverage validation in vertical strips with a halo
+(:func:`geodata.partition.halo_strips`; each cell's invalid edges are
+computed against the same neighbours as in one call), and, while it runs,
+the union of all level-1 cells and its differences with the park, kept when
+the validator flags no cell (then they are the very calls the single thread
+makes).  The findings are the same as with one thread.
 """
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +77,19 @@ _POINTS = (0, 4)
 # circle are enough for that and keep the erosion cheap.
 _ERODE_QUAD_SEGS = 2
 _GEOJSON_DECIMALS = 9  # ~0.1 mm at the equator
+#: Strips of the coverage validation per thread: more than one evens out
+#: strips of unequal cost and the thread that runs the union first.
+_STRIPS_PER_THREAD = 2
+
+
+def default_threads():
+    """Threads of one check by default: the cores this process may use, at most 2.
+
+    The figures in docs/scaling.md come from a 2-core machine; more threads
+    were not measured.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 2))
 
 
 @dataclass
@@ -302,6 +325,34 @@ def _overlap_pairs(geoms, flagged, group):
     return pairs[:, 0], pairs[:, 1]
 
 
+def _invalid_edges(geoms, pool, threads, meanwhile=None):
+    """``shapely.coverage_invalid_edges`` of a coverage, in halo strips on ``pool`` if given.
+
+    The validator compares each cell with the cells whose envelopes meet
+    its own (without a gap width), and a strip's halo holds all of those,
+    so every cell gets the same invalid edges as in one call.  With a pool,
+    ``meanwhile`` (if given) runs in this thread while the strips are validated.
+    """
+    if pool is None or len(geoms) < 2:
+        return shapely.coverage_invalid_edges(geoms)
+    from geodata.partition import halo_strips
+
+    strips = list(halo_strips(shapely.bounds(geoms), _STRIPS_PER_THREAD * threads))
+    runs = [pool.submit(shapely.coverage_invalid_edges, geoms[halo]) for _, halo in strips]
+    if meanwhile is not None:
+        meanwhile()
+    edges = np.empty(len(geoms), dtype=object)
+    for (owned, halo), run in zip(strips, runs):
+        edges[owned] = run.result()[np.searchsorted(halo, owned)]
+    return edges
+
+
+def _park_overlay(geoms, park):
+    """Union of level-1 cells none of which is flagged, the park minus it and it minus the park."""
+    union = _union(geoms, np.zeros(len(geoms), dtype=bool))
+    return union, shapely.difference(park, union), shapely.difference(union, park)
+
+
 def _union(geoms, flagged):
     """Union of cells: coverage_union of clean cells, overlay union of the rest."""
     clean = shapely.coverage_union_all(geoms[~flagged])
@@ -392,6 +443,7 @@ def check_coverage(
     metric_epsg=None,
     top_level=None,
     prepare=None,
+    threads=1,
 ):
     """Check that grids tile the park and that sub-grids tile their parents.
 
@@ -433,6 +485,9 @@ def check_coverage(
         ``top_level``, where the workers validate the level-1 cells they
         own).  Called as ``prepare(cells, codes, parent_codes, parent_idx)``;
         returns what the internal ``_prepare_cells`` returns for all cells.
+    threads : int, default 1
+        Threads of this process for the GEOS work that releases the GIL (see
+        the module docstring); the findings do not depend on it.
 
     Returns
     -------
@@ -452,8 +507,8 @@ def check_coverage(
     Raises
     ------
     ValueError
-        If ``codes`` (or ``parent_codes``) do not match ``cells`` in length
-        or codes are not unique.
+        If ``codes`` (or ``parent_codes``) do not match ``cells`` in length,
+        codes are not unique or ``threads`` is below 1.
 
     Notes
     -----
@@ -462,16 +517,38 @@ def check_coverage(
     only, against the park, or against the parents); then the whole park as
     a gap when no level-1 grid is usable, unreachable cells and enterprises.
     """
+    if int(threads) < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if int(threads) == 1:
+        return _check(cells, codes, parent_codes, park, enterprises, tolerance_m, gap_width_m,
+                      metric_epsg, top_level, prepare, None, 1)
+    with ThreadPoolExecutor(int(threads), thread_name_prefix="coverage") as pool:
+        return _check(cells, codes, parent_codes, park, enterprises, tolerance_m, gap_width_m,
+                      metric_epsg, top_level, prepare, pool, int(threads))
+
+
+def _check(cells, codes, parent_codes, park, enterprises, tolerance_m, gap_width_m, metric_epsg,
+           top_level, prepare, pool, threads):
+    """The stages of :func:`check_coverage`; ``pool``: a thread pool of ``threads``, or None."""
     cells, codes, parent_codes = _arguments(cells, codes, parent_codes)
     parent_idx = _parent_index(codes, parent_codes)
     prepare = prepare or _prepare_cells
     work, use, invalid, invalid_geoms = prepare(cells, codes, parent_codes, parent_idx)
     engine = _Engine(int(_choose_epsg(metric_epsg, park, work, use)), float(tolerance_m))
-    found = _Findings(engine, np.asarray(codes, dtype=object))
+    found = _Findings(engine, np.asarray(codes, dtype=object), pool, threads)
     top = np.empty(0, dtype=int)
     # Cells the coverage validator flagged at their own level (global index).
     flagged_any = np.zeros(len(cells), dtype=bool)
     visited = np.zeros(len(cells), dtype=bool)
+    sites = None
+
+    def level1_sites():
+        # This thread's share while the pool validates level 1: the sites
+        # (they need only the level-1 cells) and this thread's PROJ transformer.
+        nonlocal sites
+        crs.transformer(crs.STORAGE_SRID, engine.epsg)
+        sites = _check_enterprises(enterprises, work[top], found.codes[top], engine)
+
     for level, idx, parents in _levels(parent_idx, use):
         visited[idx] = True
         geoms = work[idx]
@@ -485,13 +562,17 @@ def check_coverage(
         if level == 1 and park is not None and top_level is not None:
             flagged_any[idx] = top_level(found, idx, geoms, park)
             continue
-        flagged = _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m)
+        # Started before the validation, so it runs beside it on the pool.
+        overlay = (pool.submit(_park_overlay, geoms, park)
+                   if pool is not None and level == 1 and park is not None else None)
+        flagged = _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m,
+                                   level1_sites if level == 1 else None)
         flagged_any[idx] = flagged
         _overlaps(found, idx, geoms, flagged, group)
         if cells_only:
             _cells_only_gaps(found, geoms, flagged, gap_width_m)
         elif level == 1:
-            _park_gaps_and_outside(found, idx, geoms, flagged, park)
+            _park_gaps_and_outside(found, idx, geoms, flagged, park, overlay)
         else:
             _parent_gaps_and_outside(found, idx, geoms, flagged, group, work[container_idx],
                                      found.codes[container_idx],
@@ -501,7 +582,8 @@ def check_coverage(
     unreachable = np.flatnonzero(use & ~visited)
     invalid += _unreachable(found, unreachable)
     invalid_geoms += list(cells[unreachable])
-    sites = _check_enterprises(enterprises, work[top], found.codes[top], engine)
+    if sites is None:
+        sites = _check_enterprises(enterprises, work[top], found.codes[top], engine)
     return found.report(invalid, invalid_geoms, sites, tolerance_m, len(cells))
 
 
@@ -511,6 +593,8 @@ class _Findings:
 
     engine: _Engine
     codes: np.ndarray
+    pool: ThreadPoolExecutor | None = None
+    threads: int = 1
     gaps: list = field(default_factory=list)
     overlaps: list = field(default_factory=list)
     outside: list = field(default_factory=list)
@@ -572,8 +656,11 @@ def _choose_epsg(metric_epsg, park, work, use):
     return crs.metric_epsg(0.0, 0.0)
 
 
-def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m):
-    """Stage 3 (per level): GEOS coverage validation; return the cells it flagged."""
+def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m, meanwhile=None):
+    """Stage 3 (per level): GEOS coverage validation; return the cells it flagged.
+
+    ``meanwhile`` is called in this thread while the pool validates, if there is one.
+    """
     engine = found.engine
     if cells_only and gap_width_m > 0:
         # GEOS measures gap width in CRS units, so this one runs in metres.
@@ -582,7 +669,7 @@ def _unmatched_edges(found, idx, geoms, group, level, cells_only, gap_width_m):
             engine.epsg,
         )
     else:
-        edges = shapely.coverage_invalid_edges(geoms)
+        edges = _invalid_edges(geoms, found.pool, found.threads, meanwhile)
     flagged = ~shapely.is_empty(edges)
 
     if level == 1:
@@ -653,14 +740,20 @@ def _cells_only_gaps(found, geoms, flagged, gap_width_m):
     ]
 
 
-def _park_gaps_and_outside(found, idx, geoms, flagged, park):
-    """Stage 5b (level 1): park area no grid covers, and grid area outside the park."""
+def _park_gaps_and_outside(found, idx, geoms, flagged, park, overlay=None):
+    """Stage 5b (level 1): park area no grid covers, and grid area outside the park.
+
+    ``overlay`` is the future of :func:`_park_overlay` started beside the
+    validation; its result is the one wanted when no cell was flagged.
+    """
     engine = found.engine
-    union = _union(geoms, flagged)
-    park_gaps(found, park, shapely.difference(park, union))
-    out_parts, _, _ = engine.wide_parts(
-        [shapely.difference(union, park)], np.zeros(1, dtype=int)
-    )
+    if overlay is not None and not flagged.any():
+        union, uncovered, outside = overlay.result()
+    else:
+        union = _union(geoms, flagged)
+        uncovered, outside = shapely.difference(park, union), shapely.difference(union, park)
+    park_gaps(found, park, uncovered)
+    out_parts, _, _ = engine.wide_parts([outside], np.zeros(1, dtype=int))
     if len(out_parts):
         tree = shapely.STRtree(geoms)
         q_part, q_cell = tree.query(out_parts, predicate="intersects")

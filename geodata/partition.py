@@ -91,7 +91,8 @@ from geodata import coverage
 from geodata.coverage import check_coverage
 from geodata.errors import ConflictError
 
-__all__ = ["check_partitioned", "check_partition", "partition_tasks", "StoredCells"]
+__all__ = ["check_partitioned", "check_partition", "partition_tasks", "halo_strips",
+           "StoredCells"]
 
 #: Partitions per worker thread: enough to even out tiles of unequal cost.
 PARTITIONS_PER_WORKER = 4
@@ -376,6 +377,41 @@ def partition_tasks(source, remote, park, sites, k, epsg, tolerance_m):
                 "sites": (owned_sites, shapely.to_wkb(sites[owned_sites])),
                 "epsg": int(epsg), "tolerance_m": float(tolerance_m),
             }
+
+
+def halo_strips(envelopes, k):
+    """Cut cells into ``k`` vertical strips; yield (owned, halo) index arrays per strip.
+
+    For the threads of one process (:func:`geodata.coverage.check_coverage`
+    with ``threads``): the strips are cut at quantiles of the envelope
+    centres' x, as :func:`partition_tasks` cuts its columns, and each cell is
+    owned by the strip holding its centre (half-open, exactly one owner).
+    The halo is every cell whose envelope meets the strip's box widened by
+    its owned cells' envelopes, so it holds every cell whose envelope meets
+    an owned cell's: what the GEOS coverage validator compares a cell with.
+
+    Parameters
+    ----------
+    envelopes : ndarray of float, shape (n, 4)
+        ``minx, miny, maxx, maxy`` of each cell (finite).
+    k : int
+        Wanted number of strips (fewer when cells share their centres).
+
+    Yields
+    ------
+    owned, halo : ndarray of int
+        Ascending cell indices; ``owned`` is a subset of ``halo``.
+    """
+    cx = (envelopes[:, 0] + envelopes[:, 2]) / 2
+    xs = _edges(cx, k, -np.inf, np.inf)
+    strip = _bin(cx, xs)
+    for c in range(k):
+        owned = np.flatnonzero(strip == c)
+        if not len(owned):
+            continue
+        box = np.array([min(xs[c], envelopes[owned, 0].min()), -np.inf,
+                        max(xs[c + 1], envelopes[owned, 2].max()), np.inf])
+        yield owned, np.flatnonzero(_meets(envelopes, box))
 
 
 def _meets(bounds, box):

@@ -148,9 +148,38 @@ def test_cells_only_mode_reports_overlap(runner, tmp_path):
     assert report["park_area_m2"] is None
 
 
+def test_threads_give_the_same_report_and_exit_code(runner, engine):
+    """``--threads`` shares the geometry work of one process; the JSON stays byte for byte.
+
+    On the demo park with planted problems at both levels: overlaps, a gap,
+    an invalid (bow-tie) grid, a sub-grid outside its parent, a site split
+    across two grids and one in no grid.
+    """
+    from tests.test_partition import plant_problems
+
+    load_demo(engine, today=date(2025, 11, 30))
+    plant_problems(engine)
+    outputs = {}
+    for threads in ("1", "2", "3"):
+        for fmt in ("json", "geojson"):
+            result = runner("check", "--park", "FGKFQ", "--format", fmt, "--threads", threads)
+            assert result.exit_code == 1, result.output[:500]
+            outputs[threads, fmt] = result.output
+    report = json.loads(outputs["1", "json"])
+    assert report["overlaps"] and report["gaps"] and report["invalid_grids"]
+    assert report["outside_park"] and report["enterprises"]["no_grid"]
+    assert report["enterprises"]["multi_grid"]
+    for fmt in ("json", "geojson"):
+        assert outputs["2", fmt] == outputs["1", fmt] == outputs["3", fmt]
+    assert runner("check", "--park", "FGKFQ", "--format", "json").output == outputs["1", "json"]
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "give exactly one of"),
     (["--park", "NOPE"], "no park with code 'NOPE'"),
+    (["--park", "NOPE", "--threads", "0"], "0 is not in the range"),
+    (["--all", "--threads", "2"], "--threads works with --park or files"),
+    (["--park", "NOPE", "--workers", "2", "--threads", "2"], "--threads works with"),
 ])
 def test_bad_usage_exits_2(runner, args, message):
     result = runner("check", *args)

@@ -60,24 +60,34 @@ def test_every_machine_output_spells_format_the_same():
             assert fmt[0].opts == ["--format"] and "json" in fmt[0].type.choices, path
 
 
+#: What ``check --park`` (one process, any --threads) must not import: the
+#: tables (pandas), file formats (pyogrio), Dask (only with --workers or
+#: --scheduler), migrations (the revision is read as a row), the web tier.
+NOT_FOR_CHECK = ("pandas", "geopandas", "pyogrio", "dask", "distributed", "alembic", "flask",
+                 "folium", "branca", "jinja2", "webmap", "mapbox_vector_tile", "openpyxl")
+
+
 def test_check_park_reads_the_database_without_pandas(db_url, engine):
     """``check --park`` (the coverage check of a stored park) needs neither pandas nor pyogrio.
 
     Their imports cost more than reading 10^5 grids; on SpatiaLite the
     bundled GDAL is still loaded before mod_spatialite (geodata.storage).
+    Nor Dask, Alembic or the web tier (:data:`NOT_FOR_CHECK`), with one
+    thread or the default threads.
     """
     from datetime import date
 
     from geodata.services.demo_loader import load_demo
 
     load_demo(engine, today=date(2025, 11, 30))
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "geodata.cli", "check", "--park", "FGKFQ",
-         "--format", "json"], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "GRIDMAP_DATABASE_URL": db_url})
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout)["valid"] is True
-    modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
-               if line.startswith("import time:")}
-    assert "geodata.services.coverage" in modules
-    assert sorted(m for m in modules if m.split(".")[0] in ("pandas", "geopandas", "pyogrio")) == []
+    for threads in ([], ["--threads", "1"]):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "geodata.cli", "check", "--park", "FGKFQ",
+             "--format", "json", *threads], capture_output=True, text=True, timeout=300,
+            env={**os.environ, "GRIDMAP_DATABASE_URL": db_url})
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert json.loads(result.stdout)["valid"] is True
+        modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                   if line.startswith("import time:")}
+        assert "geodata.services.coverage" in modules
+        assert sorted(m for m in modules if m.split(".")[0] in NOT_FOR_CHECK) == [], threads

@@ -31,7 +31,7 @@ from geodata.errors import ConflictError
 from geodata.batch import StoredGrids, local_cluster_options
 from geodata.models import Enterprise, Grid, Park
 from geodata.models.base import to_element, to_shapes
-from geodata.partition import StoredCells, check_partitioned
+from geodata.partition import StoredCells, check_partitioned, halo_strips
 from geodata.services.coverage import (check_park, enterprise_sites, grid_cells,
                                        grid_geometries, grid_layout)
 from geodata.services.demo_loader import load_demo
@@ -164,6 +164,117 @@ def test_partitioned_merge_equals_single_process(spec, partitions):
     merged = check_partitioned(cells, codes, park=park, metric_epsg=EPSG,
                                partitions=partitions)
     assert_same(single.to_dict(), merged.to_dict())
+
+
+def sub_grids(cells, codes, seed):
+    """Children of some level-1 cells: each cut in two at its centre, one child sometimes grown."""
+    rng = np.random.default_rng(seed)
+    children, child_codes, parents = [], [], []
+    for cell, code in zip(cells, codes):
+        if rng.random() < 0.5 or not cell.is_valid:  # a bow-tie cannot be cut
+            continue
+        x0, y0, x1, y1 = cell.bounds
+        cut = x0 + (x1 - x0) * rng.uniform(0.3, 0.7)
+        halves = [shapely.intersection(cell, shapely.box(x0 - 1, y0 - 1, cut, y1 + 1)),
+                  shapely.intersection(cell, shapely.box(cut, y0 - 1, x1 + 1, y1 + 1))]
+        if rng.random() < 0.2:
+            halves[1] = shapely.affinity.scale(halves[1], 1.2, 1.2)
+        for k, half in enumerate(halves):
+            children.append(half)
+            child_codes.append(f"{code}-{k}")
+            parents.append(code)
+    return children, child_codes, parents
+
+
+def random_sites(park, seed, n=12):
+    """Points and small squares (EPSG:4326) around and inside the park, one of them empty."""
+    rng = np.random.default_rng(seed)
+    x0, y0, x1, y1 = park.bounds
+    xs, ys = rng.uniform(x0 - 1e-3, x1 + 1e-3, n), rng.uniform(y0 - 1e-3, y1 + 1e-3, n)
+    sites = [shapely.Point(x, y) if k % 2 else shapely.box(x, y, x + 4e-4, y + 3e-4)
+             for k, (x, y) in enumerate(zip(xs, ys))]
+    return [(f"site {k}", f"CC{k:03d}", g) for k, g in enumerate(sites + [shapely.Polygon()])]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(planted, st.integers(2, 4), st.booleans(), st.booleans())
+def test_threads_give_the_single_thread_report(spec, threads, with_park, with_children):
+    """``threads`` (strips of the validation, the overlay beside it) changes nothing.
+
+    Not the same point sets: the same JSON, byte for byte, and the same
+    GeoJSON of the problems, with gaps, overlaps, invalid cells, outside
+    parts, sub-grids and sites planted at random.
+    """
+    cells, codes, park = lattice(**spec)
+    parents = [None] * len(codes)
+    if with_children:
+        children, child_codes, child_parents = sub_grids(cells, codes, spec["seed"])
+        cells = np.concatenate([cells, np.array(children, dtype=object)])
+        codes, parents = codes + child_codes, parents + child_parents
+    options = {"park": park if with_park else None, "metric_epsg": EPSG,
+               "enterprises": random_sites(park, spec["seed"]) if with_park else None,
+               "gap_width_m": 0.0 if with_park else 5.0}
+    single = check_coverage(cells, codes, parents, **options)
+    threaded = check_coverage(cells, codes, parents, threads=threads, **options)
+    assert json.dumps(threaded.to_dict()) == json.dumps(single.to_dict())
+    assert json.dumps(threaded.to_geojson()) == json.dumps(single.to_geojson())
+
+
+@pytest.mark.parametrize("threads", [0, -1])
+def test_threads_below_one_are_refused(threads):
+    cells, codes, park = lattice(3, 3, 0)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        check_coverage(cells, codes, park=park, threads=threads)
+
+
+def test_check_park_reads_without_cycle_collections_and_restores_the_collector(db_url, engine):
+    """The collector sleeps while a stored park is read and checked, and wakes up after.
+
+    Also after an error, and it stays off for a caller that had turned it off.
+    """
+    import gc
+
+    load_demo(engine, today=date(2025, 11, 30))
+    runs = []
+
+    def count(phase, info):
+        if phase == "start":
+            runs.append(info["generation"])
+
+    with session_scope(engine) as session:
+        park = get_park(session, PARK_CODE)
+        check_park(session, park)  # warm: the mappers, the PROJ transformer
+        gc.callbacks.append(count)
+        try:
+            result, _ = check_park(session, park, threads=2)
+            assert runs == [] and gc.isenabled() and result["valid"]
+            with pytest.raises(ValueError, match="threads must be at least 1"):
+                check_park(session, park, threads=0)
+            assert gc.isenabled()
+            gc.disable()
+            try:
+                check_park(session, park)
+                assert not gc.isenabled()
+            finally:
+                gc.enable()
+        finally:
+            gc.callbacks.remove(count)
+    gc.collect()
+    assert runs  # the callback itself was listening
+
+
+def test_halo_strips_own_every_cell_once_and_hold_its_neighbours():
+    """Each cell has one owner strip, whose halo holds every cell its envelope meets."""
+    cells, _, _ = lattice(9, 7, 3, grown={4, 30})
+    envelopes = shapely.bounds(cells)
+    strips = list(halo_strips(envelopes, 4))
+    assert len(strips) == 4
+    owned = np.concatenate([o for o, _ in strips])
+    assert sorted(owned.tolist()) == list(range(len(cells)))
+    tree = shapely.STRtree(shapely.box(*envelopes.T))
+    for own, halo in strips:
+        near = np.unique(tree.query(shapely.box(*envelopes[own].T))[1])
+        assert set(near.tolist()) <= set(halo.tolist())
 
 
 def test_partitions_on_a_local_cluster_give_the_single_process_findings():

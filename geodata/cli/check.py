@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from geodata.cli.context import (PlainFloatRange, check_park_scope, emit_table, format_option,
-                                 on_every_park, park_scope_options, pass_context,
+from geodata.cli.context import (PlainFloatRange, PlainIntRange, check_park_scope, emit_table,
+                                 format_option, on_every_park, park_scope_options, pass_context,
                                  stored_park_codes, write_output)
 from geodata.errors import ConflictError, GridmapError
 
@@ -36,12 +36,16 @@ def rates_text(rates):
 @click.option("--gap-width-m", type=PlainFloatRange(min=0), default=0.0, show_default=True,
               help="Without --park-file: report gaps narrower than this (metres).")
 @click.option("--crs", help="CRS for files that declare none, e.g. EPSG:4547.")
+@click.option("--threads", type=PlainIntRange(1, 64),
+              help="Threads of this process for the geometry work (--park without Dask, or "
+                   "files); the findings do not depend on it.  [default: the cores, at most 2; "
+                   "1 runs everything in one thread]")
 @format_option(("text", "json", "geojson"))
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--require-parks", is_flag=True, help="With --all: exit 1 when there are none.")
 @pass_context
 def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
-          enterprises_file, tolerance_m, gap_width_m, crs, fmt, out, require_parks):
+          enterprises_file, tolerance_m, gap_width_m, crs, threads, fmt, out, require_parks):
     """Check that grids tile the park edge to edge with no overlaps (横向到边、纵向到底).
 
     Exit 0 when the coverage is valid, 1 when problems are found, 2 on bad input.
@@ -49,10 +53,14 @@ def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
     check_park_scope(park_code, all_parks, workers, scheduler, others=bool(grids_file))
     if grids_file and (workers > 1 or scheduler):
         raise click.UsageError("--workers and --scheduler work with --park or --all")
+    if threads is not None and (all_parks or workers > 1 or scheduler):
+        raise click.UsageError("--threads works with --park or files, without --all, "
+                               "--workers or --scheduler")
     if all_parks:
         _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks)
     if park_code:
         from geodata.batch import dask_client
+        from geodata.coverage import default_threads
         from geodata.services.coverage import check_park
         from geodata.services.parks import get_park
         from geodata.storage import session_scope
@@ -64,10 +72,11 @@ def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
                 # LocalCluster shares this machine's cores, where reading here
                 # and sending the cells measured 1.5-2x faster (docs/scaling.md).
                 result, report = check_park(session, park, tolerance_m=tolerance_m,
-                                            client=client, workers_read=bool(scheduler))
+                                            client=client, workers_read=bool(scheduler),
+                                            threads=threads or default_threads())
     else:
         result, report = _check_files(park_file, grids_file, enterprises_file, crs,
-                                      tolerance_m, gap_width_m, obj.settings)
+                                      tolerance_m, gap_width_m, threads, obj.settings)
     if fmt == "json":
         text = json.dumps(result, ensure_ascii=False)
     elif fmt == "geojson":
@@ -99,12 +108,12 @@ def _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks):
 
 
 def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_width_m,
-                 settings):
+                 threads, settings):
     """File mode of ``gridmap check``: read the files (any importable format) and check."""
     import shapely
 
     from geodata import attributes as attr
-    from geodata.coverage import check_coverage
+    from geodata.coverage import check_coverage, default_threads
     from geodata.formats import read_layer
 
     limits = {"crs": crs, **settings.read_limits()}
@@ -135,7 +144,8 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     if enterprises_file:
         sites, _ = read_layer(enterprises_file, layer="enterprises", **limits)
     report = check_coverage(grids.geometry.to_numpy(), codes, parents, park=park,
-                            enterprises=sites, tolerance_m=tolerance_m, gap_width_m=gap_width_m)
+                            enterprises=sites, tolerance_m=tolerance_m, gap_width_m=gap_width_m,
+                            threads=threads or default_threads())
     return report.to_dict(), report
 
 
