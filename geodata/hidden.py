@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from geodata.models import Enterprise, Grid
 from geodata.models.base import to_shapes
-from geodata.storage import bbox_filter, in_batches
+from geodata.storage import boxes_filter, in_batches
 
 #: Share of a parcel's area that must lie in another site for it to count as inside.
 INSIDE_SHARE = 0.5
@@ -215,9 +215,9 @@ def hidden_units_among(session, park, enterprise_ids):
     The same answer as :func:`find_hidden_units` restricted to these
     enterprises, from the sites near them only: what holds a unit (a site
     covering it or having most of its area) intersects it, so every site
-    whose bounding box meets the bounding box of the enterprises' sites is
-    read (a spatial-index query), with their registered hosts, and that set
-    is classified by the same rule.  A grid's few enterprises are thus
+    whose bounding box meets the bounding box of one of the enterprises'
+    sites is read (spatial-index queries), with their registered hosts, and
+    that set is classified by the same rule.  A grid's few enterprises are thus
     classified without reading the park's 10^5 sites.
     """
     wanted = {}
@@ -225,9 +225,13 @@ def hidden_units_among(session, park, enterprise_ids):
         wanted.update(_rows(session, park, Enterprise.id.in_(batch)))
     if not wanted:
         return {}
-    box = shapely.total_bounds(to_shapes([site for _, site in wanted.values()]))
-    near = {**_rows(session, park, bbox_filter(session, Enterprise, Enterprise.site, box)),
-            **wanted}
+    # One box per enterprise, not their union: a page's enterprises may lie far apart.
+    boxes = shapely.bounds(to_shapes([site for _, site in wanted.values()]))
+    near = {}
+    for batch in in_batches(boxes.tolist(), 2000):
+        near.update(_rows(session, park, boxes_filter(session, Enterprise, Enterprise.site,
+                                                      batch)))
+    near.update(wanted)
     for batch in in_batches({h for h, _ in wanted.values() if h} - set(near)):
         near.update(_rows(session, park, Enterprise.id.in_(batch)))
     ids = sorted(near)
