@@ -11,6 +11,7 @@ never block the writer and a locked database turns into a clean 503.
 import ctypes
 import functools
 import importlib.util
+import math
 import os
 import sys
 import unicodedata
@@ -271,8 +272,17 @@ def boxes_filter(bind, model, column, boxes):
     thousand (four bound parameters each).
     """
     names = ("minx", "miny", "maxx", "maxy")
-    found = sa.values(*(sa.column(n, sa.Float) for n in names), name="boxes").data(
-        [tuple(float(v) for v in box) for box in boxes]).cte()  # SQLite: VALUES only in a CTE
+    numbers = [[float(v) for v in box] for box in boxes]
+    if not all(math.isfinite(v) for box in numbers for v in box):
+        raise ValueError("boxes_filter: a box bound is not a finite number")
+    # The bounds are written into the SQL as numbers (repr: exact, and only digits, sign,
+    # point and exponent), not as 4 bound parameters each: compiling thousands of
+    # parameters cost more than the query.
+    rows = ", ".join(f"({a!r}, {b!r}, {c!r}, {d!r})" for a, b, c, d in numbers)
+    found = sa.text(
+        "SELECT column1 AS minx, column2 AS miny, column3 AS maxx, column4 AS maxy "
+        f"FROM (VALUES {rows}) AS v").columns(
+            *(sa.column(n, sa.Float) for n in names)).subquery("boxes")
     table = getattr(model, "__table__", model)
     if backend_name(bind) == "postgresql":
         return table.c.id.in_(sa.select(table.c.id).join(found, column.op("&&")(

@@ -29,7 +29,7 @@ from geodata.services.grids import import_grids
 from geodata.services.parks import get_park
 from geodata.services.sites import import_enterprises
 from geodata.spatial import assign_to_cells
-from geodata.storage import session_scope
+from geodata.storage import boxes_filter, session_scope
 from tests.conftest import metric_box, metric_point
 from tests.ledger_helpers import build_park
 from webmap import create_app
@@ -253,3 +253,10 @@ def test_enterprise_pages_add_up_to_the_whole_list(db_url, engine, planted, tmp_
                 assert shapely.geometry.shape(f["geometry"]).equals_exact(sites[i], 1e-7)
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+def test_boxes_written_into_sql_must_be_finite_numbers():
+    """The bounds are written into the SQL text: anything but a finite number is refused."""
+    for bad in (float("nan"), float("inf"), "1); DROP TABLE enterprises; --"):
+        with pytest.raises(ValueError):
+            boxes_filter("sqlite", Enterprise, Enterprise.site, [(0, 0, 1, 1), (0, 0, bad, 1)])
