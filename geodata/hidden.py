@@ -6,8 +6,11 @@ An enterprise is a hidden sub-unit candidate when
   its area for a parcel, or the point itself for a gate-only site; or
 * its registered host (``host_id``) differs from where it actually sits.
 
-The detection is vectorised over the whole park (one STRtree query) and is
-the one function behind ``gridmap hidden-units``, the map and the API.
+The rule is one function (:func:`classify`) over a set of sites, vectorised
+(one STRtree query).  It runs over the whole park for the park's list
+(``gridmap hidden-units``, the API's list, the map), or over the sites near
+a few enterprises to tell which of them are hidden (a grid's summary and
+page, one page of the enterprise layer): :func:`hidden_units_among`.
 Geometries are EPSG:4326; the area shares compared here are ratios, so
 degrees² are fine and nothing is reported in them.
 """
@@ -21,7 +24,7 @@ import sqlalchemy as sa
 
 from geodata.models import Enterprise, Grid
 from geodata.models.base import to_shapes
-from geodata.storage import in_batches
+from geodata.storage import boxes_filter, in_batches
 
 #: Share of a parcel's area that must lie in another site for it to count as inside.
 INSIDE_SHARE = 0.5
@@ -96,7 +99,9 @@ def containers(sites, share=INSIDE_SHARE):
         ok[areal] = shared > share * areas[inner[areal]]
     inner, outer = inner[ok], outer[ok]
     # The innermost holder wins: sort by unit, then holder area, keep the first per unit.
-    keys = np.lexsort((areas[outer], inner))
+    # Equal areas fall to the lower index, not to the tree's output order: a local
+    # detection over a subset (same relative order) must pick the same holder.
+    keys = np.lexsort((outer, areas[outer], inner))
     inner, outer = inner[keys], outer[keys]
     first = np.r_[True, inner[1:] != inner[:-1]] if len(inner) else np.array([], dtype=bool)
     result[inner[first]] = outer[first]
@@ -150,8 +155,15 @@ def _sites(session, park_ids):
     return {pid: (ids, hosts, to_shapes(sites)) for pid, (ids, hosts, sites) in by_park.items()}
 
 
+def _rows(session, park, *where):
+    """``{id: (host id, WKB site)}`` of the park's enterprises matching ``where``."""
+    return {eid: (host_id, site) for eid, host_id, site in session.execute(sa.select(
+        Enterprise.id, Enterprise.host_id, sa.func.ST_AsBinary(Enterprise.site))
+        .where(Enterprise.park_id == park.id, *where))}
+
+
 def _classified(ids, host_ids, sites):
-    """:func:`classify` one park's enterprises: ``(registered, holder, reason)`` arrays."""
+    """:func:`classify` one set of enterprises: ``(registered, holder, reason)`` arrays."""
     index = {eid: i for i, eid in enumerate(ids)}
     registered = np.array([index.get(h, -1) if h else -1 for h in host_ids], dtype=np.int64)
     return (registered, *classify(sites, registered))
@@ -193,10 +205,55 @@ def hidden_units_page(session, park, limit=None, offset=0):
         Units to skip, in the order of :func:`find_hidden_units`.
     """
     ids, host_ids, sites = _sites(session, [park.id])[park.id]
+    found, unit = _hidden(session, ids, host_ids, sites)
+    return [unit(i) for i in found[offset:None if limit is None else offset + limit]], len(found)
+
+
+def hidden_units_among(session, park, enterprise_ids):
+    """``{enterprise id: HiddenUnit}`` for the hidden ones among ``enterprise_ids``.
+
+    The same answer as :func:`find_hidden_units` restricted to these
+    enterprises, from the sites near them only: what holds a unit (a site
+    covering it or having most of its area) intersects it, so every site
+    whose bounding box meets the bounding box of one of the enterprises'
+    sites is read (spatial-index queries), with their registered hosts, and
+    that set is classified by the same rule.  A grid's few enterprises are thus
+    classified without reading the park's 10^5 sites.
+    """
+    wanted = {}
+    for batch in in_batches(set(enterprise_ids)):
+        wanted.update(_rows(session, park, Enterprise.id.in_(batch)))
+    if not wanted:
+        return {}
+    # One box per enterprise, not their union: a page's enterprises may lie far apart.
+    boxes = shapely.bounds(to_shapes([site for _, site in wanted.values()]))
+    near = {}
+    for batch in in_batches(boxes.tolist(), 2000):
+        near.update(_rows(session, park, boxes_filter(session, Enterprise, Enterprise.site,
+                                                      batch)))
+    near.update(wanted)
+    for batch in in_batches({h for h, _ in wanted.values() if h} - set(near)):
+        near.update(_rows(session, park, Enterprise.id.in_(batch)))
+    ids = sorted(near)
+    found, unit = _hidden(session, ids, [near[i][0] for i in ids],
+                          to_shapes([near[i][1] for i in ids]), among=wanted)
+    return {u.enterprise_id: u for u in map(unit, found)}
+
+
+def _hidden(session, ids, host_ids, sites, among=None):
+    """Classify one set of enterprises (in id order); return ``(found, unit)``.
+
+    ``found`` lists the indices of the hidden ones (of those in ``among``, a
+    set of ids, if given) in the order of :func:`find_hidden_units`;
+    ``unit(i)`` builds the :class:`HiddenUnit` of index ``i``.  Names, grid
+    codes and hosts are read for the hidden ones only.
+    """
     if not ids:
-        return [], 0
+        return [], None
     registered, holder, reason = _classified(ids, host_ids, sites)
     found = np.flatnonzero(reason != None)  # noqa: E711 - numpy elementwise test
+    if among is not None:
+        found = np.array([i for i in found if ids[i] in among], dtype=np.int64)
     host = np.where(holder >= 0, holder, registered)
     wanted = {ids[i] for i in found} | {ids[j] for j in np.r_[host[found], registered[found]]
                                         if j >= 0}
@@ -206,15 +263,14 @@ def hidden_units_page(session, park, limit=None, offset=0):
                 Enterprise.id, Enterprise.name, Enterprise.credit_code, Grid.code)
                 .outerjoin(Grid, Enterprise.grid_id == Grid.id).where(Enterprise.id.in_(batch))):
             info[row[0]] = row
-    found = sorted(found, key=lambda i: (info[ids[i]][3] or "", info[ids[i]][1],
-                                         info[ids[i]][2]))
-    units = []
-    for i in found[offset:None if limit is None else offset + limit]:
+
+    def unit(i):
         e = info[ids[i]]
         h = info[ids[host[i]]] if host[i] >= 0 else None
         reg = info[ids[registered[i]]] if registered[i] >= 0 else None
-        units.append(HiddenUnit(
+        return HiddenUnit(
             enterprise_id=e[0], name=e[1], credit_code=e[2], host=h[1] if h else None,
             host_credit_code=h[2] if h else None, registered_host=reg[1] if reg else None,
-            grid=e[3], reason=str(reason[i])))
-    return units, len(found)
+            grid=e[3], reason=str(reason[i]))
+    return sorted(found, key=lambda i: (info[ids[i]][3] or "", info[ids[i]][1],
+                                        info[ids[i]][2])), unit

@@ -16,10 +16,11 @@ import sqlalchemy as sa
 
 from geodata.creditcode import credit_code_problem
 from geodata.errors import NotFoundError, ValidationError
-from geodata.hidden import find_hidden_units
+from geodata.hidden import hidden_units_among
 from geodata.models import STAFF_ROLES, Enterprise, Grid, GridStaff, Hazard, ServiceRequest
 from geodata.models.base import to_shapes
 from geodata.periods import local_today
+from geodata.storage import bbox_filter
 from geodata.services import ledger, requests, visits
 from geodata.vocabulary import SATISFACTION_NAMES
 from geodata.workflow import PermissionDeniedError
@@ -87,8 +88,18 @@ def _grid(session, firm):
 
 
 def _hidden(session, park, firm):
-    """``(host, units)``: the enterprise holding this one, and the units inside this one."""
-    found = find_hidden_units(session, park)
+    """``(host, units)``: the enterprise holding this one, and the units inside this one.
+
+    A unit of this enterprise either lies in its site (and meets its bounding
+    box) or is registered to it: only those and the enterprise itself are
+    classified, from the sites near them (:func:`hidden_units_among`).
+    """
+    box = to_shapes([firm.site])[0].bounds
+    near = session.execute(sa.select(Enterprise.id).where(
+        Enterprise.park_id == park.id, sa.or_(
+            bbox_filter(session, Enterprise, Enterprise.site, box),
+            Enterprise.host_id == firm.id))).scalars().all()
+    found = hidden_units_among(session, park, {firm.id, *near}).values()
     sites = {}
     codes = {u.credit_code for u in found} | {u.host_credit_code for u in found}
     for code, site in session.execute(sa.select(Enterprise.credit_code, Enterprise.site).where(

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from geodata import attributes as attr, domains
 from geodata.crs import STORAGE_SRID
 from geodata.errors import BadRequestError, FeatureError, NotFoundError
-from geodata.hidden import find_hidden_units
+from geodata.hidden import find_hidden_units, hidden_units_among
 from geodata.models import (ESCALATION_LEVELS, GRID_KINDS, HAZARD_LEVELS, HAZARD_STATUSES,
                             Enterprise, Grid, Hazard, Park)
 from geodata.models.base import to_shapes
@@ -385,6 +385,20 @@ def _hidden_units(session, park_codes=None):
             for u in find_hidden_units(session, p)}
 
 
+def _hidden_among(session, rows, park_column):
+    """``{enterprise id: HiddenUnit}`` of the hidden units among ``rows`` (a page).
+
+    Found per park from the sites near the page's enterprises
+    (:func:`hidden_units_among`), not by classifying the whole park.
+    """
+    by_park = {}
+    for row in rows:
+        by_park.setdefault(row[park_column], []).append(row[0])
+    parks = session.execute(sa.select(Park).where(Park.code.in_(sorted(by_park)))).scalars()
+    return {eid: unit for p in parks
+            for eid, unit in hidden_units_among(session, p, by_park[p.code]).items()}
+
+
 def _where(session, cols, query):
     """SQL conditions for the bbox, datetime and property filters of ``query``."""
     where = []
@@ -442,7 +456,7 @@ def _features(session, collection, rows, names, today):
     texts = shapely.to_geojson(np.asarray(geoms, dtype=object)) if len(rows) else []
     units = {}
     if collection.id == "enterprises" and rows:
-        units = _hidden_units(session, {r[names.index("park") + 1] for r in rows})
+        units = _hidden_among(session, rows, names.index("park") + 1)
     features = []
     for row, text in zip(rows, texts):
         props = {n: _value(v) for n, v in zip(names, row[1:-1])}

@@ -24,14 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from geodata.errors import NotFoundError
-from geodata.hidden import count_hidden_units, find_hidden_units
+from geodata.hidden import count_hidden_units, find_hidden_units, hidden_units_among
 from geodata.models import STAFF_ROLES, Enterprise, Grid, GridStaff, Hazard
 from geodata.models.base import to_shapes
 from geodata.periods import local_today
 from geodata.services.grids import get_grid
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
-from geodata.storage import code_point_order, fold_text, folded
+from geodata.storage import bbox_filter, code_point_order, fold_text, folded, in_batches
 
 #: Coordinates are rounded to 7 decimals (~1 cm): more is noise in a browser.
 COORD_DECIMALS = 7
@@ -313,48 +313,65 @@ def grid_summaries(session, park, today=None, codes=None, *, published_only=Fals
             staff[s.grid_id].append({"name": s.name, "phone": s.phone, "role": s.role,
                                      "title": STAFF_ROLES.get(s.role, s.role),
                                      "published": s.published})
-    enterprise_count = defaultdict(int)
-    hidden = defaultdict(list)
-    units = {u.enterprise_id: u for u in find_hidden_units(session, park)}
-    level1 = [g for g in grids if g.level == 1]
-    if level1:
-        for gid, n in session.execute(
-                sa.select(Enterprise.grid_id, sa.func.count())
-                .where(Enterprise.park_id == park.id).group_by(Enterprise.grid_id)).all():
-            enterprise_count[gid] = int(n)
-        for u_id, grid_id in session.execute(sa.select(Enterprise.id, Enterprise.grid_id).where(
-                Enterprise.id.in_(list(units)))).all() if units else []:
-            hidden[grid_id].append(u_id)
-    deeper = [g for g in grids if g.level > 1]
-    if deeper:
-        ents = session.execute(sa.select(Enterprise.id, Enterprise.site).where(
-            Enterprise.park_id == park.id).order_by(Enterprise.id)).all()
-        if ents:
-            sites = to_shapes([e[1] for e in ents])
-            for level in sorted({g.level for g in deeper}):
-                cells = [g for g in deeper if g.level == level]
-                where = assign_to_cells(sites, to_shapes([g.geom for g in cells]))
-                for (e_id, _), k in zip(ents, where):
-                    if k >= 0:
-                        enterprise_count[cells[k].id] += 1
-                        if e_id in units:
-                            hidden[cells[k].id].append(e_id)
+    # Each grid's enterprises (ids, in id order), then which of them are hidden, found
+    # from the sites near them only (hidden_units_among), not the whole park's.
+    firms = defaultdict(list)
+    for batch in in_batches([g.id for g in grids if g.level == 1]):
+        for e_id, gid in session.execute(sa.select(Enterprise.id, Enterprise.grid_id).where(
+                Enterprise.park_id == park.id, Enterprise.grid_id.in_(batch))
+                .order_by(Enterprise.id)):
+            firms[gid].append(e_id)
+    firms.update(_mostly_in(session, park, [g for g in grids if g.level > 1]))
+    units = hidden_units_among(session, park, {e for ids in firms.values() for e in ids})
     result = {}
     for g in grids:
         members = staff.get(g.id, [])
         chief = next((s for s in members if s["role"] == "grid_chief"), None)
         hidden_units = [{"name": units[e].name, "credit_code": units[e].credit_code,
                          "host": units[e].host, "reason": units[e].reason}
-                        for e in hidden.get(g.id, [])]
+                        for e in firms.get(g.id, []) if e in units]
         result[g.code] = {
             "code": g.code, "name": g.name, "level": g.level,
             "parent_code": all_codes.get(g.parent_id), "kind": g.kind,
             "area_m2": round(g.area_m2, 1), "staff": members, "chief": chief,
-            "enterprise_count": enterprise_count.get(g.id, 0),
+            "enterprise_count": len(firms.get(g.id, [])),
             "hidden_units": hidden_units, "hidden_count": len(hidden_units),
             "open_hazards": open_.get(g.id, 0), "overdue_hazards": overdue.get(g.id, 0),
         }
     return result
+
+
+def _mostly_in(session, park, cells):
+    """``{grid id: enterprise ids}``: the sites lying mostly in each of the sub-grids ``cells``.
+
+    A site belongs to the active grid of the cell's level that holds most of
+    it, a tie to the lowest code (:func:`~geodata.spatial.assign_to_cells`),
+    whichever grids are asked about: one grid, a page of them or all give
+    each grid the same sites.  Only the sites meeting the cells' bounding box
+    are read, and the grids of those levels meeting theirs (every grid a site
+    touches).  Ids are in id order.
+    """
+    found = defaultdict(list)
+    if not cells:
+        return found
+    box = shapely.total_bounds(to_shapes([g.geom for g in cells]))
+    ents = session.execute(sa.select(Enterprise.id, Enterprise.site).where(
+        Enterprise.park_id == park.id, bbox_filter(session, Enterprise, Enterprise.site, box))
+        .order_by(Enterprise.id)).all()
+    if not ents:
+        return found
+    sites = to_shapes([e[1] for e in ents])
+    near = shapely.total_bounds(sites)
+    wanted = {g.id for g in cells}
+    for level in sorted({g.level for g in cells}):
+        rivals = sorted(session.execute(sa.select(Grid.code, Grid.id, Grid.geom).where(
+            Grid.park_id == park.id, Grid.active_to.is_(None), Grid.level == level,
+            bbox_filter(session, Grid, Grid.geom, near))).all())
+        where = assign_to_cells(sites, to_shapes([r[2] for r in rivals]))
+        for (e_id, _), k in zip(ents, where):
+            if k >= 0 and rivals[k][1] in wanted:
+                found[rivals[k][1]].append(e_id)
+    return found
 
 
 def count_active_grids(session, park, level=None):
@@ -501,28 +518,47 @@ def enterprise_layer(session, park, *, bbox=None, hidden=None, limit=None, offse
     ``hidden`` (bool filter) keeps only hidden units (True) or only the others.
     ``limit`` and ``offset`` take one page of the matching sites (in id
     order); ``numberMatched`` counts them all.
+
+    Without filters the page is cut in SQL and counted with ``COUNT``; a
+    ``bbox`` reads the ids and sites near it only (spatial index, then the
+    exact test); the ``hidden`` filter needs the park's detection.  The page's
+    own hidden flags come from :func:`~geodata.hidden.hidden_units_among`.
     """
-    rows = session.execute(
-        sa.select(Enterprise.id, Enterprise.name, Enterprise.credit_code, Enterprise.industry,
-                  Enterprise.site, Grid.code)
-        .outerjoin(Grid, Enterprise.grid_id == Grid.id)
-        .where(Enterprise.park_id == park.id).order_by(Enterprise.id)).all()
-    geoms = to_shapes([r[4] for r in rows])
-    units = {u.enterprise_id: u for u in find_hidden_units(session, park)}
-    keep = _bbox_mask(geoms, bbox)
+    in_park = Enterprise.park_id == park.id
+    ids = units = None
+    if bbox is not None:
+        near = session.execute(sa.select(Enterprise.id, Enterprise.site).where(
+            in_park, bbox_filter(session, Enterprise, Enterprise.site, bbox))
+            .order_by(Enterprise.id)).all()
+        mask = _bbox_mask(to_shapes([r[1] for r in near]), bbox) if near else []
+        ids = [r[0] for r, hit in zip(near, mask) if hit]
     if hidden is not None:
-        flags = np.array([r[0] in units for r in rows], dtype=bool)
-        keep &= flags if hidden else ~flags
-    kept = np.flatnonzero(keep)
-    page = kept[offset:None if limit is None else offset + limit]
+        units = {u.enterprise_id: u for u in find_hidden_units(session, park)}
+        if ids is None:
+            ids = session.execute(sa.select(Enterprise.id).where(in_park)
+                                  .order_by(Enterprise.id)).scalars().all()
+        ids = [i for i in ids if (i in units) == hidden]
+    query = (sa.select(Enterprise.id, Enterprise.name, Enterprise.credit_code,
+                       Enterprise.industry, Enterprise.site, Grid.code)
+             .outerjoin(Grid, Enterprise.grid_id == Grid.id).where(in_park)
+             .order_by(Enterprise.id))
+    if ids is None:
+        matched = session.execute(sa.select(sa.func.count()).where(in_park)).scalar()
+        rows = session.execute(query.limit(limit).offset(offset)).all()
+    else:
+        matched, rows = len(ids), []
+        for batch in in_batches(ids[offset:None if limit is None else offset + limit]):
+            rows += session.execute(query.where(Enterprise.id.in_(batch))).all()
+    if units is None:
+        units = hidden_units_among(session, park, [r[0] for r in rows])
     props = []
-    for r in (rows[i] for i in page):
+    for r in rows:
         u = units.get(r[0])
         props.append({"name": r[1], "credit_code": r[2], "industry": r[3], "grid": r[5],
                       "hidden": u is not None, "host": u.host if u else None,
                       "reason": u.reason if u else None})
-    return feature_collection(_features(geoms[page], props), numberMatched=len(kept),
-                              numberReturned=len(props))
+    return feature_collection(_features(to_shapes([r[4] for r in rows]), props),
+                              numberMatched=int(matched), numberReturned=len(props))
 
 
 @dataclass
@@ -641,16 +677,16 @@ def grid_page(session, park, code, today=None, *, published_only=False):
     summary = grid_summary(session, park, grid.code, today, published_only=published_only)
     subs = session.execute(sa.select(Grid.code, Grid.name).where(
         Grid.parent_id == grid.id, Grid.active_to.is_(None)).order_by(Grid.code)).all()
-    hidden = {u.credit_code: u for u in find_hidden_units(session, park)}
     if grid.level == 1:
         ents = session.execute(sa.select(Enterprise).where(
             Enterprise.grid_id == grid.id).order_by(Enterprise.name)).scalars().all()
     else:
-        all_ents = session.execute(sa.select(Enterprise).where(
-            Enterprise.park_id == park.id).order_by(Enterprise.name)).scalars().all()
-        where = assign_to_cells(to_shapes([e.site for e in all_ents]),
-                                to_shapes([grid.geom])) if all_ents else []
-        ents = [e for e, k in zip(all_ents, where) if k == 0]
+        inside = set(_mostly_in(session, park, [grid])[grid.id])
+        near = bbox_filter(session, Enterprise, Enterprise.site, to_shapes([grid.geom])[0].bounds)
+        ents = [e for e in session.execute(sa.select(Enterprise).where(
+            Enterprise.park_id == park.id, near).order_by(Enterprise.name)).scalars()
+            if e.id in inside]
+    hidden = hidden_units_among(session, park, [e.id for e in ents])
 
     def shown(e):
         return not withheld(published_only, e.grid_id)
@@ -658,8 +694,8 @@ def grid_page(session, park, code, today=None, *, published_only=False):
     enterprises = [{"name": e.name, "credit_code": e.credit_code, "industry": e.industry,
                     "contact_name": e.contact_name if shown(e) else None,
                     "contact_phone": e.contact_phone if shown(e) else None,
-                    "hidden": e.credit_code in hidden,
-                    "host": hidden[e.credit_code].host if e.credit_code in hidden else None}
+                    "hidden": e.id in hidden,
+                    "host": hidden[e.id].host if e.id in hidden else None}
                    for e in ents]
     hazards = hazard_layer(session, park, HazardQuery(grid=grid.code, limit=MAX_LIMIT),
                            today)["features"]
