@@ -9,30 +9,34 @@ request the document allows must not be refused for a value the document
 could have refused.  The last one is narrowed to what a schema can say
 (tests/schemathesis_hooks.py).  The same checks run through the
 ``schemathesis run`` CLI against a served app, with its coverage and
-stateful phases.
+stateful phases.  The OGC API document (``/ogcapi/api``) gets the same checks.
 
 A structural test walks ``app.url_map``: every ``/api`` rule and method is
 documented, and every operation lists the answers its code path can give.
 """
 
 import os
+import re
 import subprocess
 import sys
 from datetime import date
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings, strategies as st
 from openapi_spec_validator import validate
 
 from geodata.errors import GridmapError
 from schemathesis import checks
+from schemathesis.core.jsonschema import matches_pattern
+from schemathesis.core.jsonschema.patterns import compile_ecma_pattern
 from tests.browser import ROOT, LiveServer
 from tests.ledger_helpers import build_park
 from tests.schemathesis_hooks import narrowed_positive_data_acceptance
 from webmap import create_app
 from webmap.api import (BODY_ERRORS, COMMON_ERRORS, SECURED_ERRORS, VERSIONED_ERRORS,
                         openapi_document)
+from webmap.ogcapi import openapi_document as ogc_document
 
 #: Every check of the installed Schemathesis, positive_data_acceptance narrowed as above.
 ALL_CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
@@ -60,6 +64,20 @@ def conformance_schema(db_url, engine, tmp_path):
 conformance = schemathesis.pytest.from_fixture("conformance_schema")
 
 
+@pytest.fixture
+def ogc_conformance_schema(db_url, engine, tmp_path):
+    tokens = build_park(engine)
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "TODAY": date(2025, 11, 30),
+                      "DATA_DIR": str(tmp_path / "data")})
+    schema_ = schemathesis.openapi.from_wsgi("/ogcapi/api", app)
+    schema_.token = tokens["admin"]
+    yield schema_
+    app.extensions["gridmap.engine"].dispose()
+
+
+ogc_conformance = schemathesis.pytest.from_fixture("ogc_conformance_schema")
+
+
 def test_every_check_of_schemathesis_is_run():
     """A Schemathesis upgrade that adds a check makes this list incomplete: add it above."""
     checks.load_all_checks()
@@ -76,10 +94,54 @@ def test_answers_conform_to_the_document(case, conformance_schema):
                            checks=ALL_CHECKS)
 
 
+@ogc_conformance.parametrize()
+@settings(max_examples=6, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_ogc_answers_conform_to_their_document(case, ogc_conformance_schema):
+    case.call_and_validate(headers={"Authorization": f"Bearer {ogc_conformance_schema.token}"},
+                           checks=ALL_CHECKS)
+
+
+def _patterns(node):
+    """Every ``pattern`` of the JSON Schemas in ``node``."""
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for value in node.values():
+            yield from _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _patterns(value)
+
+
+def test_every_pattern_of_both_documents_can_be_generated(db_url):
+    """Hypothesis draws from every pattern as Schemathesis reads it (ECMA-262, ``re.ASCII``).
+
+    A pattern it cannot draw from left Schemathesis' coverage phase without a
+    valid value, and it sent the one it had made to break ``maxLength`` as
+    valid (U+2028 named alone in the text patterns, geodata/domains.py).
+    """
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    with app.test_request_context("/ogcapi/api"):
+        patterns = set(_patterns(openapi_document())) | set(_patterns(ogc_document()))
+    app.extensions["gridmap.engine"].dispose()
+    assert len(patterns) > 10
+    compiled = {pattern: compile_ecma_pattern(pattern) for pattern in patterns}
+    assert None not in compiled.values(), compiled
+
+    @given(st.data())
+    @settings(max_examples=1, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    def draw_from_each(data):
+        for pattern, regex in compiled.items():
+            drawn = data.draw(st.from_regex(regex, fullmatch=True), label=pattern)
+            assert matches_pattern(pattern)(drawn), (pattern, drawn)
+
+    draw_from_each()
+
+
 def _methods(app):
     """``{(OpenAPI path, method): rule}`` of every ``/api`` rule of ``app.url_map``."""
-    import re
-
     out = {}
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/"):
@@ -160,7 +222,8 @@ def test_secured_operations_are_the_ones_refusing_anonymous_requests(db_url, eng
     app.extensions["gridmap.engine"].dispose()
 
 
-def test_schemathesis_cli_finds_nothing_with_every_check(db_url, engine, tmp_path):
+@pytest.mark.parametrize("document", ["/api/openapi.json", "/ogcapi/api"])
+def test_schemathesis_cli_finds_nothing_with_every_check(db_url, engine, tmp_path, document):
     """``schemathesis run`` on a served app: coverage, fuzzing and stateful phases, all checks.
 
     The coverage phase is the one that sends missing required headers,
@@ -174,7 +237,7 @@ def test_schemathesis_cli_finds_nothing_with_every_check(db_url, engine, tmp_pat
     try:
         result = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
-             f"{server.url}/api/openapi.json", "--checks", "all",
+             f"{server.url}{document}", "--checks", "all",
              "--exclude-checks", "positive_data_acceptance,object_level_authorization",
              "--max-examples", "3", "--seed", "1", "--workers", "1", "--no-shrink",
              "--continue-on-failure", "--header", f"Authorization: Bearer {tokens['admin']}"],
