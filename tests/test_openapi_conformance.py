@@ -19,19 +19,23 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from datetime import date
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings, strategies as st
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
+from geodata.creditcode import make_credit_code
 from geodata.errors import GridmapError
+from geodata.services.ledger import CATEGORIES
 from schemathesis import checks
 from schemathesis.core.jsonschema import matches_pattern
 from schemathesis.core.jsonschema.patterns import compile_ecma_pattern
 from tests.browser import ROOT, LiveServer
-from tests.ledger_helpers import build_park
+from tests.ledger_helpers import build_park, future, lonlat
 from tests.schemathesis_hooks import narrowed_positive_data_acceptance
 from webmap import create_app
 from webmap.api import (BODY_ERRORS, COMMON_ERRORS, SECURED_ERRORS, VERSIONED_ERRORS,
@@ -247,3 +251,63 @@ def test_schemathesis_cli_finds_nothing_with_every_check(db_url, engine, tmp_pat
     finally:
         server.stop()
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
+
+
+def _documented_schema(document, path, method, status):
+    """The schema ``document`` gives the JSON answer ``status`` of ``method path``."""
+    answer = document["paths"][path][method]["responses"][str(status)]
+    if "$ref" in answer:
+        answer = document["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    return answer["content"]["application/json"]["schema"]
+
+
+def test_ledger_answers_validate_against_their_closed_schemas(db_url, engine, tmp_path):
+    """Real hazard, request and visit answers (one, a page, a write, an error) validate.
+
+    Their schemas are geodata/answer_schemas.py's, closed, so a member a
+    serialiser adds without documenting it fails here (and in the
+    ``response_schema_conformance`` check above).
+    """
+    tokens = build_park(engine)
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "TODAY": date(2025, 11, 30),
+                      "DATA_DIR": str(tmp_path / "data")})
+    client = app.test_client()
+    with app.test_request_context():
+        document = openapi_document()
+    auth = {"Authorization": f"Bearer {tokens['admin']}"}
+    lon, lat = lonlat((150, 150))  # inside 甲公司's site in T-003
+    calls = [
+        ("post", "/api/parks/{code}/hazards", {"code": "T"},
+         {"lon": lon, "lat": lat, "category": CATEGORIES[0], "description": "消防通道堵塞"}),
+        ("get", "/api/hazards/{hazard_id}", {"hazard_id": 1}, None),
+        ("post", "/api/hazards/{hazard_id}/transitions", {"hazard_id": 1},
+         {"to": "rectifying", "version": 1, "deadline": future().isoformat()}),
+        ("post", "/api/hazards/{hazard_id}/escalations", {"hazard_id": 1},
+         {"to": "park", "reason": "逾期未改", "version": 2}),
+        ("get", "/api/hazards", {}, None),
+        ("post", "/api/parks/{code}/requests", {"code": "T"},
+         {"enterprise": make_credit_code("411621", 1), "category": "融资",
+          "description": "流动资金紧张", "source": "phone"}),
+        ("get", "/api/requests/{request_id}", {"request_id": 1}, None),
+        ("post", "/api/requests/{request_id}/transitions", {"request_id": 1},
+         {"to": "assigned", "version": 1, "department": "金融办", "responsible": "李四",
+          "deadline": future().isoformat()}),
+        ("get", "/api/requests", {}, None),
+        ("post", "/api/parks/{code}/visits", {"code": "T"},
+         {"client_id": str(uuid.uuid4()), "kind": "visit", "lon": lon, "lat": lat,
+          "occurred_at": "2025-11-29T09:00:00+08:00", "accuracy_m": 6.5, "note": "走访"}),
+        ("get", "/api/visits/{visit_id}", {"visit_id": 1}, None),
+        ("get", "/api/visits", {}, None),
+        ("get", "/api/hazards/{hazard_id}", {"hazard_id": 999}, None),  # 404: the error body
+    ]
+    for method, path, values, body in calls:
+        response = client.open(path.format(**values), method=method.upper(), headers=auth,
+                               json=body)
+        assert response.status_code in (200, 201, 404), (path, response.get_json())
+        assert (response.status_code == 404) == (values.get("hazard_id") == 999), path
+        schema = _documented_schema(document, path, method, response.status_code)
+        assert "$ref" in schema, (method, path)  # a real schema, not {"type": "object"}
+        OAS30Validator({**schema, "components": document["components"]},
+                       format_checker=OAS30Validator.FORMAT_CHECKER).validate(
+                           response.get_json())
+    app.extensions["gridmap.engine"].dispose()

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
-from geodata import creditcode, domains
+from geodata import answer_schemas, creditcode, domains
 from geodata.config import Settings
 from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import hidden_units_page
@@ -453,10 +453,14 @@ def _get(summary, params, kind="geojson"):
         "200": {"description": "OK", "content": {content: {"schema": schema}}}}}}
 
 
-def _json_op(summary, params, body, *, method="post", ok="200", secured=True):
-    """One operation with a JSON body (or none), answering JSON or the error body."""
+def _json_op(summary, params, body, *, method="post", ok="200", secured=True, answer=None):
+    """One operation with a JSON body (or none), answering JSON or the error body.
+
+    ``answer``: the name of the answer's schema in geodata/answer_schemas.py.
+    """
+    schema = {"$ref": f"#/components/schemas/{answer}"} if answer else {"type": "object"}
     operation = {"summary": summary, "parameters": params, "responses": {ok: {
-        "description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}}
+        "description": "OK", "content": {"application/json": {"schema": schema}}}}}
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": body}}}
@@ -465,9 +469,9 @@ def _json_op(summary, params, body, *, method="post", ok="200", secured=True):
     return {method: operation}
 
 
-def _versioned_get(summary, params):
+def _versioned_get(summary, params, answer=None):
     """A GET of one versioned thing: its version is the ETag, and 304 on ``If-None-Match``."""
-    operation = _json_op(summary, params + [_IF_NONE_MATCH], None, method="get")
+    operation = _json_op(summary, params + [_IF_NONE_MATCH], None, method="get", answer=answer)
     # Marks the ETag as the row's version, the one its writes take in If-Match.
     operation["get"]["x-etag"] = "version"
     return operation
@@ -582,11 +586,11 @@ def _write_paths():
             _param("overdue", "Open and past the deadline", _BOOL), _BBOX,
             *_page(default=DEFAULT_HAZARD_LIMIT)]),
             **_json_op("Log a hazard at a point", [_PARK, _IDEMPOTENCY_KEY], create,
-                       ok="201")},
+                       ok="201", answer="Hazard")},
         "/api/hazards": _json_op("The ledger, filtered and paged", [
             _param(n, n, s) for n, s in ledger_filters.items()] + _page(1000, 100), None,
-            method="get"),
-        "/api/hazards/{hazard_id}": _versioned_get("One hazard", [hazard]),
+            method="get", answer="HazardPage"),
+        "/api/hazards/{hazard_id}": _versioned_get("One hazard", [hazard], "Hazard"),
         "/api/hazards/{hazard_id}/history": _json_op("Its events and supervision records",
                                                      [hazard], None, method="get"),
         "/api/hazards/{hazard_id}/transitions": _json_op("Move it through the workflow", [
@@ -597,12 +601,12 @@ def _write_paths():
                     "outcome": {"type": "string", "enum": ["passed", "failed"]},
                     "note": _TEXT("note"), "supervisor": _TEXT("person"), "photo_id": _INT,
                     "checked_at": domains.moment_schema()}),
-                **version}, ["to", "version"])),
+                **version}, ["to", "version"]), answer="Hazard"),
         "/api/hazards/{hazard_id}/escalations": _json_op("Raise its escalation level", [
             hazard, _IF_MATCH, _IDEMPOTENCY_KEY], _object({
                 "to": {"type": "string", "enum": list(ESCALATION_LEVELS)},
                 "reason": _TEXT("note", required=True), **version},
-                ["to", "reason", "version"])),
+                ["to", "reason", "version"]), answer="Hazard"),
         "/api/hazards/{hazard_id}/photos": {
             **_json_op("Its photos, with their URLs", [hazard], None, method="get"),
             **_upload_op("Upload a photo (JPEG/PNG; stored re-encoded without metadata)",
@@ -665,11 +669,12 @@ def _request_paths():
                "overdue": _BOOL}
     return {
         "/api/parks/{code}/requests": _json_op("Take an enterprise's request (受理)",
-                                               [_PARK, _IDEMPOTENCY_KEY], new, ok="201"),
+                                               [_PARK, _IDEMPOTENCY_KEY], new, ok="201",
+                                               answer="Request"),
         "/api/requests": _json_op("The request ledger, filtered and paged", [
             _param(n, n, s) for n, s in filters.items()] + _page(1000, 100), None,
-            method="get"),
-        "/api/requests/{request_id}": _versioned_get("One request", [item]),
+            method="get", answer="RequestPage"),
+        "/api/requests/{request_id}": _versioned_get("One request", [item], "Request"),
         "/api/requests/{request_id}/history": _json_op("Its events", [item], None,
                                                        method="get"),
         "/api/requests/{request_id}/transitions": _json_op(
@@ -679,7 +684,8 @@ def _request_paths():
                 "note": _TEXT("note"), "department": _TEXT("name"),
                 "responsible": _TEXT("person"), "deadline": domains.day_schema(),
                 "satisfaction": {"type": "string", "enum": list(SATISFACTION_LEVELS)},
-                "version": domains.integer_schema(0, domains.INT32_MAX)}, ["to", "version"])),
+                "version": domains.integer_schema(0, domains.INT32_MAX)}, ["to", "version"]),
+            answer="Request"),
     }
 
 
@@ -712,7 +718,7 @@ def _visit_paths():
     new["anyOf"] = [{"properties": {"kind": recheck}, "required": ["hazard_id"]},
                     {"properties": {"kind": {"not": recheck}}, "not": {"required": ["hazard_id"]}}]
     create = _json_op("Log a patrol, visit or re-check (200: this client_id was logged "
-                      "already)", [_PARK, _IDEMPOTENCY_KEY], new, ok="201")
+                      "already)", [_PARK, _IDEMPOTENCY_KEY], new, ok="201", answer="Visit")
     create["post"]["responses"]["200"] = create["post"]["responses"]["201"]
     week = "(197[1-9]|19[89][0-9]|20[0-9][0-9])-W(0[1-9]|[1-4][0-9]|5[0-2])"
     return {
@@ -724,8 +730,9 @@ def _visit_paths():
             _param("kind", "patrol, visit or recheck", _choices(_KINDS)),
             _param("from", "occurred_at from (ISO date-time)", domains.moment_schema()),
             _param("to", "occurred_at before (ISO date-time)", domains.moment_schema()),
-            *_page(1000, 100)], None, method="get"),
-        "/api/visits/{visit_id}": _json_op("One visit", [visit], None, method="get"),
+            *_page(1000, 100)], None, method="get", answer="VisitPage"),
+        "/api/visits/{visit_id}": _json_op("One visit", [visit], None, method="get",
+                                           answer="Visit"),
         "/api/visits/{visit_id}/history": _json_op("Its events", [visit], None, method="get"),
         **photos,
         "/api/me/worklist": _json_op("My work list and offline bundle", [
@@ -870,6 +877,7 @@ def openapi_document():
                               "properties": {"code": {"type": "string"},
                                              "message": {"type": "string"},
                                              "details": {"type": "object"}}}}},
+                **answer_schemas.schemas(),
             },
             "responses": {
                 "Error": {"description": "Error", "content": {"application/json": {
