@@ -1,5 +1,7 @@
 """JSON Schemas (OpenAPI 3.0) of the ledger's JSON answers: hazards, requests, visits.
 
+Each one, a page of them and their history.
+
 One definition of what :func:`geodata.services.ledger.hazard_dicts`,
 :func:`geodata.services.requests.request_dicts` and
 :func:`geodata.services.visits.visit_dicts` give, read by the OpenAPI
@@ -11,6 +13,7 @@ here fails those tests instead of going undocumented.
 """
 
 from geodata import domains
+from geodata.models.supervision import SUPERVISION_OUTCOMES
 from geodata.services.visits import KIND_NAMES
 from geodata.vocabulary import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES,
                                 REQUEST_SOURCES, REQUEST_STATUSES, SATISFACTION_LEVELS)
@@ -79,6 +82,24 @@ VISIT = closed({
     "note": _TEXT, "findings": _TEXT, "photos": {"type": "array", "items": _ID}})
 
 
+_HAZARD_EVENT = closed({
+    "at": _MOMENT, "actor": _TEXT, "from": _nullable(_enum(HAZARD_STATUSES)),
+    "to": _enum(HAZARD_STATUSES), "action": _nullable(_TEXT), "escalation": _nullable(_TEXT),
+    "note": _TEXT})
+HAZARD_HISTORY = closed({
+    "hazard": _ID, "events": {"type": "array", "items": _HAZARD_EVENT},
+    "supervisions": {"type": "array", "items": closed({
+        "supervisor": _TEXT, "checked_at": _MOMENT, "outcome": _enum(SUPERVISION_OUTCOMES),
+        "note": _TEXT, "photo_id": _nullable(_ID)})}})
+#: :func:`geodata.services.requests.event_dicts` under the request's id.
+REQUEST_HISTORY = closed({"request": _ID, "events": {"type": "array", "items": closed({
+    "at": _MOMENT, "actor": _TEXT, "from": _nullable(_enum(REQUEST_STATUSES)),
+    "to": _enum(REQUEST_STATUSES), "action": _TEXT, "note": _TEXT,
+    "satisfaction": _nullable(_enum(SATISFACTION_LEVELS))})}})
+VISIT_HISTORY = closed({"visit": _ID, "events": {"type": "array", "items": closed({
+    "at": _MOMENT, "actor": _TEXT, "action": _TEXT, "note": _TEXT})}})
+
+
 def page_of(name, item):
     """The answer of a paged list: ``{total, limit, offset, <name>: [item, ...]}``."""
     count = domains.integer_schema(0, domains.INT64_MAX)
@@ -91,4 +112,6 @@ def schemas():
     return {"Hazard": HAZARD, "Request": REQUEST, "Visit": VISIT,
             "HazardPage": page_of("hazards", {"$ref": "#/components/schemas/Hazard"}),
             "RequestPage": page_of("requests", {"$ref": "#/components/schemas/Request"}),
-            "VisitPage": page_of("visits", {"$ref": "#/components/schemas/Visit"})}
+            "VisitPage": page_of("visits", {"$ref": "#/components/schemas/Visit"}),
+            "HazardHistory": HAZARD_HISTORY, "RequestHistory": REQUEST_HISTORY,
+            "VisitHistory": VISIT_HISTORY}

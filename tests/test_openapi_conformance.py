@@ -262,7 +262,7 @@ def _documented_schema(document, path, method, status):
 
 
 def test_ledger_answers_validate_against_their_closed_schemas(db_url, engine, tmp_path):
-    """Real hazard, request and visit answers (one, a page, a write, an error) validate.
+    """Real hazard, request and visit answers (one, a page, a write, history, an error) validate.
 
     Their schemas are geodata/answer_schemas.py's, closed, so a member a
     serialiser adds without documenting it fails here (and in the
@@ -298,6 +298,9 @@ def test_ledger_answers_validate_against_their_closed_schemas(db_url, engine, tm
           "occurred_at": "2025-11-29T09:00:00+08:00", "accuracy_m": 6.5, "note": "走访"}),
         ("get", "/api/visits/{visit_id}", {"visit_id": 1}, None),
         ("get", "/api/visits", {}, None),
+        ("get", "/api/hazards/{hazard_id}/history", {"hazard_id": 1}, None),
+        ("get", "/api/requests/{request_id}/history", {"request_id": 1}, None),
+        ("get", "/api/visits/{visit_id}/history", {"visit_id": 1}, None),
         ("get", "/api/hazards/{hazard_id}", {"hazard_id": 999}, None),  # 404: the error body
     ]
     for method, path, values, body in calls:

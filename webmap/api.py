@@ -592,7 +592,8 @@ def _write_paths():
             method="get", answer="HazardPage"),
         "/api/hazards/{hazard_id}": _versioned_get("One hazard", [hazard], "Hazard"),
         "/api/hazards/{hazard_id}/history": _json_op("Its events and supervision records",
-                                                     [hazard], None, method="get"),
+                                                     [hazard], None, method="get",
+                                                     answer="HazardHistory"),
         "/api/hazards/{hazard_id}/transitions": _json_op("Move it through the workflow", [
             hazard, _IF_MATCH, _IDEMPOTENCY_KEY], _object({
                 "to": {"type": "string", "enum": list(HAZARD_STATUSES)},
@@ -676,7 +677,7 @@ def _request_paths():
             method="get", answer="RequestPage"),
         "/api/requests/{request_id}": _versioned_get("One request", [item], "Request"),
         "/api/requests/{request_id}/history": _json_op("Its events", [item], None,
-                                                       method="get"),
+                                                       method="get", answer="RequestHistory"),
         "/api/requests/{request_id}/transitions": _json_op(
             "Move it: 受理 → 交办 → 办理 → 办结 → 回访", [item, _IF_MATCH, _IDEMPOTENCY_KEY],
             _object({
@@ -733,7 +734,8 @@ def _visit_paths():
             *_page(1000, 100)], None, method="get", answer="VisitPage"),
         "/api/visits/{visit_id}": _json_op("One visit", [visit], None, method="get",
                                            answer="Visit"),
-        "/api/visits/{visit_id}/history": _json_op("Its events", [visit], None, method="get"),
+        "/api/visits/{visit_id}/history": _json_op("Its events", [visit], None, method="get",
+                                                   answer="VisitHistory"),
         **photos,
         "/api/me/worklist": _json_op("My work list and offline bundle", [
             _param("park", "Park code", domains.code_schema("park"), required=True)], None,
