@@ -875,13 +875,19 @@ def _refuse_shapefile_limits(frame, path):
     ValidationError
         ``shapefile_limit`` naming the feature and field; nothing is written.
     """
-    kinds = sorted(set(frame.geometry.geom_type.dropna().str.replace("Multi", "")))
+    kind_of = frame.geometry.geom_type.str.replace("Multi", "")
+    kinds = sorted(set(kind_of.dropna()))
     if len(kinds) > 1:
+        first = kind_of.dropna().iloc[0]
+        other = int(np.flatnonzero((kind_of.notna() & (kind_of != first)).to_numpy())[0])
+        which = f"index {other}" + (f" ({frame['code'].iloc[other]})" if "code" in frame else "")
         raise ValidationError(f"{path}: a Shapefile holds one kind of geometry and this layer "
-                              f"has {' and '.join(kinds)} geometries; export it as .gpkg or "
-                              ".geojson",
+                              f"has {' and '.join(kinds)} geometries (feature {which} is a "
+                              f"{kind_of.iloc[other]}, the first one a {first}); export it as "
+                              ".gpkg or .geojson",
                               code="shapefile_limit",
-                              details={"file": str(path), "geometry_types": kinds})
+                              details={"file": str(path), "geometry_types": kinds,
+                                       "feature": other})
     for column in frame.columns:
         if column == "geometry":
             continue
