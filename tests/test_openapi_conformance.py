@@ -52,17 +52,23 @@ ALL_CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
               narrowed_positive_data_acceptance]
 
 
-@pytest.fixture
-def conformance_schema(db_url, engine, tmp_path):
+def _document_schema(db_url, engine, tmp_path, document):
+    """Yield Schemathesis' schema of ``document`` on an app over park T, with an admin token."""
     tokens = build_park(engine)
     app = create_app({"DATABASE_URL": db_url, "TESTING": True, "TODAY": date(2025, 11, 30),
                       "DATA_DIR": str(tmp_path / "data")})
-    schema_ = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
-    # Park T is the one that exists; other codes are 404s, which find nothing.
-    schema_.config.parameters = {"code": "T"}
+    schema_ = schemathesis.openapi.from_wsgi(document, app)
     schema_.token = tokens["admin"]
     yield schema_
     app.extensions["gridmap.engine"].dispose()
+
+
+@pytest.fixture
+def conformance_schema(db_url, engine, tmp_path):
+    for schema_ in _document_schema(db_url, engine, tmp_path, "/api/openapi.json"):
+        # Park T is the one that exists; other codes are 404s, which find nothing.
+        schema_.config.parameters = {"code": "T"}
+        yield schema_
 
 
 conformance = schemathesis.pytest.from_fixture("conformance_schema")
@@ -70,13 +76,7 @@ conformance = schemathesis.pytest.from_fixture("conformance_schema")
 
 @pytest.fixture
 def ogc_conformance_schema(db_url, engine, tmp_path):
-    tokens = build_park(engine)
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True, "TODAY": date(2025, 11, 30),
-                      "DATA_DIR": str(tmp_path / "data")})
-    schema_ = schemathesis.openapi.from_wsgi("/ogcapi/api", app)
-    schema_.token = tokens["admin"]
-    yield schema_
-    app.extensions["gridmap.engine"].dispose()
+    yield from _document_schema(db_url, engine, tmp_path, "/ogcapi/api")
 
 
 ogc_conformance = schemathesis.pytest.from_fixture("ogc_conformance_schema")
