@@ -197,12 +197,31 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, read_only=False, **kwa
 
 
 def fold_text(text):
-    """``text`` as searches compare it: NFKC, then Unicode lower case (None stays None).
+    """``text`` as searches compare it: NFKC, full Unicode case folding, NFKC (None stays None).
 
-    ``Ａ`` and ``A``, ``É`` and ``é`` fold alike.  It is :func:`folded` in
-    SQL, so a search can filter and order in the database.
+    ``Ａ`` and ``A``, ``É`` and ``é``, ``ß`` and ``SS``, final ``ς`` and
+    ``Σ`` fold alike (``str.casefold``, not ``lower``: ``"ß".lower()`` stays
+    ``ß`` and ``"ς".lower()`` stays ``ς``).  The last NFKC composes what
+    case folding decomposed.  It is :func:`folded` in SQL, so a search can
+    filter and order in the database.
     """
-    return None if text is None else unicodedata.normalize("NFKC", text).lower()
+    if text is None:
+        return None
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+# Full case folding is lower case except for these characters of lower-cased, NFKC then NFD
+# text (tests/test_api.py derives the table from every code point and compares):
+# PostgreSQL 15 has lower() but no casefold(), so folded() maps them after lower().
+_AFTER_LOWER = str.maketrans({
+    "\u0345": "\u03b9",  # combining ypogegrammeni (ᾳ decomposed): iota
+    "\u03c2": "\u03c3",  # final sigma: sigma
+    **dict(zip("\u1c80\u1c81\u1c82\u1c83\u1c84\u1c85\u1c86\u1c87\u1c88",
+               "\u0432\u0434\u043e\u0441\u0442\u0442\u044a\u0463\ua64b")),
+    # Cherokee folds to its capitals, the lower-case letters of Unicode 8 to the older ones.
+    **{chr(c): chr(c - 0xAB70 + 0x13A0) for c in range(0xAB70, 0xABC0)},
+    **{chr(c): chr(c - 8) for c in range(0x13F8, 0x13FE)},
+    "\u00df": "ss"})
 
 
 def folded(bind, column):
@@ -211,12 +230,22 @@ def folded(bind, column):
     SQLite's ``lower()`` folds ASCII only, and PostgreSQL's follows the
     database's locale (ASCII only under ``C``); so SQLite calls
     :func:`fold_text` itself (registered on each connection) and PostgreSQL
-    lowers the NFKC form under the ICU root collation, which folds every
-    script as Python does.
+    lowers the NFKC form under the ICU root collation, which lowers every
+    script as Python does, then maps the few characters whose case folding
+    is not their lower case (:data:`_AFTER_LOWER`: ``translate`` for single
+    characters, ``replace`` for ``ß``) on the NFD form, and composes again.
     """
     if backend_name(bind) == "postgresql":
-        return sa.func.lower(sa.func.normalize(column, sa.literal_column("NFKC"))
-                             .collate("und-x-icu"))
+        def form(value, name):
+            return sa.func.normalize(value, sa.literal_column(name))
+
+        lowered = sa.func.lower(form(column, "NFKC").collate("und-x-icu"))
+        single = {chr(k): v for k, v in _AFTER_LOWER.items() if len(v) == 1}
+        mapped = sa.func.translate(form(lowered, "NFD"), "".join(single), "".join(single.values()))
+        for k, v in _AFTER_LOWER.items():
+            if len(v) > 1:
+                mapped = sa.func.replace(mapped, chr(k), v)
+        return form(mapped, "NFKC")
     return sa.func.gridmap_fold(column)
 
 

@@ -225,7 +225,11 @@ def test_search_ignores_case_on_both_backends(db_url, engine):
 @pytest.mark.parametrize("stored, query", [
     ("Café ÉTOILE", "étoile"), ("Café ÉTOILE", "CAFÉ"), ("ＡＢＣ 化工", "abc"),
     ("abc 化工", "ＡＢＣ"), ("ΣΟΦΙΑ", "σοφια"), ("Straße", "STRAẞE"), ("ÅNGSTRÖM", "ångström"),
-    ("Ｔｅｓｔ", "test"), ("Ⅻ 号厂", "xii")])
+    ("Ｔｅｓｔ", "test"), ("Ⅻ 号厂", "xii"),
+    # Full case folding, not lower case: ß is ss, final ς is σ, Cherokee folds to capitals.
+    ("Straße", "STRASSE"), ("STRASSE 化工", "straße"), ("ＳＴＲＡＳＳＥ", "Straße"),
+    ("ΟΔΟΣ", "οδος"), ("οδος 厂", "ΟΔΟΣ"), ("ᏣᎳᎩ", "ꮳꮃꭹ"), ("ᾼ 工厂", "ΑΙ"),
+    ("ǅ 号", "ǆ")])
 def test_search_folds_unicode_case_and_width_on_both_backends(db_url, engine, stored, query):
     """SQL ``lower()`` folds ASCII only on SQLite (and under PostgreSQL's C locale)."""
     from geodata.storage import session_scope
@@ -243,3 +247,68 @@ def test_search_folds_unicode_case_and_width_on_both_backends(db_url, engine, st
         assert client.get("/api/parks/T/search", query_string={"q": query + "zz"}).get_json() == []
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+def test_search_folds_grid_codes_and_names_the_same_way(db_url, engine):
+    """Grids are matched by the same folding as enterprises (one ``folded`` for both)."""
+    from geodata.storage import session_scope
+    from tests.ledger_helpers import build_park
+
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        grid = session.execute(sa.select(Grid).where(Grid.code == "T-002")).scalar_one()
+        grid.name = "Weiße Straße"
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    try:
+        client = app.test_client()
+        for q in ("WEISSE", "weisse strasse", "ｗｅｉｓｓｅ", "Weiße"):
+            found = client.get("/api/parks/T/search", query_string={"q": q}).get_json()
+            assert [(r["kind"], r["code"]) for r in found] == [("grid", "T-002")], q
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+def _every_code_point():
+    import sys
+
+    return (chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+
+
+def test_the_table_after_lower_is_full_case_folding_for_every_code_point():
+    """``storage._AFTER_LOWER`` is derived again from Unicode, and the SQL recipe gives casefold.
+
+    PostgreSQL's half of :func:`geodata.storage.folded` is lower case, NFD, the
+    table, NFKC: simulated here in Python for every code point, it must equal
+    :func:`geodata.storage.fold_text` (a Python with newer Unicode data fails
+    here until the table is brought in step).
+    """
+    import unicodedata
+
+    from geodata.storage import _AFTER_LOWER, fold_text
+
+    def nfd(text):
+        return unicodedata.normalize("NFD", text)
+
+    derived = {}
+    for c in _every_code_point():
+        if (nfd(c) == c and unicodedata.normalize("NFKC", c) == c and c.lower() == c
+                and nfd(c.casefold()) != c):
+            derived[ord(c)] = nfd(c.casefold())
+    assert derived == _AFTER_LOWER
+    wrong = [c for c in _every_code_point() if unicodedata.normalize(
+        "NFKC", nfd(unicodedata.normalize("NFKC", c).lower()).translate(_AFTER_LOWER))
+        != fold_text(c)]
+    assert wrong == []
+
+
+def test_sql_folding_equals_python_folding_on_both_backends(engine):
+    """``folded`` in SQL gives :func:`fold_text` for every character of the table and more."""
+    from geodata.storage import _AFTER_LOWER, fold_text, folded, session_scope
+
+    samples = [chr(k) for k in _AFTER_LOWER] + [
+        "Straße", "STRAẞE", "ΟΔΟΣ ΚΑΙ ΟΔΟΣ", "ᾼᾳῼ", "İstanbul", "ＡＢＣ１２３", "ﬃ ſt",
+        "ᏣᎳᎩ ꮳꮃꭹ", "ǅǄǆ", "Ⅻ", "Café", "化工 ABC", "µ", "ΐ", "ẞ"]
+    with session_scope(engine) as session:
+        got = [session.execute(sa.select(folded(session, sa.literal(s)))).scalar()
+               for s in samples]
+    assert got == [fold_text(s) for s in samples]
