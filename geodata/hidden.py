@@ -8,13 +8,18 @@ An enterprise is a hidden sub-unit candidate when
 
 The rule is one function (:func:`classify`) over a set of sites, vectorised
 (one STRtree query).  It runs over the whole park for the park's list
-(``gridmap hidden-units``, the API's list, the map), or over the sites near
-a few enterprises to tell which of them are hidden (a grid's summary and
-page, one page of the enterprise layer): :func:`hidden_units_among`.
+(``gridmap hidden-units``, the API's list, the ``hidden=`` filters, the park
+overview's count), once per state of the park's sites: the result is cached
+under the park's ``sites_stamp``, which database triggers renew on every
+change of an enterprise's site, host or park (migration 0010).  A few
+enterprises are classified from the sites near them instead (a grid's
+summary and page, one page of the enterprise layer, an enterprise's file):
+:func:`hidden_units_among`.
 Geometries are EPSG:4326; the area shares compared here are ratios, so
 degrees² are fine and nothing is reported in them.
 """
 
+import threading
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -22,7 +27,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
-from geodata.models import Enterprise, Grid
+from geodata.models import Enterprise, Grid, Park
 from geodata.models.base import to_shapes
 from geodata.storage import boxes_filter, in_batches
 
@@ -162,21 +167,104 @@ def _rows(session, park, *where):
         .where(Enterprise.park_id == park.id, *where))}
 
 
-def _classified(ids, host_ids, sites):
-    """:func:`classify` one set of enterprises: ``(registered, holder, reason)`` arrays."""
-    index = {eid: i for i, eid in enumerate(ids)}
+@dataclass(frozen=True)
+class _Found:
+    """The hidden units of a set of enterprises, in id order, as enterprise ids.
+
+    ``host``: the id of the site holding each unit, else of its registered
+    host (-1: none); ``registered``: its registered host's id (-1: none).
+    """
+
+    ids: np.ndarray
+    host: np.ndarray
+    registered: np.ndarray
+    reason: np.ndarray
+
+    def where(self, keep):
+        """The units where the boolean array ``keep`` is true."""
+        return _Found(self.ids[keep], self.host[keep], self.registered[keep], self.reason[keep])
+
+
+def _found(ids, host_ids, sites):
+    """:func:`classify` one set of enterprises (in id order) into :class:`_Found`."""
+    ids = np.asarray(ids, dtype=np.int64)
+    index = {eid: i for i, eid in enumerate(ids.tolist())}
     registered = np.array([index.get(h, -1) if h else -1 for h in host_ids], dtype=np.int64)
-    return (registered, *classify(sites, registered))
+    holder, reason = classify(sites, registered)
+    found = np.flatnonzero(reason != None)  # noqa: E711 - numpy elementwise test
+    host = np.where(holder >= 0, holder, registered)[found]
+
+    def as_ids(positions):
+        return np.where(positions >= 0, ids[np.maximum(positions, 0)], -1)
+    return _Found(ids[found], as_ids(host), as_ids(registered[found]), reason[found])
+
+
+# The park-wide detection, once per park state: {(database URL, park id): (stamp, _Found)}.
+_cache = {}
+_cache_lock = threading.Lock()
+#: Parks kept: a province's park list (about 100 parks) fits; an entry is a few arrays of
+#: the park's hidden units only.
+_CACHE_SIZE = 512
+
+
+def clear_cache():
+    """Forget every cached detection (a benchmark's cold request; tests that count)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _parks_found(session, park_ids):
+    """``{park id: _Found}``: each park's hidden units, detected once per state of its sites.
+
+    The key is the park's ``sites_stamp``, which database triggers set afresh
+    whenever one of its enterprises is inserted or deleted or changes site,
+    host or park (migration 0010), whoever writes.  It is read before the
+    sites, so a detection is never filed under a newer stamp than its data.
+    Parks whose stamp changed are classified from one read of their sites.
+    """
+    park_ids = sorted(set(park_ids))
+    stamps = {}
+    for batch in in_batches(park_ids):
+        stamps.update(session.execute(sa.select(Park.id, Park.sites_stamp)
+                                      .where(Park.id.in_(batch))).all())
+    url = str(session.get_bind().url)
+    out, missing = {}, []
+    with _cache_lock:
+        for pid in stamps:
+            hit = _cache.get((url, pid))
+            if hit is not None and hit[0] == stamps[pid]:
+                out[pid] = hit[1]
+            else:
+                missing.append(pid)
+    for pid, site in (_sites(session, missing) if missing else {}).items():
+        out[pid] = _found(*site)
+        with _cache_lock:
+            _cache.pop((url, pid), None)
+            while len(_cache) >= _CACHE_SIZE:
+                _cache.pop(next(iter(_cache)))
+            _cache[(url, pid)] = (stamps[pid], out[pid])
+    return out
 
 
 def count_hidden_units(session, parks):
-    """``{park id: number of hidden sub-unit candidates}`` for ``parks``, read in one query.
+    """``{park id: number of hidden sub-unit candidates}`` for ``parks``.
 
     The count of :func:`find_hidden_units` for many parks at once: the park
-    list shows it for every park.
+    list shows it for every park.  From the cached detection: one query for
+    the stamps while no park's sites changed.
     """
-    return {pid: int((_classified(*site)[2] != None).sum()) if site[0] else 0  # noqa: E711
-            for pid, site in _sites(session, [p.id for p in parks]).items()}
+    return {pid: len(found.ids) for pid, found in _parks_found(
+        session, [p.id for p in parks]).items()}
+
+
+def hidden_ids(session, parks):
+    """The ids of the hidden sub-unit candidates of ``parks`` (a sorted int64 array).
+
+    What the ``hidden=`` filters of the enterprise layers ask about every
+    site, from the cached detection.
+    """
+    found = _parks_found(session, [p.id for p in parks]).values()
+    return np.sort(np.concatenate([f.ids for f in found])) if found else np.empty(0, np.int64)
 
 
 def find_hidden_units(session, park):
@@ -193,9 +281,10 @@ def hidden_units_page(session, park, limit=None, offset=0):
     """Return ``(units, total)``: one page of :func:`find_hidden_units` and the count of all.
 
     Whether a site is hidden depends on every other site, so the
-    classification reads the whole park (three columns, vectorised); the
-    names, grid codes and hosts are read for the candidates only, and the
-    :class:`HiddenUnit` records built for the page only.
+    classification reads the whole park (three columns, vectorised) once
+    per state of its sites (:func:`_parks_found`); the names and grid codes
+    are read for the units (to order them), and the :class:`HiddenUnit`
+    records built for the page only.
 
     Parameters
     ----------
@@ -204,9 +293,9 @@ def hidden_units_page(session, park, limit=None, offset=0):
     offset : int
         Units to skip, in the order of :func:`find_hidden_units`.
     """
-    ids, host_ids, sites = _sites(session, [park.id])[park.id]
-    found, unit = _hidden(session, ids, host_ids, sites)
-    return [unit(i) for i in found[offset:None if limit is None else offset + limit]], len(found)
+    found = _parks_found(session, [park.id])[park.id]
+    order, unit = _ordered(session, found)
+    return [unit(i) for i in order[offset:None if limit is None else offset + limit]], len(order)
 
 
 def hidden_units_among(session, park, enterprise_ids):
@@ -235,28 +324,22 @@ def hidden_units_among(session, park, enterprise_ids):
     for batch in in_batches({h for h, _ in wanted.values() if h} - set(near)):
         near.update(_rows(session, park, Enterprise.id.in_(batch)))
     ids = sorted(near)
-    found, unit = _hidden(session, ids, [near[i][0] for i in ids],
-                          to_shapes([near[i][1] for i in ids]), among=wanted)
-    return {u.enterprise_id: u for u in map(unit, found)}
+    found = _found(ids, [near[i][0] for i in ids], to_shapes([near[i][1] for i in ids]))
+    found = found.where(np.isin(found.ids, list(wanted)))
+    order, unit = _ordered(session, found)
+    return {u.enterprise_id: u for u in map(unit, order)}
 
 
-def _hidden(session, ids, host_ids, sites, among=None):
-    """Classify one set of enterprises (in id order); return ``(found, unit)``.
+def _ordered(session, found):
+    """``(order, unit)`` of a :class:`_Found`: positions in :func:`find_hidden_units` order.
 
-    ``found`` lists the indices of the hidden ones (of those in ``among``, a
-    set of ids, if given) in the order of :func:`find_hidden_units`;
-    ``unit(i)`` builds the :class:`HiddenUnit` of index ``i``.  Names, grid
-    codes and hosts are read for the hidden ones only.
+    ``unit(i)`` builds the :class:`HiddenUnit` at position ``i``.  Names,
+    credit codes and grid codes are read for the units and their hosts only,
+    fresh (they are not part of the cached detection).
     """
-    if not ids:
-        return [], None
-    registered, holder, reason = _classified(ids, host_ids, sites)
-    found = np.flatnonzero(reason != None)  # noqa: E711 - numpy elementwise test
-    if among is not None:
-        found = np.array([i for i in found if ids[i] in among], dtype=np.int64)
-    host = np.where(holder >= 0, holder, registered)
-    wanted = {ids[i] for i in found} | {ids[j] for j in np.r_[host[found], registered[found]]
-                                        if j >= 0}
+    wanted = set(found.ids.tolist()) | set(found.host.tolist()) | set(
+        found.registered.tolist())
+    wanted.discard(-1)
     info = {}
     for batch in in_batches(wanted):
         for row in session.execute(sa.select(
@@ -265,12 +348,13 @@ def _hidden(session, ids, host_ids, sites, among=None):
             info[row[0]] = row
 
     def unit(i):
-        e = info[ids[i]]
-        h = info[ids[host[i]]] if host[i] >= 0 else None
-        reg = info[ids[registered[i]]] if registered[i] >= 0 else None
+        e = info[int(found.ids[i])]
+        h = info.get(int(found.host[i]))
+        reg = info.get(int(found.registered[i]))
         return HiddenUnit(
             enterprise_id=e[0], name=e[1], credit_code=e[2], host=h[1] if h else None,
             host_credit_code=h[2] if h else None, registered_host=reg[1] if reg else None,
-            grid=e[3], reason=str(reason[i]))
-    return sorted(found, key=lambda i: (info[ids[i]][3] or "", info[ids[i]][1],
-                                        info[ids[i]][2])), unit
+            grid=e[3], reason=str(found.reason[i]))
+    rows = [info[i] for i in found.ids.tolist()]
+    return sorted(range(len(rows)), key=lambda i: (rows[i][3] or "", rows[i][1],
+                                                   rows[i][2])), unit

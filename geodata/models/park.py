@@ -2,7 +2,7 @@
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, Float, Integer, String, false
+from sqlalchemy import BigInteger, Boolean, Float, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from geodata.models.base import Base, UTCDateTime, geometry_column
@@ -17,6 +17,10 @@ class Park(Base):
     see :mod:`geodata.crs`); ``area_m2`` is the boundary's area there.
     ``require_after_photo``: a major (重大) hazard of this park is closed only
     once it has a photo tagged ``after`` (整改后), see ``gridmap parks set``.
+    ``sites_stamp`` is set to a fresh value by database triggers whenever an
+    enterprise of the park is inserted or deleted or its site, host or park
+    changes (migration 0010): the key of the cached hidden-unit detection
+    (:mod:`geodata.hidden`).  Nothing else writes it.
     """
 
     __tablename__ = "parks"
@@ -33,5 +37,6 @@ class Park(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     require_after_photo: Mapped[bool] = mapped_column(Boolean, default=False,
                                                       server_default=false())
+    sites_stamp: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __mapper_args__ = {"version_id_col": version}

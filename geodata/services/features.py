@@ -37,11 +37,12 @@ import sqlalchemy as sa
 from geodata import attributes as attr, domains
 from geodata.crs import STORAGE_SRID
 from geodata.errors import BadRequestError, FeatureError, NotFoundError
-from geodata.hidden import find_hidden_units, hidden_units_among
+from geodata.hidden import hidden_ids, hidden_units_among
 from geodata.models import (ESCALATION_LEVELS, GRID_KINDS, HAZARD_LEVELS, HAZARD_STATUSES,
                             Enterprise, Grid, Hazard, Park)
 from geodata.models.base import to_shapes
 from geodata.services.mapdata import OPEN
+from geodata.storage import id_list
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 #: Page size when the client gives no ``limit``.
@@ -376,13 +377,12 @@ def _hazards(viewer):
 _SOURCES = {"parks": _parks, "grids": _grids, "enterprises": _enterprises, "hazards": _hazards}
 
 
-def _hidden_units(session, park_codes=None):
-    """``{enterprise id: HiddenUnit}`` for the parks with these codes (all parks: None)."""
+def _hidden_ids(session, park_codes=None):
+    """The hidden units' ids of the parks with these codes (all parks: None), cached per park."""
     query = sa.select(Park)
     if park_codes is not None:
         query = query.where(Park.code.in_(sorted(park_codes)))
-    return {u.enterprise_id: u for p in session.execute(query).scalars()
-            for u in find_hidden_units(session, p)}
+    return hidden_ids(session, session.execute(query).scalars().all())
 
 
 def _hidden_among(session, rows, park_column):
@@ -405,8 +405,8 @@ def _where(session, cols, query):
     for name, value in query.filters.items():
         if name == "hidden":
             park = query.filters.get("park")
-            ids = list(_hidden_units(session, None if park is None else {park}))
-            member = Enterprise.id.in_(ids)
+            member = Enterprise.id.in_(id_list(
+                _hidden_ids(session, None if park is None else {park})))
             where.append(member if value else sa.not_(member))
         else:
             where.append(cols[name] == value)

@@ -24,14 +24,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from geodata.errors import NotFoundError
-from geodata.hidden import count_hidden_units, find_hidden_units, hidden_units_among
+from geodata.hidden import count_hidden_units, hidden_ids, hidden_units_among
 from geodata.models import STAFF_ROLES, Enterprise, Grid, GridStaff, Hazard
 from geodata.models.base import to_shapes
 from geodata.periods import local_today
 from geodata.services.grids import get_grid
 from geodata.services.parks import park_boundary
 from geodata.spatial import assign_to_cells
-from geodata.storage import bbox_filter, code_point_order, fold_text, folded, in_batches
+from geodata.storage import (bbox_filter, code_point_order, fold_text, folded, id_list,
+                             in_batches)
 
 #: Coordinates are rounded to 7 decimals (~1 cm): more is noise in a browser.
 COORD_DECIMALS = 7
@@ -521,36 +522,39 @@ def enterprise_layer(session, park, *, bbox=None, hidden=None, limit=None, offse
 
     Without filters the page is cut in SQL and counted with ``COUNT``; a
     ``bbox`` reads the ids and sites near it only (spatial index, then the
-    exact test); the ``hidden`` filter needs the park's detection.  The page's
-    own hidden flags come from :func:`~geodata.hidden.hidden_units_among`.
+    exact test); the ``hidden`` filter takes the park's cached detection
+    (:func:`~geodata.hidden.hidden_ids`) into SQL.  The page's own hidden flags
+    come from :func:`~geodata.hidden.hidden_units_among`.
     """
-    in_park = Enterprise.park_id == park.id
-    ids = units = None
+    where = [Enterprise.park_id == park.id]
+    ids = None
     if bbox is not None:
         near = session.execute(sa.select(Enterprise.id, Enterprise.site).where(
-            in_park, bbox_filter(session, Enterprise, Enterprise.site, bbox))
+            *where, bbox_filter(session, Enterprise, Enterprise.site, bbox))
             .order_by(Enterprise.id)).all()
         mask = _bbox_mask(to_shapes([r[1] for r in near]), bbox) if near else []
         ids = [r[0] for r, hit in zip(near, mask) if hit]
     if hidden is not None:
-        units = {u.enterprise_id: u for u in find_hidden_units(session, park)}
-        if ids is None:
-            ids = session.execute(sa.select(Enterprise.id).where(in_park)
-                                  .order_by(Enterprise.id)).scalars().all()
-        ids = [i for i in ids if (i in units) == hidden]
+        units = hidden_ids(session, [park])
+        if ids is not None:
+            members = set(units.tolist())
+            ids = [i for i in ids if (i in members) == hidden]
+        elif hidden:
+            ids = units.tolist()
+        else:
+            where.append(sa.not_(Enterprise.id.in_(id_list(units))))
     query = (sa.select(Enterprise.id, Enterprise.name, Enterprise.credit_code,
                        Enterprise.industry, Enterprise.site, Grid.code)
-             .outerjoin(Grid, Enterprise.grid_id == Grid.id).where(in_park)
+             .outerjoin(Grid, Enterprise.grid_id == Grid.id).where(*where)
              .order_by(Enterprise.id))
     if ids is None:
-        matched = session.execute(sa.select(sa.func.count()).where(in_park)).scalar()
+        matched = session.execute(sa.select(sa.func.count()).where(*where)).scalar()
         rows = session.execute(query.limit(limit).offset(offset)).all()
     else:
         matched, rows = len(ids), []
         for batch in in_batches(ids[offset:None if limit is None else offset + limit]):
             rows += session.execute(query.where(Enterprise.id.in_(batch))).all()
-    if units is None:
-        units = hidden_units_among(session, park, [r[0] for r in rows])
+    units = hidden_units_among(session, park, [r[0] for r in rows])
     props = []
     for r in rows:
         u = units.get(r[0])
