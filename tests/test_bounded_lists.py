@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from geodata.config import Settings
 from geodata.errors import ConfigError
 from geodata.models import Enterprise, Grid, Hazard
+from geodata.models.base import to_shapes
 from geodata.periods import iso_week, local_today
 from geodata.services.demo_loader import load_province
 from geodata.services.parks import get_park
@@ -53,9 +54,9 @@ def capped_app(request):
     """``capped_app(db_url, tmp_path)``: the app with the page cap at ``CAP``, disposed after."""
     apps = []
 
-    def make(db_url, tmp_path):
+    def make(db_url, tmp_path, **config):
         apps.append(create_app({"DATABASE_URL": db_url, "TESTING": True,
-                                "DATA_DIR": str(tmp_path), "API_PAGE_MAX": CAP}))
+                                "DATA_DIR": str(tmp_path), "API_PAGE_MAX": CAP, **config}))
         return apps[-1]
     yield make
     for app in apps:
@@ -149,3 +150,102 @@ def test_the_page_cap_is_a_setting_checked_at_startup(raw, ok):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"GRIDMAP_API_PAGE_MAX": raw})
     assert "GRIDMAP_API_PAGE_MAX" in str(caught.value)
+
+
+#: Routes whose work is the whole park by nature: the coverage check (a gap is a property of
+#: the whole tiling; docs/scaling.md, "Work bounded by the page") and the data files that
+#: hold every row by design.
+WHOLE_PARK = (f"/api/parks/{PARK}/coverage", f"/parks/{PARK}/coverage")
+#: The page of the walk below: small against the park, so a page's work is far below it.
+PAGE = 10
+
+
+def add_sites(engine):
+    """Three 4 m parcels in each grid of PV001, a gate point inside every tenth (hidden units)."""
+    import geopandas as gpd
+    import shapely
+
+    from geodata.creditcode import make_credit_code
+    from geodata.services.sites import import_enterprises
+
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, PARK)
+        spots = shapely.point_on_surface(to_shapes(session.execute(
+            sa.select(Grid.geom).where(Grid.park_id == park.id, Grid.level == 1)
+            .order_by(Grid.code)).scalars().all()))
+        sites = [shapely.buffer(shapely.Point(p.x + dx, p.y), 2e-5, cap_style="square")
+                 for p in spots for dx in (-1e-4, 0, 1e-4)]
+        sites += [p for p in spots[::10]]
+        import_enterprises(session, park, gpd.GeoDataFrame(
+            [{"name": f"企业{i}", "credit_code": make_credit_code("411621", 90000 + i)}
+             for i in range(len(sites))], geometry=sites, crs=4326))
+
+
+def _park_urls(app, fill):
+    """Every GET URL that takes the park (path or ``?park=``), and the park-less lists of parks."""
+    with app.test_request_context():
+        declared = declared_parameters()
+    urls = ["/api/parks", "/ogcapi/collections/parks/items",
+            f"/ogcapi/collections/enterprises/items?hidden=true&limit={PAGE}",
+            f"/ogcapi/collections/enterprises/items?park={PARK}&hidden=false&limit={PAGE}",
+            f"/api/parks/{PARK}/enterprises?hidden=true",
+            f"/api/parks/{PARK}/enterprises?hidden=false"]
+    for rule in app.url_map.iter_rules():
+        by_query = "park" in declared.get(
+            (re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), "GET"), ())
+        if "GET" not in rule.methods or not ("<code>" in rule.rule or by_query):
+            continue
+        path = rule.rule + (f"?park={PARK}" if by_query else "")
+        for name, value in fill.items():
+            path = re.sub(rf"<(?:[a-z]+:)?{name}>", str(value), path)
+        urls.append(path)
+    return urls
+
+
+def test_no_request_reads_the_whole_park_once_its_caches_are_warm(db_url, engine, big_park,
+                                                                  capped_app, tmp_path,
+                                                                  monkeypatch):
+    """Every route, walked twice: the second time no request decodes or classifies the park.
+
+    The first walk fills the caches that are kept per park state (the map's grid
+    layer, the hidden-unit detection under ``parks.sites_stamp``).  On the
+    second, a spy on ``shapely.from_wkb`` (every geometry read from the
+    database is decoded there) and on the hidden-unit rule counts each request's
+    geometries: a route that reads the park's grids or enterprise sites (300
+    and 600 here) per request, such as the park list's hidden-unit count did,
+    fails.  The coverage check is O(park) by nature and left out.
+    """
+    import shapely
+
+    from geodata import hidden
+
+    tokens, fill = big_park
+    add_sites(engine)
+    with session_scope(engine) as session:
+        firms = session.execute(sa.select(sa.func.count()).select_from(Enterprise)).scalar()
+    bound = GRIDS // 2  # a tenth of the park's grids and sites: pages of 10 and their sites
+    assert firms > 3 * GRIDS
+    app = capped_app(db_url, tmp_path, PAGE_ROWS=PAGE, API_PAGE_MAX=PAGE)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {tokens['admin']}", "Accept": "application/json"}
+    urls = [u for u in _park_urls(app, fill) if u.split("?")[0] not in WHOLE_PARK]
+    for url in urls:
+        assert client.get(url, headers=auth).status_code < 500, url
+    decoded, classified = [], []
+    from_wkb, classify = shapely.from_wkb, hidden.classify
+    monkeypatch.setattr(shapely, "from_wkb", lambda values, *a, **k: (
+        decoded.append(len(values) if hasattr(values, "__len__") else 1)
+        or from_wkb(values, *a, **k)))
+    monkeypatch.setattr(hidden, "classify", lambda sites, registered: (
+        classified.append(len(sites)) or classify(sites, registered)))
+    most = {}
+    for url in urls:
+        decoded.clear()
+        classified.clear()
+        response = client.get(url, headers=auth)
+        assert response.status_code < 500, url
+        most[url] = (sum(decoded), max(classified, default=0))
+    over = {u: n for u, n in most.items() if n[0] > bound or n[1] > bound}
+    assert over == {}
+    # The walk reached the park-level counts and the hidden filters.
+    assert {"/api/parks", f"/api/parks/{PARK}", f"/parks/{PARK}/map"} <= set(most)

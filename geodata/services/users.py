@@ -343,7 +343,12 @@ def allowed_grid_ids(session, user):
     roots = [g.grid_id for g in user.grids]
     if not roots:
         return None
-    return set(session.execute(_GRID_TREE, {"roots": roots}).scalars())
+    return grid_tree_ids(session, roots)
+
+
+def grid_tree_ids(session, roots):
+    """The ids of the grids ``roots`` (ids) and of every grid below them, as a set."""
+    return set(session.execute(_GRID_TREE, {"roots": list(roots)}).scalars())
 
 
 def _grid_tree():

@@ -62,7 +62,8 @@ from geodata.services.hazards import locate
 from geodata.services.ledger import (MAX_PAGE, _check_grid_limit, closing_times, hazard_dicts,
                                      store_photo)
 from geodata.services.parks import park_boundary
-from geodata.services.users import allowed_grid_ids, get_user
+from geodata.services.users import allowed_grid_ids, get_user, grid_tree_ids
+from geodata.storage import id_list
 from geodata.workflow import is_overdue, require
 
 #: The kinds and their Chinese names (accepted on input too).
@@ -756,10 +757,14 @@ def worklist(session, park, user, *, today=None, grid_limit=None):
     patrol.  Open hazards come overdue first, then by deadline (none last),
     then by ledger number, each with its ``version``.  ``grid_limit`` caps
     the grids sent (in code order; ``grids.numberMatched`` counts them all):
-    a whole park of 10^5 grids is no offline bundle.
+    a whole park of 10^5 grids is no offline bundle.  When it cuts an
+    unlimited user's grids, the enterprises, hazards, patrols and re-checks
+    are those of the grids sent (and their sub-grids), as a grid member's
+    are, plus their own links: not the park's every enterprise and hazard.
     """
     today = today or periods.local_today()
     grid_ids = allowed_grid_ids(session, user)
+    limited = grid_ids is not None
     active = [Grid.park_id == park.id, Grid.active_to.is_(None),
               Grid.level == 1 if grid_ids is None else Grid.id.in_(list(grid_ids))]
     matched = session.execute(sa.select(sa.func.count()).where(*active)).scalar()
@@ -771,11 +776,14 @@ def worklist(session, park, user, *, today=None, grid_limit=None):
          "properties": {"code": g.code, "name": g.name, "level": g.level}}
         for g, s in zip(mine, shapes)], "numberMatched": int(matched),
         "numberReturned": len(mine)}
+    if grid_ids is None and len(mine) < matched:
+        grid_ids = grid_tree_ids(session, [g.id for g in mine])
     linked = {eid for (eid,) in session.execute(sa.select(EnterpriseLink.enterprise_id).where(
         EnterpriseLink.user_id == user.id))}
     ents = sa.select(Enterprise).where(Enterprise.park_id == park.id)
     if grid_ids is not None:
-        ents = ents.where(sa.or_(Enterprise.grid_id.in_(grid_ids), Enterprise.id.in_(linked)))
+        ents = ents.where(sa.or_(Enterprise.grid_id.in_(id_list(grid_ids)),
+                                 Enterprise.id.in_(id_list(linked))))
     ents = session.execute(ents.order_by(Enterprise.credit_code)).scalars().all()
     sites = to_shapes([e.site for e in ents])
     held = list({e.grid_id for e in ents} - {None})
@@ -790,7 +798,7 @@ def worklist(session, park, user, *, today=None, grid_limit=None):
                             "lat": round(float(shapely.get_y(spot)), 7)})
     query = sa.select(Hazard).where(Hazard.park_id == park.id, Hazard.status != "closed")
     if grid_ids is not None:
-        query = query.where(Hazard.grid_id.in_(grid_ids))
+        query = query.where(Hazard.grid_id.in_(id_list(grid_ids)))
     open_ = session.execute(query).scalars().all()
     open_.sort(key=lambda h: (not is_overdue(h.status, h.deadline, today),
                               h.deadline is None, h.deadline or today, h.code))
@@ -801,8 +809,7 @@ def worklist(session, park, user, *, today=None, grid_limit=None):
     visits_due.sort(key=lambda e: (e["status"] != "overdue", e["enterprise"]["credit_code"]))
     return {
         "park": {"code": park.code, "name": park.name},
-        "user": {"username": user.username, "role": user.role,
-                 "limited": grid_ids is not None},
+        "user": {"username": user.username, "role": user.role, "limited": limited},
         "today": today.isoformat(), "week": periods.iso_week(today),
         "grids": grid_features,
         "enterprises": enterprises,
