@@ -1,0 +1,157 @@
+"""The park-wide hidden-unit detection is cached per state of the park's sites, on both backends.
+
+``parks.sites_stamp`` is the key: database triggers (migration 0010) give it
+a fresh value whenever an enterprise of the park is inserted or deleted or
+its site, host or park changes, whoever writes.  These tests write through
+every kind of path (the importer, raw SQL inserts, updates of each watched
+column, deletes, a move between parks, a rolled-back write) and check that
+the stamp changes exactly then, and that the cached answers (count, list,
+``hidden=`` filters) equal a detection from scratch after each write.
+"""
+
+import geopandas as gpd
+import pytest
+import sqlalchemy as sa
+
+from geodata import hidden
+from geodata.creditcode import make_credit_code
+from geodata.services.parks import get_park, import_parks
+from geodata.services.sites import import_enterprises
+from geodata.storage import session_scope
+from tests.conftest import metric_box, metric_point
+from tests.ledger_helpers import build_park
+from webmap import create_app
+
+
+def _stamps(engine):
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text("SELECT code, sites_stamp FROM parks")).all())
+
+
+def _sql(engine, statement, **params):
+    with session_scope(engine, write=True) as session:
+        session.execute(sa.text(statement), params)
+
+
+def _point(x, y):
+    return metric_point(x, y).wkt
+
+
+INSERT = ("INSERT INTO enterprises (park_id, name, credit_code, registered, site, version) "
+          "SELECT id, :name, :code, :yes, ST_GeomFromText(:wkt, 4326), 1 FROM parks "
+          "WHERE code = 'T'")
+
+
+def _fresh(engine):
+    """The detection from scratch (cache emptied): ``{code: sorted hidden names}``."""
+    hidden.clear_cache()
+    with session_scope(engine) as session:
+        return sorted(u.name for u in hidden.find_hidden_units(session, get_park(session, "T")))
+
+
+@pytest.fixture
+def parks(engine):
+    """Park T (two parcels, 甲公司 and 乙公司) and an empty park U beside it."""
+    build_park(engine, users=False)
+    with session_scope(engine, write=True) as session:
+        import_parks(session, gpd.GeoDataFrame(
+            [{"code": "U", "name": "邻园", "division_code": "411621"}],
+            geometry=[metric_box(2000, 0, 3000, 1000)], crs=4326))
+    return engine
+
+
+def test_every_write_to_sites_renews_the_stamp_and_nothing_else_does(parks, backend):
+    engine = parks
+    seen = [_stamps(engine)]
+
+    def step(changes, *codes):
+        before = seen[-1]
+        after = _stamps(engine)
+        for code in ("T", "U"):
+            assert (after[code] != before[code]) == (code in codes), (changes, code)
+            if code in codes:  # never a stamp the park or another had before
+                assert all(after[code] not in old.values() for old in seen), (changes, code)
+        seen.append(after)
+
+    with session_scope(engine, write=True) as session:
+        park = get_park(session, "T")
+        import_enterprises(session, park, gpd.GeoDataFrame(
+            [{"name": "丙公司", "credit_code": make_credit_code("411621", 3)}],
+            geometry=[metric_box(300, 300, 320, 320)], crs=4326))
+    step("import", "T")
+    _sql(engine, INSERT, name="丁厂", code="X" * 18, yes=True, wkt=_point(150, 150))
+    step("raw insert", "T")
+    _sql(engine, "UPDATE enterprises SET site = ST_GeomFromText(:wkt, 4326) WHERE name = '丁厂'",
+         wkt=_point(160, 160))
+    step("site", "T")
+    _sql(engine, "UPDATE enterprises SET host_id = (SELECT id FROM enterprises WHERE "
+         "name = '乙公司') WHERE name = '丁厂'")
+    step("host", "T")
+    _sql(engine, "UPDATE enterprises SET name = '丁厂二', industry = '化工', employees = 3 "
+         "WHERE name = '丁厂'")
+    step("name, industry, employees")
+    _sql(engine, "UPDATE enterprises SET grid_id = NULL WHERE name = '丁厂二'")
+    step("grid")
+    _sql(engine, "UPDATE enterprises SET park_id = (SELECT id FROM parks WHERE code = 'U'), "
+         "host_id = NULL WHERE name = '丁厂二'")
+    step("park", "T", "U")
+    _sql(engine, "DELETE FROM enterprises WHERE name = '丁厂二'")
+    step("delete", "U")
+    # A rolled-back write leaves the stamp as it was.
+    with pytest.raises(RuntimeError):
+        with session_scope(engine, write=True) as session:
+            session.execute(sa.text(INSERT), {"name": "戊厂", "code": "Y" * 18, "yes": True,
+                                              "wkt": _point(170, 170)})
+            raise RuntimeError("rolled back")
+    step("rolled back")
+
+
+def test_the_cached_answers_follow_every_write(parks, db_url, monkeypatch):
+    """Count, list and filters after each write equal a detection from scratch."""
+    engine = parks
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+    client = app.test_client()
+    runs = []
+    sites = hidden._sites
+    monkeypatch.setattr(hidden, "_sites", lambda session, park_ids: (
+        runs.append(list(park_ids)) or sites(session, park_ids)))
+
+    def answers():
+        park = client.get("/api/parks/T").get_json()["properties"]["hidden_units"]
+        listed = sorted(u["name"] for u in client.get("/api/parks/T/hidden-units").get_json())
+        flagged = sorted(f["properties"]["name"] for f in client.get(
+            "/api/parks/T/enterprises?hidden=true").get_json()["features"])
+        ogc = sorted(f["properties"]["name"] for f in client.get(
+            "/ogcapi/collections/enterprises/items?park=T&hidden=true").get_json()["features"])
+        others = client.get("/api/parks/T/enterprises?hidden=false").get_json()
+        total = client.get("/api/parks/T").get_json()["properties"]["enterprises"]
+        assert park == len(listed) and listed == flagged == ogc
+        assert others["numberMatched"] == total - park
+        assert not {f["properties"]["name"] for f in others["features"]} & set(listed)
+        return listed
+
+    try:
+        assert answers() == _fresh(engine) == []
+        writes = [
+            (INSERT, {"name": "门岗厂", "code": "A" * 18, "yes": True, "wkt": _point(150, 150)}),
+            (INSERT, {"name": "小厂", "code": "B" * 18, "yes": True,
+                      "wkt": metric_box(610, 610, 620, 620).wkt}),
+            ("UPDATE enterprises SET site = ST_GeomFromText(:wkt, 4326) WHERE name = '门岗厂'",
+             {"wkt": _point(450, 450)}),
+            ("UPDATE enterprises SET host_id = (SELECT id FROM enterprises WHERE name = '甲公司') "
+             "WHERE name = '门岗厂'", {}),
+            ("DELETE FROM enterprises WHERE name = '小厂'", {}),
+        ]
+        for statement, params in writes:
+            _sql(engine, statement, **params)
+            runs.clear()
+            got = answers()
+            # The park's sites were read once after the write, then the cache answered.
+            assert len(runs) == 1, (statement, runs)
+            assert got == _fresh(engine), statement
+        assert got == ["门岗厂"]
+        runs.clear()
+        answers()
+        assert runs == []  # warm: no request read the park's sites
+    finally:
+        app.extensions["gridmap.engine"].dispose()
