@@ -196,3 +196,38 @@ def test_0004_photos_of_supervisions_survive_the_visits_migration(fresh_url):
                 conn.exec_driver_sql("UPDATE hazard_photos SET hazard_id = NULL")
     finally:
         engine.dispose()
+
+
+def test_0010_stamps_parks_with_enterprises_and_its_triggers_go_with_a_downgrade(fresh_url):
+    """0009 → 0010: a park holding enterprises gets a stamp, an empty one keeps 0; 0010 → 0009
+    drops the column and the triggers (an enterprise insert works again), and back up."""
+    firm = ("INSERT INTO enterprises (park_id, name, credit_code, registered, site, version) "
+            "VALUES (1, '老厂', '91411621MA00000000', {yes}, "
+            "ST_GeomFromText('POINT(114.005 34.005)', 4326), 1)")
+    engine = database_at_0001(fresh_url, ROWS_0001[0].replace("(1, 'P', '老园区'", "(2, 'Q', '空园区'"))
+    try:
+        schema.upgrade(engine, "0009")
+        yes = "1" if engine.dialect.name == "sqlite" else "true"
+        with engine.begin() as conn:
+            conn.exec_driver_sql(firm.format(yes=yes))
+        schema.upgrade(engine)
+
+        def stamps():
+            with engine.connect() as conn:
+                return dict(conn.execute(sa.text("SELECT code, sites_stamp FROM parks")).all())
+        first = stamps()
+        assert first["P"] != 0 and first["Q"] == 0
+        with engine.begin() as conn:
+            conn.exec_driver_sql(firm.format(yes=yes).replace("00000000'", "00000001'"))
+        assert stamps()["P"] not in (0, first["P"]) and stamps()["Q"] == 0
+        from alembic import command
+
+        with engine.begin() as conn:
+            command.downgrade(schema._alembic_config(conn), "0009")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(firm.format(yes=yes).replace("00000000'", "00000002'"))
+            assert "sites_stamp" not in {c["name"] for c in sa.inspect(conn).get_columns("parks")}
+        schema.upgrade(engine)
+        assert stamps()["P"] != 0
+    finally:
+        engine.dispose()
