@@ -7,12 +7,13 @@ on every insert or delete of an enterprise and on every update of its
 ``site``, ``host_id`` or ``park_id``, whoever writes (the services, an
 import, raw SQL, a restore), so the cache cannot outlive the data.
 
-The stamp is a fresh random number on SQLite and the next value of a
-sequence on PostgreSQL, never a counter: a counter stepped in a
-transaction that rolled back would be stepped to the same value again by
-the next writer, with other sites behind it.  PostgreSQL sets it once per
-statement (transition tables), so an import of 10^5 sites updates the park
-row once, not 10^5 times.
+The stamp is a fresh random number (64 bits on SQLite, 52 on PostgreSQL),
+never a counter: a counter stepped in a transaction that rolled back would
+be stepped to the same value again by the next writer, with other sites
+behind it, and a sequence starts again at 1 in a database dropped and
+created again under the same URL.  PostgreSQL sets it once per statement
+(transition tables), so an import of 10^5 sites updates the park row once,
+not 10^5 times.
 
 Revision ID: 0010
 Revises: 0009
@@ -44,8 +45,7 @@ def upgrade():
                        f"enterprises BEGIN UPDATE parks SET sites_stamp = {fresh} "
                        f"WHERE id IN ({parks}); END")
     else:
-        op.execute("CREATE SEQUENCE gridmap_sites_stamp")
-        fresh = "nextval('gridmap_sites_stamp')"
+        fresh = "floor(random() * 9.0e18)::bigint"
         changed = " OR ".join(f"o.{c} IS DISTINCT FROM n.{c}" for c in ("host_id", "park_id"))
         op.execute(f"""
 CREATE FUNCTION gridmap_sites_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -86,5 +86,4 @@ def downgrade():
             op.execute(f"DROP TRIGGER IF EXISTS enterprises_sites_stamp_{name}")
     else:
         op.execute("DROP FUNCTION IF EXISTS gridmap_sites_stamp() CASCADE")  # and its triggers
-        op.execute("DROP SEQUENCE IF EXISTS gridmap_sites_stamp")
     op.execute("ALTER TABLE parks DROP COLUMN sites_stamp")
