@@ -142,22 +142,17 @@ def classify(sites, registered_host):
     return holder, reason
 
 
-def _sites(session, park_ids):
-    """``{park id: (ids, host ids, sites)}`` of the enterprises of ``park_ids``, in id order.
+def _sites(session, park_id):
+    """``(ids, host ids, sites)`` of the park's enterprises, in id order.
 
     Plain columns and the sites decoded in one vectorised call, not ORM
     objects: at 10^5 enterprises building the objects cost twenty times the
     classification.
     """
-    by_park = {pid: ([], [], []) for pid in park_ids}
-    for batch in in_batches(park_ids):
-        for park_id, eid, host_id, site in session.execute(sa.select(
-                Enterprise.park_id, Enterprise.id, Enterprise.host_id,
-                sa.func.ST_AsBinary(Enterprise.site)).where(Enterprise.park_id.in_(batch))
-                .order_by(Enterprise.park_id, Enterprise.id)):
-            for column, value in zip(by_park[park_id], (eid, host_id, site)):
-                column.append(value)
-    return {pid: (ids, hosts, to_shapes(sites)) for pid, (ids, hosts, sites) in by_park.items()}
+    rows = session.execute(sa.select(
+        Enterprise.id, Enterprise.host_id, sa.func.ST_AsBinary(Enterprise.site))
+        .where(Enterprise.park_id == park_id).order_by(Enterprise.id)).all()
+    return [r[0] for r in rows], [r[1] for r in rows], to_shapes([r[2] for r in rows])
 
 
 def _rows(session, park, *where):
@@ -220,7 +215,8 @@ def _parks_found(session, park_ids):
     whenever one of its enterprises is inserted or deleted or changes site,
     host or park (migration 0010), whoever writes.  It is read before the
     sites, so a detection is never filed under a newer stamp than its data.
-    Parks whose stamp changed are classified from one read of their sites.
+    Parks whose stamp changed are classified one after the other, each from
+    one read of its sites.
     """
     park_ids = sorted(set(park_ids))
     stamps = {}
@@ -236,8 +232,8 @@ def _parks_found(session, park_ids):
                 out[pid] = hit[1]
             else:
                 missing.append(pid)
-    for pid, site in (_sites(session, missing) if missing else {}).items():
-        out[pid] = _found(*site)
+    for pid in missing:  # park by park: a province's sites are never in memory at once
+        out[pid] = _found(*_sites(session, pid))
         with _cache_lock:
             _cache.pop((url, pid), None)
             while len(_cache) >= _CACHE_SIZE:

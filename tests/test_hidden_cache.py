@@ -113,8 +113,8 @@ def test_the_cached_answers_follow_every_write(parks, db_url, monkeypatch):
     client = app.test_client()
     runs = []
     sites = hidden._sites
-    monkeypatch.setattr(hidden, "_sites", lambda session, park_ids: (
-        runs.append(list(park_ids)) or sites(session, park_ids)))
+    monkeypatch.setattr(hidden, "_sites", lambda session, park_id: (
+        runs.append(park_id) or sites(session, park_id)))
 
     def answers():
         park = client.get("/api/parks/T").get_json()["properties"]["hidden_units"]
