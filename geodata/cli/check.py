@@ -90,20 +90,27 @@ def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
 def _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks):
     """``check --all``: one line per stored park; exits 0 only when every park is valid.
 
-    On Dask (``--workers N`` or ``--scheduler``) each park is one task.
+    ``--format json`` (or ``geojson``) prints one JSON array of ``{park,
+    valid, summary}``, ``[]`` when no park is stored: stdout stays one JSON
+    document for scripts, and "no parks found" goes to stderr.  On Dask
+    (``--workers N`` or ``--scheduler``) each park is one task.
     """
     from geodata.batch import check_park_task
 
     codes = stored_park_codes(obj)
     if not codes:
-        click.echo("no parks found")
+        click.echo("no parks found", err=True)
+        if fmt != "text":
+            write_output("[]", out)
         sys.exit(1 if require_parks else 0)
     results = on_every_park(obj, check_park_task, codes, workers, scheduler, tolerance_m)
-    lines = [json.dumps({"park": r["park"], "valid": r["valid"],
-                         "summary": rep.summary_line()}, ensure_ascii=False)
-             if fmt != "text" else f"{r['park']}: {rep.summary_line()}"
-             for r, rep in results]
-    write_output("\n".join(lines), out)
+    if fmt == "text":
+        text = "\n".join(f"{r['park']}: {rep.summary_line()}" for r, rep in results)
+    else:
+        text = json.dumps([{"park": r["park"], "valid": r["valid"],
+                            "summary": rep.summary_line()} for r, rep in results],
+                          ensure_ascii=False)
+    write_output(text, out)
     sys.exit(0 if all(r["valid"] for r, _ in results) else 1)
 
 

@@ -14,7 +14,7 @@ import click
 
 from geodata import domains
 from geodata.config import Settings
-from geodata.errors import GridmapError, SchemaMissingError
+from geodata.errors import GridmapError
 
 #: The ``--format`` choices of commands whose output is a table.
 TABLE_FORMATS = ("text", "json", "csv")
@@ -135,15 +135,17 @@ class Context:
             self._engine = None
 
     def ready_engine(self):
-        """The engine, after checking that the database and its schema exist."""
+        """The engine, after checking that the database exists with this code's schema.
+
+        The one gate of every command that reads or writes the database
+        (all but ``init-db``, ``demo`` and ``info``): a missing schema, or
+        one a migration behind, stops here with exit 2 and "run `gridmap
+        init-db`" before anything is read or written.
+        """
         from geodata import schema
         from geodata.storage import safe_url
 
-        revision = schema.current_revision(self.engine)
-        if revision is None:
-            raise SchemaMissingError(
-                f"{safe_url(self.settings.database_url)} has no gridmap schema: run "
-                "`gridmap init-db` first")
+        schema.require_current(self.engine, safe_url(self.settings.database_url))
         return self.engine
 
 
