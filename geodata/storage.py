@@ -271,8 +271,10 @@ def safe_url(url):
         parsed = parse_url(url)
     except ConfigError:
         return "(an unreadable database URL)"
-    secrets = {key: "***" for key in parsed.query if key.lower() in _SECRET_QUERY_KEYS}
-    return parsed.update_query_dict(secrets).render_as_string(hide_password=True)
+    secrets = {key: "MASKED" for key in parsed.query if key.lower() in _SECRET_QUERY_KEYS}
+    # The placeholder is swapped after rendering, which would quote "***" as %2A%2A%2A.
+    return parsed.update_query_dict(secrets).render_as_string(hide_password=True).replace(
+        "=MASKED", "=***")
 
 
 def bbox_filter(bind, model, column, box):
