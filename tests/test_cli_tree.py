@@ -363,3 +363,70 @@ def test_info_on_a_fresh_file_leaves_no_database(tmp_path):
     url = f"sqlite:///{tmp_path}/none.sqlite"
     assert _run(url, ["info"]).exit_code == 0
     assert not (tmp_path / "none.sqlite").exists()
+
+
+#: Every command that writes a file, with that file in a folder that does not exist (MISSING).
+#: A new ``--out`` option fails :func:`test_every_output_option_is_walked` until listed.
+MISSING = "{tmp}/missing/folder"
+OUTPUTS = {
+    "export": ["grids", f"{MISSING}/g.geojson", "--park", PARK],
+    "hazards export": [f"{MISSING}/h.xlsx", "--park", PARK],
+    "requests export": [f"{MISSING}/r.csv", "--park", PARK],
+    "check": ["--park", PARK, "--format", "json", "--out", f"{MISSING}/c.json"],
+    "edit history": ["--park", PARK, "--at", "1", "--out", f"{MISSING}/at.gpkg"],
+    "propose-grids": ["--park", PARK, "--target-count", "3", "--out", f"{MISSING}/p.gpkg"],
+    "visits export": ["--park", PARK, "--out", f"{MISSING}/v.csv"],
+    "weekly-report": ["--park", PARK, "--week", "2026-W10", "--out", f"{MISSING}/w.pdf"],
+    "weekly assignments": ["--park", PARK, "--out", f"{MISSING}/a.csv"],
+    "assessment": ["--park", PARK, "--from", "2026-01-01", "--to", "2026-01-31", "--out",
+                   f"{MISSING}/s.csv"],
+    "boards": ["--park", PARK, "--out", f"{MISSING}/b.pdf", "--service-line", "12345",
+               "--base-url", "https://gridmap.example.cn"],
+}
+
+
+def test_every_output_option_is_walked():
+    with_out = {name for name, command in LEAVES.items()
+                if any(p.name == "out" for p in command.params)}
+    assert with_out <= set(OUTPUTS), "add the command's --out to OUTPUTS"
+
+
+def test_an_output_in_a_missing_folder_is_exit_2_naming_it(db_url, engine, runner, tmp_path):
+    """An unwritable output was a FileNotFoundError traceback with exit 1 ("problems found")."""
+    from geodata.demo import PARK_CODE
+
+    assert runner("demo").exit_code == 0
+    edit = runner("edit", "split", f"{PARK_CODE}-001", "--parts", "2", "--park", PARK_CODE,
+                  "--actor", "t")
+    assert edit.exit_code == 0, edit.output  # edit 1, for history --at 1
+    before = stored_snapshot(engine)
+    faults = []
+    for name, args in OUTPUTS.items():
+        result = _run(db_url, _args(name, tmp_path, PARK_CODE,
+                                    [a.replace(MISSING, f"{TMP}/missing/folder") for a in args]))
+        faults += _faults(name, result, 2, f"cannot write {tmp_path}/missing/folder/")
+    assert stored_snapshot(engine) == before
+    assert not (tmp_path / "missing").exists()
+    assert faults == []
+
+
+def test_a_file_the_system_refuses_is_exit_2_without_a_traceback(runner, tmp_path):
+    """The last net (``ErrorExitGroup``): an ``OSError`` no service named is still exit 2.
+
+    ``/proc`` passes every check a folder can (it exists, root may write) and
+    still refuses a new file.
+    """
+    assert runner("import", "parks", _park_file(tmp_path)).exit_code == 0
+    for args in (["export", "parks", "/proc/gridmap-test.geojson"],
+                 ["hazards", "export", "/proc/gridmap-test.csv"]):
+        result = runner(*args)
+        assert _faults(args[0], result, 2, "/proc/") == []
+
+
+def test_a_csv_whose_byte_order_mark_lies_is_refused(runner, tmp_path):
+    """A UTF-16 byte order mark before bytes that are not UTF-16 was a UnicodeDecodeError."""
+    assert runner("import", "parks", _park_file(tmp_path)).exit_code == 0
+    path = tmp_path / "sites.csv"
+    path.write_bytes(b"\xff\xfe\x00garbage,,\n")
+    result = runner("import", "enterprises", path, "--park", "P")
+    assert _faults("import", result, 2, "byte order mark") == []

@@ -20,6 +20,19 @@ from geodata.errors import GridmapError
 TABLE_FORMATS = ("text", "json", "csv")
 
 
+def _file_error(exc):
+    """The :class:`GridmapError` for an ``OSError`` no service turned into one, or None.
+
+    A file the command was told to read or write that the system refuses (a
+    missing folder, no permission, a full disk) is the operator's to fix:
+    exit 2 naming the file, not a traceback with exit 1 ("problems found").
+    """
+    if not isinstance(exc, OSError):
+        return None
+    where = f"{exc.filename}: " if exc.filename else ""
+    return GridmapError(f"{where}{exc.strerror or exc}", code="file_error")
+
+
 def _database_error(exc, url):
     """The :class:`GridmapError` for a SQLAlchemy error, or None for any other exception.
 
@@ -96,8 +109,8 @@ class ErrorExitGroup(click.Group):
                        "command again", err=True)
             ctx.exit(130)
         except Exception as exc:
-            error = exc if isinstance(exc, GridmapError) else _database_error(
-                exc, ctx.meta.get("gridmap.url"))
+            error = exc if isinstance(exc, GridmapError) else (
+                _database_error(exc, ctx.meta.get("gridmap.url")) or _file_error(exc))
             if error is None or ctx.meta.get("gridmap.debug"):
                 raise
             click.echo(f"error: {error.message}", err=True)

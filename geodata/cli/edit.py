@@ -240,6 +240,8 @@ def restore(obj, edit_id, code, allow_problems, park_code, actor, reason, if_mat
 @click.pass_obj
 def history(obj, park_code, code, at_edit, out, fmt):
     """Show the park's edits, one grid's versions, or write an earlier state (--at/--out)."""
+    if out and at_edit is None:  # else --out was ignored and a script found no file
+        raise click.UsageError("--out needs --at EDIT (the history itself is printed)")
     import shapely
 
     from geodata.services import edits

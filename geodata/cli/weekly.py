@@ -117,18 +117,7 @@ def assignments(obj, park_code, week, fmt, out):
         write_file(out, table_xlsx("周交办", ASSIGNMENT_COLUMNS, rows))
         return
     shown = rows if fmt == "json" else [{k: display(v) for k, v in r.items()} for r in rows]
-    _emit(shown, ASSIGNMENT_COLUMNS, fmt, out)
-
-
-def _emit(rows, columns, fmt, out):
-    """:func:`emit_table`, with an unwritable ``--out`` reported as a one-line error."""
-    from geodata.errors import ValidationError
-
-    try:
-        emit_table(rows, columns, fmt, out=out)
-    except OSError as exc:
-        raise ValidationError(f"cannot write {out}: {exc.strerror or exc}",
-                              code="unwritable_output", details={"field": "out"}) from None
+    emit_table(shown, ASSIGNMENT_COLUMNS, fmt, out=out)
 
 
 #: (key, header) of the assessment table, in column order.
@@ -172,7 +161,7 @@ def assessment(obj, park_code, first, last, fmt, out):
     if fmt == "xlsx":
         write_file(out, table_xlsx("考核", ASSESSMENT_COLUMNS, rows))
         return
-    _emit(rows, ASSESSMENT_COLUMNS, "text", out)
+    emit_table(rows, ASSESSMENT_COLUMNS, "text", out=out)
     click.echo(f"{result['park']['code']} {result['from']}..{result['to']} (as of "
                f"{result['as_of']}); weights " + ", ".join(
                    f"{k} {v:g}" for k, v in result["weights"].items()), err=True)
