@@ -430,3 +430,23 @@ def test_a_csv_whose_byte_order_mark_lies_is_refused(runner, tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage,,\n")
     result = runner("import", "enterprises", path, "--park", "P")
     assert _faults("import", result, 2, "byte order mark") == []
+
+
+def _number_settings():
+    from dataclasses import fields
+
+    from geodata.config import Settings
+
+    return [f.name for f in fields(Settings) if f.type in (int, float)]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1_0", " 5", "٥"])
+def test_every_number_setting_is_read_plainly(value, monkeypatch, tmp_path):
+    """A ``nan`` GRIDMAP_SQLITE_BUSY_TIMEOUT_S passed validation and was a traceback later."""
+    names = _number_settings()
+    assert len(names) >= 10
+    for name in names:
+        with monkeypatch.context() as patch:
+            patch.setenv(f"GRIDMAP_{name.upper()}", value)
+            result = _run(f"sqlite:///{tmp_path}/none.sqlite", ["users", "list"])
+        assert _faults(name, result, 2, f"GRIDMAP_{name.upper()}=") == []
