@@ -450,3 +450,29 @@ def test_every_number_setting_is_read_plainly(value, monkeypatch, tmp_path):
             patch.setenv(f"GRIDMAP_{name.upper()}", value)
             result = _run(f"sqlite:///{tmp_path}/none.sqlite", ["users", "list"])
         assert _faults(name, result, 2, f"GRIDMAP_{name.upper()}=") == []
+
+
+def _gbk_cells(tmp_path):
+    """Grid cells as a GBK CSV (Excel's "CSV" on Chinese Windows): read with a warning."""
+    path = tmp_path / "cells-gbk.csv"
+    wkt = metric_box(0, 0, 400, 200).wkt
+    path.write_bytes(f'code,name,wkt\nP-001,第一网格,"{wkt}"\n'.encode("gbk"))
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ("import", "grids", "{cells}", "--park", "P"),
+    ("import", "grids", "{cells}", "--park", "P", "--diff"),
+    ("check", "--grids-file", "{cells}"),
+    ("check", "--grids-file", "{cells}", "--park-file", "{park}"),
+], ids=["import", "import --diff", "check file", "check files"])
+def test_json_output_stays_one_document_when_there_are_warnings(runner, tmp_path, args):
+    park = _park_file(tmp_path)
+    assert runner("import", "parks", park).exit_code == 0
+    cells = _gbk_cells(tmp_path)
+    args = [a.replace("{cells}", str(cells)).replace("{park}", str(park)) for a in args]
+    result = runner(*args, "--crs", "EPSG:4326", "--format", "json")
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)
+    assert "warning: " in result.stderr and "GBK" in result.stderr
+    assert "warning" not in result.stdout.split('"warnings"')[0]

@@ -123,8 +123,13 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     from geodata.coverage import check_coverage, default_threads
     from geodata.formats import read_layer
 
-    limits = {"crs": crs, **settings.read_limits()}
-    grids, _ = read_layer(grids_file, layer="grids", **limits)
+    def read(path, layer):
+        frame, warnings = read_layer(path, layer=layer, crs=crs, **settings.read_limits())
+        for warning in warnings:  # on stderr: stdout is the report a script may parse
+            click.echo(f"warning: {path}: {warning}", err=True)
+        return frame
+
+    grids = read(grids_file, "grids")
     if "code" not in grids:
         raise GridmapError(f"{grids_file}: grids need a 'code' column", code="missing_field")
     # Codes are reported as given (G22b stays G22b); the normalised form
@@ -145,11 +150,11 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     parents = [None if p is None else given.get(p, (None, p))[1] for p in parents]
     park = None
     if park_file:
-        parks, _ = read_layer(park_file, layer="parks", **limits)
+        parks = read(park_file, "parks")
         park = shapely.union_all(parks.geometry.to_numpy())
     sites = None
     if enterprises_file:
-        sites, _ = read_layer(enterprises_file, layer="enterprises", **limits)
+        sites = read(enterprises_file, "enterprises")
     report = check_coverage(grids.geometry.to_numpy(), codes, parents, park=park,
                             enterprises=sites, tolerance_m=tolerance_m, gap_width_m=gap_width_m,
                             threads=threads or default_threads())

@@ -37,14 +37,14 @@ def import_(obj, layer, file, park_code, crs, dry_run, diff, apply_, allow_probl
 
     report = import_file(obj.ready_engine(), layer, file, park_code=park_code, crs=crs,
                          dry_run=dry_run, **obj.settings.read_limits())
+    for warning in report.warnings:  # also in the JSON; stderr is for whoever watches
+        click.echo(f"warning: {warning}", err=True)
     if fmt == "json":
         from dataclasses import asdict
 
         click.echo(json.dumps({**asdict(report), "summary": report.summary()},
                               ensure_ascii=False))
         return
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
     click.echo(report.summary())
 
 
