@@ -476,3 +476,22 @@ def test_json_output_stays_one_document_when_there_are_warnings(runner, tmp_path
     json.loads(result.stdout)
     assert "warning: " in result.stderr and "GBK" in result.stderr
     assert "warning" not in result.stdout.split('"warnings"')[0]
+
+
+def test_every_park_option_refuses_a_blank_code(tmp_path):
+    """``--park ""`` (an unset ``$PARK``) meant "the only park" or crashed: now a usage error."""
+    from geodata.cli.context import ParkCode
+
+    with_park = [name for name, command in LEAVES.items()
+                 if any(p.name == "park_code" for p in command.params)]
+    assert len(with_park) >= 30
+    for name in with_park:
+        (param,) = [p for p in LEAVES[name].params if p.name == "park_code"]
+        assert isinstance(param.type, ParkCode), name
+    faults = []
+    for name in with_park:
+        args = ARGS[name][0] if name in ARGS else []
+        args = ["" if a == PARK else a for a in args] if PARK in args else [*args, "--park", ""]
+        result = _run("sqlite:////nonexistent/x.sqlite", _args(name, tmp_path, args=args))
+        faults += _faults(name, result, 2, "give a park code")
+    assert faults == []

@@ -90,6 +90,27 @@ class PlainFloatRange(_PlainNumber, click.FloatRange):
 PLAIN_INT, PLAIN_FLOAT = PlainInt(), PlainFloat()
 
 
+class ParkCode(click.ParamType):
+    """A ``--park CODE`` value: blank is refused, not read as "no park given".
+
+    Commands treat a missing code as "the only park" or "every park", and
+    ``--park ""`` (an unset shell variable, ``--park "$PARK"``) took that
+    meaning silently, or failed later (``tests/test_cli_tree.py`` walks the
+    options).  Whether the park exists is the service's question (exit 2).
+    """
+
+    name = "park code"
+
+    def convert(self, value, param, ctx):
+        """Return ``value``; fail (exit 2) when it is blank."""
+        if isinstance(value, str) and not value.strip():
+            self.fail("give a park code (the value is empty)", param, ctx)
+        return value
+
+
+PARK_CODE = ParkCode()
+
+
 class ErrorExitGroup(click.Group):
     """A click group that turns domain and database errors into one line and exit code 2.
 
@@ -240,7 +261,8 @@ def park_scope_options(command):
     ``scheduler``; :func:`check_park_scope` validates the combination.
     """
     for option in reversed([
-            click.option("--park", "park_code", help="One stored park (its code)."),
+            click.option("--park", "park_code", type=PARK_CODE,
+                         help="One stored park (its code)."),
             click.option("--all", "all_parks", is_flag=True, help="Every stored park."),
             click.option("--workers", type=PlainIntRange(1, 64), default=1, show_default=True,
                          help="With --park or --all: Dask worker processes on this machine "

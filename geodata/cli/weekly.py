@@ -8,11 +8,11 @@ writes nothing; see docs/weekly.md.
 
 import click
 
-from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.cli.context import PARK_CODE, emit_table, format_option, pass_context
 
 
 @click.command("weekly-report")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", required=True, help="ISO week in Asia/Shanghai, e.g. 2026-W48.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .xlsx, .html (printable) or .pdf.")
@@ -42,7 +42,7 @@ def weekly():
 
 
 @weekly.command("assign")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", required=True, help="ISO week of the meeting, e.g. 2026-W48.")
 @click.option("--hazard", "hazard_ref", help="A hazard to task: id or ledger code (YH2026-0012).")
 @click.option("--request", "request_ref",
@@ -96,7 +96,7 @@ def assign(obj, park_code, week, hazard_ref, request_ref, enterprise, category, 
 
 
 @weekly.command("assignments")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", help="Only this ISO week's assignments.")
 @format_option(("text", "json", "csv", "xlsx"), help="xlsx needs --out.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
@@ -132,7 +132,7 @@ ASSESSMENT_COLUMNS = [
 
 
 @click.command("assessment")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--from", "first", required=True, help="First local day, YYYY-MM-DD.")
 @click.option("--to", "last", required=True, help="Last local day, YYYY-MM-DD.")
 @format_option(("text", "json", "xlsx"), help="xlsx needs --out.")
@@ -168,7 +168,7 @@ def assessment(obj, park_code, first, last, fmt, out):
 
 
 @click.command("assessment-weights")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--set", "pairs", multiple=True, metavar="METRIC=WEIGHT",
               help="visits, closure, resolution, satisfaction (points) or overdue (points "
                    "off per overdue item), 0..100; repeat for several.")
