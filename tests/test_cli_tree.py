@@ -495,3 +495,10 @@ def test_every_park_option_refuses_a_blank_code(tmp_path):
         result = _run("sqlite:////nonexistent/x.sqlite", _args(name, tmp_path, args=args))
         faults += _faults(name, result, 2, "give a park code")
     assert faults == []
+
+
+def test_a_prompt_on_an_ended_stdin_is_exit_2_not_aborted_1(runner):
+    """click answers an ended stdin at a prompt with "Aborted!" and exit 1 ("problems found")."""
+    for args in (["users", "add", "bob", "--role", "admin"], ["users", "set-password", "bob"]):
+        result = runner(*args)
+        assert _faults(" ".join(args), result, 2, "stdin ended") == []

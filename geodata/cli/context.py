@@ -122,13 +122,18 @@ class ErrorExitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            # Not click's "Aborted!" and exit 1, which means "the check found problems".
-            # Every write runs in one transaction (session_scope rolls back on Ctrl-C).
+            self._interrupted(ctx)
+        except click.exceptions.Abort as exc:
+            # click.prompt turns Ctrl-C and an ended stdin into Abort, which click
+            # answers with "Aborted!" and exit 1, the code of "the check found problems".
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                self._interrupted(ctx)
             if ctx.meta.get("gridmap.debug"):
                 raise
-            click.echo("\ninterrupted: the write in progress was rolled back; run the "
-                       "command again", err=True)
-            ctx.exit(130)
+            click.echo("\nerror: the command asked for input and stdin ended: run it in a "
+                       "terminal, or give the value as an option (e.g. --password-stdin)",
+                       err=True)
+            ctx.exit(2)
         except Exception as exc:
             error = exc if isinstance(exc, GridmapError) else (
                 _database_error(exc, ctx.meta.get("gridmap.url")) or _file_error(exc))
@@ -136,6 +141,18 @@ class ErrorExitGroup(click.Group):
                 raise
             click.echo(f"error: {error.message}", err=True)
             ctx.exit(2)
+
+    @staticmethod
+    def _interrupted(ctx):
+        """Ctrl-C: one line and exit 130, not click's "Aborted!" and exit 1 (problems found).
+
+        Every write runs in one transaction (session_scope rolls back on Ctrl-C).
+        """
+        if ctx.meta.get("gridmap.debug"):
+            raise
+        click.echo("\ninterrupted: the write in progress was rolled back; run the "
+                   "command again", err=True)
+        ctx.exit(130)
 
 
 class Context:
