@@ -502,3 +502,30 @@ def test_a_prompt_on_an_ended_stdin_is_exit_2_not_aborted_1(runner):
     for args in (["users", "add", "bob", "--role", "admin"], ["users", "set-password", "bob"]):
         result = runner(*args)
         assert _faults(" ".join(args), result, 2, "stdin ended") == []
+
+
+def test_format_json_is_one_document_or_nothing_on_every_command(db_url, runner, tmp_path):
+    """On the demo park: exit 0/1 print exactly one JSON document, exit 2 print nothing."""
+    from geodata.demo import PARK_CODE
+
+    assert runner("demo").exit_code == 0
+    faults = []
+    offering = [name for name in ARGS if _offers_json(name)]
+    assert len(offering) >= 25
+    for name in offering:
+        args = ARGS[name][0]
+        if "--out" in args:  # stdout is the subject here
+            at = args.index("--out")
+            args = args[:at] + args[at + 2:]
+        result = _run(db_url, _args(name, tmp_path, PARK_CODE, [*args, "--format", "json"]))
+        if result.exit_code == 2:
+            faults += _faults(name, result, 2, "error: ")
+            if result.stdout:
+                faults.append(f"{name}: printed {result.stdout[:80]!r} with its error")
+            continue
+        faults += _faults(name, result, result.exit_code, None)
+        try:
+            json.loads(result.stdout)
+        except ValueError:
+            faults.append(f"{name}: exit {result.exit_code} printed {result.stdout[:80]!r}")
+    assert faults == []
