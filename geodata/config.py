@@ -47,12 +47,14 @@ Data never goes to the current folder or into the installed package: a
 command run from any folder finds the same database and photos.
 """
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import platformdirs
 
+from geodata.domains import plain_number
 from geodata.errors import ConfigError
 
 DATABASE_FILE = "gridmap.sqlite"
@@ -66,6 +68,24 @@ RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
 def default_data_dir():
     """Return the per-user data folder (``~/.local/share/gridmap`` on Linux)."""
     return platformdirs.user_data_dir("gridmap", appauthor=False)
+
+
+def _setting_value(raw, kind):
+    """``raw`` (an environment variable's text) as ``kind``, or ValueError.
+
+    Numbers are read as the API and the shell read them
+    (:func:`geodata.domains.plain_number`): a ``nan`` or ``inf`` limit passed
+    the range checks of :meth:`Settings.validate` and failed later with a
+    traceback.
+    """
+    if kind is bool:
+        return _boolean(raw)
+    if kind in (int, float):
+        number = plain_number(raw, kind)
+        if number is None or not math.isfinite(number):
+            raise ValueError(raw)
+        return number
+    return kind(raw)
 
 
 def _boolean(raw):
@@ -129,10 +149,11 @@ class Settings:
                 continue
             kind = f.type
             try:
-                values[f.name] = _boolean(raw) if kind is bool else kind(raw)
+                values[f.name] = _setting_value(raw, kind)
             except ValueError:
+                plain = " (a plain finite number)" if kind in (int, float) else ""
                 raise ConfigError(
-                    f"GRIDMAP_{f.name.upper()}={raw!r} is not a valid {kind.__name__}",
+                    f"GRIDMAP_{f.name.upper()}={raw[:40]!r} is not a valid {kind.__name__}{plain}",
                     details={"setting": f"GRIDMAP_{f.name.upper()}"}) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from geodata import schema
-from geodata.errors import DatabaseMissingError
+from geodata.errors import DatabaseMissingError, SchemaOutdatedError
 from geodata.models import Base
 from geodata.storage import safe_url, translate_db_error
 
@@ -53,7 +53,9 @@ def database_info(engine):
 
     ``status`` is ``ok`` (with the spatial extension's versions, the schema
     revision and the row count of every table), ``no_schema`` (reachable,
-    never initialised), ``missing`` (no SpatiaLite file yet) or
+    never initialised), ``outdated`` (another schema revision than this
+    code's: its tables are not counted, they may lack one the code knows),
+    ``missing`` (no SpatiaLite file yet) or
     ``unreachable``; all but ``ok`` carry a ``message`` saying what to do.
     """
     backend = "spatialite" if engine.dialect.name == "sqlite" else "postgis"
@@ -65,6 +67,11 @@ def database_info(engine):
         if revision is None:
             return {**info, "status": "no_schema", "schema_revision": None,
                     "message": "no gridmap schema yet: run `gridmap demo` or `gridmap init-db`"}
+        try:
+            schema.require_current(engine)
+        except SchemaOutdatedError as exc:
+            return {**info, "status": "outdated", "schema_revision": revision,
+                    "message": exc.message}
         with engine.connect() as conn:
             tables = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
                       for t in Base.metadata.sorted_tables}

@@ -111,6 +111,13 @@ class SchemaMissingError(GridmapError):
     code = "schema_missing"
 
 
+class SchemaOutdatedError(GridmapError):
+    """The database's schema revision is not the one this code was written for (503)."""
+
+    http_status = 503
+    code = "schema_outdated"
+
+
 class DatabaseMissingError(GridmapError):
     """The SpatiaLite file does not exist; only ``init-db`` and ``demo`` create one (503)."""
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from geodata.errors import ValidationError
+
 _PENDING = "gridmap.pending_files"
 _FORMULA_START = ("=", "+", "-", "@")
 
@@ -53,17 +55,58 @@ def partial_path(path):
     return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}")
 
 
+def unwritable(path, exc):
+    """Return the error for an ``OSError`` met writing ``path``.
+
+    A missing folder, no permission, a full disk: the message names
+    ``path``, not the temporary file beside it that failed.
+    """
+    return ValidationError(f"cannot write {path}: {exc.strerror or exc}",
+                           code="unwritable_output", details={"path": str(path)})
+
+
+def check_writable(path):
+    """Refuse an output path that cannot be written, before any work (exit 2, no file).
+
+    Raises
+    ------
+    ValidationError
+        ``unwritable_output`` naming the path and why.
+    """
+    path = Path(path)
+    reason = None
+    if path.is_dir():
+        reason = "is a folder"
+    elif not path.parent.is_dir():
+        reason = f"its folder {path.parent} does not exist"
+    elif not os.access(path.parent, os.W_OK | os.X_OK):
+        reason = f"its folder {path.parent} is not writable"
+    elif path.exists() and not os.access(path, os.W_OK):
+        reason = "is not writable"
+    if reason:
+        raise ValidationError(f"cannot write {path}: {reason}", code="unwritable_output",
+                              details={"path": str(path)})
+
+
 @contextmanager
 def atomic_write(path):
     """Yield a temporary path to write; it replaces ``path`` only if the block succeeds.
 
     Any error, or Ctrl-C, deletes the temporary file and leaves ``path`` as it was.
+
+    Raises
+    ------
+    ValidationError
+        ``unwritable_output`` (:func:`unwritable`) for an ``OSError`` on the way.
     """
     path = Path(path)
+    check_writable(path)
     temp = partial_path(path)
     try:
         yield temp
         os.replace(temp, path)
+    except OSError as exc:
+        raise unwritable(path, exc) from None
     finally:
         temp.unlink(missing_ok=True)
 

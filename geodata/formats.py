@@ -33,7 +33,7 @@ from pyproj import CRS
 
 from geodata.crs import STORAGE_SRID, declared_crs, parse_crs, to_storage_crs
 from geodata.errors import BadRequestError, FeatureError, PayloadTooLargeError, ValidationError
-from geodata.files import spreadsheet_text, spreadsheet_value
+from geodata.files import check_writable, spreadsheet_text, spreadsheet_value
 from geodata.geometry import (check_geometries, geometry_from_geojson, parse_json,
                               validate_geometries)
 
@@ -510,6 +510,10 @@ def _csv_dialect(path, warnings):
                                   details={"file": path})
         if encoding == _GB:
             warnings.add("the CSV is not UTF-8: read as GBK (GB 18030)")
+    if not _file_decodes(path, encoding):  # a byte order mark is a claim, checked like the rest
+        raise ValidationError(f"{path}: the text does not decode as the {encoding} its byte "
+                              "order mark announces; save it as \"CSV UTF-8\"",
+                              code="unknown_encoding", details={"file": path})
     with open(path, newline="", encoding=encoding) as fh:
         header = fh.readline()
     return encoding, "\t" if "\t" in header and "," not in header else ","
@@ -928,6 +932,7 @@ def write_layer(frame, path):
     if suffix != ".csv" and not isinstance(frame, gpd.GeoDataFrame):
         raise BadRequestError(f"{path}: a layer without geometry can only be written as .csv",
                               code="unsupported_format")
+    check_writable(path)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as tmp:
         out = Path(tmp) / path.name
         if suffix == ".csv":

@@ -110,7 +110,7 @@ def _load_spatialite(dbapi_conn, busy_timeout_s, read_only=False):
 
 def sqlite_file(url):
     """Return the file of a SpatiaLite URL, or None for PostGIS and in-memory SQLite."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or (
             parsed.database.startswith("file:")):
         return None
@@ -152,7 +152,7 @@ def make_engine(url, busy_timeout_s=5.0, *, create=False, read_only=False, **kwa
     ConfigError
         For an unsupported URL or when SpatiaLite cannot be loaded.
     """
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(parsed)
         if path is not None and create:
@@ -274,9 +274,46 @@ def in_batches(values, size=IN_BATCH):
     return [values[i:i + size] for i in range(0, len(values), size)]
 
 
+def parse_url(url):
+    """Return ``url`` as a SQLAlchemy URL.
+
+    Raises
+    ------
+    ConfigError
+        For text that is not a URL (a port that is not a number...).  The
+        message never repeats the text: SQLAlchemy's own error quotes the
+        part it could not read, which is the password when the ``@`` is
+        missing (``postgresql://gm:s3cret/db`` reads ``s3cret`` as the port).
+    """
+    if isinstance(url, sa.engine.URL):
+        return url
+    try:
+        return make_url(url)
+    except (ValueError, sa.exc.ArgumentError):
+        raise ConfigError(
+            "GRIDMAP_DATABASE_URL (or --db) is not a database URL: expected sqlite:///FILE or "
+            "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE (a numeric port)",
+            details={"setting": "GRIDMAP_DATABASE_URL"}) from None
+
+
+#: Query parameters libpq reads secrets from (``?password=...`` works like ``user:pw@``).
+_SECRET_QUERY_KEYS = ("password", "sslpassword")
+
+
 def safe_url(url):
-    """Return the URL as text with the password hidden, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """Return the URL as text for messages, with its password hidden.
+
+    Also a password given as a query parameter (``?password=``); an
+    unreadable URL is not repeated at all.
+    """
+    try:
+        parsed = parse_url(url)
+    except ConfigError:
+        return "(an unreadable database URL)"
+    secrets = {key: "MASKED" for key in parsed.query if key.lower() in _SECRET_QUERY_KEYS}
+    # The placeholder is swapped after rendering, which would quote "***" as %2A%2A%2A.
+    return parsed.update_query_dict(secrets).render_as_string(hide_password=True).replace(
+        "=MASKED", "=***")
 
 
 def bbox_filter(bind, model, column, box):

@@ -398,9 +398,5 @@ def write_file(path, data):
         422 ``unwritable_output`` naming the file and the reason (missing
         folder, no permission, full disk); the old file, if any, is kept.
     """
-    try:
-        with atomic_write(path) as temp:
-            temp.write_bytes(data)
-    except OSError as exc:
-        raise ValidationError(f"cannot write {path}: {exc.strerror or exc}",
-                              code="unwritable_output", details={"field": "out"}) from None
+    with atomic_write(path) as temp:
+        temp.write_bytes(data)

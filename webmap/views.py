@@ -5,7 +5,6 @@ import os
 from flask import Blueprint, current_app, jsonify, render_template
 
 from geodata import schema
-from geodata.errors import GridmapError, SchemaMissingError
 from geodata.services.parks import list_parks
 from webmap.db import get_session
 
@@ -38,18 +37,5 @@ def readyz():
     ``schema_outdated`` (run ``gridmap init-db``).  ``pid`` is the worker
     process that answered.
     """
-    extensions = current_app.extensions
-    if "gridmap.head_revision" not in extensions:
-        # Read the migration scripts once per process, not on every probe.
-        extensions["gridmap.head_revision"] = schema.head_revision()
-    head = extensions["gridmap.head_revision"]
-    revision = schema.current_revision(extensions["gridmap.engine"])
-    if revision is None:
-        raise SchemaMissingError("the database has no gridmap schema: run `gridmap init-db`",
-                                 details={"head": head})
-    if revision != head:
-        raise GridmapError(
-            f"the database schema is at revision {revision} but this code needs {head}: run "
-            "`gridmap init-db` to upgrade it", code="schema_outdated", http_status=503,
-            details={"revision": revision, "head": head})
+    revision = schema.require_current(current_app.extensions["gridmap.engine"])
     return jsonify({"status": "ready", "revision": revision, "pid": os.getpid()})

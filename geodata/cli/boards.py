@@ -2,11 +2,11 @@
 
 import click
 
-from geodata.cli.context import pass_context
+from geodata.cli.context import PARK_CODE, pass_context
 
 
 @click.command("boards")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--grid", "grid_code", help="Only this grid (default: every active grid).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The PDF to write (replaced only when complete).")

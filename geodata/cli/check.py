@@ -90,20 +90,27 @@ def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,
 def _check_all(obj, workers, scheduler, tolerance_m, fmt, out, require_parks):
     """``check --all``: one line per stored park; exits 0 only when every park is valid.
 
-    On Dask (``--workers N`` or ``--scheduler``) each park is one task.
+    ``--format json`` (or ``geojson``) prints one JSON array of ``{park,
+    valid, summary}``, ``[]`` when no park is stored: stdout stays one JSON
+    document for scripts, and "no parks found" goes to stderr.  On Dask
+    (``--workers N`` or ``--scheduler``) each park is one task.
     """
     from geodata.batch import check_park_task
 
     codes = stored_park_codes(obj)
     if not codes:
-        click.echo("no parks found")
+        click.echo("no parks found", err=True)
+        if fmt != "text":
+            write_output("[]", out)
         sys.exit(1 if require_parks else 0)
     results = on_every_park(obj, check_park_task, codes, workers, scheduler, tolerance_m)
-    lines = [json.dumps({"park": r["park"], "valid": r["valid"],
-                         "summary": rep.summary_line()}, ensure_ascii=False)
-             if fmt != "text" else f"{r['park']}: {rep.summary_line()}"
-             for r, rep in results]
-    write_output("\n".join(lines), out)
+    if fmt == "text":
+        text = "\n".join(f"{r['park']}: {rep.summary_line()}" for r, rep in results)
+    else:
+        text = json.dumps([{"park": r["park"], "valid": r["valid"],
+                            "summary": rep.summary_line()} for r, rep in results],
+                          ensure_ascii=False)
+    write_output(text, out)
     sys.exit(0 if all(r["valid"] for r, _ in results) else 1)
 
 
@@ -116,8 +123,13 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     from geodata.coverage import check_coverage, default_threads
     from geodata.formats import read_layer
 
-    limits = {"crs": crs, **settings.read_limits()}
-    grids, _ = read_layer(grids_file, layer="grids", **limits)
+    def read(path, layer):
+        frame, warnings = read_layer(path, layer=layer, crs=crs, **settings.read_limits())
+        for warning in warnings:  # on stderr: stdout is the report a script may parse
+            click.echo(f"warning: {path}: {warning}", err=True)
+        return frame
+
+    grids = read(grids_file, "grids")
     if "code" not in grids:
         raise GridmapError(f"{grids_file}: grids need a 'code' column", code="missing_field")
     # Codes are reported as given (G22b stays G22b); the normalised form
@@ -138,11 +150,11 @@ def _check_files(park_file, grids_file, enterprises_file, crs, tolerance_m, gap_
     parents = [None if p is None else given.get(p, (None, p))[1] for p in parents]
     park = None
     if park_file:
-        parks, _ = read_layer(park_file, layer="parks", **limits)
+        parks = read(park_file, "parks")
         park = shapely.union_all(parks.geometry.to_numpy())
     sites = None
     if enterprises_file:
-        sites, _ = read_layer(enterprises_file, layer="enterprises", **limits)
+        sites = read(enterprises_file, "enterprises")
     report = check_coverage(grids.geometry.to_numpy(), codes, parents, park=park,
                             enterprises=sites, tolerance_m=tolerance_m, gap_width_m=gap_width_m,
                             threads=threads or default_threads())

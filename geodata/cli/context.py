@@ -14,10 +14,23 @@ import click
 
 from geodata import domains
 from geodata.config import Settings
-from geodata.errors import GridmapError, SchemaMissingError
+from geodata.errors import GridmapError
 
 #: The ``--format`` choices of commands whose output is a table.
 TABLE_FORMATS = ("text", "json", "csv")
+
+
+def _file_error(exc):
+    """The :class:`GridmapError` for an ``OSError`` no service turned into one, or None.
+
+    A file the command was told to read or write that the system refuses (a
+    missing folder, no permission, a full disk) is the operator's to fix:
+    exit 2 naming the file, not a traceback with exit 1 ("problems found").
+    """
+    if not isinstance(exc, OSError):
+        return None
+    where = f"{exc.filename}: " if exc.filename else ""
+    return GridmapError(f"{where}{exc.strerror or exc}", code="file_error")
 
 
 def _database_error(exc, url):
@@ -77,6 +90,27 @@ class PlainFloatRange(_PlainNumber, click.FloatRange):
 PLAIN_INT, PLAIN_FLOAT = PlainInt(), PlainFloat()
 
 
+class ParkCode(click.ParamType):
+    """A ``--park CODE`` value: blank is refused, not read as "no park given".
+
+    Commands treat a missing code as "the only park" or "every park", and
+    ``--park ""`` (an unset shell variable, ``--park "$PARK"``) took that
+    meaning silently, or failed later (``tests/test_cli_tree.py`` walks the
+    options).  Whether the park exists is the service's question (exit 2).
+    """
+
+    name = "park code"
+
+    def convert(self, value, param, ctx):
+        """Return ``value``; fail (exit 2) when it is blank."""
+        if isinstance(value, str) and not value.strip():
+            self.fail("give a park code (the value is empty)", param, ctx)
+        return value
+
+
+PARK_CODE = ParkCode()
+
+
 class ErrorExitGroup(click.Group):
     """A click group that turns domain and database errors into one line and exit code 2.
 
@@ -88,20 +122,37 @@ class ErrorExitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            # Not click's "Aborted!" and exit 1, which means "the check found problems".
-            # Every write runs in one transaction (session_scope rolls back on Ctrl-C).
+            self._interrupted(ctx)
+        except click.exceptions.Abort as exc:
+            # click.prompt turns Ctrl-C and an ended stdin into Abort, which click
+            # answers with "Aborted!" and exit 1, the code of "the check found problems".
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                self._interrupted(ctx)
             if ctx.meta.get("gridmap.debug"):
                 raise
-            click.echo("\ninterrupted: the write in progress was rolled back; run the "
-                       "command again", err=True)
-            ctx.exit(130)
+            click.echo("\nerror: the command asked for input and stdin ended: run it in a "
+                       "terminal, or give the value as an option (e.g. --password-stdin)",
+                       err=True)
+            ctx.exit(2)
         except Exception as exc:
-            error = exc if isinstance(exc, GridmapError) else _database_error(
-                exc, ctx.meta.get("gridmap.url"))
+            error = exc if isinstance(exc, GridmapError) else (
+                _database_error(exc, ctx.meta.get("gridmap.url")) or _file_error(exc))
             if error is None or ctx.meta.get("gridmap.debug"):
                 raise
             click.echo(f"error: {error.message}", err=True)
             ctx.exit(2)
+
+    @staticmethod
+    def _interrupted(ctx):
+        """Ctrl-C: one line and exit 130, not click's "Aborted!" and exit 1 (problems found).
+
+        Every write runs in one transaction (session_scope rolls back on Ctrl-C).
+        """
+        if ctx.meta.get("gridmap.debug"):
+            raise
+        click.echo("\ninterrupted: the write in progress was rolled back; run the "
+                   "command again", err=True)
+        ctx.exit(130)
 
 
 class Context:
@@ -135,15 +186,17 @@ class Context:
             self._engine = None
 
     def ready_engine(self):
-        """The engine, after checking that the database and its schema exist."""
+        """The engine, after checking that the database exists with this code's schema.
+
+        The one gate of every command that reads or writes the database
+        (all but ``init-db``, ``demo`` and ``info``): a missing schema, or
+        one a migration behind, stops here with exit 2 and "run `gridmap
+        init-db`" before anything is read or written.
+        """
         from geodata import schema
         from geodata.storage import safe_url
 
-        revision = schema.current_revision(self.engine)
-        if revision is None:
-            raise SchemaMissingError(
-                f"{safe_url(self.settings.database_url)} has no gridmap schema: run "
-                "`gridmap init-db` first")
+        schema.require_current(self.engine, safe_url(self.settings.database_url))
         return self.engine
 
 
@@ -225,7 +278,8 @@ def park_scope_options(command):
     ``scheduler``; :func:`check_park_scope` validates the combination.
     """
     for option in reversed([
-            click.option("--park", "park_code", help="One stored park (its code)."),
+            click.option("--park", "park_code", type=PARK_CODE,
+                         help="One stored park (its code)."),
             click.option("--all", "all_parks", is_flag=True, help="Every stored park."),
             click.option("--workers", type=PlainIntRange(1, 64), default=1, show_default=True,
                          help="With --park or --all: Dask worker processes on this machine "

@@ -17,7 +17,7 @@ import sys
 import click
 
 from geodata import domains
-from geodata.cli.context import PLAIN_INT, PlainFloatRange, PlainIntRange, format_option
+from geodata.cli.context import PARK_CODE, PLAIN_INT, PlainFloatRange, PlainIntRange, format_option
 from geodata.errors import BadRequestError
 
 _ACTOR_HELP = "Who makes the edit (default $GRIDMAP_ACTOR, else the login name)."
@@ -95,7 +95,8 @@ def _edit(obj, park_code, operation, *args, **kwargs):
 
 
 _common = [
-    click.option("--park", "park_code", help="Park code (needed unless there is one park)."),
+    click.option("--park", "park_code", type=PARK_CODE,
+                 help="Park code (needed unless there is one park)."),
     click.option("--actor", help=_ACTOR_HELP),
     click.option("--reason", default="", help="Why (kept in the history)."),
     click.option("--if-match", type=PLAIN_INT,
@@ -231,7 +232,8 @@ def restore(obj, edit_id, code, allow_problems, park_code, actor, reason, if_mat
 
 
 @edit.command("history")
-@click.option("--park", "park_code", help="Park code (needed unless there is one park).")
+@click.option("--park", "park_code", type=PARK_CODE,
+              help="Park code (needed unless there is one park).")
 @click.option("--grid", "code", help="One grid's versions and lineage.")
 @click.option("--at", "at_edit", type=PlainIntRange(0, domains.ID_MAX),
               help="Write the grids as right after this edit to --out.")
@@ -240,6 +242,8 @@ def restore(obj, edit_id, code, allow_problems, park_code, actor, reason, if_mat
 @click.pass_obj
 def history(obj, park_code, code, at_edit, out, fmt):
     """Show the park's edits, one grid's versions, or write an earlier state (--at/--out)."""
+    if out and at_edit is None:  # else --out was ignored and a script found no file
+        raise click.UsageError("--out needs --at EDIT (the history itself is printed)")
     import shapely
 
     from geodata.services import edits
@@ -286,7 +290,8 @@ def history(obj, park_code, code, at_edit, out, fmt):
 
 
 @click.command("propose-grids")
-@click.option("--park", "park_code", help="Park code (needed unless there is one park).")
+@click.option("--park", "park_code", type=PARK_CODE,
+              help="Park code (needed unless there is one park).")
 @click.option("--method", type=click.Choice(["voronoi", "regular", "enterprise"]),
               default="voronoi", show_default=True,
               help="voronoi: straight bisectors between balanced centres; regular: "

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from geodata.cli.context import (PlainIntRange, check_park_scope, echo_moved, emit_table,
+from geodata.cli.context import (PARK_CODE, PlainIntRange, check_park_scope, echo_moved, emit_table,
                                  format_option, on_every_park, park_scope_options, pass_context,
                                  stored_park_codes)
 from geodata.periods import local_today
@@ -62,7 +62,7 @@ LIST_COLUMNS = [("id", "id"), ("code", "编号 code"), ("state", "状态 state")
 
 
 @hazards.command("list")
-@click.option("--park", "park_code", help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, help="Park code.")
 @click.option("--status", help="found/rectifying/supervising/closed (or 排查/整改/督导/销号).")
 @click.option("--overdue", is_flag=True, help="Only open hazards past their deadline.")
 @click.option("--limit", default=100, show_default=True, type=PlainIntRange(1, 100_000))
@@ -88,7 +88,8 @@ def list_(obj, park_code, status, overdue, limit, fmt):
 
 @hazards.command("show")
 @click.argument("hazard")
-@click.option("--park", "park_code", help="Park of a ledger code used in several parks.")
+@click.option("--park", "park_code", type=PARK_CODE,
+              help="Park of a ledger code used in several parks.")
 @format_option(("text", "json"))
 @pass_context
 def show(obj, hazard, park_code, fmt):
@@ -167,7 +168,7 @@ def transition(obj, hazard, target, username, version, note, deadline, supervisi
 
 @hazards.command("export")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--park", "park_code", help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, help="Park code.")
 @click.option("--status", help="Only this status.")
 @click.option("--overdue", is_flag=True, help="Only overdue hazards.")
 @pass_context

@@ -4,14 +4,15 @@ import json
 
 import click
 
-from geodata.cli.context import format_option, pass_context
+from geodata.cli.context import PARK_CODE, format_option, pass_context
 from geodata.vocabulary import LAYERS
 
 
 @click.command("import")
 @click.argument("layer", type=click.Choice(LAYERS))
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--park", "park_code", help="Park code (needed unless there is one park).")
+@click.option("--park", "park_code", type=PARK_CODE,
+              help="Park code (needed unless there is one park).")
 @click.option("--crs", help="CRS to assume when the file declares none, e.g. EPSG:4490.")
 @click.option("--dry-run", is_flag=True, help="Validate and report, write nothing.")
 @click.option("--diff", is_flag=True, help="grids: show added/reshaped/retired codes and the "
@@ -37,21 +38,22 @@ def import_(obj, layer, file, park_code, crs, dry_run, diff, apply_, allow_probl
 
     report = import_file(obj.ready_engine(), layer, file, park_code=park_code, crs=crs,
                          dry_run=dry_run, **obj.settings.read_limits())
+    for warning in report.warnings:  # also in the JSON; stderr is for whoever watches
+        click.echo(f"warning: {warning}", err=True)
     if fmt == "json":
         from dataclasses import asdict
 
         click.echo(json.dumps({**asdict(report), "summary": report.summary()},
                               ensure_ascii=False))
         return
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
     click.echo(report.summary())
 
 
 @click.command("export")
 @click.argument("layer", type=click.Choice(LAYERS))
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--park", "park_code", help="Park code (needed unless there is one park).")
+@click.option("--park", "park_code", type=PARK_CODE,
+              help="Park code (needed unless there is one park).")
 @format_option(("text", "json"))
 @pass_context
 def export(obj, layer, file, park_code, fmt):

@@ -10,7 +10,8 @@ import json
 
 import click
 
-from geodata.cli.context import PlainIntRange, echo_moved, emit_table, format_option, pass_context
+from geodata.cli.context import (PARK_CODE, PlainIntRange, echo_moved, emit_table, format_option,
+                                 pass_context)
 from geodata.cli.hazards import _actor
 from geodata.vocabulary import (REQUEST_SOURCES, REQUEST_STATE_NAMES, REQUEST_STATUSES,
                                 SATISFACTION_LEVELS, SATISFACTION_NAMES, SOURCE_NAMES)
@@ -43,7 +44,7 @@ def _filters(session, park_code, status, category, source, overdue):
 
 def _filter_options(command):
     for option in reversed((
-            click.option("--park", "park_code", help="Park code."),
+            click.option("--park", "park_code", type=PARK_CODE, help="Park code."),
             click.option("--status", type=click.Choice(_STATES),
                          help="accepted/assigned/in_progress/resolved/followed_up "
                               "(or 受理/交办/办理/办结/回访)."),
@@ -95,7 +96,8 @@ def list_(obj, park_code, status, category, source, overdue, limit, fmt):
 
 @requests.command("show")
 @click.argument("ref", metavar="REQUEST")
-@click.option("--park", "park_code", help="Park of a ledger number used in several parks.")
+@click.option("--park", "park_code", type=PARK_CODE,
+              help="Park of a ledger number used in several parks.")
 @format_option(("text", "json"))
 @pass_context
 def show(obj, ref, park_code, fmt):
@@ -186,7 +188,7 @@ def categories():
 
 
 @categories.command("list")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @format_option(("text", "json"))
 @pass_context
 def categories_list(obj, park_code, fmt):
@@ -201,7 +203,7 @@ def categories_list(obj, park_code, fmt):
 
 @categories.command("add")
 @click.argument("name")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @pass_context
 def categories_add(obj, name, park_code):
     """Add request category NAME to the park's list."""

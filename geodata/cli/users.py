@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from geodata.cli.context import PlainIntRange, emit_table, format_option, pass_context
+from geodata.cli.context import PARK_CODE, PlainIntRange, emit_table, format_option, pass_context
 from geodata.vocabulary import ROLES
 
 
@@ -33,7 +33,7 @@ def users():
 @_password_stdin
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--grid", "grids", multiple=True, help="Limit to this grid (repeatable).")
-@click.option("--park", "park_code", help="Park of the --grid codes.")
+@click.option("--park", "park_code", type=PARK_CODE, help="Park of the --grid codes.")
 @pass_context
 def add(obj, username, role, password, password_stdin, display_name, grids, park_code):
     """Create an account (the password policy applies: see ``gridmap users set-password``)."""

@@ -10,7 +10,8 @@ exits 0 whatever it finds (it is a work list, not a check).
 
 import click
 
-from geodata.cli.context import PLAIN_INT, PlainIntRange, emit_table, format_option, pass_context
+from geodata.cli.context import (PARK_CODE, PLAIN_INT, PlainIntRange, emit_table, format_option,
+                                 pass_context)
 from geodata.vocabulary import RULE_PERIODS, VISIT_KINDS
 
 
@@ -38,7 +39,7 @@ def _rows(items, fmt):
 
 def _filter_options(command):
     for option in reversed([
-            click.option("--park", "park_code", help="Park code."),
+            click.option("--park", "park_code", type=PARK_CODE, help="Park code."),
             click.option("--grid", help="Grid code (its sub-grids included)."),
             click.option("--kind", type=click.Choice(VISIT_KINDS)),
             click.option("--from", "from_", metavar="ISO", help="From this date-time."),
@@ -104,7 +105,7 @@ DUE_COLUMNS = [("park", "园区 park"), ("what", "类型 kind"), ("enterprise", 
 
 
 @visits.command("due")
-@click.option("--park", "park_code", help="Park code (default: every park).")
+@click.option("--park", "park_code", type=PARK_CODE, help="Park code (default: every park).")
 @click.option("--on", "on", type=click.DateTime(["%Y-%m-%d"]),
               help="Local date to compute for (default: today in Asia/Shanghai).")
 @format_option(help="json: {park: {visits_due, rechecks_due}}.")
@@ -141,7 +142,7 @@ def due(obj, park_code, on, fmt):
 @visits.command("link")
 @click.argument("username")
 @click.argument("credit_code")
-@click.option("--park", "park_code", required=True, help="Park of the enterprise.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park of the enterprise.")
 @click.option("--remove", is_flag=True, help="Remove the link instead.")
 @pass_context
 def link(obj, username, credit_code, park_code, remove):
@@ -160,7 +161,7 @@ def link(obj, username, credit_code, park_code, remove):
 
 
 @visits.command("links")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @format_option()
 @pass_context
 def links(obj, park_code, fmt):
@@ -178,7 +179,7 @@ def links(obj, park_code, fmt):
 
 @visits.command("rule")
 @click.argument("kind", type=click.Choice(VISIT_KINDS))
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--enterprise", metavar="CREDIT_CODE",
               help="Only this enterprise (default: the park's rule).")
 @click.option("--period", type=click.Choice(RULE_PERIODS), help="visit/patrol: per day or week.")
@@ -209,7 +210,7 @@ def rule(obj, kind, park_code, enterprise, period, times, after_days, delete):
 
 
 @visits.command("rules")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @format_option()
 @pass_context
 def rules(obj, park_code, fmt):

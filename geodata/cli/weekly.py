@@ -8,11 +8,11 @@ writes nothing; see docs/weekly.md.
 
 import click
 
-from geodata.cli.context import emit_table, format_option, pass_context
+from geodata.cli.context import PARK_CODE, emit_table, format_option, pass_context
 
 
 @click.command("weekly-report")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", required=True, help="ISO week in Asia/Shanghai, e.g. 2026-W48.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Output file: .xlsx, .html (printable) or .pdf.")
@@ -42,7 +42,7 @@ def weekly():
 
 
 @weekly.command("assign")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", required=True, help="ISO week of the meeting, e.g. 2026-W48.")
 @click.option("--hazard", "hazard_ref", help="A hazard to task: id or ledger code (YH2026-0012).")
 @click.option("--request", "request_ref",
@@ -96,7 +96,7 @@ def assign(obj, park_code, week, hazard_ref, request_ref, enterprise, category, 
 
 
 @weekly.command("assignments")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", help="Only this ISO week's assignments.")
 @format_option(("text", "json", "csv", "xlsx"), help="xlsx needs --out.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
@@ -117,18 +117,7 @@ def assignments(obj, park_code, week, fmt, out):
         write_file(out, table_xlsx("周交办", ASSIGNMENT_COLUMNS, rows))
         return
     shown = rows if fmt == "json" else [{k: display(v) for k, v in r.items()} for r in rows]
-    _emit(shown, ASSIGNMENT_COLUMNS, fmt, out)
-
-
-def _emit(rows, columns, fmt, out):
-    """:func:`emit_table`, with an unwritable ``--out`` reported as a one-line error."""
-    from geodata.errors import ValidationError
-
-    try:
-        emit_table(rows, columns, fmt, out=out)
-    except OSError as exc:
-        raise ValidationError(f"cannot write {out}: {exc.strerror or exc}",
-                              code="unwritable_output", details={"field": "out"}) from None
+    emit_table(shown, ASSIGNMENT_COLUMNS, fmt, out=out)
 
 
 #: (key, header) of the assessment table, in column order.
@@ -143,7 +132,7 @@ ASSESSMENT_COLUMNS = [
 
 
 @click.command("assessment")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--from", "first", required=True, help="First local day, YYYY-MM-DD.")
 @click.option("--to", "last", required=True, help="Last local day, YYYY-MM-DD.")
 @format_option(("text", "json", "xlsx"), help="xlsx needs --out.")
@@ -172,14 +161,14 @@ def assessment(obj, park_code, first, last, fmt, out):
     if fmt == "xlsx":
         write_file(out, table_xlsx("考核", ASSESSMENT_COLUMNS, rows))
         return
-    _emit(rows, ASSESSMENT_COLUMNS, "text", out)
+    emit_table(rows, ASSESSMENT_COLUMNS, "text", out=out)
     click.echo(f"{result['park']['code']} {result['from']}..{result['to']} (as of "
                f"{result['as_of']}); weights " + ", ".join(
                    f"{k} {v:g}" for k, v in result["weights"].items()), err=True)
 
 
 @click.command("assessment-weights")
-@click.option("--park", "park_code", required=True, help="Park code.")
+@click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--set", "pairs", multiple=True, metavar="METRIC=WEIGHT",
               help="visits, closure, resolution, satisfaction (points) or overdue (points "
                    "off per overdue item), 0..100; repeat for several.")

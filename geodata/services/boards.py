@@ -5,15 +5,12 @@ shows.  A board lists only staff whose contact is published
 (``GridStaff.published``); unpublished staff never reach the PDF.
 """
 
-import os
-from pathlib import Path
-
 import numpy as np
 import sqlalchemy as sa
 
 from geodata import boards, domains
 from geodata.crs import to_metric
-from geodata.errors import GridmapError, NotFoundError
+from geodata.errors import NotFoundError
 from geodata.models import STAFF_ROLES, Grid, GridStaff
 from geodata.services.grids import get_grid, grid_layer
 from geodata.services.parks import park_boundary
@@ -88,29 +85,6 @@ def _published_staff(session, park, grid_ids):
     return staff
 
 
-def check_output(path):
-    """Refuse an output path that cannot be written, before any work (exit 2, no file).
-
-    Raises
-    ------
-    GridmapError
-        ``unwritable_output`` naming the path and why.
-    """
-    path = Path(path)
-    reason = None
-    if path.is_dir():
-        reason = "is a folder"
-    elif not path.parent.is_dir():
-        reason = f"its folder {path.parent} does not exist"
-    elif not os.access(path.parent, os.W_OK | os.X_OK):
-        reason = f"its folder {path.parent} is not writable"
-    elif path.exists() and not os.access(path, os.W_OK):
-        reason = "is not writable"
-    if reason:
-        raise GridmapError(f"cannot write {path}: {reason}", code="unwritable_output",
-                           details={"path": str(path)})
-
-
 def write_boards(session, park, out, **options):
     """Write the boards PDF to ``out`` atomically; return the number of pages.
 
@@ -123,14 +97,10 @@ def write_boards(session, park, out, **options):
     GridmapError
         ``unwritable_output``, or the errors of :func:`board_set`.
     """
-    from geodata.files import atomic_write
+    from geodata.files import atomic_write, check_writable
 
-    check_output(out)
+    check_writable(out)
     chosen = board_set(session, park, **options)
-    try:
-        with atomic_write(out) as temp:
-            boards.render(chosen, str(temp))
-    except OSError as exc:  # disk full, folder removed meanwhile...
-        raise GridmapError(f"cannot write {out}: {exc.strerror or exc}",
-                           code="unwritable_output", details={"path": str(out)}) from None
+    with atomic_write(out) as temp:  # disk full, folder removed meanwhile: unwritable_output
+        boards.render(chosen, str(temp))
     return len(chosen.boards)
