@@ -39,7 +39,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from geodata.errors import GridmapError
 from geodata.services.ledger import Actor
-from geodata.services.users import (allowed_grid_ids, authenticate, end_sessions,
+from geodata.services.users import (allowed_grid_ids, authenticate, end_sessions, get_user,
                                     user_for_session, user_for_token)
 from geodata.workflow import AuthenticationRequiredError, require
 from webmap.db import commit_or_rollback, get_session, write_session
@@ -85,7 +85,12 @@ def init_app(app):
 
 
 def _load_user():
-    """Find the user from a Bearer token or the session cookie (before every request)."""
+    """Find the user from a Bearer token or the session cookie (before every request).
+
+    ``g.user`` is an :class:`~geodata.services.users.Account` (name, role,
+    grids), read on every request, so a revoked token, a disabled account or
+    an ended session is refused on the next one.
+    """
     g.user, g.auth = None, None
     header = request.headers.get("Authorization", "")
     if header:
@@ -180,7 +185,8 @@ def logout():
     """End the session on the server and in the browser (a CSRF-protected form post)."""
     if g.get("auth") == "session":
         db = write_session()
-        commit_or_rollback(db, lambda: end_sessions(g.user))
+        # g.user is the request's Account (plain values): the change goes to the User row.
+        commit_or_rollback(db, lambda: end_sessions(get_user(db, g.user.username)))
     session.clear()
     return redirect(url_for("login"))
 
