@@ -61,6 +61,9 @@ def init_app(app):
                       storage_uri=app.config["GRIDMAP"].ratelimit_storage_uri,
                       in_memory_fallback_enabled=True)
     app.extensions["gridmap.limiter"] = limiter
+    # Only the login is limited: every other request skips the limiter's own per-request
+    # work (finding the view's limits), Flask-Limiter's documented request filter.
+    limiter.request_filter(lambda: request.endpoint != "login")
     limited_login = limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"],
                                   methods=["POST"])(login)
     app.add_url_rule("/login", "login", limited_login, methods=["GET", "POST"])
