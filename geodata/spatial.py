@@ -103,6 +103,11 @@ def _best_positions(points, xy, cells, cell_position, no_cell):
     is ``intersects_xy`` on the prepared cell, which includes the boundary,
     as ``intersects`` does.
     """
+    if len(points) == 1:
+        # One point (a hazard or visit logged through the API): the same test on the cells
+        # as they are.  Building the tree and preparing copies cost ten times as much.
+        hit = shapely.intersects_xy(cells, xy[0, 0], xy[0, 1])
+        return np.array([cell_position[hit].min() if hit.any() else no_cell], dtype=np.int64)
     ci, pi = shapely.STRtree(points).query(cells)
     # Prepare copies, never the caller's geometries: preparing works in
     # place, and a cached cell array may be in use by another thread.

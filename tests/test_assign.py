@@ -84,6 +84,19 @@ def test_points_match_reference(seed, ranked):
     assert (expected == -1).sum() > 100
 
 
+@pytest.mark.parametrize("ranked", [False, True])
+def test_one_point_at_a_time_matches_reference(ranked):
+    """A single point (the API's case) takes its own path: the same cells as the
+    reference, on shared edges and vertices and outside every cell too."""
+    cells, points = _points(5)
+    order = np.random.default_rng(5).permutation(len(cells)) if ranked else None
+    some = np.concatenate([points[:400], _lattice(7, 5)[1], _lattice(7, 5)[2]])
+    expected = reference_assign(some, cells, order)
+    got = [assign_to_cells([p], cells, order)[0] for p in some]
+    assert got == expected.tolist()
+    assert (expected == -1).sum() > 10 and len(set(expected.tolist())) > 20
+
+
 def test_shared_vertex_goes_to_lowest_rank():
     cells, vertices, _ = _lattice(2, 2)
     centre = vertices[4]  # shared by all four cells

@@ -294,3 +294,39 @@ def test_a_members_grids_are_their_grids_and_every_grid_below_them(engine):
         assert allowed_grid_ids(session, member) == {a.id, a1.id, a1x.id, b.id}
         assert c1.id not in allowed_grid_ids(session, member)
         assert allowed_grid_ids(session, other) is None
+
+
+def test_the_request_account_holds_every_grid_of_its_user(engine):
+    """The token and the login cookie read the user with all their grids (one row per
+    grid) and give the same account; a user without grids has none, so no limit."""
+    from geodata.models import Grid, User, UserGrid
+    from geodata.models.base import to_element
+    from geodata.services.users import (allowed_grid_ids, create_token, grid_park_ids,
+                                        user_for_session, user_for_token)
+    from tests.test_storage import _park
+
+    cell = to_element(shapely.MultiPolygon([metric_box(0, 0, 100, 100)]))
+    with session_scope(engine) as session:
+        park = _park(session)
+        a, b, c = (Grid(park_id=park.id, code=code, name=code, geom=cell, area_m2=1e4,
+                        level=1) for code in "ABC")
+        member = User(username="member", password_hash="x", role="inspector")
+        free = User(username="free", password_hash="x", role="inspector", display_name="自由")
+        session.add_all([a, b, c, member, free])
+        session.flush()
+        session.add_all([UserGrid(user_id=member.id, grid_id=g.id) for g in (a, c)])
+        session.flush()
+        tokens = {name: create_token(session, name)[0] for name in ("member", "free")}
+        ids = {"a": a.id, "c": c.id, "park": park.id, "member": member.id, "free": free.id}
+    with session_scope(engine) as session:
+        by_token = user_for_token(session, tokens["member"])
+        assert sorted(by_token.grid_roots) == sorted([ids["a"], ids["c"]])
+        assert by_token == user_for_session(session, ids["member"], 1)
+        assert allowed_grid_ids(session, by_token) == {ids["a"], ids["c"]}
+        assert grid_park_ids(session, by_token) == {ids["park"]}
+        unlimited = user_for_token(session, tokens["free"])
+        assert (unlimited.username, unlimited.display_name, unlimited.grid_roots) == (
+            "free", "自由", ())
+        assert allowed_grid_ids(session, unlimited) is None
+        assert user_for_session(session, ids["free"], 2) is None  # an ended session
+        assert user_for_token(session, tokens["free"] + "x") is None

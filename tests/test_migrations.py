@@ -125,7 +125,7 @@ def test_0003_accounts_upgrade_to_server_side_sessions(fresh_url):
         assert [tuple(r) for r in rows] == [("laowang", 3, 1, True), ("gone", 1, 1, False)]
         with session_scope(engine, write=True) as session:
             user = authenticate(session, "laowang", "old-password-1")
-            assert user_for_session(session, user.id, 1) is user
+            assert user_for_session(session, user.id, 1).username == "laowang"
             end_sessions(user)
         with session_scope(engine) as session:
             assert user_for_session(session, 1, 1) is None

@@ -83,15 +83,20 @@ def check_query():
     rule = request.url_rule
     if rule is None or not rule.rule.startswith("/api/"):
         return
-    path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
     method = "GET" if request.method == "HEAD" else request.method
-    allowed = declared_parameters().get((path, method), frozenset())
+    allowed = declared_parameters().get((_document_path(rule.rule), method), frozenset())
     unknown = sorted(set(request.args) - allowed)
     if unknown:
         raise ValidationError(f"unknown query parameter {unknown[0][:80]!r}; allowed: "
                               f"{', '.join(sorted(allowed)) or 'none'}",
                               code="unknown_parameter",
                               details={"parameter": unknown[0][:80], "allowed": sorted(allowed)})
+
+
+@functools.lru_cache(maxsize=None)
+def _document_path(rule):
+    # The OpenAPI path of a URL rule (``<int:hazard_id>`` → ``{hazard_id}``); rules are few.
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
 
 
 def single_arg(name):

@@ -39,7 +39,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from geodata.errors import GridmapError
 from geodata.services.ledger import Actor
-from geodata.services.users import (allowed_grid_ids, authenticate, end_sessions,
+from geodata.services.users import (allowed_grid_ids, authenticate, end_sessions, get_user,
                                     user_for_session, user_for_token)
 from geodata.workflow import AuthenticationRequiredError, require
 from webmap.db import commit_or_rollback, get_session, write_session
@@ -61,6 +61,9 @@ def init_app(app):
                       storage_uri=app.config["GRIDMAP"].ratelimit_storage_uri,
                       in_memory_fallback_enabled=True)
     app.extensions["gridmap.limiter"] = limiter
+    # Only the login is limited: every other request skips the limiter's own per-request
+    # work (finding the view's limits), Flask-Limiter's documented request filter.
+    limiter.request_filter(lambda: request.endpoint != "login")
     limited_login = limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"],
                                   methods=["POST"])(login)
     app.add_url_rule("/login", "login", limited_login, methods=["GET", "POST"])
@@ -85,7 +88,12 @@ def init_app(app):
 
 
 def _load_user():
-    """Find the user from a Bearer token or the session cookie (before every request)."""
+    """Find the user from a Bearer token or the session cookie (before every request).
+
+    ``g.user`` is an :class:`~geodata.services.users.Account` (name, role,
+    grids), read on every request, so a revoked token, a disabled account or
+    an ended session is refused on the next one.
+    """
     g.user, g.auth = None, None
     header = request.headers.get("Authorization", "")
     if header:
@@ -180,7 +188,8 @@ def logout():
     """End the session on the server and in the browser (a CSRF-protected form post)."""
     if g.get("auth") == "session":
         db = write_session()
-        commit_or_rollback(db, lambda: end_sessions(g.user))
+        # g.user is the request's Account (plain values): the change goes to the User row.
+        commit_or_rollback(db, lambda: end_sessions(get_user(db, g.user.username)))
     session.clear()
     return redirect(url_for("login"))
 

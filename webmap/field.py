@@ -27,6 +27,7 @@ from flask_wtf.csrf import generate_csrf
 from geodata.services.ledger import CATEGORIES
 from geodata.periods import ZONE
 from geodata.services.parks import list_parks
+from geodata.services.users import grid_park_ids
 from geodata.vocabulary import DEFAULT_REQUEST_CATEGORIES, STATE_NAMES
 from webmap.auth import current_user, login_page_or_user
 from webmap.db import get_session
@@ -94,7 +95,7 @@ def session_info():
     """
     user = current_user()
     session = get_session()
-    grid_parks = {link.grid.park_id for link in user.grids}
+    grid_parks = grid_park_ids(session, user)
     parks = [{"code": p.code, "name": p.name} for p in list_parks(session)
              if not grid_parks or p.id in grid_parks]
     return jsonify({"user": {"name": user.username, "role": user.role,

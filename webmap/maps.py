@@ -18,6 +18,7 @@ nor running needs npm or the network; folium's CDN defaults are replaced per
 map.  Inline scripts carry the response's CSP nonce.
 """
 
+import functools
 import math
 import re
 import secrets
@@ -94,6 +95,7 @@ def csp_nonce():
     return g.csp_nonce
 
 
+@functools.lru_cache(maxsize=8)
 def tile_origin(tiles):
     """The ``scheme://host`` of an XYZ tile URL template, or None for ``none``."""
     if not tiles or tiles.lower() == "none":
@@ -129,9 +131,10 @@ def init_app(app):
 
     @app.after_request
     def _security_headers(response):
-        tiles = app.config["GRIDMAP"].tiles
-        response.headers.setdefault("Content-Security-Policy",
-                                    content_security_policy(csp_nonce(), tiles))
+        # Built only when the view set none (a page's own carries its nonce already).
+        if "Content-Security-Policy" not in response.headers:
+            response.headers["Content-Security-Policy"] = content_security_policy(
+                csp_nonce(), app.config["GRIDMAP"].tiles)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

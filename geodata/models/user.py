@@ -51,6 +51,11 @@ class User(Base):
 
     __mapper_args__ = {"version_id_col": version}
 
+    @property
+    def grid_roots(self):
+        """The ids of the grids the user is limited to (as ``Account.grid_roots``)."""
+        return tuple(link.grid_id for link in self.grids)
+
 
 class UserGrid(Base):
     """One grid a grid member serves (limits where they may act)."""

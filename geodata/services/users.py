@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -295,8 +296,49 @@ def authenticate(session, username, password):
     raise AuthenticationRequiredError("wrong user name or password", code="invalid_credentials")
 
 
+@dataclass(frozen=True)
+class Account:
+    """Who a request comes from: the user's name, role and grids, not the ORM row.
+
+    Read with the credentials on every request (:func:`user_for_token`,
+    :func:`user_for_session`), as plain rows: loading the ``User`` entity with
+    its token and grids through the ORM cost more CPU than the query itself
+    (see docs/scaling.md, "API throughput").  A request that changes the account
+    loads its :class:`~geodata.models.User` (:func:`get_user`).
+    """
+
+    id: int
+    username: str
+    display_name: str
+    role: str
+    #: The ids of the grids the user is limited to (see :func:`allowed_grid_ids`); () for none.
+    grid_roots: tuple
+
+
+_USERS, _LINKS, _TOKENS = User.__table__, UserGrid.__table__, ApiToken.__table__
+#: An account's columns and grids: one row per grid (a user without grids gives one row).
+#: Statements of the tables, built once: no ORM entity, so no ORM loading steps.
+_ACCOUNT = (_USERS.c.id, _USERS.c.username, _USERS.c.display_name, _USERS.c.role,
+            _USERS.c.active, _USERS.c.session_version, _LINKS.c.grid_id)
+_TOKEN_LOOKUP = sa.select(_TOKENS.c.revoked, _TOKENS.c.expires_at, *_ACCOUNT).select_from(
+    _TOKENS.join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
+    .outerjoin(_LINKS, _LINKS.c.user_id == _USERS.c.id)).where(
+        _TOKENS.c.token_hash == sa.bindparam("token_hash", type_=sa.String))
+_SESSION_LOOKUP = sa.select(*_ACCOUNT).select_from(
+    _USERS.outerjoin(_LINKS, _LINKS.c.user_id == _USERS.c.id)).where(
+        _USERS.c.id == sa.bindparam("user_id", type_=sa.Integer))
+
+
+def _account(rows):
+    """The :class:`Account` of an account lookup's rows (the first holds the user)."""
+    first = rows[0]
+    return Account(first.id, first.username, first.display_name, first.role,
+                   tuple(r.grid_id for r in rows if r.grid_id is not None))
+
+
 def user_for_session(session, user_id, session_version):
-    """Return the active user ``user_id`` if ``session_version`` is still theirs, or None.
+    """Return the :class:`Account` of the active user ``user_id`` if ``session_version``
+    is still theirs, or None.
 
     ``session_version`` comes from the login cookie; :func:`end_sessions`
     makes older ones stale.
@@ -304,43 +346,35 @@ def user_for_session(session, user_id, session_version):
     if isinstance(user_id, bool) or not isinstance(user_id, int) or not isinstance(
             session_version, int):
         return None
-    user = session.get(User, user_id)
-    if user is None or not user.active or user.session_version != session_version:
+    rows = session.execute(_SESSION_LOOKUP, {"user_id": user_id}).all()
+    if not rows or not rows[0].active or rows[0].session_version != session_version:
         return None
-    return user
-
-
-#: The user (and their grids, for the grid limit) come with the token: one query per
-#: request instead of three.  Built once: building it cost as much as running it.
-_TOKEN_LOOKUP = sa.select(ApiToken).where(
-    ApiToken.token_hash == sa.bindparam("token_hash", type_=sa.String)).options(
-        sa.orm.joinedload(ApiToken.user).joinedload(User.grids))
+    return _account(rows)
 
 
 def user_for_token(session, token):
-    """Return the active user owning an unrevoked, unexpired API ``token``, or None."""
-    row = session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash(token)}).unique(
-    ).scalar_one_or_none()
-    if row is None or row.revoked or not row.user.active:
+    """Return the :class:`Account` of the active user owning an unrevoked, unexpired API
+    ``token``, or None.
+    """
+    rows = session.execute(_TOKEN_LOOKUP, {"token_hash": token_hash(token)}).all()
+    if not rows or rows[0].revoked or not rows[0].active:
         return None
-    if row.expires_at is not None:
-        expires = row.expires_at
-        if expires.tzinfo is None:  # SQLite returns naive UTC
-            expires = expires.replace(tzinfo=timezone.utc)
-        if expires < datetime.now(timezone.utc):
-            return None
-    return row.user
+    expires = rows[0].expires_at  # aware UTC on both backends (UTCDateTime)
+    if expires is not None and expires < datetime.now(timezone.utc):
+        return None
+    return _account(rows)
 
 
 def allowed_grid_ids(session, user):
     """Return the grid ids a limited user may act in (their grids and sub-grids), or None.
 
-    None means no limit.  The sub-grids come from one recursive query down
-    ``grids.parent_id`` (indexed), so a grid member's request reads their
-    own grids' tree, not every grid of the park: it runs on each of their
-    API requests, and a city's park holds 10^5 grids.
+    ``user``: an :class:`Account` or a :class:`~geodata.models.User` (both
+    have ``grid_roots``).  None means no limit.  The sub-grids come from one
+    recursive query down ``grids.parent_id`` (indexed), so a grid member's
+    request reads their own grids' tree, not every grid of the park: it runs
+    on each of their API requests, and a city's park holds 10^5 grids.
     """
-    roots = [g.grid_id for g in user.grids]
+    roots = list(user.grid_roots)
     if not roots:
         return None
     return grid_tree_ids(session, roots)
@@ -349,6 +383,14 @@ def allowed_grid_ids(session, user):
 def grid_tree_ids(session, roots):
     """The ids of the grids ``roots`` (ids) and of every grid below them, as a set."""
     return set(session.execute(_GRID_TREE, {"roots": list(roots)}).scalars())
+
+
+def grid_park_ids(session, user):
+    """Return the ids of the parks of the grids ``user`` is limited to (empty for none)."""
+    if not user.grid_roots:
+        return set()
+    return set(session.execute(sa.select(Grid.park_id).where(
+        Grid.id.in_(user.grid_roots))).scalars())
 
 
 def _grid_tree():
