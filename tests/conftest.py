@@ -1,10 +1,10 @@
 """Fixtures: every database test runs on SpatiaLite and on a real PostGIS.
 
 PostGIS comes from ``GRIDMAP_TEST_POSTGIS_URL`` or from a throwaway cluster
-started for the session (:mod:`geodata.pgcluster`).  Each test gets an empty,
-migrated database: a copied SpatiaLite template file, or the session's PostGIS
-database truncated.  Under ``CI`` a skipped test counts as a failure, so a
-missing PostGIS or browser can never pass silently.
+started for the session (:mod:`geodata.pgcluster`; one per pytest-xdist worker).
+Each test gets an empty, migrated database: a copied SpatiaLite template file,
+or the session's PostGIS database truncated.  Under ``CI`` a skipped test
+counts as a failure, so a missing PostGIS or browser can never pass silently.
 """
 
 import os
@@ -56,6 +56,10 @@ def data_dir(tmp_path_factory):
 def postgis_url():
     """URL of a migrated PostGIS database for the session."""
     external = os.environ.get("GRIDMAP_TEST_POSTGIS_URL")
+    if external and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # Each test empties the database: parallel workers would empty each other's.
+        pytest.fail("GRIDMAP_TEST_POSTGIS_URL is one database for one pytest process: "
+                    "run with -n 0")
     if external:
         engine = make_engine(external)
         schema.upgrade(engine)
