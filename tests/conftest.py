@@ -110,6 +110,42 @@ def db_url(request, backend, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def demo_templates():
+    """``{backend: URL}`` of a database holding the demo park, each loaded on first use."""
+    return {}
+
+
+@pytest.fixture
+def demo_db_url(request, backend, tmp_path, tmp_path_factory, demo_templates):
+    """URL of a new database on ``backend`` holding the demo park as of 2025-11-30.
+
+    A copy (the file, or ``CREATE DATABASE ... TEMPLATE``) of one loaded once per
+    session and backend: loading the demo takes seconds, a copy a fraction of one.
+    The test may change its copy.
+    """
+    from tests.browser import _load, empty_postgis_database
+
+    if backend == "spatialite":
+        if backend not in demo_templates:
+            demo_templates[backend] = _load(
+                f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.sqlite'}")
+        path = tmp_path / "gridmap.sqlite"
+        shutil.copy(demo_templates[backend].removeprefix("sqlite:///"), path)
+        return f"sqlite:///{path}"
+    base = request.getfixturevalue("postgis_url")
+    if backend not in demo_templates:
+        demo_templates[backend] = _load(empty_postgis_database(base, "gridmap_demo_template"))
+    admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql('DROP DATABASE IF EXISTS "gridmap_demo_copy" WITH (FORCE)')
+        conn.exec_driver_sql('CREATE DATABASE "gridmap_demo_copy" TEMPLATE "gridmap_demo_template"')
+    admin.dispose()
+    return sa.engine.make_url(base).set(database="gridmap_demo_copy").render_as_string(
+        hide_password=False)
+
+
+@pytest.fixture(scope="session")
 def postgis_cleaner(postgis_url):
     """One engine for the session that empties the PostGIS test database before each test."""
     engine = make_engine(postgis_url)
