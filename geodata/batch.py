@@ -20,6 +20,10 @@ from geodata.errors import GridmapError
 __all__ = ["dask_client", "local_cluster_options", "map_parks", "check_park_task",
            "hidden_units_task", "relocation_task", "StoredGrids"]
 
+#: Seconds Dask keeps retrying a refused or silent scheduler before
+#: ``scheduler_unavailable`` (docs/scaling.md); the test suite shortens it.
+SCHEDULER_CONNECT_TIMEOUT_S = 15
+
 
 @contextlib.contextmanager
 def dask_client(workers=1, scheduler=None):
@@ -36,7 +40,7 @@ def dask_client(workers=1, scheduler=None):
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout=15)
+            client = Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT_S)
         except OSError as exc:
             raise GridmapError(f"cannot connect to the Dask scheduler {scheduler}: {exc}",
                                code="scheduler_unavailable") from exc

@@ -1,10 +1,10 @@
 """Fixtures: every database test runs on SpatiaLite and on a real PostGIS.
 
 PostGIS comes from ``GRIDMAP_TEST_POSTGIS_URL`` or from a throwaway cluster
-started for the session (:mod:`geodata.pgcluster`).  Each test gets an empty,
-migrated database: a copied SpatiaLite template file, or the session's PostGIS
-database truncated.  Under ``CI`` a skipped test counts as a failure, so a
-missing PostGIS or browser can never pass silently.
+started for the session (:mod:`geodata.pgcluster`; one per pytest-xdist worker).
+Each test gets an empty, migrated database: a copied SpatiaLite template file,
+or the session's PostGIS database truncated.  Under ``CI`` a skipped test
+counts as a failure, so a missing PostGIS or browser can never pass silently.
 """
 
 import os
@@ -56,6 +56,10 @@ def data_dir(tmp_path_factory):
 def postgis_url():
     """URL of a migrated PostGIS database for the session."""
     external = os.environ.get("GRIDMAP_TEST_POSTGIS_URL")
+    if external and int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # Each test empties the database: parallel workers would empty each other's.
+        pytest.fail("GRIDMAP_TEST_POSTGIS_URL is one database for one pytest process: "
+                    "run with -n 0")
     if external:
         engine = make_engine(external)
         schema.upgrade(engine)
@@ -101,13 +105,76 @@ def db_url(request, backend, tmp_path):
         path = tmp_path / "gridmap.sqlite"
         shutil.copy(request.getfixturevalue("spatialite_template"), path)
         return f"sqlite:///{path}"
-    url = request.getfixturevalue("postgis_url")
-    engine = make_engine(url)
-    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    empty_postgis_tables(request.getfixturevalue("postgis_cleaner"))
+    return request.getfixturevalue("postgis_url")
+
+
+@pytest.fixture(scope="session")
+def demo_templates():
+    """``{backend: URL}`` of a database holding the demo park, each loaded on first use."""
+    return {}
+
+
+@pytest.fixture
+def demo_db_url(request, backend, tmp_path, tmp_path_factory, demo_templates):
+    """URL of a new database on ``backend`` holding the demo park as of 2025-11-30.
+
+    A copy (the file, or ``CREATE DATABASE ... TEMPLATE``) of one loaded once per
+    session and backend: loading the demo takes seconds, a copy a fraction of one.
+    The test may change its copy.
+    """
+    from tests.browser import _load, empty_postgis_database
+
+    if backend == "spatialite":
+        if backend not in demo_templates:
+            demo_templates[backend] = _load(
+                f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.sqlite'}")
+        path = tmp_path / "gridmap.sqlite"
+        shutil.copy(demo_templates[backend].removeprefix("sqlite:///"), path)
+        return f"sqlite:///{path}"
+    base = request.getfixturevalue("postgis_url")
+    if backend not in demo_templates:
+        demo_templates[backend] = _load(empty_postgis_database(base, "gridmap_demo_template"))
+    admin = sa.create_engine(sa.engine.make_url(base).set(database="postgres"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql('DROP DATABASE IF EXISTS "gridmap_demo_copy" WITH (FORCE)')
+        conn.exec_driver_sql('CREATE DATABASE "gridmap_demo_copy" TEMPLATE "gridmap_demo_template"')
+    admin.dispose()
+    return sa.engine.make_url(base).set(database="gridmap_demo_copy").render_as_string(
+        hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgis_cleaner(postgis_url):
+    """One engine for the session that empties the PostGIS test database before each test."""
+    engine = make_engine(postgis_url)
+    yield engine
     engine.dispose()
-    return url
+
+
+#: ``SELECT`` of the gridmap tables that hold rows: a UNION of one ``EXISTS`` per table.
+_USED_TABLES = " UNION ALL ".join(
+    f"SELECT '{t.name}' WHERE EXISTS (SELECT FROM {t.name})" for t in Base.metadata.sorted_tables)
+
+
+def empty_postgis_tables(engine):
+    """Empty every gridmap table and restart every sequence, as ``TRUNCATE <all> RESTART
+    IDENTITY`` would.
+
+    Only the tables that hold rows are truncated: a TRUNCATE gives each table and
+    index new files, which cost ~60 ms per test for all 25 tables, most of them
+    empty.  Sequences go back to their start (a test may expect id 1) whether
+    their table holds rows or a rolled-back insert only advanced them.
+    """
+    with engine.begin() as conn:
+        used = conn.exec_driver_sql(_USED_TABLES).scalars().all()
+        if used:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(used)} CASCADE")
+        conn.exec_driver_sql(
+            "SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), "
+            "start_value, false) FROM pg_sequences "
+            "WHERE schemaname = current_schema() AND last_value IS NOT NULL")
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The grid editing JSON API on both backends: roles, If-Match, refusals with the area."""
 
 import json
-from datetime import date
 
 import pytest
 import shapely
@@ -9,7 +8,6 @@ import sqlalchemy as sa
 
 from geodata.crs import to_metric, to_storage
 from geodata.models import Grid, GridLineage
-from geodata.services.demo_loader import load_demo
 from geodata.services.grids import active_grids, grid_geometries
 from geodata.services.parks import get_park
 from geodata.services.users import create_token
@@ -23,8 +21,13 @@ BASE = f"/api/parks/{PARK}/edits"
 
 
 @pytest.fixture
+def db_url(demo_db_url):
+    """Every test here starts from the demo park of 2025-11-30 (a copy, see conftest)."""
+    return demo_db_url
+
+
+@pytest.fixture
 def api(db_url, engine):
-    load_demo(engine, today=date(2025, 11, 30))
     tokens = {}
     with session_scope(engine, write=True) as session:
         for role in ("viewer", "inspector", "planner", "admin"):

@@ -9,8 +9,6 @@ of the moves is written for real and checked with ``gridmap check``, an
 export and ``import grids --diff`` (no change), then undone with a restore.
 """
 
-from datetime import date
-
 import numpy as np
 import pytest
 import shapely
@@ -21,7 +19,6 @@ from geodata.crs import to_metric, to_storage
 from geodata.errors import (ConflictError, NotFoundError, PreconditionFailedError,
                             ValidationError)
 from geodata.services import edits
-from geodata.services.demo_loader import load_demo
 from geodata.services.grids import active_grids, grid_geometries
 from geodata.services.parks import get_park
 from geodata.storage import session_scope
@@ -34,6 +31,12 @@ WIDTHS_M = (0.5, 3.0, 10.0, 25.0)
 # proposed border is off the stored vertices and the neighbours' edges by up to 1 cm.
 CLIENT_DECIMALS = 7
 WRITE_EVERY = 23  # every 23rd pair is also written, checked, exported and restored
+
+
+@pytest.fixture
+def db_url(demo_db_url):
+    """Every database test here starts from the demo park of 2025-11-30 (a copy, see conftest)."""
+    return demo_db_url
 
 
 def _pairs(session, park):
@@ -103,7 +106,6 @@ def _assert_stored_park_clean(runner, engine, tmp_path):
 
 
 def test_every_border_move_keeps_a_clean_topology(engine, runner, tmp_path):
-    load_demo(engine, today=date(2025, 11, 30))
     with session_scope(engine) as session:
         pairs, metric = _pairs(session, get_park(session, PARK))
     levels = {len(a.split("-")) for a, _ in pairs}
@@ -164,7 +166,6 @@ def _bad_shapes(metric, code):
 
 
 def test_invalid_input_is_422_with_the_reason_and_stores_nothing(engine, runner):
-    load_demo(engine, today=date(2025, 11, 30))
     with session_scope(engine) as session:
         _, metric = _pairs(session, get_park(session, PARK))
     code = "FGKFQ-022"
@@ -194,7 +195,6 @@ def test_invalid_input_is_422_with_the_reason_and_stores_nothing(engine, runner)
 
 
 def test_stale_edit_of_a_retired_grid_is_a_conflict_not_404(engine):
-    load_demo(engine, today=date(2025, 11, 30))
     with session_scope(engine) as session:
         pairs, metric = _pairs(session, get_park(session, PARK))
     a, b = next((a, b) for a, b in pairs if "-" not in a[len(PARK) + 1:])
@@ -242,7 +242,6 @@ def test_export_never_writes_a_geometry_collection(tmp_path, suffix):
 
 @pytest.mark.parametrize("suffix", [".geojson", ".gpkg"])
 def test_diff_of_an_unchanged_export_says_no_changes(engine, runner, tmp_path, suffix):
-    load_demo(engine, today=date(2025, 11, 30))
     before = stored_snapshot(engine)
     path = tmp_path / f"grids{suffix}"
     assert runner("export", "grids", path, "--park", PARK).exit_code == 0

@@ -7,18 +7,20 @@ import pytest
 import sqlalchemy as sa
 
 from geodata.models import Hazard, ServiceRequest
-from geodata.services.demo_loader import load_demo
 from geodata.services.requests import overdue_clause
 from geodata.services.users import add_user, create_token
 from geodata.storage import session_scope
 from webmap import create_app, dashboard
 
-TODAY = date(2025, 11, 30)
+
+@pytest.fixture
+def db_url(demo_db_url):
+    """Every database test here starts from the demo park of 2025-11-30 (a copy, see conftest)."""
+    return demo_db_url
 
 
 @pytest.fixture
 def demo_site(db_url, engine):
-    load_demo(engine, today=TODAY)
     with session_scope(engine, write=True) as session:
         add_user(session, "pager", "pager-pass-123", "viewer")
         token, _ = create_token(session, "pager", "tests")

@@ -539,7 +539,9 @@ def test_dask_options_refused(runner, command, args, message):
     assert result.exit_code == 2 and message in result.output
 
 
-def test_unreachable_scheduler_is_exit_2(runner, engine):
+def test_unreachable_scheduler_is_exit_2(runner, engine, monkeypatch):
+    # Dask retries a refused connection until the timeout: 15 s would be spent waiting here.
+    monkeypatch.setattr(geodata.batch, "SCHEDULER_CONNECT_TIMEOUT_S", 1)
     load_demo(engine, seed=1, today=date(2026, 1, 15))
     result = runner("check", "--park", PARK_CODE, "--scheduler", f"tcp://127.0.0.1:{free_port()}")
     assert result.exit_code == 2

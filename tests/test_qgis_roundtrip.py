@@ -1,7 +1,6 @@
 """The QGIS round trip: export grids to GeoPackage, edit as a planner would, --diff, --apply."""
 
 import json
-from datetime import date
 
 import geopandas as gpd
 import pandas as pd
@@ -12,7 +11,6 @@ import sqlalchemy as sa
 
 from geodata.crs import to_metric, to_storage
 from geodata.models import GridEdit
-from geodata.services.demo_loader import load_demo
 from geodata.storage import session_scope
 from tests.conftest import stored_snapshot
 
@@ -25,9 +23,14 @@ def back(geom):
 
 
 @pytest.fixture
+def db_url(demo_db_url):
+    """Every database test here starts from the demo park of 2025-11-30 (a copy, see conftest)."""
+    return demo_db_url
+
+
+@pytest.fixture
 def exported(runner, engine, tmp_path):
     """The demo park's grids exported to a GeoPackage, read back as a planner's layer."""
-    load_demo(engine, today=date(2025, 11, 30))
     path = tmp_path / "park.gpkg"
     result = runner("export", "grids", path, "--park", "FGKFQ")
     assert result.exit_code == 0, result.output
