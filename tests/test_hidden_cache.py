@@ -219,3 +219,45 @@ def test_a_site_moved_beside_a_park_lock_is_a_wait_not_a_deadlock(parks, lock):
     mover.join()
     assert errors == [] and moved.is_set()
     assert _stamps(engine)["T"] != before["T"] and _stamps(engine)["U"] == before["U"]
+
+
+def test_conflict_clauses_of_the_writer_neither_fail_nor_skip_the_stamp(parks, backend):
+    """Upserts and SQLite's ``INSERT OR IGNORE/REPLACE`` into enterprises: SQLite runs the
+    trigger's own statements under the firing statement's conflict policy, so a trigger that
+    relied on a conflict clause failed an upsert (UNIQUE constraint failed) or skipped the
+    stamp under ``OR IGNORE``.  Each write that changes a site renews the stamp; one that
+    changes nothing leaves it."""
+    engine = parks
+    upsert = INSERT + " ON CONFLICT (park_id, credit_code) DO {}"
+    with engine.connect() as conn:
+        taken = conn.exec_driver_sql("SELECT credit_code FROM enterprises "
+                                     "WHERE name = '甲公司'").scalar()
+    writes = [
+        ("upsert, existing row updated", upsert.format("UPDATE SET site = excluded.site"),
+         taken, True),
+        ("upsert, new row inserted", upsert.format("UPDATE SET site = excluded.site"),
+         "C" * 18, True),
+        ("upsert, existing row left", upsert.format("NOTHING"), taken, False),
+        ("upsert, new row inserted, do nothing", upsert.format("NOTHING"), "D" * 18, True),
+    ]
+    if backend == "spatialite":
+        writes += [(f"INSERT OR {how}, {what}", INSERT.replace("INSERT", f"INSERT OR {how}"),
+                    code, renews)
+                   for how, what, code, renews in (
+                       ("IGNORE", "new row", "E" * 18, True),
+                       ("IGNORE", "existing row", taken, False),
+                       ("REPLACE", "existing row", taken, True))]
+
+    def cached():
+        with session_scope(engine) as session:
+            return sorted(u.name for u in hidden.find_hidden_units(session, get_park(session, "T")))
+
+    for n, (what, statement, code, renews) in enumerate(writes):
+        before = _stamps(engine)
+        cached()  # warm
+        # Inside 甲公司's parcel: each new site is a hidden unit, so a stale answer shows.
+        _sql(engine, statement, name=f"厂{n}", code=code, yes=True, wkt=_point(150 + n, 150))
+        after = _stamps(engine)
+        assert (after["T"] != before["T"]) == renews, what
+        assert after["U"] == before["U"], what
+        assert cached() == _fresh(engine), what

@@ -50,8 +50,12 @@ def _create_triggers(sqlite, into_table):
                  "ON CONFLICT (park_id) DO UPDATE SET stamp = EXCLUDED.stamp")
         every = f"UPDATE park_sites_stamps SET stamp = {fresh}"
         if sqlite:
-            stamp = ("INSERT OR REPLACE INTO park_sites_stamps (park_id, stamp) "
-                     "VALUES ({parks}, {fresh})")
+            # No conflict clause: SQLite runs a trigger's INSERT under the conflict policy
+            # of the statement that fired it (an upsert or INSERT OR IGNORE of enterprises
+            # would fail it or skip the stamp).  One writer at a time: no race.
+            stamp = ("UPDATE park_sites_stamps SET stamp = {fresh} WHERE park_id = {parks}; "
+                     "INSERT INTO park_sites_stamps (park_id, stamp) SELECT {parks}, {fresh} "
+                     "WHERE NOT EXISTS (SELECT 1 FROM park_sites_stamps WHERE park_id = {parks})")
     else:
         stamp = "UPDATE parks SET sites_stamp = {fresh} WHERE id IN ({parks})"
         every = f"UPDATE parks SET sites_stamp = {fresh}"
