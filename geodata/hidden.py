@@ -10,8 +10,9 @@ The rule is one function (:func:`classify`) over a set of sites, vectorised
 (one STRtree query).  It runs over the whole park for the park's list
 (``gridmap hidden-units``, the API's list, the ``hidden=`` filters, the park
 overview's count), once per state of the park's sites: the result is cached
-under the park's ``sites_stamp``, which database triggers renew on every
-change of an enterprise's site, host or park (migration 0010).  A few
+under the park's sites stamp (``park_sites_stamps``), which database
+triggers renew on every change of an enterprise's site, host or park
+(migrations 0010, 0011).  A few
 enterprises are classified from the sites near them instead (a grid's
 summary and page, one page of the enterprise layer, an enterprise's file):
 :func:`hidden_units_among`.
@@ -27,7 +28,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
-from geodata.models import Enterprise, Grid, Park
+from geodata.models import Enterprise, Grid, ParkSitesStamp
 from geodata.models.base import to_shapes
 from geodata.storage import boxes_filter, in_batches
 
@@ -211,18 +212,19 @@ def clear_cache():
 def _parks_found(session, park_ids):
     """``{park id: _Found}``: each park's hidden units, detected once per state of its sites.
 
-    The key is the park's ``sites_stamp``, which database triggers set afresh
-    whenever one of its enterprises is inserted or deleted or changes site,
-    host or park (migration 0010), whoever writes.  It is read before the
+    The key is the park's :class:`~geodata.models.ParkSitesStamp`, which
+    database triggers set afresh whenever one of its enterprises is inserted
+    or deleted or changes site, host or park (migrations 0010, 0011),
+    whoever writes.  It is read before the
     sites, so a detection is never filed under a newer stamp than its data.
     Parks whose stamp changed are classified one after the other, each from
     one read of its sites.
     """
     park_ids = sorted(set(park_ids))
-    stamps = {}
+    stamps = dict.fromkeys(park_ids, 0)  # no row: no enterprise was ever written
     for batch in in_batches(park_ids):
-        stamps.update(session.execute(sa.select(Park.id, Park.sites_stamp)
-                                      .where(Park.id.in_(batch))).all())
+        stamps.update(session.execute(sa.select(ParkSitesStamp.park_id, ParkSitesStamp.stamp)
+                                      .where(ParkSitesStamp.park_id.in_(batch))).all())
     url = str(session.get_bind().url)
     out, missing = {}, []
     with _cache_lock:

@@ -1,6 +1,6 @@
 """The park-wide hidden-unit detection is cached per state of the park's sites, on both backends.
 
-``parks.sites_stamp`` is the key: database triggers (migration 0010) give it
+``park_sites_stamps`` is the key: database triggers (migrations 0010, 0011) give it
 a fresh value whenever an enterprise of the park is inserted or deleted or
 its site, host or park changes, whoever writes.  These tests write through
 every kind of path (the importer, raw SQL inserts, updates of each watched
@@ -8,6 +8,9 @@ column, deletes, a move between parks, a rolled-back write) and check that
 the stamp changes exactly then, and that the cached answers (count, list,
 ``hidden=`` filters) equal a detection from scratch after each write.
 """
+
+import threading
+import time
 
 import geopandas as gpd
 import pytest
@@ -25,7 +28,9 @@ from webmap import create_app
 
 def _stamps(engine):
     with engine.connect() as conn:
-        return dict(conn.execute(sa.text("SELECT code, sites_stamp FROM parks")).all())
+        return dict(conn.execute(sa.text(
+            "SELECT code, coalesce(s.stamp, 0) FROM parks LEFT JOIN park_sites_stamps s "
+            "ON s.park_id = parks.id")).all())
 
 
 def _sql(engine, statement, **params):
@@ -155,3 +160,104 @@ def test_the_cached_answers_follow_every_write(parks, db_url, monkeypatch):
         assert runs == []  # warm: no request read the park's sites
     finally:
         app.extensions["gridmap.engine"].dispose()
+
+
+def _blocked_or_done(engine, thread):
+    """Wait until ``thread`` has finished or (PostgreSQL) waits on a lock (bounded)."""
+    for _ in range(4000):
+        if not thread.is_alive():
+            return
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                if conn.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                        "wait_event_type = 'Lock' AND datname = "
+                                        "current_database()").scalar():
+                    return
+        else:  # SQLite: the other writer waits for the database's write lock, never a row
+            return
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("lock", [True, "share"], ids=["grid_edit", "ledger_create"])
+def test_a_site_moved_beside_a_park_lock_is_a_wait_not_a_deadlock(parks, lock):
+    """The park row lock (a grid edit's ``FOR UPDATE``, a ledger create's ``FOR SHARE``) and an
+    enterprise written outside the service (QGIS, raw SQL) in the same park.
+
+    The edit holds the park, the outside writer moves a site (its row lock, then the
+    trigger's stamp), the edit then re-points that enterprise's grid.  With the stamp
+    on the park row the trigger waited on the park while holding the enterprise, and
+    PostgreSQL aborted one of them (``deadlock detected``); both must succeed, and the
+    move renews the stamp.
+    """
+    engine = parks
+    before = _stamps(engine)
+    errors = []
+    moved = threading.Event()
+
+    def move_site():
+        try:
+            _sql(engine, "UPDATE enterprises SET site = ST_GeomFromText(:wkt, 4326) "
+                 "WHERE name = '甲公司'", wkt=metric_box(110, 110, 210, 210).wkt)
+            moved.set()
+        except Exception as exc:  # reported below: the assertion names it
+            errors.append(exc)
+
+    with session_scope(engine, write=True) as session:
+        get_park(session, "T", lock=lock)
+        mover = threading.Thread(target=move_site)
+        mover.start()
+        _blocked_or_done(engine, mover)
+        try:
+            session.execute(sa.text("UPDATE enterprises SET grid_id = grid_id "
+                                    "WHERE name = '甲公司'"))
+        except Exception as exc:
+            errors.append(exc)
+            raise
+        finally:
+            if errors:
+                mover.join()
+    mover.join()
+    assert errors == [] and moved.is_set()
+    assert _stamps(engine)["T"] != before["T"] and _stamps(engine)["U"] == before["U"]
+
+
+def test_conflict_clauses_of_the_writer_neither_fail_nor_skip_the_stamp(parks, backend):
+    """Upserts and SQLite's ``INSERT OR IGNORE/REPLACE`` into enterprises: SQLite runs the
+    trigger's own statements under the firing statement's conflict policy, so a trigger that
+    relied on a conflict clause failed an upsert (UNIQUE constraint failed) or skipped the
+    stamp under ``OR IGNORE``.  Each write that changes a site renews the stamp; one that
+    changes nothing leaves it."""
+    engine = parks
+    upsert = INSERT + " ON CONFLICT (park_id, credit_code) DO {}"
+    with engine.connect() as conn:
+        taken = conn.exec_driver_sql("SELECT credit_code FROM enterprises "
+                                     "WHERE name = '甲公司'").scalar()
+    writes = [
+        ("upsert, existing row updated", upsert.format("UPDATE SET site = excluded.site"),
+         taken, True),
+        ("upsert, new row inserted", upsert.format("UPDATE SET site = excluded.site"),
+         "C" * 18, True),
+        ("upsert, existing row left", upsert.format("NOTHING"), taken, False),
+        ("upsert, new row inserted, do nothing", upsert.format("NOTHING"), "D" * 18, True),
+    ]
+    if backend == "spatialite":
+        writes += [(f"INSERT OR {how}, {what}", INSERT.replace("INSERT", f"INSERT OR {how}"),
+                    code, renews)
+                   for how, what, code, renews in (
+                       ("IGNORE", "new row", "E" * 18, True),
+                       ("IGNORE", "existing row", taken, False),
+                       ("REPLACE", "existing row", taken, True))]
+
+    def cached():
+        with session_scope(engine) as session:
+            return sorted(u.name for u in hidden.find_hidden_units(session, get_park(session, "T")))
+
+    for n, (what, statement, code, renews) in enumerate(writes):
+        before = _stamps(engine)
+        cached()  # warm
+        # Inside 甲公司's parcel: each new site is a hidden unit, so a stale answer shows.
+        _sql(engine, statement, name=f"厂{n}", code=code, yes=True, wkt=_point(150 + n, 150))
+        after = _stamps(engine)
+        assert (after["T"] != before["T"]) == renews, what
+        assert after["U"] == before["U"], what
+        assert cached() == _fresh(engine), what

@@ -210,7 +210,7 @@ def test_0010_stamps_parks_with_enterprises_and_its_triggers_go_with_a_downgrade
         yes = "1" if engine.dialect.name == "sqlite" else "true"
         with engine.begin() as conn:
             conn.exec_driver_sql(firm.format(yes=yes))
-        schema.upgrade(engine)
+        schema.upgrade(engine, "0010")
 
         def stamps():
             with engine.connect() as conn:
@@ -227,7 +227,49 @@ def test_0010_stamps_parks_with_enterprises_and_its_triggers_go_with_a_downgrade
         with engine.begin() as conn:
             conn.exec_driver_sql(firm.format(yes=yes).replace("00000000'", "00000002'"))
             assert "sites_stamp" not in {c["name"] for c in sa.inspect(conn).get_columns("parks")}
-        schema.upgrade(engine)
+        schema.upgrade(engine, "0010")
         assert stamps()["P"] != 0
+    finally:
+        engine.dispose()
+
+
+def test_0011_moves_the_stamps_to_their_table_and_back(fresh_url):
+    """0010 → 0011: each park's stamp moves to ``park_sites_stamps`` (a park without one gets
+    no row), the triggers write the table and no longer the park row; 0011 → 0010 puts the
+    stamps and 0010's triggers back."""
+    firm = ("INSERT INTO enterprises (park_id, name, credit_code, registered, site, version) "
+            "VALUES (1, '老厂', '91411621MA0000000{n}', {yes}, "
+            "ST_GeomFromText('POINT(114.005 34.005)', 4326), 1)")
+    engine = database_at_0001(fresh_url, ROWS_0001[0].replace("(1, 'P', '老园区'", "(2, 'Q', '空园区'"))
+    yes = "1" if engine.dialect.name == "sqlite" else "true"
+
+    def read(sql):
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(sql)).all())
+    try:
+        schema.upgrade(engine, "0009")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(firm.format(n=0, yes=yes))
+        schema.upgrade(engine, "0010")
+        old = read("SELECT id, sites_stamp FROM parks")
+        schema.upgrade(engine)
+        assert read("SELECT park_id, stamp FROM park_sites_stamps") == {1: old[1]}
+        with engine.connect() as conn:
+            assert "sites_stamp" not in {c["name"] for c in sa.inspect(conn).get_columns("parks")}
+        with engine.begin() as conn:
+            conn.exec_driver_sql(firm.format(n=1, yes=yes))
+        new = read("SELECT park_id, stamp FROM park_sites_stamps")
+        assert set(new) == {1} and new[1] not in (0, old[1])
+        from alembic import command
+
+        with engine.begin() as conn:
+            command.downgrade(schema._alembic_config(conn), "0010")
+        assert read("SELECT id, sites_stamp FROM parks") == {1: new[1], 2: 0}
+        with engine.begin() as conn:
+            conn.exec_driver_sql(firm.format(n=2, yes=yes))
+            assert not sa.inspect(conn).has_table("park_sites_stamps")
+        assert read("SELECT id, sites_stamp FROM parks")[1] not in (0, new[1])
+        schema.upgrade(engine)
+        assert set(read("SELECT park_id, stamp FROM park_sites_stamps")) == {1}
     finally:
         engine.dispose()

@@ -17,10 +17,6 @@ class Park(Base):
     see :mod:`geodata.crs`); ``area_m2`` is the boundary's area there.
     ``require_after_photo``: a major (重大) hazard of this park is closed only
     once it has a photo tagged ``after`` (整改后), see ``gridmap parks set``.
-    ``sites_stamp`` is set to a fresh value by database triggers whenever an
-    enterprise of the park is inserted or deleted or its site, host or park
-    changes (migration 0010): the key of the cached hidden-unit detection
-    (:mod:`geodata.hidden`).  Nothing else writes it.
     """
 
     __tablename__ = "parks"
@@ -37,6 +33,22 @@ class Park(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     require_after_photo: Mapped[bool] = mapped_column(Boolean, default=False,
                                                       server_default=false())
-    sites_stamp: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class ParkSitesStamp(Base):
+    """A park's sites stamp: the key of the cached hidden-unit detection (:mod:`geodata.hidden`).
+
+    Database triggers set ``stamp`` to a fresh random value whenever an
+    enterprise of the park is inserted or deleted or its site, host or park
+    changes (migrations 0010, 0011); nothing else writes it.  A park without
+    a row has had no enterprise written (stamp 0).  Its own table, not a
+    column of the park: the park row is the lock grid edits and ledger
+    creates take, and an enterprise write waiting on it deadlocked.
+    """
+
+    __tablename__ = "park_sites_stamps"
+
+    park_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stamp: Mapped[int] = mapped_column(BigInteger)
