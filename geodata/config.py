@@ -21,6 +21,8 @@
                            ``limit`` of every paged list (default 5 000;
                            see docs/scaling.md, "Every list is bounded").
 ``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
+``GRIDMAP_SQLITE_BUSY_TIMEOUT_S`` Seconds a SpatiaLite connection waits for
+                           the write lock (default 5).
 ``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
                            ``10 per minute``; flask-limiter syntax).
 ``GRIDMAP_SECURE_COOKIES`` ``true`` behind TLS (HTTPS): the session
