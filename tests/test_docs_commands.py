@@ -492,3 +492,46 @@ def test_every_documented_path_is_a_route(spatialite_template):
             except RequestRedirect:
                 pass  # "/ogcapi" answers with a redirect to "/ogcapi/", as documented
     assert not problems, "\n".join(problems)
+
+
+def _leaf_commands(group, path=()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name))
+
+
+def test_every_command_is_in_the_readme_synopsis():
+    """README's command synopsis names every command of the click tree (a group's
+    commands may be named by the group, as ``requests ... categories``)."""
+    named = set()
+    for where, text, _ in LINES:
+        if not re.match(r"README\.md:\d+$", where):
+            continue
+        tokens, command, path = _tokens(text), main, []
+        for token in tokens[1:]:
+            names = re.split(r"[|/]", token)
+            if not isinstance(command, click.Group) or not all(
+                    n in command.commands for n in names):
+                break
+            named.update(" ".join((*path, n)) for n in names)
+            command, path = command.commands[names[0]], [*path, names[0]]
+    missing = [c for c in _leaf_commands(main)
+               if not any(c == n or c.startswith(n + " ") for n in named)]
+    assert not missing, f"commands missing from README's synopsis: {missing}"
+
+
+def test_the_readme_names_every_csv_table():
+    """README's list of commands taking ``--format csv`` is the tree's."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("Every command with machine-readable")
+    sentence = re.sub(r"\s+", " ", readme[start:readme.index("text tables start with", start)])
+    for name in _leaf_commands(main):
+        command = main
+        for part in name.split():
+            command = command.commands[part]
+        fmt = _options(command).get("--format")
+        if fmt is not None and "csv" in fmt.type.choices:
+            group = name.split()[0]
+            assert f"`{name}`" in sentence or f"`{group}` lists" in sentence, name
