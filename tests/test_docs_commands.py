@@ -137,6 +137,9 @@ def gridmap_lines():
         flat = re.sub(r"\s+", " ", _outside_blocks(text))
         for span in re.findall(r"`(gridmap [^`]+)`", flat):
             found.append((f"{name} (inline)", span, True))
+        # serve-demo.sh hands its arguments to `gridmap serve` (README).
+        for args in re.findall(r"bash scripts/serve-demo\.sh( -[^`\n]*)", text):
+            found.append((f"{name} (serve-demo.sh)", "gridmap serve" + args.rstrip(), True))
     return found
 
 
