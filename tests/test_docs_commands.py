@@ -100,17 +100,18 @@ def _outside_blocks(text):
     return re.sub(r"```.*?```", "", text, flags=re.S)
 
 
-def _join_continuations(lines):
-    joined, current = [], ""
-    for line in lines:
+def _join_continuations(lines, first):
+    """(line number, line) of ``lines`` (starting at ``first``) with ``\\`` lines joined."""
+    joined, current, start = [], "", first
+    for number, line in enumerate(lines, first):
         if current:
             current += " " + line.strip()
         else:
-            current = line
+            current, start = line, number
         if current.endswith("\\"):
             current = current[:-1]
             continue
-        joined.append(current)
+        joined.append((start, current))
         current = ""
     return joined
 
@@ -120,26 +121,30 @@ def _strip_comment(line):
 
 
 def gridmap_lines():
-    """Every documented ``gridmap`` command line: (where, text, is a synopsis)."""
+    """Every documented ``gridmap`` command line: (where, text)."""
     found = []
     for name, text in _docs_text().items():
-        for first, block in _fenced_blocks(text):
+        blocks = list(_fenced_blocks(text))
+        # Markdown's indented code blocks (four blanks) hold commands too (map.md).
+        blocks += [(number, [line]) for number, line in enumerate(text.splitlines(), 1)
+                   if line.startswith("    gridmap ")]
+        for first, block in blocks:
             if name == "README.md" and block and block[0].startswith("gridmap [--db URL]"):
                 found.extend(_readme_synopsis(block, first))
                 continue
-            for line in _join_continuations(block):
+            for number, line in _join_continuations(block, first):
                 line = _strip_comment(line.strip())
                 line = re.sub(r"^(\.venv/bin/|~/gridmap-venv/bin/|\$ )", "", line)
                 for part in re.split(r"\s&&\s", line):
                     part = re.sub(r"^\S*/bin/", "", part.strip())
                     if part.startswith("gridmap ") or part == "gridmap":
-                        found.append((f"{name}:{first}", part, True))
+                        found.append((f"{name}:{number}", part))
         flat = re.sub(r"\s+", " ", _outside_blocks(text))
         for span in re.findall(r"`(gridmap [^`]+)`", flat):
-            found.append((f"{name} (inline)", span, True))
+            found.append((f"{name} (inline)", span))
         # serve-demo.sh hands its arguments to `gridmap serve` (README).
         for args in re.findall(r"bash scripts/serve-demo\.sh( -[^`\n]*)", text):
-            found.append((f"{name} (serve-demo.sh)", "gridmap serve" + args.rstrip(), True))
+            found.append((f"{name} (serve-demo.sh)", "gridmap serve" + args.rstrip()))
     return found
 
 
@@ -154,10 +159,10 @@ def _readme_synopsis(block, first):
             continue
         synopsis = re.split(r"\s{3,}", stripped)[0]
         if line.startswith(" " * 3):
-            where, text, _ = entries[-1]
-            entries[-1] = (where, f"{text} {synopsis}", True)
+            where, text = entries[-1]
+            entries[-1] = (where, f"{text} {synopsis}")
         else:
-            entries.append((f"README.md:{first + offset}", f"gridmap {synopsis}", True))
+            entries.append((f"README.md:{first + offset}", f"gridmap {synopsis}"))
     return entries
 
 
@@ -290,7 +295,7 @@ LINES = gridmap_lines()
 
 def test_the_docs_name_commands():
     """The extraction finds the documented commands (a broken extractor checks nothing)."""
-    texts = [text for _, text, _ in LINES]
+    texts = [text for _, text in LINES]
     assert len(LINES) > 100
     assert any(t.startswith("gridmap import grids park.gpkg") for t in texts)
     assert any(t.startswith("gridmap users add|list") for t in texts)
@@ -313,8 +318,7 @@ def _split_chains(text):
     return pieces
 
 
-@pytest.mark.parametrize("where, text", [(w, t) for w, t, _ in LINES],
-                         ids=[f"{w}:{t[:60]}" for w, t, _ in LINES])
+@pytest.mark.parametrize("where, text", LINES, ids=[f"{w}:{t[:60]}" for w, t in LINES])
 def test_every_documented_command_parses(where, text):
     """Resolve the line against the click tree: names, options, choices and values."""
     for tokens in _split_chains(text):
@@ -509,7 +513,7 @@ def test_every_command_is_in_the_readme_synopsis():
     """README's command synopsis names every command of the click tree (a group's
     commands may be named by the group, as ``requests ... categories``)."""
     named = set()
-    for where, text, _ in LINES:
+    for where, text in LINES:
         if not re.match(r"README\.md:\d+$", where):
             continue
         tokens, command, path = _tokens(text), main, []
