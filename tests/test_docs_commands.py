@@ -14,7 +14,10 @@ every command line in it is resolved against the code, without a database:
 * every ``scripts/...`` named exists, and the options the docs give a
   Python script appear in its ``--help``;
 * every API or page path the docs write (``/api/...``, ``/parks/...``) matches a
-  rule of ``app.url_map`` for the method the docs give it (GET when none).
+  rule of ``app.url_map`` for the method the docs give it (any method when
+  none is written), and the query parameters and filters the docs give a JSON
+  API path are declared in its OpenAPI document, with the documented ``limit``;
+* every command of the click tree is in README's synopsis.
 
 Synopsis notation: ``[...]`` is optional, ``a|b`` (and ``--a/--b``) are
 alternatives, ``...`` elides; the optional parts are parsed too, taking the
@@ -542,3 +545,58 @@ def test_the_readme_names_every_csv_table():
         if fmt is not None and "csv" in fmt.type.choices:
             group = name.split()[0]
             assert f"`{name}`" in sentence or f"`{group}` lists" in sentence, name
+
+
+def _openapi_query_parameters(app):
+    """``{(method, rule path): {name: schema}}`` of the query parameters the API declares."""
+    document = app.test_client().get("/api/openapi.json").json
+    declared = {}
+    for path, item in document["paths"].items():
+        shared = item.get("parameters", [])
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            declared[(method.upper(), re.sub(r"\{[^}]+\}", "{}", path))] = {
+                p["name"]: p.get("schema", {}) for p in shared + operation.get("parameters", [])
+                if p.get("in") == "query"}
+    return declared
+
+
+def test_documented_query_parameters_are_declared(spatialite_template):
+    """The filters and ``?name=`` parameters the docs give an API path are the ones it
+    declares (an undeclared one is 422 ``unknown_parameter``), with the documented
+    ``limit`` maximum."""
+    from webmap import create_app
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{spatialite_template}"})
+    declared = _openapi_query_parameters(app)
+    checked, problems = 0, []
+    for name, text in _docs_text().items():
+        for line in text.splitlines():
+            row = re.match(r"\| (GET) \| `(/api/[^`?]+)(?:\?([^`]*))?` \| (.*)", line)
+            spans = re.findall(r"`(?:GET )?(/api/[^`?\s]+)\?([^`\s]*)`", line)
+            found = [("GET", path, query, "") for path, query in spans]
+            if row:
+                found.append(row.groups())
+            for method, path, query, notes in found:
+                rule = re.sub(r"<[^>]+>|\{[^}]+\}", "{}", path)
+                params = declared.get((method, rule))
+                if params is None:
+                    continue  # not a JSON API path (test_every_documented_path_is_a_route)
+                names = re.findall(r"(?:^|&)([a-z_]+)=", query or "")
+                filters = re.search(r"filters (.*?)(?:;|$)", re.sub(r" \([^)]*\)", "", notes))
+                if filters:
+                    names += re.findall(r"([a-z_]+)(?:, |$)", filters.group(1).replace("`", ""))
+                maximum = re.search(r"limit`? \(1–([\d ]+)", notes)
+                if maximum:
+                    documented = int(maximum.group(1).replace(" ", ""))
+                    if params.get("limit", {}).get("maximum") != documented:
+                        problems.append(f"{name}: {path}: limit up to {documented}, declared "
+                                        f"{params.get('limit')}")
+                for parameter in names:
+                    checked += 1
+                    if parameter not in params:
+                        problems.append(f"{name}: {method} {path}: no query parameter "
+                                        f"{parameter!r} (declared: {sorted(params)})")
+    assert checked > 20
+    assert not problems, "\n".join(problems)
