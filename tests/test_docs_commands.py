@@ -600,3 +600,17 @@ def test_documented_query_parameters_are_declared(spatialite_template):
                                         f"{parameter!r} (declared: {sorted(params)})")
     assert checked > 20
     assert not problems, "\n".join(problems)
+
+
+def test_every_option_is_documented():
+    """Each option of each command appears in README or docs/*.md (a synopsis or prose)."""
+    text = "\n".join(_docs_text().values())
+    missing = []
+    for name in _leaf_commands(main):
+        command = main
+        for part in name.split():
+            command = command.commands[part]
+        missing += [f"{name} {option}" for option in _options(command)
+                    if option.startswith("--")
+                    and not re.search(re.escape(option) + r"(?![\w-])", text)]
+    assert not missing, f"options no document names: {missing}"
