@@ -29,7 +29,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import click
@@ -614,3 +614,22 @@ def test_every_option_is_documented():
                     if option.startswith("--")
                     and not re.search(re.escape(option) + r"(?![\w-])", text)]
     assert not missing, f"options no document names: {missing}"
+
+
+def test_the_readme_gives_each_setting_its_default():
+    """README's default column is what :class:`Settings` takes when the variable is unset."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Configuration"):readme.index("## Development")]
+    defaults = {f"GRIDMAP_{f.name.upper()}": f.default for f in fields(Settings)
+                if f.default is not MISSING}
+    checked = 0
+    for variable, default in re.findall(r"^\| `(GRIDMAP_[A-Z0-9_]+)` \| `?([^`|]*?)`? \|",
+                                        table, re.M):
+        if variable in defaults and defaults[variable] != "":
+            expected = defaults[variable]
+            written = {"false": False, "true": True}.get(default, default)
+            if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+                written = float(written)
+            assert written == expected, f"{variable}: README says {default}, code {expected}"
+            checked += 1
+    assert checked >= 10
