@@ -17,7 +17,8 @@ every command line in it is resolved against the code, without a database:
   rule of ``app.url_map`` for the method the docs give it (any method when
   none is written), and the query parameters and filters the docs give a JSON
   API path are declared in its OpenAPI document, with the documented ``limit``;
-* every command of the click tree is in README's synopsis.
+* every command of the click tree is in README's synopsis, every option in
+  some document, and README's defaults of the settings are the code's.
 
 Synopsis notation: ``[...]`` is optional, ``a|b`` (and ``--a/--b``) are
 alternatives, ``...`` elides; the optional parts are parsed too, taking the
