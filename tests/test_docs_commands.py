@@ -634,3 +634,15 @@ def test_the_readme_gives_each_setting_its_default():
             assert written == expected, f"{variable}: README says {default}, code {expected}"
             checked += 1
     assert checked >= 10
+
+
+def test_every_table_is_in_the_readme_data_model():
+    """README's data model table names every table of the schema."""
+    from geodata.models import Base
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    model = readme[readme.index("## Data model"):readme.index("## The demo park")]
+    named = {name for cell in re.findall(r"^\| ([^|]*) \|", model, re.M)
+             for name in re.findall(r"`(\w+)`", cell)}
+    missing = sorted(t.name for t in Base.metadata.sorted_tables if t.name not in named)
+    assert not missing, f"tables missing from README's data model: {missing}"
