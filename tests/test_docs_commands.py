@@ -646,3 +646,16 @@ def test_every_table_is_in_the_readme_data_model():
              for name in re.findall(r"`(\w+)`", cell)}
     missing = sorted(t.name for t in Base.metadata.sorted_tables if t.name not in named)
     assert not missing, f"tables missing from README's data model: {missing}"
+
+
+def test_every_service_and_model_module_is_in_the_readme_layout():
+    """README's layout names each module of ``geodata/services`` and ``geodata/models``."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for folder in ("services", "models"):
+        row = re.search(rf"^\| `geodata/{folder}/` \|(.*)$", readme, re.M).group(1)
+        named = set(re.findall(r"`(\w+)`", row))
+        present = {p.stem if p.is_file() else p.name
+                   for p in (ROOT / "geodata" / folder).iterdir()
+                   if (p.suffix == ".py" or (p / "__init__.py").is_file())
+                   and p.stem not in ("__init__", "base")}
+        assert present <= named, f"geodata/{folder}: {sorted(present - named)} not in README"
