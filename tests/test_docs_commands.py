@@ -30,6 +30,7 @@ import re
 import shlex
 import subprocess
 import sys
+import unicodedata
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -659,3 +660,30 @@ def test_every_service_and_model_module_is_in_the_readme_layout():
                    if (p.suffix == ".py" or (p / "__init__.py").is_file())
                    and p.stem not in ("__init__", "base")}
         assert present <= named, f"geodata/{folder}: {sorted(present - named)} not in README"
+
+
+def _slugs(heading):
+    """GitHub's anchor of a Markdown heading, with and without superscript digits (10⁵)."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+    return {text, "".join(c for c in text if unicodedata.category(c) != "No")}
+
+
+def test_every_local_link_resolves():
+    """Links between the documents name files that exist and headings they hold."""
+    problems = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", _outside_blocks(text)):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists():
+                problems.append(f"{path.name}: {target}: no such file")
+                continue
+            if anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", _outside_blocks(
+                    linked.read_text(encoding="utf-8")), re.M)
+                if not any(anchor in _slugs(h) for h in headings):
+                    problems.append(f"{path.name}: {target}: no such heading")
+    assert not problems, "\n".join(problems)
