@@ -16,11 +16,16 @@
 ``GRIDMAP_MAP_TILE_THRESHOLD`` Parks with more active grids (all levels) than
                            this draw their grids from vector tiles on the
                            map page (default 2 000; see docs/map.md).
-``GRIDMAP_API_PAGE_MAX``   Most rows or features one JSON list answer of
-                           the API may carry: the default and the largest
-                           ``limit`` of every paged list (default 5 000;
-                           see docs/scaling.md, "Every list is bounded").
+``GRIDMAP_API_PAGE_MAX``   Most rows or features one answer of a park's
+                           map lists (``/api/parks/<code>/grids`` ...) may
+                           carry: their default and largest ``limit``
+                           (default 5 000; see docs/scaling.md, "Every list
+                           is bounded").  The ledger lists (``/api/hazards``,
+                           ``/api/requests``, ``/api/visits``) page by 100, at
+                           most 1 000, whatever this is.
 ``GRIDMAP_SESSION_HOURS``  Login session lifetime in hours (default 8).
+``GRIDMAP_SQLITE_BUSY_TIMEOUT_S`` Seconds a SpatiaLite connection waits for
+                           the write lock (default 5).
 ``GRIDMAP_LOGIN_RATE_LIMIT`` Login attempts per client (default
                            ``10 per minute``; flask-limiter syntax).
 ``GRIDMAP_SECURE_COOKIES`` ``true`` behind TLS (HTTPS): the session

@@ -3,7 +3,7 @@
 Each leaf command runs against (a) a database never initialised, (b) an
 unreachable PostGIS URL with a password in it, (c) an initialised database
 with no parks, (d) a database one migration behind and (e) an unknown
-``--park``.  The contract (docs/cli.md, RELIABILITY.md "CLI exit codes"):
+``--park``.  The contract (README.md "Exit codes", RELIABILITY.md "CLI exit codes"):
 exit 2 with one line naming the problem on stderr, nothing on stdout that
 looks like an error, no traceback, never the password, and nothing stored
 changed; on an empty database the commands that work on every park exit 0,

@@ -172,3 +172,40 @@ def test_a_layer_asking_for_what_apply_cannot_do_is_refused(runner, engine, expo
             assert "database error" not in result.output
         assert stored_snapshot(engine) == before
     assert runner("check", "--park", "FGKFQ").exit_code == 0
+
+
+def test_a_renamed_grid_is_reported_not_silently_kept(runner, engine, exported, tmp_path):
+    """A name or kind changed in QGIS is not applied by the round trip (it edits shapes):
+    --diff and --apply say so for that grid, in text and JSON, instead of "no changes"
+    alone; a reshape in the same file still goes through; the stored name is kept."""
+    path, frame = exported
+    _, *edited_codes = _planner_edit(frame)
+    code = next(c for c in frame.loc[frame["level"] == 1, "code"] if c not in edited_codes)
+    stored_name = frame.loc[frame["code"] == code, "name"].iloc[0]
+    edited = frame.copy()
+    edited.loc[edited["code"] == code, "name"] = "改名网格"
+    edited.loc[edited["code"] == code, "kind"] = "enterprise"
+    edited.to_file(tmp_path / "renamed.gpkg", driver="GPKG")
+    before = stored_snapshot(engine)
+    result = runner("import", "grids", tmp_path / "renamed.gpkg", "--park", "FGKFQ", "--diff")
+    assert result.exit_code == 0 and "no changes" in result.stdout
+    assert f"grid {code}: name '改名网格' is not applied" in result.stderr
+    assert f"grid {code}: kind 'enterprise' is not applied" in result.stderr
+    result = runner("import", "grids", tmp_path / "renamed.gpkg", "--park", "FGKFQ", "--diff",
+                    "--format", "json")
+    warnings = json.loads(result.stdout)["warnings"]
+    assert [w.split(f"grid {code}: ")[1].split(" is")[0] for w in warnings] == [
+        "name '改名网格'", "kind 'enterprise'"]
+    assert stored_snapshot(engine) == before
+    plain = runner("import", "grids", path, "--park", "FGKFQ", "--diff", "--format", "json")
+    assert json.loads(plain.stdout)["warnings"] == []
+    # With a real change in the file, --apply writes it and still names what it kept.
+    changed = _planner_edit(edited)[0]
+    changed.to_file(tmp_path / "both.gpkg", driver="GPKG")
+    result = runner("import", "grids", tmp_path / "both.gpkg", "--park", "FGKFQ", "--apply",
+                    "--actor", "t")
+    assert result.exit_code == 0, result.output
+    assert f"grid {code}: name '改名网格' is not applied" in result.stderr
+    with engine.connect() as conn:
+        name = conn.execute(sa.text("SELECT name FROM grids WHERE code = :c"), {"c": code})
+        assert name.scalar_one() == stored_name

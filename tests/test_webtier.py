@@ -265,6 +265,31 @@ def test_not_ready_with_an_older_schema(empty_url):
     assert error["details"] == {"revision": "0001", "head": schema.head_revision()}
 
 
+def test_routes_answer_503_on_a_schema_a_migration_behind(empty_url):
+    """Every route that reads the database answers 503 ``schema_outdated`` (with
+    ``Retry-After``) on a schema one migration behind, never a 500 from a missing
+    column; once ``init-db`` has upgraded it, the same running app answers."""
+    engine = make_engine(empty_url)
+    behind = schema.shipped_revisions()[schema.head_revision()]
+    schema.upgrade(engine, behind)
+    app = create_app({"DATABASE_URL": empty_url, "TESTING": True})
+    client = app.test_client()
+    try:
+        for path in ("/api/parks", "/api/hazards", "/", "/parks/FGKFQ/map", "/ogcapi/collections"):
+            answer = client.get(path, headers={"Accept": "application/json"})
+            assert answer.status_code == 503 and answer.headers["Retry-After"], path
+            if answer.is_json:
+                error = answer.json["error"]
+                assert error["code"] == "schema_outdated", path
+                assert "gridmap init-db" in error["message"]
+        assert schema.current_revision(engine) == behind  # nothing upgraded it meanwhile
+        schema.upgrade(engine)
+        assert client.get("/api/parks").status_code == 200
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+        engine.dispose()
+
+
 def test_not_ready_when_database_is_unreachable(backend, tmp_path):
     if backend == "spatialite":
         (tmp_path / "broken.sqlite").write_bytes(b"not a database" * 100)

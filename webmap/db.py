@@ -11,6 +11,7 @@ response, so it logs a failure instead of raising.
 from flask import current_app, g
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from geodata import schema
 from geodata.errors import DatabaseUnavailableError
 from geodata.storage import (make_engine, make_session_factory, require_database, start_write,
                              translate_db_error)
@@ -29,9 +30,21 @@ def init_app(app):
 
 
 def get_session():
-    """Return this request's session, creating it on first use."""
+    """Return this request's session, creating it on first use.
+
+    Until the database's schema has been found at this code's head once, a
+    new session checks it first (:func:`geodata.schema.require_current`): a
+    worker started on a database a migration behind answered every route with
+    a 500 from a missing column; now 503 ``schema_outdated`` (or
+    ``schema_missing``) naming ``gridmap init-db``, as ``/readyz`` does.  Only
+    success is remembered, so the routes work as soon as ``init-db`` has run.
+    """
     if "db_session" not in g:
-        g.db_session = current_app.extensions["gridmap.sessions"]()
+        extensions = current_app.extensions
+        if not extensions.get("gridmap.schema_current"):
+            schema.require_current(extensions["gridmap.engine"])
+            extensions["gridmap.schema_current"] = True
+        g.db_session = extensions["gridmap.sessions"]()
     return g.db_session
 
 

@@ -393,8 +393,11 @@ def import_layer(obj, file, park_code, crs, diff, apply, allow_problems, actor, 
                 "added": preview.added, "reshaped": preview.reshaped,
                 "retired": preview.retired, "unchanged": preview.unchanged,
                 "coverage_after": preview.report.summary_line(),
-                "problems": preview.problems}, ensure_ascii=False, default=str))
+                "problems": preview.problems, "warnings": preview.warnings},
+                ensure_ascii=False, default=str))
             sys.exit(1 if preview.problems else 0)
+        for warning in preview.warnings:
+            click.echo(f"warning: {warning}", err=True)
         if not (preview.added or preview.reshaped or preview.retired):
             click.echo("no changes")
         click.echo(f"added: {', '.join(preview.added) or '-'}")

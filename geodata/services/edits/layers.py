@@ -30,6 +30,19 @@ def _layer_rows(gdf, file):
     return rows
 
 
+def _kept_attributes(grid, row, file):
+    """Warnings for a stored grid whose name or kind the layer changes.
+
+    The round trip edits shapes and codes; a renamed grid or another kind in
+    QGIS is kept as stored, and saying so is better than "no changes".
+    """
+    index, _, _, name, kind, _ = row
+    return [f"{file or 'layer'}: feature {index}: grid {grid.code}: {what} {new!r} is not "
+            f"applied (the round trip edits shapes; the grid keeps {what} {old!r})"
+            for what, new, old in (("name", name, grid.name), ("kind", kind, grid.kind))
+            if new is not None and new != old]
+
+
 def _differs(a, b, epsg, tolerance_m):
     """True when two EPSG:4326 shapes differ by more than noise."""
     if shapely.equals_exact(a, b, 0) or a.equals(b):
@@ -84,6 +97,9 @@ def apply_layer(session, park, gdf, *, actor, reason="", file=None, allow_proble
                     code="parent_changed", details={"file": file, "feature": moved[0][0],
                                                     "grid": code, "field": "parent_code"})
         split = {c for c, rs in by_code.items() if len(rs) > 1 and c in state.by_code}
+        for code, rs in by_code.items():
+            if code in state.by_code and code not in split:
+                plan.warnings += _kept_attributes(state.by_code[code], rs[0], file)
         missing = [c for c in state.by_code if c not in by_code]
         unchanged_kids = set()
         reshaped = {}
