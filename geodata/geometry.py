@@ -419,7 +419,8 @@ def check_geometries(geoms, *, file=None, max_vertices=20_000):
     problems.raise_any()
 
 
-def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_range=True):
+def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_range=True,
+                        types=None):
     """Validate shapely geometries for ``layer``; return (geometries, warnings).
 
     Vectorised over the whole array; the first offending feature is raised
@@ -428,7 +429,10 @@ def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_r
     Parameters
     ----------
     geoms : array-like of shapely geometries in EPSG:4326
-    layer : {"parks", "grids", "enterprises", "hazards"}
+    layer : {"parks", "grids", "enterprises", "hazards"} or str
+        The layer, or (with ``types``) the name used in messages.
+    types : tuple of str, optional
+        The accepted types, the first stored, instead of the layer's.
 
     Returns
     -------
@@ -440,7 +444,7 @@ def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_r
     """
     geoms = np.asarray(geoms, dtype=object)
     warnings = []
-    allowed = LAYER_TYPES[layer]
+    allowed = types or LAYER_TYPES[layer]
     problems = _Problems(file)
     ok = _structure(geoms, problems, max_vertices)
     type_names = np.array([None] * len(geoms), dtype=object)
@@ -481,3 +485,43 @@ def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_r
         geoms = geoms.copy()
         geoms[areal] = shapely.orient_polygons(geoms[areal])
     return geoms, warnings
+
+
+def geometry_member(value, field, types):
+    """The GeoJSON geometry sent as member ``field`` of a JSON body, checked as a file's is.
+
+    One definition for every JSON surface (hazard and visit ``location``, the
+    edit API's ``geometry`` and ``line``): :func:`geometry_from_geojson`, then
+    :func:`validate_geometries` (type, range, OGC validity).  A body has no
+    channel for warnings, so Z/M is refused (``unsupported_dimension``, as
+    the OpenAPI document says) where files drop it with a warning.
+
+    Parameters
+    ----------
+    value : object
+        The member's parsed JSON value.
+    field : str
+        The member's name, given as ``details.field`` and ``details.pointer``.
+    types : tuple of str
+        The accepted geometry types.
+
+    Raises
+    ------
+    FeatureError
+        422 with the codes of :func:`geometry_from_geojson` and
+        :func:`validate_geometries`, or ``unsupported_dimension``.
+    """
+    warnings = set()
+    try:
+        geom = geometry_from_geojson(value, warnings=warnings)
+        if warnings:
+            raise FeatureError("positions have 3 or 4 numbers; send [lon, lat] (gridmap stores "
+                               "2D geometries)", code="unsupported_dimension")
+        geoms, _ = validate_geometries([geom], field, types=types)
+    except FeatureError as exc:
+        extra = {k: v for k, v in exc.details.items()
+                 if k not in ("file", "feature", "field", "reason", "pointer", "problems")}
+        pointer = f"/{field}" + (exc.details.get("pointer") or "")
+        raise FeatureError(exc.reason, code=exc.code, field=field, pointer=pointer,
+                           **extra) from None
+    return geoms[0]

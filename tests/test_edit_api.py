@@ -168,7 +168,7 @@ def test_refused_overlap_is_422_with_area_and_geometry(api, engine):
     ({"geometry": {"type": "Polygon", "coordinates": [[[114.3, 34.0], [114.31, 34.0],
                                                        [114.31, 34.01]]]}},
      "invalid_geometry"),
-    ({"geometry": {"type": "Point", "coordinates": [114.3, 34.0]}}, "unsupported_geometry_type"),
+    ({"geometry": {"type": "Point", "coordinates": [114.3, 34.0]}}, "wrong_geometry_type"),
     ({"geometry": {"type": "Polygon"}}, "empty_geometry"),
     ({"geometry": [1, 2]}, "invalid_geojson"),
     ({}, "missing_field"),

@@ -134,8 +134,12 @@ BAD_CREATE = [
     (_valid(status="closed"), "application/json", 422, "unknown_property"),
     (_valid(code="YH2024-0001", found_date="2025-03-01"), "application/json", 422,
      "code_year_mismatch"),
+    # empty before the type, as for every geometry member and file (test_geometry_surfaces)
     (json.dumps({"location": {"type": "Polygon", "coordinates": []}, "category": "消防安全"}),
-     "application/json", 422, "invalid_geojson"),
+     "application/json", 422, "empty_geometry"),
+    (json.dumps({"location": {"type": "Polygon", "coordinates": [[[114.3, 34.0], [114.4, 34.0],
+                                                                  [114.4, 34.1], [114.3, 34.0]]]},
+                 "category": "消防安全"}), "application/json", 422, "wrong_geometry_type"),
     (_valid(location={"type": "Point", "coordinates": [114.3, 34.0]}), "application/json", 422,
      "invalid_value"),
     # A Point declaring another CRS: its numbers are not degrees (web mercator metres here).

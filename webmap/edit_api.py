@@ -28,7 +28,7 @@ that is stale is 409 ``stale_version``.  Every edit answers
 geometries, the coverage summary) with the new park version as ``ETag``.
 A refused edit is 422 with ``details.problems`` (each with ``area_m2`` and
 its GeoJSON geometry) and ``details.area_m2``.  Geometries are GeoJSON in
-EPSG:4326, checked strictly by :func:`geodata.geometry.geometry_from_geojson`.
+EPSG:4326, checked strictly by :func:`geodata.geometry.geometry_member`.
 """
 
 import numpy as np
@@ -39,7 +39,7 @@ from flask import Blueprint, jsonify
 from geodata import domains
 from geodata.coverage import check_coverage
 from geodata.errors import ValidationError
-from geodata.geometry import geometry_from_geojson
+from geodata.geometry import geometry_member
 from geodata.services import edits
 from geodata.models import Grid
 from geodata.services.grids import grid_layer
@@ -74,12 +74,7 @@ def _geometry(data, field, types):
     if field not in data:
         raise ValidationError(f"{field} is required", code="missing_field",
                               details={"field": field})
-    geom = geometry_from_geojson(data[field], max_vertices=20_000)
-    if geom.geom_type not in types:
-        raise ValidationError(f"{field} must be a GeoJSON {' or '.join(types)}, not "
-                              f"{geom.geom_type}", code="unsupported_geometry_type",
-                              details={"field": field})
-    return geom
+    return geometry_member(data[field], field, types)
 
 
 def _text(data, field, kind="reason", max_length=None):

@@ -33,7 +33,7 @@ from wtforms.validators import ValidationError as CSRFValidationError
 
 from geodata import domains
 from geodata.errors import BadRequestError, GridmapError, ValidationError
-from geodata.geometry import parse_json, refuse_other_crs
+from geodata.geometry import geometry_member, parse_json
 from geodata.photos import prepare
 from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
@@ -105,19 +105,12 @@ def _answer(hazard, item, status=200):
 
 
 def _point(data):
-    location = data.get("location")
-    if location is not None and ("lon" in data or "lat" in data):
+    if "location" in data and ("lon" in data or "lat" in data):
         # Which would win?  A client that sends both means one of them, and not the other.
         raise ValidationError("give location (GeoJSON Point) or lon and lat, not both",
                               code="invalid_value", details={"field": "location"})
-    if location is not None:
-        if not (isinstance(location, dict) and location.get("type") == "Point"
-                and isinstance(location.get("coordinates"), list)
-                and len(location["coordinates"]) == 2):
-            raise ValidationError("location must be a GeoJSON Point [lon, lat] (EPSG:4326)",
-                                  code="invalid_geojson", details={"field": "location"})
-        refuse_other_crs(location, field="location")
-        return ledger.parse_point(*location["coordinates"])
+    if "location" in data:  # null too: a missing geometry, as in every geometry member
+        return geometry_member(data["location"], "location", ("Point",))
     if "lon" not in data or "lat" not in data:
         raise ValidationError("give location (GeoJSON Point) or lon and lat",
                               code="missing_field", details={"field": "location"})
