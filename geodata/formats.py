@@ -203,7 +203,9 @@ def _read_ogr(path, source, geometry, max_features, notes):
     numpy's warnings about them (unclosed ring, NaN) are silenced: the
     feature is refused below, or by :func:`check_geometries`, with its index.
     pyogrio reads measured (M) geometries, which CAD exports write, as 2D
-    and warns: that becomes a warning of the import, as dropped Z does.
+    and warns: that becomes a warning of the import, as dropped Z does.  A
+    shapefile whose rings GDAL re-nests because their winding does not match
+    (a hole outside its shell read as another part) is refused: that is a repair.
     A shapefile's text is read as raw bytes and decoded by
     :func:`_decode_dbf`, since GDAL alone turns GBK without a ``.cpg`` into
     Latin-1 mojibake.
@@ -213,11 +215,20 @@ def _read_ogr(path, source, geometry, max_features, notes):
     with catch_warnings(record=True) as caught, np.errstate(invalid="ignore"):
         filterwarnings("ignore", "Non closed ring detected", RuntimeWarning)
         filterwarnings("always", r"Measured \(M\) geometry types", UserWarning)
+        filterwarnings("always", r".*invalid winding order\. Autocorrecting", RuntimeWarning)
         frame = _read_ogr_frame(path, source, geometry, max_features,
                                 "ISO-8859-1" if shapefile else None)
     for caught_warning in caught:
         if "Measured (M)" in str(caught_warning.message):
             notes.add("dropped M (measure) values: gridmap stores 2D geometries")
+        elif "invalid winding order. Autocorrecting" in str(caught_warning.message):
+            # A shapefile says which ring is a hole by its winding; GDAL turned a hole that
+            # lies outside its shell into another part: a silent repair (GDAL does not say
+            # which feature).
+            raise FeatureError("a counter-clockwise ring (a hole) lies outside its shell; GDAL "
+                               "would read it as another part. Fix the winding or the hole "
+                               "(QGIS: Check Validity)", code="invalid_geometry", file=path,
+                               field="geometry")
         else:
             warn_explicit(caught_warning.message, caught_warning.category,
                           caught_warning.filename, caught_warning.lineno)

@@ -12,6 +12,7 @@ and the file table below).
 """
 
 import copy
+import re
 import json
 import uuid
 
@@ -179,3 +180,112 @@ def test_every_bad_geometry_gets_one_answer_in_every_member(api, engine, path,  
         assert response.status_code in (200, 201) or (
             path.endswith("draw") and response.json["error"]["code"] == "empty_result"), \
             response.json
+
+
+# --- files: the same shapes through every reader and every command that reads a file ---
+
+def _ring_case(make):
+    """A file case from ``make(ring)`` -> list of rings (lon/lat) of feature BAD."""
+    return lambda ring: shapely.Polygon(make(ring)[0], make(ring)[1:])
+
+
+def _box_of(ring):
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _file_bowtie(r):
+    x0, y0, x1, y1 = _box_of(r)
+    return [[(x0, y0), (x1, y1), (x1, y0), (x0, y1), (x0, y0)]]
+
+
+def _file_spike(r):
+    x0, y0, x1, y1 = _box_of(r)
+    return [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0), ((x0 + x1) / 2, y0 - (y1 - y0)),
+             (x0, y0)]]
+
+
+def _file_hole_outside(r):
+    x0, y0, x1, y1 = _box_of(r)
+    w = (x1 - x0) / 4
+    return [r, [(x0 - 2 * w, y0), (x0 - w, y0), (x0 - w, y0 + w), (x0 - 2 * w, y0)]]
+
+
+#: name: (make(ring) -> shapely geometry, reason pattern); each not walked by
+#: tests/test_import_geometry.py, which has the structural cases.
+FILE_CASES = {
+    "bow-tie": (_ring_case(_file_bowtie), r"invalid geometry: Self-intersection\["),
+    "spike": (_ring_case(_file_spike), r"invalid geometry: (Ring )?Self-intersection\["),
+    "hole outside shell": (_ring_case(_file_hole_outside), r"invalid geometry: Hole lies "
+                           r"outside shell\[|a counter-clockwise ring \(a hole\) lies outside"),
+    "lat 95": (_ring_case(lambda r: [[(x, y + 61) for x, y in r]]),
+               r"outside longitude/latitude range"),
+    "lat/lon swapped": (_ring_case(lambda r: [[(y, x) for x, y in r]]),
+                        r"outside longitude/latitude range.*lat/lon swapped"),
+}
+FILE_FORMATS = ("geojson", "gpkg", "zip", "csv", "xlsx")
+
+
+def _write_file(tmp_path, fmt, name, codes, geoms):
+    from tests.test_import_geometry import _write
+    from tests.test_planner_files import workbook
+
+    if fmt == "xlsx":
+        def fill(book):
+            book.active.append(["code", "wkt"])
+            for code, geom in zip(codes, geoms):
+                book.active.append([code, geom.wkt])
+        return workbook(tmp_path / f"{name}.xlsx", fill)
+    as_written = {"geojson": shapely.geometry.mapping, "csv": lambda g: g.wkt}.get(
+        fmt, shapely.to_wkb)
+    rows = [{"code": c} for c in codes]
+    geometries = [json.loads(json.dumps(as_written(g))) if fmt == "geojson" else as_written(g)
+                  for g in geoms]
+    return _write(tmp_path, fmt, name, rows, geometries)
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+def test_every_bad_shape_gets_one_answer_from_every_file_command(runner, db_url, engine,
+                                                                 tmp_path, fmt):
+    from tests.test_import_geometry import BAD, _commands
+    from tests.test_transfer import feature, grid_features, write_geojson
+
+    box = shapely.Polygon(grid_features()[0]["geometry"]["coordinates"][0]).envelope
+    whole = shapely.box(*shapely.union_all([shapely.geometry.shape(f["geometry"])
+                                            for f in grid_features()]).bounds)
+    assert runner("import", "parks", write_geojson(tmp_path / "parks.geojson", [
+        feature(whole, code=c, name=c, division_code="411621") for c in ("T", "U")])
+    ).exit_code == 0
+    feats = grid_features()
+    good_grids = write_geojson(tmp_path / "grids.geojson", feats)
+    assert runner("import", "grids", good_grids, "--park", "T").exit_code == 0
+    codes = [f["properties"]["code"] for f in feats]
+    cells = [shapely.geometry.shape(f["geometry"]) for f in feats]
+    wrong = []
+    before = stored_snapshot(engine)
+    for case, (make, pattern) in FILE_CASES.items():
+        ring = shapely.get_coordinates(cells[BAD].exterior).tolist()
+        bad = make(ring)
+        grids = _write_file(tmp_path, fmt, f"grids_{case.replace('/', '_')}", codes,
+                            [bad if i == BAD else c for i, c in enumerate(cells)])
+        park = _write_file(tmp_path, fmt, f"park_{case.replace('/', '_')}", ["V", "W"],
+                           [box, bad])
+        expected = {}
+        for args in _commands(db_url, grids):
+            expected[tuple(args[2:])] = (grids, BAD)
+        crs = ["--crs", "EPSG:4326"]
+        expected[("import", "parks", str(park), *crs)] = (park, 1)
+        expected[("check", "--park-file", str(park), "--grids-file", str(good_grids), *crs)] = (
+            park, 1)
+        for args, (path, index) in expected.items():
+            result = runner(*args)
+            # GDAL reads a shapefile's hole outside its shell as another part, without
+            # saying which feature: the file is refused, by name
+            at = "" if fmt == "zip" and case == "hole outside shell" else f"feature {index}, "
+            line = rf"^error: {re.escape(str(path))}, {at}field '(geometry|wkt)': "
+            if result.exit_code != 2 or not re.search(line + ".*" + pattern, result.stderr):
+                wrong.append((case, args[:2], result.exit_code, result.stderr))
+            if stored_snapshot(engine) != before:
+                wrong.append((case, args[:2], "changed what is stored"))
+                before = stored_snapshot(engine)
+    assert not wrong, wrong
