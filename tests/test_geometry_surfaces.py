@@ -1,14 +1,18 @@
-"""The same bad geometry gets the same answer on every JSON member that takes one.
+"""The same bad geometry gets the same answer on every surface that takes one.
 
-One table of bad geometries (RELIABILITY.md §2 items 2-18) is sent through
-every geometry member of the JSON API: a hazard's and a visit's
-``location``, the edit API's ``geometry`` (draw, reshape) and split
-``line``, on both backends.  Each must be 422 with the table's
-``error.code``, name the member (``details.field``, and a JSON pointer
-under it), and change nothing stored; a clockwise ring is accepted.  All
-members share :func:`geodata.geometry.geometry_member`; files share
-:func:`geodata.geometry.validate_geometries` (tests/test_import_geometry.py,
-and the file table below).
+* JSON: one table of bad geometries (RELIABILITY.md §2 items 2-18) is sent
+  through every geometry member of the API (a hazard's and a visit's
+  ``location``, the edit API's ``geometry`` for draw and reshape, the split
+  ``line``), on both backends.  Each is 422 with the table's ``error.code``,
+  names the member (``details.field``, and a JSON pointer under it) and
+  changes nothing stored; a clockwise ring is accepted.  All members share
+  :func:`geodata.geometry.geometry_member`.
+* Files: the invalid shapes tests/test_import_geometry.py does not walk
+  (bow-tie, spike, hole outside shell, lat 95, lat/lon swapped) in GeoJSON,
+  GeoPackage, zipped Shapefile, CSV WKT and XLSX, through ``import grids``
+  (new park, ``--diff``, ``--apply``), ``check --grids-file``, ``import
+  parks`` and ``check --park-file``: exit 2 naming the file, feature and
+  field, nothing stored changed; a clockwise file is stored counter-clockwise.
 """
 
 import copy
@@ -18,7 +22,9 @@ import uuid
 
 import pytest
 import shapely
+import sqlalchemy as sa
 
+from geodata.models import Grid, Park
 from tests.conftest import stored_snapshot
 from tests.test_bad_input import ALTERNATIVES, _bodies
 from tests.test_hazards_api import api  # noqa: F401  (the hazard API fixture)
@@ -289,3 +295,13 @@ def test_every_bad_shape_gets_one_answer_from_every_file_command(runner, db_url,
                 wrong.append((case, args[:2], "changed what is stored"))
                 before = stored_snapshot(engine)
     assert not wrong, wrong
+    # RFC 7946: a clockwise exterior ring is accepted, and stored counter-clockwise
+    clockwise = _write_file(tmp_path, fmt, "clockwise", codes,
+                            [shapely.Polygon(c.exterior.coords[::-1]) for c in cells])
+    result = runner("import", "grids", clockwise, "--park", "U", "--crs", "EPSG:4326")
+    assert result.exit_code == 0, result.stderr
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.func.ST_AsBinary(Grid.geom)).join(
+            Park, Park.id == Grid.park_id).where(Park.code == "U")).scalars().all()
+    rings = [p.exterior for p in shapely.get_parts(shapely.from_wkb(stored))]
+    assert len(rings) == len(cells) and all(r.is_ccw for r in rings)
