@@ -1,0 +1,279 @@
+"""The three ledgers a park keeps answer the same attacks the same way, on both backends.
+
+Hazards (隐患), enterprise requests (诉求) and field visits (走访/巡查/回头看)
+grew one after the other; the hazard ledger was hardened first.  This is
+the table across them: every create and state-change route meets the same
+stale versions, replays, foreign grids, roles, positions, hostile text and
+impossible dates, and every refusal leaves the store as it was (the ledger
+counter included).  The per-ledger files walk each ledger's own rules.
+"""
+
+import io
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from geodata.creditcode import make_credit_code
+from geodata.models import Hazard, ServiceRequest
+from geodata.periods import local_today
+from geodata.storage import session_scope
+from tests.conftest import stored_snapshot
+from tests.ledger_helpers import OUTSIDE, build_park, image_bytes, lonlat
+from webmap import create_app
+
+FIRM_B = make_credit_code("411621", 2)  # 乙公司, in grid T-002: not the member's (T-003)
+
+
+def _soon():
+    return (local_today() + timedelta(days=7)).isoformat()
+
+
+def _an_hour_ago():
+    return (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+
+
+def _at(name="T-001"):
+    lon, lat = lonlat(name)
+    return {"lon": lon, "lat": lat}
+
+
+class Route:
+    """One write route of one ledger and what its body holds."""
+
+    def __init__(self, name, url, body, *, role="inspector", versioned=False, located=False,
+                 texts=(), dates=(), moments=()):
+        self.name, self.url, self.body, self.role = name, url, body, role
+        self.versioned, self.located = versioned, located
+        self.texts, self.dates, self.moments = texts, dates, moments
+
+
+ROUTES = [
+    Route("hazard_create", lambda w: "/api/parks/T/hazards",
+          lambda w: {**_at(), "category": "消防安全", "description": "灭火器过期",
+                     "found_date": local_today().isoformat()},
+          located=True, texts=("description",), dates=("found_date",)),
+    Route("request_create", lambda w: "/api/parks/T/requests",
+          lambda w: {"enterprise": FIRM_B, "category": "用工", "description": "急需招聘缝纫工",
+                     "source": "phone", "received_date": local_today().isoformat()},
+          texts=("description", "enterprise"), dates=("received_date",)),
+    Route("visit_create", lambda w: "/api/parks/T/visits",
+          lambda w: {"client_id": str(uuid.uuid4()), "kind": "patrol",
+                     "occurred_at": _an_hour_ago(), **_at(), "note": "巡查一遍",
+                     "findings": "无异常"},
+          located=True, texts=("note", "findings"), moments=("occurred_at",)),
+    Route("hazard_transition", lambda w: f"/api/hazards/{w['hazard']}/transitions",
+          lambda w: {"to": "rectifying", "deadline": _soon(), "note": "限期整改"},
+          versioned=True, texts=("note",), dates=("deadline",)),
+    Route("hazard_escalation", lambda w: f"/api/hazards/{w['hazard']}/escalations",
+          lambda w: {"to": "park", "reason": "逾期未整改"},
+          role="supervisor", versioned=True, texts=("reason",)),
+    Route("request_transition", lambda w: f"/api/requests/{w['request']}/transitions",
+          lambda w: {"to": "assigned", "department": "县人社局", "responsible": "李四",
+                     "deadline": _soon(), "note": "交办"},
+          role="supervisor", versioned=True, texts=("note", "department", "responsible"),
+          dates=("deadline",)),
+]
+VERSIONED = [r for r in ROUTES if r.versioned]
+LOCATED = [r for r in ROUTES if r.located]
+BY_NAME = {r.name: r for r in ROUTES}
+
+
+def _ids(routes):
+    return [r.name for r in routes]
+
+
+@pytest.fixture
+def world(db_url, engine):
+    """Park T with a hazard in T-001 and a request of 乙公司 (T-002), both version 1."""
+    tokens = build_park(engine)
+    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
+
+    def call(route_or_url, role, body=None, headers=None, raw=None, method="POST", **kwargs):
+        url = route_or_url.url(world) if isinstance(route_or_url, Route) else route_or_url
+        headers = dict(headers or {})
+        if role:
+            headers["Authorization"] = f"Bearer {tokens[role]}"
+        if raw is not None or body is not None:
+            kwargs["data"] = raw if raw is not None else json.dumps(body)
+            kwargs.setdefault("content_type", "application/json")
+        return app.test_client().open(url, method=method, headers=headers, **kwargs)
+
+    world = {"call": call, "engine": engine, "app": app}
+    hazard = call("/api/parks/T/hazards", "admin", BY_NAME["hazard_create"].body(world))
+    request = call("/api/parks/T/requests", "admin", BY_NAME["request_create"].body(world))
+    assert hazard.status_code == request.status_code == 201, (hazard.json, request.json)
+    world["hazard"], world["request"] = hazard.json["id"], request.json["id"]
+    yield world
+    app.extensions["gridmap.engine"].dispose()
+
+
+def state(engine):
+    """What a refused write must leave as it was: counts, geometries, counters, rows' states."""
+    snapshot = stored_snapshot(engine)
+    with session_scope(engine) as session:
+        snapshot["hazards"] = session.execute(sa.select(
+            Hazard.id, Hazard.status, Hazard.version, Hazard.escalation, Hazard.deadline,
+            Hazard.description).order_by(Hazard.id)).all()
+        snapshot["requests"] = session.execute(sa.select(
+            ServiceRequest.id, ServiceRequest.status, ServiceRequest.version,
+            ServiceRequest.department, ServiceRequest.deadline,
+            ServiceRequest.description).order_by(ServiceRequest.id)).all()
+    return snapshot
+
+
+def refused(world, route, role, body, status, code=None, field=None, **kwargs):
+    """Send ``body`` to ``route``; assert the refusal and that nothing stored changed."""
+    before = state(world["engine"])
+    response = world["call"](route, role, body, **kwargs)
+    assert response.status_code == status, (route.name, body, response.json)
+    error = response.json["error"]
+    if code is not None:
+        assert error["code"] == code, (route.name, body, error)
+    if field is not None:
+        assert error["details"]["field"] == field, (route.name, body, error)
+    assert state(world["engine"]) == before, (route.name, body)
+    return error
+
+
+def _fresh(route, world):
+    """A conditional write carries the version the client read: the record's ETag now."""
+    if not route.versioned:
+        return {}
+    record = route.url(world).rsplit("/", 1)[0]
+    return {"If-Match": world["call"](record, "admin", method="GET").headers["ETag"]}
+
+
+def test_every_route_of_the_table_works(world):
+    """The table's bodies are valid: each refusal below is the attack's, not a bad body's."""
+    for route in ROUTES:
+        before = state(world["engine"])
+        response = world["call"](route, route.role, route.body(world), headers=_fresh(route, world))
+        assert response.status_code in (200, 201), (route.name, response.json)
+        assert state(world["engine"]) != before, route.name
+
+
+@pytest.mark.parametrize("route", VERSIONED, ids=_ids(VERSIONED))
+def test_stale_and_malformed_versions_change_nothing(world, route):
+    body = route.body(world)
+    refused(world, route, route.role, {**body, "version": 7}, 409, "stale_version")
+    refused(world, route, route.role, body, 412, headers={"If-Match": '"7"'})
+    refused(world, route, route.role, body, 400, "invalid_if_match",
+            headers={"If-Match": "seven"})
+    refused(world, route, route.role, body, 428)
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=_ids(ROUTES))
+def test_an_idempotency_key_replay_is_the_same_answer_and_one_row(world, route):
+    body = route.body(world)
+    headers = {**_fresh(route, world), "Idempotency-Key": f"parity-{route.name}"}
+    first = world["call"](route, route.role, body, headers=headers)
+    assert first.status_code in (200, 201), first.json
+    after_first = state(world["engine"])
+    again = world["call"](route, route.role, body, headers=headers)
+    assert (again.status_code, again.json) == (first.status_code, first.json)
+    assert again.headers.get("ETag") == first.headers.get("ETag")
+    assert state(world["engine"]) == after_first
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=_ids(ROUTES))
+def test_roles_and_grids_are_checked_before_anything_changes(world, route):
+    body, headers = route.body(world), _fresh(route, world)
+    refused(world, route, None, body, 401, headers=headers)
+    refused(world, route, "viewer", body, 403, headers=headers)
+    # The member serves T-003; the point, the enterprise and the records lie in T-001/T-002.
+    refused(world, route, "member", body, 403, "outside_your_grids", headers=headers)
+
+
+@pytest.mark.parametrize("route", LOCATED, ids=_ids(LOCATED))
+def test_positions_outside_the_park_or_not_positions_change_nothing(world, route):
+    body = {k: v for k, v in route.body(world).items() if k not in ("lon", "lat")}
+    lon, lat = lonlat(OUTSIDE)
+    refused(world, route, route.role, {**body, "lon": lon, "lat": lat}, 422, "outside_park")
+    lon, lat = lonlat("T-001")
+    refused(world, route, route.role, {**body, "lon": lat, "lat": lon}, 422,
+            "coordinate_out_of_range", "location")
+    refused(world, route, route.role, {**body, "location": {
+        "type": "Point", "coordinates": [lon, lat, 5.0]}}, 422, "invalid_geojson", "location")
+    raw = json.dumps({**body, "lon": 0, "lat": lat}).replace('"lon": 0', '"lon": NaN')
+    before = state(world["engine"])
+    response = world["call"](route, route.role, raw=raw)
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["code"] == "invalid_coordinate"
+    assert state(world["engine"]) == before
+
+
+HOSTILE_TEXT = {"over_long": "长" * 2001, "nul": "整改\x00完成", "bidi": "整改\u202e成完"}
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.texts],
+                         ids=_ids([r for r in ROUTES if r.texts]))
+def test_hostile_text_in_every_field_is_422_naming_it(world, route):
+    for field in route.texts:
+        for kind, text in HOSTILE_TEXT.items():
+            body = {**route.body(world), field: text}
+            refused(world, route, route.role, body, 422, field=field, headers=_fresh(route, world))
+
+
+IMPOSSIBLE_DAYS = ("0001-01-01", "9999-12-31", "2026-02-30")
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.dates or r.moments],
+                         ids=_ids([r for r in ROUTES if r.dates or r.moments]))
+def test_dates_outside_the_domain_are_422_naming_the_field(world, route):
+    for field in route.dates:
+        for day in IMPOSSIBLE_DAYS:
+            refused(world, route, route.role, {**route.body(world), field: day}, 422,
+                    field=field, headers=_fresh(route, world))
+    for field in route.moments:
+        for day in IMPOSSIBLE_DAYS:
+            refused(world, route, route.role, {**route.body(world), field: f"{day}T10:00:00+08:00"},
+                    422, field=field, headers=_fresh(route, world))
+
+
+@pytest.mark.parametrize("table", ["hazard_events", "request_events", "visit_events"])
+def test_history_is_append_only(world, table):
+    world["call"](BY_NAME["visit_create"], "inspector", BY_NAME["visit_create"].body(world))
+    engine = world["engine"]
+    before = state(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar() >= 1
+    for statement in (f"UPDATE {table} SET note = 'rewritten'", f"DELETE FROM {table}"):
+        with pytest.raises(sa.exc.DBAPIError):
+            with engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+    assert state(engine) == before
+
+
+PHOTO_ROUTES = {"hazard": lambda w: f"/api/hazards/{w['hazard']}/photos",
+                "visit": lambda w: f"/api/visits/{w['visit']}/photos"}
+
+
+@pytest.mark.parametrize("owner", sorted(PHOTO_ROUTES))
+def test_photos_of_either_ledger_answer_alike(world, owner):
+    """Photos of hazards and visits: roles, grids and replays as for the ledgers' writes."""
+    visit = world["call"](BY_NAME["visit_create"], "admin", BY_NAME["visit_create"].body(world))
+    world["visit"] = visit.json["id"]
+    url = PHOTO_ROUTES[owner](world)
+
+    def send(role, key=None):
+        headers = {"Idempotency-Key": key} if key else {}
+        return world["call"](url, role, headers=headers, content_type="multipart/form-data",
+                             data={"photo": (io.BytesIO(image_bytes()), "a.png")})
+
+    for role, status, code in ((None, 401, None), ("viewer", 403, None),
+                               ("member", 403, "outside_your_grids")):
+        before = state(world["engine"])
+        response = send(role)
+        assert response.status_code == status, (role, response.json)
+        if code:
+            assert response.json["error"]["code"] == code
+        assert state(world["engine"]) == before
+    first = send("inspector", f"photo-{owner}")
+    assert first.status_code == 201, first.json
+    after = state(world["engine"])
+    again = send("inspector", f"photo-{owner}")
+    assert (again.status_code, again.json) == (first.status_code, first.json)
+    assert state(world["engine"]) == after
