@@ -218,19 +218,23 @@ def test_hostile_text_in_every_field_is_422_naming_it(world, route):
 
 
 IMPOSSIBLE_DAYS = ("0001-01-01", "9999-12-31", "2026-02-30")
+#: What Python's fromisoformat reads but the schema's YYYY-MM-DD does not: the basic form
+#: (also as a JSON number) and week dates.
+NOT_DAYS = (20260105, "20260105", "2026-W02-1", True, [2026, 1, 5])
+NOT_MOMENTS = (20260105, "20260105T100000+0800", "2026-W02-1T10:00:00+08:00", 1.5e9)
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.dates or r.moments],
                          ids=_ids([r for r in ROUTES if r.dates or r.moments]))
 def test_dates_outside_the_domain_are_422_naming_the_field(world, route):
     for field in route.dates:
-        for day in IMPOSSIBLE_DAYS:
+        for day in IMPOSSIBLE_DAYS + NOT_DAYS:
             refused(world, route, route.role, {**route.body(world), field: day}, 422,
                     field=field, headers=_fresh(route, world))
     for field in route.moments:
-        for day in IMPOSSIBLE_DAYS:
-            refused(world, route, route.role, {**route.body(world), field: f"{day}T10:00:00+08:00"},
-                    422, field=field, headers=_fresh(route, world))
+        for moment in [f"{day}T10:00:00+08:00" for day in IMPOSSIBLE_DAYS] + list(NOT_MOMENTS):
+            refused(world, route, route.role, {**route.body(world), field: moment}, 422,
+                    field=field, headers=_fresh(route, world))
 
 
 @pytest.mark.parametrize("table", ["hazard_events", "request_events", "visit_events"])
