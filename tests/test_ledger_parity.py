@@ -281,3 +281,22 @@ def test_photos_of_either_ledger_answer_alike(world, owner):
     again = send("inspector", f"photo-{owner}")
     assert (again.status_code, again.json) == (first.status_code, first.json)
     assert state(world["engine"]) == after
+
+
+def test_a_visit_resent_with_another_record_under_its_client_id_is_409(world, engine):
+    """The visit ledger's own replay key (``client_id``) names one record, as a key does.
+
+    A resend that differs in any field is another record: answered with the old
+    one it would be lost silently (the phone deletes what the server acknowledged).
+    """
+    route = BY_NAME["visit_create"]
+    body = {**route.body(world), "accuracy_m": 8.0}
+    first = world["call"](route, "inspector", body)
+    assert first.status_code == 201, first.json
+    again = world["call"](route, "inspector", body)
+    assert (again.status_code, again.json) == (200, first.json)
+    lon, lat = lonlat("T-002")
+    for change in ({"lon": lon, "lat": lat}, {"accuracy_m": 9.0}, {"enterprise": FIRM_B},
+                   {"kind": "visit"}, {"note": "另一条"}):
+        refused(world, route, "inspector", {**body, **change}, 409, "duplicate_client_id",
+                "client_id")

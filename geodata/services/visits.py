@@ -210,9 +210,16 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
         enterprise = domains.text(enterprise, "enterprise", kind="name", required=True)
     existing = session.execute(sa.select(Visit).where(Visit.client_id == cid)).scalar_one_or_none()
     if existing is not None:
-        same = (existing.actor == actor.name and existing.kind == kind
-                and _utc(existing.occurred_at) == when and existing.note == note
-                and existing.findings == findings)
+        # The same record is every field the phone sent: a resend with another point, park,
+        # accuracy, enterprise or hazard is another record, not a retry to answer with the old.
+        (stored,) = to_shapes([existing.location])
+        same = (existing.actor == actor.name and existing.park_id == park.id
+                and existing.kind == kind and _utc(existing.occurred_at) == when
+                and existing.note == note and existing.findings == findings
+                and existing.accuracy_m == accuracy_m and existing.hazard_id == hazard_id
+                and shapely.equals_exact(stored, point, tolerance=1e-9)
+                and (enterprise is None
+                     or existing.enterprise_id == get_enterprise(session, park, enterprise).id))
         if not same:
             raise ConflictError(f"client_id {cid} belongs to another record",
                                 code="duplicate_client_id", details={"field": "client_id"})
