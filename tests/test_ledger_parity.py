@@ -300,3 +300,28 @@ def test_a_visit_resent_with_another_record_under_its_client_id_is_409(world, en
                    {"kind": "visit"}, {"note": "另一条"}):
         refused(world, route, "inspector", {**body, **change}, 409, "duplicate_client_id",
                 "client_id")
+
+
+@pytest.mark.parametrize("owner", sorted(PHOTO_ROUTES))
+def test_photo_forms_of_either_ledger_hold_photo_and_tag_only(world, owner):
+    """One reader for both: a tag is kept (default before/visit), any other field refused."""
+    visit = world["call"](BY_NAME["visit_create"], "admin", BY_NAME["visit_create"].body(world))
+    world["visit"] = visit.json["id"]
+    url = PHOTO_ROUTES[owner](world)
+
+    def send(**fields):
+        data = {"photo": (io.BytesIO(image_bytes()), "a.png"), **fields}
+        return world["call"](url, "inspector", content_type="multipart/form-data", data=data)
+
+    for fields, code, field in (({"tga": "after"}, "unknown_property", "tga"),
+                                ({"note": "x"}, "unknown_property", "note"),
+                                ({"tag": "later"}, "unknown_tag", "tag"),
+                                ({"tag": ["after", "before"]}, "invalid_value", "tag")):
+        before = state(world["engine"])
+        response = send(**fields)
+        assert response.status_code == 422, (fields, response.json)
+        assert response.json["error"]["code"] == code, response.json
+        assert response.json["error"]["details"]["field"] == field
+        assert state(world["engine"]) == before
+    assert send().json["tag"] == {"hazard": "before", "visit": "visit"}[owner]
+    assert send(tag="after").json["tag"] == "after"

@@ -232,8 +232,7 @@ def upload_photo(hazard_id):
     its CSRF token in ``X-CSRFToken`` (a multipart form could come from
     another site); API tokens need none.
     """
-    actor, data, filename = read_photo_upload()
-    tag = photos.photo_tag(request.form.get("tag"))
+    actor, data, filename, tag = read_photo_upload(photos.DEFAULT_TAG)
     session = _writer()
     photo = _commit_or_rollback(session, lambda: ledger.save_photo(
         session, hazard_id, data, actor=actor,
@@ -241,9 +240,16 @@ def upload_photo(hazard_id):
     return photo_response(photo)
 
 
-def read_photo_upload():
-    """Return ``(actor, prepared photo, file name)`` of the multipart field ``photo``.
+PHOTO_FIELDS = ("photo", "tag")
 
+
+def read_photo_upload(default_tag):
+    """Return ``(actor, prepared photo, file name, tag)`` of a multipart photo upload.
+
+    The one reader of hazard and visit photos: the fields are ``photo`` and
+    ``tag`` (:func:`geodata.services.photos.photo_tag`, ``default_tag`` when
+    absent), each once; any other is 422 ``unknown_property``, as in a JSON
+    body, rather than dropped while the client believes it was kept.
     Checks the role (create) and, for a browser session, the CSRF token; the
     image is decoded and re-encoded (:func:`geodata.photos.prepare`) here,
     before any write transaction: it can take a second, and SQLite's single
@@ -259,11 +265,22 @@ def read_photo_upload():
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaTypeError(f"send the photo as multipart/form-data, not "
                                         f"{request.mimetype or 'nothing'!r}")
+    names = list(request.form.keys()) + list(request.files.keys())
+    unknown = sorted(set(names) - set(PHOTO_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown fields: {', '.join(unknown)[:200]}",
+                              code="unknown_property",
+                              details={"field": unknown[0][:80], "allowed": list(PHOTO_FIELDS)})
+    for name in PHOTO_FIELDS:
+        if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
+            raise ValidationError(f"send the field {name!r} once", code="invalid_value",
+                                  details={"field": name})
     upload = request.files.get("photo")
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
-    return actor, prepare(upload.read()), (upload.filename or "")[:200]
+    tag = photos.photo_tag(request.form["tag"]) if "tag" in request.form else default_tag
+    return actor, prepare(upload.read()), (upload.filename or "")[:200], tag
 
 
 def photo_response(photo):

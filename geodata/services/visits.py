@@ -284,8 +284,10 @@ def history(session, visit_id, actor=None):
                            .order_by(VisitEvent.id)).scalars().all()
 
 
-def save_visit_photo(session, visit_id, data, *, actor, directory, original_name=""):
+def save_visit_photo(session, visit_id, data, *, actor, directory, original_name="", tag=None):
     """Store a photo of a visit through the hazard photo pipeline; return the Photo row.
+
+    ``tag`` as for hazard photos; a visit's photos are ``visit`` by default.
 
     Raises as :func:`geodata.services.ledger.store_photo`, plus 404
     ``visit_not_found`` and 403 outside a grid member's grids.
@@ -293,7 +295,7 @@ def save_visit_photo(session, visit_id, data, *, actor, directory, original_name
     require(actor.role, "create")
     visit = get_visit(session, visit_id, actor)
     photo = store_photo(session, data, actor=actor, directory=directory,
-                        original_name=original_name, visit_id=visit.id)
+                        original_name=original_name, tag=tag, visit_id=visit.id)
     session.add(VisitEvent(visit_id=visit.id, actor=actor.name, action="photo",
                            note=photo.original_name))
     session.flush()
