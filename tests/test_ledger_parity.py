@@ -325,3 +325,18 @@ def test_photo_forms_of_either_ledger_hold_photo_and_tag_only(world, owner):
         assert state(world["engine"]) == before
     assert send().json["tag"] == {"hazard": "before", "visit": "visit"}[owner]
     assert send(tag="after").json["tag"] == "after"
+
+
+@pytest.mark.parametrize("ledger, has_overdue", [("hazards", True), ("requests", True),
+                                                 ("visits", False)])
+def test_the_ledgers_lists_refuse_bad_parameters_alike(world, ledger, has_overdue):
+    """The list routes share their parameter readers: the same bad value, the same answer."""
+    cases = [("limit=0", "invalid_limit"), ("offset=-1", "invalid_offset"),
+             ("sort=id", "unknown_parameter"), ("park=T&park=T", None)]
+    if has_overdue:
+        cases.append(("overdue=maybe", "invalid_overdue"))
+    for query, code in cases:
+        response = world["call"](f"/api/{ledger}?{query}", "viewer", method="GET")
+        assert response.status_code in (400, 422), (query, response.json)
+        if code is not None:
+            assert response.json["error"]["code"] == code, (query, response.json)

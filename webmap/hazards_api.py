@@ -37,7 +37,7 @@ from geodata.geometry import parse_json, refuse_other_crs
 from geodata.photos import prepare
 from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
-from webmap.api import page_args, paged, parse_int
+from webmap.api import page_args, paged, parse_bool, parse_int
 from webmap.auth import csrf, current_actor
 from webmap.conditional import expected_version as _expected_version, not_modified
 # edit_api imports these two under their old private names from here.
@@ -153,12 +153,7 @@ def _list():
     args = request.args
     park_code = args.get("park")
     park = get_park(session, park_code) if park_code else None
-    overdue = args.get("overdue")
-    if overdue is not None:
-        if overdue.lower() not in ("true", "false", "1", "0"):
-            raise ValidationError("overdue must be true or false", code="invalid_value",
-                                  details={"field": "overdue"})
-        overdue = overdue.lower() in ("true", "1")
+    overdue = parse_bool("overdue", args.get("overdue"))
     limit = parse_int("limit", args.get("limit"), 1, ledger.MAX_PAGE, default=100)
     offset = parse_int("offset", args.get("offset"), 0, domains.OFFSET_MAX, default=0)
     hazards, total = ledger.list_hazards(
