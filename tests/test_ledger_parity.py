@@ -237,9 +237,16 @@ def test_dates_outside_the_domain_are_422_naming_the_field(world, route):
                     field=field, headers=_fresh(route, world))
 
 
-@pytest.mark.parametrize("table", ["hazard_events", "request_events", "visit_events"])
+@pytest.mark.parametrize("table", ["hazard_events", "supervisions", "request_events",
+                                   "visit_events"])
 def test_history_is_append_only(world, table):
     world["call"](BY_NAME["visit_create"], "inspector", BY_NAME["visit_create"].body(world))
+    # A supervision record: the hazard fixed on the spot, then sent back by a supervisor.
+    for to, note, version in (("supervising", "当场整改", 1), ("rectifying", "未整改到位", 2)):
+        moved = world["call"](f"/api/hazards/{world['hazard']}/transitions", "supervisor",
+                              {"to": to, "note": note, "deadline": _soon()},
+                              headers={"If-Match": f'"{version}"'})
+        assert moved.status_code == 200, moved.json
     engine = world["engine"]
     before = state(engine)
     with engine.connect() as conn:
