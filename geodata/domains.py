@@ -308,8 +308,16 @@ def is_id(value):
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= ID_MAX
 
 
+# Only the extended forms the schemas below name: Python's fromisoformat also reads the basic
+# form (20260101, so a JSON number too, once str() made it text) and week dates (2026-W01-1),
+# which no client of the schema sends and a typo can turn into a valid but wrong day.
+_DAY_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MOMENT_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+                          r"(Z|[+-]\d{2}:?\d{2})?)?")
+
+
 def day(value, field, *, required=False, **where):
-    """Return ``value`` (a date or ``YYYY-MM-DD``) as a date within the date range.
+    """Return ``value`` (a date or ``YYYY-MM-DD`` text) as a date within the date range.
 
     Raises
     ------
@@ -325,7 +333,9 @@ def day(value, field, *, required=False, **where):
         value = value.date()
     if not isinstance(value, date):
         try:
-            value = date.fromisoformat(str(value).strip())
+            if not (isinstance(value, str) and _DAY_TEXT.fullmatch(value.strip())):
+                raise ValueError
+            value = date.fromisoformat(value.strip())
         except ValueError:
             _fail(f"must be a date YYYY-MM-DD, got {str(value)[:40]!r}", field, "date",
                   code="invalid_date", **where)
@@ -336,7 +346,7 @@ def day(value, field, *, required=False, **where):
 
 
 def moment(value, field, **where):
-    """Return ``value`` (ISO 8601 text or a datetime) as an aware UTC datetime in range.
+    """Return ``value`` (ISO 8601 extended text or a datetime) as an aware UTC datetime in range.
 
     A value without an offset is taken as UTC.
 
@@ -348,7 +358,9 @@ def moment(value, field, **where):
     """
     if not isinstance(value, datetime):
         try:
-            value = datetime.fromisoformat(str(value).strip())
+            if not (isinstance(value, str) and _MOMENT_TEXT.fullmatch(value.strip())):
+                raise ValueError
+            value = datetime.fromisoformat(value.strip())
         except ValueError:
             _fail(f"must be an ISO 8601 date-time, got {str(value)[:40]!r}", field, "date-time",
                   code="invalid_date", **where)

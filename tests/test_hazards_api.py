@@ -226,7 +226,7 @@ def test_version_is_required(api):
     ("/api/hazards?park=1;DROP TABLE hazards", 404, "not_found"),
     ("/api/hazards?limit=1000000000", 422, "invalid_limit"),
     ("/api/hazards?limit=ten", 400, "invalid_limit"),
-    ("/api/hazards?overdue=maybe", 422, "invalid_value"),
+    ("/api/hazards?overdue=maybe", 422, "invalid_overdue"),
     ("/api/parks/NOPE/dashboard", 404, "not_found"),
 ])
 def test_bad_reads(api, engine, url, status, code):

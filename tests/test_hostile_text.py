@@ -31,7 +31,7 @@ from markupsafe import escape
 
 from geodata.creditcode import make_credit_code
 from geodata.models import (ApiToken, Base, Enterprise, Grid, GridEdit, GridEditItem, GridStaff,
-                            Hazard, Park, Photo, ServiceRequest, Supervision, User, Visit,
+                            Hazard, Park, Photo, ServiceRequest, User, Visit,
                             VisitEvent, WeeklyAssignment)
 from geodata.periods import iso_week, local_today
 from geodata.services import ledger, mapdata, visits
@@ -230,8 +230,9 @@ def build_hostile(engine, payload, photo_dir):
                           note=v["o"], deadline=future())
         ledger.transition(session, closed.id, "supervising", actor=admin, expected_version=2,
                           note=v["o"])
-        ledger.transition(session, closed.id, "closed", actor=admin, expected_version=3,
-                          note=v["o"], supervision={"note": v["q"]})
+        # The supervisor is the acting user (supervisions are append-only: no SQL later).
+        ledger.transition(session, closed.id, "closed", actor=ledger.Actor(v["p"], "admin"),
+                          expected_version=3, note=v["o"], supervision={"note": v["q"]})
         open_ = ledger.create_hazard(session, park, point=ledger.parse_point(*lonlat("T-001")),
                                      category="其他", description="x", actor=admin)
         ledger.save_photo(session, closed.id, image_bytes("JPEG"),
@@ -283,8 +284,6 @@ def build_hostile(engine, payload, photo_dir):
             category=v["b"], description=v["d"], department=v["k"], responsible=v["z"],
             resolution=v["0"]))
         session.execute(sa.update(Visit).values(actor=v["6"], note=v["7"], findings=v["8"]))
-        # the supervisor is the acting user (the API refuses another name): stored by SQL
-        session.execute(sa.update(Supervision).values(supervisor=v["p"]))
     # SQL behind the services' back: the cached grid layers cannot see it (their stamp
     # counts rows and versions, which are the same in every run of this test)
     mapdata.clear_cache()

@@ -701,7 +701,10 @@ def _visit_paths():
 
     visit = _param("visit_id", "Visit id", _INT, "path")
     photo = {"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": _object({"photo": {"type": "string", "format": "binary"}}, ["photo"])}}}}
+        "schema": _object({"photo": {"type": "string", "format": "binary"},
+                           "tag": {"type": "string", "enum": ["before", "after", "visit"],
+                                   "description": "整改前/整改后/走访; default visit"}},
+                          ["photo"])}}}}
     # The hazard's photos (GET and the upload with its tag) are in _write_paths: an entry
     # here replaced them, and the list of a hazard's photos went undocumented.
     photos = {

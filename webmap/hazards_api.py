@@ -37,7 +37,7 @@ from geodata.geometry import geometry_member, parse_json
 from geodata.photos import prepare
 from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
-from webmap.api import page_args, paged, parse_int
+from webmap.api import page_args, paged, parse_bool, parse_int
 from webmap.auth import csrf, current_actor
 from webmap.conditional import expected_version as _expected_version, not_modified
 # edit_api imports these two under their old private names from here.
@@ -146,12 +146,7 @@ def _list():
     args = request.args
     park_code = args.get("park")
     park = get_park(session, park_code) if park_code else None
-    overdue = args.get("overdue")
-    if overdue is not None:
-        if overdue.lower() not in ("true", "false", "1", "0"):
-            raise ValidationError("overdue must be true or false", code="invalid_value",
-                                  details={"field": "overdue"})
-        overdue = overdue.lower() in ("true", "1")
+    overdue = parse_bool("overdue", args.get("overdue"))
     limit = parse_int("limit", args.get("limit"), 1, ledger.MAX_PAGE, default=100)
     offset = parse_int("offset", args.get("offset"), 0, domains.OFFSET_MAX, default=0)
     hazards, total = ledger.list_hazards(
@@ -225,8 +220,7 @@ def upload_photo(hazard_id):
     its CSRF token in ``X-CSRFToken`` (a multipart form could come from
     another site); API tokens need none.
     """
-    actor, data, filename = read_photo_upload()
-    tag = photos.photo_tag(request.form.get("tag"))
+    actor, data, filename, tag = read_photo_upload(photos.DEFAULT_TAG)
     session = _writer()
     photo = _commit_or_rollback(session, lambda: ledger.save_photo(
         session, hazard_id, data, actor=actor,
@@ -234,9 +228,16 @@ def upload_photo(hazard_id):
     return photo_response(photo)
 
 
-def read_photo_upload():
-    """Return ``(actor, prepared photo, file name)`` of the multipart field ``photo``.
+PHOTO_FIELDS = ("photo", "tag")
 
+
+def read_photo_upload(default_tag):
+    """Return ``(actor, prepared photo, file name, tag)`` of a multipart photo upload.
+
+    The one reader of hazard and visit photos: the fields are ``photo`` and
+    ``tag`` (:func:`geodata.services.photos.photo_tag`, ``default_tag`` when
+    absent), each once; any other is 422 ``unknown_property``, as in a JSON
+    body, rather than dropped while the client believes it was kept.
     Checks the role (create) and, for a browser session, the CSRF token; the
     image is decoded and re-encoded (:func:`geodata.photos.prepare`) here,
     before any write transaction: it can take a second, and SQLite's single
@@ -252,11 +253,22 @@ def read_photo_upload():
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaTypeError(f"send the photo as multipart/form-data, not "
                                         f"{request.mimetype or 'nothing'!r}")
+    names = list(request.form.keys()) + list(request.files.keys())
+    unknown = sorted(set(names) - set(PHOTO_FIELDS))
+    if unknown:
+        raise ValidationError(f"unknown fields: {', '.join(unknown)[:200]}",
+                              code="unknown_property",
+                              details={"field": unknown[0][:80], "allowed": list(PHOTO_FIELDS)})
+    for name in PHOTO_FIELDS:
+        if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
+            raise ValidationError(f"send the field {name!r} once", code="invalid_value",
+                                  details={"field": name})
     upload = request.files.get("photo")
     if upload is None:
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
-    return actor, prepare(upload.read()), (upload.filename or "")[:200]
+    tag = photos.photo_tag(request.form["tag"]) if "tag" in request.form else default_tag
+    return actor, prepare(upload.read()), (upload.filename or "")[:200], tag
 
 
 def photo_response(photo):

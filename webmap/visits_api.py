@@ -9,7 +9,8 @@ GET      /api/visits                            list (``park``, ``grid``, ``ente
                                                 ``offset``), newest first
 GET      /api/visits/<id>                       one visit
 GET      /api/visits/<id>/history               its events (append-only)
-POST     /api/visits/<id>/photos                multipart ``photo`` → 201
+POST     /api/visits/<id>/photos                multipart ``photo`` and ``tag``
+                                                (before|after|visit, default visit) → 201
 GET      /api/me/worklist?park=CODE             the phone's work list and offline bundle
 GET      /api/parks/<code>/visits/due           entries due, re-checks due, this week's
                                                 coverage
@@ -129,12 +130,12 @@ def history(visit_id):
 @bp.post("/visits/<int:visit_id>/photos")
 @idempotent
 def upload_photo(visit_id):
-    """Store a JPEG/PNG photo of a visit (multipart ``photo``), as for hazards."""
-    actor, data, filename = read_photo_upload()
+    """Store a JPEG/PNG photo of a visit (multipart ``photo``, ``tag`` default ``visit``)."""
+    actor, data, filename, tag = read_photo_upload("visit")
     session = write_session()
     photo = commit_or_rollback(session, lambda: visits.save_visit_photo(
         session, visit_id, data, actor=actor,
-        directory=current_app.config["GRIDMAP"].photo_dir, original_name=filename))
+        directory=current_app.config["GRIDMAP"].photo_dir, original_name=filename, tag=tag))
     return photo_response(photo)
 
 

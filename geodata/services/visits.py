@@ -210,9 +210,16 @@ def create_visit(session, park, *, actor, client_id_, kind, occurred_at_, point,
         enterprise = domains.text(enterprise, "enterprise", kind="name", required=True)
     existing = session.execute(sa.select(Visit).where(Visit.client_id == cid)).scalar_one_or_none()
     if existing is not None:
-        same = (existing.actor == actor.name and existing.kind == kind
-                and _utc(existing.occurred_at) == when and existing.note == note
-                and existing.findings == findings)
+        # The same record is every field the phone sent: a resend with another point, park,
+        # accuracy, enterprise or hazard is another record, not a retry to answer with the old.
+        (stored,) = to_shapes([existing.location])
+        same = (existing.actor == actor.name and existing.park_id == park.id
+                and existing.kind == kind and _utc(existing.occurred_at) == when
+                and existing.note == note and existing.findings == findings
+                and existing.accuracy_m == accuracy_m and existing.hazard_id == hazard_id
+                and shapely.equals_exact(stored, point, tolerance=1e-9)
+                and (enterprise is None
+                     or existing.enterprise_id == get_enterprise(session, park, enterprise).id))
         if not same:
             raise ConflictError(f"client_id {cid} belongs to another record",
                                 code="duplicate_client_id", details={"field": "client_id"})
@@ -277,8 +284,10 @@ def history(session, visit_id, actor=None):
                            .order_by(VisitEvent.id)).scalars().all()
 
 
-def save_visit_photo(session, visit_id, data, *, actor, directory, original_name=""):
+def save_visit_photo(session, visit_id, data, *, actor, directory, original_name="", tag=None):
     """Store a photo of a visit through the hazard photo pipeline; return the Photo row.
+
+    ``tag`` as for hazard photos; a visit's photos are ``visit`` by default.
 
     Raises as :func:`geodata.services.ledger.store_photo`, plus 404
     ``visit_not_found`` and 403 outside a grid member's grids.
@@ -286,7 +295,7 @@ def save_visit_photo(session, visit_id, data, *, actor, directory, original_name
     require(actor.role, "create")
     visit = get_visit(session, visit_id, actor)
     photo = store_photo(session, data, actor=actor, directory=directory,
-                        original_name=original_name, visit_id=visit.id)
+                        original_name=original_name, tag=tag, visit_id=visit.id)
     session.add(VisitEvent(visit_id=visit.id, actor=actor.name, action="photo",
                            note=photo.original_name))
     session.flush()
