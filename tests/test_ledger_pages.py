@@ -77,6 +77,19 @@ def test_the_hazard_ledger_pages_through_every_hazard_once(demo_site, engine):
     assert codes == overdue and nxt is None
 
 
+def test_the_ledger_pages_read_overdue_as_the_api_does(demo_site):
+    """One reading of ``overdue`` for the API lists and both HTML ledgers: the filter
+    form's empty "any" is no filter, 1/0 are booleans, anything else names the parameter."""
+    for path in ("/parks/FGKFQ/ledger", "/parks/FGKFQ/requests"):
+        for value in ("", "1", "0", "TRUE"):
+            page = demo_site.get(f"{path}?overdue={value}", headers=demo_site.headers)
+            assert page.status_code == 200, (path, value)
+        for value in ("maybe", "yes", " true"):
+            page = demo_site.get(f"{path}?overdue={value}", headers=demo_site.headers)
+            assert page.status_code == 422, (path, value)
+            assert "invalid_overdue" in page.get_data(as_text=True), (path, value)
+
+
 def test_the_request_ledger_pages_and_counts_overdue_on_all(demo_site, engine):
     demo_site.application.config["PAGE_ROWS"] = 50
     with session_scope(engine) as session:

@@ -201,7 +201,7 @@ def test_positions_outside_the_park_or_not_positions_change_nothing(world, route
     refused(world, route, route.role, {**body, "lon": lat, "lat": lon}, 422,
             "coordinate_out_of_range", "location")
     refused(world, route, route.role, {**body, "location": {
-        "type": "Point", "coordinates": [lon, lat, 5.0]}}, 422, "invalid_geojson", "location")
+        "type": "Point", "coordinates": [lon, lat, 5.0]}}, 422, "unsupported_dimension", "location")
     raw = json.dumps({**body, "lon": 0, "lat": lat}).replace('"lon": 0', '"lon": NaN')
     before = state(world["engine"])
     response = world["call"](route, route.role, raw=raw)

@@ -18,7 +18,7 @@ from geodata.services.parks import get_park
 from geodata.services.photos import visible_photos
 from geodata.vocabulary import PHOTO_TAG_NAMES
 from geodata.workflow import ESCALATION_NAMES, STATE_NAMES
-from webmap.api import parse_int
+from webmap.api import parse_bool, parse_int
 from webmap.auth import current_actor, login_page_or_user
 from webmap.db import get_session
 
@@ -64,11 +64,9 @@ def pages(total):
 
 def _filters():
     status = request.args.get("status") or None
-    overdue = request.args.get("overdue")
-    if overdue not in (None, "", "true", "false"):
-        raise ValidationError("overdue must be true or false", code="invalid_value",
-                              details={"field": "overdue"})
-    return {"status": status, "overdue": {"true": True, "false": False}.get(overdue),
+    # The filter form sends an empty value for "any"; otherwise the API's one reading.
+    overdue = parse_bool("overdue", request.args.get("overdue") or None)
+    return {"status": status, "overdue": overdue,
             # ``number``, not ``code``: the park's code is the path's.
             "code": request.args.get("number", "").strip() or None}
 

@@ -7,12 +7,12 @@ pages send the hazard ledger's Content-Security-Policy (no script at all).
 
 from flask import Blueprint, render_template, request
 
-from geodata.errors import ValidationError
 from geodata.ledger_export import to_csv, to_xlsx
 from geodata.request_export import COLUMNS, TITLE, WIDTHS, request_rows
 from geodata.services import requests as service
 from geodata.services.parks import get_park
 from geodata.vocabulary import REQUEST_STATE_NAMES, SOURCE_NAMES
+from webmap.api import parse_bool
 from webmap.auth import current_actor, login_page_or_user
 from webmap.dashboard import CSP, export_allowed, pages, send_export, table_page
 from webmap.db import get_session
@@ -33,10 +33,7 @@ def _headers(response):
 
 def _filters():
     values = {k: request.args.get(k) or None for k in FILTERS}
-    if values["overdue"] not in (None, "true", "false"):
-        raise ValidationError("overdue must be true or false", code="invalid_value",
-                              details={"field": "overdue"})
-    values["overdue"] = {"true": True, "false": False}.get(values["overdue"])
+    values["overdue"] = parse_bool("overdue", values["overdue"])
     return values
 
 
