@@ -1,6 +1,7 @@
 """The read-only JSON API on both backends: filters, agreement with the database,
 the OpenAPI document, and a table of bad inputs answered with the JSON error body."""
 
+import contextlib
 from datetime import date
 
 import pytest
@@ -200,26 +201,38 @@ def test_openapi_document(client):
     assert {"status", "level", "grid", "overdue", "bbox", "limit"} <= params
 
 
-def test_search_ignores_case_on_both_backends(db_url, engine):
-    """SQLite's LIKE ignores ASCII case and PostgreSQL's does not: the search must agree."""
+@contextlib.contextmanager
+def _search_client(db_url, engine, rename):
+    """A client on the ledger test park after ``rename(session)`` changed a stored name."""
     from geodata.storage import session_scope
     from tests.ledger_helpers import build_park
 
     build_park(engine, users=False)
     with session_scope(engine, write=True) as session:
-        firm = session.execute(sa.select(Enterprise).where(Enterprise.name == "甲公司")).scalar_one()
-        firm.name = "甲公司 ABC Lab"
+        rename(session)
     app = create_app({"DATABASE_URL": db_url, "TESTING": True})
     try:
-        client = app.test_client()
+        yield app.test_client()
+    finally:
+        app.extensions["gridmap.engine"].dispose()
+
+
+def _rename_firm(name):
+    def rename(session):
+        session.execute(sa.select(Enterprise).where(Enterprise.name == "甲公司")
+                        ).scalar_one().name = name
+    return rename
+
+
+def test_search_ignores_case_on_both_backends(db_url, engine):
+    """SQLite's LIKE ignores ASCII case and PostgreSQL's does not: the search must agree."""
+    with _search_client(db_url, engine, _rename_firm("甲公司 ABC Lab")) as client:
         for q in ("abc lab", "ABC LAB", "Abc", "t-00"):
             found = client.get("/api/parks/T/search", query_string={"q": q}).get_json()
             assert found, q
         assert [r["name"] for r in client.get("/api/parks/T/search?q=abc").get_json()] == [
             "甲公司 ABC Lab"]
         assert len(client.get("/api/parks/T/search?q=t-00").get_json()) == 4
-    finally:
-        app.extensions["gridmap.engine"].dispose()
 
 
 @pytest.mark.parametrize("stored, query", [
@@ -232,40 +245,22 @@ def test_search_ignores_case_on_both_backends(db_url, engine):
     ("ǅ 号", "ǆ")])
 def test_search_folds_unicode_case_and_width_on_both_backends(db_url, engine, stored, query):
     """SQL ``lower()`` folds ASCII only on SQLite (and under PostgreSQL's C locale)."""
-    from geodata.storage import session_scope
-    from tests.ledger_helpers import build_park
-
-    build_park(engine, users=False)
-    with session_scope(engine, write=True) as session:
-        firm = session.execute(sa.select(Enterprise).where(Enterprise.name == "甲公司")).scalar_one()
-        firm.name = stored
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
-    try:
-        client = app.test_client()
+    with _search_client(db_url, engine, _rename_firm(stored)) as client:
         found = client.get("/api/parks/T/search", query_string={"q": query}).get_json()
         assert [r["name"] for r in found] == [stored]
         assert client.get("/api/parks/T/search", query_string={"q": query + "zz"}).get_json() == []
-    finally:
-        app.extensions["gridmap.engine"].dispose()
 
 
 def test_search_folds_grid_codes_and_names_the_same_way(db_url, engine):
     """Grids are matched by the same folding as enterprises (one ``folded`` for both)."""
-    from geodata.storage import session_scope
-    from tests.ledger_helpers import build_park
+    def rename(session):
+        session.execute(sa.select(Grid).where(Grid.code == "T-002")
+                        ).scalar_one().name = "Weiße Straße"
 
-    build_park(engine, users=False)
-    with session_scope(engine, write=True) as session:
-        grid = session.execute(sa.select(Grid).where(Grid.code == "T-002")).scalar_one()
-        grid.name = "Weiße Straße"
-    app = create_app({"DATABASE_URL": db_url, "TESTING": True})
-    try:
-        client = app.test_client()
+    with _search_client(db_url, engine, rename) as client:
         for q in ("WEISSE", "weisse strasse", "ｗｅｉｓｓｅ", "Weiße"):
             found = client.get("/api/parks/T/search", query_string={"q": q}).get_json()
             assert [(r["kind"], r["code"]) for r in found] == [("grid", "T-002")], q
-    finally:
-        app.extensions["gridmap.engine"].dispose()
 
 
 def _every_code_point():

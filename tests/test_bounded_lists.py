@@ -86,18 +86,7 @@ def test_no_json_answer_about_a_park_carries_more_than_the_page_cap(db_url, engi
     app = capped_app(db_url, tmp_path)
     client = app.test_client()
     checked = []
-    with app.test_request_context():
-        declared = declared_parameters()
-    for rule in app.url_map.iter_rules():
-        # the park's code in the path, or (the ledgers, the phone's work list) as ?park=
-        by_query = "park" in declared.get(
-            (re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), "GET"), ())
-        if "GET" not in rule.methods or not ("<code>" in rule.rule or by_query):
-            continue
-        path = rule.rule + (f"?park={PARK}" if by_query else "")
-        for name, value in fill.items():
-            path = re.sub(rf"<(?:[a-z]+:)?{name}>", str(value), path)
-        assert "<" not in path, f"no value to fill in {rule.rule}"
+    for path in _park_paths(app, fill):
         for who in ("admin", "member"):
             response = client.get(path, headers={"Authorization": f"Bearer {tokens[who]}",
                                                  "Accept": "application/json"})
@@ -182,13 +171,20 @@ def add_sites(engine):
 
 def _park_urls(app, fill):
     """Every GET URL that takes the park (path or ``?park=``), and the park-less lists of parks."""
-    with app.test_request_context():
-        declared = declared_parameters()
     urls = ["/api/parks", "/ogcapi/collections/parks/items",
             f"/ogcapi/collections/enterprises/items?hidden=true&limit={PAGE}",
             f"/ogcapi/collections/enterprises/items?park={PARK}&hidden=false&limit={PAGE}",
             f"/api/parks/{PARK}/enterprises?hidden=true",
             f"/api/parks/{PARK}/enterprises?hidden=false"]
+    return urls + _park_paths(app, fill)
+
+
+def _park_paths(app, fill):
+    """Every GET route that takes the park's code in its path or (the ledgers, the phone's
+    work list) as ``?park=``, filled with ``fill``'s values."""
+    with app.test_request_context():
+        declared = declared_parameters()
+    paths = []
     for rule in app.url_map.iter_rules():
         by_query = "park" in declared.get(
             (re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule), "GET"), ())
@@ -197,8 +193,9 @@ def _park_urls(app, fill):
         path = rule.rule + (f"?park={PARK}" if by_query else "")
         for name, value in fill.items():
             path = re.sub(rf"<(?:[a-z]+:)?{name}>", str(value), path)
-        urls.append(path)
-    return urls
+        assert "<" not in path, f"no value to fill in {rule.rule}"
+        paths.append(path)
+    return paths
 
 
 def test_no_request_reads_the_whole_park_once_its_caches_are_warm(db_url, engine, big_park,
