@@ -18,6 +18,7 @@ from pyproj.exceptions import CRSError
 from pyproj.transformer import TransformerGroup
 
 from geodata.errors import FeatureError, ValidationError
+from geodata.geometry import rounded
 
 STORAGE_SRID = 4326
 STORAGE_CRS = CRS.from_epsg(STORAGE_SRID)
@@ -230,7 +231,7 @@ def to_storage_crs(geoms, source, *, file=None):
     moved = shapely.get_coordinates(out)
     bad = ~np.isfinite(moved).all(axis=1)
     if bad.any():
-        raise FeatureError(f"coordinates such as {coords[bad][0].round(3).tolist()} cannot be "
+        raise FeatureError(f"coordinates such as {rounded(coords[bad][0], 3)} cannot be "
                            f"transformed from {source.name}: they lie outside its area",
                            code="coordinate_out_of_range", file=file,
                            index=int(owner[np.flatnonzero(bad)[0]]), field="geometry",

@@ -467,7 +467,7 @@ def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_r
         bad_range = ok & ((bounds[:, 0] < -180) | (bounds[:, 2] > 180)
                           | (bounds[:, 1] < -90) | (bounds[:, 3] > 90))
         problems.add(bad_range, "coordinate_out_of_range", lambda i: (
-            f"coordinates outside longitude/latitude range (bounds {bounds[i].round(6).tolist()})"
+            f"coordinates outside longitude/latitude range (bounds {rounded(bounds[i], 6)})"
             "; are they projected metres, or lat/lon swapped? Declare the CRS or use --crs"))
         ok &= ~bad_range
     invalid = np.zeros(len(geoms), bool)
@@ -485,6 +485,16 @@ def validate_geometries(geoms, layer, *, file=None, max_vertices=20_000, check_r
         geoms = geoms.copy()
         geoms[areal] = shapely.orient_polygons(geoms[areal])
     return geoms, warnings
+
+
+def rounded(values, digits):
+    """``values`` as a list of floats rounded to ``digits`` for a message.
+
+    Python's ``round`` leaves a float too large to scale as it is, where
+    NumPy's overflows (a warning, so a 500 under ``-W error``) on a
+    coordinate such as 1.7e305.
+    """
+    return [round(float(v), digits) for v in values]
 
 
 def geometry_member(value, field, types):

@@ -129,6 +129,9 @@ CASES = {
     "lon 200": (lambda g, k: _moved(g, lambda p: [p[0] + 200, p[1]]),
                 "coordinate_out_of_range"),
     "lat 95": (lambda g, k: _moved(g, lambda p: [p[0], p[1] + 61]), "coordinate_out_of_range"),
+    # Too large to round to 6 decimals in NumPy (an overflow warning: a 500 before).
+    "lon -1.7e305": (lambda g, k: _moved(g, lambda p: [-1.7e305, p[1]]),
+                     "coordinate_out_of_range"),
     "lat/lon swapped": (lambda g, k: _moved(g, lambda p: [p[1], p[0]]),
                         "coordinate_out_of_range"),
     "too many vertices": (lambda g, k: None if k == "point" else _dense(g, k),
@@ -228,6 +231,8 @@ FILE_CASES = {
                r"outside longitude/latitude range"),
     "lat/lon swapped": (_ring_case(lambda r: [[(y, x) for x, y in r]]),
                         r"outside longitude/latitude range.*lat/lon swapped"),
+    "lon -1.7e305": (_ring_case(lambda r: [[(x - 1.7e305, y) for x, y in r]]),
+                     r"outside longitude/latitude range"),
 }
 FILE_FORMATS = ("geojson", "gpkg", "zip", "csv", "xlsx")
 
