@@ -19,6 +19,7 @@ import geopandas as gpd
 import pytest
 import sqlalchemy as sa
 
+from geodata.coverage import CoverageReport
 from geodata.services import coverage, edits
 from geodata.services.parks import get_park, import_parks
 from geodata.storage import session_scope
@@ -119,10 +120,13 @@ def test_the_cached_answer_follows_every_write(parks, db_url, monkeypatch):
     app = create_app({"DATABASE_URL": db_url, "TESTING": True})
     client = app.test_client()
     auth = {"Authorization": f"Bearer {tokens['admin']}"}
-    runs = []
+    runs, built = [], []
     check = coverage.check_coverage
     monkeypatch.setattr(coverage, "check_coverage",
                         lambda *a, **k: runs.append(1) or check(*a, **k))
+    to_geojson = CoverageReport.to_geojson
+    monkeypatch.setattr(CoverageReport, "to_geojson",
+                        lambda self: built.append(1) or to_geojson(self))
 
     def answer(**headers):
         response = client.get("/api/parks/T/coverage", headers={**auth, **headers})
@@ -144,13 +148,16 @@ def test_the_cached_answer_follows_every_write(parks, db_url, monkeypatch):
         for what, write in writes:
             write()
             runs.clear()
+            built.clear()
             got, new_etag = answer(**{"If-None-Match": etag})  # stale ETag: the new answer
-            assert len(runs) == 1, what  # the park was checked once after the write ...
+            # The park was checked and its features built once after the write ...
+            assert len(runs) == len(built) == 1, what
             assert got == _fresh(engine), what
             assert new_etag != etag, what
             etag = new_etag
             runs.clear()
-            assert answer()[0] == got and runs == [], what  # ... then the cache answered
+            built.clear()
+            assert answer()[0] == got and runs == built == [], what  # ... then kept
             again = client.get("/api/parks/T/coverage",
                                headers={**auth, "If-None-Match": etag})
             assert again.status_code == 304 and again.headers["ETag"] == etag, what

@@ -337,8 +337,34 @@ def coverage_report(session, park, tolerance_m=0.01):
     CoverageReport
         Shared by the callers: read it, never change it.
     """
+    return _cached_report(session, park, tolerance_m)[:2]
+
+
+def coverage_features(session, park, tolerance_m=0.01):
+    """Return ``(stamp, features)``: the GeoJSON features of :func:`coverage_report`'s findings.
+
+    ``CoverageReport.to_geojson()["features"]`` as a tuple, built once per
+    report: a page of a park's problems costs the page, not every problem.
+    Shared by the callers: never change a feature.
+    """
+    stamp, report, features = _cached_report(session, park, tolerance_m)
+    if features is None:
+        features = tuple(report.to_geojson()["features"])
+        with _reports_lock:
+            key = _report_key(session, park, tolerance_m)
+            if _reports.get(key, (None, report))[1] is report:
+                _reports[key] = (stamp, report, features)
+    return stamp, features
+
+
+def _report_key(session, park, tolerance_m):
+    return str(session.get_bind().url), park.id, float(tolerance_m)
+
+
+def _cached_report(session, park, tolerance_m):
+    """``(stamp, report, features or None)`` from the cache, or computed and cached."""
     stamp = coverage_stamp(session, park)
-    key = (str(session.get_bind().url), park.id, float(tolerance_m))
+    key = _report_key(session, park, tolerance_m)
     with _reports_lock:
         hit = _reports.get(key)
     if stamp is not None and hit is not None and hit[0] == stamp:
@@ -354,5 +380,5 @@ def coverage_report(session, park, tolerance_m=0.01):
             _reports.pop(key, None)
             while len(_reports) >= _REPORTS_SIZE:
                 _reports.pop(next(iter(_reports)))
-            _reports[key] = (stamp, report)
-    return stamp, report
+            _reports[key] = (stamp, report, None)
+    return stamp, report, None

@@ -740,13 +740,14 @@ def coverage_layer(session, park):
 
     The findings of :func:`geodata.services.coverage.check_park` (the same
     check as ``gridmap check``), computed once per state of the park's grids
-    and boundary (:func:`geodata.services.coverage.coverage_report`);
-    ``version`` is the coverage stamp they are valid for.  Returns None when
-    the coverage engine is not there.
+    and boundary (:func:`geodata.services.coverage.coverage_features`):
+    ``features`` is a shared tuple, to slice, never to change.  ``version``
+    is the coverage stamp they are valid for.  Returns None when the
+    coverage engine is not there.
     """
     if not coverage_available():
         return None
-    from geodata.services.coverage import coverage_report
+    from geodata.services.coverage import coverage_features
 
-    stamp, report = coverage_report(session, park)
-    return stamp, report.to_geojson()
+    stamp, features = coverage_features(session, park)
+    return stamp, {"type": "FeatureCollection", "features": features}
