@@ -141,9 +141,6 @@ def test_the_page_cap_is_a_setting_checked_at_startup(raw, ok):
     assert "GRIDMAP_API_PAGE_MAX" in str(caught.value)
 
 
-#: Routes whose work is the whole park by nature: the coverage check (a gap is a property of
-#: the whole tiling; docs/scaling.md, "Work bounded by the page").
-WHOLE_PARK = (f"/api/parks/{PARK}/coverage",)
 #: The page of the walk below: small against the park, so a page's work is far below it.
 PAGE = 10
 
@@ -204,13 +201,15 @@ def test_no_request_reads_the_whole_park_once_its_caches_are_warm(db_url, engine
     """Every route, walked twice: the second time no request decodes or classifies the park.
 
     The first walk fills the caches that are kept per park state (the map's grid
-    layer, the hidden-unit detection under ``parks.sites_stamp``).  On the
+    layer, the hidden-unit detection under ``park_sites_stamps``, the coverage
+    report under ``park_coverage_stamps``).  On the
     second, a spy on ``shapely.from_wkb`` (every geometry read from the
     database is decoded there) and on the hidden-unit rule counts each request's
     geometries: a route that reads the park's grids or enterprise sites (300
     and 936 here) per request, as the park list's hidden-unit count and an
     unlimited user's work list did, fails.  Work done in SQL alone is not
-    counted.  The coverage check is O(park) by nature and left out.
+    counted.  The coverage check is O(park) by nature: it runs on the first walk
+    only.
     """
     import shapely
 
@@ -225,7 +224,7 @@ def test_no_request_reads_the_whole_park_once_its_caches_are_warm(db_url, engine
     app = capped_app(db_url, tmp_path, PAGE_ROWS=PAGE, API_PAGE_MAX=PAGE)
     client = app.test_client()
     auth = {"Authorization": f"Bearer {tokens['admin']}", "Accept": "application/json"}
-    urls = [u for u in _park_urls(app, fill) if u.split("?")[0] not in WHOLE_PARK]
+    urls = _park_urls(app, fill)
     for url in urls:
         assert client.get(url, headers=auth).status_code < 500, url
     decoded, classified = [], []

@@ -273,3 +273,36 @@ def test_0011_moves_the_stamps_to_their_table_and_back(fresh_url):
         assert set(read("SELECT park_id, stamp FROM park_sites_stamps")) == {1}
     finally:
         engine.dispose()
+
+
+def test_0013_stamps_every_park_and_its_triggers_go_with_a_downgrade(fresh_url):
+    """0012 → 0013: every park gets a coverage stamp, a grid write renews its park's; 0013 →
+    0012 drops the table and the triggers (a grid write works again), and back up."""
+    grid = ("INSERT INTO grids (id, park_id, parent_id, code, name, level, kind, geom, area_m2, "
+            "active_from, active_to, version) SELECT {n}, 1, NULL, 'P-00{n}', '格', 1, 'area', "
+            "geom, 1.0, '2025-01-01', NULL, 1 FROM grids WHERE id = 1")
+    engine = database_at_0001(fresh_url, ROWS_0001[0].replace("(1, 'P', '老园区'", "(2, 'Q', '空园区'"))
+
+    def stamps():
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT park_id, stamp FROM park_coverage_stamps"))
+                        .all())
+    try:
+        schema.upgrade(engine, "0012")
+        schema.upgrade(engine, "0013")
+        first = stamps()
+        assert set(first) == {1, 2} and first[1] != first[2]
+        with engine.begin() as conn:
+            conn.exec_driver_sql(grid.format(n=2))
+        assert stamps()[1] not in first.values() and stamps()[2] == first[2]
+        from alembic import command
+
+        with engine.begin() as conn:
+            command.downgrade(schema._alembic_config(conn), "0012")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(grid.format(n=3))
+            assert not sa.inspect(conn).has_table("park_coverage_stamps")
+        schema.upgrade(engine)
+        assert set(stamps()) == {1, 2}
+    finally:
+        engine.dispose()

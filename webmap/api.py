@@ -26,6 +26,7 @@ from geodata.services.features import ANTIMERIDIAN
 from geodata.services.ledger import CATEGORIES
 from geodata.services.parks import get_park, list_parks
 from geodata.services.users import allowed_grid_ids
+from webmap import conditional
 from webmap.db import get_session
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -385,17 +386,28 @@ def search(code):
 
 @bp.get("/parks/<code>/coverage")
 def coverage(code):
-    """Coverage problems as GeoJSON, once the coverage engine is installed (else 404)."""
+    """Coverage problems as GeoJSON, once the coverage engine is installed (else 404).
+
+    The ETag is the park's coverage stamp, renewed by the database on every
+    change of its grids or boundary: ``If-None-Match`` with it is a 304
+    without the check.
+    """
     session = get_session()
     limit, offset = page_args()
-    layer = mapdata.coverage_layer(session, get_park(session, code))
-    if layer is None:
+    park = get_park(session, code)
+    if not mapdata.coverage_available():
         raise NotFoundError("the coverage engine is not installed in this version",
                             code="not_available")
+    known = mapdata.coverage_version(session, park)
+    unchanged = None if known is None else conditional.not_modified(known)
+    if unchanged is not None:
+        return unchanged
+    stamp, layer = mapdata.coverage_layer(session, park)
     problems = layer["features"]
     layer.update(features=problems[offset:offset + limit], numberMatched=len(problems),
                  numberReturned=len(problems[offset:offset + limit]))
-    return _paged_collection(layer, limit, offset)
+    response = _paged_collection(layer, limit, offset)
+    return response if stamp is None else conditional.with_etag(response, stamp)
 
 
 def _param(name, description, schema, where="query", required=False):
@@ -852,7 +864,11 @@ def openapi_document():
         **_request_paths(),
     }
     if mapdata.coverage_available():
-        paths["/api/parks/{code}/coverage"] = _get("Coverage problems", [_PARK, *_page()])
+        checked = _get("Coverage problems (ETag: the park's coverage stamp, renewed by every "
+                       "change of its grids or boundary; 304 on If-None-Match)",
+                       [_PARK, *_page(), _IF_NONE_MATCH])
+        checked["get"]["responses"]["200"]["headers"] = {"ETag": _header("The coverage stamp")}
+        paths["/api/parks/{code}/coverage"] = checked
     tile = [_param(n, f"Tile {n} (x and y below 2^z)", domains.integer_schema(
         0, MAX_ZOOM if n == "z" else 2**MAX_ZOOM - 1), "path", True) for n in ("z", "x", "y")]
     paths["/api/parks/{code}/tiles/grids/{z}/{x}/{y}.mvt"] = {"get": {

@@ -42,6 +42,7 @@ from geodata.errors import ValidationError
 from geodata.geometry import geometry_member
 from geodata.services import edits
 from geodata.models import Grid
+from geodata.services.coverage import coverage_report
 from geodata.services.grids import grid_layer
 from geodata.services.mapdata import cached_grid_layer, count_active_grids
 from geodata.services.parks import get_park, park_boundary
@@ -226,11 +227,9 @@ def coverage_state(session, park, bbox=None, limit=None):
     ``"too_many_grids"``: zoom in).
     """
     if bbox is None:
-        layer = grid_layer(session, park)
-        report = check_coverage(layer.geometry.to_numpy(), layer["code"].tolist(),
-                                layer["parent_code"].tolist(), park=park_boundary(park),
-                                tolerance_m=edits.TOLERANCE_M, metric_epsg=park.metric_epsg)
-        level1 = layer[layer["level"] == 1]
+        # The park-wide check, once per state of the park's grids and boundary.
+        _, report = coverage_report(session, park, edits.TOLERANCE_M)
+        level1 = grid_layer(session, park, level=1)
         scope = "park"
     else:
         # The cached map layer's R-tree picks the grids in view: no 10^5-row read.

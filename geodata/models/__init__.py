@@ -7,7 +7,7 @@ from geodata.models.enterprise import Enterprise
 from geodata.models.grid import GRID_KINDS, Grid
 from geodata.models.hazard import (ESCALATION_LEVELS, HAZARD_LEVELS, HAZARD_STATUSES, Hazard,
                                    HazardEvent)
-from geodata.models.park import Park, ParkSitesStamp
+from geodata.models.park import Park, ParkCoverageStamp, ParkSitesStamp
 from geodata.models.request import RequestCategory, RequestEvent, ServiceRequest
 from geodata.models.staff import STAFF_ROLES, GridStaff
 from geodata.models.supervision import SUPERVISION_OUTCOMES, Photo, Supervision
@@ -18,7 +18,8 @@ from geodata.models.weekly import ASSESSMENT_METRICS, AssessmentWeight, WeeklyAs
 
 __all__ = ["Base", "EDIT_OPERATIONS", "Enterprise", "ESCALATION_LEVELS", "GRID_KINDS", "Grid",
            "GridEdit", "GridEditItem", "GridLineage", "HAZARD_LEVELS", "HAZARD_STATUSES",
-           "Hazard", "HazardEvent", "LedgerCounter", "Park", "ParkSitesStamp", "RequestCategory",
+           "Hazard", "HazardEvent", "LedgerCounter", "Park", "ParkCoverageStamp", "ParkSitesStamp",
+           "RequestCategory",
            "RequestEvent",
            "ServiceRequest",
            "STAFF_ROLES", "GridStaff", "SUPERVISION_OUTCOMES",

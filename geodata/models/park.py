@@ -52,3 +52,19 @@ class ParkSitesStamp(Base):
 
     park_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     stamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class ParkCoverageStamp(Base):
+    """A park's coverage stamp: the key of the cached coverage report.
+
+    Database triggers set ``stamp`` to a fresh random value whenever a grid
+    of the park is inserted or deleted or its geometry, code, parent, level,
+    retired state or park changes, and when the park is inserted or its
+    boundary or metric CRS changes (migration 0013); nothing else writes it.
+    See :func:`geodata.services.coverage.coverage_report`.
+    """
+
+    __tablename__ = "park_coverage_stamps"
+
+    park_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stamp: Mapped[int] = mapped_column(BigInteger)

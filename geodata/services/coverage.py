@@ -8,6 +8,7 @@ published contacts (格中有人), and enterprises with complete basic records
 """
 
 import gc
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from geodata.coverage import check_coverage
 from geodata.creditcode import credit_code_problem
-from geodata.models import Enterprise, Grid, GridStaff
+from geodata.models import Enterprise, Grid, GridStaff, Park, ParkCoverageStamp
 from geodata.models.base import to_shapes
 from geodata.services.parks import park_boundary
 from geodata.storage import backend_name, bbox_filter, fetch_rows
@@ -287,3 +288,97 @@ def _check_park(session, park, tolerance_m, client, workers_read, threads):
     result = {"park": park.code, **report.to_dict(),
               "rates": park_rates(session, park, enterprises, no_grid)}
     return result, report
+
+
+# The park's coverage report, once per state of what it reads:
+# {(database URL, park id, tolerance): (stamp, CoverageReport)}.
+_reports = {}
+_reports_lock = threading.Lock()
+#: Parks kept.  An entry is the report: its findings with their geometries (nothing for a
+#: park that tiles), not the grids.
+_REPORTS_SIZE = 64
+
+
+def clear_report_cache():
+    """Forget every cached coverage report (a benchmark's cold request; tests that count)."""
+    with _reports_lock:
+        _reports.clear()
+
+
+def coverage_stamp(session, park):
+    """The park's coverage stamp (:class:`~geodata.models.ParkCoverageStamp`), None without one.
+
+    Database triggers renew it whenever the report of :func:`coverage_report`
+    can change (migration 0013), so it is that report's version: the
+    coverage route's ETag.
+    """
+    return session.execute(sa.select(ParkCoverageStamp.stamp).where(
+        ParkCoverageStamp.park_id == park.id)).scalar()
+
+
+def coverage_report(session, park, tolerance_m=0.01):
+    """Return ``(stamp, report)``: the coverage check of the park's grids against its boundary.
+
+    The same findings as :func:`check_park` (gaps, overlaps, parts outside
+    the park or parent, invalid grids, unmatched edges) without its site
+    checks and rates.  The check is O(park), seconds at 10^5 grids, so the
+    report is computed once per state of what it reads and cached in this
+    process under the park's coverage stamp, which database triggers renew
+    on every change of a grid's geometry, code, parent, level, retired state
+    or park and of the park's boundary or metric CRS, whoever writes
+    (migration 0013).  The stamp is read first and the boundary read again
+    after it, so a report is never filed under a stamp older than its data.
+    ``stamp`` is None (and nothing is cached) for a park without a stamp row.
+
+    Returns
+    -------
+    int or None
+        The stamp the report is valid for.
+    CoverageReport
+        Shared by the callers: read it, never change it.
+    """
+    return _cached_report(session, park, tolerance_m)[:2]
+
+
+def coverage_features(session, park, tolerance_m=0.01):
+    """Return ``(stamp, features)``: the GeoJSON features of :func:`coverage_report`'s findings.
+
+    ``CoverageReport.to_geojson()["features"]`` as a tuple, built once per
+    report: a page of a park's problems costs the page, not every problem.
+    Shared by the callers: never change a feature.
+    """
+    stamp, report, features = _cached_report(session, park, tolerance_m)
+    if features is None:
+        features = tuple(report.to_geojson()["features"])
+        with _reports_lock:
+            key = _report_key(session, park, tolerance_m)
+            if _reports.get(key, (None, report))[1] is report:
+                _reports[key] = (stamp, report, features)
+    return stamp, features
+
+
+def _report_key(session, park, tolerance_m):
+    return str(session.get_bind().url), park.id, float(tolerance_m)
+
+
+def _cached_report(session, park, tolerance_m):
+    """``(stamp, report, features or None)`` from the cache, or computed and cached."""
+    stamp = coverage_stamp(session, park)
+    key = _report_key(session, park, tolerance_m)
+    with _reports_lock:
+        hit = _reports.get(key)
+    if stamp is not None and hit is not None and hit[0] == stamp:
+        return hit
+    boundary, epsg = session.execute(sa.select(sa.func.ST_AsBinary(Park.boundary),
+                                               Park.metric_epsg).where(Park.id == park.id)).one()
+    with _without_cycle_collection():
+        cells, codes, parent_codes = grid_cells(session, park)
+        report = check_coverage(cells, codes, parent_codes, park=to_shapes([boundary])[0],
+                                tolerance_m=tolerance_m, metric_epsg=epsg)
+    if stamp is not None:
+        with _reports_lock:
+            _reports.pop(key, None)
+            while len(_reports) >= _REPORTS_SIZE:
+                _reports.pop(next(iter(_reports)))
+            _reports[key] = (stamp, report, None)
+    return stamp, report, None

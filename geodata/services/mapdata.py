@@ -724,15 +724,30 @@ def coverage_available():
     return True
 
 
-def coverage_layer(session, park):
-    """Coverage problems (gaps, overlaps, parts outside the park) as a FeatureCollection.
+def coverage_version(session, park):
+    """The version of the park's coverage layer: its coverage stamp (None when it has none).
 
-    Calls :func:`geodata.services.coverage.check_park` (the same check as
-    ``gridmap check``).  Returns None when the coverage engine is not there.
+    One indexed read, for a conditional request's 304; :func:`coverage_layer`
+    is valid for the same value.
+    """
+    from geodata.services.coverage import coverage_stamp
+
+    return coverage_stamp(session, park)
+
+
+def coverage_layer(session, park):
+    """Coverage problems (gaps, overlaps, parts outside) as ``(version, FeatureCollection)``.
+
+    The findings of :func:`geodata.services.coverage.check_park` (the same
+    check as ``gridmap check``), computed once per state of the park's grids
+    and boundary (:func:`geodata.services.coverage.coverage_features`):
+    ``features`` is a shared tuple, to slice, never to change.  ``version``
+    is the coverage stamp they are valid for.  Returns None when the
+    coverage engine is not there.
     """
     if not coverage_available():
         return None
-    from geodata.services.coverage import check_park
+    from geodata.services.coverage import coverage_features
 
-    _, report = check_park(session, park)
-    return report.to_geojson()
+    stamp, features = coverage_features(session, park)
+    return stamp, {"type": "FeatureCollection", "features": features}
