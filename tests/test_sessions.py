@@ -27,6 +27,7 @@ from tests.scope_helpers import build_scopes
 from tests.test_csrf import _login
 from tests.test_grid_scope import QUERY, arguments, body_for
 from webmap import create_app
+from webmap.auth import CookieSessions
 from webmap.security import ASSET_ENDPOINTS
 
 #: Revalidated with the login on every use (``private, no-cache`` and an ETag).
@@ -202,3 +203,30 @@ def test_every_html_answer_carries_a_script_policy(scoped):
                     assert policy["frame-ancestors"] == "'none'", target
                     pages += 1
     assert pages > 40
+
+
+def test_a_request_without_the_cookie_opens_the_session_flask_would(scoped):
+    """``CookieSessions`` skips the signer only when no cookie came; the session is Flask's."""
+    from flask import request
+    from flask.sessions import SecureCookieSessionInterface
+
+    app, tokens, _ = scoped
+    assert isinstance(app.session_interface, CookieSessions)
+    bearer = {"Authorization": f"Bearer {tokens['admin']}"}
+    flask_own = SecureCookieSessionInterface()
+    with app.test_request_context("/api/hazards", headers=bearer):
+        ours = app.session_interface.open_session(app, request)
+        theirs = flask_own.open_session(app, request)
+        assert type(ours) is type(theirs)
+        assert dict(ours) == dict(theirs) == {} and not ours.modified
+    browser = app.test_client()
+    assert "Set-Cookie" not in browser.get("/api/hazards", headers=bearer).headers
+    # The empty session can be written (the login form's CSRF token), and the cookie written
+    # is read back as Flask reads it: after the login the API knows the user without a token.
+    assert "Set-Cookie" in browser.get("/login").headers
+    assert browser.get("/api/hazards").status_code == 401
+    _login(browser, "admin", "admin-pass-123")
+    assert browser.get("/api/hazards").status_code == 200
+    # A cookie that does not verify is an empty session, as in Flask: a visitor again.
+    browser.set_cookie(app.config.get("SESSION_COOKIE_NAME", "session"), "forged.cookie.value")
+    assert browser.get("/api/hazards").status_code == 401

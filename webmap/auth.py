@@ -32,6 +32,7 @@ import time
 from urllib.parse import unquote, urlsplit
 
 from flask import (current_app, g, redirect, render_template, request, session, url_for)
+from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
@@ -48,8 +49,26 @@ from webmap.errors import _response
 csrf = CSRFProtect()
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with no signer built for a request that sends no cookie.
+
+    Flask builds the cookie's signer (an itsdangerous serializer and its
+    keys) before it looks for the cookie, on every request; API clients send
+    a Bearer token and no cookie, so each of their requests paid for it.
+    The session is the same empty one Flask gives; a request with the cookie
+    is read exactly as Flask reads it.
+    """
+
+    def open_session(self, app, request):
+        """Flask's ``open_session``, returning a new empty session at once when no cookie came."""
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_app(app):
     """Set up sessions, CSRF, the login rate limit and the login/logout routes on ``app``."""
+    app.session_interface = CookieSessions()
     # create_app sets the session lifetime, SameSite=Lax and LOGIN_RATE_LIMIT.
     lifetime = app.config["PERMANENT_SESSION_LIFETIME"]
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", int(lifetime.total_seconds()))

@@ -66,14 +66,18 @@ def to_shapes(values):
 
     if len(values) == 0:
         return np.array([], dtype=object)
-    try:
-        # Plain bytes (what the DBAPI cursors give): no per-value Python work,
-        # which cost three times the decoding at 10^5 grids.
-        return shapely.from_wkb(np.array(values, dtype=object))
-    except TypeError:
-        raw = [getattr(v, "data", v) for v in values]
-        raw = [bytes(v) if isinstance(v, memoryview) else v for v in raw]
-        return shapely.from_wkb(np.array(raw, dtype=object))
+    # WKB elements (an ORM row's geometry) go straight to unwrapping: trying them as bytes
+    # first raised and caught a TypeError on every call (6 µs against 2 for one point).
+    if not hasattr(values[0], "data"):
+        try:
+            # Plain bytes (what the DBAPI cursors give): no per-value Python work,
+            # which cost three times the decoding at 10^5 grids.
+            return shapely.from_wkb(np.array(values, dtype=object))
+        except TypeError:
+            pass
+    raw = [getattr(v, "data", v) for v in values]
+    raw = [bytes(v) if isinstance(v, memoryview) else v for v in raw]
+    return shapely.from_wkb(np.array(raw, dtype=object))
 
 
 def to_element(geometry):

@@ -55,7 +55,10 @@ def locate(session, park, points, *, names=False):
     points = np.asarray(points, dtype=object)
     box = None
     if 0 < len(points) <= FEW_POINTS and not shapely.is_empty(points).any():
-        box = shapely.total_bounds(points)
+        # The points' bounds, as shapely.total_bounds gives them for non-empty points, without
+        # its NaN handling: 3 µs instead of 13 on every hazard logged.
+        bounds = shapely.bounds(points)
+        box = (*bounds[:, :2].min(axis=0), *bounds[:, 2:].max(axis=0))
     grids, sites = _layers_near(session, park, box)
     geoms = to_shapes([r[3] for r in grids])
     order = np.empty(len(grids), dtype=np.int64)
