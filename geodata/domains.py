@@ -62,6 +62,12 @@ Integers
     employee counts 0..:data:`EMPLOYEES_MAX`.  In a query string or a URL
     path an integer is ASCII digits with an optional ``-``: no blanks, ``+``,
     ``_`` or other scripts' digits, which Python's ``int()`` would accept.
+Objects and lists (JSON members such as ``supervision``, ``codes``)
+    Absent or ``null`` is a missing member (``missing_field`` where one is
+    required); any other JSON type than the one documented is
+    ``invalid_type``, whatever its truth (``[]``, ``{}``, ``""``, ``0`` and
+    ``false`` are not "absent"); a list with fewer or more entries than
+    the member allows is ``invalid_value`` saying how many are needed.
 Numbers (coordinates, GPS accuracy)
     Finite (``true``, NaN, infinity and integers beyond any float are not)
     and within the field's range; ``-0`` is stored as ``0``.
@@ -293,6 +299,59 @@ def integer(value, field, *, minimum=INT64_MIN, maximum=INT64_MAX, **where):
         _fail(f"must be between {minimum} and {maximum}, got {shown}", field,
               f"integer {minimum}..{maximum}", **where)
     return int(value)
+
+
+_JSON_TYPES = ((bool, "true/false"), (dict, "an object"), (list, "a list"), (str, "text"),
+               ((int, float), "a number"))
+
+
+def _json_type(value):
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), "null")
+
+
+def members(value, field, *, required=False, **where):
+    """Return ``value`` if it is a JSON object, None when absent (``null``).
+
+    Raises
+    ------
+    FeatureError
+        ``missing_field`` when ``required`` and absent, ``invalid_type`` for
+        any other JSON type (``[]`` included).
+    """
+    if value is None:
+        if required:
+            _fail("is required (an object)", field, "object", code="missing_field", **where)
+        return None
+    if not isinstance(value, dict):
+        _fail(f"must be an object, got {_json_type(value)}", field, "object",
+              code="invalid_type", **where)
+    return value
+
+
+def items(value, field, *, minimum=0, maximum=None, what="entries", required=False, **where):
+    """Return ``value`` if it is a JSON list of ``minimum``..``maximum`` entries, None if absent.
+
+    ``what`` names the entries in the message (``"grid codes"``).
+
+    Raises
+    ------
+    FeatureError
+        ``missing_field`` when ``required`` and absent, ``invalid_type`` for
+        any other JSON type, ``invalid_value`` for too few or too many entries.
+    """
+    count = f"at least {minimum}" if maximum is None else f"{minimum} to {maximum}"
+    if value is None:
+        if required:
+            _fail(f"is required (a list of {count} {what})", field, "list",
+                  code="missing_field", **where)
+        return None
+    if not isinstance(value, list):
+        _fail(f"must be a list of {what}, got {_json_type(value)}", field, "list",
+              code="invalid_type", **where)
+    if len(value) < minimum or (maximum is not None and len(value) > maximum):
+        _fail(f"needs {count} {what}, got {len(value)}", field, f"list of {count} {what}",
+              **where)
+    return value
 
 
 def number(value, field, *, minimum=None, maximum=None, code="invalid_value", **where):
