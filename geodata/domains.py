@@ -137,6 +137,40 @@ BLANKS = " \t\n\r\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200b))) + (
     "\u2028\u2029\u202f\u205f\u3000")
 
 
+def is_forbidden_char(char):
+    """True for a character no single-line text holds (control, line break, surrogate, bidi)."""
+    return bool(_FORBIDDEN_LINE.match(char))
+
+
+#: What one file name and one whole path may hold, in bytes (Linux's NAME_MAX, PATH_MAX).
+NAME_MAX, PATH_MAX = 255, 4095
+
+
+def path_problem(value, *, length=True):
+    """Say why the system cannot take ``value`` as a path, or return None.
+
+    ``length=False`` checks the characters alone (a database URL holds a path).
+
+    A NUL byte was ``ValueError: embedded null byte`` from ``open()``, a
+    traceback; other control characters (a pasted CR, an escape) and bidi
+    controls name a file nobody meant; a lone surrogate is a name that is
+    not UTF-8 (``os.fsdecode`` of its bytes), which no message can print;
+    an over-long name is ``ENAMETOOLONG`` only once a command is half done.
+    """
+    if not isinstance(value, str):
+        return None
+    bad = sorted({c for c in value if is_forbidden_char(c)})
+    if bad:
+        return (f"the path holds {', '.join(f'U+{ord(c):04X}' for c in bad[:3])}: no NUL, "
+                "control, line-break, bidirectional-control or undecodable (non-UTF-8) "
+                "character")
+    longest = max((len(part.encode()) for part in value.split("/")), default=0)
+    if length and (longest > NAME_MAX or len(value.encode()) > PATH_MAX):
+        return (f"the path is too long ({len(value.encode())} bytes, its longest name "
+                f"{longest}): at most {NAME_MAX} bytes a name and {PATH_MAX} in all")
+    return None
+
+
 def _fail(reason, field, domain, code="invalid_value", **where):
     raise FeatureError(reason, code=code, field=field, domain=domain, **where)
 
