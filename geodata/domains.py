@@ -554,8 +554,14 @@ def _same_as():
     return table
 
 
-def _widen(ascii_pattern):
-    """``ascii_pattern`` (upper case) with each code character or class its class as sent."""
+def widen_pattern(ascii_pattern):
+    """``ascii_pattern`` with each code character or class widened to its forms as sent.
+
+    ``ascii_pattern`` names upper-case code characters (``A-Z 0-9 . _ -``),
+    alone or in ``[...]`` classes; each becomes the class of every BMP
+    character that NFKC and upper case turn into one of them (``Ａ``, ``ａ``,
+    ``①``), which is what :func:`code` and the credit-code lookup accept.
+    """
     def widen(match):
         if match.group(0).startswith("{"):  # a quantifier
             return match.group(0)
@@ -570,7 +576,7 @@ def _widen(ascii_pattern):
 @functools.lru_cache(maxsize=None)
 def _code_pattern():
     """The pattern of a code as sent: the alphabet widened, blanks around it."""
-    return f"^[{_BLANKS}]*{_widen('[A-Z0-9]')}{_widen('[A-Z0-9._-]')}*[{_BLANKS}]*$"
+    return f"^[{_BLANKS}]*{widen_pattern('[A-Z0-9]')}{widen_pattern('[A-Z0-9._-]')}*[{_BLANKS}]*$"
 
 
 def code_schema(kind="grid"):
@@ -583,9 +589,9 @@ def code_schema(kind="grid"):
 
 def ledger_code_schema(prefix="YH"):
     """JSON Schema of :func:`ledger_code` with ``prefix`` (the year in the date range)."""
-    number = _widen(f"{prefix}(19[7-9][0-9]|20[0-9][0-9]|2100)-"
-                    "(0{0,5}[1-9]|0{0,4}[1-9][0-9]|0{0,3}[1-9][0-9]{2}|"
-                    "0{0,2}[1-9][0-9]{3}|0?[1-9][0-9]{4}|[1-9][0-9]{5})")
+    number = widen_pattern(f"{prefix}(19[7-9][0-9]|20[0-9][0-9]|2100)-"
+                           "(0{0,5}[1-9]|0{0,4}[1-9][0-9]|0{0,3}[1-9][0-9]{2}|"
+                           "0{0,2}[1-9][0-9]{3}|0?[1-9][0-9]{4}|[1-9][0-9]{5})")
     return {"type": "string", "maxLength": LEDGER_CODE_MAX,
             "pattern": f"^[{_BLANKS}]*{number}[{_BLANKS}]*$"}
 
