@@ -59,7 +59,7 @@ from pathlib import Path
 
 import platformdirs
 
-from geodata.domains import plain_number
+from geodata.domains import path_problem, plain_number
 from geodata.errors import ConfigError
 
 DATABASE_FILE = "gridmap.sqlite"
@@ -167,6 +167,14 @@ class Settings:
 
     def validate(self):
         """Raise :class:`ConfigError` naming the setting when a value cannot work."""
+        # The folder first: the default URL is made from it.
+        for setting, value, length in (("DATA_DIR", self.data_dir, True),
+                                       ("DATABASE_URL", self.database_url, False)):
+            # A NUL or an undecodable byte was a ValueError or UnicodeEncodeError traceback.
+            problem = path_problem(value, length=length)
+            if problem:
+                raise ConfigError(f"GRIDMAP_{setting}: {problem}",
+                                  details={"setting": f"GRIDMAP_{setting}"})
         if not self.database_url.startswith(("sqlite", "postgresql")):
             raise ConfigError(
                 "GRIDMAP_DATABASE_URL must be a sqlite:/// (SpatiaLite) or "

@@ -8,6 +8,8 @@ The alphabet is 0-9 and the capital letters without I, O, S, V, Z.
 
 import re
 
+from geodata import domains
+
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _SCIENTIFIC = re.compile(r"[0-9](\.[0-9]*)?E\+?[0-9]+", re.IGNORECASE)
 _VALUE = {c: i for i, c in enumerate(ALPHABET)}
@@ -18,13 +20,15 @@ _ORG_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 def json_schema():
     """JSON Schema of a credit code as sent (any case): alphabet, length, division digits.
 
-    The check character cannot be said in a schema: a wrong one is refused by
+    Lookups read a code as imports store it (NFKC, upper case), so each
+    character may be sent in any form that turns into one of the alphabet
+    (``９``, ``ａ``): :func:`geodata.domains.widen_pattern`.  The check
+    character cannot be said in a schema: a wrong one is refused by
     :func:`credit_code_problem` alone.
     """
-    letters = "".join(c for c in ALPHABET if c.isalpha())
-    char = f"[0-9{letters}{letters.lower()}]"
+    char = domains.widen_pattern(f"[0-9{ALPHABET[10:]}]")
     return {"type": "string", "minLength": 18, "maxLength": 18,
-            "pattern": f"^{char}{{2}}[0-9]{{6}}{char}{{10}}$"}
+            "pattern": f"^{char}{{2}}{domains.widen_pattern('[0-9]')}{{6}}{char}{{10}}$"}
 
 
 def check_character(first17):

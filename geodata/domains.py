@@ -17,7 +17,11 @@ Codes (parks, grids, enterprises' credit codes, ledger numbers)
     CJK: codes go into URL paths, file names and ``Content-Disposition``
     headers (which must be Latin-1).  Park codes are at most
     :data:`PARK_CODE_MAX` (32, the column) characters, grid codes
-    :data:`GRID_CODE_MAX` (64).
+    :data:`GRID_CODE_MAX` (64).  A code may be sent in any character of the
+    Basic Multilingual Plane that NFKC and upper case turn into *one* code
+    character (``Ａ``, ``ｆ``, ``①``, ``Ⅰ``, ``K`` KELVIN SIGN), so the stored
+    code is exactly as long as the code sent; one that turns into several
+    (``Ⅻ``, ``ﬁ``, ``ß``) is refused, as the documents' patterns say.
 Ledger numbers (台账编号)
     ``<prefix><year>-<seq>`` (``YH`` hazards, ``SQ`` requests): a 4-digit
     year in the date range below and a sequence number of 1 to 6 digits,
@@ -26,7 +30,22 @@ Ledger numbers (台账编号)
     :data:`LEDGER_SEQ_MAX` (409 ``ledger_numbers_exhausted`` instead), so the
     next number always fits the 32-character column.
 Text
-    NFC, trimmed, at most the column's length (:data:`TEXT_MAX` per kind).
+    NFC, trimmed of the blanks :data:`BLANKS` names (the same in the schemas'
+    patterns; no control character is trimmed: it is refused), at most the
+    column's length (:data:`TEXT_MAX` per kind).
+Lengths (one rule for text and codes)
+    A length is a number of Unicode code points, as JSON Schema's
+    ``maxLength`` and PostgreSQL's ``varchar(n)`` count them (SQLite does not
+    count).  Both the value *as sent* (surrounding blanks included) and the
+    value *as stored* (trimmed and NFC- or, for codes, NFKC-normalised) must
+    be within the cap, which is the column's size.  So the documents'
+    ``maxLength`` refuses exactly the values too long as sent (150 ``e`` +
+    U+0301 is 300 characters sent, though 150 stored); the one value a
+    schema cannot describe is text that NFC makes longer than it was sent
+    (U+0958, or ``ǖ`` + U+0323: 2 sent, 3 stored), refused
+    ``text_too_long`` when that passes the cap, as the schemas' descriptions
+    say.  Characters outside the BMP count one each, as stored on both
+    backends.
     No NUL or other C0/C1 control character, no lone surrogate and no bidi
     override or isolate (PostgreSQL refuses NUL and lone surrogates, so the
     backends would diverge, and bidi controls disguise text).  Only multi-line
@@ -43,11 +62,18 @@ Integers
     employee counts 0..:data:`EMPLOYEES_MAX`.  In a query string or a URL
     path an integer is ASCII digits with an optional ``-``: no blanks, ``+``,
     ``_`` or other scripts' digits, which Python's ``int()`` would accept.
+Objects and lists (JSON members such as ``supervision``, ``codes``)
+    Absent or ``null`` is a missing member (``missing_field`` where one is
+    required); any other JSON type than the one documented is
+    ``invalid_type``, whatever its truth (``[]``, ``{}``, ``""``, ``0`` and
+    ``false`` are not "absent"); a list with fewer or more entries than
+    the member allows is ``invalid_value`` saying how many are needed.
 Numbers (coordinates, GPS accuracy)
     Finite (``true``, NaN, infinity and integers beyond any float are not)
     and within the field's range; ``-0`` is stored as ``0``.
 """
 
+import functools
 import math
 import re
 import unicodedata
@@ -72,6 +98,8 @@ DATETIME_MAX = datetime.combine(DATE_MAX, time.max, timezone.utc)
 PARK_CODE_MAX = 32
 GRID_CODE_MAX = 64
 LEDGER_SEQ_MAX = 999_999
+#: ``YH2025-000001``: the longest ledger number.
+LEDGER_CODE_MAX = 13
 
 #: Longest text per kind: each matches its column (geodata/models).
 TEXT_MAX = {
@@ -98,6 +126,49 @@ _FORBIDDEN = re.compile(f"[{_BAD_ANY}]")
 # (one over maxLength) as a valid one.
 _LINE_BREAKS = r"\t\n\r\u2028-\u2029"
 _FORBIDDEN_LINE = re.compile(f"[{_BAD_ANY}{_LINE_BREAKS}]")
+# The blanks trimmed from text and codes, as a pattern class and as str.strip's argument:
+# str.strip() alone also trims C0/C1 controls (U+001C-U+001F, U+0085) that the schemas
+# refuse, and ECMA-262's \s (which the patterns used) has U+FEFF, which strip() keeps.
+# Each non-ASCII one is a range, as for the line breaks above: Hypothesis reads patterns
+# with re.ASCII and cannot draw from a class naming a non-ASCII character alone.
+_BLANKS = (r" \t\n\r\u00a0-\u00a0\u1680-\u1680\u2000-\u200a\u2028-\u2029\u202f-\u202f"
+           r"\u205f-\u205f\u3000-\u3000")
+BLANKS = " \t\n\r\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200b))) + (
+    "\u2028\u2029\u202f\u205f\u3000")
+
+
+def is_forbidden_char(char):
+    """True for a character no single-line text holds (control, line break, surrogate, bidi)."""
+    return bool(_FORBIDDEN_LINE.match(char))
+
+
+#: What one file name and one whole path may hold, in bytes (Linux's NAME_MAX, PATH_MAX).
+NAME_MAX, PATH_MAX = 255, 4095
+
+
+def path_problem(value, *, length=True):
+    """Say why the system cannot take ``value`` as a path, or return None.
+
+    ``length=False`` checks the characters alone (a database URL holds a path).
+
+    A NUL byte was ``ValueError: embedded null byte`` from ``open()``, a
+    traceback; other control characters (a pasted CR, an escape) and bidi
+    controls name a file nobody meant; a lone surrogate is a name that is
+    not UTF-8 (``os.fsdecode`` of its bytes), which no message can print;
+    an over-long name is ``ENAMETOOLONG`` only once a command is half done.
+    """
+    if not isinstance(value, str):
+        return None
+    bad = sorted({c for c in value if is_forbidden_char(c)})
+    if bad:
+        return (f"the path holds {', '.join(f'U+{ord(c):04X}' for c in bad[:3])}: no NUL, "
+                "control, line-break, bidirectional-control or undecodable (non-UTF-8) "
+                "character")
+    longest = max((len(part.encode()) for part in value.split("/")), default=0)
+    if length and (longest > NAME_MAX or len(value.encode()) > PATH_MAX):
+        return (f"the path is too long ({len(value.encode())} bytes, its longest name "
+                f"{longest}): at most {NAME_MAX} bytes a name and {PATH_MAX} in all")
+    return None
 
 
 def _fail(reason, field, domain, code="invalid_value", **where):
@@ -126,7 +197,7 @@ def text(value, field, *, kind="name", required=False, max_length=None, **where)
         ``missing_field``, ``invalid_type``, ``invalid_text`` (control, bidi or
         surrogate characters) or ``text_too_long``.
     """
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not value.strip(BLANKS)):
         if required:
             _fail("is required", field, "text", code="missing_field", **where)
         return None
@@ -134,26 +205,31 @@ def text(value, field, *, kind="name", required=False, max_length=None, **where)
         _fail(f"must be text, got {type(value).__name__}", field, "text", code="invalid_type",
               **where)
     limit = min(TEXT_MAX[kind], max_length or TEXT_MAX[kind])
-    value = unicodedata.normalize("NFC", value.strip())
-    if (_FORBIDDEN if kind in MULTILINE else _FORBIDDEN_LINE).search(value):
+    stored = unicodedata.normalize("NFC", value.strip(BLANKS))
+    if (_FORBIDDEN if kind in MULTILINE else _FORBIDDEN_LINE).search(stored):
         _fail("contains control, line-break, bidirectional-override or surrogate characters"
               if kind not in MULTILINE else
               "contains control, bidirectional-override or surrogate characters",
               field, f"{kind} text", code="invalid_text", **where)
-    if len(value) > limit:
-        _fail(f"is {len(value)} characters; at most {limit} allowed", field,
-              f"{kind} text of at most {limit} characters", code="text_too_long", **where)
-    return value
+    # The module's length rule: as sent (the documents' maxLength) and as stored (the column).
+    if max(len(value), len(stored)) > limit:
+        how = ("" if len(value) >= len(stored) else
+               f" once normalised (NFC; {len(value)} as sent)")
+        _fail(f"is {max(len(value), len(stored))} characters{how}; at most {limit} allowed",
+              field, f"{kind} text of at most {limit} characters", code="text_too_long",
+              **where)
+    return stored
 
 
-def code(value, field, *, kind="grid", required=True, **where):
+def code(value, field, *, kind="grid", required=True, max_length=None, **where):
     """Return a normalised code (NFKC, trimmed, upper case) in the code alphabet.
 
     ``kind`` is ``"park"`` (at most :data:`PARK_CODE_MAX` characters),
     ``"grid"`` (:data:`GRID_CODE_MAX`) or ``"credit"``: a credit code is only
     normalised here, since :func:`geodata.creditcode.credit_code_problem`
     says what is wrong with one (e.g. Excel's ``9.14E+17``) better than the
-    code alphabet would.
+    code alphabet would.  ``max_length`` is a tighter cap (ledger numbers).
+    The value sent must match :func:`code_schema`'s pattern and length.
 
     Raises
     ------
@@ -166,10 +242,13 @@ def code(value, field, *, kind="grid", required=True, **where):
     normal = unicodedata.normalize("NFKC", raw).strip().upper()
     if kind == "credit":
         return normal
-    limit = PARK_CODE_MAX if kind == "park" else GRID_CODE_MAX
+    limit = min(PARK_CODE_MAX if kind == "park" else GRID_CODE_MAX, max_length or INT32_MAX)
     domain = (f"{kind} code: 1-{limit} of A-Z 0-9 . _ -, starting with a letter or digit")
-    if len(normal) > limit or not _CODE.match(normal):
-        _fail(f"{normal[:80]!r} is not a {kind} code (1-{limit} characters: letters A-Z, "
+    # As sent, the schema's own test: each character one code character (so the stored code
+    # is as long as the one sent), within the cap with its blanks (the module's length rule).
+    if len(value) > limit or not re.fullmatch(_code_pattern(), value) or not _CODE.match(normal):
+        sent = f" ({len(value)} characters as sent)" if len(value) > limit else ""
+        _fail(f"{normal[:80]!r}{sent} is not a {kind} code (1-{limit} characters: letters A-Z, "
               "digits, '.', '_' and '-', starting with a letter or digit)", field, domain,
               **where)
     return normal
@@ -193,7 +272,7 @@ def ledger_code(value, field="code", *, prefix="YH", **where):
         ``invalid_value`` for any other shape, a year outside the date range
         or a sequence number outside 1..:data:`LEDGER_SEQ_MAX`.
     """
-    raw = code(value, field, required=False, **where)
+    raw = code(value, field, required=False, max_length=LEDGER_CODE_MAX, **where)
     if raw is None:
         return None
     match = _LEDGER[prefix].match(raw)
@@ -254,6 +333,59 @@ def integer(value, field, *, minimum=INT64_MIN, maximum=INT64_MAX, **where):
         _fail(f"must be between {minimum} and {maximum}, got {shown}", field,
               f"integer {minimum}..{maximum}", **where)
     return int(value)
+
+
+_JSON_TYPES = ((bool, "true/false"), (dict, "an object"), (list, "a list"), (str, "text"),
+               ((int, float), "a number"))
+
+
+def _json_type(value):
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), "null")
+
+
+def members(value, field, *, required=False, **where):
+    """Return ``value`` if it is a JSON object, None when absent (``null``).
+
+    Raises
+    ------
+    FeatureError
+        ``missing_field`` when ``required`` and absent, ``invalid_type`` for
+        any other JSON type (``[]`` included).
+    """
+    if value is None:
+        if required:
+            _fail("is required (an object)", field, "object", code="missing_field", **where)
+        return None
+    if not isinstance(value, dict):
+        _fail(f"must be an object, got {_json_type(value)}", field, "object",
+              code="invalid_type", **where)
+    return value
+
+
+def items(value, field, *, minimum=0, maximum=None, what="entries", required=False, **where):
+    """Return ``value`` if it is a JSON list of ``minimum``..``maximum`` entries, None if absent.
+
+    ``what`` names the entries in the message (``"grid codes"``).
+
+    Raises
+    ------
+    FeatureError
+        ``missing_field`` when ``required`` and absent, ``invalid_type`` for
+        any other JSON type, ``invalid_value`` for too few or too many entries.
+    """
+    count = f"at least {minimum}" if maximum is None else f"{minimum} to {maximum}"
+    if value is None:
+        if required:
+            _fail(f"is required (a list of {count} {what})", field, "list",
+                  code="missing_field", **where)
+        return None
+    if not isinstance(value, list):
+        _fail(f"must be a list of {what}, got {_json_type(value)}", field, "list",
+              code="invalid_type", **where)
+    if len(value) < minimum or (maximum is not None and len(value) > maximum):
+        _fail(f"needs {count} {what}, got {len(value)}", field, f"list of {count} {what}",
+              **where)
+    return value
 
 
 def number(value, field, *, minimum=None, maximum=None, code="invalid_value", **where):
@@ -390,25 +522,78 @@ def text_schema(kind="name", *, required=False, max_length=None):
     limit = min(TEXT_MAX[kind], max_length or TEXT_MAX[kind])
     # The length is maxLength's alone: generators read a counted pattern as a second cap.
     # Surrounding blanks are trimmed (and a blank optional text is none), so they may be sent.
-    first = f"[^{bad}\\s]" if required else ""
-    pattern = f"^\\s*{first}([^{bad}]*[^{bad}\\s])?\\s*$"
-    return {"type": "string", "pattern": pattern, "maxLength": limit}
+    first = f"[^{bad}{_BLANKS}]" if required else ""
+    pattern = f"^[{_BLANKS}]*{first}([^{bad}]*[^{bad}{_BLANKS}])?[{_BLANKS}]*$"
+    return {"type": "string", "pattern": pattern, "maxLength": limit,
+            "description": f"At most {limit} Unicode code points as sent, blanks included, "
+                           "and as stored (trimmed, NFC): text that NFC makes longer than "
+                           f"{limit} is refused (text_too_long)"}
+
+
+def _char_class(points):
+    r"""A pattern class of the BMP code points ``points``, as ``\uXXXX-\uXXXX`` ranges.
+
+    A single character is a range too (see :data:`_BLANKS`).
+    """
+    runs, points = [], sorted(points)
+    for point in points:
+        if runs and runs[-1][1] == point - 1:
+            runs[-1][1] = point
+        else:
+            runs.append([point, point])
+    return "[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in runs) + "]"
+
+
+@functools.lru_cache(maxsize=None)
+def _same_as():
+    """``{code character: the BMP code points NFKC and upper case turn into it alone}``."""
+    table = {c: [] for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"}
+    for point in range(0x10000):
+        if not 0xD800 <= point <= 0xDFFF:
+            table.get(unicodedata.normalize("NFKC", chr(point)).upper(), []).append(point)
+    return table
+
+
+def widen_pattern(ascii_pattern):
+    """``ascii_pattern`` with each code character or class widened to its forms as sent.
+
+    ``ascii_pattern`` names upper-case code characters (``A-Z 0-9 . _ -``),
+    alone or in ``[...]`` classes; each becomes the class of every BMP
+    character that NFKC and upper case turn into one of them (``Ａ``, ``ａ``,
+    ``①``), which is what :func:`code` and the credit-code lookup accept.
+    """
+    def widen(match):
+        if match.group(0).startswith("{"):  # a quantifier
+            return match.group(0)
+        chars = match.group(0).strip("[]")
+        chars = re.sub(r"(.)-(.)", lambda r: "".join(map(chr, range(ord(r.group(1)),
+                                                                    ord(r.group(2)) + 1))),
+                       chars)
+        return _char_class([p for c in chars for p in _same_as()[c]])
+    return re.sub(r"\{\d*(,\d*)?\}|\[[^\]]*\]|[A-Z0-9._-]", widen, ascii_pattern)
+
+
+@functools.lru_cache(maxsize=None)
+def _code_pattern():
+    """The pattern of a code as sent: the alphabet widened, blanks around it."""
+    return f"^[{_BLANKS}]*{widen_pattern('[A-Z0-9]')}{widen_pattern('[A-Z0-9._-]')}*[{_BLANKS}]*$"
 
 
 def code_schema(kind="grid"):
-    """JSON Schema of :func:`code` of ``kind`` (``park`` or ``grid``), as sent (any case)."""
+    """JSON Schema of :func:`code` of ``kind`` (``park`` or ``grid``), as sent."""
     limit = PARK_CODE_MAX if kind == "park" else GRID_CODE_MAX
-    return {"type": "string", "pattern": f"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{limit - 1}}}$",
-            "minLength": 1, "maxLength": limit}
+    return {"type": "string", "pattern": _code_pattern(), "minLength": 1, "maxLength": limit,
+            "description": f"At most {limit} characters as sent, blanks included; each "
+                           "A-Z a-z 0-9 . _ - or a form NFKC turns into one of them (Ａ)"}
 
 
 def ledger_code_schema(prefix="YH"):
     """JSON Schema of :func:`ledger_code` with ``prefix`` (the year in the date range)."""
-    letters = "".join(f"[{c}{c.lower()}]" for c in prefix)  # codes are upper-cased
-    return {"type": "string", "maxLength": 13,
-            "pattern": f"^{letters}(19[7-9][0-9]|20[0-9][0-9]|2100)-"
-                       f"(0{{0,5}}[1-9]|0{{0,4}}[1-9][0-9]|0{{0,3}}[1-9][0-9]{{2}}|"
-                       f"0{{0,2}}[1-9][0-9]{{3}}|0?[1-9][0-9]{{4}}|[1-9][0-9]{{5}})$"}
+    number = widen_pattern(f"{prefix}(19[7-9][0-9]|20[0-9][0-9]|2100)-"
+                           "(0{0,5}[1-9]|0{0,4}[1-9][0-9]|0{0,3}[1-9][0-9]{2}|"
+                           "0{0,2}[1-9][0-9]{3}|0?[1-9][0-9]{4}|[1-9][0-9]{5})")
+    return {"type": "string", "maxLength": LEDGER_CODE_MAX,
+            "pattern": f"^[{_BLANKS}]*{number}[{_BLANKS}]*$"}
 
 
 def integer_schema(minimum=INT64_MIN, maximum=INT64_MAX):

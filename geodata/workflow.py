@@ -187,7 +187,8 @@ def plan_transition(state, target, role, *, note="", deadline=None, supervision=
                               details={"field": "note"})
     if step.needs_deadline:
         check_deadline(deadline, today, step.action, "a rectification deadline")
-    if step.action == "close" and not supervision:
+    # None alone is absent: {} is a record without its note (missing_field supervision.note).
+    if step.action == "close" and supervision is None:
         raise ValidationError("closing (销号) needs a supervision record: who checked, when "
                               "and a note", code="supervision_required",
                               details={"field": "supervision"})

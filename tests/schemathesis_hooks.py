@@ -31,6 +31,8 @@ CROSS_FIELD_CODES = {
     "precondition_failed",  # 412: a stale If-Match
     "unsupported_photo",  # 415: bytes that are no JPEG or PNG
     "occurred_in_future",  # a visit more than a day after now
+    # text within maxLength as sent that NFC makes longer than the column (geodata/domains.py)
+    "text_too_long",
     # the keys of merge's expected_versions (grid codes): OpenAPI 3.0 has no propertyNames
     ("invalid_text", "code"), ("invalid_value", "code"), ("missing_field", "code"),
     # dates after today (a code shared with malformed dates, which the schema refuses)

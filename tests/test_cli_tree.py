@@ -529,3 +529,50 @@ def test_format_json_is_one_document_or_nothing_on_every_command(db_url, runner,
         except ValueError:
             faults.append(f"{name}: exit {result.exit_code} printed {result.stdout[:80]!r}")
     assert faults == []
+
+
+#: Paths no file system call takes, or that name a file nobody meant.
+BAD_PATHS = {"NUL": "a\x00b.geojson", "escape": "a\x1bb.geojson", "CR": "a\rb.geojson",
+             "not UTF-8": "\udcff.geojson", "bidi override": "\u202egnp.exe.geojson",
+             "a name of 256 bytes": "x" * 251 + ".json", "4096 bytes in all": "d/" * 2048}
+
+
+def test_every_path_option_refuses_what_no_file_can_be_named(tmp_path):
+    """A NUL in ``--park-file`` was ``ValueError: embedded null byte``, a traceback with exit 1."""
+    from geodata.cli.context import FilePath
+
+    faults, walked = [], 0
+    for name, command in LEAVES.items():
+        for param in command.params:
+            if not isinstance(param.type, click.Path):
+                continue
+            assert isinstance(param.type, FilePath), (name, param.name)
+            base = (OUTPUTS[name] if param.name == "out" else
+                    ARGS[name][0] if name in ARGS else EVERY_PARK[name])
+            for label, bad in BAD_PATHS.items():
+                if isinstance(param, click.Argument):  # the base names its file in {tmp}
+                    args = [bad if TMP in a else a for a in base]
+                    assert bad in args, name
+                else:
+                    args = [a for a in base if a != param.opts[0]] + [param.opts[0], bad]
+                    if param.name == "out":  # the --out of the base goes
+                        args = [a for i, a in enumerate(base) if a != "--out" and (
+                            i == 0 or base[i - 1] != "--out")] + [param.opts[0], bad]
+                args = [a.replace(PARK, UNKNOWN) if a == PARK else a for a in args]
+                result = _run("sqlite:////nonexistent/x.sqlite", [*name.split(), *args])
+                hint = param.opts[0] if param.opts[0].startswith("--") else param.name.upper()
+                faults += [f"{label}: {f}" for f in _faults(name, result, 2, f"'{hint}'")]
+                walked += 1
+    assert walked >= 15 * len(BAD_PATHS) and faults == []
+
+
+@pytest.mark.parametrize("label", ["NUL", "not UTF-8", "CR"])
+def test_a_database_url_or_data_folder_no_file_can_have_is_exit_2(label, monkeypatch, tmp_path):
+    """``--db sqlite:////tmp/a<NUL>b`` was ``ValueError: embedded null byte`` from init-db."""
+    bad = BAD_PATHS[label]
+    for command in (["init-db"], ["users", "list"]):
+        result = _run(f"sqlite:///{tmp_path}/{bad}", command)
+        assert _faults(label, result, 2, "GRIDMAP_DATABASE_URL") == []
+    monkeypatch.setenv("GRIDMAP_DATA_DIR", f"{tmp_path}/{bad}".replace("\x00", "\x01"))
+    result = CliRunner().invoke(main, ["info"])
+    assert _faults(label, result, 2, "GRIDMAP_DATA_DIR") == []

@@ -126,9 +126,11 @@ BAD_CLOSES = [
     ({"photo_id": -(2**70)}, 422, "invalid_value"),
     ({"photo_id": 2**31}, 422, "unknown_photo"),
     ({"photo_id": True}, 422, "invalid_type"),
-    # the supervisor is the acting user: any other name, hostile or not, is refused
-    ({"supervisor": "王\n五"}, 422, "supervisor_not_actor"),
-    ({"supervisor": "王" * 101}, 422, "supervisor_not_actor"),
+    # the supervisor is the acting user: any other name is refused, one outside the person
+    # text domain (the document's) as such first
+    ({"supervisor": "王五"}, 422, "supervisor_not_actor"),
+    ({"supervisor": "王\n五"}, 422, "invalid_text"),
+    ({"supervisor": "王" * 101}, 422, "text_too_long"),
 ]
 
 

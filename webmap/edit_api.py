@@ -86,24 +86,21 @@ def _version(data, field="expected_version"):
     value = data.get(field)
     if value is None:
         return None
-    return domains.integer(value, field, minimum=0)
+    return domains.integer(value, field, minimum=0, maximum=domains.INT32_MAX)
 
 
-def _codes(data, field="codes"):
-    value = data.get(field)
-    if not (isinstance(value, list) and value and all(isinstance(c, str) and c for c in value)
-            and len(value) <= 100):
-        raise ValidationError(f"{field} must be a list of grid codes", code="invalid_value",
-                              details={"field": field})
-    return value
+def _codes(data, field, minimum, required):
+    """The grid codes of the list ``field`` (normalised), None when absent and optional."""
+    value = domains.items(data.get(field), field, minimum=minimum, maximum=100,
+                          what="grid codes", required=required)
+    if value is None:
+        return None
+    return [domains.code(c, field, pointer=f"/{field}/{i}") for i, c in enumerate(value)]
 
 
-def _code(data, field="code"):
-    value = data.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} (a grid code) is required", code="missing_field",
-                              details={"field": field})
-    return value.strip()
+def _code(data, field="code", required=True):
+    """The grid code ``field``, normalised (a 422 naming ``field``), or None when optional."""
+    return domains.code(data.get(field), field, required=required)
 
 
 def _edit(code, fields, call):
@@ -139,10 +136,9 @@ def draw(code):
 def reshape(code):
     """Give a grid a new shape; its neighbours give or take the same ground."""
     def call(session, park, data, **kw):
-        neighbours = data.get("neighbours")
+        # An empty list is an answer (no neighbour gives or takes ground); absent is "any".
         return edits.reshape_grid(session, park, _code(data), _geometry(data, "geometry", POLYGONS),
-                                  neighbours=None if neighbours is None else _codes(
-                                      data, "neighbours") if neighbours else (),
+                                  neighbours=_codes(data, "neighbours", 0, False),
                                   expected_version=_version(data), **kw)
     return _edit(code, {"code", "geometry", "neighbours", "expected_version"}, call)
 
@@ -156,10 +152,7 @@ def split(code):
         if "line" in data:
             line = _geometry(data, "line", ("LineString",))
         if "parts" in data:
-            parts = data["parts"]
-            if isinstance(parts, bool) or not isinstance(parts, int) or not 2 <= parts <= 50:
-                raise ValidationError("parts must be an integer from 2 to 50",
-                                      code="invalid_value", details={"field": "parts"})
+            parts = domains.integer(data["parts"], "parts", minimum=2, maximum=50)
         return edits.split_grid(session, park, _code(data), line=line, parts=parts,
                                 expected_version=_version(data), **kw)
     return _edit(code, {"code", "line", "parts", "expected_version"}, call)
@@ -170,13 +163,11 @@ def split(code):
 def merge(code):
     """Merge two or more adjacent grids into a new one."""
     def call(session, park, data, **kw):
-        codes = _codes(data)
-        expected = data.get("expected_versions")
-        if expected is not None and not (
-                isinstance(expected, dict) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                   for v in expected.values())):
-            raise ValidationError("expected_versions must be {code: version}",
-                                  code="invalid_value", details={"field": "expected_versions"})
+        codes = _codes(data, "codes", 2, True)
+        expected = domains.members(data.get("expected_versions"), "expected_versions")
+        for key, version in (expected or {}).items():
+            domains.integer(version, "expected_versions", minimum=0, maximum=domains.INT32_MAX,
+                            pointer=f"/expected_versions/{key}")
         return edits.merge_grids(session, park, codes, expected_versions=expected, **kw)
     return _edit(code, {"codes", "expected_versions"}, call)
 
@@ -186,7 +177,7 @@ def merge(code):
 def retire(code):
     """Retire a grid; its ground goes to ``to`` or the neighbours."""
     def call(session, park, data, **kw):
-        to = _code(data, "to") if data.get("to") is not None else None
+        to = _code(data, "to", required=False)
         return edits.retire_grid(session, park, _code(data), to=to,
                                  expected_version=_version(data), **kw)
     return _edit(code, {"code", "to", "expected_version"}, call)

@@ -268,7 +268,9 @@ def read_photo_upload(default_tag):
         raise ValidationError("send the photo as multipart field 'photo'", code="missing_field",
                               details={"field": "photo"})
     tag = photos.photo_tag(request.form["tag"]) if "tag" in request.form else default_tag
-    return actor, prepare(upload.read()), (upload.filename or "")[:200], tag
+    # The name whole: the service refuses one too long (text_too_long, field filename) rather
+    # than storing a cut one, which may end between a letter and its accent.
+    return actor, prepare(upload.read()), upload.filename or "", tag
 
 
 def photo_response(photo):

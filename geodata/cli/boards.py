@@ -2,13 +2,13 @@
 
 import click
 
-from geodata.cli.context import PARK_CODE, pass_context
+from geodata.cli.context import FILE_PATH, PARK_CODE, pass_context
 
 
 @click.command("boards")
 @click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--grid", "grid_code", help="Only this grid (default: every active grid).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=FILE_PATH,
               help="The PDF to write (replaced only when complete).")
 @click.option("--service-line", required=True,
               help="The park's service phone line printed on every board (服务热线).")

@@ -5,7 +5,8 @@ import sys
 
 import click
 
-from geodata.cli.context import (PlainFloatRange, PlainIntRange, check_park_scope, emit_table,
+from geodata.cli.context import (FILE_PATH, PlainFloatRange, PlainIntRange, check_park_scope,
+                                 emit_table,
                                  format_option, on_every_park, park_scope_options, pass_context,
                                  stored_park_codes, write_output)
 from geodata.errors import ConflictError, GridmapError
@@ -26,10 +27,10 @@ def rates_text(rates):
 
 @click.command("check")
 @park_scope_options
-@click.option("--park-file", type=click.Path(dir_okay=False), help="Park boundary file.")
-@click.option("--grids-file", type=click.Path(dir_okay=False),
+@click.option("--park-file", type=FILE_PATH, help="Park boundary file.")
+@click.option("--grids-file", type=FILE_PATH,
               help="Grid cells file (columns code, optional parent_code).")
-@click.option("--enterprises-file", type=click.Path(dir_okay=False),
+@click.option("--enterprises-file", type=FILE_PATH,
               help="Enterprise sites file (columns name, credit_code).")
 @click.option("--tolerance-m", type=PlainFloatRange(min=0), default=0.01, show_default=True,
               help="Gaps and overlaps narrower than this (metres) are numeric noise.")
@@ -41,7 +42,7 @@ def rates_text(rates):
                    "files); the findings do not depend on it.  [default: the cores, at most 2; "
                    "1 runs everything in one thread]")
 @format_option(("text", "json", "geojson"))
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("--out", type=FILE_PATH, help="Write the report here.")
 @click.option("--require-parks", is_flag=True, help="With --all: exit 1 when there are none.")
 @pass_context
 def check(obj, park_code, all_parks, workers, scheduler, park_file, grids_file,

@@ -111,6 +111,27 @@ class ParkCode(click.ParamType):
 PARK_CODE = ParkCode()
 
 
+class FilePath(click.Path):
+    """A file option or argument: a :class:`click.Path` refusing bad paths.
+
+    What is refused is :func:`geodata.domains.path_problem`'s to say.
+
+    Every file and path parameter of the shell has this type
+    (``tests/test_cli_tree.py`` walks them), so a bad path is a usage error
+    naming the option, exit 2, before anything is read or written.
+    """
+
+    def convert(self, value, param, ctx):
+        """Return the path as :class:`click.Path` does; fail (exit 2) on a bad one."""
+        problem = domains.path_problem(value)
+        if problem:
+            self.fail(problem, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+FILE_PATH = FilePath(dir_okay=False)
+
+
 class ErrorExitGroup(click.Group):
     """A click group that turns domain and database errors into one line and exit code 2.
 

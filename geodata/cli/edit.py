@@ -17,7 +17,8 @@ import sys
 import click
 
 from geodata import domains
-from geodata.cli.context import PARK_CODE, PLAIN_INT, PlainFloatRange, PlainIntRange, format_option
+from geodata.cli.context import (FILE_PATH, PARK_CODE, PLAIN_INT, PlainFloatRange, PlainIntRange,
+                                 format_option)
 from geodata.errors import BadRequestError
 
 _ACTOR_HELP = "Who makes the edit (default $GRIDMAP_ACTOR, else the login name)."
@@ -237,7 +238,7 @@ def restore(obj, edit_id, code, allow_problems, park_code, actor, reason, if_mat
 @click.option("--grid", "code", help="One grid's versions and lineage.")
 @click.option("--at", "at_edit", type=PlainIntRange(0, domains.ID_MAX),
               help="Write the grids as right after this edit to --out.")
-@click.option("--out", type=click.Path(dir_okay=False), help="File for --at (any format).")
+@click.option("--out", type=FILE_PATH, help="File for --at (any format).")
 @format_option(("text", "json"))
 @click.pass_obj
 def history(obj, park_code, code, at_edit, out, fmt):
@@ -301,7 +302,7 @@ def history(obj, park_code, code, at_edit, out, fmt):
 @click.option("--balance", type=click.Choice(["area", "enterprises", "employees"]),
               default="area", show_default=True,
               help="Balance cells by area, by number of enterprises or by employees.")
-@click.option("--out", type=click.Path(dir_okay=False),
+@click.option("--out", type=FILE_PATH,
               help="Write the draft here (.geojson, .gpkg, ...).")
 @click.option("--adopt", is_flag=True, help="Adopt the proposal as one edit.")
 @click.option("--seed", type=PlainIntRange(0), default=0, show_default=True)

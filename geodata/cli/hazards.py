@@ -10,7 +10,8 @@ import json
 
 import click
 
-from geodata.cli.context import (PARK_CODE, PlainIntRange, check_park_scope, echo_moved, emit_table,
+from geodata.cli.context import (FILE_PATH, PARK_CODE, PlainIntRange, check_park_scope, echo_moved,
+                                 emit_table,
                                  format_option, on_every_park, park_scope_options, pass_context,
                                  stored_park_codes)
 from geodata.periods import local_today
@@ -167,7 +168,7 @@ def transition(obj, hazard, target, username, version, note, deadline, supervisi
 
 
 @hazards.command("export")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=FILE_PATH)
 @click.option("--park", "park_code", type=PARK_CODE, help="Park code.")
 @click.option("--status", help="Only this status.")
 @click.option("--overdue", is_flag=True, help="Only overdue hazards.")

@@ -4,13 +4,13 @@ import json
 
 import click
 
-from geodata.cli.context import PARK_CODE, format_option, pass_context
+from geodata.cli.context import FILE_PATH, PARK_CODE, format_option, pass_context
 from geodata.vocabulary import LAYERS
 
 
 @click.command("import")
 @click.argument("layer", type=click.Choice(LAYERS))
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=FILE_PATH)
 @click.option("--park", "park_code", type=PARK_CODE,
               help="Park code (needed unless there is one park).")
 @click.option("--crs", help="CRS to assume when the file declares none, e.g. EPSG:4490.")
@@ -51,7 +51,7 @@ def import_(obj, layer, file, park_code, crs, dry_run, diff, apply_, allow_probl
 
 @click.command("export")
 @click.argument("layer", type=click.Choice(LAYERS))
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=FILE_PATH)
 @click.option("--park", "park_code", type=PARK_CODE,
               help="Park code (needed unless there is one park).")
 @format_option(("text", "json"))

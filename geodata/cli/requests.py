@@ -10,7 +10,8 @@ import json
 
 import click
 
-from geodata.cli.context import (PARK_CODE, PlainIntRange, echo_moved, emit_table, format_option,
+from geodata.cli.context import (FILE_PATH, PARK_CODE, PlainIntRange, echo_moved, emit_table,
+                                 format_option,
                                  pass_context)
 from geodata.cli.hazards import _actor
 from geodata.vocabulary import (REQUEST_SOURCES, REQUEST_STATE_NAMES, REQUEST_STATUSES,
@@ -164,7 +165,7 @@ def transition(obj, ref, target, username, version, note, department, responsibl
 
 
 @requests.command("export")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=FILE_PATH)
 @_filter_options
 @pass_context
 def export(obj, file, park_code, status, category, source, overdue):

@@ -10,7 +10,8 @@ exits 0 whatever it finds (it is a work list, not a check).
 
 import click
 
-from geodata.cli.context import (PARK_CODE, PLAIN_INT, PlainIntRange, emit_table, format_option,
+from geodata.cli.context import (FILE_PATH, PARK_CODE, PLAIN_INT, PlainIntRange, emit_table,
+                                 format_option,
                                  pass_context)
 from geodata.vocabulary import RULE_PERIODS, VISIT_KINDS
 
@@ -77,7 +78,7 @@ def list_(obj, park_code, grid, kind, from_, to, limit, fmt):
 
 @visits.command("export")
 @_filter_options
-@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (UTF-8).")
+@click.option("--out", type=FILE_PATH, help="Write to this file (UTF-8).")
 @format_option(default="csv", help="csv (default), json or text; every visit, oldest last.")
 @pass_context
 def export(obj, park_code, grid, kind, from_, to, out, fmt):

@@ -8,13 +8,13 @@ writes nothing; see docs/weekly.md.
 
 import click
 
-from geodata.cli.context import PARK_CODE, emit_table, format_option, pass_context
+from geodata.cli.context import FILE_PATH, PARK_CODE, emit_table, format_option, pass_context
 
 
 @click.command("weekly-report")
 @click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", required=True, help="ISO week in Asia/Shanghai, e.g. 2026-W48.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False),
+@click.option("--out", required=True, type=FILE_PATH,
               help="Output file: .xlsx, .html (printable) or .pdf.")
 @pass_context
 def weekly_report(obj, park_code, week, out):
@@ -99,7 +99,7 @@ def assign(obj, park_code, week, hazard_ref, request_ref, enterprise, category, 
 @click.option("--park", "park_code", type=PARK_CODE, required=True, help="Park code.")
 @click.option("--week", help="Only this ISO week's assignments.")
 @format_option(("text", "json", "csv", "xlsx"), help="xlsx needs --out.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option("--out", type=FILE_PATH, help="Write to this file.")
 @pass_context
 def assignments(obj, park_code, week, fmt, out):
     """List (or export) the 周交办 assignments with their progress."""
@@ -136,7 +136,7 @@ ASSESSMENT_COLUMNS = [
 @click.option("--from", "first", required=True, help="First local day, YYYY-MM-DD.")
 @click.option("--to", "last", required=True, help="Last local day, YYYY-MM-DD.")
 @format_option(("text", "json", "xlsx"), help="xlsx needs --out.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file.")
+@click.option("--out", type=FILE_PATH, help="Write to this file.")
 @pass_context
 def assessment(obj, park_code, first, last, fmt, out):
     """Staff assessment (考核) of PARK from FROM to TO: figures and weighted score per person."""

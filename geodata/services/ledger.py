@@ -351,6 +351,7 @@ def transition(session, hazard_id, target, *, actor, expected_version, if_match=
     _check_version(hazard, expected_version, if_match)
     note = _text(note, "note")
     deadline = domains.day(deadline, "deadline")
+    supervision = domains.members(supervision, "supervision")
     step = plan_transition(hazard.status, target, actor.role, note=note, deadline=deadline,
                            supervision=supervision, today=today)
     if step.action == "close":
@@ -389,16 +390,15 @@ def _check_after_photo(session, hazard):
 
 
 def _supervision(session, hazard, data, actor, outcome):
-    if not isinstance(data, dict):
-        raise ValidationError("supervision must be an object", code="invalid_type",
-                              details={"field": "supervision"})
     unknown = set(data) - {"note", "checked_at", "supervisor", "photo_id"}
     if unknown:
         raise ValidationError(f"unknown supervision fields: {', '.join(sorted(unknown))}",
                               code="unknown_property", details={"field": "supervision"})
     note = _text(data.get("note"), "supervision.note", required=outcome == "passed")
-    # Who supervised is who is logged in, never a typed name: the record is evidence.
-    if data.get("supervisor") not in (None, actor.name):
+    # Who supervised is who is logged in, never a typed name: the record is evidence.  The
+    # name is still person text first, so a value outside the domain is refused as such.
+    if _text(data.get("supervisor"), "supervision.supervisor", kind="person") not in (
+            "", actor.name):
         raise ValidationError(f"the supervisor is the user taking this step ({actor.name}); "
                               "leave supervision.supervisor out", code="supervisor_not_actor",
                               details={"field": "supervision.supervisor"})
