@@ -269,6 +269,11 @@ def _storage(metric_geom, rounded):
     return geom
 
 
+def _checked(proposal):
+    """What a proposal must meet: a 422 with the reason when it is invalid as sent."""
+    return {} if proposal.is_valid else {"refusal": ({422}, {"invalid_geometry"})}
+
+
 def op_split(walk):
     active = walk.active()
     code = walk.pick(sorted(active))
@@ -315,9 +320,10 @@ def op_border(walk):
     if walk.rng.integers(2):
         return "API " + what, walk.api("/reshape", {
             "code": a, "geometry": shapely.geometry.mapping(proposal), "neighbours": [b],
-            "expected_version": active[a][2]})
+            "expected_version": active[a][2]}), _checked(proposal)
     return what, walk.service(lambda s, p: edits.reshape_grid(
-        s, p, a, proposal, neighbours=[b], actor="walk", expected_version=active[a][2]))
+        s, p, a, proposal, neighbours=[b], actor="walk", expected_version=active[a][2])), \
+        _checked(proposal)
 
 
 def _junctions(active):
@@ -344,9 +350,9 @@ def op_vertex(walk):
     what = f"{code} takes a {radius} m disc at the junction of {'/'.join(codes)}"
     if walk.rng.integers(2):
         return "API " + what, walk.api("/reshape", {
-            "code": code, "geometry": shapely.geometry.mapping(proposal)})
+            "code": code, "geometry": shapely.geometry.mapping(proposal)}), _checked(proposal)
     return what, walk.service(lambda s, p: edits.reshape_grid(s, p, code, proposal,
-                                                              actor="walk"))
+                                                              actor="walk")), _checked(proposal)
 
 
 def op_boundary(walk):
@@ -372,7 +378,7 @@ def op_boundary(walk):
         return op_border(walk)
     proposal = _storage(proposal, bool(walk.rng.integers(2)))
     return f"{code} moves {width} m in from the park boundary", walk.service(
-        lambda s, p: edits.reshape_grid(s, p, code, proposal, actor="walk"))
+        lambda s, p: edits.reshape_grid(s, p, code, proposal, actor="walk")), _checked(proposal)
 
 
 def op_absorb(walk):
@@ -611,3 +617,45 @@ def test_a_snapped_vertex_takes_no_wedge_from_a_grid_never_reached(neighbours, w
     assert shapely.intersection(out["A"], c).area == 0
     assert out["A"].area == pytest.approx(a.area + 10 * width)
     assert out["B"].area == pytest.approx(b.area - 10 * width)
+
+
+#: A grid the walk recorded (edit 15 of seed 5): valid in degrees, but its vertex T lies a
+#: hair from the opposite edge, so projected to EPSG:4547 the ring crosses itself there.
+PINCHED = shapely.MultiPolygon([shapely.Polygon([
+    (114.37285544162526, 34.063608602500324), (114.37036684262625, 34.06059572656695),
+    (114.367783955176, 34.06145633367753), (114.367593391, 34.062368585),
+    (114.371957407, 34.062521408), (114.37285544162526, 34.063608602500324)])])
+#: The same grid after slivers were absorbed: T gone.
+UNPINCHED = shapely.MultiPolygon([shapely.Polygon([
+    (114.371957407, 34.062521408), (114.37036684262625, 34.06059572656695),
+    (114.367783955176, 34.06145633367753), (114.367593391, 34.062368585),
+    (114.371957407, 34.062521408)])])
+
+
+def test_a_shape_valid_in_degrees_that_crosses_itself_projected_is_no_500(db_url, engine,
+                                                                          runner, tmp_path):
+    # restore_grid gave a grid this recorded shape back: reshape projected it unrepaired and
+    # GEOS raised a TopologyException (a 500 through any route).  Drawn shapes go the same way.
+    assert PINCHED.is_valid and not to_metric(PINCHED, EPSG).is_valid
+    park = shapely.box(114.366, 34.059, 114.375, 34.065)
+    for name, frame in (("parks", {"code": ["P"], "name": ["测试园区"],
+                                  "division_code": ["411621"]}),
+                        ("grids", {"code": ["P-001"], "name": ["北"]})):
+        path = tmp_path / f"{name}.gpkg"
+        gpd.GeoDataFrame(frame, geometry=[park if name == "parks" else UNPINCHED],
+                         crs=4326).to_file(path)
+        args = ("--park", "P") if name == "grids" else ()
+        result = runner("import", name, path, *args)
+        assert result.exit_code == 0, result.output + result.stderr
+    with session_scope(engine, write=True) as session:
+        out = edits.reshape_grid(session, get_park(session, "P"), "P-001", PINCHED,
+                                 actor="t", snap_m=0.0)
+        assert out.reshaped == ["P-001"] and out.coverage["overlaps"] == 0
+    with session_scope(engine) as session:
+        history = edits.grid_history(session, get_park(session, "P"), "P-001")
+        assert [h["operation"] for h in history] == ["initial", "reshape"]
+        assert history[-1]["geometry"].is_valid
+    with pytest.raises(GridmapError) as err:  # no uncovered ground under it: a 422
+        with session_scope(engine, write=True) as session:
+            edits.draw_grid(session, get_park(session, "P"), PINCHED, actor="t")
+    assert err.value.http_status == 422
