@@ -638,9 +638,9 @@ def test_a_shape_valid_in_degrees_that_crosses_itself_projected_is_no_500(db_url
     # GEOS raised a TopologyException (a 500 through any route).  Drawn shapes go the same way.
     assert PINCHED.is_valid and not to_metric(PINCHED, EPSG).is_valid
     park = shapely.box(114.366, 34.059, 114.375, 34.065)
-    for name, frame in (("parks", {"code": ["P"], "name": ["测试园区"],
-                                  "division_code": ["411621"]}),
-                        ("grids", {"code": ["P-001"], "name": ["北"]})):
+    frames = (("parks", {"code": ["P"], "name": ["测试园区"], "division_code": ["411621"]}),
+              ("grids", {"code": ["P-001"], "name": ["北"]}))
+    for name, frame in frames:
         path = tmp_path / f"{name}.gpkg"
         gpd.GeoDataFrame(frame, geometry=[park if name == "parks" else UNPINCHED],
                          crs=4326).to_file(path)
