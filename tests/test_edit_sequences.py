@@ -7,9 +7,9 @@ merge of two neighbours, a border moved between two neighbours (strips
 from 5 cm to 25 m, half of them sent at 7 decimals), a disc around a vertex
 shared by three or more grids or a strip along the park's boundary given to
 one grid, slivers absorbed, a grid retired into a neighbour, sub-grids drawn
-inside a parent (the QGIS layer apply), the last edit undone with a restore,
-a stale edit (old ``expected_version`` or ``If-Match``: 409/412) and an
-invalid proposal (422).  After every step:
+inside a parent (the QGIS layer apply), the last edit undone with a restore
+of the park, one grid restored, a stale edit (old ``expected_version`` or
+``If-Match``: 409/412) and an invalid proposal (422).  After every step:
 
 * the stored grids pass the park's coverage check (level-1 grids tile the
   park, sub-grids tile their parent, nothing wider than the tolerance
@@ -23,11 +23,15 @@ invalid proposal (422).  After every step:
   whose shape or state changed has a higher one;
 * the history holds one entry per successful edit, the newest being it;
 * a restore of the last edit gives back the stored WKB of every grid of
-  before, byte for byte;
+  before, byte for byte; a grid's restore its recorded shape up to ground
+  narrower than the tolerance;
 * a refused step changed nothing (:func:`stored_snapshot`).
 
+At the end, :func:`edits.grids_at` of every edit of the walk is what was
+stored right after it.
+
 A failure names the seed and the steps so far (rerun with
-``GRIDMAP_WALK_SEED``).
+``GRIDMAP_WALK_SEED``; ``GRIDMAP_WALK_STEPS`` makes the walk longer).
 """
 
 import json
