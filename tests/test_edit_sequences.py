@@ -521,8 +521,8 @@ def op_stale(walk):
         ("API merge, stale If-Match", (412, "precondition_failed"), lambda: walk.api(
             "/merge", {"codes": [a, b]}, headers={"If-Match": old_park})),
         ("API reshape, stale If-Match", (412, "precondition_failed"), lambda: walk.api(
-            "/reshape", {"code": a, "geometry": shapely.geometry.mapping(
-                _storage(active[a][0], False))}, headers={"If-Match": old_park})),
+            "/reshape", {"code": a, "geometry": shapely.geometry.mapping(shapely.from_wkb(
+                walk.stored["grids"][a][4]))}, headers={"If-Match": old_park})),
         ("merge, stale grid ETag", (412, "precondition_failed"), lambda: walk.service(
             lambda s, p: edits.merge_grids(s, p, [a, b], actor="walk",
                                            expected_versions={b: f'"{active[b][2] - 1}"'}))),
@@ -569,6 +569,8 @@ def op_invalid(walk):
         variants.append(("merge of grids apart", "not_adjacent", lambda: walk.service(
             lambda s, p: edits.merge_grids(s, p, list(apart), actor="walk"))))
     what, code, call = walk.pick(variants)
+    if "reshape" in what and code != "invalid_geometry" and not grown.is_valid:
+        code = "invalid_geometry"  # as sent, before anything else is looked at
     return f"{what} ({a}, {b})", call(), {"refusal": ({422}, {code})}
 
 
