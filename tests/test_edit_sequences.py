@@ -315,7 +315,7 @@ def op_border(walk):
     a, b = walk.pick(walk.neighbours(active))
     if walk.rng.integers(2):
         a, b = b, a
-    width = float(walk.pick([0.05, 0.5, 3.0, 10.0, 25.0]))
+    width = float(walk.pick([0.02, 0.05, 0.5, 3.0, 10.0, 25.0]))
     border = shapely.intersection(active[a][0], active[b][0])
     strip = shapely.intersection(active[b][0], shapely.buffer(border, width))
     rounded = bool(walk.rng.integers(2))
@@ -348,7 +348,7 @@ def op_vertex(walk):
         return op_border(walk)
     xy, codes = walk.pick(junctions)
     code = walk.pick(codes)
-    radius = float(walk.pick([0.3, 2.0, 8.0]))
+    radius = float(walk.pick([0.05, 0.3, 2.0, 8.0]))
     disc = shapely.intersection(shapely.Point(xy).buffer(radius), walk.boundary)
     proposal = _storage(shapely.union(active[code][0], disc), bool(walk.rng.integers(2)))
     what = f"{code} takes a {radius} m disc at the junction of {'/'.join(codes)}"
