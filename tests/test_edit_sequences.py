@@ -4,7 +4,7 @@ Each walk applies :data:`STEPS` random edits to the demo park, on both
 backends, some through the service functions and some through the JSON
 edit API (a planner's token): a split by a random line or into parts, a
 merge of two neighbours, a border moved between two neighbours (strips
-from 5 cm to 25 m, half of them sent at 7 decimals), a disc around a vertex
+from 2 cm to 25 m, half of them sent at 7 decimals), a disc around a vertex
 shared by three or more grids or a strip along the park's boundary given to
 one grid, slivers absorbed, a grid retired into a neighbour, sub-grids drawn
 inside a parent (the QGIS layer apply), the last edit undone with a restore
