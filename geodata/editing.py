@@ -128,6 +128,30 @@ def _snap(geometry, cells, park, snap_m):
     return snapped if snapped.is_valid else geometry
 
 
+def _snap_taking_nothing_more(geometry, old, cells, park, snap_m, tolerance_m):
+    """:func:`_snap` a reshaped cell, unless snapping takes ground the shape did not.
+
+    A vertex snapped to a neighbour's vertex up to ``snap_m`` away swings the
+    edges that meet there: along a long edge that is a wedge of a grid the
+    planner never touched (48 m² for a 0.23 m snap along 420 m), an overlap
+    the edit would be refused for, or ground silently taken.  Snapping is
+    meant to close the gaps the new shape leaves against edges it reaches,
+    so the unsnapped shape is kept when the snapped one takes ground wider
+    than ``tolerance_m`` from a cell the drawing did not reach into.
+    """
+    snapped = _snap(geometry, cells.values(), park, snap_m)
+    if snapped is geometry:
+        return geometry
+    grown = clean(shapely.difference(snapped, _union([geometry, old])))
+    if is_narrow(grown, tolerance_m):
+        return snapped
+    for g in cells.values():
+        if not is_narrow(clean(shapely.intersection(grown, g)), tolerance_m) and is_narrow(
+                clean(shapely.intersection(geometry, g)), tolerance_m):
+            return geometry
+    return snapped
+
+
 def draw(drawn, park, cells, *, tolerance_m=TOLERANCE_M, snap_m=SNAP_M):
     """Turn what a planner drew into a grid that fills uncovered ground only.
 
@@ -201,7 +225,8 @@ def reshape(cells, code, new_geometry, neighbours=None, *, park=None,
                               details={"grid": code})
     old = cells[code]
     others = {c: g for c, g in cells.items() if c != code}
-    new = clean(_snap(new_geometry, others.values(), park, snap_m))
+    new = clean(_snap_taking_nothing_more(new_geometry, old, others, park, snap_m,
+                                          tolerance_m))
     if new.is_empty:
         raise ValidationError(f"the new shape of {code} is empty", code="empty_result",
                               details={"grid": code})

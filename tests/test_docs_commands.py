@@ -76,6 +76,8 @@ NOT_SETTINGS = {
     "GRIDMAP_TEST_POSTGIS_URL": "tests/conftest.py",
     "GRIDMAP_COMPLETE": "click's shell completion (_GRIDMAP_COMPLETE)",
     "GRIDMAP_ACTOR": "geodata/cli/edit.py",
+    "GRIDMAP_WALK_SEED": "tests/test_edit_sequences.py",
+    "GRIDMAP_WALK_STEPS": "tests/test_edit_sequences.py",
     "GRIDMAP_": "the prefix itself",
 }
 

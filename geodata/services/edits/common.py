@@ -120,7 +120,7 @@ class _State:
         self.geom = dict(zip(self.by_code, geoms))
         self.metric = dict(zip(self.by_code, _valid_metric(geoms, self.epsg)))
         self.park4326 = park_boundary(park)
-        self.park_metric = to_metric(self.park4326, self.epsg)
+        self.park_metric = _valid_metric([self.park4326], self.epsg)[0]
 
     def grid(self, code):
         """The active grid ``code`` (normalised), or 404."""
@@ -258,7 +258,13 @@ def _same(a, b):
 
 
 def _metric(state, geom):
-    return to_metric(geom, state.epsg)
+    """``geom`` (EPSG:4326) in the park's metric CRS, valid there too (:func:`_valid_metric`).
+
+    A drawn or recorded shape valid in degrees can cross itself by a hair once
+    projected (a vertex 1 mm from an edge 200 m long); GEOS then fails on it
+    (``TopologyException``: a 500 instead of an answer).
+    """
+    return _valid_metric([geom], state.epsg)[0]
 
 
 def _polygon_input(geometry, field):
