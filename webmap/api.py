@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
 from geodata import answer_schemas, creditcode, domains
 from geodata.config import Settings
-from geodata.errors import BadRequestError, NotFoundError, ValidationError
+from geodata.errors import BadRequestError, FeatureError, NotFoundError, ValidationError
 from geodata.hidden import hidden_units_page
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.periods import local_today
@@ -97,6 +97,66 @@ def check_query():
 def _document_path(rule):
     # The OpenAPI path of a URL rule (``<int:hazard_id>`` → ``{hazard_id}``); rules are few.
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
+
+
+@functools.lru_cache(maxsize=None)
+def declared_bodies():
+    """``{(OpenAPI path, METHOD): schema}`` of every documented JSON request body."""
+    return {(path, method.upper()): schema
+            for path, operations in openapi_document()["paths"].items()
+            for method, op in operations.items()
+            for schema in [op.get("requestBody", {}).get("content", {})
+                           .get("application/json", {}).get("schema")] if schema}
+
+
+def check_members(data):
+    """Refuse a member of this request's JSON body whose shape is not the one documented.
+
+    One rule for every JSON write, read from :func:`openapi_document`: a
+    member declared an object, an array or an integer must be one (422
+    ``invalid_type``), an integer within its documented range and an array
+    within its documented length (422 ``invalid_value``), at any depth.
+    Routes read members with ``data.get(...)``, and a falsy value of another
+    type passed for absent there: ``"supervision": []`` recorded a step
+    without its record, ``"neighbours": false`` reshaped with no neighbour,
+    and a version outside its range was answered 409 ``stale_version``.
+    ``null`` stays "absent"; text, numbers and geometries keep their own
+    readers (:mod:`geodata.domains`, :func:`geodata.geometry.geometry_member`).
+    """
+    rule = request.url_rule
+    schema = declared_bodies().get((_document_path(rule.rule), request.method))
+    if schema is not None:
+        for name, member in schema.get("properties", {}).items():
+            _check_member(data.get(name), member, name)
+
+
+def _check_member(value, schema, field):
+    kind = schema.get("type")
+    if value is None or "coordinates" in schema.get("required", ()):
+        return  # absent, or a geometry (geometry_member says what is wrong with it)
+    if kind == "integer":
+        domains.integer(value, field, minimum=schema.get("minimum", domains.INT64_MIN),
+                        maximum=schema.get("maximum", domains.INT64_MAX))
+    elif kind == "object":
+        if not isinstance(value, dict):
+            raise FeatureError(f"must be a JSON object, got {type(value).__name__}",
+                               code="invalid_type", field=field, domain="object")
+        extra = schema.get("additionalProperties")
+        for name, item in value.items():
+            member = schema.get("properties", {}).get(name, extra)
+            if isinstance(member, dict):
+                _check_member(item, member, f"{field}.{name[:80]}")
+    elif kind == "array":
+        if not isinstance(value, list):
+            raise FeatureError(f"must be a JSON array, got {type(value).__name__}",
+                               code="invalid_type", field=field, domain="array")
+        low, high = schema.get("minItems", 0), schema.get("maxItems")
+        if len(value) < low or (high is not None and len(value) > high):
+            limits = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise FeatureError(f"must hold {limits} items, got {len(value)}",
+                               code="invalid_value", field=field, domain="array")
+        for item in value:
+            _check_member(item, schema.get("items", {}), field)
 
 
 def single_arg(name):

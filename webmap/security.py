@@ -13,9 +13,17 @@
   the server checks the login each time).
 * With ``GRIDMAP_SECURE_COOKIES`` (behind TLS): ``Strict-Transport-Security``,
   and :func:`webmap.create_app` marks the session cookie ``Secure``.
+
+And one rule for every request body: a body of unknown length (``Transfer-Encoding:
+chunked``) is held to ``GRIDMAP_MAX_UPLOAD_MB`` as one with a ``Content-Length`` is
+(:func:`_bound_unsized_body`).
 """
 
+import io
+
 from flask import g, request, session
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length
 
 #: One year; no ``includeSubDomains``: other hosts of the domain are not ours to pin.
 HSTS = "max-age=31536000"
@@ -35,9 +43,42 @@ def _personal():
     return g.get("user") is not None or session.modified
 
 
+def _bound_unsized_body():
+    """Read a body sent without ``Content-Length`` up to the cap: 413 beyond it.
+
+    Behind gunicorn (or any server that marks ``wsgi.input_terminated``)
+    Werkzeug caps such a body at ``MAX_CONTENT_LENGTH`` by stopping there:
+    ``request.get_data()`` and the form parser returned the first bytes, so
+    an over-cap JSON body padded with blanks was stored as its valid prefix,
+    and an over-cap login form lost its CSRF token (400 instead of 413).  The
+    body is read here once, at most one byte over the cap, and handed on with
+    its length, so every reader sees either all of it or a 413.
+    """
+    environ, limit = request.environ, request.max_content_length
+    if (limit is None or "wsgi.input_terminated" not in environ
+            or get_content_length(environ) is not None):
+        return
+    stream, body = environ["wsgi.input"], bytearray()
+    while len(body) <= limit:
+        chunk = stream.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    environ["wsgi.input"] = io.BytesIO(bytes(body))
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
 def init_app(app):
-    """Register the header hook; call it before any other ``after_request`` so it runs last."""
+    """Register the header hook; call it before any other ``after_request`` so it runs last.
+
+    The body hook is registered first too, so it runs before any other ``before_request``
+    hook could read the body (the CSRF check reads the form).
+    """
     secure = app.config["GRIDMAP"].secure_cookies
+    app.before_request(_bound_unsized_body)
 
     @app.after_request
     def _frame_and_transport_headers(response):
