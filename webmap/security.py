@@ -14,14 +14,25 @@
 * With ``GRIDMAP_SECURE_COOKIES`` (behind TLS): ``Strict-Transport-Security``,
   and :func:`webmap.create_app` marks the session cookie ``Secure``.
 
-And one rule for every request body: a body of unknown length (``Transfer-Encoding:
-chunked``) is held to ``GRIDMAP_MAX_UPLOAD_MB`` as one with a ``Content-Length`` is
-(:func:`_bound_unsized_body`).
+And two rules for every request:
+
+* A body of unknown length (``Transfer-Encoding: chunked``) is held to
+  ``GRIDMAP_MAX_UPLOAD_MB`` as one with a ``Content-Length`` is
+  (:func:`_bound_unsized_body`).
+* With ``GRIDMAP_PUBLIC_URL`` set, every absolute link an answer carries (the
+  OGC API's ``links``, paging ``Link`` headers, the OpenAPI ``servers``) is
+  below that address, whatever ``Host`` the request named (:class:`PublicAddress`).
+  Without it the request's ``Host`` is the only address known: set it behind a
+  proxy that passes any ``Host`` on.  ``X-Forwarded-*`` headers are never read.
 """
 
 import io
+from urllib.parse import urlsplit
 
 from flask import g, request, session
+
+from geodata.boards import check_base_url
+from geodata.errors import ConfigError, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length
 
@@ -71,14 +82,51 @@ def _bound_unsized_body():
     environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
+class PublicAddress:
+    """WSGI middleware: the request's host and scheme are those of the service's public URL.
+
+    Flask builds absolute links (``url_for(..., _external=True)``,
+    ``request.base_url``) from the ``Host`` header, which any client sets:
+    ``Host: evil.example`` made the OGC API's links and the paging ``Link``
+    header point there, for a cache or a client to follow.  A path in the
+    URL (``https://example.cn/gridmap``) becomes the links' prefix
+    (``SCRIPT_NAME``), for a proxy that serves the app below it.
+    """
+
+    def __init__(self, wsgi_app, public_url):
+        self.wsgi_app = wsgi_app
+        parts = urlsplit(public_url)
+        self.scheme, self.host, self.prefix = parts.scheme, parts.netloc, parts.path.rstrip("/")
+
+    def __call__(self, environ, start_response):
+        """Answer ``environ`` as a request to the public address."""
+        environ["wsgi.url_scheme"], environ["HTTP_HOST"] = self.scheme, self.host
+        if self.prefix:
+            environ["SCRIPT_NAME"] = self.prefix
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app):
     """Register the header hook; call it before any other ``after_request`` so it runs last.
 
     The body hook is registered first too, so it runs before any other ``before_request``
     hook could read the body (the CSRF check reads the form).
+
+    Raises
+    ------
+    ConfigError
+        ``GRIDMAP_PUBLIC_URL`` is not an ``http(s)://`` address with a host.
     """
-    secure = app.config["GRIDMAP"].secure_cookies
+    settings = app.config["GRIDMAP"]
+    secure = settings.secure_cookies
     app.before_request(_bound_unsized_body)
+    if settings.public_url:
+        try:
+            public_url = check_base_url(settings.public_url)
+        except ValidationError as exc:
+            raise ConfigError(f"GRIDMAP_PUBLIC_URL: {exc.message}",
+                              details={"setting": "GRIDMAP_PUBLIC_URL"}) from None
+        app.wsgi_app = PublicAddress(app.wsgi_app, public_url)
 
     @app.after_request
     def _frame_and_transport_headers(response):
