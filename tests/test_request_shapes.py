@@ -157,3 +157,33 @@ def test_photo_parts_of_the_other_kind_are_refused(api, engine):  # noqa: F811
             error = _error(response, where)
             assert error["code"] == "invalid_type" and error["details"]["field"] == field
     assert stored_snapshot(engine) == before
+
+
+def test_every_form_post_refuses_a_repeated_field(api, engine):  # noqa: F811
+    samples = _samples(api, engine)
+    api.app.config["WTF_CSRF_ENABLED"] = False  # the rule itself, not the CSRF token's
+    before = stored_snapshot(engine)
+    forms = [r for r in _rules(api.app) if "POST" in r.methods and (
+        _posts().get(_document_path(r.rule), "multipart/form-data") == "multipart/form-data")]
+    assert {r.endpoint for r in forms} >= {"login", "logout", "hazards_api.upload_photo",
+                                           "visits_api.upload_photo"}
+    for rule in forms:
+        url = _url(rule, samples)
+        if rule.endpoint in ("login", "logout"):
+            # the first names an account that may log in, the second another
+            body, media, role = ("username=admin&username=viewer&password=admin-pass-123",
+                                 "application/x-www-form-urlencoded", None)
+        else:
+            body, media, role = ({"photo": (io.BytesIO(image_bytes()), "a.png"),
+                                  "username": ["before", "after"]}, "multipart/form-data",
+                                 "admin")
+            body["tag"] = body.pop("username")
+        client = api.client()
+        response = api.call("POST", url, role, data=body, content_type=media, client=client)
+        where = f"{rule.rule}: {response.status_code}"
+        assert response.status_code == 400, where
+        error = _error(response, where)
+        assert error["code"] == "repeated_parameter", where
+        assert error["details"]["field"] in ("username", "tag"), where
+        assert client.get_cookie("session") is None, where  # nobody logged in
+    assert stored_snapshot(engine) == before

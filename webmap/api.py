@@ -67,19 +67,31 @@ def declared_parameters():
             for method, op in operations.items()}
 
 
+#: Bodies whose fields Werkzeug reads into ``request.form`` and ``request.files``.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 @bp.before_app_request
 def check_query():
-    """Refuse a repeated query parameter anywhere, and under ``/api`` an undeclared one.
+    """Refuse a repeated query parameter or form field anywhere, and under ``/api`` an
+    undeclared parameter.
 
     One rule for every route, so a new route cannot forget it: a parameter
-    given twice is 400 ``repeated_parameter`` (which of the two would a
-    cache, a proxy or the route read?), and an ``/api`` route takes only
+    or a form field given twice is 400 ``repeated_parameter`` (which of the
+    two would a cache, a proxy or the route read?  ``username=admin&
+    username=viewer`` logged in as the first), and an ``/api`` route takes only
     the query parameters its operation declares in :func:`openapi_document`
     (422 ``unknown_parameter`` naming the allowed ones), so the document and
     the routes cannot drift apart.
     """
     for name in request.args:
         single_arg(name)
+    if request.mimetype in FORM_TYPES:
+        for name in set(request.form) | set(request.files):
+            count = len(request.form.getlist(name)) + len(request.files.getlist(name))
+            if count > 1:
+                raise BadRequestError(f"form field {name[:80]!r} given {count} times",
+                                      code="repeated_parameter", details={"field": name[:80]})
     rule = request.url_rule
     if rule is None or not rule.rule.startswith("/api/"):
         return

@@ -240,8 +240,9 @@ def read_photo_upload(default_tag):
 
     The one reader of hazard and visit photos: the fields are ``photo`` and
     ``tag`` (:func:`geodata.services.photos.photo_tag`, ``default_tag`` when
-    absent), each once; any other is 422 ``unknown_property``, as in a JSON
-    body, rather than dropped while the client believes it was kept.
+    absent), each once (:func:`webmap.api.check_query`); any other is 422
+    ``unknown_property``, as in a JSON body, rather than dropped while the
+    client believes it was kept.
     Checks the role (create) and, for a browser session, the CSRF token; the
     image is decoded and re-encoded (:func:`geodata.photos.prepare`) here,
     before any write transaction: it can take a second, and SQLite's single
@@ -263,10 +264,6 @@ def read_photo_upload(default_tag):
         raise ValidationError(f"unknown fields: {', '.join(unknown)[:200]}",
                               code="unknown_property",
                               details={"field": unknown[0][:80], "allowed": list(PHOTO_FIELDS)})
-    for name in PHOTO_FIELDS:
-        if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
-            raise ValidationError(f"send the field {name!r} once", code="invalid_value",
-                                  details={"field": name})
     # A part of the other kind (the tag sent as a file, the photo as text) was read as absent:
     # the photo was stored with the default tag while the client believed it sent another.
     for name, wrong, kind in (("photo", request.form, "a file"), ("tag", request.files, "text")):
