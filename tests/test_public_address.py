@@ -3,8 +3,9 @@
 With ``GRIDMAP_PUBLIC_URL`` set, the OGC API's ``links``, the paging
 ``Link`` headers and the OpenAPI ``servers`` are below it whatever ``Host``
 the request names; without it, ``X-Forwarded-Host``/``-Proto`` are never
-read.  A ``GRIDMAP_PUBLIC_URL`` that is no http(s) address stops the app
-from starting.
+read.  A redirect to this site is relative whatever the ``Host`` (Werkzeug's
+slash redirects named it).  A ``GRIDMAP_PUBLIC_URL`` that is no http(s)
+address stops the app from starting.
 """
 
 import pytest
@@ -62,6 +63,26 @@ def test_forwarded_headers_are_never_read(api, engine):  # noqa: F811
             "X-Forwarded-Prefix": "/" + EVIL, "Forwarded": f"host={EVIL}"}):
         assert response.status_code < 500, url
         assert EVIL not in text and "javascript:" not in text, url
+
+
+def test_redirects_on_this_site_are_relative_whatever_the_host(api, engine):  # noqa: F811
+    samples = _samples(api, engine)
+    client = api.client()
+    redirects = set()
+    for rule in _rules(api.app):
+        url = _url(rule, samples)
+        for variant in {url, url.rstrip("/"), url + "/", url + "?x=1"}:
+            for host in (EVIL, "evil.example/<x>", "[::1"):
+                for method in ("GET", "POST"):
+                    response = client.open(variant or "/", method=method, headers={"Host": host})
+                    response.close()
+                    location = response.headers.get("Location")
+                    if location is None:
+                        continue
+                    assert location.startswith("/") and not location.startswith("//"), (
+                        variant, host, location)
+                    redirects.add(response.status_code)
+    assert {302, 308} <= redirects  # a page to the login form, /m to /m/
 
 
 @pytest.mark.parametrize("value", ["gridmap.example.cn", "ftp://gridmap.example.cn",

@@ -24,10 +24,11 @@ And two rules for every request:
   below that address, whatever ``Host`` the request named (:class:`PublicAddress`).
   Without it the request's ``Host`` is the only address known: set it behind a
   proxy that passes any ``Host`` on.  ``X-Forwarded-*`` headers are never read.
+  A redirect to this site is always relative (:func:`_relative_location`).
 """
 
 import io
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import g, request, session
 
@@ -80,6 +81,24 @@ def _bound_unsized_body():
     environ["wsgi.input"] = io.BytesIO(bytes(body))
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def _relative_location(response):
+    """Make a ``Location`` on this site relative: ``/m/``, not ``http://<Host>/m/``.
+
+    Werkzeug's slash redirects (``/m`` → ``/m/``, a cacheable 308) name the
+    request's ``Host`` header: ``Host: evil.example`` sent the browser there,
+    and a ``Host`` Werkzeug cannot use gave ``http:///m/``, which a browser
+    reads as the host ``m``.  A relative reference is resolved against the
+    address the browser asked for, whatever it was.
+    """
+    location = response.headers.get("Location")
+    if not location:
+        return
+    parts = urlsplit(location)
+    if parts.scheme in ("http", "https") and parts.netloc in ("", request.host):
+        path = "/" + parts.path.lstrip("/")  # never "//host": that names another site
+        response.headers["Location"] = urlunsplit(("", "", path, parts.query, parts.fragment))
 
 
 class PublicAddress:
@@ -143,4 +162,5 @@ def init_app(app):
         if (_personal() and request.endpoint not in ASSET_ENDPOINTS
                 and not (cache.private and cache.no_cache)):
             response.headers["Cache-Control"] = "private, no-store"
+        _relative_location(response)
         return response
