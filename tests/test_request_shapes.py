@@ -187,3 +187,22 @@ def test_every_form_post_refuses_a_repeated_field(api, engine):  # noqa: F811
         assert error["details"]["field"] in ("username", "tag"), where
         assert client.get_cookie("session") is None, where  # nobody logged in
     assert stored_snapshot(engine) == before
+
+
+def test_every_post_refuses_a_multipart_body_without_its_boundary(api, engine):  # noqa: F811
+    samples = _samples(api, engine)
+    api.app.config["WTF_CSRF_ENABLED"] = False  # the rule itself, not the CSRF token's
+    before = stored_snapshot(engine)
+    part = (b'--zz\r\nContent-Disposition: form-data; name="photo"; filename="a.png"\r\n\r\n'
+            + image_bytes() + b"\r\n--zz--\r\n")
+    for rule in _rules(api.app):
+        if "POST" not in rule.methods:
+            continue
+        response = api.call("POST", _url(rule, samples), "admin", data=part,
+                            content_type="multipart/form-data")
+        where = f"{rule.rule}: {response.status_code}"
+        assert response.status_code == 400, where
+        error = _error(response, where)
+        assert error["code"] == "invalid_multipart", where
+        assert error["details"]["header"] == "Content-Type", where
+    assert stored_snapshot(engine) == before

@@ -79,13 +79,19 @@ def check_query():
     One rule for every route, so a new route cannot forget it: a parameter
     or a form field given twice is 400 ``repeated_parameter`` (which of the
     two would a cache, a proxy or the route read?  ``username=admin&
-    username=viewer`` logged in as the first), and an ``/api`` route takes only
+    username=viewer`` logged in as the first), a multipart body without its
+    boundary is 400 ``invalid_multipart``, and an ``/api`` route takes only
     the query parameters its operation declares in :func:`openapi_document`
     (422 ``unknown_parameter`` naming the allowed ones), so the document and
     the routes cannot drift apart.
     """
     for name in request.args:
         single_arg(name)
+    if request.mimetype == "multipart/form-data" and not request.mimetype_params.get("boundary"):
+        # Werkzeug reads such a body as no fields at all: "send the photo" hid the reason.
+        raise BadRequestError("a multipart/form-data body needs the boundary parameter in its "
+                              "Content-Type", code="invalid_multipart",
+                              details={"header": "Content-Type"})
     if request.mimetype in FORM_TYPES:
         for name in set(request.form) | set(request.files):
             count = len(request.form.getlist(name)) + len(request.files.getlist(name))
