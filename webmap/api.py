@@ -872,7 +872,7 @@ def _complete(paths):
                 codes += VERSIONED_ERRORS
             responses = op["responses"]
             for code in codes:
-                name = "Unavailable" if code == "503" else "Error"
+                name = {"503": "Unavailable", "401": "Unauthorized"}.get(code, "Error")
                 responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
             ok = [r for c, r in responses.items() if c in ("200", "201")]
             for answer in ok:
@@ -970,6 +970,12 @@ def openapi_document():
             "responses": {
                 "Error": {"description": "Error", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Unauthorized": {"description": "No credentials, or a token refused",
+                                 "headers": {"WWW-Authenticate": _header(
+                                     'Bearer realm="gridmap", with error="invalid_token" '
+                                     "when a token was refused")},
+                                 "content": {"application/json": {"schema": {
+                                     "$ref": "#/components/schemas/Error"}}}},
                 "Unavailable": {"description": "The database is down or busy: retry later",
                                 "headers": {"Retry-After": _header(
                                     "Seconds to wait", {"type": "integer", "minimum": 0})},
