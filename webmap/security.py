@@ -16,9 +16,9 @@
 
 And two rules for every request:
 
-* A body of unknown length (``Transfer-Encoding: chunked``) is held to
-  ``GRIDMAP_MAX_UPLOAD_MB`` as one with a ``Content-Length`` is
-  (:func:`_bound_unsized_body`).
+* A body over ``GRIDMAP_MAX_UPLOAD_MB`` is 413 before any other check, and
+  one of unknown length (``Transfer-Encoding: chunked``) is held to it as one
+  with a ``Content-Length`` is (:func:`_bound_body`).
 * With ``GRIDMAP_PUBLIC_URL`` set, every absolute link an answer carries (the
   OGC API's ``links``, paging ``Link`` headers, the OpenAPI ``servers``) is
   below that address, whatever ``Host`` the request named (:class:`PublicAddress`).
@@ -55,21 +55,29 @@ def _personal():
     return g.get("user") is not None or session.modified
 
 
-def _bound_unsized_body():
-    """Read a body sent without ``Content-Length`` up to the cap: 413 beyond it.
+def _bound_body():
+    """Refuse a body over the cap (413) before anything reads or judges it.
 
-    Behind gunicorn (or any server that marks ``wsgi.input_terminated``)
-    Werkzeug caps such a body at ``MAX_CONTENT_LENGTH`` by stopping there:
-    ``request.get_data()`` and the form parser returned the first bytes, so
-    an over-cap JSON body padded with blanks was stored as its valid prefix,
-    and an over-cap login form lost its CSRF token (400 instead of 413).  The
-    body is read here once, at most one byte over the cap, and handed on with
-    its length, so every reader sees either all of it or a 413.
+    A body with a ``Content-Length`` over ``MAX_CONTENT_LENGTH`` is refused
+    here, so no other check (a multipart boundary, a repeated field) answers
+    first.  Behind gunicorn (or any server that marks ``wsgi.input_terminated``)
+    Werkzeug caps a body without ``Content-Length`` (``chunked``) by stopping
+    at the cap: ``request.get_data()`` and the form parser returned the first
+    bytes, so an over-cap JSON body padded with blanks was stored as its
+    valid prefix, and an over-cap login form lost its CSRF token (400, not
+    413).  Such a body is read here once, at most one byte over the cap, and
+    handed on with its length, so every reader sees either all of it or a 413.
     """
     environ, limit = request.environ, request.max_content_length
-    if (limit is None or "wsgi.input_terminated" not in environ
-            or get_content_length(environ) is not None):
+    if limit is None:
         return
+    length = get_content_length(environ)
+    if length is not None:
+        if length > limit:
+            raise RequestEntityTooLarge()
+        return
+    if "wsgi.input_terminated" not in environ:
+        return  # Werkzeug reads no body at all then
     stream, body = environ["wsgi.input"], bytearray()
     while len(body) <= limit:
         chunk = stream.read(limit + 1 - len(body))
@@ -138,7 +146,7 @@ def init_app(app):
     """
     settings = app.config["GRIDMAP"]
     secure = settings.secure_cookies
-    app.before_request(_bound_unsized_body)
+    app.before_request(_bound_body)
     if settings.public_url:
         try:
             public_url = check_base_url(settings.public_url)
