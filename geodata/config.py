@@ -38,7 +38,9 @@
 ``GRIDMAP_PUBLIC_URL``     The service's public address as phones reach it
                            (e.g. ``https://gridmap.example.cn``): the QR codes
                            of grid boards point below it (``gridmap boards
-                           --base-url`` overrides it).
+                           --base-url`` overrides it), as do the absolute links
+                           the web service answers, whatever ``Host`` a request
+                           names (:class:`webmap.security.PublicAddress`).
 ``GRIDMAP_FAULTS_ENABLED`` ``true`` arms the test-only fault switch below
                            outside tests (default ``false``).
 ``GRIDMAP_FAULT_DROP_RESPONSE_RATE`` Share (0..1) of ``POST /api/...``

@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
 from geodata import answer_schemas, creditcode, domains
 from geodata.config import Settings
-from geodata.errors import BadRequestError, NotFoundError, ValidationError
+from geodata.errors import BadRequestError, FeatureError, NotFoundError, ValidationError
 from geodata.hidden import hidden_units_page
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.periods import local_today
@@ -68,19 +68,40 @@ def declared_parameters():
             for method, op in operations.items()}
 
 
+#: Bodies whose fields Werkzeug reads into ``request.form`` and ``request.files``.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 @bp.before_app_request
 def check_query():
-    """Refuse a repeated query parameter anywhere, and under ``/api`` an undeclared one.
+    """Refuse a repeated query parameter or form field anywhere, and under ``/api`` an
+    undeclared parameter.
 
     One rule for every route, so a new route cannot forget it: a parameter
-    given twice is 400 ``repeated_parameter`` (which of the two would a
-    cache, a proxy or the route read?), and an ``/api`` route takes only
+    given twice is 400 ``repeated_parameter`` and a form field given twice
+    422 ``invalid_value`` (which of the two would a cache, a proxy or the
+    route read?  ``username=admin&username=viewer`` logged in as the first),
+    a multipart body without its boundary is 400 ``invalid_multipart``, and
+    an ``/api`` route takes only
     the query parameters its operation declares in :func:`openapi_document`
     (422 ``unknown_parameter`` naming the allowed ones), so the document and
     the routes cannot drift apart.
     """
     for name in request.args:
         single_arg(name)
+    if request.mimetype == "multipart/form-data" and not request.mimetype_params.get("boundary"):
+        # Werkzeug reads such a body as no fields at all: "send the photo" hid the reason.
+        raise BadRequestError("a multipart/form-data body needs the boundary parameter in its "
+                              "Content-Type", code="invalid_multipart",
+                              details={"header": "Content-Type"})
+    if request.mimetype in FORM_TYPES:
+        for name in set(request.form) | set(request.files):
+            count = len(request.form.getlist(name)) + len(request.files.getlist(name))
+            if count > 1:
+                # 422 as the photo forms answered it first (tests/test_ledger_parity.py)
+                raise ValidationError(f"send the form field {name[:80]!r} once, not {count} "
+                                      "times", code="invalid_value",
+                                      details={"field": name[:80]})
     rule = request.url_rule
     if rule is None or not rule.rule.startswith("/api/"):
         return
@@ -98,6 +119,66 @@ def check_query():
 def _document_path(rule):
     # The OpenAPI path of a URL rule (``<int:hazard_id>`` → ``{hazard_id}``); rules are few.
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
+
+
+@functools.lru_cache(maxsize=None)
+def declared_bodies():
+    """``{(OpenAPI path, METHOD): schema}`` of every documented JSON request body."""
+    return {(path, method.upper()): schema
+            for path, operations in openapi_document()["paths"].items()
+            for method, op in operations.items()
+            for schema in [op.get("requestBody", {}).get("content", {})
+                           .get("application/json", {}).get("schema")] if schema}
+
+
+def check_members(data):
+    """Refuse a member of this request's JSON body whose shape is not the one documented.
+
+    One rule for every JSON write, read from :func:`openapi_document`: a
+    member declared an object, an array or an integer must be one (422
+    ``invalid_type``), an integer within its documented range and an array
+    within its documented length (422 ``invalid_value``), at any depth.
+    Routes read members with ``data.get(...)``, and a falsy value of another
+    type passed for absent there: ``"supervision": []`` recorded a step
+    without its record, ``"neighbours": false`` reshaped with no neighbour,
+    and a version outside its range was answered 409 ``stale_version``.
+    ``null`` stays "absent"; text, numbers and geometries keep their own
+    readers (:mod:`geodata.domains`, :func:`geodata.geometry.geometry_member`).
+    """
+    rule = request.url_rule
+    schema = declared_bodies().get((_document_path(rule.rule), request.method))
+    if schema is not None:
+        for name, member in schema.get("properties", {}).items():
+            _check_member(data.get(name), member, name)
+
+
+def _check_member(value, schema, field):
+    kind = schema.get("type")
+    if value is None or "coordinates" in schema.get("required", ()):
+        return  # absent, or a geometry (geometry_member says what is wrong with it)
+    if kind == "integer":
+        domains.integer(value, field, minimum=schema.get("minimum", domains.INT64_MIN),
+                        maximum=schema.get("maximum", domains.INT64_MAX))
+    elif kind == "object":
+        if not isinstance(value, dict):
+            raise FeatureError(f"must be a JSON object, got {type(value).__name__}",
+                               code="invalid_type", field=field, domain="object")
+        extra = schema.get("additionalProperties")
+        for name, item in value.items():
+            member = schema.get("properties", {}).get(name, extra)
+            if isinstance(member, dict):
+                _check_member(item, member, f"{field}.{name[:80]}")
+    elif kind == "array":
+        if not isinstance(value, list):
+            raise FeatureError(f"must be a JSON array, got {type(value).__name__}",
+                               code="invalid_type", field=field, domain="array")
+        low, high = schema.get("minItems", 0), schema.get("maxItems")
+        if len(value) < low or (high is not None and len(value) > high):
+            limits = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise FeatureError(f"must hold {limits} items, got {len(value)}",
+                               code="invalid_value", field=field, domain="array")
+        for item in value:
+            _check_member(item, schema.get("items", {}), field)
 
 
 def single_arg(name):
@@ -806,7 +887,7 @@ def _complete(paths):
                 codes += VERSIONED_ERRORS
             responses = op["responses"]
             for code in codes:
-                name = "Unavailable" if code == "503" else "Error"
+                name = {"503": "Unavailable", "401": "Unauthorized"}.get(code, "Error")
                 responses.setdefault(code, {"$ref": f"#/components/responses/{name}"})
             ok = [r for c, r in responses.items() if c in ("200", "201")]
             for answer in ok:
@@ -908,6 +989,12 @@ def openapi_document():
             "responses": {
                 "Error": {"description": "Error", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Error"}}}},
+                "Unauthorized": {"description": "No credentials, or a token refused",
+                                 "headers": {"WWW-Authenticate": _header(
+                                     'Bearer realm="gridmap", with error="invalid_token" '
+                                     "when a token was refused")},
+                                 "content": {"application/json": {"schema": {
+                                     "$ref": "#/components/schemas/Error"}}}},
                 "Unavailable": {"description": "The database is down or busy: retry later",
                                 "headers": {"Retry-After": _header(
                                     "Seconds to wait", {"type": "integer", "minimum": 0})},

@@ -156,8 +156,9 @@ def send_export(body, fmt, name, park):
     # The park code is stored text: only letters, digits, '-' and '_' of it reach the
     # header, and send_file quotes the name (RFC 6266, filename* for non-ASCII).
     code = re.sub(r"[^\w-]+", "_", park.code)
+    # "text/csv" alone: send_file adds "; charset=utf-8" to a text type itself (a second one).
     response = send_file(io.BytesIO(body), as_attachment=True,
                          download_name=f"{name}-{code}-{local_today().isoformat()}.{fmt}",
-                         mimetype="text/csv; charset=utf-8" if fmt == "csv" else XLSX)
+                         mimetype="text/csv" if fmt == "csv" else XLSX)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

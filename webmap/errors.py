@@ -21,10 +21,18 @@ def _response(status, code, message, details=None, headers=None):
 
 
 def error_response(exc):
-    """The JSON response of a :class:`~geodata.errors.GridmapError` (503s get ``Retry-After``)."""
+    """The JSON response of a :class:`~geodata.errors.GridmapError`.
+
+    503s get ``Retry-After``; 401s the ``WWW-Authenticate`` challenge RFC 9110
+    requires of every 401 (RFC 6750's ``Bearer``, with ``error="invalid_token"``
+    for a token refused; a cookie session logs in at ``/login``).
+    """
     headers = {}
     if exc.http_status == 503:
         headers["Retry-After"] = str(exc.details.get("retry_after", 5))
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="gridmap"' + (
+            ', error="invalid_token"' if exc.code == "invalid_token" else "")
     return _response(exc.http_status, exc.code, exc.message, exc.details, headers)
 
 

@@ -37,7 +37,7 @@ from geodata.geometry import geometry_member, parse_json
 from geodata.photos import prepare
 from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
-from webmap.api import page_args, paged, parse_bool, parse_int
+from webmap.api import check_members, page_args, paged, parse_bool, parse_int
 from webmap.auth import csrf, current_actor
 from webmap.conditional import expected_version as _expected_version, not_modified
 # edit_api imports these two under their old private names from here.
@@ -63,7 +63,10 @@ class UnsupportedMediaTypeError(GridmapError):
 
 
 def _body(allowed):
-    """Parse the JSON object body, allowing only the ``allowed`` fields."""
+    """Parse the JSON object body: only the ``allowed`` fields, each of its documented shape.
+
+    The shapes are the OpenAPI document's (:func:`webmap.api.check_members`).
+    """
     if request.mimetype != "application/json":
         raise UnsupportedMediaTypeError(
             f"send the body as application/json, not {request.mimetype or 'nothing'!r}")
@@ -75,6 +78,7 @@ def _body(allowed):
         raise ValidationError(f"unknown fields: {', '.join(unknown)[:200]}",
                               code="unknown_property",
                               details={"field": unknown[0][:80], "allowed": sorted(allowed)})
+    check_members(data)
     return data
 
 
@@ -236,8 +240,9 @@ def read_photo_upload(default_tag):
 
     The one reader of hazard and visit photos: the fields are ``photo`` and
     ``tag`` (:func:`geodata.services.photos.photo_tag`, ``default_tag`` when
-    absent), each once; any other is 422 ``unknown_property``, as in a JSON
-    body, rather than dropped while the client believes it was kept.
+    absent), each once (:func:`webmap.api.check_query`); any other is 422
+    ``unknown_property``, as in a JSON body, rather than dropped while the
+    client believes it was kept.
     Checks the role (create) and, for a browser session, the CSRF token; the
     image is decoded and re-encoded (:func:`geodata.photos.prepare`) here,
     before any write transaction: it can take a second, and SQLite's single
@@ -259,9 +264,11 @@ def read_photo_upload(default_tag):
         raise ValidationError(f"unknown fields: {', '.join(unknown)[:200]}",
                               code="unknown_property",
                               details={"field": unknown[0][:80], "allowed": list(PHOTO_FIELDS)})
-    for name in PHOTO_FIELDS:
-        if len(request.form.getlist(name)) + len(request.files.getlist(name)) > 1:
-            raise ValidationError(f"send the field {name!r} once", code="invalid_value",
+    # A part of the other kind (the tag sent as a file, the photo as text) was read as absent:
+    # the photo was stored with the default tag while the client believed it sent another.
+    for name, wrong, kind in (("photo", request.form, "a file"), ("tag", request.files, "text")):
+        if name in wrong:
+            raise ValidationError(f"send the field {name!r} as {kind}", code="invalid_type",
                                   details={"field": name})
     upload = request.files.get("photo")
     if upload is None:

@@ -33,7 +33,7 @@ bp = Blueprint("weekly_pages", __name__, template_folder=str(TEMPLATES))
 #: Roles that may see the assessment (people's figures and scores).
 ASSESSORS = frozenset({"supervisor", "planner", "admin"})
 MEDIA = {".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-         ".html": "text/html; charset=utf-8", ".pdf": "application/pdf"}
+         ".html": "text/html", ".pdf": "application/pdf"}
 
 
 @bp.after_request
