@@ -124,7 +124,9 @@ BAD_CLOSES = [
     ({"checked_at": "9999-12-31T23:59:59-14:00"}, 422, "invalid_value"),
     ({"photo_id": 2**70}, 422, "invalid_value"),
     ({"photo_id": -(2**70)}, 422, "invalid_value"),
-    ({"photo_id": 2**31}, 422, "unknown_photo"),
+    # past the id domain the document declares (1..ID_MAX): refused as a value, not looked up
+    ({"photo_id": 2**31}, 422, "invalid_value"),
+    ({"photo_id": 2**31 - 1}, 422, "unknown_photo"),
     ({"photo_id": True}, 422, "invalid_type"),
     # the supervisor is the acting user: any other name is refused, one outside the person
     # text domain (the document's) as such first
