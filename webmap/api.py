@@ -17,7 +17,7 @@ from werkzeug.routing import IntegerConverter, ValidationError as NoMatch
 
 from geodata import answer_schemas, creditcode, domains
 from geodata.config import Settings
-from geodata.errors import BadRequestError, FeatureError, NotFoundError, ValidationError
+from geodata.errors import BadRequestError, NotFoundError, ValidationError
 from geodata.hidden import hidden_units_page
 from geodata.models import HAZARD_LEVELS, HAZARD_STATUSES
 from geodata.periods import local_today
@@ -160,23 +160,15 @@ def _check_member(value, schema, field):
         domains.integer(value, field, minimum=schema.get("minimum", domains.INT64_MIN),
                         maximum=schema.get("maximum", domains.INT64_MAX))
     elif kind == "object":
-        if not isinstance(value, dict):
-            raise FeatureError(f"must be a JSON object, got {type(value).__name__}",
-                               code="invalid_type", field=field, domain="object")
+        domains.members(value, field)
         extra = schema.get("additionalProperties")
         for name, item in value.items():
             member = schema.get("properties", {}).get(name, extra)
             if isinstance(member, dict):
                 _check_member(item, member, f"{field}.{name[:80]}")
     elif kind == "array":
-        if not isinstance(value, list):
-            raise FeatureError(f"must be a JSON array, got {type(value).__name__}",
-                               code="invalid_type", field=field, domain="array")
-        low, high = schema.get("minItems", 0), schema.get("maxItems")
-        if len(value) < low or (high is not None and len(value) > high):
-            limits = f"{low} to {high}" if high is not None else f"at least {low}"
-            raise FeatureError(f"must hold {limits} items, got {len(value)}",
-                               code="invalid_value", field=field, domain="array")
+        domains.items(value, field, minimum=schema.get("minItems", 0),
+                      maximum=schema.get("maxItems"))
         for item in value:
             _check_member(item, schema.get("items", {}), field)
 
