@@ -291,21 +291,21 @@ def grid_tile(code, z, x, y):
 
     ``Cache-Control: no-cache``: browsers keep the tile but revalidate it on
     each use, so an edit or a hazard shows at once and an unchanged tile
-    costs a 304 (no tile is built).  ``private``: tiles follow the API's
-    access rules, so shared caches must not keep them.
+    costs a 304 (built, not sent: the ETag is its digest, which any writer's
+    change moves).  ``private``: tiles follow the API's access rules, so
+    shared caches must not keep them.
     """
     session = get_session()
     park_ = get_park(session, code)
     level = parse_int("level", single_arg("level"), 1, 9, default=1)
-    tiles.check_tile(z, x, y)
-    etag = tiles.tile_etag(session, park_, level, today())
+    tile = tiles.grid_tile(session, park_, z, x, y, today=today(), level=level)
+    etag = tiles.tile_etag(tile)
     # The weak comparison (RFC 9110 section 13.1.2): a compressing proxy weakens the tag.
     if request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
     else:
-        response = current_app.response_class(
-            tiles.grid_tile(session, park_, z, x, y, today=today(), level=level),
-            mimetype="application/vnd.mapbox-vector-tile")
+        response = current_app.response_class(tile,
+                                              mimetype="application/vnd.mapbox-vector-tile")
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
