@@ -487,9 +487,9 @@ def _json_op(summary, params, body, *, method="post", ok="200", secured=True, an
 
 
 def _versioned_get(summary, params, answer=None):
-    """A GET of one versioned thing: its version is the ETag, and 304 on ``If-None-Match``."""
+    """A GET of one versioned thing: ETag ``"<version>.<digest>"``, 304 on ``If-None-Match``."""
     operation = _json_op(summary, params + [_IF_NONE_MATCH], None, method="get", answer=answer)
-    # Marks the ETag as the row's version, the one its writes take in If-Match.
+    # Marks the ETag as led by the row's version, the one its writes take in If-Match.
     operation["get"]["x-etag"] = "version"
     return operation
 
@@ -817,11 +817,13 @@ def _complete(paths):
                     headers["Link"] = _header('<next page>; rel="next" while rows are left',
                                               required=False)
                 if op.get("x-etag") or "If-Match" in names or "Idempotency-Key" in names:
-                    headers["ETag"] = _header("The version (strong ETag)", required=False)
+                    headers["ETag"] = _header("The version, on a read with the answer's digest "
+                                              "(strong ETag, a valid If-Match)", required=False)
                 if "201" in responses and answer is responses["201"]:
                     headers["Location"] = _header("The new thing's address")
             if "If-None-Match" in names:
-                # A row's ETag is its version; a tile's or photo's is a digest.
+                # A row's ETag is its version and the answer's digest; a tile's or photo's a
+                # digest.
                 etag = _header("The current ETag", {"type": "string", "pattern": _ETAGS}
                                if op.get("x-etag") else None)
                 responses["304"] = {"description": "Not modified (If-None-Match holds the "
