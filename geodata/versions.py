@@ -6,7 +6,8 @@ when the row moved on: ``If-Match`` → 412 ``precondition_failed``, a body
 ``version`` → 409 ``stale_version``.  One reading of ``If-Match`` for every
 route and the CLI's ``--if-match``:
 
-* ``"3"`` and ``W/"3"``: version 3.  The weak form is accepted because a
+* ``"3"`` and ``W/"3"``: version 3; so is a read's ETag ``"3.<digest>"``
+  (the digest of the answer it came with).  The weak form is accepted because a
   compressing proxy (nginx ``gzip``) weakens the ETags it passes on, and the
   number is the whole of the version either way.
 * ``"2", "3"``: a list matches when the row is at any of its versions
@@ -32,8 +33,10 @@ ANY = "*"
 _MEMBER = re.compile(r'[ \t]*(?:W/)?"([^"\x00-\x20\x7f]*)"[ \t]*(?:,|$)')
 #: An empty list member, which RFC 9110 section 5.6.1 says to skip.
 _EMPTY = re.compile(r"[ \t]*,")
-#: A version as this service writes it: canonical decimal, far below 2^63.
-_VERSION = re.compile(r"0|[1-9][0-9]{0,17}")
+#: A version as this service writes it: canonical decimal, far below 2^63; a read's ETag
+#: adds its body's digest (``"3.9f86d081884c7d65"``, :func:`webmap.conditional.answer`),
+#: which a write does not check: the version is what it locks on.
+_VERSION = re.compile(r"(0|[1-9][0-9]{0,17})(?:\.[0-9a-f]{16})?")
 _EXAMPLE = 'send the quoted version from the ETag you read, e.g. If-Match: "3"'
 
 
@@ -79,9 +82,10 @@ def parse_if_match(header):
         match = _MEMBER.match(text, position)
         if match is None or match.end() == position:
             raise _invalid(text, BadRequestError)
-        if not _VERSION.fullmatch(match.group(1)):
+        version = _VERSION.fullmatch(match.group(1))
+        if version is None:
             raise _invalid(text)
-        versions.add(int(match.group(1)))
+        versions.add(int(version.group(1)))
         position = match.end()
     if not versions:
         raise _invalid(text)

@@ -55,7 +55,7 @@ def test_whole_loop_through_the_api(api):
     created = api.create()
     assert created.status_code == 201, created.json
     h = created.json
-    assert created.headers["ETag"] == '"1"' and created.headers["Location"].endswith(
+    assert created.headers["ETag"].startswith('"1.') and created.headers["Location"].endswith(
         f"/api/hazards/{h['id']}")
     assert (h["status"], h["grid"]["code"], h["code"][:2]) == ("found", "T-004", "YH")
     assert h["allowed_transitions"] == ["rectifying", "supervising"]
@@ -82,9 +82,9 @@ def test_whole_loop_through_the_api(api):
     assert [r["outcome"] for r in history["supervisions"]] == [
         "rejected", "passed", "recheck_failed"]
     got = api.call("GET", f"/api/hazards/{hid}", "viewer")
-    assert got.json["allowed_transitions"] == [] and got.headers["ETag"] == f'"{v + 1}"'
+    assert got.json["allowed_transitions"] == [] and got.headers["ETag"].startswith(f'"{v + 1}.')
     assert api.call("GET", f"/api/hazards/{hid}", "viewer",
-                    headers={"If-None-Match": f'"{v + 1}"'}).status_code == 304
+                    headers={"If-None-Match": got.headers["ETag"]}).status_code == 304
     listed = api.call("GET", "/api/hazards?park=T&status=rectifying&escalation=county",
                       "viewer").json
     assert listed["total"] == 1 and listed["hazards"][0]["id"] == hid

@@ -88,7 +88,7 @@ def test_whole_loop_through_the_api(api):
     created = api.create(source="走访")
     assert created.status_code == 201, created.json
     r = created.json
-    assert created.headers["ETag"] == '"1"'
+    assert created.headers["ETag"].startswith('"1.')
     assert created.headers["Location"].endswith(f"/api/requests/{r['id']}")
     year = local_today().year
     assert (r["code"], r["status"], r["status_name"]) == (f"SQ{year}-0001", "accepted", "受理")
@@ -110,7 +110,8 @@ def test_whole_loop_through_the_api(api):
     for to, role, fields in steps:
         response = api.move(rid, to, v, role, **fields)
         assert response.status_code == 200, (to, response.json)
-        assert response.json["version"] == v + 1 and response.headers["ETag"] == f'"{v + 1}"'
+        assert response.json["version"] == v + 1
+        assert response.headers["ETag"].startswith(f'"{v + 1}.')
         v += 1
         if fields.get("satisfaction") == "不满意":  # 不满意 reopens
             assert response.json["status"] == "in_progress"
@@ -121,7 +122,7 @@ def test_whole_loop_through_the_api(api):
     assert final.json["satisfaction_name"] == "满意" and final.json["allowed_transitions"] == []
     assert final.json["department"] == "县人社局" and final.json["resolution"].startswith("对接")
     assert api.call("GET", f"/api/requests/{rid}", "viewer",
-                    headers={"If-None-Match": f'"{v}"'}).status_code == 304
+                    headers={"If-None-Match": final.headers["ETag"]}).status_code == 304
     events = api.call("GET", f"/api/requests/{rid}/history", "viewer").json["events"]
     assert [(e["action"], e["from"], e["to"]) for e in events] == [
         ("accept", None, "accepted"), ("assign", "accepted", "assigned"),

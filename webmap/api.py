@@ -364,21 +364,21 @@ def grid_tile(code, z, x, y):
 
     ``Cache-Control: no-cache``: browsers keep the tile but revalidate it on
     each use, so an edit or a hazard shows at once and an unchanged tile
-    costs a 304 (no tile is built).  ``private``: tiles follow the API's
-    access rules, so shared caches must not keep them.
+    costs a 304 (built, not sent: the ETag is its digest, which any writer's
+    change moves).  ``private``: tiles follow the API's access rules, so
+    shared caches must not keep them.
     """
     session = get_session()
     park_ = get_park(session, code)
     level = parse_int("level", single_arg("level"), 1, 9, default=1)
-    tiles.check_tile(z, x, y)
-    etag = tiles.tile_etag(session, park_, level, today())
+    tile = tiles.grid_tile(session, park_, z, x, y, today=today(), level=level)
+    etag = tiles.tile_etag(tile)
     # The weak comparison (RFC 9110 section 13.1.2): a compressing proxy weakens the tag.
     if request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
     else:
-        response = current_app.response_class(
-            tiles.grid_tile(session, park_, z, x, y, today=today(), level=level),
-            mimetype="application/vnd.mapbox-vector-tile")
+        response = current_app.response_class(tile,
+                                              mimetype="application/vnd.mapbox-vector-tile")
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
     return response
@@ -560,9 +560,9 @@ def _json_op(summary, params, body, *, method="post", ok="200", secured=True, an
 
 
 def _versioned_get(summary, params, answer=None):
-    """A GET of one versioned thing: its version is the ETag, and 304 on ``If-None-Match``."""
+    """A GET of one versioned thing: ETag ``"<version>.<digest>"``, 304 on ``If-None-Match``."""
     operation = _json_op(summary, params + [_IF_NONE_MATCH], None, method="get", answer=answer)
-    # Marks the ETag as the row's version, the one its writes take in If-Match.
+    # Marks the ETag as led by the row's version, the one its writes take in If-Match.
     operation["get"]["x-etag"] = "version"
     return operation
 
@@ -890,11 +890,13 @@ def _complete(paths):
                     headers["Link"] = _header('<next page>; rel="next" while rows are left',
                                               required=False)
                 if op.get("x-etag") or "If-Match" in names or "Idempotency-Key" in names:
-                    headers["ETag"] = _header("The version (strong ETag)", required=False)
+                    headers["ETag"] = _header("The version, on a read with the answer's digest "
+                                              "(strong ETag, a valid If-Match)", required=False)
                 if "201" in responses and answer is responses["201"]:
                     headers["Location"] = _header("The new thing's address")
             if "If-None-Match" in names:
-                # A row's ETag is its version; a tile's or photo's is a digest.
+                # A row's ETag is its version and the answer's digest; a tile's or photo's a
+                # digest.
                 etag = _header("The current ETag", {"type": "string", "pattern": _ETAGS}
                                if op.get("x-etag") else None)
                 responses["304"] = {"description": "Not modified (If-None-Match holds the "

@@ -7,7 +7,8 @@ GET      /api/parks/<code>/edits                 the park's edit history (newest
 GET      /api/parks/<code>/edits/state           level-1 grids at full precision (code,
                                                  name, version, area), the coverage
                                                  status with problem geometries;
-                                                 ``ETag`` = the park's version;
+                                                 ``ETag`` = the park's version
+                                                 and the answer's digest;
                                                  ``bbox`` bounds it (required above
                                                  ``GRIDMAP_API_PAGE_MAX`` grids)
 POST     /api/parks/<code>/edits/draw            ``{geometry, name?, reason}``
@@ -21,7 +22,7 @@ POST     /api/parks/<code>/edits/retire          ``{code, to?, expected_version?
 
 Only ``planner`` and ``admin`` may edit (403 ``forbidden`` otherwise, 401
 without credentials); reading the history and state needs any login.
-``If-Match: "<park version>"`` is honoured (412 ``precondition_failed``
+``If-Match: "<park version>"`` (or the state's ETag) is honoured (412 ``precondition_failed``
 when the park's grids changed meanwhile); a grid's ``expected_version``
 that is stale is 409 ``stale_version``.  Every edit answers
 :meth:`EditOutcome.to_dict` (added/reshaped/retired codes, the new
@@ -190,7 +191,7 @@ def history(code):
     current_user()
     session = get_session()
     park = get_park(session, code)
-    return conditional.not_modified(park.version) or conditional.with_etag(paged(jsonify(
+    return conditional.answer(paged(jsonify(
         {"park": park.code, "park_version": park.version,
          "edits": edits.park_history(session, park, limit, offset)}),
         edits.count_edits(session, park), limit, offset), park.version)
@@ -271,7 +272,6 @@ def state(code):
         raise ValidationError(f"park {park.code} has more than {page_max()} grids: send the "
                               f"view's bbox (minx,miny,maxx,maxy)", code="bbox_required",
                               details={"parameter": "bbox", "maximum": page_max()})
-    response = conditional.not_modified(park.version) or conditional.with_etag(
-        jsonify(coverage_state(session, park, bbox=bbox, limit=page_max())), park.version)
+    response = jsonify(coverage_state(session, park, bbox=bbox, limit=page_max()))
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return conditional.answer(response, park.version)

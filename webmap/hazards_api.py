@@ -5,7 +5,7 @@ POST     /api/parks/<code>/hazards              log a hazard at a point → 201 
 GET      /api/hazards                           list (``park``, ``status``, ``level``,
                                                 ``escalation``, ``category``, ``grid``,
                                                 ``overdue``, ``limit``, ``offset``)
-GET      /api/hazards/<id>                      one hazard, ``ETag: "<version>"``
+GET      /api/hazards/<id>                      one hazard, ``ETag: "<version>.<digest>"``
 POST     /api/hazards/<id>/transitions          ``{to, note, deadline?, supervision?,
                                                 version?}`` with ``If-Match`` (412) or
                                                 body ``version`` (409)
@@ -39,7 +39,7 @@ from geodata.services import ledger, photos, weekly
 from geodata.services.parks import get_park
 from webmap.api import check_members, page_args, paged, parse_bool, parse_int
 from webmap.auth import csrf, current_actor
-from webmap.conditional import expected_version as _expected_version, not_modified
+from webmap.conditional import answer as _tagged, expected_version as _expected_version
 # edit_api imports these two under their old private names from here.
 from webmap.db import commit_or_rollback as _commit_or_rollback, get_session
 from webmap.db import write_session as _writer
@@ -102,7 +102,7 @@ def _written(session, work):
 def _answer(hazard, item, status=200):
     response = jsonify(item)
     response.status_code = status
-    response.headers["ETag"] = f'"{hazard.version}"'
+    response = _tagged(response, hazard.version)
     if status == 201:
         response.headers["Location"] = url_for("hazards_api.get_hazard", hazard_id=hazard.id)
     return response
@@ -170,10 +170,10 @@ def list_hazards():
 
 @bp.get("/hazards/<int:hazard_id>")
 def get_hazard(hazard_id):
-    """One hazard with its next allowed transitions; ``ETag`` is its version."""
+    """One hazard with its next allowed transitions; ``ETag``: its version and body digest."""
     session = get_session()
     hazard = ledger.get_hazard(session, hazard_id, actor=current_actor(session, "read"))
-    return not_modified(hazard.version) or _one(session, hazard)
+    return _one(session, hazard)
 
 
 def target_state(data):

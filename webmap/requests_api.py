@@ -5,7 +5,7 @@ POST     /api/parks/<code>/requests             take a request (受理) → 201 
 GET      /api/requests                          list (``park``, ``status``, ``category``,
                                                 ``grid``, ``enterprise``, ``overdue``,
                                                 ``source``, ``limit``, ``offset``)
-GET      /api/requests/<id>                     one request, ``ETag: "<version>"``
+GET      /api/requests/<id>                     one request, ``ETag: "<version>.<digest>"``
 POST     /api/requests/<id>/transitions         ``{to, note?, department?, deadline?,
                                                 responsible?, satisfaction?, version?}``
                                                 with ``If-Match`` (412) or body
@@ -33,7 +33,7 @@ from geodata.services.parks import get_park
 from webmap.api import parse_bool, parse_int, single_arg
 from webmap.auth import csrf, current_actor
 from webmap.db import commit_or_rollback, get_session, write_session
-from webmap.conditional import expected_version, not_modified, with_etag
+from webmap.conditional import answer, expected_version
 from webmap.hazards_api import _body, target_state
 from webmap.idempotency import idempotent
 
@@ -56,7 +56,7 @@ def _one(session, item, status=200):
     (data,) = service.request_dicts(session, [item], role=g.user.role, today=today())
     response = jsonify(data)
     response.status_code = status
-    with_etag(response, item.version)
+    response = answer(response, item.version)
     if status == 201:
         response.headers["Location"] = url_for("requests_api.get_request", request_id=item.id)
     return response
@@ -104,10 +104,10 @@ def list_requests():
 
 @bp.get("/requests/<int:request_id>")
 def get_request(request_id):
-    """One request with its next allowed transitions; ``ETag`` is its version."""
+    """One request with its next allowed transitions; ``ETag``: its version and body digest."""
     session = get_session()
     item = service.get_request(session, request_id, actor=current_actor(session, "read"))
-    return not_modified(item.version) or _one(session, item)
+    return _one(session, item)
 
 
 @bp.post("/requests/<int:request_id>/transitions")

@@ -156,13 +156,18 @@ def cached_grid_layer(session, park, level):
     """Return the cached :class:`_GridLayer`, reloaded when the park's grids changed.
 
     The cache key holds the database URL, the park, the level and a stamp of
-    the grid rows (count, highest id, sum of versions and of areas): every
-    insert, retirement or geometry edit changes it.
+    the grid rows (count, highest id, sum of versions and of areas: every
+    insert, retirement or geometry edit of the services changes it) and the
+    park's coverage stamp, which the database renews on any writer's change
+    of a grid's geometry, code, parent, level or retirement (QGIS and raw
+    SQL change neither version nor area).
     """
+    from geodata.services.coverage import coverage_stamp
+
     active = sa.and_(Grid.park_id == park.id, Grid.active_to.is_(None), Grid.level == level)
     stamp = tuple(session.execute(sa.select(
         sa.func.count(), sa.func.max(Grid.id), sa.func.sum(Grid.version),
-        sa.func.sum(Grid.area_m2)).where(active)).one())
+        sa.func.sum(Grid.area_m2)).where(active)).one()) + (coverage_stamp(session, park),)
     key = (str(session.get_bind().url), park.id, level)
     with _cache_lock:
         hit = _cache.get(key)
