@@ -126,3 +126,22 @@ def test_a_read_etag_is_still_the_if_match_of_its_writes(api, engine):  # noqa: 
     stale = api.call("POST", f"/api/hazards/{ids['hazard_id']}/transitions", "inspector",
                      {"to": "rectifying"}, headers={"If-Match": read.headers["ETag"]})
     assert (stale.status_code, stale.json["error"]["code"]) == (412, "precondition_failed")
+
+
+@pytest.mark.parametrize("url, shows", [
+    ("/api/parks/T/grids?level=1",
+     lambda r: {f["id"]: f["properties"]["name"] for f in r.json["features"]}["T-001"]),
+    ("/api/parks/T/search?q=外部改名",
+     lambda r: [g["code"] for g in r.json if g["kind"] == "grid"]),
+])
+def test_reads_of_the_cached_grid_layer_show_a_raw_rename(api, engine, url, shows):  # noqa: F811
+    """Reads without an ETag show a raw rename at once: the grid layer takes its shapes from
+    the process's cached layer (keyed on the coverage stamp, which a rename does not renew)
+    and its names from the rows; search reads the rows."""
+    before = api.call("GET", url, "admin")
+    assert before.status_code == 200, before.data[:200]
+    _raw(engine, (RENAMED[0], {"code": "T-001"}))
+    after = api.call("GET", url, "admin")
+    assert after.status_code == 200
+    assert shows(after) in ("外部改名", ["T-001"]), (url, after.data[:300])
+    assert shows(before) != shows(after)
