@@ -174,7 +174,8 @@ def plan_transition(state, target, role, *, note="", deadline=None, supervision=
     ------
     ValidationError
         422 ``unknown_status``, ``deadline_required``, ``deadline_in_past``,
-        ``note_required`` or ``supervision_required``.
+        ``note_required``, ``supervision_required``, or ``unknown_property`` for a
+        supervision record sent with a step that keeps none.
     ConflictError
         409 ``illegal_transition`` when the workflow has no such step from
         the current state.
@@ -187,6 +188,12 @@ def plan_transition(state, target, role, *, note="", deadline=None, supervision=
                               details={"field": "note"})
     if step.needs_deadline:
         check_deadline(deadline, today, step.action, "a rectification deadline")
+    # A record sent with a step that keeps none would be dropped with a 200: the sender
+    # believes it was stored.
+    if supervision is not None and not step.supervision:
+        raise ValidationError(f"{step.action} ({step.source} → {step.target}) records no "
+                              "supervision (督导记录): leave supervision out",
+                              code="unknown_property", details={"field": "supervision"})
     # None alone is absent: {} is a record without its note (missing_field supervision.note).
     if step.action == "close" and supervision is None:
         raise ValidationError("closing (销号) needs a supervision record: who checked, when "

@@ -210,6 +210,20 @@ def test_illegal_transitions_change_nothing(api, engine, role, body, headers, st
     assert (ledger_state(engine), table_counts(engine)) == before
 
 
+@pytest.mark.parametrize("to, extra", [("rectifying", {"deadline": "2099-01-01"}),
+                                       ("supervising", {})])
+def test_a_supervision_record_on_a_step_that_keeps_none_is_refused(api, engine, to, extra):
+    """排查 → 整改 or 排查 → 督导 stores no 督导记录: one sent is refused, not dropped."""
+    hid = api.create("T-001").json["id"]
+    before = ledger_state(engine), table_counts(engine)
+    response = api.move(hid, to, 1, supervision={"note": "已督导"}, **extra)
+    assert response.status_code == 422, response.json
+    assert response.json["error"]["code"] == "unknown_property"
+    assert response.json["error"]["details"]["field"] == "supervision"
+    assert (ledger_state(engine), table_counts(engine)) == before
+    assert api.move(hid, to, 1, **extra).status_code == 200
+
+
 def test_version_is_required(api):
     hid = api.create().json["id"]
     response = api.call("POST", f"/api/hazards/{hid}/transitions", "inspector",
