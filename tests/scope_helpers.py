@@ -44,7 +44,8 @@ def _records(session, park, xy, credit, marker, photo_dir):
                                   category="其他", description=f"{marker}-closed", actor=ADMIN)
     for version, to in enumerate(("supervising", "closed"), 1):
         ledger.transition(session, closed.id, to, actor=ADMIN, expected_version=version,
-                          note=f"{marker}-note", supervision={"note": f"{marker}-check"})
+                          note=f"{marker}-note",
+                          supervision={"note": f"{marker}-check"} if to == "closed" else None)
     item = request_service.create_request(
         session, park, enterprise=credit, category="其他",
         description=f"{marker}-request", source="visit", actor=ADMIN)
