@@ -20,7 +20,6 @@ Geometries are EPSG:4326; the area shares compared here are ratios, so
 degrees² are fine and nothing is reported in them.
 """
 
-import threading
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -28,6 +27,7 @@ import numpy as np
 import shapely
 import sqlalchemy as sa
 
+from geodata.caches import StampedCache
 from geodata.models import Enterprise, Grid, ParkSitesStamp
 from geodata.models.base import to_shapes
 from geodata.storage import boxes_filter, in_batches
@@ -195,18 +195,11 @@ def _found(ids, host_ids, sites):
     return _Found(ids[found], as_ids(host), as_ids(registered[found]), reason[found])
 
 
-# The park-wide detection, once per park state: {(database URL, park id): (stamp, _Found)}.
-_cache = {}
-_cache_lock = threading.Lock()
-#: Parks kept: a province's park list (about 100 parks) fits; an entry is a few arrays of
-#: the park's hidden units only.
-_CACHE_SIZE = 512
-
-
-def clear_cache():
-    """Forget every cached detection (a benchmark's cold request; tests that count)."""
-    with _cache_lock:
-        _cache.clear()
+# The park-wide detection, once per park state: {(database URL, park id): _Found}.  Parks
+# kept: a province's park list (about 100 parks) fits; an entry is a few arrays of the
+# park's hidden units only.
+_cache = StampedCache(512)
+clear_cache = _cache.clear
 
 
 def _parks_found(session, park_ids):
@@ -226,21 +219,11 @@ def _parks_found(session, park_ids):
         stamps.update(session.execute(sa.select(ParkSitesStamp.park_id, ParkSitesStamp.stamp)
                                       .where(ParkSitesStamp.park_id.in_(batch))).all())
     url = str(session.get_bind().url)
-    out, missing = {}, []
-    with _cache_lock:
-        for pid in stamps:
-            hit = _cache.get((url, pid))
-            if hit is not None and hit[0] == stamps[pid]:
-                out[pid] = hit[1]
-            else:
-                missing.append(pid)
-    for pid in missing:  # park by park: a province's sites are never in memory at once
+    out = {pid: _cache.get((url, pid), stamp) for pid, stamp in stamps.items()}
+    for pid in [pid for pid, found in out.items() if found is None]:
+        # park by park: a province's sites are never in memory at once
         out[pid] = _found(*_sites(session, pid))
-        with _cache_lock:
-            _cache.pop((url, pid), None)
-            while len(_cache) >= _CACHE_SIZE:
-                _cache.pop(next(iter(_cache)))
-            _cache[(url, pid)] = (stamps[pid], out[pid])
+        _cache.put((url, pid), stamps[pid], out[pid])
     return out
 
 

@@ -248,10 +248,10 @@ def test_a_raw_grid_writer_beside_a_grid_edit_is_a_wait_not_a_deadlock(parks, ba
 
 
 def test_the_cache_is_bounded(parks, monkeypatch):
-    """At most ``_REPORTS_SIZE`` reports are kept (one per park and tolerance); the newest
+    """At most ``_reports.size`` reports are kept (one per park and tolerance); the newest
     answer from the cache."""
     engine, _ = parks
-    monkeypatch.setattr(coverage, "_REPORTS_SIZE", 2)
+    monkeypatch.setattr(coverage._reports, "size", 2)
     with session_scope(engine) as session:
         park = get_park(session, "T")
         for tolerance in (0.01, 0.02, 0.03, 0.04):

@@ -8,12 +8,12 @@ published contacts (格中有人), and enterprises with complete basic records
 """
 
 import gc
-import threading
 from contextlib import contextmanager
 
 import numpy as np
 import sqlalchemy as sa
 
+from geodata.caches import StampedCache
 from geodata.coverage import check_coverage
 from geodata.creditcode import credit_code_problem
 from geodata.models import Enterprise, Grid, GridStaff, Park, ParkCoverageStamp
@@ -290,19 +290,11 @@ def _check_park(session, park, tolerance_m, client, workers_read, threads):
     return result, report
 
 
-# The park's coverage report, once per state of what it reads:
-# {(database URL, park id, tolerance): (stamp, CoverageReport)}.
-_reports = {}
-_reports_lock = threading.Lock()
-#: Parks kept.  An entry is the report: its findings with their geometries (nothing for a
-#: park that tiles), not the grids.
-_REPORTS_SIZE = 64
-
-
-def clear_report_cache():
-    """Forget every cached coverage report (a benchmark's cold request; tests that count)."""
-    with _reports_lock:
-        _reports.clear()
+# The park's coverage report, once per state of what it reads: {(database URL, park id,
+# tolerance): (report, its GeoJSON features or None)}.  Parks kept: an entry is the
+# report, its findings with their geometries (nothing for a park that tiles), not the grids.
+_reports = StampedCache(64)
+clear_report_cache = _reports.clear
 
 
 def coverage_stamp(session, park):
@@ -350,10 +342,10 @@ def coverage_features(session, park, tolerance_m=0.01):
     stamp, report, features = _cached_report(session, park, tolerance_m)
     if features is None:
         features = tuple(report.to_geojson()["features"])
-        with _reports_lock:
-            key = _report_key(session, park, tolerance_m)
-            if _reports.get(key, (None, report))[1] is report:
-                _reports[key] = (stamp, report, features)
+        key = _report_key(session, park, tolerance_m)
+        kept = _reports.get(key, stamp)
+        if kept is not None and kept[0] is report:
+            _reports.put(key, stamp, (report, features), replacing=kept)
     return stamp, features
 
 
@@ -365,20 +357,14 @@ def _cached_report(session, park, tolerance_m):
     """``(stamp, report, features or None)`` from the cache, or computed and cached."""
     stamp = coverage_stamp(session, park)
     key = _report_key(session, park, tolerance_m)
-    with _reports_lock:
-        hit = _reports.get(key)
-    if stamp is not None and hit is not None and hit[0] == stamp:
-        return hit
+    hit = _reports.get(key, stamp)
+    if hit is not None:
+        return (stamp, *hit)
     boundary, epsg = session.execute(sa.select(sa.func.ST_AsBinary(Park.boundary),
                                                Park.metric_epsg).where(Park.id == park.id)).one()
     with _without_cycle_collection():
         cells, codes, parent_codes = grid_cells(session, park)
         report = check_coverage(cells, codes, parent_codes, park=to_shapes([boundary])[0],
                                 tolerance_m=tolerance_m, metric_epsg=epsg)
-    if stamp is not None:
-        with _reports_lock:
-            _reports.pop(key, None)
-            while len(_reports) >= _REPORTS_SIZE:
-                _reports.pop(next(iter(_reports)))
-            _reports[key] = (stamp, report, None)
+    _reports.put(key, stamp, (report, None))
     return stamp, report, None

@@ -14,7 +14,6 @@ park's grids change.  The authoritative geometry is one request away
 (:func:`grid_feature`, or a layer request without ``zoom``).
 """
 
-import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
+from geodata.caches import StampedCache
 from geodata.errors import NotFoundError
 from geodata.hidden import count_hidden_units, hidden_ids, hidden_units_among
 from geodata.models import STAFF_ROLES, Enterprise, Grid, GridStaff, Hazard
@@ -141,15 +141,9 @@ def _simplify_coverage(geoms, tolerance):
     return out
 
 
-_cache = {}
-_cache_lock = threading.Lock()
-_CACHE_SIZE = 16
-
-
-def clear_cache():
-    """Forget every cached grid layer (benchmarks measure cold requests with it)."""
-    with _cache_lock:
-        _cache.clear()
+# The map's grid layer per park and level: {(database URL, park id, level): _GridLayer}.
+_cache = StampedCache(16)
+clear_cache = _cache.clear
 
 
 def cached_grid_layer(session, park, level):
@@ -169,10 +163,9 @@ def cached_grid_layer(session, park, level):
         sa.func.count(), sa.func.max(Grid.id), sa.func.sum(Grid.version),
         sa.func.sum(Grid.area_m2)).where(active)).one()) + (coverage_stamp(session, park),)
     key = (str(session.get_bind().url), park.id, level)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
+    hit = _cache.get(key, stamp)
+    if hit is not None:
+        return hit
     parent = aliased(Grid)
     rows = session.execute(sa.select(Grid.id, Grid.code, Grid.geom, Grid.name, parent.code)
                            .outerjoin(parent, Grid.parent_id == parent.id).where(active)
@@ -184,10 +177,7 @@ def cached_grid_layer(session, park, level):
                        tree=shapely.STRtree(geoms),
                        anchors=shapely.get_coordinates(shapely.point_on_surface(geoms))
                        if len(geoms) else np.empty((0, 2)))
-    with _cache_lock:
-        if len(_cache) >= _CACHE_SIZE:
-            _cache.pop(next(iter(_cache)))
-        _cache[key] = (stamp, layer)
+    _cache.put(key, stamp, layer)
     return layer
 
 
